@@ -1,0 +1,150 @@
+/* lazyvol: the remote format — volume.json (the head) and manifest.json
+ * (the map of one snapshot), and the object keys derived from ids.
+ * Documented for users in lazyvol-format(5).
+ *
+ * Layout under the export root R of the bucket, for export E:
+ *   R/E/volume.json                         the head: current snapshot
+ *   R/E/refs/current.json                   a copy of the head
+ *   R/E/snapshots/S/manifest.json           snapshot S: chunk -> blob map
+ *   R/E/snapshots/S/delta.blob              chunks dirtied since the parent
+ *   R/E/snapshots/S/base.blob               the whole image (compact)
+ *
+ * A manifest lists every chunk that is not all zeros, as extents: runs of
+ * consecutive chunks stored back to back in one blob, each chunk with its
+ * SHA-256.  Its size is O(extents + listed chunks), never O(image size).
+ * Blob references are keys relative to the export root and must match
+ * "E/snapshots/S/(delta|base).blob" with valid ids, so a manifest cannot
+ * name an arbitrary object (clones reference their source's blobs).
+ *
+ * Parsing is defensive: sizes are capped, every field is type- and
+ * range-checked, extents must be sorted, disjoint and inside their blobs.
+ * A bad document is EBADMSG with a message naming the problem.
+ */
+#ifndef LAZYVOL_FORMAT_H
+#define LAZYVOL_FORMAT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "util.h"
+
+#define FORMAT_VERSION 1
+#define CHUNK_SIZE_MIN (64 * 1024)
+#define CHUNK_SIZE_MAX (64 * 1024 * 1024)
+#define CHUNK_SIZE_DEFAULT (4 * 1024 * 1024)
+#define IMAGE_SIZE_MAX (UINT64_C (1) << 62)
+#define VOLUME_JSON_MAX (64 * 1024)
+
+/* Is CHUNK_SIZE a power of two in [CHUNK_SIZE_MIN, CHUNK_SIZE_MAX]? */
+bool chunk_size_valid (uint64_t chunk_size);
+
+/* volume.json: the authoritative head of an export. */
+struct volume_head {
+  char export_id[EXPORT_ID_MAX + 1];
+  uint64_t image_size;
+  uint32_t chunk_size;
+  uint64_t generation;          /* 0 before the first publish */
+  char snapshot_id[SNAPSHOT_ID_LEN + 1]; /* "" before the first publish */
+  char updated[32];             /* ISO 8601 UTC of the last change */
+};
+
+/* Parse volume.json; EXPORT_ID, if not NULL, must match the document's.
+ * 0, or -1 with EBADMSG.
+ */
+int volume_parse (const char *json, size_t len, const char *export_id,
+                  struct volume_head *out);
+/* Serialize a head as pretty JSON (malloc'd, NUL-terminated). */
+char *volume_format (const struct volume_head *head);
+
+enum manifest_kind { MANIFEST_DELTA, MANIFEST_BASE, MANIFEST_CLONE };
+
+struct manifest_blob {
+  char *key;                    /* relative to the export root */
+  uint64_t size;
+};
+
+struct manifest_extent {
+  uint64_t chunk;               /* first chunk of the run */
+  uint64_t count;               /* chunks in the run, >= 1 */
+  uint32_t blob;                /* index into blobs[] */
+  uint64_t offset;              /* byte offset of the first chunk in the blob */
+  uint64_t hash;                /* index into sha[] of the first chunk */
+};
+
+struct manifest {
+  char export_id[EXPORT_ID_MAX + 1];
+  char snapshot_id[SNAPSHOT_ID_LEN + 1];
+  char parent[SNAPSHOT_ID_LEN + 1];     /* "" for the first snapshot */
+  enum manifest_kind kind;
+  uint64_t generation;
+  uint64_t image_size;
+  uint32_t chunk_size;
+  char created[32];
+  char *base_ref;               /* key of the base blob this builds on, or NULL */
+  char cloned_export[EXPORT_ID_MAX + 1];        /* "" unless a clone */
+  char cloned_snapshot[SNAPSHOT_ID_LEN + 1];
+  struct manifest_blob *blobs;
+  size_t nblobs;
+  struct manifest_extent *extents;
+  size_t nextents;
+  unsigned char (*sha)[32];     /* one per listed chunk, in extent order */
+  size_t nsha;
+};
+
+/* Largest manifest.json accepted for an image of CHUNK_COUNT chunks. */
+size_t manifest_max_size (uint64_t chunk_count);
+/* Parse manifest.json.  NULL with EBADMSG if the document is not a valid
+ * manifest; EXPORT_ID and SNAPSHOT_ID, if not NULL, must match it.
+ */
+struct manifest *manifest_parse (const char *json, size_t len,
+                                 const char *export_id,
+                                 const char *snapshot_id);
+/* Serialize a manifest as human-readable JSON (malloc'd). */
+char *manifest_format (const struct manifest *m);
+/* Free a manifest; NULL is allowed. */
+void manifest_free (struct manifest *m);
+
+/* A new empty manifest with the given identity (blobs/extents added with
+ * manifest_add_*).  NULL on out-of-memory.
+ */
+struct manifest *manifest_new (const char *export_id, const char *snapshot_id,
+                               enum manifest_kind kind, uint64_t generation,
+                               uint64_t image_size, uint32_t chunk_size);
+/* Append a blob; returns its index, or -1 on out-of-memory. */
+int manifest_add_blob (struct manifest *m, const char *key, uint64_t size);
+/* Append CHUNK (greater than every chunk added so far), stored in BLOB at
+ * OFFSET with hash SHA; merges into the previous extent when contiguous.
+ * 0 or -1.
+ */
+int manifest_add_chunk (struct manifest *m, uint64_t chunk, uint32_t blob,
+                        uint64_t offset, const unsigned char sha[32]);
+
+/* Where chunk CHUNK lives: false if the manifest does not list it (the
+ * chunk is all zeros).  Otherwise sets the blob key (relative to the export
+ * root), the byte offset in that blob and the expected SHA-256.
+ * O(log extents).
+ */
+bool manifest_find (const struct manifest *m, uint64_t chunk,
+                    const char **blob_key, uint64_t *offset,
+                    const unsigned char **sha);
+/* Bytes of chunk CHUNK in an image (the last chunk may be short). */
+uint32_t chunk_len (uint64_t image_size, uint32_t chunk_size, uint64_t chunk);
+/* Number of chunks of an image. */
+uint64_t chunk_count (uint64_t image_size, uint32_t chunk_size);
+
+/* Object keys.  ROOT is the export root ("" for the bucket's top); ids
+ * must already be valid.  All return malloc'd strings.
+ */
+char *key_volume (const char *root, const char *export_id);
+char *key_refs_current (const char *root, const char *export_id);
+char *key_snapshots_prefix (const char *root, const char *export_id);
+char *key_manifest (const char *root, const char *export_id,
+                    const char *snapshot_id);
+/* Relative blob key as stored in manifests: "E/snapshots/S/KIND.blob". */
+char *key_blob_rel (const char *export_id, const char *snapshot_id,
+                    enum manifest_kind kind);
+/* Full key of a relative key REL under ROOT. */
+char *key_join (const char *root, const char *rel);
+
+#endif /* LAZYVOL_FORMAT_H */

@@ -1,0 +1,63 @@
+/* lazyvol: what a store backend implements (private to common/store*.c).
+ *
+ * store.c owns the public functions: it validates arguments, counts
+ * requests and bytes, and dispatches to these operations.  A backend
+ * reports errors with err_set() using the errno values listed in store.h.
+ */
+#ifndef LAZYVOL_STORE_IMPL_H
+#define LAZYVOL_STORE_IMPL_H
+
+#include <stdatomic.h>
+
+#include "store.h"
+
+struct store_ops {
+  int (*get) (struct store *, const char *key, size_t max,
+              char **data, size_t *len, struct store_obj *info);
+  int (*get_range) (struct store *, const char *key,
+                    uint64_t offset, size_t len, void *buf);
+  int (*head) (struct store *, const char *key, struct store_obj *info);
+  int (*put) (struct store *, const char *key, const void *data, size_t len,
+              enum store_cond cond, const char *etag, struct store_obj *info);
+  int (*delete) (struct store *, const char *key);
+  int (*list) (struct store *, const char *prefix, const char *delimiter,
+               store_list_fn fn, void *opaque);
+  struct store_upload *(*upload_begin) (struct store *, const char *key);
+  int (*upload_part) (struct store_upload *, unsigned partno,
+                      uint64_t offset, const void *data, size_t len);
+  int (*upload_complete) (struct store_upload *);
+  void (*upload_abort) (struct store_upload *);
+  int (*upload_abort_id) (struct store *, const char *key, const char *id);
+  void (*close) (struct store *);
+};
+
+/* Counters, updated with relaxed atomics from any thread. */
+struct store_counters {
+  _Atomic uint64_t requests, errors, retries, bytes_in, bytes_out;
+  _Atomic uint64_t range_gets, range_get_ns;
+};
+
+/* The common head of every backend's store; backends embed it first. */
+struct store {
+  const struct store_ops *ops;
+  char *describe;
+  struct store_counters stats;
+};
+
+/* The common head of every backend's upload; backends embed it first. */
+struct store_upload {
+  struct store *st;
+  char *key;
+  char *id;
+};
+
+/* Open a file-backed store rooted at directory CFG->bucket. */
+struct store *store_file_open (const struct store_config *cfg);
+/* Open an S3 (or R2) store. */
+struct store *store_s3_open (const struct store_config *cfg);
+
+/* Count one request (and its retries, payload bytes in and out). */
+void store_count (struct store *st, unsigned retries,
+                  uint64_t bytes_in, uint64_t bytes_out, bool failed);
+
+#endif /* LAZYVOL_STORE_IMPL_H */

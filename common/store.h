@@ -1,0 +1,144 @@
+/* lazyvol: one small interface for object stores.
+ *
+ * Backends: "file" (a local directory is the bucket; key K is the file
+ * DIR/K), "s3" (any S3-compatible endpoint, SigV4 over libcurl) and "r2"
+ * (s3 with Cloudflare's endpoint, region "auto", path-style).
+ *
+ * Every function is safe to call from many threads at once on one store.
+ * Errors are reported with err_set() and these errno values, which callers
+ * rely on:
+ *   ENOENT        the object does not exist (404)
+ *   ESTALE        a conditional write's precondition failed (412, 409)
+ *   ENOTSUP       the store cannot evaluate that condition (501)
+ *   EACCES        the store refused our credentials or signature (403)
+ *   EBADMSG       the store's reply was malformed or short
+ *   EFBIG         the object is larger than the caller's limit
+ *   ECONNREFUSED, ETIMEDOUT, EHOSTUNREACH   the store is unreachable
+ *   EIO           any other failure (5xx after all retries, ...)
+ * Messages name the key and the cause, never a credential.
+ */
+#ifndef LAZYVOL_STORE_H
+#define LAZYVOL_STORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+enum store_backend { STORE_FILE, STORE_S3, STORE_R2 };
+enum store_addressing { STORE_ADDR_AUTO, STORE_ADDR_PATH, STORE_ADDR_VIRTUAL };
+
+struct store_config {
+  enum store_backend backend;
+  const char *bucket;           /* file: a directory; s3/r2: bucket name */
+  const char *endpoint_url;     /* s3/r2: optional, e.g. http://127.0.0.1:8080 */
+  const char *region;           /* s3: default us-east-1; r2: auto */
+  const char *r2_account_id;    /* r2: derives the endpoint */
+  enum store_addressing addressing; /* auto: virtual on AWS, else path */
+  unsigned retries;             /* tries after the first (default 5) */
+  unsigned timeout;             /* seconds without progress (default 30) */
+};
+
+/* Parse "file", "s3" or "r2"; -1 if unknown. */
+int store_parse_backend (const char *name);
+/* The name of a backend ("file", "s3", "r2"). */
+const char *store_backend_name (enum store_backend backend);
+
+struct store;
+
+/* Open a store; credentials for s3/r2 come only from AWS_ACCESS_KEY_ID,
+ * AWS_SECRET_ACCESS_KEY and AWS_SESSION_TOKEN.  NULL with err_set.
+ */
+struct store *store_open (const struct store_config *cfg)
+  __attribute__ ((__nonnull__ (1)));
+/* Close a store and free it; NULL is allowed. */
+void store_close (struct store *st);
+/* A short human description for logs, e.g. "s3://bucket (http://…)". */
+const char *store_describe (const struct store *st);
+
+/* What HEAD, GET and PUT tell about an object. */
+struct store_obj {
+  uint64_t size;
+  char etag[128];               /* opaque; changes whenever the object does */
+};
+
+/* Fetch a whole object of at most MAX bytes into a malloc'd, NUL-terminated
+ * buffer *DATA of *LEN bytes; INFO may be NULL.  0 or -1.
+ */
+int store_get (struct store *st, const char *key, size_t max,
+               char **data, size_t *len, struct store_obj *info);
+/* Fetch exactly LEN bytes at OFFSET of KEY into BUF (a ranged GET).
+ * An object that ends early is EBADMSG.  0 or -1.
+ */
+int store_get_range (struct store *st, const char *key,
+                     uint64_t offset, size_t len, void *buf);
+/* Size and etag of KEY.  0, or -1 (ENOENT if missing). */
+int store_head (struct store *st, const char *key, struct store_obj *info);
+
+/* Preconditions for store_put. */
+enum store_cond { STORE_PUT_ANY, STORE_PUT_IF_ABSENT, STORE_PUT_IF_MATCH };
+
+/* Store DATA as KEY atomically: readers see the old or the new object,
+ * never a part.  IF_ABSENT fails with ESTALE if KEY exists; IF_MATCH fails
+ * with ESTALE unless KEY's etag is ETAG.  ENOTSUP if the store cannot check
+ * the condition (then nothing was written).  INFO (may be NULL) receives
+ * the new object's etag.  0 or -1.
+ */
+int store_put (struct store *st, const char *key,
+               const void *data, size_t len,
+               enum store_cond cond, const char *etag,
+               struct store_obj *info);
+/* Delete KEY; a missing key is success.  0 or -1. */
+int store_delete (struct store *st, const char *key);
+
+/* Called by store_list for each key (IS_PREFIX false) or, with a
+ * delimiter, each common prefix ending in the delimiter (IS_PREFIX true).
+ * A non-zero return stops the listing and is returned by store_list.
+ */
+typedef int (*store_list_fn) (void *opaque, const char *key, uint64_t size,
+                              bool is_prefix);
+/* List keys starting with PREFIX in lexical order, all pages.  DELIMITER
+ * may be NULL or "/".  0, -1, or the callback's non-zero return.
+ */
+int store_list (struct store *st, const char *prefix, const char *delimiter,
+                store_list_fn fn, void *opaque);
+
+/* Multipart upload of a large object.  Parts are numbered from 1, are
+ * at least STORE_PART_MIN bytes except the last, and may be uploaded from
+ * several threads at once.  The object appears only at complete.
+ */
+#define STORE_PART_MIN (5 * 1024 * 1024)
+#define STORE_PART_MAX_COUNT 10000
+struct store_upload;
+
+/* Start a multipart upload of KEY.  NULL with err_set. */
+struct store_upload *store_upload_begin (struct store *st, const char *key);
+/* The upload's id, to record in a journal and abort after a crash. */
+const char *store_upload_id (const struct store_upload *up);
+/* Upload part PARTNO, which holds bytes [OFFSET, OFFSET+LEN) of the object. */
+int store_upload_part (struct store_upload *up, unsigned partno,
+                       uint64_t offset, const void *data, size_t len);
+/* Assemble the parts into the object and free UP.  0 or -1 (UP freed,
+ * the upload aborted).
+ */
+int store_upload_complete (struct store_upload *up);
+/* Abandon the upload and free UP; NULL is allowed. */
+void store_upload_abort (struct store_upload *up);
+/* Abandon an upload known only by KEY and id (from a journal).  0 or -1. */
+int store_upload_abort_id (struct store *st, const char *key,
+                           const char *upload_id);
+
+/* Counters for metrics; every field only grows. */
+struct store_stats {
+  uint64_t requests;            /* every request sent, retries included */
+  uint64_t errors;              /* requests that finally failed */
+  uint64_t retries;
+  uint64_t bytes_in;            /* payload bytes received */
+  uint64_t bytes_out;           /* payload bytes sent */
+  uint64_t range_gets;          /* store_get_range calls that succeeded */
+  uint64_t range_get_ns;        /* their total latency */
+};
+
+/* Copy the store's counters into *OUT. */
+void store_get_stats (const struct store *st, struct store_stats *out);
+
+#endif /* LAZYVOL_STORE_H */

@@ -1,0 +1,376 @@
+/* lazyvol: small helpers (see util.h). */
+#include <config.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "err.h"
+#include "util.h"
+
+void
+cleanup_free (void *ptr)
+{
+  free (*(void **) ptr);
+}
+
+bool
+id_export_valid (const char *s)
+{
+  size_t i;
+
+  if (s == NULL || !((s[0] >= 'A' && s[0] <= 'Z') ||
+                     (s[0] >= 'a' && s[0] <= 'z') ||
+                     (s[0] >= '0' && s[0] <= '9')))
+    return false;
+  for (i = 1; s[i]; i++) {
+    char c = s[i];
+    if (i >= EXPORT_ID_MAX)
+      return false;
+    if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
+          (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-'))
+      return false;
+  }
+  return true;
+}
+
+bool
+id_snapshot_valid (const char *s)
+{
+  size_t i;
+
+  if (s == NULL)
+    return false;
+  for (i = 0; i < SNAPSHOT_ID_LEN; i++)
+    if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
+      return false;
+  return s[i] == '\0';
+}
+
+/* UUIDv7 (RFC 9562): 48 bits of Unix milliseconds, version 7, 12 bits of
+ * sub-millisecond sequence, variant 10, 62 random bits.  The sequence makes
+ * ids created in the same millisecond by this process still sort in
+ * creation order.
+ */
+void
+id_snapshot_new (char out[SNAPSHOT_ID_LEN + 1])
+{
+  static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+  static uint64_t last_ms;
+  static unsigned seq;
+  unsigned char b[16];
+  struct timespec ts;
+  uint64_t ms;
+
+  if (getrandom (b, sizeof b, 0) != sizeof b) {
+    /* getrandom cannot fail for 16 bytes once the pool is ready; fall
+     * back to the clock so an id is still unique in practice.
+     */
+    clock_gettime (CLOCK_MONOTONIC, &ts);
+    memcpy (b, &ts, sizeof ts < sizeof b ? sizeof ts : sizeof b);
+  }
+  clock_gettime (CLOCK_REALTIME, &ts);
+  ms = (uint64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+
+  pthread_mutex_lock (&lock);
+  if (ms <= last_ms) {
+    ms = last_ms;
+    if (++seq > 0xfff) {        /* sequence exhausted: borrow the next ms */
+      ms = ++last_ms;
+      seq = 0;
+    }
+  }
+  else {
+    last_ms = ms;
+    seq = 0;
+  }
+  pthread_mutex_unlock (&lock);
+
+  for (int i = 0; i < 6; i++)
+    b[i] = ms >> (40 - 8 * i);
+  b[6] = 0x70 | ((seq >> 8) & 0x0f);
+  b[7] = seq & 0xff;
+  b[8] = 0x80 | (b[8] & 0x3f);
+  hex_encode (b, sizeof b, out);
+}
+
+char *
+xasprintf (const char *fmt, ...)
+{
+  va_list ap;
+  char *s;
+
+  va_start (ap, fmt);
+  if (vasprintf (&s, fmt, ap) == -1)
+    abort ();
+  va_end (ap);
+  return s;
+}
+
+int
+full_pread (int fd, void *buf, size_t n, off_t offset, const char *what)
+{
+  char *p = buf;
+
+  while (n > 0) {
+    ssize_t r = pread (fd, p, n, offset);
+    if (r == -1) {
+      if (errno == EINTR)
+        continue;
+      return err_set (errno, "read %s at %jd: %m", what, (intmax_t) offset);
+    }
+    if (r == 0)
+      return err_set (EIO, "read %s at %jd: unexpected end of file",
+                      what, (intmax_t) offset);
+    p += r;
+    n -= r;
+    offset += r;
+  }
+  return 0;
+}
+
+int
+full_pwrite (int fd, const void *buf, size_t n, off_t offset,
+             const char *what)
+{
+  const char *p = buf;
+
+  while (n > 0) {
+    ssize_t r = pwrite (fd, p, n, offset);
+    if (r == -1) {
+      if (errno == EINTR)
+        continue;
+      return err_set (errno, "write %s at %jd: %m", what, (intmax_t) offset);
+    }
+    p += r;
+    n -= r;
+    offset += r;
+  }
+  return 0;
+}
+
+int
+fsync_dir (const char *dir)
+{
+  int fd = open (dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+
+  if (fd == -1)
+    return err_set (errno, "open directory %s: %m", dir);
+  if (fsync (fd) == -1) {
+    int e = errno;
+    close (fd);
+    return err_set (e, "fsync directory %s: %m", dir);
+  }
+  close (fd);
+  return 0;
+}
+
+int
+file_write_atomic (const char *path, const void *data, size_t len)
+{
+  CLEANUP_FREE char *tmp = xasprintf ("%s.tmp.XXXXXX", path);
+  CLEANUP_FREE char *dir = strdup (path);
+  char *slash;
+  int fd;
+
+  if (dir == NULL)
+    return err_set (errno, "strdup: %m");
+  fd = mkostemp (tmp, O_CLOEXEC);
+  if (fd == -1)
+    return err_set (errno, "create %s: %m", tmp);
+  if (full_pwrite (fd, data, len, 0, tmp) == -1)
+    goto err;
+  if (fchmod (fd, 0644) == -1 || fsync (fd) == -1) {
+    err_set (errno, "fsync %s: %m", tmp);
+    goto err;
+  }
+  if (close (fd) == -1) {
+    fd = -1;
+    err_set (errno, "close %s: %m", tmp);
+    goto err;
+  }
+  fd = -1;
+  if (rename (tmp, path) == -1) {
+    err_set (errno, "rename %s to %s: %m", tmp, path);
+    goto err;
+  }
+  slash = strrchr (dir, '/');
+  if (slash)
+    *(slash == dir ? slash + 1 : slash) = '\0';
+  return fsync_dir (slash ? dir : ".");
+
+ err:
+  if (fd >= 0)
+    close (fd);
+  unlink (tmp);
+  return -1;
+}
+
+int
+file_read_all (const char *path, size_t max, char **data, size_t *len)
+{
+  int fd = open (path, O_RDONLY | O_CLOEXEC);
+  struct stat st;
+  char *buf;
+
+  if (fd == -1)
+    return err_set (errno, "open %s: %m", path);
+  if (fstat (fd, &st) == -1) {
+    err_set (errno, "stat %s: %m", path);
+    goto err;
+  }
+  if ((uint64_t) st.st_size > max) {
+    err_set (EFBIG, "%s: %jd bytes is larger than the limit of %zu",
+             path, (intmax_t) st.st_size, max);
+    goto err;
+  }
+  buf = malloc (st.st_size + 1);
+  if (buf == NULL) {
+    err_set (errno, "malloc: %m");
+    goto err;
+  }
+  if (full_pread (fd, buf, st.st_size, 0, path) == -1) {
+    free (buf);
+    goto err;
+  }
+  close (fd);
+  buf[st.st_size] = '\0';
+  *data = buf;
+  if (len)
+    *len = st.st_size;
+  return 0;
+
+ err:
+  close (fd);
+  return -1;
+}
+
+int
+mkdir_p (const char *path, mode_t mode)
+{
+  CLEANUP_FREE char *p = strdup (path);
+  char *s;
+
+  if (p == NULL)
+    return err_set (errno, "strdup: %m");
+  for (s = p + 1; ; s++) {
+    if (*s == '/' || *s == '\0') {
+      char c = *s;
+      *s = '\0';
+      if (mkdir (p, mode) == -1 && errno != EEXIST)
+        return err_set (errno, "mkdir %s: %m", p);
+      *s = c;
+      if (c == '\0')
+        break;
+    }
+  }
+  return 0;
+}
+
+bool
+is_zero (const void *buf, size_t len)
+{
+  const unsigned char *p = buf;
+
+  /* Check the first 16 bytes one by one, then compare the buffer with
+   * itself shifted by 16: memcmp is vectorised and this needs no zero page.
+   */
+  for (size_t i = 0; i < 16; i++) {
+    if (i == len)
+      return true;
+    if (p[i])
+      return false;
+  }
+  return memcmp (p, p + 16, len - 16) == 0;
+}
+
+void
+hex_encode (const unsigned char *in, size_t len, char *out)
+{
+  static const char digits[] = "0123456789abcdef";
+
+  for (size_t i = 0; i < len; i++) {
+    out[2 * i] = digits[in[i] >> 4];
+    out[2 * i + 1] = digits[in[i] & 15];
+  }
+  out[2 * len] = '\0';
+}
+
+static int
+hex_value (char c)
+{
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+bool
+hex_decode (const char *in, unsigned char *out, size_t len)
+{
+  for (size_t i = 0; i < len; i++) {
+    int hi = hex_value (in[2 * i]), lo;
+    if (hi < 0)
+      return false;
+    lo = hex_value (in[2 * i + 1]);
+    if (lo < 0)
+      return false;
+    out[i] = hi << 4 | lo;
+  }
+  return in[2 * len] == '\0';
+}
+
+void
+time_now_iso8601 (char out[32])
+{
+  time_t t = time (NULL);
+  struct tm tm;
+
+  gmtime_r (&t, &tm);
+  strftime (out, 32, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+uint64_t
+time_mono_ns (void)
+{
+  struct timespec ts;
+
+  clock_gettime (CLOCK_MONOTONIC, &ts);
+  return (uint64_t) ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+bool
+parse_size (const char *s, uint64_t *out)
+{
+  char *end;
+  unsigned long long v;
+  unsigned shift = 0;
+
+  if (s == NULL || *s < '0' || *s > '9')
+    return false;
+  errno = 0;
+  v = strtoull (s, &end, 10);
+  if (errno)
+    return false;
+  switch (*end) {
+  case '\0': break;
+  case 'k': case 'K': shift = 10; end++; break;
+  case 'm': case 'M': shift = 20; end++; break;
+  case 'g': case 'G': shift = 30; end++; break;
+  case 't': case 'T': shift = 40; end++; break;
+  case 'p': case 'P': shift = 50; end++; break;
+  default: return false;
+  }
+  if (*end != '\0' || (shift && v > (UINT64_MAX >> shift)))
+    return false;
+  *out = (uint64_t) v << shift;
+  return true;
+}

@@ -1,0 +1,69 @@
+/* lazyvol: small helpers used everywhere: id validation, files that must
+ * reach the disk atomically, full reads and writes, time and hex.
+ *
+ * Every export or snapshot id goes through id_export_valid() or
+ * id_snapshot_valid() before it becomes part of a path or an object key:
+ * the allowed alphabets cannot express "..", "/" or control characters.
+ */
+#ifndef LAZYVOL_UTIL_H
+#define LAZYVOL_UTIL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <sys/types.h>
+
+#define EXPORT_ID_MAX 128       /* ^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$ */
+#define SNAPSHOT_ID_LEN 32      /* 32 lowercase hex, UUIDv7 without dashes */
+
+/* Free the pointer a variable holds when it goes out of scope. */
+#define CLEANUP_FREE __attribute__ ((__cleanup__ (cleanup_free)))
+/* Free helper behind CLEANUP_FREE. */
+void cleanup_free (void *ptr);
+
+/* Does S match ^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$ ? */
+bool id_export_valid (const char *s);
+/* Is S 32 lowercase hex digits? */
+bool id_snapshot_valid (const char *s);
+/* Write a new time-ordered snapshot id (UUIDv7, 32 hex + NUL) to OUT. */
+void id_snapshot_new (char out[SNAPSHOT_ID_LEN + 1]);
+
+/* printf into a new string; aborts on out-of-memory (like strdup users). */
+char *xasprintf (const char *fmt, ...)
+  __attribute__ ((__format__ (__printf__, 1, 2)));
+
+/* pread exactly N bytes; a short file is EIO.  0 or -1 with err_set. */
+int full_pread (int fd, void *buf, size_t n, off_t offset, const char *what);
+/* pwrite exactly N bytes.  0 or -1 with err_set. */
+int full_pwrite (int fd, const void *buf, size_t n, off_t offset,
+                 const char *what);
+/* fsync the directory DIR so that renames/creates in it are durable. */
+int fsync_dir (const char *dir);
+/* Replace PATH with DATA atomically and durably: temporary file, fsync,
+ * rename, fsync of the directory.  A reader sees the old or the new file.
+ */
+int file_write_atomic (const char *path, const void *data, size_t len);
+/* Read a whole file of at most MAX bytes into a NUL-terminated malloc'd
+ * buffer.  ENOENT if missing, EFBIG if larger than MAX.
+ */
+int file_read_all (const char *path, size_t max, char **data, size_t *len);
+/* mkdir -p with MODE; 0 or -1 with err_set. */
+int mkdir_p (const char *path, mode_t mode);
+
+/* Is the buffer all zero bytes? */
+bool is_zero (const void *buf, size_t len);
+/* Lowercase hex of LEN bytes into OUT (2*LEN+1 bytes). */
+void hex_encode (const unsigned char *in, size_t len, char *out);
+/* Parse exactly 2*LEN hex digits; false if malformed. */
+bool hex_decode (const char *in, unsigned char *out, size_t len);
+
+/* Current UTC time as "2026-11-21T10:00:00Z" into OUT. */
+void time_now_iso8601 (char out[32]);
+/* Monotonic clock in nanoseconds. */
+uint64_t time_mono_ns (void);
+
+/* Parse a size like "1G", "4M", "1073741824" into *OUT; false if bad. */
+bool parse_size (const char *s, uint64_t *out);
+
+#endif /* LAZYVOL_UTIL_H */

@@ -1,0 +1,88 @@
+# Shared helpers for lazyvol's shell tests.  Source it, then:
+#   requires CMD...          the test fails (not skips) if a tool is missing
+#   tmp=$(make_tmpdir)       a scratch directory removed at exit
+#   cleanup_fn CMD ARGS...   run at exit, last registered first
+#   wait_for SECONDS CMD...  retry CMD until it succeeds or time runs out
+#   start_nbdkit SOCK ARGS   nbdkit with the lazyvol plugin on a Unix socket
+#   fail MESSAGE             print and exit 1
+#
+# Every test starts with a comment saying what must hold and why.
+
+set -e
+set -u
+
+: "${LAZYVOL_PLUGIN:?run tests through make check}"
+
+fail ()
+{
+    echo "FAIL: $*" >&2
+    exit 1
+}
+
+# In CI every tool is installed; a missing one is a failure, never a skip.
+requires ()
+{
+    local c
+    for c in "$@"; do
+        command -v "$c" >/dev/null 2>&1 ||
+            fail "required tool '$c' is not installed (./check.sh installs it)"
+    done
+}
+
+_cleanup_cmds=()
+cleanup_fn ()
+{
+    _cleanup_cmds+=("$(printf '%q ' "$@")")
+}
+
+_run_cleanups ()
+{
+    local status=$? i
+    set +e
+    for (( i=${#_cleanup_cmds[@]}-1; i>=0; i-- )); do
+        eval "${_cleanup_cmds[$i]}"
+    done
+    exit $status
+}
+trap _run_cleanups EXIT
+trap 'exit 130' INT TERM
+
+make_tmpdir ()
+{
+    local d
+    d=$(mktemp -d "${TMPDIR:-/tmp}/lazyvol-test.XXXXXX")
+    cleanup_fn rm -rf "$d"
+    echo "$d"
+}
+
+wait_for ()
+{
+    local timeout=$1 start
+    shift
+    start=$(date +%s)
+    until "$@"; do
+        [ $(( $(date +%s) - start )) -lt "$timeout" ] || return 1
+        sleep 0.1
+    done
+}
+
+# kill_wait PID: SIGTERM, then wait up to 30 s for the process to go.
+kill_wait ()
+{
+    kill "$1" 2>/dev/null || return 0
+    wait_for 30 sh -c "! kill -0 $1 2>/dev/null" ||
+        { kill -9 "$1" 2>/dev/null; true; }
+}
+
+# start_nbdkit SOCK PLUGIN-ARGS...: nbdkit in the background serving the
+# plugin on Unix socket SOCK; sets $nbdkit_pid and stops it at exit.
+start_nbdkit ()
+{
+    local sock=$1
+    shift
+    rm -f "$sock"
+    nbdkit -f -U "$sock" "$LAZYVOL_PLUGIN" "$@" &
+    nbdkit_pid=$!
+    cleanup_fn kill_wait "$nbdkit_pid"
+    wait_for 30 test -S "$sock" || fail "nbdkit did not start"
+}
