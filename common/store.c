@@ -41,31 +41,37 @@ store_backend_name (enum store_backend backend)
 /* A key or prefix is relative, at most KEY_MAX bytes, printable ASCII, and
  * has no empty, "." or ".." segment.  A prefix may end with "/" or be "".
  */
-static int
-check_key (const char *key, bool is_prefix)
+bool
+store_key_valid (const char *key, bool is_prefix)
 {
   const char *seg = key;
   size_t n = strlen (key);
 
   if ((n == 0 && !is_prefix) || n > KEY_MAX || key[0] == '/')
-    goto bad;
+    return false;
   for (const char *p = key; ; p++) {
     if (*p == '/' || *p == '\0') {
       size_t len = p - seg;
       if ((len == 0 && !(*p == '\0' && (is_prefix || p == key))) ||
           (len == 1 && seg[0] == '.') ||
           (len == 2 && seg[0] == '.' && seg[1] == '.'))
-        goto bad;
+        return false;
       if (*p == '\0')
         break;
       seg = p + 1;
     }
     else if (*p <= ' ' || *p > '~' || *p == '\\')
-      goto bad;
+      return false;
   }
+  return true;
+}
+
+static int
+check_key (const char *key, bool is_prefix)
+{
+  if (!store_key_valid (key, is_prefix))
+    return err_set (EINVAL, "invalid object key \"%.100s\"", key);
   return 0;
- bad:
-  return err_set (EINVAL, "invalid object key \"%.100s\"", key);
 }
 
 struct store *

@@ -38,6 +38,11 @@ struct store_config {
   unsigned timeout;             /* seconds without progress (default 30) */
 };
 
+/* Is KEY (or, with IS_PREFIX, a listing prefix) a valid object key:
+ * relative, at most 1024 bytes, printable ASCII, no empty, "." or ".."
+ * segment?
+ */
+bool store_key_valid (const char *key, bool is_prefix);
 /* Parse "file", "s3" or "r2"; -1 if unknown. */
 int store_parse_backend (const char *name);
 /* The name of a backend ("file", "s3", "r2"). */

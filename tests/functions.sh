@@ -10,6 +10,7 @@
 
 set -e
 set -u
+set -x
 
 : "${LAZYVOL_PLUGIN:?run tests through make check}"
 
@@ -85,4 +86,62 @@ start_nbdkit ()
     nbdkit_pid=$!
     cleanup_fn kill_wait "$nbdkit_pid"
     wait_for 30 test -S "$sock" || fail "nbdkit did not start"
+}
+
+# The object store the test runs against: LAZYVOL_TEST_BACKEND=file (a
+# directory, default) or s3 (a local Swift).  start_store DIR sets
+# STORE_ARGS, the plugin parameters for it, so that several nbdkit
+# processes with different cache roots share one store.
+start_store ()
+{
+    case "${LAZYVOL_TEST_BACKEND:-file}" in
+        file) STORE_ARGS=(storage-backend=file "bucket=$1/bucket") ;;
+        s3)
+            start_s3
+            STORE_ARGS=(storage-backend=s3 "bucket=$S3_BUCKET"
+                        "endpoint-url=$S3_ENDPOINT" retries=2 timeout=10)
+            ;;
+        *) fail "unknown LAZYVOL_TEST_BACKEND=$LAZYVOL_TEST_BACKEND" ;;
+    esac
+}
+
+# start_lazyvol DIR [PLUGIN-ARGS...]: nbdkit with the plugin, cache root
+# DIR/cache, NBD on DIR/nbd.sock and control on DIR/ctl.sock.  Sets
+# $nbdkit_pid, $nbd (the socket) and $ctlsock.
+start_lazyvol ()
+{
+    local d=$1
+    shift
+    nbd=$d/nbd.sock
+    ctlsock=$d/ctl.sock
+    rm -f "$ctlsock"
+    start_nbdkit "$nbd" "cache-root=$d/cache" "control=$ctlsock" \
+        ${STORE_ARGS[@]+"${STORE_ARGS[@]}"} "$@"
+    wait_for 30 test -S "$ctlsock" || fail "control socket did not appear"
+}
+
+# stop_lazyvol [SIGNAL]: stop the nbdkit started by start_lazyvol.
+stop_lazyvol ()
+{
+    kill -"${1:-TERM}" "$nbdkit_pid" 2>/dev/null || true
+    wait_for 60 sh -c "! kill -0 $nbdkit_pid 2>/dev/null" ||
+        fail "nbdkit did not exit"
+}
+
+# ctl JSON: send a control request to $ctlsock; the reply on stdout.
+ctl ()
+{
+    "$abs_top_srcdir/tests/ctl.py" "$ctlsock" "$1"
+}
+
+# field JSON-TEXT KEY: print a top-level field of a JSON reply.
+field ()
+{
+    printf '%s' "$1" | jq -r ".$2"
+}
+
+# uri EXPORT: the NBD URI of an export on $nbd.
+uri ()
+{
+    echo "nbd+unix:///$1?socket=$nbd"
 }

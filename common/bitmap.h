@@ -1,0 +1,66 @@
+/* lazyvol: fixed-size bitmaps of chunk state, one bit per chunk, stored as
+ * 64-bit words so that scans skip 64 clean chunks at a time.  Callers do
+ * their own locking.
+ */
+#ifndef LAZYVOL_BITMAP_H
+#define LAZYVOL_BITMAP_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+/* Words needed for N bits. */
+static inline uint64_t
+bitmap_words (uint64_t n)
+{
+  return (n + 63) / 64;
+}
+
+/* Is bit I set? */
+static inline bool
+bitmap_get (const uint64_t *w, uint64_t i)
+{
+  return (w[i / 64] >> (i % 64)) & 1;
+}
+
+/* Set bit I. */
+static inline void
+bitmap_set (uint64_t *w, uint64_t i)
+{
+  w[i / 64] |= UINT64_C (1) << (i % 64);
+}
+
+/* Clear bit I. */
+static inline void
+bitmap_clear (uint64_t *w, uint64_t i)
+{
+  w[i / 64] &= ~(UINT64_C (1) << (i % 64));
+}
+
+/* The first set bit at or after FROM, below N; N if there is none. */
+static inline uint64_t
+bitmap_next (const uint64_t *w, uint64_t from, uint64_t n)
+{
+  while (from < n) {
+    uint64_t word = w[from / 64] >> (from % 64);
+    if (word)
+      return from + __builtin_ctzll (word) < n
+        ? from + __builtin_ctzll (word) : n;
+    from = (from / 64 + 1) * 64;
+  }
+  return n;
+}
+
+/* Number of set bits among the first N. */
+static inline uint64_t
+bitmap_count (const uint64_t *w, uint64_t n)
+{
+  uint64_t c = 0;
+
+  for (uint64_t i = 0; i < n / 64; i++)
+    c += __builtin_popcountll (w[i]);
+  if (n % 64)
+    c += __builtin_popcountll (w[n / 64] & ((UINT64_C (1) << (n % 64)) - 1));
+  return c;
+}
+
+#endif /* LAZYVOL_BITMAP_H */

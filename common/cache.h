@@ -1,0 +1,126 @@
+/* lazyvol: the chunk cache of one export — cache.raw, cache.meta and the
+ * per-chunk state machine that makes lazy fills, local writes, flushes and
+ * point-in-time publishes safe under nbdkit's PARALLEL thread model.
+ *
+ * The cache knows nothing about object stores or manifests: the published
+ * image behind it is a cache_source that says whether a chunk holds data
+ * and fetches its bytes.  See cache.c for the states and locking rules.
+ */
+#ifndef LAZYVOL_CACHE_H
+#define LAZYVOL_CACHE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+/* The published image behind the cache. */
+struct cache_source {
+  /* Does the published image hold data for CHUNK?  false: all zeros. */
+  bool (*has) (void *opaque, uint64_t chunk);
+  /* Fill BUF with LEN bytes, chunk CHUNK of the published image.  0, or
+   * -1 with err_set.  Called without any cache lock held.
+   */
+  int (*fetch) (void *opaque, uint64_t chunk, void *buf, uint32_t len);
+  void *opaque;
+};
+
+enum {
+  CACHE_CREATE = 1,             /* create the cache files if missing */
+  CACHE_READONLY = 2,           /* refuse writes (snapshot exports) */
+};
+
+/* Flags for cache_zero. */
+enum {
+  CACHE_ZERO_MAY_TRIM = 1,      /* the range may become a hole */
+  CACHE_ZERO_FAST = 2,          /* fail with ENOTSUP rather than fetch */
+  CACHE_ZERO_TRIM = 4,          /* a TRIM: whole chunks only, advisory */
+};
+
+/* Extent types reported by cache_extents. */
+enum { CACHE_EXTENT_DATA = 0, CACHE_EXTENT_HOLE = 3 /* hole and zero */ };
+
+struct cache;
+
+/* Open the cache in DIR for an image of IMAGE_SIZE bytes split into
+ * CHUNK_SIZE chunks, whose published image is snapshot SNAPSHOT_ID ("" if
+ * none) read through SRC.  Dirty chunks are kept across any restart; clean
+ * resident chunks only after a clean shutdown with the same snapshot.
+ * NULL with err_set (EBUSY if another process has the cache open).
+ */
+struct cache *cache_open (const char *dir, uint64_t image_size,
+                          uint32_t chunk_size, const char *snapshot_id,
+                          unsigned flags, const struct cache_source *src);
+/* Flush everything and mark the shutdown clean, then free.  0 or -1 (the
+ * cache is freed either way, and an unclean mark stays on disk).
+ */
+int cache_close (struct cache *c);
+
+/* Read COUNT bytes at OFFSET, fetching missing chunks.  0 or -1. */
+int cache_pread (struct cache *c, void *buf, uint32_t count, uint64_t offset);
+/* Write COUNT bytes at OFFSET; the chunks become dirty.  With FUA the
+ * write is durable on return.  0 or -1.
+ */
+int cache_pwrite (struct cache *c, const void *buf, uint32_t count,
+                  uint64_t offset, bool fua);
+/* Zero (or trim) COUNT bytes at OFFSET; whole chunks become holes.
+ * FLAGS from CACHE_ZERO_*.  0 or -1.
+ */
+int cache_zero (struct cache *c, uint32_t count, uint64_t offset,
+                unsigned flags, bool fua);
+/* Make every acknowledged write and its dirty bit durable.  0 or -1. */
+int cache_flush (struct cache *c);
+/* Fetch chunk CHUNK if it is not resident (CACHE, readahead, hydrate).
+ * 0 or -1.
+ */
+int cache_prefetch (struct cache *c, uint64_t chunk);
+/* Is CHUNK resident (no fetch needed to read it)? */
+bool cache_is_resident (struct cache *c, uint64_t chunk);
+
+/* Called by cache_extents for each extent, in order. */
+typedef int (*cache_extent_fn) (void *opaque, uint64_t offset,
+                                uint64_t length, unsigned type);
+/* Report data/hole extents covering [OFFSET, OFFSET+COUNT).  0 or -1. */
+int cache_extents (struct cache *c, uint32_t count, uint64_t offset,
+                   cache_extent_fn fn, void *opaque);
+
+/* Publishing (see cache.c, "Point-in-time publish").  One at a time. */
+
+/* Freeze the chunks a publish needs, atomically with respect to writes:
+ * every dirty chunk, or with ALL every chunk that holds data.  Returns the
+ * number of frozen chunks, or -1.
+ */
+int64_t cache_publish_begin (struct cache *c, bool all);
+/* The next chunk of the publish set at or after FROM; false at the end. */
+bool cache_publish_next (struct cache *c, uint64_t from, uint64_t *chunk);
+/* Read the point-in-time bytes of publish chunk CHUNK into BUF and thaw
+ * it.  Returns 1 if BUF was filled, 0 if the chunk is not local (its
+ * bytes are the published image's: fetch them, or zeros if it has none),
+ * -1 on error.
+ */
+int cache_publish_read (struct cache *c, uint64_t chunk, void *buf);
+/* End the publish.  On SUCCESS the published chunks not rewritten since
+ * cache_publish_begin become clean and SNAPSHOT_ID becomes the cache's
+ * published snapshot; otherwise every dirty bit stays.  0 or -1.
+ */
+int cache_publish_end (struct cache *c, bool success,
+                       const char *snapshot_id);
+
+/* Drop all resident and dirty state (destructive).  Only call with no
+ * I/O in flight.  0 or -1.
+ */
+int cache_reset (struct cache *c, const char *snapshot_id);
+
+struct cache_stats {
+  uint64_t chunks;              /* chunks in the image */
+  uint64_t resident;            /* resident chunks (dirty ones included) */
+  uint64_t dirty;
+  uint64_t read_hits;           /* chunk reads served from cache.raw */
+  uint64_t read_misses;         /* chunk reads that needed a fetch */
+  uint64_t fills;               /* chunks fetched */
+  uint64_t fill_bytes;
+  uint64_t fill_errors;
+};
+
+/* Copy the cache's counters into *OUT. */
+void cache_get_stats (struct cache *c, struct cache_stats *out);
+
+#endif /* LAZYVOL_CACHE_H */

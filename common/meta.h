@@ -1,0 +1,55 @@
+/* lazyvol: cache.meta, the on-disk state of a chunk cache.
+ *
+ * Layout (all integers little-endian):
+ *   [0, 4096)         header: magic, format version, flags (CLEAN),
+ *                     chunk size, image size, chunk count, the snapshot id
+ *                     that clean resident chunks belong to, a SHA-256 of
+ *                     the header.  Under 512 bytes, so one sector write.
+ *   [4096, +B)        resident bitmap (B = bitmap bytes rounded to 4096)
+ *   [4096+B, +B)      dirty bitmap
+ *
+ * The resident bitmap is only trusted after a clean shutdown (CLEAN set):
+ * it is written whole at close.  The dirty bitmap is written page by page
+ * on every flush, after cache.raw is synced, so a dirty bit on disk always
+ * covers data that is on disk.  The header is rewritten (and synced) to
+ * clear CLEAN before the first change after open.  The file also carries
+ * the cache's exclusive lock (flock), so two processes never share a cache.
+ */
+#ifndef LAZYVOL_META_H
+#define LAZYVOL_META_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "util.h"
+
+#define META_PAGE 4096
+#define META_PAGE_BITS (META_PAGE * 8)
+
+struct meta;
+
+/* Open (CREATE: create if missing) DIR/cache.meta for an image of the
+ * given geometry and lock it.  EBUSY if another process holds it, EINVAL
+ * if it describes a different geometry, EBADMSG if it is corrupt.
+ */
+struct meta *meta_open (const char *dir, uint64_t image_size,
+                        uint32_t chunk_size, bool create);
+/* Was the last shutdown clean (resident bitmap trustworthy)? */
+bool meta_was_clean (const struct meta *m);
+/* The snapshot id the clean resident chunks belong to ("" if none). */
+const char *meta_snapshot_id (const struct meta *m);
+/* Read the resident and dirty bitmaps into the caller's word arrays. */
+int meta_load (struct meta *m, uint64_t *resident, uint64_t *dirty);
+/* Rewrite the header with CLEAN and SNAPSHOT_ID, and sync it. */
+int meta_set_header (struct meta *m, bool clean, const char *snapshot_id);
+/* Write dirty-bitmap page PAGE (META_PAGE bytes of BITS) without syncing. */
+int meta_write_dirty_page (struct meta *m, uint64_t page, const void *bits);
+/* Write both bitmaps whole, without syncing. */
+int meta_write_bitmaps (struct meta *m, const uint64_t *resident,
+                        const uint64_t *dirty);
+/* fdatasync cache.meta. */
+int meta_sync (struct meta *m);
+/* Unlock and close; NULL is allowed. */
+void meta_close (struct meta *m);
+
+#endif /* LAZYVOL_META_H */

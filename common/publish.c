@@ -1,0 +1,532 @@
+/* lazyvol: snapshot and compact (see publish.h), and crash recovery.
+ *
+ * A publish:
+ *   1. re-reads volume.json: its generation and snapshot must still be the
+ *      ones this export is based on, else another writer publishes here;
+ *   2. freezes the chunks to publish (cache_publish_begin): the dirty ones,
+ *      or for a compact every chunk with data;
+ *   3. writes snapshot.journal.json locally (new id, blob key);
+ *   4. packs the chunks' point-in-time bytes, in chunk order and skipping
+ *      all-zero chunks, into one blob (delta.blob or base.blob), uploaded
+ *      in parallel parts while writes to the export go on;
+ *   5. writes manifest.json: the new chunks, merged in chunk order with the
+ *      previous manifest's chunks that were not republished;
+ *   6. moves the head: volume.json with If-Match on the etag read in 1,
+ *      then refs/current.json;
+ *   7. marks the published chunks clean (unless rewritten meanwhile),
+ *      swaps in the new manifest and removes the journal.
+ *
+ * Crash or failure before 6 leaves the old head, and dirty bits are
+ * untouched, so the next publish repeats the work.  A failure cleans up its
+ * objects at once; after a crash publish_recover does it from the journal.
+ *
+ * Fencing.  Two processes can never share a cache (cache.meta is locked),
+ * and two writers of one export cannot both move its head: step 6 is a
+ * compare-and-swap on volume.json's etag.  Stores that cannot evaluate a
+ * conditional put (stock Swift answers 501) get a weaker read-check-write:
+ * volume.json is re-read just before the put and the put is refused if it
+ * changed, which leaves a window of one request.
+ */
+#include <config.h>
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <json-c/json.h>
+#include <openssl/evp.h>
+
+#include "err.h"
+#include "publish.h"
+#include "upload.h"
+#include "volume-impl.h"
+
+#define PART_SIZE_MIN (8 * 1024 * 1024)
+#define UPLOAD_THREADS 4
+#define JOURNAL "snapshot.journal.json"
+#define STAGING "snapshot.staging"
+
+/* One chunk of the publish set, in chunk order. */
+struct pchunk {
+  uint64_t chunk;
+  uint64_t offset;              /* in the new blob */
+  bool zero;                    /* all zeros: not listed */
+  unsigned char sha[32];
+};
+
+/* What a publish in progress needs to know. */
+struct publish {
+  struct volume *v;
+  bool base;                    /* compact */
+  char sid[SNAPSHOT_ID_LEN + 1];
+  uint64_t generation;
+  struct volume_head old_head;
+  char etag[128];
+  char *blob_rel, *blob_key, *manifest_key, *journal;
+  char upload_id[512];
+  struct pchunk *list;
+  uint64_t n;
+};
+
+/* The journal: enough to clean up after a crash. */
+static int
+journal_write (struct publish *p)
+{
+  json_object *o = json_object_new_object ();
+  const char *s;
+  int r;
+
+  json_object_object_add (o, "export_id",
+                          json_object_new_string (p->v->export_id));
+  json_object_object_add (o, "snapshot_id", json_object_new_string (p->sid));
+  json_object_object_add (o, "kind",
+                          json_object_new_string (p->base ? "base" : "delta"));
+  json_object_object_add (o, "generation",
+                          json_object_new_uint64 (p->generation));
+  json_object_object_add (o, "previous_snapshot_id",
+                          json_object_new_string (p->old_head.snapshot_id));
+  json_object_object_add (o, "blob_key", json_object_new_string (p->blob_key));
+  json_object_object_add (o, "upload_id", p->upload_id[0]
+                          ? json_object_new_string (p->upload_id) : NULL);
+  s = json_object_to_json_string_ext (o, JSON_C_TO_STRING_PRETTY);
+  r = file_write_atomic (p->journal, s, strlen (s));
+  json_object_put (o);
+  return r;
+}
+
+static int
+journal_upload_started (void *opaque, const char *upload_id)
+{
+  struct publish *p = opaque;
+
+  snprintf (p->upload_id, sizeof p->upload_id, "%s", upload_id);
+  return journal_write (p);
+}
+
+static void
+journal_remove (const char *path)
+{
+  CLEANUP_FREE char *dir = strdup (path);
+
+  if (unlink (path) == 0 && dir) {
+    *strrchr (dir, '/') = '\0';
+    fsync_dir (dir);
+  }
+}
+
+/* Part size: at least PART_SIZE_MIN and one chunk, a multiple of the
+ * chunk size, and large enough that N chunks fit in the store's part
+ * count limit.
+ */
+static size_t
+part_size (uint32_t chunk_size, uint64_t n)
+{
+  uint64_t need = n * chunk_size / (STORE_PART_MAX_COUNT - 1) + 1;
+  uint64_t size = need > PART_SIZE_MIN ? need : PART_SIZE_MIN;
+
+  return (size + chunk_size - 1) / chunk_size * chunk_size;
+}
+
+/* Step 4: read every frozen chunk and pack the non-zero ones into the
+ * blob.  Fills p->list.
+ */
+static int
+pack_blob (struct publish *p, struct upload *up)
+{
+  struct volume *v = p->v;
+  uint64_t chunk, i = 0;
+
+  for (uint64_t from = 0; cache_publish_next (v->cache, from, &chunk);
+       from = chunk + 1) {
+    uint32_t len = chunk_len (v->head.image_size, v->head.chunk_size, chunk);
+    struct pchunk *pc = &p->list[i++];
+    void *buf = upload_reserve (up, len);
+    int r;
+
+    if (buf == NULL)
+      return -1;
+    pc->chunk = chunk;
+    r = cache_publish_read (v->cache, chunk, buf);
+    if (r == 0)                 /* not local: the published bytes */
+      r = volume_fetch_chunk (v, chunk, buf, len) == -1 ? -1 : 1;
+    if (r == -1)
+      return -1;
+    pc->zero = is_zero (buf, len);
+    if (!pc->zero) {
+      EVP_Digest (buf, len, pc->sha, NULL, EVP_sha256 (), NULL);
+      pc->offset = upload_size (up);
+      upload_commit (up, len);
+    }
+    volume_op_progress (v, i, p->n);
+  }
+  p->n = i;
+  return 0;
+}
+
+/* Step 5: the new manifest.  Chunks of the publish set come from the new
+ * blob (or are zeros); every other chunk keeps its place in the old
+ * manifest.  Old blobs are listed only if still used.
+ */
+static struct manifest *
+build_manifest (struct publish *p, uint64_t blob_size)
+{
+  struct volume *v = p->v;
+  const struct manifest *old = p->base ? NULL : v->manifest;
+  CLEANUP_FREE int *blob_map = NULL;
+  struct manifest *m;
+  uint64_t i = 0, e = 0, k = 0;
+  int new_blob = -1;
+
+  m = manifest_new (v->export_id, p->sid, p->base ? MANIFEST_BASE
+                    : MANIFEST_DELTA, p->generation, v->head.image_size,
+                    v->head.chunk_size);
+  if (m == NULL)
+    goto nomem;
+  snprintf (m->parent, sizeof m->parent, "%s", p->old_head.snapshot_id);
+  if (p->base || (v->manifest && v->manifest->base_ref)) {
+    m->base_ref = strdup (p->base ? p->blob_rel : v->manifest->base_ref);
+    if (m->base_ref == NULL)
+      goto nomem;
+  }
+  if (old && (blob_map = malloc (old->nblobs * sizeof *blob_map + 1)) == NULL)
+    goto nomem;
+  for (size_t b = 0; old && b < old->nblobs; b++)
+    blob_map[b] = -1;
+
+  for (;;) {
+    uint64_t next_new = i < p->n ? p->list[i].chunk : UINT64_MAX;
+    uint64_t next_old = old && e < old->nextents
+      ? old->extents[e].chunk + k : UINT64_MAX;
+    int r = 0;
+
+    if (next_new == UINT64_MAX && next_old == UINT64_MAX)
+      break;
+    if (next_new <= next_old) {
+      const struct pchunk *pc = &p->list[i++];
+      if (!pc->zero) {
+        if (new_blob == -1 &&
+            (new_blob = manifest_add_blob (m, p->blob_rel, blob_size)) == -1)
+          goto nomem;
+        r = manifest_add_chunk (m, pc->chunk, new_blob, pc->offset, pc->sha);
+      }
+      if (next_new != next_old)
+        continue;
+    }
+    else {
+      const struct manifest_extent *x = &old->extents[e];
+      if (blob_map[x->blob] == -1 &&
+          (blob_map[x->blob] = manifest_add_blob (m, old->blobs[x->blob].key,
+                                                  old->blobs[x->blob].size))
+          == -1)
+        goto nomem;
+      r = manifest_add_chunk (m, next_old, blob_map[x->blob],
+                              x->offset + k * v->head.chunk_size,
+                              old->sha[x->hash + k]);
+    }
+    if (r == -1)
+      goto err;
+    if (++k == old->extents[e].count) {   /* the old chunk is consumed */
+      e++;
+      k = 0;
+    }
+  }
+  return m;
+
+ nomem:
+  err_set (ENOMEM, "publish %s: out of memory", v->name);
+ err:
+  manifest_free (m);
+  return NULL;
+}
+
+/* Step 6: write HEAD as volume.json if it still is P's old head, then
+ * refs/current.json.  Sets *ETAG to the new etag.
+ */
+static int
+move_head (struct publish *p, const struct volume_head *head,
+           char etag[128])
+{
+  struct volume_env *env = p->v->env;
+  CLEANUP_FREE char *json = volume_format (head);
+  CLEANUP_FREE char *key = key_volume (env->root, head->export_id);
+  CLEANUP_FREE char *refs = key_refs_current (env->root, head->export_id);
+  struct store_obj obj = { 0 };
+  int r;
+
+  if (json == NULL)
+    return err_set (ENOMEM, "out of memory");
+  r = store_put (env->st, key, json, strlen (json), STORE_PUT_IF_MATCH,
+                 p->etag, &obj);
+  if (r == -1 && errno == ENOTSUP) {
+    /* Weak fencing: read, check, write. */
+    struct volume_head cur;
+    if (volume_fetch_head (env, head->export_id, &cur, NULL) == -1)
+      return -1;
+    if (cur.generation != p->old_head.generation ||
+        strcmp (cur.snapshot_id, p->old_head.snapshot_id) != 0)
+      r = err_set (ESTALE, "changed");
+    else
+      r = store_put (env->st, key, json, strlen (json), STORE_PUT_ANY,
+                     NULL, &obj);
+  }
+  if (r == -1 && errno == ESTALE)
+    return err_set (ESTALE, "export %s: volume.json changed during the "
+                    "publish (another writer?); snapshot %s was not "
+                    "published", head->export_id, p->sid);
+  if (r == -1)
+    return -1;
+  memcpy (etag, obj.etag, 128);
+  /* The head has moved: a failure here only leaves the copy stale. */
+  if (store_put (env->st, refs, json, strlen (json), STORE_PUT_ANY,
+                 NULL, NULL) == -1)
+    log_warn ("%s: %s (refs/current.json is stale until the next publish)",
+              p->v->name, err_msg ());
+  return 0;
+}
+
+/* Step 1: the remote head must be the one the export is based on. */
+static int
+check_head (struct publish *p)
+{
+  struct volume *v = p->v;
+  struct volume_head cur;
+
+  if (volume_fetch_head (v->env, v->export_id, &cur, p->etag) == -1)
+    return -1;
+  pthread_rwlock_rdlock (&v->mlock);
+  p->old_head = v->head;
+  pthread_rwlock_unlock (&v->mlock);
+  if (cur.generation != p->old_head.generation ||
+      strcmp (cur.snapshot_id, p->old_head.snapshot_id) != 0)
+    return err_set (ESTALE, "export %s: the remote head is generation %ju "
+                    "(snapshot %s) but this export is based on generation "
+                    "%ju; another writer publishes it.  Refusing to publish",
+                    v->export_id, (uintmax_t) cur.generation,
+                    cur.snapshot_id[0] ? cur.snapshot_id : "none",
+                    (uintmax_t) p->old_head.generation);
+  return 0;
+}
+
+/* Delete the objects of a publish that did not move the head. */
+static void
+remove_unpublished (struct store *st, const char *blob_key,
+                    const char *manifest_key, const char *upload_id)
+{
+  if (upload_id && upload_id[0] &&
+      store_upload_abort_id (st, blob_key, upload_id) == -1)
+    log_warn ("%s", err_msg ());
+  if (store_delete (st, blob_key) == -1 ||
+      store_delete (st, manifest_key) == -1)
+    log_warn ("%s", err_msg ());
+}
+
+/* Steps 2 to 7. */
+static int
+publish_frozen (struct publish *p, int64_t n, struct publish_result *out)
+{
+  struct volume *v = p->v;
+  struct volume_head head = p->old_head;
+  struct manifest *m = NULL;
+  struct upload *up = NULL;
+  CLEANUP_FREE char *json = NULL;
+  char etag[128];
+  bool head_moved = false;
+  uint64_t blob_size;
+
+  p->n = n;
+  p->list = calloc (n ? n : 1, sizeof *p->list);
+  if (p->list == NULL) {
+    err_set (ENOMEM, "publish %s: out of memory", v->name);
+    goto err;
+  }
+  if (journal_write (p) == -1)
+    goto err;
+  up = upload_new (v->env->st, p->blob_key,
+                   part_size (v->head.chunk_size, n), UPLOAD_THREADS,
+                   journal_upload_started, p);
+  if (up == NULL || pack_blob (p, up) == -1)
+    goto err;
+  blob_size = upload_size (up);
+  if (upload_finish (up) == -1) {
+    up = NULL;
+    goto err;
+  }
+  up = NULL;
+  m = build_manifest (p, blob_size);
+  if (m == NULL || (json = manifest_format (m)) == NULL ||
+      store_put (v->env->st, p->manifest_key, json, strlen (json),
+                 STORE_PUT_ANY, NULL, NULL) == -1)
+    goto err;
+
+  head.generation = p->generation;
+  memcpy (head.snapshot_id, p->sid, sizeof head.snapshot_id);
+  time_now_iso8601 (head.updated);
+  if (move_head (p, &head, etag) == -1)
+    goto err;
+  head_moved = true;
+  volume_set_published (v, &head, etag, m);
+  m = NULL;
+  if (cache_publish_end (v->cache, true, p->sid) == -1)
+    log_warn ("%s: %s (the published chunks stay dirty)", v->name,
+              err_msg ());
+  journal_remove (p->journal);
+  out->created = true;
+  out->generation = p->generation;
+  memcpy (out->snapshot_id, p->sid, sizeof out->snapshot_id);
+  return 0;
+
+ err:
+  upload_abort (up);
+  manifest_free (m);
+  if (!head_moved) {
+    cache_publish_end (v->cache, false, NULL);
+    remove_unpublished (v->env->st, p->blob_key, p->manifest_key,
+                        p->upload_id);
+    journal_remove (p->journal);
+  }
+  return -1;
+}
+
+static int
+publish (struct volume *v, bool base, struct publish_result *out)
+{
+  struct publish p = { .v = v, .base = base };
+  int64_t n;
+  int r = -1;
+
+  memset (out, 0, sizeof *out);
+  if (check_head (&p) == -1)
+    return -1;
+  n = cache_publish_begin (v->cache, base);
+  if (n == -1)
+    return -1;
+  if (n == 0 && !base) {
+    /* Nothing dirty: no new snapshot, no new object. */
+    cache_publish_end (v->cache, false, NULL);
+    out->generation = p.old_head.generation;
+    memcpy (out->snapshot_id, p.old_head.snapshot_id, sizeof out->snapshot_id);
+    return 0;
+  }
+  id_snapshot_new (p.sid);
+  p.generation = p.old_head.generation + 1;
+  p.blob_rel = key_blob_rel (v->export_id, p.sid,
+                             base ? MANIFEST_BASE : MANIFEST_DELTA);
+  p.blob_key = key_join (v->env->root, p.blob_rel);
+  p.manifest_key = key_manifest (v->env->root, v->export_id, p.sid);
+  p.journal = xasprintf ("%s/" JOURNAL, v->cache_dir);
+  r = publish_frozen (&p, n, out);
+  free (p.blob_rel);
+  free (p.blob_key);
+  free (p.manifest_key);
+  free (p.journal);
+  free (p.list);
+  return r;
+}
+
+/* Run a snapshot or compact as the export's long operation. */
+static int
+run (struct volume *v, enum volume_op op, struct publish_result *out)
+{
+  uint64_t t0 = time_mono_ns ();
+  int r;
+
+  if (v->readonly)
+    return err_set (EROFS, "%s is a read-only snapshot view", v->name);
+  if (volume_op_begin (v, op) == -1)
+    return -1;
+  r = publish (v, op == VOLUME_COMPACT, out);
+  if (r == -1)
+    err_prefix ("%s %s", op == VOLUME_COMPACT ? "compact" : "snapshot",
+                v->name);
+  else if (out->created) {
+    uint64_t ns = time_mono_ns () - t0;
+    volume_count_publish (v, ns);
+    log_info ("%s: published %s snapshot %s (generation %ju) in %.3f s",
+              v->name, op == VOLUME_COMPACT ? "base" : "delta",
+              out->snapshot_id, (uintmax_t) out->generation, ns / 1e9);
+  }
+  volume_op_end (v, r == 0);
+  return r;
+}
+
+int
+publish_snapshot (struct volume *v, struct publish_result *out)
+{
+  return run (v, VOLUME_SNAPSHOT, out);
+}
+
+int
+publish_compact (struct volume *v, struct publish_result *out)
+{
+  return run (v, VOLUME_COMPACT, out);
+}
+
+/* Read the string field KEY of journal object O, or "" if absent. */
+static const char *
+journal_str (json_object *o, const char *key)
+{
+  json_object *f;
+
+  if (json_object_object_get_ex (o, key, &f) &&
+      json_object_is_type (f, json_type_string))
+    return json_object_get_string (f);
+  return "";
+}
+
+int
+publish_recover (struct volume_env *env, const struct volume_head *head,
+                 const char *cache_dir)
+{
+  CLEANUP_FREE char *path = xasprintf ("%s/" JOURNAL, cache_dir);
+  CLEANUP_FREE char *staging = xasprintf ("%s/" STAGING, cache_dir);
+  CLEANUP_FREE char *text = NULL;
+  CLEANUP_FREE char *blob_key = NULL;
+  CLEANUP_FREE char *manifest_key = NULL;
+  json_object *o;
+  const char *sid;
+
+  unlink (staging);
+  if (file_read_all (path, 65536, &text, NULL) == -1)
+    return errno == ENOENT ? 0 : -1;
+  o = json_tokener_parse (text);
+  sid = o ? journal_str (o, "snapshot_id") : "";
+  if (!id_snapshot_valid (sid)) {
+    log_warn ("%s: unreadable journal %s removed", head->export_id, path);
+    goto done;
+  }
+  if (strcmp (sid, head->snapshot_id) == 0) {
+    /* The head moved: the publish completed.  Its chunks stay dirty and
+     * will be published again; refs/current.json may be stale.
+     */
+    CLEANUP_FREE char *refs = key_refs_current (env->root, head->export_id);
+    CLEANUP_FREE char *json = volume_format (head);
+    log_info ("%s: snapshot %s was published before a crash", head->export_id,
+              sid);
+    if (json && store_put (env->st, refs, json, strlen (json), STORE_PUT_ANY,
+                           NULL, NULL) == -1)
+      log_warn ("%s", err_msg ());
+    goto done;
+  }
+  /* The head did not move: remove what the publish wrote.  Only keys this
+   * export owns are derived from the journal, never taken from it.
+   */
+  {
+    CLEANUP_FREE char *rel =
+      key_blob_rel (head->export_id, sid, strcmp (journal_str (o, "kind"),
+                                                 "base") == 0
+                    ? MANIFEST_BASE : MANIFEST_DELTA);
+    blob_key = key_join (env->root, rel);
+  }
+  manifest_key = key_manifest (env->root, head->export_id, sid);
+  log_warn ("%s: a publish of snapshot %s was interrupted; the head is "
+            "still %s and the dirty chunks stay dirty", head->export_id,
+            sid, head->snapshot_id[0] ? head->snapshot_id : "empty");
+  remove_unpublished (env->st, blob_key, manifest_key,
+                      journal_str (o, "upload_id"));
+ done:
+  json_object_put (o);
+  journal_remove (path);
+  return 0;
+}

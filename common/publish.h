@@ -1,0 +1,82 @@
+/* lazyvol: publishing — snapshot, compact, clone, snapshot listing and
+ * deletion, and recovery from a publish interrupted by a crash.
+ *
+ * Every publish writes its objects in one order: the blob, then
+ * manifest.json, then the head (volume.json, then refs/current.json).  A
+ * reader of the bucket never sees a head naming a snapshot whose objects
+ * are incomplete, and a publish that stops at any point leaves the
+ * previous head intact.  See publish.c for fencing and the journal.
+ */
+#ifndef LAZYVOL_PUBLISH_H
+#define LAZYVOL_PUBLISH_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "format.h"
+#include "volume.h"
+
+struct publish_result {
+  bool created;                 /* false: nothing was dirty */
+  uint64_t generation;
+  char snapshot_id[SNAPSHOT_ID_LEN + 1];
+};
+
+/* Publish the dirty chunks of V as a new snapshot (a delta over the
+ * current one, or the first, sparse snapshot).  0 or -1; EBUSY if an
+ * operation runs, ESTALE if another writer moved the head.
+ */
+int publish_snapshot (struct volume *v, struct publish_result *out);
+/* Rewrite the whole image of V into a fresh base blob and a manifest that
+ * needs no older blob.  0 or -1.
+ */
+int publish_compact (struct volume *v, struct publish_result *out);
+/* Create export EXPORT_ID whose first snapshot is SOURCE_SNAPSHOT_ID of
+ * SOURCE_EXPORT_ID (NULL: the source's current snapshot).  Copies only
+ * the manifest; the blobs are shared.  0 or -1.
+ */
+int publish_clone (struct volume_env *env, const char *export_id,
+                   const char *source_export_id,
+                   const char *source_snapshot_id,
+                   struct publish_result *out);
+
+struct snapshot_info {
+  char snapshot_id[SNAPSHOT_ID_LEN + 1];
+  char parent[SNAPSHOT_ID_LEN + 1];
+  uint64_t generation;
+  char created[32];
+  enum manifest_kind kind;
+  uint64_t blob_size;           /* bytes of the blob this snapshot wrote */
+  uint64_t chunks;              /* non-zero chunks of the image */
+  bool current;                 /* named by volume.json */
+};
+
+/* The ids of EXPORT_ID's snapshots, oldest first, as one malloc'd array
+ * of SNAPSHOT_ID_LEN+1 strings.  One listing request.  0 or -1.
+ */
+int publish_snapshot_ids (struct volume_env *env, const char *export_id,
+                          char (**ids)[SNAPSHOT_ID_LEN + 1], size_t *n);
+/* Describe every snapshot of EXPORT_ID, oldest first (reads every
+ * manifest).  *OUT is malloc'd.  0 or -1.
+ */
+int publish_list (struct volume_env *env, const char *export_id,
+                  struct snapshot_info **out, size_t *n);
+/* Delete snapshot SNAPSHOT_ID of EXPORT_ID: its manifest, and its blob
+ * unless another manifest (of any export under the root) still uses it.
+ * The current snapshot cannot be deleted (EBUSY).  *BLOB_KEPT tells
+ * whether the blob stayed.  0 or -1.
+ */
+int publish_delete (struct volume_env *env, const char *export_id,
+                    const char *snapshot_id, bool *blob_kept);
+
+/* Resolve a journal left in CACHE_DIR by a publish that a crash
+ * interrupted, given the export's current remote HEAD: remove staging
+ * files, abort and delete the unfinished upload's objects if the head did
+ * not move to it, repair refs/current.json if it did.  Dirty bits are
+ * never touched, so a later snapshot republishes.  0 or -1.
+ */
+int publish_recover (struct volume_env *env, const struct volume_head *head,
+                     const char *cache_dir);
+
+#endif /* LAZYVOL_PUBLISH_H */

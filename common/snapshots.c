@@ -1,0 +1,305 @@
+/* lazyvol: clones, and listing and deleting snapshots (see publish.h).
+ *
+ * A clone is a metadata operation: the new export's first manifest is a
+ * copy of the source snapshot's manifest, with the new identity and a
+ * "cloned_from" note.  Its blob keys still name the source export's blobs,
+ * which are never deleted while any manifest uses them, so the clone keeps
+ * working whatever the source does later (publish, compact, close).
+ *
+ * Deleting a snapshot removes its manifest first, then looks at every
+ * other manifest under the export root (all exports: clones included);
+ * the snapshot's own blob goes only if none of them names it.  A manifest
+ * that cannot be read counts as a user, so a blob is never deleted on a
+ * guess.  A clone made from the snapshot while it is being deleted can
+ * race with this scan: do not delete a snapshot you are cloning.
+ */
+#include <config.h>
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "err.h"
+#include "publish.h"
+#include "volume-impl.h"
+
+#define MANIFEST_NAME "manifest.json"
+
+struct id_list {
+  size_t plen;                  /* length of the listing prefix */
+  char (*ids)[SNAPSHOT_ID_LEN + 1];
+  size_t n, cap;
+};
+
+/* store_list callback: keep "<prefix><sid>/manifest.json". */
+static int
+collect_id (void *opaque, const char *key, uint64_t size, bool is_prefix)
+{
+  struct id_list *l = opaque;
+  const char *rest = key + l->plen;
+
+  if (strlen (rest) != SNAPSHOT_ID_LEN + 1 + strlen (MANIFEST_NAME) ||
+      rest[SNAPSHOT_ID_LEN] != '/' ||
+      strcmp (rest + SNAPSHOT_ID_LEN + 1, MANIFEST_NAME) != 0)
+    return 0;
+  if (l->n == l->cap) {
+    size_t cap = l->cap ? 2 * l->cap : 16;
+    void *p = realloc (l->ids, cap * sizeof *l->ids);
+    if (p == NULL)
+      return err_set (ENOMEM, "list snapshots: out of memory");
+    l->ids = p;
+    l->cap = cap;
+  }
+  memcpy (l->ids[l->n], rest, SNAPSHOT_ID_LEN);
+  l->ids[l->n][SNAPSHOT_ID_LEN] = '\0';
+  if (id_snapshot_valid (l->ids[l->n]))
+    l->n++;
+  return 0;
+}
+
+int
+publish_snapshot_ids (struct volume_env *env, const char *export_id,
+                      char (**ids)[SNAPSHOT_ID_LEN + 1], size_t *n)
+{
+  CLEANUP_FREE char *prefix = key_snapshots_prefix (env->root, export_id);
+  struct id_list l = { .plen = strlen (prefix) };
+
+  if (!id_export_valid (export_id))
+    return err_set (EINVAL, "invalid export id \"%.140s\"", export_id);
+  /* Keys sort by snapshot id, and ids sort by time. */
+  if (store_list (env->st, prefix, NULL, collect_id, &l) != 0) {
+    free (l.ids);
+    return -1;
+  }
+  *ids = l.ids;
+  *n = l.n;
+  return 0;
+}
+
+/* The size of the blob snapshot M wrote itself (0 for a clone). */
+static uint64_t
+own_blob_size (const struct manifest *m)
+{
+  CLEANUP_FREE char *own = key_blob_rel (m->export_id, m->snapshot_id,
+                                         m->kind);
+
+  for (size_t i = 0; m->kind != MANIFEST_CLONE && i < m->nblobs; i++)
+    if (strcmp (m->blobs[i].key, own) == 0)
+      return m->blobs[i].size;
+  return 0;
+}
+
+int
+publish_list (struct volume_env *env, const char *export_id,
+              struct snapshot_info **out, size_t *n)
+{
+  CLEANUP_FREE char (*ids)[SNAPSHOT_ID_LEN + 1] = NULL;
+  struct snapshot_info *list;
+  struct volume_head head;
+  size_t count;
+
+  if (volume_fetch_head (env, export_id, &head, NULL) == -1 ||
+      publish_snapshot_ids (env, export_id, &ids, &count) == -1)
+    return -1;
+  list = calloc (count ? count : 1, sizeof *list);
+  if (list == NULL)
+    return err_set (ENOMEM, "list snapshots: out of memory");
+  for (size_t i = 0; i < count; i++) {
+    struct manifest *m = volume_fetch_manifest (env, export_id, ids[i], 0);
+    if (m == NULL) {
+      free (list);
+      return -1;
+    }
+    memcpy (list[i].snapshot_id, m->snapshot_id, sizeof list[i].snapshot_id);
+    memcpy (list[i].parent, m->parent, sizeof list[i].parent);
+    memcpy (list[i].created, m->created, sizeof list[i].created);
+    list[i].generation = m->generation;
+    list[i].kind = m->kind;
+    list[i].blob_size = own_blob_size (m);
+    list[i].chunks = m->nsha;
+    list[i].current = strcmp (ids[i], head.snapshot_id) == 0;
+    manifest_free (m);
+  }
+  *out = list;
+  *n = count;
+  return 0;
+}
+
+/* Scan state for "does any manifest still use this blob?". */
+struct blob_users {
+  struct volume_env *env;
+  size_t plen;                  /* length of "<root>/" */
+  const char *blob_rel;
+  bool used;
+};
+
+/* store_list callback over every key under the root: for each
+ * "<E>/snapshots/<S>/manifest.json", check its blobs.
+ */
+static int
+check_manifest (void *opaque, const char *key, uint64_t size, bool is_prefix)
+{
+  struct blob_users *b = opaque;
+  char export_id[EXPORT_ID_MAX + 1], sid[SNAPSHOT_ID_LEN + 1];
+  const char *rel = key + b->plen, *slash = strchr (rel, '/');
+  const char *tail = "/snapshots/";
+  struct manifest *m;
+
+  if (b->used || slash == NULL || slash - rel > EXPORT_ID_MAX ||
+      strncmp (slash, tail, strlen (tail)) != 0 ||
+      strlen (slash + strlen (tail)) != SNAPSHOT_ID_LEN + 1 +
+      strlen (MANIFEST_NAME) ||
+      strcmp (slash + strlen (tail) + SNAPSHOT_ID_LEN + 1, MANIFEST_NAME))
+    return 0;
+  memcpy (export_id, rel, slash - rel);
+  export_id[slash - rel] = '\0';
+  memcpy (sid, slash + strlen (tail), SNAPSHOT_ID_LEN);
+  sid[SNAPSHOT_ID_LEN] = '\0';
+  if (!id_export_valid (export_id) || !id_snapshot_valid (sid))
+    return 0;
+  m = volume_fetch_manifest (b->env, export_id, sid, 0);
+  if (m == NULL) {
+    log_warn ("%s: %s; keeping the blob it may use", key, err_msg ());
+    b->used = true;
+    return 0;
+  }
+  for (size_t i = 0; i < m->nblobs && !b->used; i++)
+    b->used = strcmp (m->blobs[i].key, b->blob_rel) == 0;
+  manifest_free (m);
+  return 0;
+}
+
+int
+publish_delete (struct volume_env *env, const char *export_id,
+                const char *snapshot_id, bool *blob_kept)
+{
+  CLEANUP_FREE char *manifest_key = NULL;
+  CLEANUP_FREE char *blob_rel = NULL;
+  CLEANUP_FREE char *blob_key = NULL;
+  CLEANUP_FREE char *root = NULL;
+  struct volume_head head;
+  struct manifest *m;
+  struct blob_users b = { .env = env };
+
+  if (!id_export_valid (export_id) || !id_snapshot_valid (snapshot_id))
+    return err_set (EINVAL, "invalid export or snapshot id");
+  if (volume_fetch_head (env, export_id, &head, NULL) == -1)
+    return -1;
+  if (strcmp (head.snapshot_id, snapshot_id) == 0)
+    return err_set (EBUSY, "snapshot %s is the current snapshot of %s and "
+                    "cannot be deleted", snapshot_id, export_id);
+  m = volume_fetch_manifest (env, export_id, snapshot_id, 0);
+  if (m == NULL)
+    return -1;
+  manifest_key = key_manifest (env->root, export_id, snapshot_id);
+  if (m->kind != MANIFEST_CLONE)
+    blob_rel = key_blob_rel (export_id, snapshot_id, m->kind);
+  manifest_free (m);
+
+  if (store_delete (env->st, manifest_key) == -1)
+    return -1;
+  log_info ("%s: deleted snapshot %s", export_id, snapshot_id);
+  *blob_kept = false;
+  if (blob_rel == NULL)
+    return 0;                   /* a clone's manifest owns no blob */
+
+  root = env->root[0] ? xasprintf ("%s/", env->root) : strdup ("");
+  b.plen = strlen (root);
+  b.blob_rel = blob_rel;
+  if (store_list (env->st, root, NULL, check_manifest, &b) != 0)
+    return err_prefix ("snapshot %s deleted, but its blob was kept",
+                       snapshot_id);
+  *blob_kept = b.used;
+  if (b.used) {
+    log_info ("%s: blob %s kept: another snapshot uses it", export_id,
+              blob_rel);
+    return 0;
+  }
+  blob_key = key_join (env->root, blob_rel);
+  return store_delete (env->st, blob_key);
+}
+
+int
+publish_clone (struct volume_env *env, const char *export_id,
+               const char *source_export_id, const char *source_snapshot_id,
+               struct publish_result *out)
+{
+  CLEANUP_FREE char *dir = NULL;
+  CLEANUP_FREE char *json = NULL;
+  CLEANUP_FREE char *head_json = NULL;
+  CLEANUP_FREE char *manifest_key = NULL;
+  CLEANUP_FREE char *refs_key = NULL;
+  struct volume_head src, head = { .generation = 1 };
+  struct manifest *m;
+  struct stat st;
+
+  if (!id_export_valid (export_id) || !id_export_valid (source_export_id))
+    return err_set (EINVAL, "invalid export id");
+  if (strcmp (export_id, source_export_id) == 0)
+    return err_set (EINVAL, "an export cannot be cloned onto itself");
+  if (source_snapshot_id == NULL) {
+    if (volume_fetch_head (env, source_export_id, &src, NULL) == -1)
+      return -1;
+    if (src.snapshot_id[0] == '\0')
+      return err_set (EINVAL, "export %s has no published snapshot to clone "
+                      "(take a snapshot first)", source_export_id);
+    source_snapshot_id = src.snapshot_id;
+  }
+  dir = xasprintf ("%s/%s", env->cache_root, export_id);
+  if (stat (dir, &st) == 0)
+    return err_set (EEXIST, "a local cache for %s already exists at %s; "
+                    "remove it first", export_id, dir);
+  m = volume_fetch_manifest (env, source_export_id, source_snapshot_id, 0);
+  if (m == NULL)
+    return -1;
+
+  /* The clone's first snapshot: the same chunks and blobs, a new identity. */
+  snprintf (m->cloned_export, sizeof m->cloned_export, "%s", source_export_id);
+  snprintf (m->cloned_snapshot, sizeof m->cloned_snapshot, "%s",
+            source_snapshot_id);
+  snprintf (m->export_id, sizeof m->export_id, "%s", export_id);
+  id_snapshot_new (m->snapshot_id);
+  m->parent[0] = '\0';
+  m->kind = MANIFEST_CLONE;
+  m->generation = 1;
+  time_now_iso8601 (m->created);
+
+  snprintf (head.export_id, sizeof head.export_id, "%s", export_id);
+  memcpy (head.snapshot_id, m->snapshot_id, sizeof head.snapshot_id);
+  head.image_size = m->image_size;
+  head.chunk_size = m->chunk_size;
+  memcpy (head.updated, m->created, sizeof head.updated);
+  json = manifest_format (m);
+  head_json = volume_format (&head);
+  manifest_key = key_manifest (env->root, export_id, m->snapshot_id);
+  manifest_free (m);
+  if (json == NULL || head_json == NULL)
+    return err_set (ENOMEM, "clone: out of memory");
+
+  /* Manifest first, head last; the head must not exist yet. */
+  if (store_put (env->st, manifest_key, json, strlen (json), STORE_PUT_ANY,
+                 NULL, NULL) == -1)
+    return -1;
+  if (volume_put_new_head (env, &head) == -1) {
+    char msg[512];
+    int e = err_errno ();
+
+    /* Keep the reason; a failed clean-up only leaves an orphan. */
+    snprintf (msg, sizeof msg, "%s", err_msg ());
+    if (store_delete (env->st, manifest_key) == -1)
+      log_warn ("%s", err_msg ());
+    return err_set (e, "%s", msg);
+  }
+  refs_key = key_refs_current (env->root, export_id);
+  if (store_put (env->st, refs_key, head_json, strlen (head_json),
+                 STORE_PUT_ANY, NULL, NULL) == -1)
+    log_warn ("%s", err_msg ());
+  log_info ("cloned %s@%s as %s", source_export_id, source_snapshot_id,
+            export_id);
+  out->created = true;
+  out->generation = 1;
+  memcpy (out->snapshot_id, head.snapshot_id, sizeof out->snapshot_id);
+  return 0;
+}

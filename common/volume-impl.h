@@ -1,0 +1,76 @@
+/* lazyvol: the inside of an export, shared by volume.c and publish.c only.
+ *
+ * Locks: v->mlock (rwlock) guards the head, its etag and the manifest:
+ * the data path takes it shared for a lookup (never across a fetch);
+ * a publish takes it exclusively to swap in the new head and manifest.
+ * v->oplock guards the long-operation state, the statistics and the
+ * hydrate workers.  Order: cache locks, then v->mlock; v->oplock is never
+ * held while taking another lock.
+ */
+#ifndef LAZYVOL_VOLUME_IMPL_H
+#define LAZYVOL_VOLUME_IMPL_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+
+#include "format.h"
+#include "volume.h"
+
+#define HYDRATE_WORKERS 8
+
+struct volume {
+  struct volume_env *env;
+  char *name;                   /* "E" or "E@S" */
+  char export_id[EXPORT_ID_MAX + 1];
+  bool readonly;                /* a snapshot view */
+  char *cache_dir;
+  struct cache *cache;
+
+  pthread_rwlock_t mlock;
+  struct volume_head head;      /* the remote head, as last read or written */
+  char head_etag[128];
+  struct manifest *manifest;    /* the published image; NULL if none */
+
+  pthread_mutex_t oplock;
+  enum volume_op op;
+  uint64_t op_done, op_total;
+  char last_error[256];
+  uint64_t publishes, publish_ns, last_publish_ns;
+  pthread_t hydrate_threads[HYDRATE_WORKERS];
+  unsigned hydrate_running;     /* workers not yet joined */
+  unsigned hydrate_active;      /* workers not yet finished */
+  uint64_t hydrate_next;        /* next extent index to claim */
+  bool hydrate_cancel;
+  bool hydrate_failed;
+
+  _Atomic uint64_t ra_last;     /* last chunk of the latest read */
+  _Atomic uint64_t ra_next;     /* first chunk not yet scheduled */
+};
+
+/* Replace the head and manifest after a publish (takes v->mlock). */
+void volume_set_published (struct volume *v, const struct volume_head *head,
+                           const char *etag, struct manifest *m);
+/* Fetch chunk CHUNK (LEN bytes) of the current manifest into BUF and
+ * verify its SHA-256 (zeros if the manifest does not list it).  0 or -1.
+ */
+int volume_fetch_chunk (struct volume *v, uint64_t chunk, void *buf,
+                        uint32_t len);
+/* Account one publish that took NS nanoseconds (status, metrics). */
+void volume_count_publish (struct volume *v, uint64_t ns);
+/* GET and parse snapshot SNAPSHOT_ID's manifest of export EXPORT_ID for an
+ * image of CHUNKS chunks (0: unknown, use the largest allowed).
+ */
+struct manifest *volume_fetch_manifest (struct volume_env *env,
+                                        const char *export_id,
+                                        const char *snapshot_id,
+                                        uint64_t chunks);
+/* Store HEAD as a new export's volume.json, failing with EEXIST if one
+ * exists (checked by the store, or by a HEAD first where it cannot).
+ */
+int volume_put_new_head (struct volume_env *env,
+                         const struct volume_head *head);
+/* GET and parse EXPORT_ID's volume.json, with its etag if ETAG. */
+int volume_fetch_head (struct volume_env *env, const char *export_id,
+                       struct volume_head *head, char etag[128]);
+
+#endif /* LAZYVOL_VOLUME_IMPL_H */

@@ -1,0 +1,642 @@
+/* lazyvol: an export (see volume.h and volume-impl.h).
+ *
+ * The export is the cache's source: has() looks a chunk up in the current
+ * manifest, fetch() does a ranged GET of the chunk's bytes from the blob
+ * the manifest names and checks them against the manifest's SHA-256.  A
+ * mismatch is an I/O error and a log line naming the key; bad bytes are
+ * never marked resident, so the next read fetches again.
+ *
+ * Readahead: a read whose first chunk is the previous read's last chunk
+ * or the one after it is sequential; then the next env->readahead chunks
+ * that are not resident are queued on the shared pool, so fetches run in
+ * parallel ahead of the reader.  A jump resets the window.
+ *
+ * Hydrate fetches every chunk the manifest lists with HYDRATE_WORKERS
+ * threads of its own, claiming one extent at a time; unload cancels it.
+ */
+#include <config.h>
+
+#include <assert.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include <openssl/evp.h>
+
+#include "err.h"
+#include "pool.h"
+#include "publish.h"
+#include "volume-impl.h"
+
+const char *
+volume_op_name (enum volume_op op)
+{
+  switch (op) {
+  case VOLUME_IDLE: return "idle";
+  case VOLUME_SNAPSHOT: return "snapshotting";
+  case VOLUME_COMPACT: return "compacting";
+  case VOLUME_HYDRATE: return "hydrating";
+  case VOLUME_RESET: return "resetting";
+  }
+  abort ();
+}
+
+static bool
+source_has (void *opaque, uint64_t chunk)
+{
+  struct volume *v = opaque;
+  const char *key;
+  uint64_t off;
+  const unsigned char *sha;
+  bool r;
+
+  pthread_rwlock_rdlock (&v->mlock);
+  r = v->manifest && manifest_find (v->manifest, chunk, &key, &off, &sha);
+  pthread_rwlock_unlock (&v->mlock);
+  return r;
+}
+
+int
+volume_fetch_chunk (struct volume *v, uint64_t chunk, void *buf, uint32_t len)
+{
+  CLEANUP_FREE char *key = NULL;
+  const char *rel;
+  const unsigned char *sha;
+  unsigned char want[32], got[32];
+  uint64_t off;
+  bool listed;
+
+  pthread_rwlock_rdlock (&v->mlock);
+  listed = v->manifest && manifest_find (v->manifest, chunk, &rel, &off, &sha);
+  if (listed) {
+    key = key_join (v->env->root, rel);
+    memcpy (want, sha, 32);
+  }
+  pthread_rwlock_unlock (&v->mlock);
+
+  if (!listed) {                /* not published: zeros */
+    memset (buf, 0, len);
+    return 0;
+  }
+  if (store_get_range (v->env->st, key, off, len, buf) == -1)
+    return err_prefix ("%s: chunk %ju", v->name, (uintmax_t) chunk);
+  if (!EVP_Digest (buf, len, got, NULL, EVP_sha256 (), NULL))
+    return err_set (EIO, "%s: chunk %ju: SHA-256 failed", v->name,
+                    (uintmax_t) chunk);
+  if (memcmp (want, got, 32) != 0) {
+    err_set (EIO, "%s: chunk %ju from %s [%ju+%u]: SHA-256 mismatch, "
+             "the object is corrupt", v->name, (uintmax_t) chunk, key,
+             (uintmax_t) off, len);
+    log_error ("%s", err_msg ());
+    return -1;
+  }
+  return 0;
+}
+
+static int
+source_fetch (void *opaque, uint64_t chunk, void *buf, uint32_t len)
+{
+  return volume_fetch_chunk (opaque, chunk, buf, len);
+}
+
+int
+volume_fetch_head (struct volume_env *env, const char *export_id,
+                   struct volume_head *head, char etag[128])
+{
+  CLEANUP_FREE char *key = key_volume (env->root, export_id);
+  CLEANUP_FREE char *json = NULL;
+  struct store_obj obj;
+  size_t len;
+
+  if (store_get (env->st, key, VOLUME_JSON_MAX, &json, &len, &obj) == -1) {
+    if (errno == ENOENT)
+      return err_set (ENOENT, "export %s does not exist (no %s)",
+                      export_id, key);
+    return -1;
+  }
+  if (volume_parse (json, len, export_id, head) == -1)
+    return err_prefix ("%s", key);
+  if (etag)
+    memcpy (etag, obj.etag, 128);
+  return 0;
+}
+
+struct manifest *
+volume_fetch_manifest (struct volume_env *env, const char *export_id,
+                       const char *snapshot_id, uint64_t chunks)
+{
+  CLEANUP_FREE char *key = key_manifest (env->root, export_id, snapshot_id);
+  CLEANUP_FREE char *json = NULL;
+  uint64_t max_chunks = IMAGE_SIZE_MAX / CHUNK_SIZE_MIN;
+  struct manifest *m;
+  size_t len;
+
+  if (store_get (env->st, key, manifest_max_size (chunks ? chunks
+                                                   : max_chunks),
+                 &json, &len, NULL) == -1) {
+    if (errno == ENOENT)
+      err_set (ENOENT, "snapshot %s of export %s does not exist (no %s)",
+               snapshot_id, export_id, key);
+    return NULL;
+  }
+  m = manifest_parse (json, len, export_id, snapshot_id);
+  if (m == NULL)
+    err_prefix ("%s", key);
+  return m;
+}
+
+int
+volume_create (struct volume_env *env, const char *export_id,
+               uint64_t size, uint32_t chunk_size)
+{
+  CLEANUP_FREE char *dir = NULL;
+  struct volume_head head = { .image_size = size, .chunk_size = chunk_size };
+  struct stat st;
+
+  if (!id_export_valid (export_id))
+    return err_set (EINVAL, "invalid export id \"%.140s\" (want "
+                    "[A-Za-z0-9][A-Za-z0-9._-]{0,127})", export_id);
+  if (size == 0 || size > IMAGE_SIZE_MAX)
+    return err_set (EINVAL, "invalid size %ju (want 1 to %ju bytes)",
+                    (uintmax_t) size, (uintmax_t) IMAGE_SIZE_MAX);
+  if (!chunk_size_valid (chunk_size))
+    return err_set (EINVAL, "invalid chunk size %u (want a power of two "
+                    "from %u to %u)", chunk_size, CHUNK_SIZE_MIN,
+                    CHUNK_SIZE_MAX);
+  /* A cache left by an earlier export of the same name would resurrect
+   * its dirty chunks on top of the new image: refuse, losing nothing.
+   */
+  dir = xasprintf ("%s/%s", env->cache_root, export_id);
+  if (stat (dir, &st) == 0)
+    return err_set (EEXIST, "a local cache for %s already exists at %s "
+                    "(from an earlier export of that name?); remove it "
+                    "first", export_id, dir);
+
+  snprintf (head.export_id, sizeof head.export_id, "%s", export_id);
+  time_now_iso8601 (head.updated);
+  return volume_put_new_head (env, &head);
+}
+
+int
+volume_put_new_head (struct volume_env *env, const struct volume_head *head)
+{
+  CLEANUP_FREE char *key = key_volume (env->root, head->export_id);
+  CLEANUP_FREE char *json = volume_format (head);
+  int r;
+
+  if (json == NULL)
+    return err_set (ENOMEM, "create %s: out of memory", head->export_id);
+  r = store_put (env->st, key, json, strlen (json), STORE_PUT_IF_ABSENT,
+                 NULL, NULL);
+  if (r == -1 && errno == ENOTSUP) {
+    /* No conditional puts (stock Swift): check, then put.  Two creates
+     * racing on such a store can both succeed; the second one wins.
+     */
+    struct store_obj obj;
+    if (store_head (env->st, key, &obj) == 0)
+      r = err_set (ESTALE, "exists");
+    else if (errno == ENOENT)
+      r = store_put (env->st, key, json, strlen (json), STORE_PUT_ANY,
+                     NULL, NULL);
+  }
+  if (r == -1 && errno == ESTALE)
+    return err_set (EEXIST, "export %s already exists", head->export_id);
+  return r;
+}
+
+static struct volume *
+volume_new (struct volume_env *env, const char *export_id,
+            const char *snapshot_id)
+{
+  struct volume *v = calloc (1, sizeof *v);
+
+  if (v == NULL) {
+    err_set (errno, "calloc: %m");
+    return NULL;
+  }
+  v->env = env;
+  snprintf (v->export_id, sizeof v->export_id, "%s", export_id);
+  v->readonly = snapshot_id != NULL;
+  v->name = snapshot_id ? xasprintf ("%s@%s", export_id, snapshot_id)
+    : xasprintf ("%s", export_id);
+  v->cache_dir = xasprintf ("%s/%s", env->cache_root, v->name);
+  pthread_rwlock_init (&v->mlock, NULL);
+  pthread_mutex_init (&v->oplock, NULL);
+  return v;
+}
+
+static void
+volume_free (struct volume *v)
+{
+  manifest_free (v->manifest);
+  pthread_rwlock_destroy (&v->mlock);
+  pthread_mutex_destroy (&v->oplock);
+  free (v->name);
+  free (v->cache_dir);
+  free (v);
+}
+
+struct volume *
+volume_load (struct volume_env *env, const char *export_id,
+             const char *snapshot_id)
+{
+  struct cache_source src = { source_has, source_fetch, NULL };
+  struct volume *v;
+  uint64_t chunks;
+
+  if (!id_export_valid (export_id)) {
+    err_set (EINVAL, "invalid export id \"%.140s\"", export_id);
+    return NULL;
+  }
+  if (snapshot_id && !id_snapshot_valid (snapshot_id)) {
+    err_set (EINVAL, "invalid snapshot id \"%.40s\" (want 32 lowercase "
+             "hex digits)", snapshot_id);
+    return NULL;
+  }
+  v = volume_new (env, export_id, snapshot_id);
+  if (v == NULL)
+    return NULL;
+  src.opaque = v;
+
+  if (snapshot_id == NULL) {
+    if (volume_fetch_head (env, export_id, &v->head, v->head_etag) == -1)
+      goto err;
+    chunks = chunk_count (v->head.image_size, v->head.chunk_size);
+    if (v->head.snapshot_id[0] &&
+        (v->manifest = volume_fetch_manifest (env, export_id,
+                                              v->head.snapshot_id,
+                                              chunks)) == NULL)
+      goto err;
+    if (v->manifest && (v->manifest->image_size != v->head.image_size ||
+                        v->manifest->chunk_size != v->head.chunk_size)) {
+      err_set (EBADMSG, "export %s: snapshot %s has a different geometry "
+               "than volume.json", export_id, v->head.snapshot_id);
+      goto err;
+    }
+    if (publish_recover (env, &v->head, v->cache_dir) == -1)
+      goto err;
+  }
+  else {
+    v->manifest = volume_fetch_manifest (env, export_id, snapshot_id, 0);
+    if (v->manifest == NULL)
+      goto err;
+    /* A view's "head" is the snapshot itself. */
+    snprintf (v->head.export_id, sizeof v->head.export_id, "%s", export_id);
+    memcpy (v->head.snapshot_id, snapshot_id, SNAPSHOT_ID_LEN + 1);
+    v->head.image_size = v->manifest->image_size;
+    v->head.chunk_size = v->manifest->chunk_size;
+    v->head.generation = v->manifest->generation;
+  }
+  v->cache = cache_open (v->cache_dir, v->head.image_size,
+                         v->head.chunk_size, v->head.snapshot_id,
+                         CACHE_CREATE | (v->readonly ? CACHE_READONLY : 0),
+                         &src);
+  if (v->cache == NULL)
+    goto err;
+  return v;
+
+ err:
+  err_prefix ("load %s", v->name);
+  volume_free (v);
+  return NULL;
+}
+
+/* Stop the hydrate workers, if any.  Called without v->oplock. */
+static void
+hydrate_stop (struct volume *v)
+{
+  unsigned n;
+
+  pthread_mutex_lock (&v->oplock);
+  v->hydrate_cancel = true;
+  n = v->hydrate_running;
+  v->hydrate_running = 0;
+  pthread_mutex_unlock (&v->oplock);
+  for (unsigned i = 0; i < n; i++)
+    pthread_join (v->hydrate_threads[i], NULL);
+}
+
+int
+volume_unload (struct volume *v)
+{
+  int r;
+
+  hydrate_stop (v);
+  if (v->env->pool)
+    pool_cancel (v->env->pool, v);
+  r = cache_close (v->cache);
+  if (r == -1)
+    err_prefix ("unload %s", v->name);
+  volume_free (v);
+  return r;
+}
+
+const char *
+volume_name (const struct volume *v)
+{
+  return v->name;
+}
+
+const char *
+volume_export_id (const struct volume *v)
+{
+  return v->export_id;
+}
+
+uint64_t
+volume_size (const struct volume *v)
+{
+  return v->head.image_size;    /* never changes after load */
+}
+
+uint32_t
+volume_chunk_size (const struct volume *v)
+{
+  return v->head.chunk_size;
+}
+
+bool
+volume_readonly (const struct volume *v)
+{
+  return v->readonly;
+}
+
+void
+volume_status (struct volume *v, struct volume_status *out)
+{
+  memset (out, 0, sizeof *out);
+  pthread_rwlock_rdlock (&v->mlock);
+  memcpy (out->export_id, v->export_id, sizeof out->export_id);
+  memcpy (out->snapshot_id, v->head.snapshot_id, sizeof out->snapshot_id);
+  out->image_size = v->head.image_size;
+  out->chunk_size = v->head.chunk_size;
+  out->snapshot_generation = v->manifest ? v->manifest->generation : 0;
+  out->remote_head_generation = v->head.generation;
+  pthread_rwlock_unlock (&v->mlock);
+  out->readonly = v->readonly;
+  cache_get_stats (v->cache, &out->cache);
+  pthread_mutex_lock (&v->oplock);
+  out->op = v->op;
+  out->op_done = v->op_done;
+  out->op_total = v->op_total;
+  memcpy (out->last_error, v->last_error, sizeof out->last_error);
+  out->publishes = v->publishes;
+  out->publish_ns = v->publish_ns;
+  out->last_publish_ns = v->last_publish_ns;
+  pthread_mutex_unlock (&v->oplock);
+}
+
+void
+volume_set_published (struct volume *v, const struct volume_head *head,
+                      const char *etag, struct manifest *m)
+{
+  struct manifest *old;
+
+  pthread_rwlock_wrlock (&v->mlock);
+  v->head = *head;
+  snprintf (v->head_etag, sizeof v->head_etag, "%s", etag);
+  old = v->manifest;
+  v->manifest = m;
+  pthread_rwlock_unlock (&v->mlock);
+  manifest_free (old);
+}
+
+static void
+readahead_job (void *owner, uint64_t chunk)
+{
+  struct volume *v = owner;
+
+  if (cache_prefetch (v->cache, chunk) == -1)
+    log_debug ("readahead %s chunk %ju: %s", v->name, (uintmax_t) chunk,
+               err_msg ());
+}
+
+static void
+readahead (struct volume *v, uint32_t count, uint64_t offset)
+{
+  uint32_t cs = v->head.chunk_size;
+  uint64_t chunks = chunk_count (v->head.image_size, cs);
+  uint64_t first = offset / cs, last = (offset + count - 1) / cs;
+  uint64_t prev, from, to;
+
+  if (v->env->readahead == 0 || v->env->pool == NULL || count == 0)
+    return;
+  prev = atomic_exchange (&v->ra_last, last);
+  if (first != prev && first != prev + 1) {
+    atomic_store (&v->ra_next, 0);      /* not sequential */
+    return;
+  }
+  from = atomic_load (&v->ra_next);
+  if (from < last + 1)
+    from = last + 1;
+  to = last + v->env->readahead;
+  if (to >= chunks)
+    to = chunks - 1;
+  if (from > to)
+    return;
+  atomic_store (&v->ra_next, to + 1);
+  for (uint64_t c = from; c <= to; c++)
+    if (!cache_is_resident (v->cache, c) &&
+        pool_submit (v->env->pool, readahead_job, v, c, false) == -1)
+      break;                    /* queue full: the reader will fetch */
+}
+
+int
+volume_pread (struct volume *v, void *buf, uint32_t count, uint64_t offset)
+{
+  readahead (v, count, offset);
+  return cache_pread (v->cache, buf, count, offset);
+}
+
+int
+volume_pwrite (struct volume *v, const void *buf, uint32_t count,
+               uint64_t offset, bool fua)
+{
+  return cache_pwrite (v->cache, buf, count, offset, fua);
+}
+
+int
+volume_zero (struct volume *v, uint32_t count, uint64_t offset,
+             unsigned flags, bool fua)
+{
+  return cache_zero (v->cache, count, offset, flags, fua);
+}
+
+int
+volume_flush (struct volume *v)
+{
+  return cache_flush (v->cache);
+}
+
+int
+volume_extents (struct volume *v, uint32_t count, uint64_t offset,
+                cache_extent_fn fn, void *opaque)
+{
+  return cache_extents (v->cache, count, offset, fn, opaque);
+}
+
+int
+volume_prefetch (struct volume *v, uint32_t count, uint64_t offset)
+{
+  uint32_t cs = v->head.chunk_size;
+
+  for (uint64_t c = offset / cs; count > 0 && c <= (offset + count - 1) / cs;
+       c++)
+    if (cache_prefetch (v->cache, c) == -1)
+      return -1;
+  return 0;
+}
+
+int
+volume_op_begin (struct volume *v, enum volume_op op)
+{
+  int r = 0;
+
+  pthread_mutex_lock (&v->oplock);
+  if (v->op != VOLUME_IDLE)
+    r = err_set (EBUSY, "%s is busy %s", v->name, volume_op_name (v->op));
+  else {
+    v->op = op;
+    v->op_done = v->op_total = 0;
+  }
+  pthread_mutex_unlock (&v->oplock);
+  return r;
+}
+
+void
+volume_op_progress (struct volume *v, uint64_t done, uint64_t total)
+{
+  pthread_mutex_lock (&v->oplock);
+  v->op_done = done;
+  v->op_total = total;
+  pthread_mutex_unlock (&v->oplock);
+}
+
+void
+volume_op_end (struct volume *v, bool ok)
+{
+  pthread_mutex_lock (&v->oplock);
+  if (!ok)
+    snprintf (v->last_error, sizeof v->last_error, "%s: %s",
+              volume_op_name (v->op), err_msg ());
+  v->op = VOLUME_IDLE;
+  pthread_mutex_unlock (&v->oplock);
+}
+
+/* Account one publish (for metrics and status). */
+void
+volume_count_publish (struct volume *v, uint64_t ns)
+{
+  pthread_mutex_lock (&v->oplock);
+  v->publishes++;
+  v->publish_ns += ns;
+  v->last_publish_ns = ns;
+  pthread_mutex_unlock (&v->oplock);
+}
+
+/* A hydrate worker: claim the next extent of the manifest, fetch its
+ * chunks, until none is left, one failed, or the hydrate is cancelled.
+ * The last worker to finish ends the operation.
+ */
+static void *
+hydrate_worker (void *arg)
+{
+  struct volume *v = arg;
+  bool stop = false;
+
+  while (!stop) {
+    uint64_t e, first = 0, n = 0;
+
+    pthread_mutex_lock (&v->oplock);
+    e = v->hydrate_next++;
+    pthread_mutex_unlock (&v->oplock);
+    pthread_rwlock_rdlock (&v->mlock);
+    if (v->manifest && e < v->manifest->nextents) {
+      first = v->manifest->extents[e].chunk;
+      n = v->manifest->extents[e].count;
+    }
+    pthread_rwlock_unlock (&v->mlock);
+    if (n == 0)
+      break;
+    for (uint64_t c = first; c < first + n && !stop; c++) {
+      int r = cache_prefetch (v->cache, c);
+
+      pthread_mutex_lock (&v->oplock);
+      v->op_done++;
+      if (r == -1 && !v->hydrate_failed) {
+        v->hydrate_failed = true;
+        snprintf (v->last_error, sizeof v->last_error, "hydrating: %s",
+                  err_msg ());
+      }
+      stop = v->hydrate_cancel || v->hydrate_failed;
+      pthread_mutex_unlock (&v->oplock);
+    }
+  }
+  pthread_mutex_lock (&v->oplock);
+  if (--v->hydrate_active == 0)
+    v->op = VOLUME_IDLE;
+  pthread_mutex_unlock (&v->oplock);
+  return NULL;
+}
+
+int
+volume_hydrate (struct volume *v)
+{
+  unsigned started = 0;
+
+  if (volume_op_begin (v, VOLUME_HYDRATE) == -1)
+    return -1;
+  hydrate_stop (v);             /* join the workers of an earlier hydrate */
+  pthread_rwlock_rdlock (&v->mlock);
+  pthread_mutex_lock (&v->oplock);
+  v->op_total = v->manifest ? v->manifest->nsha : 0;
+  v->hydrate_next = 0;
+  v->hydrate_cancel = v->hydrate_failed = false;
+  v->hydrate_active = HYDRATE_WORKERS;
+  pthread_mutex_unlock (&v->oplock);
+  pthread_rwlock_unlock (&v->mlock);
+
+  for (; started < HYDRATE_WORKERS; started++) {
+    int e = pthread_create (&v->hydrate_threads[started], NULL,
+                            hydrate_worker, v);
+    if (e) {
+      err_set (e, "hydrate %s: pthread_create: %m", v->name);
+      break;
+    }
+  }
+  pthread_mutex_lock (&v->oplock);
+  v->hydrate_running = started;
+  v->hydrate_active -= HYDRATE_WORKERS - started;
+  if (v->hydrate_active == 0)
+    v->op = VOLUME_IDLE;
+  pthread_mutex_unlock (&v->oplock);
+  return started > 0 ? 0 : -1;
+}
+
+int
+volume_reset (struct volume *v)
+{
+  char snapshot_id[SNAPSHOT_ID_LEN + 1];
+  int r;
+
+  if (v->readonly)
+    return err_set (EROFS, "%s is a read-only snapshot view", v->name);
+  if (volume_op_begin (v, VOLUME_RESET) == -1)
+    return -1;
+  hydrate_stop (v);
+  if (v->env->pool)
+    pool_cancel (v->env->pool, v);
+  pthread_rwlock_rdlock (&v->mlock);
+  memcpy (snapshot_id, v->head.snapshot_id, sizeof snapshot_id);
+  pthread_rwlock_unlock (&v->mlock);
+  r = cache_reset (v->cache, snapshot_id);
+  if (r == -1)
+    err_prefix ("reset %s", v->name);
+  else
+    log_info ("%s: local cache reset to snapshot %s", v->name,
+              snapshot_id[0] ? snapshot_id : "(none)");
+  volume_op_end (v, r == 0);
+  return r;
+}

@@ -1,0 +1,113 @@
+/* lazyvol: an export — the head and manifest read from the store, the
+ * local chunk cache, readahead, and the one long operation that may run on
+ * it.  Both the plugin (data path, control socket) and the publish code
+ * use it; the plugin never sees inside.
+ *
+ * An export is either writable (named by its export id, based on the
+ * remote head) or a read-only view of one published snapshot (named
+ * "<export_id>@<snapshot_id>", with its own cache directory).
+ */
+#ifndef LAZYVOL_VOLUME_H
+#define LAZYVOL_VOLUME_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "cache.h"
+#include "store.h"
+#include "util.h"
+
+/* What every export of a process shares. */
+struct volume_env {
+  struct store *st;
+  const char *root;             /* export root in the bucket ("" = top) */
+  const char *cache_root;       /* absolute local directory */
+  struct pool *pool;            /* background fetches */
+  unsigned readahead;           /* chunks fetched ahead of sequential reads */
+};
+
+/* The long operations; at most one runs on an export at a time. */
+enum volume_op {
+  VOLUME_IDLE, VOLUME_SNAPSHOT, VOLUME_COMPACT, VOLUME_HYDRATE, VOLUME_RESET,
+};
+
+struct volume_status {
+  char export_id[EXPORT_ID_MAX + 1];
+  char snapshot_id[SNAPSHOT_ID_LEN + 1];  /* the published image's, or "" */
+  bool readonly;
+  uint64_t image_size;
+  uint32_t chunk_size;
+  struct cache_stats cache;
+  uint64_t snapshot_generation;           /* of the local state's base */
+  uint64_t remote_head_generation;        /* as last read or written */
+  enum volume_op op;
+  uint64_t op_done, op_total;
+  char last_error[256];                   /* of the last failed operation */
+  uint64_t publishes;                     /* snapshots and compacts */
+  uint64_t publish_ns;                    /* their total time */
+  uint64_t last_publish_ns;
+};
+
+struct volume;
+
+/* The name of an operation as shown in status ("idle", "snapshotting"...). */
+const char *volume_op_name (enum volume_op op);
+
+/* Create export EXPORT_ID: write its volume.json (no snapshot yet; fails
+ * with EEXIST if it exists) and its empty local cache.  0 or -1.
+ */
+int volume_create (struct volume_env *env, const char *export_id,
+                   uint64_t size, uint32_t chunk_size);
+/* Load export EXPORT_ID from its remote head, or with SNAPSHOT_ID the
+ * read-only view of that snapshot.  Resolves a publish journal left by a
+ * crash.  NULL with err_set.
+ */
+struct volume *volume_load (struct volume_env *env, const char *export_id,
+                            const char *snapshot_id);
+/* Stop background work, close the cache cleanly and free.  0 or -1 (the
+ * volume is freed either way).
+ */
+int volume_unload (struct volume *v);
+
+/* "vm01" or "vm01@<snapshot_id>". */
+const char *volume_name (const struct volume *v);
+/* The export id (without any "@snapshot"). */
+const char *volume_export_id (const struct volume *v);
+uint64_t volume_size (const struct volume *v);
+uint32_t volume_chunk_size (const struct volume *v);
+bool volume_readonly (const struct volume *v);
+/* Fill *OUT with the export's state; no I/O. */
+void volume_status (struct volume *v, struct volume_status *out);
+
+/* The data path: as cache.h, plus readahead on sequential reads. */
+int volume_pread (struct volume *v, void *buf, uint32_t count,
+                  uint64_t offset);
+int volume_pwrite (struct volume *v, const void *buf, uint32_t count,
+                   uint64_t offset, bool fua);
+int volume_zero (struct volume *v, uint32_t count, uint64_t offset,
+                 unsigned flags, bool fua);
+int volume_flush (struct volume *v);
+int volume_extents (struct volume *v, uint32_t count, uint64_t offset,
+                    cache_extent_fn fn, void *opaque);
+/* Prefetch the chunks of [OFFSET, OFFSET+COUNT) (NBD_CMD_CACHE). */
+int volume_prefetch (struct volume *v, uint32_t count, uint64_t offset);
+
+/* Claim the export for long operation OP.  EBUSY naming the running
+ * operation if another one runs.  0 or -1.
+ */
+int volume_op_begin (struct volume *v, enum volume_op op);
+/* Report progress of the running operation. */
+void volume_op_progress (struct volume *v, uint64_t done, uint64_t total);
+/* Release the export; on failure keep err_msg() as the last error. */
+void volume_op_end (struct volume *v, bool ok);
+
+/* Start fetching every chunk of the published image in the background
+ * (progress in status).  0 or -1 (EBUSY if an operation runs).
+ */
+int volume_hydrate (struct volume *v);
+/* Drop all local state (destructive).  The caller ensures no client is
+ * connected.  0 or -1 (EBUSY if an operation runs).
+ */
+int volume_reset (struct volume *v);
+
+#endif /* LAZYVOL_VOLUME_H */

@@ -1,0 +1,25 @@
+/* lazyvol plugin: the control socket, a Unix stream socket (mode 0600)
+ * that speaks one JSON object per line in each direction:
+ *
+ *   -> {"cmd":"status","export_id":"vm01"}
+ *   <- {"ok":true,"export_id":"vm01",...}
+ *   <- {"ok":false,"error":"no export named \"vm9\" is loaded","code":"not_found"}
+ *
+ * Commands: ping, list, create, open, close, status, snapshot, compact,
+ * clone, snapshots, delete_snapshot, reset, hydrate, metrics (see the
+ * CONTROL PROTOCOL section of nbdkit-lazyvol-plugin(1)).  lazyvold is a
+ * client of this socket; so is anyone with socat or nc -U.
+ */
+#ifndef LAZYVOL_CONTROL_H
+#define LAZYVOL_CONTROL_H
+
+#include "volume.h"
+
+/* Listen on PATH and serve commands on ENV's exports in background
+ * threads.  A stale socket is replaced; one in use is EADDRINUSE.  0 or -1.
+ */
+int control_start (const char *path, struct volume_env *env);
+/* Stop listening and remove the socket; NULL-safe to call if not started. */
+void control_stop (void);
+
+#endif /* LAZYVOL_CONTROL_H */

@@ -1,0 +1,497 @@
+/* nbdkit-lazyvol-plugin: block devices whose durable home is an object
+ * store, with a lazily filled local cache.
+ *
+ * This file only translates nbdkit callbacks into calls to the core in
+ * common/: configuration, the export list, and the data path of one
+ * connection (a handle is the connection's volume).  Everything with
+ * state — the cache, fills, publishing — lives in common/ and is shared
+ * with lazyvold.
+ *
+ * Thread model PARALLEL: the cache is safe for concurrent requests on any
+ * number of connections, and all connections to an export share one
+ * state, so multi-conn is advertised (a flush on one connection makes
+ * every connection's acknowledged writes durable).
+ *
+ * Block sizes: minimum 1, because every byte offset works; preferred 4096,
+ * because read-modify-write only happens on the first partial write to a
+ * chunk that is not cached (afterwards any size costs the same), so
+ * asking clients for chunk-sized I/O would only inflate small writes;
+ * maximum 32 MiB, the most nbdkit accepts for a read or write.
+ */
+#include <config.h>
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define NBDKIT_API_VERSION 2
+#include <nbdkit-plugin.h>
+
+#include "control.h"
+#include "err.h"
+#include "format.h"
+#include "pool.h"
+#include "registry.h"
+#include "store.h"
+#include "util.h"
+
+#define POOL_QUEUE 1024
+
+static struct store_config cfg = { .backend = STORE_S3, .retries = 5,
+                                   .timeout = 30 };
+static bool backend_given;
+static char *cache_root;
+static char *export_root;
+static char *bucket;
+static char *control_path;
+static unsigned readahead = 8;
+static unsigned fetch_threads = 16;
+static bool discover = true;
+
+static struct store *st;
+static struct volume_env env;
+
+static void
+log_sink (enum log_level level, const char *msg)
+{
+  switch (level) {
+  case LOG_LV_ERROR: nbdkit_error ("%s", msg); break;
+  case LOG_LV_WARN: nbdkit_error ("warning: %s", msg); break;
+  default: nbdkit_debug ("%s", msg); break;
+  }
+}
+
+/* Report this thread's recorded error to nbdkit and return -1. */
+static int
+fail (void)
+{
+  int e = err_errno ();
+
+  nbdkit_error ("%s", err_msg ());
+  /* Store failures reach the client as EIO. */
+  nbdkit_set_error (e == EROFS || e == ENOTSUP || e == EINVAL ||
+                    e == ENOSPC || e == ENOMEM ? e : EIO);
+  return -1;
+}
+
+static void
+lazyvol_load (void)
+{
+  log_set_sink (log_sink);
+  log_set_level (LOG_LV_DEBUG);   /* nbdkit filters debug output itself */
+}
+
+static void
+lazyvol_unload (void)
+{
+  free (cache_root);
+  free (export_root);
+  free (bucket);
+  free (control_path);
+}
+
+static int
+parse_unsigned (const char *key, const char *value, unsigned *out,
+                unsigned min, unsigned max)
+{
+  if (nbdkit_parse_unsigned (key, value, out) == -1)
+    return -1;
+  if (*out < min || *out > max) {
+    nbdkit_error ("%s must be between %u and %u", key, min, max);
+    return -1;
+  }
+  return 0;
+}
+
+static int
+replace (char **dst, char *value)
+{
+  if (value == NULL)
+    return -1;
+  free (*dst);
+  *dst = value;
+  return 0;
+}
+
+static int
+lazyvol_config (const char *key, const char *value)
+{
+  int b;
+
+  if (strcmp (key, "cache-root") == 0)
+    return replace (&cache_root, nbdkit_absolute_path (value));
+  if (strcmp (key, "export-root") == 0) {
+    size_t n = strlen (value);
+    while (n > 0 && value[n - 1] == '/')
+      n--;
+    return replace (&export_root, strndup (value, n));
+  }
+  if (strcmp (key, "bucket") == 0)
+    return replace (&bucket, strdup (value));
+  if (strcmp (key, "storage-backend") == 0) {
+    if ((b = store_parse_backend (value)) == -1) {
+      nbdkit_error ("storage-backend must be file, s3 or r2, not %s", value);
+      return -1;
+    }
+    cfg.backend = b;
+    backend_given = true;
+    return 0;
+  }
+  if (strcmp (key, "endpoint-url") == 0)
+    return (cfg.endpoint_url = nbdkit_strdup_intern (value)) ? 0 : -1;
+  if (strcmp (key, "region") == 0)
+    return (cfg.region = nbdkit_strdup_intern (value)) ? 0 : -1;
+  if (strcmp (key, "r2-account-id") == 0)
+    return (cfg.r2_account_id = nbdkit_strdup_intern (value)) ? 0 : -1;
+  if (strcmp (key, "s3-addressing") == 0) {
+    if (strcmp (value, "path") == 0)
+      cfg.addressing = STORE_ADDR_PATH;
+    else if (strcmp (value, "virtual") == 0)
+      cfg.addressing = STORE_ADDR_VIRTUAL;
+    else {
+      nbdkit_error ("s3-addressing must be path or virtual, not %s", value);
+      return -1;
+    }
+    return 0;
+  }
+  if (strcmp (key, "control") == 0)
+    return replace (&control_path, nbdkit_absolute_path (value));
+  if (strcmp (key, "readahead") == 0)
+    return parse_unsigned (key, value, &readahead, 0, 1024);
+  if (strcmp (key, "fetch-threads") == 0)
+    return parse_unsigned (key, value, &fetch_threads, 1, 256);
+  if (strcmp (key, "retries") == 0)
+    return parse_unsigned (key, value, &cfg.retries, 0, 100);
+  if (strcmp (key, "timeout") == 0)
+    return parse_unsigned (key, value, &cfg.timeout, 1, 3600);
+  if (strcmp (key, "discover") == 0) {
+    if ((b = nbdkit_parse_bool (value)) == -1)
+      return -1;
+    discover = b;
+    return 0;
+  }
+  nbdkit_error ("unknown parameter '%s' (see nbdkit-lazyvol-plugin(1))", key);
+  return -1;
+}
+
+static int
+lazyvol_config_complete (void)
+{
+  if (cache_root == NULL) {
+    nbdkit_error ("cache-root=DIR is required");
+    return -1;
+  }
+  if (export_root == NULL && (export_root = strdup ("exports")) == NULL)
+    return -1;
+  /* No bucket and no backend: the embedded store under the cache root,
+   * so the plugin works with nothing else installed.
+   */
+  if (bucket == NULL && !backend_given) {
+    cfg.backend = STORE_FILE;
+    bucket = xasprintf ("%s/.store", cache_root);
+  }
+  if (bucket == NULL) {
+    nbdkit_error ("bucket=BUCKET is required with storage-backend=%s",
+                  store_backend_name (cfg.backend));
+    return -1;
+  }
+  if (cfg.backend == STORE_FILE) {
+    char *abs = nbdkit_absolute_path (bucket);
+    if (replace (&bucket, abs) == -1)
+      return -1;
+  }
+  cfg.bucket = bucket;
+  return 0;
+}
+
+#define lazyvol_config_help \
+  "cache-root=DIR          (required) Local cache directory.\n" \
+  "bucket=BUCKET           Bucket, or directory for storage-backend=file.\n" \
+  "storage-backend=file|s3|r2  Object store (default s3 with a bucket,\n" \
+  "                        else file under CACHE-ROOT/.store).\n" \
+  "export-root=PREFIX      Prefix of the exports in the bucket (exports).\n" \
+  "endpoint-url=URL        S3-compatible endpoint.\n" \
+  "region=REGION           S3 region (us-east-1; auto for r2).\n" \
+  "r2-account-id=ID        Cloudflare account id for storage-backend=r2.\n" \
+  "s3-addressing=path|virtual  S3 URL style.\n" \
+  "control=SOCKET          Control socket (mode 0600).\n" \
+  "readahead=N             Chunks fetched ahead of sequential reads (8).\n" \
+  "fetch-threads=N         Background fetch threads (16).\n" \
+  "retries=N, timeout=SECS Object store retries (5) and stall timeout (30).\n" \
+  "discover=false          Do not load the exports found at start."
+
+static int
+lazyvol_get_ready (void)
+{
+  CLEANUP_FREE char *probe = NULL;
+
+  if (mkdir_p (cache_root, 0700) == -1)
+    return fail ();
+  /* The export root becomes part of every key: check it once here. */
+  probe = xasprintf ("%s%sx", export_root, export_root[0] ? "/" : "");
+  if (!store_key_valid (probe, false)) {
+    nbdkit_error ("invalid export-root \"%s\"", export_root);
+    return -1;
+  }
+  st = store_open (&cfg);
+  if (st == NULL)
+    return fail ();
+  env.st = st;
+  env.root = export_root;
+  env.cache_root = cache_root;
+  env.readahead = readahead;
+  return 0;
+}
+
+static int
+lazyvol_after_fork (void)
+{
+  /* Threads only after nbdkit has forked. */
+  env.pool = pool_new (fetch_threads, POOL_QUEUE);
+  if (env.pool == NULL)
+    return fail ();
+  registry_init (&env);
+  if (discover)
+    registry_discover ();
+  if (control_path && control_start (control_path, &env) == -1)
+    return fail ();
+  return 0;
+}
+
+static void
+lazyvol_cleanup (void)
+{
+  control_stop ();
+  registry_shutdown ();
+  pool_free (env.pool);
+  store_close (st);
+}
+
+static void
+add_view (void *opaque, const char *name)
+{
+  nbdkit_add_export (opaque, name, "read-only snapshot");
+}
+
+static int
+add_export (void *opaque, struct volume *v)
+{
+  return nbdkit_add_export (opaque, volume_name (v),
+                            volume_readonly (v) ? "read-only snapshot"
+                            : "lazyvol export");
+}
+
+static int
+lazyvol_list_exports (int readonly, int is_tls, struct nbdkit_exports *exps)
+{
+  if (registry_foreach (add_export, exps) == -1)
+    return -1;
+  registry_foreach_view_name (add_view, exps);
+  return 0;
+}
+
+static const char *
+lazyvol_default_export (int readonly, int is_tls)
+{
+  char name[EXPORT_ID_MAX + 1];
+
+  /* "" means the only export, if there is exactly one. */
+  if (!registry_default_name (name))
+    return NULL;
+  return nbdkit_strdup_intern (name);
+}
+
+static void *
+lazyvol_open (int readonly)
+{
+  const char *name = nbdkit_export_name ();
+  struct volume *v;
+
+  if (name == NULL || name[0] == '\0') {
+    nbdkit_error ("no export name given and no single default export");
+    nbdkit_set_error (ENOENT);
+    return NULL;
+  }
+  v = registry_get (name, true, true);
+  if (v == NULL) {
+    nbdkit_error ("%s", err_msg ());
+    nbdkit_set_error (ENOENT);
+  }
+  return v;
+}
+
+static void
+lazyvol_close (void *handle)
+{
+  registry_put (handle, true);
+}
+
+static int64_t
+lazyvol_get_size (void *handle)
+{
+  return volume_size (handle);
+}
+
+static int
+lazyvol_block_size (void *handle, uint32_t *minimum, uint32_t *preferred,
+                    uint32_t *maximum)
+{
+  *minimum = 1;
+  *preferred = 4096;
+  *maximum = 32 * 1024 * 1024;
+  return 0;
+}
+
+static int
+lazyvol_can_write (void *handle)
+{
+  return !volume_readonly (handle);
+}
+
+static int
+lazyvol_true (void *handle)
+{
+  return 1;
+}
+
+static int
+lazyvol_can_fua (void *handle)
+{
+  return NBDKIT_FUA_NATIVE;
+}
+
+static int
+lazyvol_can_cache (void *handle)
+{
+  return NBDKIT_CACHE_NATIVE;
+}
+
+static int
+lazyvol_is_rotational (void *handle)
+{
+  return 0;
+}
+
+static int
+lazyvol_pread (void *handle, void *buf, uint32_t count, uint64_t offset,
+               uint32_t flags)
+{
+  return volume_pread (handle, buf, count, offset) == -1 ? fail () : 0;
+}
+
+static int
+lazyvol_pwrite (void *handle, const void *buf, uint32_t count,
+                uint64_t offset, uint32_t flags)
+{
+  return volume_pwrite (handle, buf, count, offset,
+                        flags & NBDKIT_FLAG_FUA) == -1 ? fail () : 0;
+}
+
+static int
+lazyvol_flush (void *handle, uint32_t flags)
+{
+  return volume_flush (handle) == -1 ? fail () : 0;
+}
+
+static int
+lazyvol_trim (void *handle, uint32_t count, uint64_t offset, uint32_t flags)
+{
+  return volume_zero (handle, count, offset,
+                      CACHE_ZERO_TRIM | CACHE_ZERO_MAY_TRIM,
+                      flags & NBDKIT_FLAG_FUA) == -1 ? fail () : 0;
+}
+
+static int
+lazyvol_zero (void *handle, uint32_t count, uint64_t offset, uint32_t flags)
+{
+  unsigned zflags = (flags & NBDKIT_FLAG_MAY_TRIM ? CACHE_ZERO_MAY_TRIM : 0) |
+    (flags & NBDKIT_FLAG_FAST_ZERO ? CACHE_ZERO_FAST : 0);
+
+  if (volume_zero (handle, count, offset, zflags,
+                   flags & NBDKIT_FLAG_FUA) == -1) {
+    /* A fast zero that would be slow is not an error to log. */
+    if (err_errno () == ENOTSUP && (flags & NBDKIT_FLAG_FAST_ZERO)) {
+      nbdkit_set_error (ENOTSUP);
+      return -1;
+    }
+    return fail ();
+  }
+  return 0;
+}
+
+static int
+add_extent (void *opaque, uint64_t offset, uint64_t length, unsigned type)
+{
+  return nbdkit_add_extent (opaque, offset, length,
+                            type == CACHE_EXTENT_HOLE
+                            ? NBDKIT_EXTENT_HOLE | NBDKIT_EXTENT_ZERO : 0);
+}
+
+static int
+lazyvol_extents (void *handle, uint32_t count, uint64_t offset,
+                 uint32_t flags, struct nbdkit_extents *extents)
+{
+  /* With REQ_ONE nbdkit needs only the first extent; one chunk gives it. */
+  if ((flags & NBDKIT_FLAG_REQ_ONE) && count > volume_chunk_size (handle))
+    count = volume_chunk_size (handle) - offset % volume_chunk_size (handle);
+  return volume_extents (handle, count, offset, add_extent,
+                         extents) == -1 ? fail () : 0;
+}
+
+static int
+lazyvol_cache (void *handle, uint32_t count, uint64_t offset, uint32_t flags)
+{
+  return volume_prefetch (handle, count, offset) == -1 ? fail () : 0;
+}
+
+static void
+lazyvol_dump_plugin (void)
+{
+  printf ("lazyvol_version=%s\n", VERSION);
+  printf ("lazyvol_backends=file,s3,r2\n");
+}
+
+static struct nbdkit_plugin plugin = {
+  .name = "lazyvol",
+  .longname = "lazyvol: block devices over object storage",
+  .version = VERSION,
+  .description = "Serve exports whose durable home is an object store, "
+  "with a lazily filled local cache and published snapshots.",
+  .load = lazyvol_load,
+  .unload = lazyvol_unload,
+  .config = lazyvol_config,
+  .config_complete = lazyvol_config_complete,
+  .config_help = lazyvol_config_help,
+  .dump_plugin = lazyvol_dump_plugin,
+  .get_ready = lazyvol_get_ready,
+  .after_fork = lazyvol_after_fork,
+  .cleanup = lazyvol_cleanup,
+  .list_exports = lazyvol_list_exports,
+  .default_export = lazyvol_default_export,
+  .open = lazyvol_open,
+  .close = lazyvol_close,
+  .get_size = lazyvol_get_size,
+  .block_size = lazyvol_block_size,
+  .can_write = lazyvol_can_write,
+  .can_flush = lazyvol_true,
+  .is_rotational = lazyvol_is_rotational,
+  .can_trim = lazyvol_can_write,
+  .can_zero = lazyvol_can_write,
+  .can_fast_zero = lazyvol_true,
+  .can_extents = lazyvol_true,
+  .can_fua = lazyvol_can_fua,
+  .can_multi_conn = lazyvol_true,
+  .can_cache = lazyvol_can_cache,
+  .pread = lazyvol_pread,
+  .pwrite = lazyvol_pwrite,
+  .flush = lazyvol_flush,
+  .trim = lazyvol_trim,
+  .zero = lazyvol_zero,
+  .extents = lazyvol_extents,
+  .cache = lazyvol_cache,
+  .errno_is_preserved = 0,
+};
+
+#define THREAD_MODEL NBDKIT_THREAD_MODEL_PARALLEL
+NBDKIT_REGISTER_PLUGIN (plugin)

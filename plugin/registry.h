@@ -1,0 +1,61 @@
+/* lazyvol plugin: the exports this nbdkit process serves, by name.
+ *
+ * Names are export ids ("vm01") for writable exports and
+ * "<export_id>@<snapshot_id>" for read-only snapshot views, which are
+ * loaded on first use.  Every user of a volume (an NBD connection, a
+ * control command) holds a reference, so an export is never unloaded
+ * while in use.
+ */
+#ifndef LAZYVOL_REGISTRY_H
+#define LAZYVOL_REGISTRY_H
+
+#include <stdbool.h>
+
+#include "volume.h"
+
+/* Use ENV (which must outlive the registry) for every export. */
+void registry_init (struct volume_env *env);
+/* Load every export found under the export root; broken ones are logged
+ * and skipped.  Returns the number loaded.
+ */
+int registry_discover (void);
+/* Load export NAME.  EEXIST if it is already loaded (or loading).  0 or -1. */
+int registry_load (const char *name);
+/* Take a reference to export NAME.  A snapshot view that is not loaded
+ * yet is loaded if LOAD_VIEW.  CONNECTION counts it as an NBD client.
+ * NULL with err_set (ENOENT if not loaded).
+ */
+struct volume *registry_get (const char *name, bool load_view,
+                             bool connection);
+/* Drop a reference taken by registry_get. */
+void registry_put (struct volume *v, bool connection);
+/* Unload export NAME.  EBUSY while clients are connected or a command
+ * uses it.  0 or -1.
+ */
+int registry_unload (const char *name);
+/* Number of NBD clients connected to export NAME. */
+unsigned registry_connections (const char *name);
+/* Called by registry_foreach for each loaded export, in load order. */
+typedef int (*registry_fn) (void *opaque, struct volume *v);
+/* Call FN for every loaded export (holding a reference).  Stops at the
+ * first non-zero return and returns it.
+ */
+int registry_foreach (registry_fn fn, void *opaque);
+/* Remember the snapshot ids of export EXPORT_ID, for listing views. */
+void registry_set_snapshots (const char *export_id,
+                             char (*ids)[SNAPSHOT_ID_LEN + 1], size_t n);
+/* Call FN(OPAQUE, "E@S") for every known snapshot of every loaded
+ * writable export that is not loaded as a view.
+ */
+void registry_foreach_view_name (void (*fn) (void *opaque, const char *name),
+                                 void *opaque);
+/* Copy the name of the only loaded writable export to OUT; false if
+ * there are none or several.
+ */
+bool registry_default_name (char out[EXPORT_ID_MAX + 1]);
+/* Refresh export EXPORT_ID's list of snapshot ids from the store. */
+void registry_refresh_snapshots (const char *export_id);
+/* Unload everything (at shutdown). */
+void registry_shutdown (void);
+
+#endif /* LAZYVOL_REGISTRY_H */
