@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# ranged-get.sh KEY SIZE RANGE PARALLEL: the "parallel curl" peer of
+# run.sh.  Fetches object KEY (SIZE bytes) from the S3 store in
+# S3_ENDPOINT / S3_BUCKET with SigV4-signed ranged GETs of RANGE bytes,
+# PARALLEL at a time, from one curl process (--parallel, connections kept
+# alive), throwing the bytes away; checks that SIZE bytes arrived and
+# prints the seconds it took.  Credentials: AWS_ACCESS_KEY_ID and
+# AWS_SECRET_ACCESS_KEY, region S3_REGION; they reach curl through a
+# netrc file, never its command line (an access key may contain ':').
+set -e
+set -u
+set -o pipefail
+
+[ $# = 4 ] || { echo "usage: ranged-get.sh KEY SIZE RANGE PARALLEL" >&2; exit 1; }
+key=$1 size=$2 range=$3 parallel=$4
+: "${S3_ENDPOINT:?}" "${S3_BUCKET:?}" "${AWS_ACCESS_KEY_ID:?}"
+: "${AWS_SECRET_ACCESS_KEY:?}"
+
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/ranged-get.XXXXXX")
+trap 'rm -rf "$tmp"' EXIT
+host=${S3_ENDPOINT#*://}
+host=${host%%/*}
+host=${host%:*}
+( umask 077
+  printf 'machine %s login %s password %s\n' "$host" \
+      "$AWS_ACCESS_KEY_ID" "$AWS_SECRET_ACCESS_KEY" > "$tmp/netrc" )
+
+# One curl config block per range, separated by "next".
+for (( off = 0; off < size; off += range )); do
+    end=$(( off + range < size ? off + range - 1 : size - 1 ))
+    [ "$off" = 0 ] || echo next
+    cat <<EOF
+url = "$S3_ENDPOINT/$S3_BUCKET/$key"
+range = "$off-$end"
+output = "/dev/null"
+aws-sigv4 = "aws:amz:${S3_REGION:-us-east-1}:s3"
+netrc-file = "$tmp/netrc"
+fail
+silent
+show-error
+write-out = "%{size_download}\n"
+EOF
+done > "$tmp/config"
+
+t0=$(date +%s%N)
+curl --parallel --parallel-max "$parallel" --config "$tmp/config" > "$tmp/sizes"
+t1=$(date +%s%N)
+got=$(awk '{ n += $1 } END { printf "%d", n }' "$tmp/sizes")
+[ "$got" = "$size" ] ||
+    { echo "ranged-get.sh: $key: got $got bytes, want $size" >&2; exit 1; }
+awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.6f\n", (b - a) / 1e9 }'

@@ -1,0 +1,730 @@
+#!/usr/bin/env bash
+# bench/run.sh: measure lazyvol side by side with a peer doing the same
+# work, in one run on this machine, and print a table of ratios.
+#
+#   bench/run.sh [OPTIONS] [MEASUREMENT...]
+#
+# Measurements (default: all of them, in this order):
+#   read     sequential read of a resident 1 GiB export vs nbdkit's file plugin
+#   iops     4 KiB random read and write IOPS vs nbdkit's file plugin
+#   publish  snapshot of 256 and 1024 dirty MiB vs cp+fsync (file store)
+#            and vs a boto3 multipart upload (S3)
+#   sparse   snapshot of 8 dirty MiB of a 1 TiB export (and its peak RSS)
+#   clone    clone of a 1 TiB export vs clone of a 1 GiB export
+#   compact  compact of a 1 GiB export vs cp+fsync / boto3 upload
+#   cold     cold sequential read of 1 GiB from S3 vs parallel ranged curl
+#            (and the reader's peak RSS)
+# S3 measurements use a local Swift (tests/s3-server.sh); without it
+# they are listed as skipped.  bench/README explains every row.
+#
+# Options:
+#   --plugin PATH   the plugin (default: _build/plugin/.libs/... of this tree)
+#   --scratch DIR   where the scratch directory is made (default /var/tmp);
+#                   it needs about 8 GiB and is removed at the end
+#   --runs N        repetitions of each measurement (default 3); the table
+#                   shows medians and the spread (half the range, in %)
+#   --keep          keep the scratch directory (logs, stores)
+#   --no-s3         skip the S3 measurements
+#
+# Nothing is built here.  Every process started is stopped on exit,
+# including on ^C.  Timings are printed, never asserted: the machine may
+# be shared, so peers are measured in the same run, interleaved.
+set -e
+set -u
+set -o pipefail
+shopt -s inherit_errexit
+
+here=$(cd "$(dirname "$0")" && pwd)
+top=$(dirname "$here")
+PY=/usr/bin/python3             # the one with boto3 (python3-boto3)
+
+plugin=
+scratch_parent=${TMPDIR:-/var/tmp}
+runs=3
+keep=false
+use_s3=true
+all="read iops publish sparse clone compact cold"
+selected=()
+
+die ()
+{
+    echo "bench: $*" >&2
+    exit 1
+}
+
+usage ()
+{
+    sed -n '2,/^$/{s/^# \{0,1\}//;p}' "$0"
+    exit "${1:-0}"
+}
+
+while [ $# -gt 0 ]; do
+    case $1 in
+        --plugin) [ $# -ge 2 ] || usage 1; plugin=$2; shift ;;
+        --plugin=*) plugin=${1#*=} ;;
+        --scratch) [ $# -ge 2 ] || usage 1; scratch_parent=$2; shift ;;
+        --scratch=*) scratch_parent=${1#*=} ;;
+        --runs) [ $# -ge 2 ] || usage 1; runs=$2; shift ;;
+        --runs=*) runs=${1#*=} ;;
+        --keep) keep=true ;;
+        --no-s3) use_s3=false ;;
+        -h|--help) usage 0 ;;
+        -*) echo "bench: unknown option $1" >&2; usage 1 ;;
+        *)
+            case " $all " in
+                *" $1 "*) selected+=("$1") ;;
+                *) die "unknown measurement '$1' (want: $all)" ;;
+            esac
+            ;;
+    esac
+    shift
+done
+[ ${#selected[@]} -gt 0 ] || read -r -a selected <<< "$all"
+case $runs in ''|*[!0-9]*|0) die "--runs wants a positive number" ;; esac
+
+# The plugin, and the tools every measurement needs.
+if [ -z "$plugin" ]; then
+    for p in "$top/_build/plugin/.libs/nbdkit-lazyvol-plugin.so" \
+             "$top/plugin/.libs/nbdkit-lazyvol-plugin.so"; do
+        [ -f "$p" ] && { plugin=$p; break; }
+    done
+    [ -n "$plugin" ] ||
+        die "no plugin built in $top/_build; build it or pass --plugin PATH"
+fi
+[ -f "$plugin" ] || die "plugin $plugin not found"
+plugin=$(cd "$(dirname "$plugin")" && pwd)/$(basename "$plugin")
+
+need ()
+{
+    local c
+    for c in "$@"; do
+        command -v "$c" >/dev/null 2>&1 ||
+            die "'$c' is not installed (it is needed for: ${selected[*]})"
+    done
+}
+need nbdkit nbdcopy jq awk head cp sync date
+[ -x "$PY" ] || die "$PY is not installed (Debian: python3)"
+wants ()
+{
+    case " ${selected[*]} " in *" $1 "*) return 0 ;; esac
+    return 1
+}
+if wants iops; then
+    need fio
+    fio --enghelp 2>/dev/null | grep -qw nbd ||
+        die "this fio has no nbd ioengine (it needs fio built with libnbd)"
+fi
+nbdkit file --version >/dev/null 2>&1 ||
+    die "nbdkit's file plugin is not installed (Debian: nbdkit)"
+nbdkit "$plugin" --version >/dev/null 2>&1 ||
+    die "nbdkit cannot load $plugin"
+
+# S3: the Swift fixture from the test suite, boto3 and curl with SigV4.
+s3_why=
+if ! $use_s3; then
+    s3_why="--no-s3"
+elif [ ! -x "$top/tests/s3-server.sh" ]; then
+    s3_why="no S3 fixture (tests/s3-server.sh) in this tree"
+elif ! "$PY" -c 'import boto3, swift.common.middleware.s3api' 2>/dev/null
+then
+    s3_why="needs python3-boto3 and python3-swift"
+elif ! command -v curl >/dev/null ||
+        ! curl --help all 2>/dev/null | grep -q -- --aws-sigv4; then
+    s3_why="needs curl with --aws-sigv4 (7.75 or later)"
+fi
+
+# Scratch directory and cleanup: every process we start is in $pids.
+mkdir -p "$scratch_parent"
+work=$(mktemp -d "$scratch_parent/lazyvol-bench.XXXXXX")
+pids=()
+s3_dir=
+cleanup ()
+{
+    local status=$? pid i
+    set +e
+    trap '' INT TERM
+    for pid in ${pids[@]+"${pids[@]}"}; do
+        kill "$pid" 2>/dev/null
+    done
+    for pid in ${pids[@]+"${pids[@]}"}; do
+        for i in $(seq 300); do
+            kill -0 "$pid" 2>/dev/null || break
+            sleep 0.1
+        done
+        kill -9 "$pid" 2>/dev/null
+        wait "$pid" 2>/dev/null
+    done
+    [ -n "$s3_dir" ] && "$top/tests/s3-server.sh" stop "$s3_dir"
+    if $keep || [ $status != 0 ]; then
+        echo "bench: scratch directory kept: $work" >&2
+    else
+        rm -rf "$work"
+    fi
+    exit $status
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# wait_for SECONDS CMD...: retry CMD until it succeeds or time runs out.
+wait_for ()
+{
+    local timeout=$1 start
+    shift
+    start=$(date +%s)
+    until "$@"; do
+        [ $(( $(date +%s) - start )) -lt "$timeout" ] || return 1
+        sleep 0.1
+    done
+}
+
+# Servers.  Each has a directory $work/NAME holding nbd.sock, its log and
+# (for lazyvol) cache/ and ctl.sock.  start_* sets $srv_pid.
+start_server ()
+{
+    local name=$1 d=$work/$1
+    shift
+    mkdir -p "$d"
+    rm -f "$d/nbd.sock"
+    nbdkit -f -U "$d/nbd.sock" "$@" </dev/null >"$d/log" 2>&1 &
+    srv_pid=$!
+    pids+=("$srv_pid")
+    echo "$srv_pid" > "$d/pid"
+    wait_for 60 test -S "$d/nbd.sock" ||
+        die "nbdkit ($name) did not start; see $d/log"
+}
+
+# start_file NAME IMAGE: nbdkit's file plugin serving IMAGE.
+start_file ()
+{
+    start_server "$1" file "$2"
+}
+
+# start_lazyvol NAME [PLUGIN-ARGS...]: the plugin on the current store
+# ($store_args), ready when its control socket answers.
+start_lazyvol ()
+{
+    local name=$1 d=$work/$1
+    shift
+    start_server "$name" "$plugin" "cache-root=$d/cache" \
+        "control=$d/ctl.sock" "${store_args[@]}" "$@"
+    wait_for 60 ctl_ok "$name" '{"cmd":"ping"}' ||
+        die "lazyvol ($name) control socket did not answer; see $d/log"
+}
+
+# stop_server NAME: SIGTERM, and wait until it is gone.
+stop_server ()
+{
+    local pid i
+    [ -f "$work/$1/pid" ] || return 0
+    pid=$(cat "$work/$1/pid")
+    rm -f "$work/$1/pid"
+    kill "$pid" 2>/dev/null
+    for i in $(seq 600); do
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    kill -0 "$pid" 2>/dev/null && die "nbdkit ($1) did not exit"
+    wait "$pid" 2>/dev/null || true
+    forget_pid "$pid"
+}
+
+# forget_pid PID: a process we started has been reaped; never signal it
+# again (its number may be reused).
+forget_pid ()
+{
+    local p keep=()
+    for p in ${pids[@]+"${pids[@]}"}; do
+        [ "$p" = "$1" ] || keep+=("$p")
+    done
+    pids=(${keep[@]+"${keep[@]}"})
+}
+
+# uri NAME [EXPORT]: the NBD URI of server NAME.
+uri ()
+{
+    echo "nbd+unix:///${2:-}?socket=$work/$1/nbd.sock"
+}
+
+# ctl NAME JSON: run a control request on lazyvol NAME; prints
+# "SECONDS REPLY" (bench/ctl.py).
+ctl ()
+{
+    "$PY" "$here/ctl.py" "$work/$1/ctl.sock" "$2"
+}
+
+ctl_ok ()
+{
+    ctl "$@" >/dev/null 2>&1
+}
+
+# ctl_time NAME JSON: run a request that must succeed; print its seconds.
+ctl_time ()
+{
+    local out
+    out=$(ctl "$1" "$2") || die "$1: $2 failed: ${out#* }"
+    echo "${out%% *}"
+}
+
+# peak_rss_mib NAME: the peak resident set (VmHWM) of server NAME, in MiB.
+peak_rss_mib ()
+{
+    awk '/^VmHWM:/ { printf "%.1f\n", $2 / 1024 }' \
+        "/proc/$(cat "$work/$1/pid")/status"
+}
+
+# Timing.
+now_ns ()
+{
+    date +%s%N
+}
+
+# secs_since T0: seconds elapsed since now_ns printed T0.
+secs_since ()
+{
+    awk -v a="$1" -v b="$(now_ns)" 'BEGIN { printf "%.6f\n", (b - a) / 1e9 }'
+}
+
+# mib_per_s MIB SECONDS
+mib_per_s ()
+{
+    awk -v m="$1" -v s="$2" 'BEGIN { printf "%.3f\n", m / s }'
+}
+
+# The table.  row LABEL GOAL PEER-NAME "LAZYVOL-VALUES" "PEER-VALUES"
+# records one line: the medians of both lists of values, the spread of
+# each (half the range, relative to the median), the ratio of the medians
+# lazyvol/peer, and whether GOAL is met.  GOAL is "OP Nx" (a bound on the
+# ratio: ">= 0.9x"), "OP N UNIT" (a bound on lazyvol's median: "< 1 s"),
+# or "-" (none).  The peer's values may be empty (no peer).
+results=$work/results
+: > "$results"
+row ()
+{
+    local label=$1 goal=$2 peer_name=$3 lazy=$4 peer=$5 line
+    line=$(awk -v label="$label" -v goal="$goal" -v pname="$peer_name" \
+               -v lazy="$lazy" -v peer="$peer" '
+        function sort_(a, n,   i, j, t) {
+            for (i = 2; i <= n; i++)
+                for (j = i; j > 1 && a[j - 1] > a[j]; j--) {
+                    t = a[j]; a[j] = a[j - 1]; a[j - 1] = t
+                }
+        }
+        function median(a, n) {
+            return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
+        }
+        function fmt(v) {
+            if (v >= 100) return sprintf("%.0f", v)
+            if (v >= 10) return sprintf("%.1f", v)
+            if (v >= 1) return sprintf("%.2f", v)
+            return sprintf("%.3f", v)
+        }
+        # "MEDIAN ±S%" of the space-separated values in S; sets MED.
+        function summary(s,   a, n, sp) {
+            n = split(s, a, " ")
+            sort_(a, n)
+            MED = median(a, n)
+            sp = MED > 0 ? (a[n] - a[1]) / 2 / MED * 100 : 0
+            return n > 1 ? sprintf("%s ±%.0f%%", fmt(MED), sp) : fmt(MED)
+        }
+        BEGIN {
+            l = summary(lazy); lm = MED
+            p = "-"; ratio = "-"; status = "-"
+            if (peer != "") {
+                p = summary(peer) " (" pname ")"; pm = MED
+                if (pm > 0) { r = lm / pm; ratio = sprintf("%.2fx", r) }
+            }
+            if (goal != "-") {
+                n = split(goal, g, " ")
+                op = g[1]; bound = g[2]; v = lm
+                if (bound ~ /x$/) { sub(/x$/, "", bound); v = r }
+                ok = (op == ">=" && v >= bound) || (op == "<=" && v <= bound) ||
+                     (op == "<" && v < bound) || (op == ">" && v > bound)
+                status = ok ? "met" : "MISSED"
+            }
+            printf "%s\t%s\t%s\t%s\t%s\t%s\n", label, l, p, ratio, goal, status
+        }')
+    echo "$line" >> "$results"
+    print_row "$line"
+}
+
+# skip LABEL WHY: a row for a measurement that could not run.
+skip ()
+{
+    local line
+    line=$(printf '%s\t%s\t%s\t%s\t%s\t%s' "$1" "skipped: $2" "" "" "" "")
+    echo "$line" >> "$results"
+    print_row "$line"
+}
+
+print_row ()
+{
+    local IFS=$'\t' line
+    # shellcheck disable=SC2086
+    set -- ${1//±/@}
+    # printf pads bytes: pad with a one-byte stand-in for "±".
+    line=$(printf '%-40s %-15s %-29s %-7s %-9s %s' "$1" "${2:-}" "${3:-}" \
+               "${4:-}" "${5:-}" "${6:-}")
+    echo "${line//@/±}"
+}
+
+print_header ()
+{
+    printf '%-40s %-15s %-29s %-7s %-9s %s\n' measurement lazyvol peer \
+        ratio goal status
+}
+
+# Data: random bytes (nothing compresses or dedups), made once.
+# data MIB: the path of a file of MIB random MiB (a prefix of the largest).
+data ()
+{
+    local f=$work/data/$1M
+    if [ ! -f "$f" ]; then
+        mkdir -p "$work/data"
+        if [ ! -f "$work/data/1024M" ]; then
+            head -c 1G /dev/urandom > "$work/data/1024M.tmp"
+            mv "$work/data/1024M.tmp" "$work/data/1024M"
+        fi
+        [ "$1" = 1024 ] || head -c "$1M" "$work/data/1024M" > "$f"
+    fi
+    echo "$f"
+}
+
+# The stores.  use_store file|s3 sets $store_args (plugin parameters) and
+# exports the S3 credentials for the plugin, boto3 and curl.
+store_args=()
+use_store ()
+{
+    case $1 in
+        file)
+            store_args=(storage-backend=file "bucket=$work/store")
+            ;;
+        s3)
+            if [ -z "$s3_dir" ]; then
+                s3_dir=$work/s3
+                "$top/tests/s3-server.sh" start "$s3_dir" >/dev/null ||
+                    die "the S3 fixture did not start; see $s3_dir/log"
+                # shellcheck disable=SC1091
+                . "$s3_dir/s3.env"
+                export AWS_ACCESS_KEY_ID=$S3_ACCESS_KEY
+                export AWS_SECRET_ACCESS_KEY=$S3_SECRET_KEY
+                export S3_ENDPOINT S3_BUCKET S3_REGION
+            fi
+            store_args=(storage-backend=s3 "bucket=$S3_BUCKET"
+                        "endpoint-url=$S3_ENDPOINT" "region=$S3_REGION")
+            ;;
+    esac
+}
+
+# settle: write back every dirty page of the machine, untimed, so that a
+# timing never pays for an earlier step's writeback (1 GiB copies leave
+# seconds of it, which slows every fsync).
+settle ()
+{
+    sync
+}
+
+# prune NAME EXPORT: delete every snapshot of EXPORT but the current one,
+# with its blob.  Each side of a comparison deletes what it wrote before
+# the other side runs: on a virtual machine that hands freed memory back
+# to its host, writing into recycled page cache is much cheaper than into
+# fresh memory, so both sides must find the same kind.
+prune ()
+{
+    local sid
+    for sid in $(ctl "$1" "{\"cmd\":\"snapshots\",\"export_id\":\"$2\"}" |
+                     sed 's/^[^ ]* //' |
+                     jq -r '.snapshots[] | select(.current | not) | .snapshot_id')
+    do
+        ctl_time "$1" "{\"cmd\":\"delete_snapshot\",\"export_id\":\"$2\",\"snapshot_id\":\"$sid\"}" >/dev/null
+    done
+}
+
+# write_export NAME EXPORT FILE: write FILE at offset 0 of EXPORT, and
+# flush, so nothing is left for the writeback to do during a timing.
+write_export ()
+{
+    nbdcopy --flush "$3" "$(uri "$1" "$2")"
+}
+
+GiB=1073741824
+TiB=1099511627776
+
+# read: nbdcopy of a whole resident 1 GiB export to null:, lazyvol vs the
+# same bytes through nbdkit's file plugin; both files are in the page
+# cache (one untimed pass each first).  Same nbdcopy flags (its defaults).
+# iops reuses the two servers.
+resident_pair ()
+{
+    [ -d "$work/rfile" ] && return 0
+    use_store file
+    cp --reflink=never "$(data 1024)" "$work/peer.img"
+    start_file rfile "$work/peer.img"
+    start_lazyvol rlazy discover=false
+    ctl_time rlazy "{\"cmd\":\"create\",\"export_id\":\"r\",\"size\":$GiB}" \
+        >/dev/null
+    write_export rlazy r "$(data 1024)"
+}
+
+bench_read ()
+{
+    local i t lazy="" peer=""
+    resident_pair
+    nbdcopy "$(uri rfile)" null:
+    nbdcopy "$(uri rlazy r)" null:
+    settle
+    for i in $(seq "$runs"); do
+        t=$(now_ns); nbdcopy "$(uri rlazy r)" null:
+        lazy="$lazy $(mib_per_s 1024 "$(secs_since "$t")")"
+        t=$(now_ns); nbdcopy "$(uri rfile)" null:
+        peer="$peer $(mib_per_s 1024 "$(secs_since "$t")")"
+    done
+    row "seq read 1 GiB resident (MiB/s)" ">= 0.9x" "file plugin" \
+        "$lazy" "$peer"
+}
+
+# fio_iops URI RW: IOPS of bench/fio-rand4k.fio.
+fio_iops ()
+{
+    NBD_URI=$1 RW=$2 RUNTIME=5 fio --output-format=json \
+        --output="$work/fio.json" "$here/fio-rand4k.fio" >/dev/null
+    jq '.jobs[0].read.iops + .jobs[0].write.iops' "$work/fio.json"
+}
+
+bench_iops ()
+{
+    local rw i lazy peer
+    resident_pair
+    for rw in randread randwrite; do
+        lazy="" peer=""
+        for i in $(seq "$runs"); do
+            lazy="$lazy $(fio_iops "$(uri rlazy r)" "$rw")"
+            peer="$peer $(fio_iops "$(uri rfile)" "$rw")"
+        done
+        row "4k $rw (IOPS)" ">= 0.9x" "file plugin" "$lazy" "$peer"
+    done
+}
+
+# copy_sync SRC DST: the plain upload to a directory: cp, then fsync.
+copy_sync ()
+{
+    cp --reflink=never "$1" "$2"
+    sync "$2"
+}
+
+# s3_upload FILE KEY: a plain boto3 multipart upload (bench/multipart.py);
+# prints its seconds.
+s3_upload ()
+{
+    "$PY" "$here/multipart.py" "$1" "$2"
+}
+
+# publish: D dirty MiB (written and flushed before the timing), then a
+# snapshot, timed as the control request.  Peer: the same D MiB stored
+# once by a plain tool — cp + fsync into the file store's file system, or
+# a boto3 multipart upload to the same S3.
+publish_on ()
+{
+    local store=$1 d i t lazy peer name=pub-$1 peer_name
+    use_store "$store"
+    start_lazyvol "$name" discover=false
+    ctl_time "$name" \
+        "{\"cmd\":\"create\",\"export_id\":\"p\",\"size\":$((2 * GiB))}" \
+        >/dev/null
+    mkdir -p "$work/peer"
+    for d in 256 1024; do
+        lazy="" peer=""
+        for i in $(seq "$runs"); do
+            write_export "$name" p "$(data "$d")"
+            settle
+            lazy="$lazy $(ctl_time "$name" '{"cmd":"snapshot","export_id":"p"}')"
+            prune "$name" p
+            if [ "$store" = file ]; then
+                peer_name="cp+fsync"
+                settle
+                t=$(now_ns)
+                copy_sync "$(data "$d")" "$work/peer/copy"
+                peer="$peer $(secs_since "$t")"
+                rm -f "$work/peer/copy"
+            else
+                peer_name="boto3"
+                peer="$peer $(s3_upload "$(data "$d")" "bench/upload-$d-$i")"
+            fi
+        done
+        row "publish $d MiB, $store store (s)" "<= 1.2x" "$peer_name" \
+            "$lazy" "$peer"
+    done
+    stop_server "$name"
+}
+
+bench_publish ()
+{
+    publish_on file
+    if [ -z "$s3_why" ]; then
+        publish_on s3
+    else
+        skip "publish 256/1024 MiB, s3 store (s)" "$s3_why"
+    fi
+}
+
+# sparse and clone: two lazyvol processes, one with a 1 TiB export and
+# one with a 1 GiB export, each with the same 8 dirty MiB.  A publish
+# costs O(dirty) and a clone O(manifest), so both should take the same
+# time, and the state (bitmaps) of 262144 chunks is 32 KiB per bitmap, so
+# the peak RSS should not grow with the image either.
+sized_pair ()
+{
+    local name size
+    [ -d "$work/tib" ] && return 0
+    use_store file
+    for name in tib gib; do
+        [ $name = tib ] && size=$TiB || size=$GiB
+        start_lazyvol "$name" discover=false
+        ctl_time "$name" \
+            "{\"cmd\":\"create\",\"export_id\":\"$name\",\"size\":$size}" \
+            >/dev/null
+        write_export "$name" "$name" "$(data 8)"
+        ctl_time "$name" "{\"cmd\":\"snapshot\",\"export_id\":\"$name\"}" \
+            >/dev/null
+    done
+}
+
+bench_sparse ()
+{
+    local i name
+    local -A t=()
+    sized_pair
+    for i in $(seq "$runs"); do
+        for name in tib gib; do
+            write_export "$name" "$name" "$(data 8)"
+            settle
+            t[$name]+=" $(ctl_time "$name" \
+                    "{\"cmd\":\"snapshot\",\"export_id\":\"$name\"}")"
+        done
+    done
+    row "publish 8 MiB of 1 TiB sparse (s)" "< 1 s" "1 GiB export" \
+        "${t[tib]}" "${t[gib]}"
+    row "peak RSS, 1 TiB export (MiB)" "<= 1.25x" "1 GiB export" \
+        "$(peak_rss_mib tib)" "$(peak_rss_mib gib)"
+}
+
+bench_clone ()
+{
+    local i name
+    local -A t=()
+    sized_pair
+    for i in $(seq "$runs"); do
+        for name in tib gib; do
+            settle
+            t[$name]+=" $(ctl_time "$name" "{\"cmd\":\"clone\",\"export_id\":\"$name-c$i\",\"source_export_id\":\"$name\"}")"
+        done
+    done
+    row "clone of a 1 TiB export (s)" "<= 1.5x" "1 GiB export" \
+        "${t[tib]}" "${t[gib]}"
+}
+
+# compact: a published 1 GiB export (all chunks resident and clean) is
+# compacted: every chunk is read, hashed and uploaded into one base.blob.
+# Peer: the same bytes stored by a plain tool.  Reported as throughput;
+# the goal is the publish goal (<= 1.2x the time) as a ratio of rates.
+compact_on ()
+{
+    local store=$1 i t lazy="" peer="" name=compact-$1 peer_name
+    use_store "$store"
+    start_lazyvol "$name" discover=false
+    ctl_time "$name" "{\"cmd\":\"create\",\"export_id\":\"c\",\"size\":$GiB}" \
+        >/dev/null
+    write_export "$name" c "$(data 1024)"
+    ctl_time "$name" '{"cmd":"snapshot","export_id":"c"}' >/dev/null
+    mkdir -p "$work/peer"
+    for i in $(seq "$runs"); do
+        settle
+        t=$(ctl_time "$name" '{"cmd":"compact","export_id":"c"}')
+        lazy="$lazy $(mib_per_s 1024 "$t")"
+        prune "$name" c
+        if [ "$store" = file ]; then
+            peer_name="cp+fsync"
+            settle
+            t=$(now_ns)
+            copy_sync "$(data 1024)" "$work/peer/copy"
+            t=$(secs_since "$t")
+            rm -f "$work/peer/copy"
+        else
+            peer_name="boto3"
+            t=$(s3_upload "$(data 1024)" "bench/compact-peer-$i")
+        fi
+        peer="$peer $(mib_per_s 1024 "$t")"
+    done
+    row "compact 1 GiB, $store store (MiB/s)" ">= 0.83x" "$peer_name" \
+        "$lazy" "$peer"
+    stop_server "$name"
+}
+
+bench_compact ()
+{
+    compact_on file
+    if [ -z "$s3_why" ]; then
+        compact_on s3
+    else
+        skip "compact 1 GiB, s3 store (MiB/s)" "$s3_why"
+    fi
+}
+
+# cold: one lazyvol process publishes a 1 GiB export to S3 and stops;
+# each run, a new process with an empty cache reads it all with nbdcopy.
+# Peer: the same blob fetched with parallel ranged GETs (bench/
+# ranged-get.sh: curl --parallel, SigV4, one range per chunk, 8 at a time).
+bench_cold ()
+{
+    local i t lazy="" peer="" rss="" key sid
+    if [ -n "$s3_why" ]; then
+        skip "cold seq read 1 GiB from S3 (MiB/s)" "$s3_why"
+        skip "peak RSS, cold read 1 GiB (MiB)" "$s3_why"
+        return 0
+    fi
+    use_store s3
+    start_lazyvol cold-w discover=false
+    ctl_time cold-w "{\"cmd\":\"create\",\"export_id\":\"cold\",\"size\":$GiB}" \
+        >/dev/null
+    write_export cold-w cold "$(data 1024)"
+    sid=$(ctl cold-w '{"cmd":"snapshot","export_id":"cold"}' |
+              sed 's/^[^ ]* //' | jq -r .snapshot_id)
+    stop_server cold-w
+    key=exports/cold/snapshots/$sid/delta.blob
+    for i in $(seq "$runs"); do
+        start_lazyvol "cold-r$i"
+        t=$(now_ns)
+        nbdcopy "$(uri "cold-r$i" cold)" null:
+        lazy="$lazy $(mib_per_s 1024 "$(secs_since "$t")")"
+        rss="$rss $(peak_rss_mib "cold-r$i")"
+        stop_server "cold-r$i"
+        rm -rf "$work/cold-r$i/cache"
+        t=$("$here/ranged-get.sh" "$key" $GiB 4194304 8)
+        peer="$peer $(mib_per_s 1024 "$t")"
+    done
+    row "cold seq read 1 GiB from S3 (MiB/s)" ">= 0.7x" "8 x curl" \
+        "$lazy" "$peer"
+    row "peak RSS, cold read 1 GiB (MiB)" "< 320 MiB" "" "$rss" ""
+}
+
+echo "lazyvol bench: $(date -u +%Y-%m-%dT%H:%M:%SZ), $(nproc) CPUs," \
+     "$(uname -r), $(nbdkit --version)"
+echo "plugin: $plugin"
+echo "scratch: $work; runs: $runs; S3: ${s3_why:-Swift (tests/s3-server.sh)}"
+echo
+print_header
+t_start=$(now_ns)
+for m in "${selected[@]}"; do
+    "bench_$m"
+done
+for n in rfile rlazy tib gib; do
+    stop_server "$n"
+done
+
+echo
+echo "Summary ($runs runs each; median ±half the range; ratio = lazyvol/peer):"
+print_header
+while IFS= read -r line; do
+    print_row "$line"
+done < "$results"
+echo
+echo "bench: done in $(printf '%.0f' "$(secs_since "$t_start")") s"
