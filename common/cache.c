@@ -35,7 +35,8 @@
  *
  * Point-in-time publish.  cache_publish_begin takes c->gate exclusively,
  * so no write is half done, and marks the chunks to publish PUBLISHING
- * and FROZEN.  Writes go on at once: a write to a FROZEN chunk first
+ * and FROZEN: a word-wise OR of bitmaps, so the pause does not grow with
+ * the manifest.  Writes go on at once: a write to a FROZEN chunk first
  * copies the chunk's bytes (fetching them if need be) to
  * snapshot.staging, sets STAGED and clears FROZEN, then proceeds; it also
  * sets REDIRTY.  The uploader reads each chunk with cache_publish_read
@@ -678,7 +679,7 @@ cache_extents (struct cache *c, uint32_t count_, uint64_t offset,
 }
 
 int64_t
-cache_publish_begin (struct cache *c, bool all)
+cache_publish_begin (struct cache *c, const uint64_t *extra)
 {
   uint64_t words = bitmap_words (c->chunks), n;
 
@@ -699,13 +700,8 @@ cache_publish_begin (struct cache *c, bool all)
   /* Exclusive gate: no write is in flight while the set is chosen. */
   pthread_rwlock_wrlock (&c->gate);
   pthread_mutex_lock (&c->lock);
-  for (uint64_t w = 0; w < words; w++)
-    c->publishing[w] = c->dirty[w];
-  if (all)
-    for (uint64_t i = 0; i < c->chunks; i++)
-      if (!bitmap_get (c->publishing, i) && c->src.has (c->src.opaque, i))
-        bitmap_set (c->publishing, i);
   for (uint64_t w = 0; w < words; w++) {
+    c->publishing[w] = c->dirty[w] | (extra ? extra[w] : 0);
     c->frozen[w] = c->publishing[w];
     c->staged[w] = c->redirty[w] = 0;
   }
