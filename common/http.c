@@ -138,6 +138,7 @@ sink_grow (struct sink *k, size_t len, size_t max)
 {
   struct http_response *r = k->resp;
   size_t want = r->len + len, cap = k->cap;
+  size_t limit = max < SIZE_MAX ? max + 1 : SIZE_MAX;
   char *p;
 
   if (len > max - r->len)
@@ -146,10 +147,10 @@ sink_grow (struct sink *k, size_t len, size_t max)
     return true;
   if (cap == 0)                 /* the size announced, if believable */
     cap = r->content_length < max ? r->content_length + 1 : BODY_START;
-  while (cap <= want)
-    cap = cap > max / 2 ? max + 1 : 2 * cap;
-  if (cap > max + 1)
-    cap = max + 1;
+  while (cap <= want && cap < limit)
+    cap = cap > limit / 2 ? limit : 2 * cap;
+  if (cap > limit)
+    cap = limit;
   p = realloc (r->body, cap);
   if (p == NULL) {
     k->err = ENOMEM;
@@ -193,7 +194,9 @@ on_body (char *data, size_t size, size_t n, void *opaque)
   return len;
 }
 
-/* Copy the value of header line LINE into OUT if its name is NAME. */
+/* Copy the value of header line LINE into OUT if its name is NAME,
+ * trimmed, truncated, and with anything but printable ASCII as '?'.
+ */
 static bool
 header_value (const char *line, size_t len, const char *name,
               char *out, size_t outsize)
@@ -211,7 +214,8 @@ header_value (const char *line, size_t len, const char *name,
     len--;
   if (len >= outsize)
     len = outsize - 1;
-  memcpy (out, line, len);
+  for (size_t i = 0; i < len; i++)
+    out[i] = line[i] >= ' ' && line[i] <= '~' ? line[i] : '?';
   out[len] = '\0';
   return true;
 }

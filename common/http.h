@@ -30,7 +30,8 @@ struct http_response {
   char *body;                   /* malloc'd, NUL-terminated; NULL if none
                                  * or if it went to the request's BUF */
   size_t len;                   /* body bytes received */
-  char etag[128];               /* the ETag header as sent, or "" */
+  char etag[128];               /* the ETag header, or "" (headers are
+                                 * kept as printable ASCII) */
   uint64_t content_length;      /* UINT64_MAX if absent */
   char content_range[96];       /* the Content-Range header, or "" */
 };

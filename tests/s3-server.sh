@@ -22,6 +22,7 @@ set -e
 set -u
 
 PY=/usr/bin/python3
+export PYTHONDONTWRITEBYTECODE=1   # keep the source tree clean
 here=$(cd "$(dirname "$0")" && pwd)
 servers="account container object proxy"
 
@@ -59,7 +60,7 @@ do_stop ()
 # ports PORT..PORT+3.
 configure ()
 {
-    local dir=$1 port=$2 cond=${3:-} s secret
+    local dir=$1 port=$2 cond=${3:-} s secret i=0
     rm -rf "$dir/etc" "$dir/srv"
     mkdir -p "$dir/etc" "$dir/srv/d1" "$dir/run" "$dir/log" "$dir/cache"
     secret=$(od -An -N12 -tx1 /dev/urandom | tr -d ' \n')
@@ -71,11 +72,12 @@ swift_hash_path_suffix = lazyvol-test
 name = gold
 default = yes
 EOF
+    # The proxy (the S3 endpoint) on PORT, then the storage servers.
     for s in proxy account container object; do
         cat > "$dir/etc/$s-server.conf" <<EOF
 [DEFAULT]
 bind_ip = 127.0.0.1
-bind_port = $port
+bind_port = $((port + i))
 bind_timeout = 1
 workers = 0
 user = $(id -un)
@@ -87,27 +89,11 @@ recon_cache_path = $dir/cache
 log_udp_host = 127.0.0.1
 log_udp_port = 9
 EOF
-        port=$((port + 1))
+        [ $s = proxy ] || printf '%s\n' "[pipeline:main]" \
+            "pipeline = $s-server" "[app:$s-server]" "use = egg:swift#$s" \
+            >> "$dir/etc/$s-server.conf"
+        i=$((i + 1))
     done
-    port=$((port - 4))
-    cat >> "$dir/etc/account-server.conf" <<EOF
-[pipeline:main]
-pipeline = account-server
-[app:account-server]
-use = egg:swift#account
-EOF
-    cat >> "$dir/etc/container-server.conf" <<EOF
-[pipeline:main]
-pipeline = container-server
-[app:container-server]
-use = egg:swift#container
-EOF
-    cat >> "$dir/etc/object-server.conf" <<EOF
-[pipeline:main]
-pipeline = object-server
-[app:object-server]
-use = egg:swift#object
-EOF
     cat >> "$dir/etc/proxy-server.conf" <<EOF
 [pipeline:main]
 pipeline = catch_errors gatekeeper proxy-logging cache s3api tempauth ${cond:+cond_put} slo proxy-logging proxy-server
