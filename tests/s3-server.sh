@@ -146,30 +146,32 @@ alive ()
 # 1 if a server died (a port was taken, or worse: see DIR/log).
 try_start ()
 {
-    local dir=$1 port=$2 s i token code
+    local dir=$1 port=$2 s token code deadline=$((SECONDS + 60))
     for s in $servers; do
-        ( cd "$here" && exec "$PY" s3_server.py "$dir" "$s" ) \
-            </dev/null >"$dir/log/$s.log" 2>&1 &
+        "$PY" "$here/s3_server.py" "$dir" "$s" \
+              </dev/null >"$dir/log/$s.log" 2>&1 &
         echo $! > "$dir/run/$s.pid"
     done
     # The bucket is a Swift container: create it with the Swift API,
     # which needs no signature, as soon as every server answers.
-    for i in $(seq 300); do
+    while [ $SECONDS -lt $deadline ]; do
         alive "$dir" || return 1
-        token=$(curl -sf -D - -o /dev/null \
+        token=$(curl -sf -m 5 -D - -o /dev/null \
                      -H "X-Auth-User: test:tester" \
                      -H "X-Auth-Key: $(cat "$dir/etc/secret")" \
                      "http://127.0.0.1:$port/auth/v1.0" 2>/dev/null |
                     tr -d '\r' | sed -n 's/^X-Auth-Token: //ip') || token=
         if [ -n "$token" ]; then
-            code=$(curl -s -o /dev/null -w '%{http_code}' -X PUT \
+            code=$(curl -s -m 5 -o /dev/null -w '%{http_code}' -X PUT \
                         -H "X-Auth-Token: $token" \
                         "http://127.0.0.1:$port/v1/AUTH_test/test") || :
             case $code in 201|202) return 0 ;; esac
         fi
         sleep 0.1
     done
-    die "Swift did not answer within 30 s; see $dir/log"
+    tail -n 5 "$dir"/log/*.log >&2
+    do_stop "$dir"
+    die "Swift did not answer within 60 s"
 }
 
 do_start ()
@@ -187,7 +189,8 @@ do_start ()
         configure "$dir" "$port" "$cond"
         try_start "$dir" "$port" && break
         do_stop "$dir"
-        [ "$tries" = 5 ] && die "no server would start; see $dir/log"
+        [ "$tries" = 5 ] && { tail -n 5 "$dir"/log/*.log >&2;
+                              die "no server would start"; }
     done
     cat > "$dir/s3.env" <<EOF
 S3_ENDPOINT=http://127.0.0.1:$port

@@ -8,8 +8,10 @@
 # not_found; etags keep the store's quotes and match head; listings are
 # sorted, honour the "/" delimiter, and follow continuation tokens across
 # pages (1005 keys: two pages of the store's 1000, and 336 pages of 3);
-# deletes are idempotent; a multipart upload of five parts sent from four
-# threads assembles byte for byte.
+# deletes are idempotent; a get never takes more than its limit; a
+# multipart upload of five parts sent from four threads assembles byte
+# for byte; one the store refuses to complete is aborted, as is one left
+# open, by its id.
 . "$srcdir/functions.sh"
 requires cmp head md5sum sort /usr/bin/python3
 start_s3
@@ -18,8 +20,9 @@ tmp=$(make_tmpdir)
 st () { "$STORE_TOOL" --backend s3 --endpoint-url "$S3_ENDPOINT" \
                       --bucket "$S3_BUCKET" "$@"; }
 
-# boto get KEY FILE | boto put KEY FILE | boto put-many PREFIX N:
-# the same store through boto3 (put-many: N empty objects PREFIX0000...).
+# boto get KEY FILE | put KEY FILE | put-many PREFIX N | uploads:
+# the same store through boto3 (put-many: N empty objects PREFIX0000...;
+# uploads: "KEY ID" of each multipart upload in progress).
 boto ()
 {
     /usr/bin/python3 - "$@" <<'EOF'
@@ -31,8 +34,12 @@ s3 = boto3.client('s3', endpoint_url=os.environ['S3_ENDPOINT'],
                   region_name=os.environ['S3_REGION'],
                   config=Config(s3={'addressing_style': 'path'},
                                 max_pool_connections=16))
-bucket, op, key, arg = os.environ['S3_BUCKET'], *sys.argv[1:4]
-if op == 'get':
+bucket = os.environ['S3_BUCKET']
+op, key, arg = (sys.argv[1:] + ['', ''])[:3]
+if op == 'uploads':
+    for u in s3.list_multipart_uploads(Bucket=bucket).get('Uploads', []):
+        print(u['Key'], u['UploadId'])
+elif op == 'get':
     with open(arg, 'wb') as f:
         f.write(s3.get_object(Bucket=bucket, Key=key)['Body'].read())
 elif op == 'put':
@@ -54,6 +61,11 @@ st get a/b/obj > "$tmp/got"
 cmp "$tmp/obj" "$tmp/got"
 boto get a/b/obj "$tmp/boto"
 cmp "$tmp/obj" "$tmp/boto"
+
+# A get never takes more than its limit.
+st get a/b/obj 100000 | cmp - "$tmp/obj"
+if st get a/b/obj 99999 2>"$tmp/err"; then fail "limit ignored"; fi
+grep -q 'larger than the limit of 99999 bytes \[too_large\]$' "$tmp/err"
 
 # A key with characters that must be URI-encoded is one object for both.
 odd="odd/a+b=c&d;e,f@g\$h!~'(x)*%20.bin"
@@ -123,6 +135,23 @@ st get big/blob | cmp - "$tmp/big"
 boto get big/blob "$tmp/boto"
 cmp "$tmp/big" "$tmp/boto"
 [ "$(st list big/)" = "big/blob 23000000" ]
+
+# Parts below the store's 5 MiB minimum: complete fails, naming why, and
+# the upload is aborted, leaving neither object nor parts.
+head -c 3000000 /dev/urandom > "$tmp/small"
+if st upload small/blob "$tmp/small" 1M 2>"$tmp/err"; then
+    fail "parts under 5 MiB accepted"
+fi
+grep -q 'complete upload of small/blob: HTTP 400 (EntityTooSmall' "$tmp/err"
+[ -z "$(boto uploads)" ]
+[ -z "$(st list small/)" ]
+
+# An upload left open (as by a crash) is aborted by its id, twice.
+id=$(st begin-upload left/open)
+[ "$(boto uploads)" = "left/open $id" ]
+st abort-upload left/open "$id"
+[ -z "$(boto uploads)" ]
+st abort-upload left/open "$id"
 
 # Keys that could escape the bucket are refused before any request.
 for k in ../evil /abs a//b a/./b 'a/../b'; do
