@@ -370,19 +370,18 @@ s3_upload_begin (struct store *s, const char *key)
     return NULL;
   }
   up = calloc (1, sizeof *up);
-  if (up == NULL || (up->etags = calloc (STORE_PART_MAX_COUNT,
-                                         sizeof *up->etags)) == NULL ||
-      (up->u.key = strdup (key)) == NULL) {
-    if (up)
-      free (up->etags);
+  if (up)
+    up->etags = calloc (STORE_PART_MAX_COUNT, sizeof *up->etags);
+  if (up == NULL || up->etags == NULL) {
     free (up);
-    err_set (ENOMEM, "%s: out of memory", what);
     delete_op (s, what, key, id);
     free (id);
+    err_set (ENOMEM, "%s: out of memory", what);
     return NULL;
   }
   pthread_mutex_init (&up->lock, NULL);
   up->u.st = s;
+  up->u.key = xasprintf ("%s", key);
   up->u.id = id;
   return &up->u;
 }

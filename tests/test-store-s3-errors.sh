@@ -9,7 +9,8 @@
 #    recovers, and the caller sees only success; 503 forever gives up with
 #    "HTTP 503 after N tries"; a 4xx is final at once.  A fault injector
 #    (a small HTTP proxy in front of Swift) answers the first N requests
-#    with a chosen status and counts what it sees; store-tool --stats
+#    with a chosen status, checks every body against its signed SHA-256
+#    (x-amz-content-sha256), and counts what it sees; store-tool --stats
 #    counts what the client sent.
 #  - Virtual-hosted addressing (BUCKET.localhost:PORT) works too.
 . "$srcdir/functions.sh"
@@ -56,10 +57,11 @@ grep -q '^requests=3 errors=1 retries=2 ' "$tmp/err"
 # answering the first N requests with STATUS ("hang": never answering);
 # $inj is its endpoint, and $tmp/seen counts the requests it received.
 cat > "$tmp/inject.py" <<'EOF'
-import http.client, http.server, sys, threading, time
+import hashlib, http.client, http.server, sys, threading, time
 port_file, seen_file, upstream, status, count = sys.argv[1:6]
 count, upstream = int(count), int(upstream)
-codes = {'400': 'InvalidRequest', '429': 'SlowDown', '503': 'SlowDown'}
+codes = {'400': 'InvalidRequest', '429': 'SlowDown', '503': 'SlowDown',
+         'hash': 'XAmzContentSHA256Mismatch'}
 lock, seen = threading.Lock(), [0]
 
 class Handler(http.server.BaseHTTPRequestHandler):
@@ -82,22 +84,34 @@ class Handler(http.server.BaseHTTPRequestHandler):
             seen[0] += 1
             n = seen[0]
             with open(seen_file, 'w') as f:
-                f.write('%d\n' % n)
-        if n <= count and status == 'hang':
+                f.write("%d\n" % n)
+        # As AWS does (Swift does not): the body must have the hash signed.
+        fault = status if n <= count else None
+        if self.headers.get('x-amz-content-sha256') != \
+                hashlib.sha256(body).hexdigest():
+            fault = 'hash'
+        if fault == 'hang':
             time.sleep(60)
-        elif n <= count:
+        elif fault:
             err = ('<?xml version="1.0" encoding="UTF-8"?><Error><Code>%s'
                    '</Code><Message>injected</Message></Error>'
-                   % codes[status]).encode()
-            self.answer(int(status), [('Content-Length', str(len(err)))], err)
+                   % codes[fault]).encode()
+            self.answer(400 if fault == 'hash' else int(fault),
+                        [('Content-Length', str(len(err)))], err)
         else:
             # Forward as is: the Host header the client signed goes along.
+            # The reply goes back whole, with its length (HEAD's as sent).
             conn = http.client.HTTPConnection('127.0.0.1', upstream)
             conn.request(self.command, self.path, body, dict(self.headers))
             resp = conn.getresponse()
             data = resp.read()
-            self.answer(resp.status, [(k, v) for k, v in resp.getheaders()
-                                      if k.lower() != 'connection'], data)
+            hop = ('connection', 'transfer-encoding', 'content-length')
+            headers = [(k, v) for k, v in resp.getheaders()
+                       if k.lower() not in hop]
+            length = resp.getheader('Content-Length', '0') \
+                if self.command == 'HEAD' else str(len(data))
+            self.answer(resp.status, headers + [('Content-Length', length)],
+                        data)
 
     do_GET = do_HEAD = do_PUT = do_POST = do_DELETE = handle_any
 
@@ -119,6 +133,17 @@ inject ()
     wait_for 10 test -s "$tmp/port" || fail "the fault injector did not start"
     inj=http://127.0.0.1:$(cat "$tmp/port")
 }
+
+# Every request carries the SHA-256 of its body (the injector checks it,
+# as AWS does): puts, an empty-bodied one, and each step of an upload.
+inject 503 0
+: > "$tmp/empty"
+head -c 11000000 /dev/urandom > "$tmp/big"
+st --endpoint-url "$inj" put k3 "$tmp/obj" >/dev/null
+st --endpoint-url "$inj" put k4 "$tmp/empty" >/dev/null
+st --endpoint-url "$inj" upload big "$tmp/big" 5M
+st --endpoint-url "$inj" get big | cmp - "$tmp/big"
+[ "$(cat "$tmp/seen")" = 8 ]
 
 # 503 three times, then the store recovers: the caller sees the object.
 inject 503 3
