@@ -1,8 +1,8 @@
 /* lazyvol: HTTP requests over pooled libcurl handles (see http.h).
  *
  * The pool is a stack of idle CURL easy handles under pool->lock.  A
- * request pops one (or makes one), resets its options, performs, and
- * pushes it back; the lock is never held during a transfer.  A handle
+ * request pops one (or makes one), sets its options, performs, resets
+ * it and pushes it back; the lock is never held during a transfer.  A handle
  * keeps its connection cache across curl_easy_reset, so a handle that
  * goes back to the pool carries its keep-alive connection to the next
  * request.  The stack grows to the peak number of concurrent requests.
@@ -99,10 +99,14 @@ pool_take (struct http_pool *pool)
   return h ? h : curl_easy_init ();
 }
 
-/* Return H to the pool, or close it if the stack cannot grow. */
+/* Return H to the pool, or close it if the stack cannot grow.  Its
+ * options are reset first, so no pointer into the finished request (its
+ * error buffer, its sink) stays in it; its connections stay open.
+ */
 static void
 pool_give (struct http_pool *pool, CURL *h)
 {
+  curl_easy_reset (h);
   pthread_mutex_lock (&pool->lock);
   if (pool->nidle == pool->cap) {
     size_t cap = pool->cap ? 2 * pool->cap : 8;
@@ -291,12 +295,13 @@ header_list (const char *const *headers)
   }
 }
 
-/* Set every option of H for REQ; HEADERS is the list to send. */
+/* Set the options of the fresh or reset handle H for REQ; HEADERS is
+ * the list to send.
+ */
 static void
 setup (CURL *h, long timeout, const struct http_request *req,
        struct curl_slist *headers, struct sink *k, char *errbuf)
 {
-  curl_easy_reset (h);
   curl_easy_setopt (h, CURLOPT_URL, req->url);
   curl_easy_setopt (h, CURLOPT_NOSIGNAL, 1L);
   curl_easy_setopt (h, CURLOPT_ERRORBUFFER, errbuf);

@@ -10,8 +10,9 @@
 #    "HTTP 503 after N tries"; a 4xx is final at once.  A fault injector
 #    (a small HTTP proxy in front of Swift) answers the first N requests
 #    with a chosen status, checks every body against its signed SHA-256
-#    (x-amz-content-sha256), and counts what it sees; store-tool --stats
-#    counts what the client sent.
+#    (x-amz-content-sha256), and counts the requests and connections it
+#    sees (requests in a row share one); store-tool --stats counts what
+#    the client sent.
 #  - Virtual-hosted addressing (BUCKET.localhost:PORT) works too.
 . "$srcdir/functions.sh"
 requires grep md5sum /usr/bin/python3
@@ -62,13 +63,20 @@ port_file, seen_file, upstream, status, count = sys.argv[1:6]
 count, upstream = int(count), int(upstream)
 codes = {'400': 'InvalidRequest', '429': 'SlowDown', '503': 'SlowDown',
          'hash': 'XAmzContentSHA256Mismatch'}
-lock, seen = threading.Lock(), [0]
+lock, seen, connections = threading.Lock(), [0], [0]
 
 class Handler(http.server.BaseHTTPRequestHandler):
     protocol_version = 'HTTP/1.1'
 
     def log_message(self, *args):
         pass
+
+    def setup(self):
+        super().setup()
+        with lock:
+            connections[0] += 1
+            with open(seen_file + '.connections', 'w') as f:
+                f.write('%d\n' % connections[0])
 
     def answer(self, status, headers, body):
         self.send_response(status)
@@ -144,6 +152,13 @@ st --endpoint-url "$inj" put k4 "$tmp/empty" >/dev/null
 st --endpoint-url "$inj" upload big "$tmp/big" 5M
 st --endpoint-url "$inj" get big | cmp - "$tmp/big"
 [ "$(cat "$tmp/seen")" = 8 ]
+
+# Requests one after another share one kept-alive connection: a listing
+# in three pages of one key (k, k3, k4).
+inject 503 0
+[ "$(LAZYVOL_S3_MAX_KEYS=1 st --endpoint-url "$inj" list k | wc -l)" = 3 ]
+[ "$(cat "$tmp/seen")" = 3 ]
+[ "$(cat "$tmp/seen.connections")" = 1 ]
 
 # 503 three times, then the store recovers: the caller sees the object.
 inject 503 3
