@@ -4,7 +4,8 @@
  * what travels is what was signed) and the raw, unencoded path and query
  * parameters.  sigv4_uri_encode() and sigv4_canonical_query() produce the
  * encoded forms, which are also what the caller puts in the URL: the bytes
- * on the wire and the bytes signed come from the same function.
+ * on the wire and the bytes signed come from the same function.  Like
+ * xasprintf, these functions abort if memory runs out.
  */
 #ifndef LAZYVOL_SIGV4_H
 #define LAZYVOL_SIGV4_H
