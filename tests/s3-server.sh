@@ -201,7 +201,7 @@ S3_BUCKET=test
 S3_STOP="$here/s3-server.sh stop $dir"
 EOF
     ms=$(( ($(date +%s%N) - t0) / 1000000 ))
-    echo "s3-server: up in $ms ms on port $port, logs in $dir/log" >&2
+    echo "s3-server: up in $ms ms on port $port (try $tries), logs in $dir/log" >&2
     cat "$dir/s3.env"
 }
 

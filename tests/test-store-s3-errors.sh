@@ -13,9 +13,10 @@
 #    (x-amz-content-sha256), and counts the requests and connections it
 #    sees (requests in a row share one); store-tool --stats counts what
 #    the client sent.
+#  - TLS certificates are verified: a self-signed one is refused at once.
 #  - Virtual-hosted addressing (BUCKET.localhost:PORT) works too.
 . "$srcdir/functions.sh"
-requires grep /usr/bin/python3
+requires grep openssl /usr/bin/python3
 start_s3
 
 tmp=$(make_tmpdir)
@@ -194,6 +195,31 @@ st --endpoint-url "$inj" --timeout 1 --retries 1 get k 2>"$tmp/err" &&
 [ $(( $(ms) - t0 )) -lt 15000 ]
 grep -qi 'timed out.*\[store_unavailable\]$' "$tmp/err"
 [ "$(cat "$tmp/seen")" = 2 ]
+
+# --- TLS peers are verified: a self-signed certificate is refused, at
+# once (no retry), and nothing is sent.
+openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=127.0.0.1 \
+        -addext subjectAltName=IP:127.0.0.1 -keyout "$tmp/key.pem" \
+        -out "$tmp/cert.pem" 2>/dev/null
+/usr/bin/python3 - "$tmp" <<'EOF' &
+import http.server, os, ssl, sys
+tmp = sys.argv[1]
+server = http.server.HTTPServer(('127.0.0.1', 0),
+                                http.server.BaseHTTPRequestHandler)
+tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+tls.load_cert_chain(tmp + '/cert.pem', tmp + '/key.pem')
+server.socket = tls.wrap_socket(server.socket, server_side=True)
+with open(tmp + '/tls.new', 'w') as f:
+    f.write('%d\n' % server.server_address[1])
+os.rename(tmp + '/tls.new', tmp + '/tls.port')
+server.serve_forever()
+EOF
+cleanup_fn kill_wait $!
+wait_for 10 test -s "$tmp/tls.port" || fail "the TLS server did not start"
+st --endpoint-url "https://127.0.0.1:$(cat "$tmp/tls.port")" --stats get k \
+   2>"$tmp/err" && fail "a self-signed certificate was accepted"
+grep -q 'get k: SSL certificate problem: self.signed certificate \[store_error\]$' "$tmp/err"
+grep -q '^requests=1 errors=1 retries=0 ' "$tmp/err"
 
 # --- virtual-hosted addressing: curl resolves test.localhost itself.
 vh () { st --addressing virtual --endpoint-url "http://localhost:$s3port" "$@"; }
