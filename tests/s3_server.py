@@ -20,6 +20,7 @@ If-None-Match: * and If-Match on PUT as AWS S3 does.  Unlike AWS's, its
 checks are not atomic against a concurrent PUT of the same key, and
 If-Match compares with the ETag of simple (not multipart) objects.
 """
+import json
 import os
 import sys
 from time import time as now
@@ -27,17 +28,21 @@ from urllib.parse import quote
 
 
 class MemoryCache:
-    """The part of swift.common.memcached.MemcacheRing tempauth uses."""
+    """The part of swift.common.memcached.MemcacheRing tempauth uses.
+
+    Values are kept as JSON, as memcached keeps them, so no caller can
+    change what another one reads.
+    """
 
     def __init__(self):
         self.items = {}
 
     def get(self, key, raise_on_error=False):
-        expires, value = self.items.get(key, (None, None))
+        expires, value = self.items.get(key, (None, 'null'))
         if expires is not None and expires < now():
             del self.items[key]
             return None
-        return value
+        return json.loads(value)
 
     def set(self, key, value, serialize=True, time=0, min_compress_len=0,
             raise_on_error=False):
@@ -45,7 +50,7 @@ class MemoryCache:
         ttl = float(time or 0)
         expires = None if ttl <= 0 else ttl if ttl > 30 * 86400 \
             else ttl + now()
-        self.items[key] = (expires, value)
+        self.items[key] = (expires, json.dumps(value))
 
     def delete(self, key, server_key=None):
         self.items.pop(key, None)
