@@ -16,8 +16,9 @@
 # s3_server.py).
 #
 # Four servers (proxy = the S3 endpoint, account, container, object) use
-# four consecutive ports from a random base, so tests can run in
-# parallel; if a port turns out to be taken, start tries another base.
+# four consecutive ports from a random base in 20000..31999, so tests can
+# run in parallel; if a port turns out to be taken, a server dies at once
+# and start tries another base.
 set -e
 set -u
 
@@ -185,7 +186,8 @@ do_start ()
     mkdir -p "$dir"
     dir=$(cd "$dir" && pwd)
     for tries in 1 2 3 4 5; do
-        port=$(( 20000 + (RANDOM * 32768 + RANDOM) % 10000 * 4 ))
+        # Below Linux's ephemeral ports (32768 up), which clients take.
+        port=$(( 20000 + RANDOM % 3000 * 4 ))
         configure "$dir" "$port" "$cond"
         try_start "$dir" "$port" && break
         do_stop "$dir"
