@@ -27,8 +27,8 @@ r=$(ctl '{"cmd":"open","export_id":"s"}') && fail "loaded with a wrong secret"
 [ "$(field "$r" code)" = store_denied ]
 field "$r" error | grep -Eiq 'signature|denied|refused|credentials'
 stop_lazyvol
-! grep -q "$wrong" "$tmp/log1" "$tmp"/r1/* 2>/dev/null
-! grep -q "$secret" "$tmp/log1"
+! grep -rq "$wrong" "$tmp/log1" "$tmp/r1" || fail "the secret was printed"
+! grep -q "$secret" "$tmp/log1" || fail "the secret was printed"
 
 # The store goes down under a running export.
 start_lazyvol "$tmp/r2" 2> "$tmp/log2"
