@@ -31,7 +31,8 @@ stop_lazyvol
 ! grep -q "$secret" "$tmp/log1" || fail "the secret was printed"
 
 # The store goes down under a running export.
-start_lazyvol "$tmp/r2" 2> "$tmp/log2"
+# No readahead: chunk 5 must still be missing when the store goes down.
+start_lazyvol "$tmp/r2" readahead=0 2> "$tmp/log2"
 qemu-io -f raw -c 'read -P 9 0 1M' "$(uri s)" | grep -q '^read [0-9]'
 qemu-io -f raw -c 'write -P 7 2M 4k' -c flush "$(uri s)" >/dev/null
 $S3_STOP >/dev/null 2>&1
