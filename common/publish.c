@@ -39,6 +39,7 @@
 #include <json-c/json.h>
 #include <openssl/evp.h>
 
+#include "bitmap.h"
 #include "err.h"
 #include "publish.h"
 #include "upload.h"
@@ -409,17 +410,40 @@ publish_frozen (struct publish *p, int64_t n, struct publish_result *out)
   return -1;
 }
 
+/* A bitmap of the chunks the current manifest lists, built from its
+ * extents.  No lock: only a publish replaces the manifest, and this is
+ * the export's only publish.
+ */
+static uint64_t *
+listed_chunks (struct volume *v)
+{
+  uint64_t chunks = chunk_count (v->head.image_size, v->head.chunk_size);
+  uint64_t *map = calloc (bitmap_words (chunks) ? bitmap_words (chunks) : 1, 8);
+
+  if (map == NULL) {
+    err_set (ENOMEM, "compact %s: out of memory", v->name);
+    return NULL;
+  }
+  for (size_t e = 0; v->manifest && e < v->manifest->nextents; e++)
+    for (uint64_t k = 0; k < v->manifest->extents[e].count; k++)
+      bitmap_set (map, v->manifest->extents[e].chunk + k);
+  return map;
+}
+
 static int
 publish (struct volume *v, bool base, struct publish_result *out)
 {
   struct publish p = { .v = v, .base = base };
+  CLEANUP_FREE uint64_t *listed = NULL;
   int64_t n;
   int r = -1;
 
   memset (out, 0, sizeof *out);
   if (check_head (&p) == -1)
     return -1;
-  n = cache_publish_begin (v->cache, base);
+  if (base && (listed = listed_chunks (v)) == NULL)
+    return -1;
+  n = cache_publish_begin (v->cache, listed);
   if (n == -1)
     return -1;
   if (n == 0 && !base) {
