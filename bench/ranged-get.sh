@@ -25,6 +25,9 @@ host=${host%:*}
   printf 'machine %s login %s password %s\n' "$host" \
       "$AWS_ACCESS_KEY_ID" "$AWS_SECRET_ACCESS_KEY" > "$tmp/netrc" )
 
+# S3 wants the payload's hash signed; curl does not add it by itself.
+empty_sha256=e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855
+
 # One curl config block per range, separated by "next".
 for (( off = 0; off < size; off += range )); do
     end=$(( off + range < size ? off + range - 1 : size - 1 ))
@@ -34,6 +37,7 @@ url = "$S3_ENDPOINT/$S3_BUCKET/$key"
 range = "$off-$end"
 output = "/dev/null"
 aws-sigv4 = "aws:amz:${S3_REGION:-us-east-1}:s3"
+header = "x-amz-content-sha256: $empty_sha256"
 netrc-file = "$tmp/netrc"
 fail
 silent
@@ -43,7 +47,7 @@ EOF
 done > "$tmp/config"
 
 t0=$(date +%s%N)
-curl --parallel --parallel-max "$parallel" --config "$tmp/config" > "$tmp/sizes"
+curl --silent --show-error --parallel --parallel-max "$parallel" --config "$tmp/config" > "$tmp/sizes"
 t1=$(date +%s%N)
 got=$(awk '{ n += $1 } END { printf "%d", n }' "$tmp/sizes")
 [ "$got" = "$size" ] ||
