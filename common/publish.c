@@ -8,7 +8,8 @@
  *   3. writes snapshot.journal.json locally (new id, blob key);
  *   4. packs the chunks' point-in-time bytes, in chunk order and skipping
  *      all-zero chunks, into one blob (delta.blob or base.blob), uploaded
- *      in parallel parts while writes to the export go on;
+ *      in parallel parts while writes to the export go on; each part's
+ *      chunks are hashed by the thread that uploads it;
  *   5. writes manifest.json: the new chunks, merged in chunk order with the
  *      previous manifest's chunks that were not republished;
  *   6. moves the head: volume.json with If-Match on the etag read in 1,
@@ -29,6 +30,7 @@
  */
 #include <config.h>
 
+#include <assert.h>
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
@@ -82,6 +84,8 @@ struct publish {
   char upload_id[512];
   struct pchunk *list;
   uint64_t n;
+  uint64_t *packed;             /* packed[K]: the list index of the Kth
+                                   chunk in the blob */
 };
 
 /* The journal: enough to clean up after a crash. */
@@ -143,14 +147,41 @@ part_size (uint32_t chunk_size, uint64_t n)
   return (size + chunk_size - 1) / chunk_size * chunk_size;
 }
 
+/* Upload hook: hash the chunks in one part of the blob, in the thread
+ * that uploads the part, so that chunks are hashed in parallel.  Chunks
+ * are packed back to back, each a whole chunk (only the image's last
+ * chunk is shorter, and it comes last), and parts hold whole chunks, so
+ * the Kth packed chunk starts at K * chunk_size.  The producer fills
+ * p->packed and p->list for a part before handing it over.
+ */
+static int
+hash_part (void *opaque, const void *buf, size_t len, uint64_t offset)
+{
+  struct publish *p = opaque;
+  uint32_t cs = p->v->head.chunk_size;
+
+  assert (offset % cs == 0);
+  for (size_t pos = 0; pos < len; pos += cs) {
+    struct pchunk *pc = &p->list[p->packed[(offset + pos) / cs]];
+    size_t n = len - pos < cs ? len - pos : cs;
+
+    assert (pc->offset == offset + pos);
+    if (!EVP_Digest ((const char *) buf + pos, n, pc->sha, NULL,
+                     EVP_sha256 (), NULL))
+      return err_set (EIO, "publish %s: SHA-256 of chunk %ju failed",
+                      p->v->name, (uintmax_t) pc->chunk);
+  }
+  return 0;
+}
+
 /* Step 4: read every frozen chunk and pack the non-zero ones into the
- * blob.  Fills p->list.
+ * blob (hash_part hashes them).  Fills p->list and p->packed.
  */
 static int
 pack_blob (struct publish *p, struct upload *up)
 {
   struct volume *v = p->v;
-  uint64_t chunk, i = 0;
+  uint64_t chunk, i = 0, k = 0;
 
   for (uint64_t from = 0; cache_publish_next (v->cache, from, &chunk);
        from = chunk + 1) {
@@ -169,8 +200,8 @@ pack_blob (struct publish *p, struct upload *up)
       return -1;
     pc->zero = is_zero (buf, len);
     if (!pc->zero) {
-      EVP_Digest (buf, len, pc->sha, NULL, EVP_sha256 (), NULL);
       pc->offset = upload_size (up);
+      p->packed[k++] = i - 1;
       upload_commit (up, len);
       if (pc->offset >= PART_SIZE_MIN)
         crash_point (2);        /* a part is on its way */
@@ -354,7 +385,8 @@ publish_frozen (struct publish *p, int64_t n, struct publish_result *out)
 
   p->n = n;
   p->list = calloc (n ? n : 1, sizeof *p->list);
-  if (p->list == NULL) {
+  p->packed = calloc (n ? n : 1, sizeof *p->packed);
+  if (p->list == NULL || p->packed == NULL) {
     err_set (ENOMEM, "publish %s: out of memory", v->name);
     goto err;
   }
@@ -363,7 +395,7 @@ publish_frozen (struct publish *p, int64_t n, struct publish_result *out)
   crash_point (1);
   up = upload_new (v->env->st, p->blob_key,
                    part_size (v->head.chunk_size, n), UPLOAD_THREADS,
-                   journal_upload_started, p);
+                   journal_upload_started, hash_part, p);
   if (up == NULL || pack_blob (p, up) == -1)
     goto err;
   blob_size = upload_size (up);
@@ -466,6 +498,7 @@ publish (struct volume *v, bool base, struct publish_result *out)
   free (p.manifest_key);
   free (p.journal);
   free (p.list);
+  free (p.packed);
   return r;
 }
 

@@ -35,6 +35,7 @@ struct upload {
   size_t part_size;
   unsigned threads;
   upload_begin_fn on_begin;
+  upload_part_fn on_part;
   void *opaque;
 
   struct store_upload *up;      /* NULL until a second part is needed */
@@ -55,6 +56,15 @@ struct upload {
   char err_text[512];
 };
 
+/* Hand part P to the caller's hook, then upload it. */
+static int
+send_part (struct upload *u, const struct part *p)
+{
+  if (u->on_part && u->on_part (u->opaque, p->buf, p->len, p->offset) == -1)
+    return -1;
+  return store_upload_part (u->up, p->partno, p->offset, p->buf, p->len);
+}
+
 static void *
 worker (void *arg)
 {
@@ -74,8 +84,7 @@ worker (void *arg)
     skip = u->err_num != 0;     /* an earlier part failed: don't bother */
     pthread_mutex_unlock (&u->lock);
 
-    r = skip ? -1
-      : store_upload_part (u->up, p.partno, p.offset, p.buf, p.len);
+    r = skip ? -1 : send_part (u, &p);
 
     pthread_mutex_lock (&u->lock);
     if (r == -1 && !skip && u->err_num == 0) {
@@ -91,7 +100,8 @@ worker (void *arg)
 
 struct upload *
 upload_new (struct store *st, const char *key, size_t part_size,
-            unsigned threads, upload_begin_fn on_begin, void *opaque)
+            unsigned threads, upload_begin_fn on_begin,
+            upload_part_fn on_part, void *opaque)
 {
   struct upload *u = calloc (1, sizeof *u);
 
@@ -105,6 +115,7 @@ upload_new (struct store *st, const char *key, size_t part_size,
   u->part_size = part_size;
   u->threads = threads < 1 ? 1 : threads > THREADS_MAX ? THREADS_MAX : threads;
   u->on_begin = on_begin;
+  u->on_part = on_part;
   u->opaque = opaque;
   u->next_partno = 1;
   pthread_mutex_init (&u->lock, NULL);
@@ -233,7 +244,9 @@ upload_finish (struct upload *u)
 
   if (u->up == NULL) {
     /* Everything fits in one part: a single put (or nothing at all). */
-    if (u->cur.len > 0)
+    if (u->cur.len > 0 && u->on_part)
+      r = u->on_part (u->opaque, u->cur.buf, u->cur.len, 0);
+    if (u->cur.len > 0 && r == 0)
       r = store_put (u->st, u->key, u->cur.buf, u->cur.len, STORE_PUT_ANY,
                      NULL, NULL);
     upload_free (u);

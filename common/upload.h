@@ -5,6 +5,10 @@
  * commits what it keeps; full parts go to the workers.  A blob that fits
  * in one part is stored with a single put, so small publishes cost one
  * request.  Memory: (threads + 1) parts.
+ *
+ * The caller may also work on each part in the thread that uploads
+ * it, just before it is sent (upload_part_fn): publish hashes its chunks
+ * there, so hashing runs in parallel instead of in the producer.
  */
 #ifndef LAZYVOL_UPLOAD_H
 #define LAZYVOL_UPLOAD_H
@@ -19,14 +23,22 @@
  */
 typedef int (*upload_begin_fn) (void *opaque, const char *upload_id);
 
+/* Called for every part, by the thread that uploads it, before the upload:
+ * BUF holds bytes [OFFSET, OFFSET+LEN) of the blob.  0, or -1 with err_set
+ * to fail the upload.
+ */
+typedef int (*upload_part_fn) (void *opaque, const void *buf, size_t len,
+                               uint64_t offset);
+
 struct upload;
 
-/* Prepare to upload KEY in parts of PART_SIZE bytes with THREADS workers.
- * NULL with err_set.
+/* Prepare to upload KEY in parts of PART_SIZE bytes with THREADS workers;
+ * ON_BEGIN and ON_PART (each may be NULL) get OPAQUE.  NULL with err_set.
  */
 struct upload *upload_new (struct store *st, const char *key,
                            size_t part_size, unsigned threads,
-                           upload_begin_fn on_begin, void *opaque);
+                           upload_begin_fn on_begin, upload_part_fn on_part,
+                           void *opaque);
 /* Space for LEN (<= part size) more bytes; valid until upload_commit.
  * NULL with err_set if an earlier part failed.
  */
