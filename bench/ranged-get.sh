@@ -40,8 +40,6 @@ aws-sigv4 = "aws:amz:${S3_REGION:-us-east-1}:s3"
 header = "x-amz-content-sha256: $empty_sha256"
 netrc-file = "$tmp/netrc"
 fail
-silent
-show-error
 write-out = "%{size_download}\n"
 EOF
 done > "$tmp/config"

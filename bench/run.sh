@@ -424,10 +424,11 @@ settle ()
 }
 
 # prune NAME EXPORT: delete every snapshot of EXPORT but the current one,
-# with its blob.  Each side of a comparison deletes what it wrote before
-# the other side runs: on a virtual machine that hands freed memory back
-# to its host, writing into recycled page cache is much cheaper than into
-# fresh memory, so both sides must find the same kind.
+# with its blob.  Before a timed publish each side deletes what it wrote
+# in its previous turn, then settles: on a virtual machine that hands
+# freed memory back to its host, writing into recently freed page cache
+# is much cheaper than into fresh memory, so both sides must find the
+# same kind.
 prune ()
 {
     local sid
@@ -449,6 +450,29 @@ write_export ()
 GiB=1073741824
 TiB=1099511627776
 
+# pair: call "sample_lazyvol I" and "sample_peer I" for I = 1..$runs, in
+# alternating order (neither side always goes first while the machine's
+# state drifts).  Each sets $sample; the values collect in $lazy_vals and
+# $peer_vals.
+pair ()
+{
+    local i side
+    lazy_vals="" peer_vals=""
+    for i in $(seq "$runs"); do
+        if [ $((i % 2)) = 1 ]; then set -- lazyvol peer; else set -- peer lazyvol; fi
+        for side in "$@"; do
+            sample=
+            "sample_$side" "$i"
+            [ -n "$sample" ] || die "no $side sample"
+            if [ $side = lazyvol ]; then
+                lazy_vals+=" $sample"
+            else
+                peer_vals+=" $sample"
+            fi
+        done
+    done
+}
+
 # read: nbdcopy of a whole resident 1 GiB export to null:, lazyvol vs the
 # same bytes through nbdkit's file plugin; both files are in the page
 # cache (one untimed pass each first).  Same nbdcopy flags (its defaults).
@@ -463,23 +487,28 @@ resident_pair ()
     ctl_time rlazy "{\"cmd\":\"create\",\"export_id\":\"r\",\"size\":$GiB}" \
         >/dev/null
     write_export rlazy r "$(data 1024)"
+    nbdcopy "$(uri rfile)" null:
+    nbdcopy "$(uri rlazy r)" null:
+    settle
+}
+
+# read_rate URI: MiB/s of nbdcopy reading the 1 GiB export URI.
+read_rate ()
+{
+    local t
+    t=$(now_ns)
+    nbdcopy "$1" null:
+    mib_per_s 1024 "$(secs_since "$t")"
 }
 
 bench_read ()
 {
-    local i t lazy="" peer=""
     resident_pair
-    nbdcopy "$(uri rfile)" null:
-    nbdcopy "$(uri rlazy r)" null:
-    settle
-    for i in $(seq "$runs"); do
-        t=$(now_ns); nbdcopy "$(uri rlazy r)" null:
-        lazy="$lazy $(mib_per_s 1024 "$(secs_since "$t")")"
-        t=$(now_ns); nbdcopy "$(uri rfile)" null:
-        peer="$peer $(mib_per_s 1024 "$(secs_since "$t")")"
-    done
+    sample_lazyvol () { sample=$(read_rate "$(uri rlazy r)"); }
+    sample_peer () { sample=$(read_rate "$(uri rfile)"); }
+    pair
     row "seq read 1 GiB resident (MiB/s)" ">= 0.9x" "file plugin" \
-        "$lazy" "$peer"
+        "$lazy_vals" "$peer_vals"
 }
 
 # fio_iops URI RW: IOPS of bench/fio-rand4k.fio.
@@ -492,68 +521,66 @@ fio_iops ()
 
 bench_iops ()
 {
-    local rw i lazy peer
+    local rw
     resident_pair
     for rw in randread randwrite; do
-        lazy="" peer=""
-        for i in $(seq "$runs"); do
-            lazy="$lazy $(fio_iops "$(uri rlazy r)" "$rw")"
-            peer="$peer $(fio_iops "$(uri rfile)" "$rw")"
-        done
-        row "4k $rw (IOPS)" ">= 0.9x" "file plugin" "$lazy" "$peer"
+        sample_lazyvol () { sample=$(fio_iops "$(uri rlazy r)" "$rw"); }
+        sample_peer () { sample=$(fio_iops "$(uri rfile)" "$rw"); }
+        pair
+        row "4k $rw (IOPS)" ">= 0.9x" "file plugin" "$lazy_vals" "$peer_vals"
     done
 }
 
-# copy_sync SRC DST: the plain upload to a directory: cp, then fsync.
-copy_sync ()
+# The plain uploads.  peer_upload FILE: store FILE once on the current
+# store with a plain tool and set $sample to the seconds it took: cp +
+# fsync into the file store's file system (the previous copy is deleted
+# first, as lazyvol's side deletes its previous snapshot first), or a
+# boto3 multipart upload (bench/multipart.py) to the same S3.
+peer_upload ()
 {
-    cp --reflink=never "$1" "$2"
-    sync "$2"
-}
-
-# s3_upload FILE KEY: a plain boto3 multipart upload (bench/multipart.py);
-# prints its seconds.
-s3_upload ()
-{
-    "$PY" "$here/multipart.py" "$1" "$2"
+    local t
+    if [ "$store" = file ]; then
+        peer_name="cp+fsync"
+        mkdir -p "$work/peer"
+        rm -f "$work/peer/copy"
+        settle
+        t=$(now_ns)
+        cp --reflink=never "$1" "$work/peer/copy"
+        sync "$work/peer/copy"
+        sample=$(secs_since "$t")
+    else
+        peer_name="boto3"
+        sample=$("$PY" "$here/multipart.py" "$1" "bench/upload")
+    fi
 }
 
 # publish: D dirty MiB (written and flushed before the timing), then a
-# snapshot, timed as the control request.  Peer: the same D MiB stored
-# once by a plain tool — cp + fsync into the file store's file system, or
-# a boto3 multipart upload to the same S3.
+# snapshot, timed as the control request; the previous snapshot is then
+# deleted, as the peer deletes its copy.
 publish_on ()
 {
-    local store=$1 d i t lazy peer name=pub-$1 peer_name
+    local d name=pub-$1
+    store=$1
     use_store "$store"
     start_lazyvol "$name" discover=false
     ctl_time "$name" \
         "{\"cmd\":\"create\",\"export_id\":\"p\",\"size\":$((2 * GiB))}" \
         >/dev/null
-    mkdir -p "$work/peer"
     for d in 256 1024; do
-        lazy="" peer=""
-        for i in $(seq "$runs"); do
+        sample_lazyvol ()
+        {
             write_export "$name" p "$(data "$d")"
-            settle
-            lazy="$lazy $(ctl_time "$name" '{"cmd":"snapshot","export_id":"p"}')"
             prune "$name" p
-            if [ "$store" = file ]; then
-                peer_name="cp+fsync"
-                settle
-                t=$(now_ns)
-                copy_sync "$(data "$d")" "$work/peer/copy"
-                peer="$peer $(secs_since "$t")"
-                rm -f "$work/peer/copy"
-            else
-                peer_name="boto3"
-                peer="$peer $(s3_upload "$(data "$d")" "bench/upload-$d-$i")"
-            fi
-        done
+            settle
+            sample=$(ctl_time "$name" '{"cmd":"snapshot","export_id":"p"}')
+        }
+        sample_peer () { peer_upload "$(data "$d")"; }
+        pair
         row "publish $d MiB, $store store (s)" "<= 1.2x" "$peer_name" \
-            "$lazy" "$peer"
+            "$lazy_vals" "$peer_vals"
     done
     stop_server "$name"
+    rm -rf "$work/peer"
 }
 
 bench_publish ()
@@ -570,7 +597,8 @@ bench_publish ()
 # one with a 1 GiB export, each with the same 8 dirty MiB.  A publish
 # costs O(dirty) and a clone O(manifest), so both should take the same
 # time, and the state (bitmaps) of 262144 chunks is 32 KiB per bitmap, so
-# the peak RSS should not grow with the image either.
+# the peak RSS should not grow with the image either.  Here the "peer" is
+# the 1 GiB export.
 sized_pair ()
 {
     local name size
@@ -588,38 +616,41 @@ sized_pair ()
     done
 }
 
+# publish_8m NAME: 8 dirty MiB on export NAME of server NAME, published.
+publish_8m ()
+{
+    write_export "$1" "$1" "$(data 8)"
+    settle
+    sample=$(ctl_time "$1" "{\"cmd\":\"snapshot\",\"export_id\":\"$1\"}")
+}
+
 bench_sparse ()
 {
-    local i name
-    local -A t=()
     sized_pair
-    for i in $(seq "$runs"); do
-        for name in tib gib; do
-            write_export "$name" "$name" "$(data 8)"
-            settle
-            t[$name]+=" $(ctl_time "$name" \
-                    "{\"cmd\":\"snapshot\",\"export_id\":\"$name\"}")"
-        done
-    done
+    sample_lazyvol () { publish_8m tib; }
+    sample_peer () { publish_8m gib; }
+    pair
     row "publish 8 MiB of 1 TiB sparse (s)" "< 1 s" "1 GiB export" \
-        "${t[tib]}" "${t[gib]}"
+        "$lazy_vals" "$peer_vals"
     row "peak RSS, 1 TiB export (MiB)" "<= 1.25x" "1 GiB export" \
         "$(peak_rss_mib tib)" "$(peak_rss_mib gib)"
 }
 
+# clone_of NAME I: clone export NAME's current snapshot as NAME-cI.
+clone_of ()
+{
+    settle
+    sample=$(ctl_time "$1" "{\"cmd\":\"clone\",\"export_id\":\"$1-c$2\",\"source_export_id\":\"$1\"}")
+}
+
 bench_clone ()
 {
-    local i name
-    local -A t=()
     sized_pair
-    for i in $(seq "$runs"); do
-        for name in tib gib; do
-            settle
-            t[$name]+=" $(ctl_time "$name" "{\"cmd\":\"clone\",\"export_id\":\"$name-c$i\",\"source_export_id\":\"$name\"}")"
-        done
-    done
+    sample_lazyvol () { clone_of tib "$1"; }
+    sample_peer () { clone_of gib "$1"; }
+    pair
     row "clone of a 1 TiB export (s)" "<= 1.5x" "1 GiB export" \
-        "${t[tib]}" "${t[gib]}"
+        "$lazy_vals" "$peer_vals"
 }
 
 # compact: a published 1 GiB export (all chunks resident and clean) is
@@ -628,35 +659,31 @@ bench_clone ()
 # the goal is the publish goal (<= 1.2x the time) as a ratio of rates.
 compact_on ()
 {
-    local store=$1 i t lazy="" peer="" name=compact-$1 peer_name
+    local name=compact-$1
+    store=$1
     use_store "$store"
     start_lazyvol "$name" discover=false
     ctl_time "$name" "{\"cmd\":\"create\",\"export_id\":\"c\",\"size\":$GiB}" \
         >/dev/null
     write_export "$name" c "$(data 1024)"
     ctl_time "$name" '{"cmd":"snapshot","export_id":"c"}' >/dev/null
-    mkdir -p "$work/peer"
-    for i in $(seq "$runs"); do
-        settle
-        t=$(ctl_time "$name" '{"cmd":"compact","export_id":"c"}')
-        lazy="$lazy $(mib_per_s 1024 "$t")"
+    sample_lazyvol ()
+    {
         prune "$name" c
-        if [ "$store" = file ]; then
-            peer_name="cp+fsync"
-            settle
-            t=$(now_ns)
-            copy_sync "$(data 1024)" "$work/peer/copy"
-            t=$(secs_since "$t")
-            rm -f "$work/peer/copy"
-        else
-            peer_name="boto3"
-            t=$(s3_upload "$(data 1024)" "bench/compact-peer-$i")
-        fi
-        peer="$peer $(mib_per_s 1024 "$t")"
-    done
+        settle
+        sample=$(mib_per_s 1024 \
+                     "$(ctl_time "$name" '{"cmd":"compact","export_id":"c"}')")
+    }
+    sample_peer ()
+    {
+        peer_upload "$(data 1024)"
+        sample=$(mib_per_s 1024 "$sample")
+    }
+    pair
     row "compact 1 GiB, $store store (MiB/s)" ">= 0.83x" "$peer_name" \
-        "$lazy" "$peer"
+        "$lazy_vals" "$peer_vals"
     stop_server "$name"
+    rm -rf "$work/peer"
 }
 
 bench_compact ()
@@ -670,12 +697,13 @@ bench_compact ()
 }
 
 # cold: one lazyvol process publishes a 1 GiB export to S3 and stops;
-# each run, a new process with an empty cache reads it all with nbdcopy.
-# Peer: the same blob fetched with parallel ranged GETs (bench/
-# ranged-get.sh: curl --parallel, SigV4, one range per chunk, 8 at a time).
+# each run, a new process with an empty cache reads it all with nbdcopy
+# (its peak RSS is recorded too).  Peer: the same blob fetched with
+# ranged GETs of one chunk each, 8 at a time, by one curl process
+# (bench/ranged-get.sh), as readahead keeps 8 chunks in flight.
 bench_cold ()
 {
-    local i t lazy="" peer="" rss="" key sid
+    local key sid rss=""
     if [ -n "$s3_why" ]; then
         skip "cold seq read 1 GiB from S3 (MiB/s)" "$s3_why"
         skip "peak RSS, cold read 1 GiB (MiB)" "$s3_why"
@@ -690,19 +718,22 @@ bench_cold ()
               sed 's/^[^ ]* //' | jq -r .snapshot_id)
     stop_server cold-w
     key=exports/cold/snapshots/$sid/delta.blob
-    for i in $(seq "$runs"); do
-        start_lazyvol "cold-r$i"
-        t=$(now_ns)
-        nbdcopy "$(uri "cold-r$i" cold)" null:
-        lazy="$lazy $(mib_per_s 1024 "$(secs_since "$t")")"
-        rss="$rss $(peak_rss_mib "cold-r$i")"
-        stop_server "cold-r$i"
-        rm -rf "$work/cold-r$i/cache"
-        t=$("$here/ranged-get.sh" "$key" $GiB 4194304 8)
-        peer="$peer $(mib_per_s 1024 "$t")"
-    done
+    sample_lazyvol ()
+    {
+        start_lazyvol "cold-r$1"
+        sample=$(read_rate "$(uri "cold-r$1" cold)")
+        rss+=" $(peak_rss_mib "cold-r$1")"
+        stop_server "cold-r$1"
+        rm -rf "$work/cold-r$1/cache"
+    }
+    sample_peer ()
+    {
+        sample=$(mib_per_s 1024 \
+                     "$("$here/ranged-get.sh" "$key" $GiB 4194304 8)")
+    }
+    pair
     row "cold seq read 1 GiB from S3 (MiB/s)" ">= 0.7x" "8 x curl" \
-        "$lazy" "$peer"
+        "$lazy_vals" "$peer_vals"
     row "peak RSS, cold read 1 GiB (MiB)" "< 320 MiB" "" "$rss" ""
 }
 
