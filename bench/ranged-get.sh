@@ -1,18 +1,20 @@
 #!/usr/bin/env bash
-# ranged-get.sh KEY SIZE RANGE PARALLEL: the "parallel curl" peer of
-# run.sh.  Fetches object KEY (SIZE bytes) from the S3 store in
+# ranged-get.sh KEY SIZE RANGE PARALLEL [OUTDIR]: the "parallel curl"
+# peer of run.sh.  Fetches object KEY (SIZE bytes) from the S3 store in
 # S3_ENDPOINT / S3_BUCKET with SigV4-signed ranged GETs of RANGE bytes,
 # PARALLEL at a time, from one curl process (--parallel, connections kept
-# alive), throwing the bytes away; checks that SIZE bytes arrived and
-# prints the seconds it took.  Credentials: AWS_ACCESS_KEY_ID and
+# alive), throwing the bytes away, or with OUTDIR writing range N to
+# OUTDIR/part.N; checks that SIZE bytes arrived and prints the seconds
+# it took.  Credentials: AWS_ACCESS_KEY_ID and
 # AWS_SECRET_ACCESS_KEY, region S3_REGION; they reach curl through a
 # netrc file, never its command line (an access key may contain ':').
 set -e
 set -u
 set -o pipefail
 
-[ $# = 4 ] || { echo "usage: ranged-get.sh KEY SIZE RANGE PARALLEL" >&2; exit 1; }
-key=$1 size=$2 range=$3 parallel=$4
+[ $# = 4 ] || [ $# = 5 ] ||
+    { echo "usage: ranged-get.sh KEY SIZE RANGE PARALLEL [OUTDIR]" >&2; exit 1; }
+key=$1 size=$2 range=$3 parallel=$4 outdir=${5:-}
 : "${S3_ENDPOINT:?}" "${S3_BUCKET:?}" "${AWS_ACCESS_KEY_ID:?}"
 : "${AWS_SECRET_ACCESS_KEY:?}"
 
@@ -25,6 +27,9 @@ host=${host%:*}
   printf 'machine %s login %s password %s\n' "$host" \
       "$AWS_ACCESS_KEY_ID" "$AWS_SECRET_ACCESS_KEY" > "$tmp/netrc" )
 
+# curl 7.88 shows the --parallel progress meter unless every transfer is
+# silent, and a second --silent toggles it back: say it per transfer only.
+
 # S3 wants the payload's hash signed; curl does not add it by itself.
 empty_sha256=e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855
 
@@ -35,17 +40,19 @@ for (( off = 0; off < size; off += range )); do
     cat <<EOF
 url = "$S3_ENDPOINT/$S3_BUCKET/$key"
 range = "$off-$end"
-output = "/dev/null"
+output = "${outdir:-/dev/null}${outdir:+/part.$(( off / range ))}"
 aws-sigv4 = "aws:amz:${S3_REGION:-us-east-1}:s3"
 header = "x-amz-content-sha256: $empty_sha256"
 netrc-file = "$tmp/netrc"
 fail
+silent
+show-error
 write-out = "%{size_download}\n"
 EOF
 done > "$tmp/config"
 
 t0=$(date +%s%N)
-curl --silent --show-error --parallel --parallel-max "$parallel" --config "$tmp/config" > "$tmp/sizes"
+curl --parallel --parallel-max "$parallel" --config "$tmp/config" > "$tmp/sizes"
 t1=$(date +%s%N)
 got=$(awk '{ n += $1 } END { printf "%d", n }' "$tmp/sizes")
 [ "$got" = "$size" ] ||
