@@ -23,7 +23,8 @@
 #                   it needs about 8 GiB and is removed at the end
 #   --runs N        repetitions of each measurement (default 3); the table
 #                   shows medians and the spread (half the range, in %)
-#   --keep          keep the scratch directory (logs, stores)
+#   --keep          keep the scratch directory (logs, stores, and "raw":
+#                   every run's value of every row)
 #   --no-s3         skip the S3 measurements
 #
 # Nothing is built here.  Every process started is stopped on exit,
@@ -344,6 +345,7 @@ row ()
             printf "%s\t%s\t%s\t%s\t%s\t%s\n", label, l, p, ratio, goal, status
         }')
     echo "$line" >> "$results"
+    echo "$label: lazyvol" $lazy "; peer" ${peer:--} >> "$work/raw"
     print_row "$line"
 }
 
@@ -450,21 +452,26 @@ write_export ()
 GiB=1073741824
 TiB=1099511627776
 
-# pair: call "sample_lazyvol I" and "sample_peer I" for I = 1..$runs, in
+# pair: call "sample_lazyvol I" and "sample_peer I" for I = 0..$runs, in
 # alternating order (neither side always goes first while the machine's
-# state drifts).  Each sets $sample; the values collect in $lazy_vals and
-# $peer_vals.
+# state drifts).  Each sets $sample; the values of runs 1..$runs collect
+# in $lazy_vals and $peer_vals.  Run 0 is a warm-up whose values are
+# dropped: the first run of a measurement finds the machine as the
+# previous one left it (caches, freed memory), which favours neither side
+# consistently, only whichever goes first.
 pair ()
 {
     local i side
     lazy_vals="" peer_vals=""
-    for i in $(seq "$runs"); do
+    for i in $(seq 0 "$runs"); do
         if [ $((i % 2)) = 1 ]; then set -- lazyvol peer; else set -- peer lazyvol; fi
         for side in "$@"; do
             sample=
             "sample_$side" "$i"
             [ -n "$sample" ] || die "no $side sample"
-            if [ $side = lazyvol ]; then
+            if [ "$i" = 0 ]; then
+                continue
+            elif [ $side = lazyvol ]; then
                 lazy_vals+=" $sample"
             else
                 peer_vals+=" $sample"
@@ -727,15 +734,16 @@ bench_cold ()
         rm -rf "$work"/cold-r*/cache
         start_lazyvol "cold-r$1"
         sample=$(read_rate "$(uri "cold-r$1" cold)")
-        rss+=" $(peak_rss_mib "cold-r$1")"
+        [ "$1" = 0 ] || rss+=" $(peak_rss_mib "cold-r$1")"
         stop_server "cold-r$1"
     }
     sample_peer ()
     {
         rm -rf "$work/curl-out"
         mkdir "$work/curl-out"
-        files+=" $(mib_per_s 1024 "$("$here/ranged-get.sh" "$key" $GiB \
-                                       4194304 8 "$work/curl-out")")"
+        sample=$(mib_per_s 1024 "$("$here/ranged-get.sh" "$key" $GiB \
+                                       4194304 8 "$work/curl-out")")
+        [ "$1" = 0 ] || files+=" $sample"
         sample=$(mib_per_s 1024 \
                      "$("$here/ranged-get.sh" "$key" $GiB 4194304 8)")
     }
