@@ -35,7 +35,8 @@
  *
  * Point-in-time publish.  cache_publish_begin takes c->gate exclusively,
  * so no write is half done, and marks the chunks to publish PUBLISHING
- * and FROZEN.  Writes go on at once: a write to a FROZEN chunk first
+ * and FROZEN: a word-wise OR of bitmaps, so the pause does not grow with
+ * the manifest.  Writes go on at once: a write to a FROZEN chunk first
  * copies the chunk's bytes (fetching them if need be) to
  * snapshot.staging, sets STAGED and clears FROZEN, then proceeds; it also
  * sets REDIRTY.  The uploader reads each chunk with cache_publish_read
@@ -254,14 +255,38 @@ zero_range (int fd, uint64_t offset, uint64_t len, bool may_trim,
   return 0;
 }
 
+/* Fetch CHUNK, on which the caller holds BUSY, into cache.raw, mark it
+ * resident and release BUSY.  If OUT is not NULL, also copy its bytes
+ * [OFF, OFF+N) there.  0 or -1.
+ */
+static int
+fill_and_release (struct cache *c, uint64_t chunk, void *out, uint32_t off,
+                  uint32_t n)
+{
+  void *fb = buf_get (c);
+  int r = fb ? fetch (c, chunk, fb) : -1;
+
+  if (r == 0)
+    r = full_pwrite (c->raw_fd, fb, chunk_bytes (c, chunk),
+                     chunk * c->chunk_size, c->raw_path);
+  if (r == 0 && out)
+    memcpy (out, (char *) fb + off, n);
+  buf_put (c, fb);
+
+  pthread_mutex_lock (&c->lock);
+  if (r == 0)
+    mark_resident (c, chunk);
+  busy_release (c, chunk);
+  pthread_mutex_unlock (&c->lock);
+  return r;
+}
+
 /* Read part of one chunk: [OFF, OFF+N) relative to the chunk's start. */
 static int
 read_chunk (struct cache *c, uint64_t chunk, void *buf, uint32_t off,
             uint32_t n)
 {
   uint64_t pos = chunk * c->chunk_size;
-  void *fb;
-  int r;
 
   pthread_mutex_lock (&c->lock);
   for (;;) {
@@ -281,23 +306,8 @@ read_chunk (struct cache *c, uint64_t chunk, void *buf, uint32_t off,
   }
   busy_take (c, chunk);
   pthread_mutex_unlock (&c->lock);
-
   count (&c->read_misses, 1);
-  fb = buf_get (c);
-  r = fb ? fetch (c, chunk, fb) : -1;
-  if (r == 0)
-    r = full_pwrite (c->raw_fd, fb, chunk_bytes (c, chunk), pos,
-                     c->raw_path);
-  if (r == 0)
-    memcpy (buf, (char *) fb + off, n);
-  buf_put (c, fb);
-
-  pthread_mutex_lock (&c->lock);
-  if (r == 0)
-    mark_resident (c, chunk);
-  busy_release (c, chunk);
-  pthread_mutex_unlock (&c->lock);
-  return r;
+  return fill_and_release (c, chunk, buf, off, n);
 }
 
 int
@@ -580,9 +590,6 @@ cache_flush (struct cache *c)
 int
 cache_prefetch (struct cache *c, uint64_t chunk)
 {
-  void *fb;
-  int r;
-
   if (chunk >= c->chunks)
     return 0;
   pthread_mutex_lock (&c->lock);
@@ -593,20 +600,7 @@ cache_prefetch (struct cache *c, uint64_t chunk)
   }
   busy_take (c, chunk);
   pthread_mutex_unlock (&c->lock);
-
-  fb = buf_get (c);
-  r = fb ? fetch (c, chunk, fb) : -1;
-  if (r == 0)
-    r = full_pwrite (c->raw_fd, fb, chunk_bytes (c, chunk),
-                     chunk * c->chunk_size, c->raw_path);
-  buf_put (c, fb);
-
-  pthread_mutex_lock (&c->lock);
-  if (r == 0)
-    mark_resident (c, chunk);
-  busy_release (c, chunk);
-  pthread_mutex_unlock (&c->lock);
-  return r;
+  return fill_and_release (c, chunk, NULL, 0, 0);
 }
 
 bool
@@ -678,7 +672,7 @@ cache_extents (struct cache *c, uint32_t count_, uint64_t offset,
 }
 
 int64_t
-cache_publish_begin (struct cache *c, bool all)
+cache_publish_begin (struct cache *c, const uint64_t *extra)
 {
   uint64_t words = bitmap_words (c->chunks), n;
 
@@ -699,13 +693,8 @@ cache_publish_begin (struct cache *c, bool all)
   /* Exclusive gate: no write is in flight while the set is chosen. */
   pthread_rwlock_wrlock (&c->gate);
   pthread_mutex_lock (&c->lock);
-  for (uint64_t w = 0; w < words; w++)
-    c->publishing[w] = c->dirty[w];
-  if (all)
-    for (uint64_t i = 0; i < c->chunks; i++)
-      if (!bitmap_get (c->publishing, i) && c->src.has (c->src.opaque, i))
-        bitmap_set (c->publishing, i);
   for (uint64_t w = 0; w < words; w++) {
+    c->publishing[w] = c->dirty[w] | (extra ? extra[w] : 0);
     c->frozen[w] = c->publishing[w];
     c->staged[w] = c->redirty[w] = 0;
   }

@@ -85,10 +85,11 @@ int cache_extents (struct cache *c, uint32_t count, uint64_t offset,
 /* Publishing (see cache.c, "Point-in-time publish").  One at a time. */
 
 /* Freeze the chunks a publish needs, atomically with respect to writes:
- * every dirty chunk, or with ALL every chunk that holds data.  Returns the
+ * every dirty chunk, plus those set in the bitmap EXTRA if not NULL (a
+ * compact passes every chunk the published image lists).  Returns the
  * number of frozen chunks, or -1.
  */
-int64_t cache_publish_begin (struct cache *c, bool all);
+int64_t cache_publish_begin (struct cache *c, const uint64_t *extra);
 /* The next chunk of the publish set at or after FROM; false at the end. */
 bool cache_publish_next (struct cache *c, uint64_t from, uint64_t *chunk);
 /* Read the point-in-time bytes of publish chunk CHUNK into BUF and thaw

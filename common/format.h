@@ -54,7 +54,9 @@ struct volume_head {
  */
 int volume_parse (const char *json, size_t len, const char *export_id,
                   struct volume_head *out);
-/* Serialize a head as pretty JSON (malloc'd, NUL-terminated). */
+/* Serialize a head as pretty JSON (malloc'd, NUL-terminated); NULL on
+ * out-of-memory.
+ */
 char *volume_format (const struct volume_head *head);
 
 enum manifest_kind { MANIFEST_DELTA, MANIFEST_BASE, MANIFEST_CLONE };
@@ -100,7 +102,9 @@ size_t manifest_max_size (uint64_t chunk_count);
 struct manifest *manifest_parse (const char *json, size_t len,
                                  const char *export_id,
                                  const char *snapshot_id);
-/* Serialize a manifest as human-readable JSON (malloc'd). */
+/* Serialize a manifest as human-readable JSON (malloc'd); NULL on
+ * out-of-memory.
+ */
 char *manifest_format (const struct manifest *m);
 /* Free a manifest; NULL is allowed. */
 void manifest_free (struct manifest *m);
@@ -111,11 +115,14 @@ void manifest_free (struct manifest *m);
 struct manifest *manifest_new (const char *export_id, const char *snapshot_id,
                                enum manifest_kind kind, uint64_t generation,
                                uint64_t image_size, uint32_t chunk_size);
-/* Append a blob; returns its index, or -1 on out-of-memory. */
+/* Append a blob; returns its index, or -1 on out-of-memory or with EINVAL
+ * if KEY is not "E/snapshots/S/(delta|base).blob".
+ */
 int manifest_add_blob (struct manifest *m, const char *key, uint64_t size);
 /* Append CHUNK (greater than every chunk added so far), stored in BLOB at
  * OFFSET with hash SHA; merges into the previous extent when contiguous.
- * 0 or -1.
+ * 0, or -1 with EINVAL if CHUNK is out of order or outside the image, or
+ * its bytes are outside BLOB (add the blob with its final size first).
  */
 int manifest_add_chunk (struct manifest *m, uint64_t chunk, uint32_t blob,
                         uint64_t offset, const unsigned char sha[32]);

@@ -30,6 +30,7 @@
 #include <config.h>
 
 #include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -38,6 +39,7 @@
 #include <json-c/json.h>
 #include <openssl/evp.h>
 
+#include "bitmap.h"
 #include "err.h"
 #include "publish.h"
 #include "upload.h"
@@ -47,6 +49,18 @@
 #define UPLOAD_THREADS 4
 #define JOURNAL "snapshot.journal.json"
 #define STAGING "snapshot.staging"
+
+int publish_crash_step;
+
+/* Die here if the test hook asks for a crash after STEP. */
+static void
+crash_point (int step)
+{
+  if (publish_crash_step == step) {
+    log_error ("debug: killing the process after publish step %d", step);
+    raise (SIGKILL);
+  }
+}
 
 /* One chunk of the publish set, in chunk order. */
 struct pchunk {
@@ -158,6 +172,8 @@ pack_blob (struct publish *p, struct upload *up)
       EVP_Digest (buf, len, pc->sha, NULL, EVP_sha256 (), NULL);
       pc->offset = upload_size (up);
       upload_commit (up, len);
+      if (pc->offset >= PART_SIZE_MIN)
+        crash_point (2);        /* a part is on its way */
     }
     volume_op_progress (v, i, p->n);
   }
@@ -278,6 +294,7 @@ move_head (struct publish *p, const struct volume_head *head,
   if (r == -1)
     return -1;
   memcpy (etag, obj.etag, 128);
+  crash_point (5);
   /* The head has moved: a failure here only leaves the copy stale. */
   if (store_put (env->st, refs, json, strlen (json), STORE_PUT_ANY,
                  NULL, NULL) == -1)
@@ -343,6 +360,7 @@ publish_frozen (struct publish *p, int64_t n, struct publish_result *out)
   }
   if (journal_write (p) == -1)
     goto err;
+  crash_point (1);
   up = upload_new (v->env->st, p->blob_key,
                    part_size (v->head.chunk_size, n), UPLOAD_THREADS,
                    journal_upload_started, p);
@@ -354,11 +372,13 @@ publish_frozen (struct publish *p, int64_t n, struct publish_result *out)
     goto err;
   }
   up = NULL;
+  crash_point (3);
   m = build_manifest (p, blob_size);
   if (m == NULL || (json = manifest_format (m)) == NULL ||
       store_put (v->env->st, p->manifest_key, json, strlen (json),
                  STORE_PUT_ANY, NULL, NULL) == -1)
     goto err;
+  crash_point (4);
 
   head.generation = p->generation;
   memcpy (head.snapshot_id, p->sid, sizeof head.snapshot_id);
@@ -366,6 +386,7 @@ publish_frozen (struct publish *p, int64_t n, struct publish_result *out)
   if (move_head (p, &head, etag) == -1)
     goto err;
   head_moved = true;
+  crash_point (6);
   volume_set_published (v, &head, etag, m);
   m = NULL;
   if (cache_publish_end (v->cache, true, p->sid) == -1)
@@ -389,17 +410,40 @@ publish_frozen (struct publish *p, int64_t n, struct publish_result *out)
   return -1;
 }
 
+/* A bitmap of the chunks the current manifest lists, built from its
+ * extents.  No lock: only a publish replaces the manifest, and this is
+ * the export's only publish.
+ */
+static uint64_t *
+listed_chunks (struct volume *v)
+{
+  uint64_t chunks = chunk_count (v->head.image_size, v->head.chunk_size);
+  uint64_t *map = calloc (bitmap_words (chunks) ? bitmap_words (chunks) : 1, 8);
+
+  if (map == NULL) {
+    err_set (ENOMEM, "compact %s: out of memory", v->name);
+    return NULL;
+  }
+  for (size_t e = 0; v->manifest && e < v->manifest->nextents; e++)
+    for (uint64_t k = 0; k < v->manifest->extents[e].count; k++)
+      bitmap_set (map, v->manifest->extents[e].chunk + k);
+  return map;
+}
+
 static int
 publish (struct volume *v, bool base, struct publish_result *out)
 {
   struct publish p = { .v = v, .base = base };
+  CLEANUP_FREE uint64_t *listed = NULL;
   int64_t n;
   int r = -1;
 
   memset (out, 0, sizeof *out);
   if (check_head (&p) == -1)
     return -1;
-  n = cache_publish_begin (v->cache, base);
+  if (base && (listed = listed_chunks (v)) == NULL)
+    return -1;
+  n = cache_publish_begin (v->cache, listed);
   if (n == -1)
     return -1;
   if (n == 0 && !base) {

@@ -17,6 +17,14 @@
 #include "format.h"
 #include "volume.h"
 
+/* Test hook: if non-zero, a publish kills its process with SIGKILL right
+ * after step N (1 journal written, 2 blob upload under way, 3 blob
+ * complete, 4 manifest written, 5 volume.json moved, 6 refs/current.json
+ * written), as a crash at that point would.  Set by the plugin's
+ * -D lazyvol.publish_crash=N.
+ */
+extern int publish_crash_step;
+
 struct publish_result {
   bool created;                 /* false: nothing was dirty */
   uint64_t generation;

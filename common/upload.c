@@ -199,11 +199,9 @@ upload_size (const struct upload *u)
   return u->committed + u->cur.len;
 }
 
-/* Stop the workers after the queue drains, and free everything but the
- * store upload.
- */
+/* Let the workers finish the queued parts, then join them. */
 static void
-upload_free (struct upload *u)
+stop_workers (struct upload *u)
 {
   pthread_mutex_lock (&u->lock);
   u->closing = true;
@@ -211,6 +209,14 @@ upload_free (struct upload *u)
   pthread_mutex_unlock (&u->lock);
   for (unsigned i = 0; i < u->started; i++)
     pthread_join (u->th[i], NULL);
+  u->started = 0;
+}
+
+/* Stop the workers and free everything but the store upload. */
+static void
+upload_free (struct upload *u)
+{
+  stop_workers (u);
   for (unsigned i = 0; i < u->nfree; i++)
     free (u->free_bufs[i]);
   free (u->cur.buf);
@@ -237,13 +243,7 @@ upload_finish (struct upload *u)
     upload_abort (u);
     return -1;
   }
-  pthread_mutex_lock (&u->lock);
-  u->closing = true;
-  pthread_cond_broadcast (&u->cond);
-  pthread_mutex_unlock (&u->lock);
-  for (unsigned i = 0; i < u->started; i++)
-    pthread_join (u->th[i], NULL);
-  u->started = 0;
+  stop_workers (u);
   if (u->err_num) {
     worker_error (u);
     upload_abort (u);
@@ -268,12 +268,8 @@ upload_abort (struct upload *u)
     u->err_num = ECANCELED;
   while (u->queued > 0)
     free (u->queue[--u->queued].buf);
-  u->closing = true;
-  pthread_cond_broadcast (&u->cond);
   pthread_mutex_unlock (&u->lock);
-  for (unsigned i = 0; i < u->started; i++)
-    pthread_join (u->th[i], NULL);
-  u->started = 0;
+  stop_workers (u);
   store_upload_abort (u->up);
   u->up = NULL;
   upload_free (u);

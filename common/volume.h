@@ -73,20 +73,27 @@ int volume_unload (struct volume *v);
 const char *volume_name (const struct volume *v);
 /* The export id (without any "@snapshot"). */
 const char *volume_export_id (const struct volume *v);
+/* The image size in bytes. */
 uint64_t volume_size (const struct volume *v);
+/* The chunk size in bytes. */
 uint32_t volume_chunk_size (const struct volume *v);
+/* Is this a read-only snapshot view? */
 bool volume_readonly (const struct volume *v);
 /* Fill *OUT with the export's state; no I/O. */
 void volume_status (struct volume *v, struct volume_status *out);
 
-/* The data path: as cache.h, plus readahead on sequential reads. */
+/* Read, with readahead when reads are sequential (see cache_pread). */
 int volume_pread (struct volume *v, void *buf, uint32_t count,
                   uint64_t offset);
+/* Write (see cache_pwrite). */
 int volume_pwrite (struct volume *v, const void *buf, uint32_t count,
                    uint64_t offset, bool fua);
+/* Zero or trim (see cache_zero). */
 int volume_zero (struct volume *v, uint32_t count, uint64_t offset,
                  unsigned flags, bool fua);
+/* Make acknowledged writes durable locally (see cache_flush). */
 int volume_flush (struct volume *v);
+/* Report extents (see cache_extents). */
 int volume_extents (struct volume *v, uint32_t count, uint64_t offset,
                     cache_extent_fn fn, void *opaque);
 /* Prefetch the chunks of [OFFSET, OFFSET+COUNT) (NBD_CMD_CACHE). */

@@ -268,8 +268,12 @@ cmd_status (json_object *req, json_object *res)
   return reply_status (res, name);
 }
 
+/* Run FN (publish_snapshot or publish_compact) on the export named in
+ * REQ and reply with the new generation and snapshot id.
+ */
 static int
-cmd_snapshot (json_object *req, json_object *res)
+run_publish (json_object *req, json_object *res,
+             int (*fn) (struct volume *, struct publish_result *))
 {
   struct publish_result pr;
   struct volume *v;
@@ -279,38 +283,33 @@ cmd_snapshot (json_object *req, json_object *res)
   if (arg_export_id (req, "export_id", &id) == -1 ||
       (v = registry_get (id, false, false)) == NULL)
     return -1;
-  r = publish_snapshot (v, &pr);
+  r = fn (v, &pr);
   registry_put (v, false);
   if (r == -1)
     return -1;
-  json_object_object_add (res, "snapshot_created",
-                          json_object_new_boolean (pr.created));
   add_u64 (res, "generation", pr.generation);
   add_str (res, "snapshot_id", pr.snapshot_id);
   if (pr.created)
     registry_refresh_snapshots (id);
+  return pr.created;
+}
+
+static int
+cmd_snapshot (json_object *req, json_object *res)
+{
+  int created = run_publish (req, res, publish_snapshot);
+
+  if (created == -1)
+    return -1;
+  json_object_object_add (res, "snapshot_created",
+                          json_object_new_boolean (created));
   return 0;
 }
 
 static int
 cmd_compact (json_object *req, json_object *res)
 {
-  struct publish_result pr;
-  struct volume *v;
-  const char *id;
-  int r;
-
-  if (arg_export_id (req, "export_id", &id) == -1 ||
-      (v = registry_get (id, false, false)) == NULL)
-    return -1;
-  r = publish_compact (v, &pr);
-  registry_put (v, false);
-  if (r == -1)
-    return -1;
-  add_u64 (res, "generation", pr.generation);
-  add_str (res, "snapshot_id", pr.snapshot_id);
-  registry_refresh_snapshots (id);
-  return 0;
+  return run_publish (req, res, publish_compact) == -1 ? -1 : 0;
 }
 
 static int

@@ -32,6 +32,7 @@
 #include "err.h"
 #include "format.h"
 #include "pool.h"
+#include "publish.h"
 #include "registry.h"
 #include "store.h"
 #include "util.h"
@@ -51,6 +52,9 @@ static bool discover = true;
 
 static struct store *st;
 static struct volume_env env;
+
+/* Debug flags, set with nbdkit -D lazyvol.FLAG=N (see the man page). */
+NBDKIT_DLL_PUBLIC int lazyvol_debug_publish_crash = 0;
 
 static void
 log_sink (enum log_level level, const char *msg)
@@ -241,6 +245,7 @@ lazyvol_get_ready (void)
   env.root = export_root;
   env.cache_root = cache_root;
   env.readahead = readahead;
+  publish_crash_step = lazyvol_debug_publish_crash;
   return 0;
 }
 

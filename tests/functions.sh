@@ -77,12 +77,14 @@ kill_wait ()
 
 # start_nbdkit SOCK PLUGIN-ARGS...: nbdkit in the background serving the
 # plugin on Unix socket SOCK; sets $nbdkit_pid and stops it at exit.
+# NBDKIT_OPTS (an array, optional) holds nbdkit options such as -D flags.
 start_nbdkit ()
 {
     local sock=$1
     shift
     rm -f "$sock"
-    nbdkit -f -U "$sock" "$LAZYVOL_PLUGIN" "$@" &
+    nbdkit -f -U "$sock" ${NBDKIT_OPTS[@]+"${NBDKIT_OPTS[@]}"} \
+        "$LAZYVOL_PLUGIN" "$@" &
     nbdkit_pid=$!
     cleanup_fn kill_wait "$nbdkit_pid"
     wait_for 30 test -S "$sock" || fail "nbdkit did not start"
@@ -144,4 +146,14 @@ field ()
 uri ()
 {
     echo "nbd+unix:///$1?socket=$nbd"
+}
+
+# store_tool ARGS...: store-tool on the test's object store (start_store).
+store_tool ()
+{
+    case "${LAZYVOL_TEST_BACKEND:-file}" in
+        file) "$STORE_TOOL" --bucket "${STORE_ARGS[1]#bucket=}" "$@" ;;
+        s3) "$STORE_TOOL" --backend s3 --endpoint-url "$S3_ENDPOINT" \
+                --bucket "$S3_BUCKET" "$@" ;;
+    esac
 }

@@ -1,0 +1,58 @@
+#!/bin/sh
+# check.sh: install what is missing (Debian or Ubuntu, with apt-get as root
+# or through sudo), build lazyvol out of tree in _build/, and run the test
+# suite (make check).  The test summary is the last thing printed; the
+# exit status is make check's.
+set -eu
+cd "$(dirname "$0")"
+
+# Build and test dependencies.  Tests use real components: nbdkit, NBD
+# clients (libnbd tools, python3-libnbd, qemu-img/qemu-io) and a local
+# signature-validating S3 server (OpenStack Swift from python3-swift).
+PACKAGES="build-essential autoconf automake libtool pkg-config perl
+  nbdkit nbdkit-plugin-dev libcurl4-openssl-dev libssl-dev libjson-c-dev
+  libevent-dev libnbd-bin python3-libnbd qemu-utils python3-swift
+  python3-boto3 curl jq socat procps"
+
+missing=
+for p in $PACKAGES; do
+    dpkg-query -W -f='${Status}\n' "$p" 2>/dev/null | grep -q 'ok installed' ||
+        missing="$missing $p"
+done
+if [ -n "$missing" ]; then
+    echo "check.sh: installing:$missing"
+    if [ "$(id -u)" = 0 ]; then
+        sudo=
+    elif command -v sudo >/dev/null; then
+        sudo=sudo
+    else
+        echo "check.sh: run as root or install sudo to install:$missing" >&2
+        exit 1
+    fi
+    $sudo env DEBIAN_FRONTEND=noninteractive apt-get update -q
+    # shellcheck disable=SC2086
+    $sudo env DEBIAN_FRONTEND=noninteractive \
+        apt-get install -y -q --no-install-recommends $missing
+fi
+
+[ -x configure ] && [ configure -nt configure.ac ] || ./bootstrap.sh
+mkdir -p _build
+cd _build
+[ -f Makefile ] || ../configure --enable-werror
+jobs=$(nproc 2>/dev/null || echo 2)
+make -j"$jobs"
+status=0
+make -j"$jobs" check || status=$?
+if [ $status != 0 ]; then
+    # Show the failing tests' logs, then the summary again.
+    for log in tests/*.log; do
+        case $log in */test-suite.log) continue ;; esac
+        if grep -q ':test-result: \(FAIL\|ERROR\)' "${log%.log}.trs" 2>/dev/null
+        then
+            echo "===== $log (last 60 lines)"
+            tail -n 60 "$log"
+        fi
+    done
+    grep -E '^# (TOTAL|PASS|SKIP|XFAIL|FAIL|XPASS|ERROR):' tests/test-suite.log || true
+fi
+exit $status

@@ -1,0 +1,750 @@
+/* test-format: volume.json and manifest.json (common/format.h).
+ *
+ * What must hold, because every reader of a snapshot depends on it:
+ *  - a head and a manifest survive format and parse unchanged, and
+ *    format(parse(format(m))) is the same text as format(m);
+ *  - manifest_add_chunk merges contiguous chunks into one extent, and
+ *    refuses chunks out of order, outside the image or outside their blob;
+ *  - manifest_find answers at the edges of runs, in holes and for the
+ *    short last chunk of an image;
+ *  - object keys never contain "//", whatever the export root looks like;
+ *  - every hostile document (truncated, mistyped, out of range,
+ *    overlapping, escaping the export root, too large, too deep, with a
+ *    NUL) is refused with EBADMSG and a message naming the problem, and
+ *    unknown fields are ignored;
+ *  - a manifest listing 262144 chunks formats and parses in well under a
+ *    second (the timings are printed) and stays within manifest_max_size.
+ */
+#include <config.h>
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <json-c/json.h>
+
+#include "err.h"
+#include "format.h"
+#include "util.h"
+
+#define S1 "0195d4f0a1b24c3d8e4f5a6b7c8d9e0f"
+#define S2 "0195d4f7a7c84b8d9a4cf59d1c4c7c9e"
+#define HEX64 "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff"
+#define KIB64 65536
+#define PLACEHOLDER "@@value@@"
+
+static int failures;
+
+#define CHECK(cond) check ((cond), #cond, __LINE__)
+
+static bool
+check (bool ok, const char *what, int line)
+{
+  if (!ok) {
+    fprintf (stderr, "test-format.c:%d: FAIL: %s\n", line, what);
+    failures++;
+  }
+  return ok;
+}
+
+/* The call just made failed with ERRNUM and a message containing SUB. */
+#define CHECK_ERROR(errnum, sub) check_error ((errnum), (sub), __LINE__)
+
+static void
+check_error (int errnum, const char *sub, int line)
+{
+  if (err_errno () != errnum || strstr (err_msg (), sub) == NULL) {
+    fprintf (stderr, "test-format.c:%d: FAIL: expected errno %d and "
+             "\"%s\"\n  got errno %d: %s\n", line, errnum, sub,
+             err_errno (), err_msg ());
+    failures++;
+  }
+}
+
+/* A recognisable hash for chunk C. */
+static const unsigned char *
+sha_of (uint64_t c)
+{
+  static unsigned char sha[32];
+
+  for (int i = 0; i < 32; i++)
+    sha[i] = c * 31 + i;
+  return sha;
+}
+
+static void
+test_chunks (void)
+{
+  CHECK (chunk_size_valid (CHUNK_SIZE_MIN));
+  CHECK (chunk_size_valid (CHUNK_SIZE_DEFAULT));
+  CHECK (chunk_size_valid (CHUNK_SIZE_MAX));
+  CHECK (!chunk_size_valid (0));
+  CHECK (!chunk_size_valid (CHUNK_SIZE_MIN / 2));
+  CHECK (!chunk_size_valid (CHUNK_SIZE_MAX * UINT64_C (2)));
+  CHECK (!chunk_size_valid (CHUNK_SIZE_MIN + 1));
+  CHECK (!chunk_size_valid (3 * CHUNK_SIZE_MIN));
+
+  CHECK (chunk_count (10 * KIB64, KIB64) == 10);
+  CHECK (chunk_count (10 * KIB64 + 1, KIB64) == 11);
+  CHECK (chunk_count (1, KIB64) == 1);
+  CHECK (chunk_count (IMAGE_SIZE_MAX, CHUNK_SIZE_MIN) ==
+         IMAGE_SIZE_MAX / CHUNK_SIZE_MIN);
+
+  CHECK (chunk_len (10 * KIB64 + 1000, KIB64, 0) == KIB64);
+  CHECK (chunk_len (10 * KIB64 + 1000, KIB64, 9) == KIB64);
+  CHECK (chunk_len (10 * KIB64 + 1000, KIB64, 10) == 1000);
+  CHECK (chunk_len (10 * KIB64 + 1000, KIB64, 11) == 0);
+  CHECK (chunk_len (10 * KIB64, KIB64, 9) == KIB64);
+  CHECK (chunk_len (10 * KIB64, KIB64, 10) == 0);
+  CHECK (chunk_len (10 * KIB64, KIB64, UINT64_MAX) == 0);
+}
+
+/* KEY is EXPECT; keys are compared, then freed. */
+static void
+check_key (char *key, const char *expect, int line)
+{
+  if (!check (strcmp (key, expect) == 0, expect, line))
+    fprintf (stderr, "  got %s\n", key);
+  check (strstr (key, "//") == NULL, "no // in the key", line);
+  free (key);
+}
+
+static void
+test_keys (void)
+{
+  static const char *roots[] = { "exports", "exports/", "exports//" };
+  char *rel;
+
+  for (size_t i = 0; i < sizeof roots / sizeof roots[0]; i++) {
+    check_key (key_volume (roots[i], "vm01"), "exports/vm01/volume.json",
+               __LINE__);
+    check_key (key_refs_current (roots[i], "vm01"),
+               "exports/vm01/refs/current.json", __LINE__);
+    check_key (key_snapshots_prefix (roots[i], "vm01"),
+               "exports/vm01/snapshots/", __LINE__);
+    check_key (key_manifest (roots[i], "vm01", S1),
+               "exports/vm01/snapshots/" S1 "/manifest.json", __LINE__);
+    check_key (key_join (roots[i], "vm00/snapshots/" S1 "/base.blob"),
+               "exports/vm00/snapshots/" S1 "/base.blob", __LINE__);
+  }
+  check_key (key_volume ("", "vm01"), "vm01/volume.json", __LINE__);
+  check_key (key_volume ("/", "vm01"), "vm01/volume.json", __LINE__);
+  check_key (key_snapshots_prefix ("", "vm01"), "vm01/snapshots/", __LINE__);
+  check_key (key_manifest ("a/b", "vm01", S2),
+             "a/b/vm01/snapshots/" S2 "/manifest.json", __LINE__);
+
+  rel = key_blob_rel ("vm01", S1, MANIFEST_DELTA);
+  check_key (key_join ("", rel), "vm01/snapshots/" S1 "/delta.blob", __LINE__);
+  free (rel);
+  check_key (key_blob_rel ("vm01", S1, MANIFEST_BASE),
+             "vm01/snapshots/" S1 "/base.blob", __LINE__);
+  check_key (key_blob_rel ("vm01", S1, MANIFEST_CLONE),
+             "vm01/snapshots/" S1 "/delta.blob", __LINE__);
+}
+
+/* Replace the value at POINTER in TEXT with the raw JSON text VALUE
+ * (verbatim, so that literals json-c would rewrite, such as
+ * 99999999999999999999 or 1e3, reach the parser as written), or delete
+ * the member if VALUE is NULL.  Returns the new document (malloc'd).
+ */
+static char *
+mutate (const char *text, const char *pointer, const char *value)
+{
+  struct json_object *doc = json_tokener_parse (text), *parent;
+  CLEANUP_FREE char *path = strdup (pointer);
+  char *last = strrchr (path, '/'), *out, *at;
+  const char *s;
+
+  *last++ = '\0';
+  if (value)
+    json_pointer_set (&doc, pointer, json_object_new_string (PLACEHOLDER));
+  else if (json_pointer_get (doc, path, &parent) == 0)
+    json_object_object_del (parent, last);
+  s = json_object_to_json_string_ext (doc, JSON_C_TO_STRING_PRETTY);
+  at = strstr (s, "\"" PLACEHOLDER "\"");
+  if (at)
+    out = xasprintf ("%.*s%s%s", (int) (at - s), s, value,
+                     at + strlen ("\"" PLACEHOLDER "\""));
+  else
+    out = strdup (s);
+  json_object_put (doc);
+  return out;
+}
+
+struct mutation {
+  const char *pointer;          /* JSON pointer into the document */
+  const char *value;            /* its new JSON text, or NULL: delete it */
+  const char *message;          /* expected in the error; NULL: valid */
+};
+
+/* volume.json */
+
+static const char volume_text[] =
+  "{\n"
+  "  \"format\": \"lazyvol-volume\",\n"
+  "  \"version\": 1,\n"
+  "  \"export_id\": \"vm01\",\n"
+  "  \"image_size\": 1073741824,\n"
+  "  \"chunk_size\": 4194304,\n"
+  "  \"generation\": 3,\n"
+  "  \"snapshot_id\": \"" S2 "\",\n"
+  "  \"updated\": \"2026-11-21T10:00:00Z\"\n"
+  "}\n";
+
+static const struct mutation volume_bad[] = {
+  { "/format", "\"lazyvol-manifest\"", "not a lazyvol-volume document" },
+  { "/format", NULL, "missing field \"format\"" },
+  { "/version", "3", "unsupported format version 3" },
+  { "/version", "1.0", "version: expected int, got double" },
+  { "/export_id", "\"vm02\"", "export_id: \"vm02\" is not the expected \"vm01\"" },
+  { "/export_id", "\"a/b\"", "export_id: \"a/b\" is not a valid export id" },
+  { "/export_id", "\"-vm01\"", "is not a valid export id" },
+  { "/image_size", "-1", "image_size: must not be negative" },
+  { "/image_size", "0", "image_size: 0 is out of range" },
+  { "/image_size", "1.5", "image_size: expected int, got double" },
+  { "/image_size", "\"7\"", "image_size: expected int, got string" },
+  { "/chunk_size", "1000000", "chunk_size: 1000000 is not a power of two" },
+  { "/chunk_size", NULL, "missing field \"chunk_size\"" },
+  { "/generation", "0", "snapshot_id: must be null at generation 0" },
+  { "/generation", "18446744073709551615", "generation: number too large" },
+  { "/snapshot_id", "null", "snapshot_id: null at generation 3" },
+  { "/snapshot_id", "\"xyz\"", "snapshot_id: \"xyz\" is not a valid snapshot id" },
+  { "/snapshot_id", "{}", "snapshot_id: expected string, got object" },
+  { "/updated", "5", "updated: expected string, got int" },
+  { "/updated", "\"2026-11-21 10:00:00\"", "updated: \"2026-11-21 10:00:00\" is "
+    "not a UTC time" },
+  { "/updated", NULL, "missing field \"updated\"" },
+  { "/comment", "{\"by\": [\"someone\", 2, null]}", NULL },
+};
+
+static void
+test_volume (void)
+{
+  struct volume_head h, h2;
+  CLEANUP_FREE char *text = NULL;
+  CLEANUP_FREE char *text0 = NULL;
+
+  CHECK (volume_parse (volume_text, strlen (volume_text), "vm01", &h) == 0);
+  CHECK (strcmp (h.export_id, "vm01") == 0);
+  CHECK (h.image_size == 1073741824 && h.chunk_size == 4194304);
+  CHECK (h.generation == 3 && strcmp (h.snapshot_id, S2) == 0);
+  CHECK (strcmp (h.updated, "2026-11-21T10:00:00Z") == 0);
+  text = volume_format (&h);
+  CHECK (strcmp (text, volume_text) == 0);
+
+  /* Before the first publish: generation 0 and a null snapshot. */
+  h.generation = 0;
+  h.snapshot_id[0] = '\0';
+  text0 = volume_format (&h);
+  CHECK (strstr (text0, "\"snapshot_id\": null") != NULL);
+  CHECK (volume_parse (text0, strlen (text0), NULL, &h2) == 0);
+  CHECK (h2.generation == 0 && h2.snapshot_id[0] == '\0');
+
+  for (size_t i = 0; i < sizeof volume_bad / sizeof volume_bad[0]; i++) {
+    const struct mutation *t = &volume_bad[i];
+    CLEANUP_FREE char *doc = mutate (volume_text, t->pointer, t->value);
+    int r = volume_parse (doc, strlen (doc), "vm01", &h2);
+
+    if (t->message == NULL)
+      check (r == 0, t->pointer, __LINE__);
+    else if (check (r == -1, t->message, __LINE__))
+      check_error (EBADMSG, t->message, __LINE__);
+  }
+}
+
+/* manifest.json */
+
+/* The manifest the hostile variations start from: 11 chunks of 64 KiB,
+ * the last one 1000 bytes; chunks 0-1 in S1's base blob, 4-6 and the
+ * short chunk 10 in S2's delta blob, which ends exactly after chunk 10.
+ */
+static struct manifest *
+small_manifest (void)
+{
+  struct manifest *m = manifest_new ("vm01", S2, MANIFEST_DELTA, 3,
+                                     10 * KIB64 + 1000, KIB64);
+
+  strcpy (m->parent, S1);
+  strcpy (m->created, "2026-11-21T10:00:00Z");
+  m->base_ref = strdup ("vm01/snapshots/" S1 "/base.blob");
+  CHECK (manifest_add_blob (m, "vm01/snapshots/" S1 "/base.blob",
+                            2 * KIB64) == 0);
+  CHECK (manifest_add_blob (m, "vm01/snapshots/" S2 "/delta.blob",
+                            3 * KIB64 + 1000) == 1);
+  CHECK (manifest_add_chunk (m, 0, 0, 0, sha_of (0)) == 0);
+  CHECK (manifest_add_chunk (m, 1, 0, KIB64, sha_of (1)) == 0);
+  for (uint64_t c = 4; c <= 6; c++)
+    CHECK (manifest_add_chunk (m, c, 1, (c - 4) * KIB64, sha_of (c)) == 0);
+  CHECK (manifest_add_chunk (m, 10, 1, 3 * KIB64, sha_of (10)) == 0);
+  return m;
+}
+
+static bool
+manifests_equal (const struct manifest *a, const struct manifest *b)
+{
+  if (strcmp (a->export_id, b->export_id) ||
+      strcmp (a->snapshot_id, b->snapshot_id) ||
+      strcmp (a->parent, b->parent) || a->kind != b->kind ||
+      a->generation != b->generation || a->image_size != b->image_size ||
+      a->chunk_size != b->chunk_size || strcmp (a->created, b->created) ||
+      (a->base_ref == NULL) != (b->base_ref == NULL) ||
+      (a->base_ref && strcmp (a->base_ref, b->base_ref)) ||
+      strcmp (a->cloned_export, b->cloned_export) ||
+      strcmp (a->cloned_snapshot, b->cloned_snapshot) ||
+      a->nblobs != b->nblobs || a->nextents != b->nextents ||
+      a->nsha != b->nsha ||
+      (a->nsha && memcmp (a->sha, b->sha, a->nsha * sizeof *a->sha)))
+    return false;
+  for (size_t i = 0; i < a->nblobs; i++)
+    if (strcmp (a->blobs[i].key, b->blobs[i].key) ||
+        a->blobs[i].size != b->blobs[i].size)
+      return false;
+  for (size_t i = 0; i < a->nextents; i++) {
+    const struct manifest_extent *x = &a->extents[i], *y = &b->extents[i];
+    if (x->chunk != y->chunk || x->count != y->count || x->blob != y->blob ||
+        x->offset != y->offset || x->hash != y->hash)
+      return false;
+  }
+  return true;
+}
+
+/* Format M, parse it back, and check that nothing changed.  Returns the
+ * text (malloc'd).
+ */
+static char *
+check_round_trip (const struct manifest *m, int line)
+{
+  char *text = manifest_format (m);
+  struct manifest *back = manifest_parse (text, strlen (text),
+                                          m->export_id, m->snapshot_id);
+  CLEANUP_FREE char *again = NULL;
+
+  if (!check (back != NULL, "parse the formatted manifest", line)) {
+    fprintf (stderr, "  %s\n", err_msg ());
+    return text;
+  }
+  check (manifests_equal (m, back), "round trip keeps every field", line);
+  again = manifest_format (back);
+  check (strcmp (text, again) == 0, "round trip keeps the text", line);
+  manifest_free (back);
+  return text;
+}
+
+static void
+test_add_chunk (void)
+{
+  struct manifest *m = manifest_new ("vm01", S2, MANIFEST_DELTA, 1,
+                                     100 * KIB64, KIB64);
+
+  CHECK (manifest_add_blob (m, "vm01/snapshots/" S2 "/delta.blob",
+                            10 * KIB64) == 0);
+  CHECK (manifest_add_blob (m, "vm00/snapshots/" S1 "/base.blob",
+                            100 * KIB64) == 1);
+  /* 0, 1, 2: one run. */
+  for (uint64_t c = 0; c < 3; c++)
+    CHECK (manifest_add_chunk (m, c, 0, c * KIB64, sha_of (c)) == 0);
+  CHECK (m->nextents == 1 && m->extents[0].count == 3);
+  /* 3 in another blob, 4 after a different offset, 6 after a hole. */
+  CHECK (manifest_add_chunk (m, 3, 1, 3 * KIB64, sha_of (3)) == 0);
+  CHECK (manifest_add_chunk (m, 4, 0, 4 * KIB64, sha_of (4)) == 0);
+  CHECK (manifest_add_chunk (m, 6, 0, 5 * KIB64, sha_of (6)) == 0);
+  CHECK (m->nextents == 4);
+  CHECK (m->extents[1].chunk == 3 && m->extents[1].blob == 1);
+  CHECK (m->extents[2].chunk == 4 && m->extents[2].offset == 4 * KIB64);
+  CHECK (m->extents[3].chunk == 6 && m->extents[3].hash == 5);
+  CHECK (m->nsha == 6);
+
+  /* Refused, and nothing changes. */
+  CHECK (manifest_add_chunk (m, 6, 0, 6 * KIB64, sha_of (6)) == -1);
+  CHECK_ERROR (EINVAL, "chunk 6 added after chunk 6");
+  CHECK (manifest_add_chunk (m, 2, 0, 6 * KIB64, sha_of (2)) == -1);
+  CHECK_ERROR (EINVAL, "chunk 2 added after chunk 6");
+  CHECK (manifest_add_chunk (m, 100, 0, 6 * KIB64, sha_of (0)) == -1);
+  CHECK_ERROR (EINVAL, "chunk 100 is beyond the image (100 chunks)");
+  CHECK (manifest_add_chunk (m, 7, 2, 0, sha_of (7)) == -1);
+  CHECK_ERROR (EINVAL, "blob 2 does not exist (2 blobs)");
+  CHECK (manifest_add_chunk (m, 7, 0, 9 * KIB64 + 1, sha_of (7)) == -1);
+  CHECK_ERROR (EINVAL, "goes beyond the end of blob 0");
+  CHECK (manifest_add_chunk (m, 7, 0, UINT64_MAX, sha_of (7)) == -1);
+  CHECK_ERROR (EINVAL, "goes beyond the end of blob 0");
+  CHECK (manifest_add_blob (m, "vm01/../x/snapshots/" S2 "/delta.blob",
+                            1) == -1);
+  CHECK_ERROR (EINVAL, "is not a blob key");
+  CHECK (m->nextents == 4 && m->nsha == 6 && m->nblobs == 2);
+
+  /* The last chunk that fits in blob 0 still merges. */
+  CHECK (manifest_add_chunk (m, 7, 0, 6 * KIB64, sha_of (7)) == 0);
+  CHECK (m->nextents == 4 && m->extents[3].count == 2);
+  free (check_round_trip (m, __LINE__));
+  manifest_free (m);
+}
+
+/* manifest_find agrees with a plain table of where every chunk went. */
+static void
+test_find (void)
+{
+  struct manifest *m = small_manifest ();
+  struct manifest *empty = manifest_new ("vm01", S1, MANIFEST_DELTA, 1,
+                                         KIB64, KIB64);
+  static const struct { int blob; uint64_t offset; } where[11] = {
+    { 0, 0 }, { 0, KIB64 }, { -1, 0 }, { -1, 0 }, { 1, 0 }, { 1, KIB64 },
+    { 1, 2 * KIB64 }, { -1, 0 }, { -1, 0 }, { -1, 0 }, { 1, 3 * KIB64 },
+  };
+  const char *key;
+  uint64_t offset;
+  const unsigned char *sha;
+
+  for (uint64_t c = 0; c < 11; c++) {
+    bool found = manifest_find (m, c, &key, &offset, &sha);
+
+    if (!check (found == (where[c].blob >= 0), "find: listed or a hole",
+                __LINE__)) {
+      fprintf (stderr, "  chunk %" PRIu64 "\n", c);
+      continue;
+    }
+    if (found) {
+      CHECK (strcmp (key, m->blobs[where[c].blob].key) == 0);
+      CHECK (offset == where[c].offset);
+      CHECK (memcmp (sha, sha_of (c), 32) == 0);
+    }
+  }
+  CHECK (chunk_len (m->image_size, m->chunk_size, 10) == 1000);
+  CHECK (!manifest_find (m, 11, &key, &offset, &sha));
+  CHECK (!manifest_find (m, UINT64_MAX, &key, &offset, &sha));
+  CHECK (!manifest_find (empty, 0, &key, &offset, &sha));
+  manifest_free (m);
+  manifest_free (empty);
+}
+
+static void
+test_manifest_round_trip (void)
+{
+  struct manifest *m = small_manifest ();
+  struct manifest *clone = manifest_new ("vm02", S2, MANIFEST_CLONE, 1,
+                                         10 * KIB64 + 1000, KIB64);
+  struct manifest *empty = manifest_new ("vm03", S1, MANIFEST_BASE, 7,
+                                         IMAGE_SIZE_MAX, CHUNK_SIZE_MAX);
+  CLEANUP_FREE char *text = check_round_trip (m, __LINE__);
+  struct manifest *parsed;
+
+  /* Human-readable: keys are not escaped, the base is named. */
+  CHECK (strstr (text, "\"key\": \"vm01/snapshots/" S2 "/delta.blob\"") != NULL);
+  CHECK (strstr (text, "\"base_ref\": \"vm01/snapshots/" S1 "/base.blob\"") != NULL);
+  CHECK (strstr (text, "\"kind\": \"delta\"") != NULL);
+
+  /* Ids are checked only when given. */
+  parsed = manifest_parse (text, strlen (text), NULL, NULL);
+  CHECK (parsed != NULL && manifests_equal (m, parsed));
+  manifest_free (parsed);
+  CHECK (manifest_parse (text, strlen (text), "vm01", S1) == NULL);
+  CHECK_ERROR (EBADMSG, "manifest vm01/" S1 ": snapshot_id: \"" S2 "\" is "
+               "not the expected \"" S1 "\"");
+
+  /* A clone references its source's blobs and says where it came from. */
+  strcpy (clone->cloned_export, "vm01");
+  strcpy (clone->cloned_snapshot, S2);
+  CHECK (manifest_add_blob (clone, "vm01/snapshots/" S2 "/delta.blob",
+                            3 * KIB64 + 1000) == 0);
+  CHECK (manifest_add_chunk (clone, 10, 0, 3 * KIB64, sha_of (10)) == 0);
+  free (check_round_trip (clone, __LINE__));
+
+  /* All zeros: no blobs, no extents, at the largest geometry. */
+  free (check_round_trip (empty, __LINE__));
+
+  manifest_free (m);
+  manifest_free (clone);
+  manifest_free (empty);
+}
+
+#define ID129 "a23456789012345678901234567890123456789012345678901234567890" \
+  "1234567890123456789012345678901234567890123456789012345678901234567890"
+
+static const struct mutation manifest_bad[] = {
+  { "/format", "\"lazyvol-volume\"", "not a lazyvol-manifest document "
+    "(format \"lazyvol-volume\")" },
+  { "/format", NULL, "manifest vm01/" S2 ": missing field \"format\"" },
+  { "/format", "7", "format: expected string, got int" },
+  { "/version", "2", "unsupported format version 2" },
+  { "/version", "0", "version: 0 is out of range" },
+  { "/version", "\"1\"", "version: expected int, got string" },
+  { "/export_id", "\"vm02\"", "export_id: \"vm02\" is not the expected \"vm01\"" },
+  { "/export_id", "\"../etc\"", "export_id: \"../etc\" is not a valid export id" },
+  { "/export_id", "\"" ID129 "\"", "is not a valid export id" },
+  { "/export_id", "\"vm01\\u0000x\"", "export_id: contains a NUL character" },
+  { "/export_id", "null", "export_id: expected string, got null" },
+  { "/snapshot_id", "\"0195D4F7A7C84B8D9A4CF59D1C4C7C9E\"", "snapshot_id: "
+    "\"0195D4F7A7C84B8D9A4CF59D1C4C7C9E\" is not a valid snapshot id" },
+  { "/snapshot_id", NULL, "missing field \"snapshot_id\"" },
+  { "/parent", "\"0195d4f0\"", "parent: \"0195d4f0\" is not a valid snapshot id" },
+  { "/parent", "\"" S2 "\"", "parent: the snapshot is its own parent" },
+  { "/parent", NULL, "missing field \"parent\"" },
+  { "/kind", "\"full\"", "kind: \"full\" is not delta, base or clone" },
+  { "/kind", "\"\\u001b[31mred\"", "kind: \"?[31mred\" is not delta" },
+  { "/kind", "\"clone\"", "cloned_from: missing in a clone" },
+  { "/cloned_from", "{\"export_id\": \"vm00\", \"snapshot_id\": \"" S1 "\"}",
+    "cloned_from: only a clone has it, this is a delta" },
+  { "/generation", "0", "generation: 0 is out of range [1, 9223372036854775807]" },
+  { "/generation", "-1", "generation: must not be negative" },
+  { "/generation", "-9223372036854775809", "generation: must not be negative" },
+  { "/generation", "1.5", "generation: expected int, got double" },
+  { "/generation", "1e3", "generation: expected int, got double" },
+  { "/generation", "NaN", "generation: expected int, got double" },
+  { "/generation", "\"7\"", "generation: expected int, got string" },
+  { "/generation", "true", "generation: expected int, got boolean" },
+  { "/generation", "99999999999999999999999", "generation: number too large" },
+  { "/generation", "9223372036854775808", "generation: number too large" },
+  { "/created", "\"yesterday\"", "created: \"yesterday\" is not a UTC time" },
+  { "/created", "\"2026-11-21T10:00:00Z \"", "is not a UTC time" },
+  { "/image_size", "0", "image_size: 0 is out of range" },
+  { "/image_size", "4611686018427387905", "image_size: 4611686018427387905 "
+    "is out of range [1, 4611686018427387904]" },
+  { "/chunk_size", "65537", "chunk_size: 65537 is not a power of two" },
+  { "/chunk_size", "32768", "chunk_size: 32768 is out of range" },
+  { "/chunk_size", "134217728", "chunk_size: 134217728 is out of range" },
+  { "/base_ref", "\"vm01/snapshots/" S1 "/delta.blob\"", "base_ref: "
+    "\"vm01/snapshots/" S1 "/delta.blob\" is not" },
+  { "/base_ref", "\"../vm01/snapshots/" S1 "/base.blob\"", "base_ref: \"../vm01" },
+  { "/base_ref", "[]", "base_ref: expected string, got array" },
+  { "/blobs", "{}", "blobs: expected array, got object" },
+  { "/blobs", NULL, "missing field \"blobs\"" },
+  { "/blobs/0", "\"x\"", "blobs[0]: expected object, got string" },
+  { "/blobs/0/key", NULL, "blobs[0]: missing field \"key\"" },
+  { "/blobs/0/key", "\"../vm01/snapshots/" S1 "/base.blob\"",
+    "blobs[0]: key: \"../vm01/snapshots/" S1 "/base.blob\" is not" },
+  { "/blobs/1/key", "\"/abs/snapshots/" S1 "/base.blob\"", "blobs[1]: key: \"/abs" },
+  { "/blobs/0/key", "\"vm01/../vm02/snapshots/" S1 "/base.blob\"", "blobs[0]: key:" },
+  { "/blobs/0/key", "\"vm01/snapshots/" S1 "/base.blob/..\"", "blobs[0]: key:" },
+  { "/blobs/0/key", "\"vm01/snapshots/../" S1 "/base.blob\"", "blobs[0]: key:" },
+  { "/blobs/0/key", "\"vm01/snapshots/" S1 "/manifest.json\"", "blobs[0]: key:" },
+  { "/blobs/0/key", "\"vm01/snapshots/" S1 "/base.blob\\n\"", "blobs[0]: key:" },
+  { "/blobs/0/key", "\".vm01/snapshots/" S1 "/base.blob\"", "blobs[0]: key:" },
+  { "/blobs/0/key", "\"vm01//snapshots/" S1 "/base.blob\"", "blobs[0]: key:" },
+  { "/blobs/0/key", "\"vm01/snapshots/" S1 "0/base.blob\"", "blobs[0]: key:" },
+  { "/blobs/0/key", "\"vm01/snapshots//base.blob\"", "blobs[0]: key:" },
+  { "/blobs/0/key", "\"vm01/snapshot/" S1 "/base.blob\"", "blobs[0]: key:" },
+  { "/blobs/0/key", "\"" ID129 "/snapshots/" S1 "/base.blob\"", "blobs[0]: key:" },
+  { "/blobs/0/key", "\"vm01\"", "blobs[0]: key: \"vm01\" is not" },
+  { "/blobs/0/key", "\"\"", "blobs[0]: key: \"\" is not" },
+  { "/blobs/0/size", "-5", "blobs[0]: size: must not be negative" },
+  { "/blobs/0/size", "131071", "extents[0]: 131072 bytes at offset 0 go beyond "
+    "the end of blob 0 (131071 bytes)" },
+  { "/blobs/1/size", "197607", "extents[2]: 1000 bytes at offset 196608 go "
+    "beyond the end of blob 1 (197607 bytes)" },
+  { "/extents", NULL, "missing field \"extents\"" },
+  { "/extents", "null", "extents: expected array, got null" },
+  { "/extents/0", "[]", "extents[0]: expected object, got array" },
+  { "/extents/0/chunk", NULL, "extents[0]: missing field \"chunk\"" },
+  { "/extents/1/chunk", "1", "extents[1]: chunk 1 overlaps the previous extent" },
+  { "/extents/1/chunk", "0", "extents[1]: chunk 0 overlaps the previous extent" },
+  { "/extents/0/chunk", "5", "extents[1]: chunk 4 comes before the previous "
+    "extent's chunk 5 (extents must be sorted)" },
+  { "/extents/2/chunk", "11", "extents[2]: chunk 11 is beyond the image (11 chunks)" },
+  { "/extents/2/chunk", "18446744073709551615", "extents[2]: chunk: number too large" },
+  { "/extents/1/count", "8", "extents[1]: chunks 4-11 go beyond the image (11 chunks)" },
+  { "/extents/2/count", "2", "extents[2]: chunks 10-11 go beyond the image" },
+  { "/extents/1/count", "0", "extents[1]: count: 0 is out of range" },
+  { "/extents/1/count", "4", "extents[1]: 262144 bytes at offset 0 go beyond "
+    "the end of blob 1" },
+  { "/extents/1/count", "9223372036854775807", "extents[1]: chunks 4-" },
+  { "/extents/0/blob", "2", "extents[0]: blob 2 does not exist (2 blobs)" },
+  { "/extents/0/blob", "-1", "extents[0]: blob: must not be negative" },
+  { "/extents/0/blob", "4294967296", "extents[0]: blob 4294967296 does not exist" },
+  { "/extents/0/offset", "65537", "extents[0]: 131072 bytes at offset 65537 go "
+    "beyond the end of blob 0" },
+  { "/extents/0/offset", "9223372036854775807", "go beyond the end of blob 0" },
+  { "/extents/0/offset", "-65536", "extents[0]: offset: must not be negative" },
+  { "/extents/0/sha256", "[]", "extents[0]: sha256: 0 hashes for 2 chunks" },
+  { "/extents/0/sha256", "[\"" HEX64 "\"]", "sha256: 1 hashes for 2 chunks" },
+  { "/extents/1/sha256", "[\"" HEX64 "\", \"" HEX64 "\", \"" HEX64 "\", \""
+    HEX64 "\"]", "extents[1]: sha256: 4 hashes for 3 chunks" },
+  { "/extents/0/sha256", "\"" HEX64 "\"", "sha256: expected array, got string" },
+  { "/extents/0/sha256/0", "\"zz112233445566778899aabbccddeeff00112233445566778899"
+    "aabbccddeeff\"", "extents[0]: sha256[0]: not a string of 64 hexadecimal digits" },
+  { "/extents/0/sha256/1", "\"abcd\"", "extents[0]: sha256[1]: not a string" },
+  { "/extents/0/sha256/1", "\"" HEX64 "00\"", "sha256[1]: not a string" },
+  { "/extents/0/sha256/1", "5", "extents[0]: sha256[1]: not a string" },
+  { "/extents/2/sha256/0", "null", "extents[2]: sha256[0]: not a string" },
+  { "/future", "[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]",
+    "nesting too deep" },
+  /* Valid: forward compatibility and optional fields. */
+  { "/future", "{\"nested\": [1, {\"x\": null}], \"s\": \"\\u00e9\"}", NULL },
+  { "/extents/0/comment", "\"the boot sector\"", NULL },
+  { "/blobs/1/storage_class", "\"GLACIER\"", NULL },
+  { "/base_ref", "null", NULL },
+  { "/base_ref", NULL, NULL },
+  { "/parent", "null", NULL },
+};
+
+/* Does DOC parse as the manifest vm01/S2? */
+static bool
+manifest_ok (const char *doc, size_t len)
+{
+  struct manifest *m = manifest_parse (doc, len, "vm01", S2);
+  bool ok = m != NULL;
+
+  manifest_free (m);
+  return ok;
+}
+
+/* Every cut of a valid document, and bytes around and inside it. */
+static void
+test_hostile_bytes (const char *text)
+{
+  size_t len = strlen (text), close = strrchr (text, '}') - text;
+  CLEANUP_FREE char *buf = malloc (2 * len + 2);
+  CLEANUP_FREE char *big = NULL;
+  size_t max = manifest_max_size (11);
+  struct volume_head h;
+
+  /* Truncated anywhere before the closing brace. */
+  for (size_t cut = 0; cut <= close; cut++) {
+    if (!check (manifest_parse (text, cut, "vm01", S2) == NULL, "truncated",
+                __LINE__))
+      break;
+    check_error (EBADMSG, cut == 0 ? "empty document" : "truncated JSON",
+                 __LINE__);
+  }
+  /* Around it, whitespace only. */
+  CHECK (manifest_ok (text, close + 1));
+  memcpy (buf, text, len);
+  strcpy (buf + len, " \t\r\n");
+  CHECK (manifest_ok (buf, len + 4));
+  buf[0] = '\n';
+  memcpy (buf + 1, text, len);
+  CHECK (manifest_ok (buf, len + 1));
+  strcpy (buf + len, "x");
+  CHECK (manifest_parse (buf, len + 1, "vm01", S2) == NULL);
+  CHECK_ERROR (EBADMSG, "trailing data at byte");
+  memcpy (buf + len, text, len + 1);
+  CHECK (manifest_parse (buf, 2 * len, "vm01", S2) == NULL);
+  CHECK_ERROR (EBADMSG, "trailing data at byte");
+
+  /* A NUL inside, even where json-c would stop reading. */
+  memcpy (buf, text, len + 1);
+  buf[len / 2] = '\0';
+  CHECK (manifest_parse (buf, len, "vm01", S2) == NULL);
+  CHECK_ERROR (EBADMSG, "NUL byte at offset");
+  memcpy (buf, text, len + 1);
+  buf[len - 1] = '\0';
+  CHECK (manifest_parse (buf, len, "vm01", S2) == NULL);
+  CHECK_ERROR (EBADMSG, "NUL byte at offset");
+
+  /* Not an object; not UTF-8. */
+  CHECK (manifest_parse ("[1, 2]", 6, NULL, NULL) == NULL);
+  CHECK_ERROR (EBADMSG, "manifest: not a JSON object");
+  CHECK (manifest_parse (" 42", 3, NULL, NULL) == NULL);
+  CHECK_ERROR (EBADMSG, "not a JSON object");
+  CHECK (manifest_parse ("\"x\"", 3, NULL, NULL) == NULL);
+  CHECK_ERROR (EBADMSG, "not a JSON object");
+  CHECK (manifest_parse ("  \n", 3, NULL, NULL) == NULL);
+  CHECK_ERROR (EBADMSG, "empty document");
+  CHECK (manifest_parse ("{\"format\": \"\xff\"}", 15, NULL, NULL) == NULL);
+  CHECK_ERROR (EBADMSG, "invalid JSON at byte");
+  CHECK (manifest_parse ("{\"format\": \"lazyvol-manifest\",}", 31, NULL,
+                         NULL) == NULL);
+  CHECK_ERROR (EBADMSG, "invalid JSON at byte");
+
+  /* Too large for this image, even if the excess is whitespace. */
+  big = malloc (max + 2);
+  memcpy (big, text, len);
+  memset (big + len, ' ', max + 1 - len);
+  CHECK (manifest_ok (big, max));
+  CHECK (manifest_parse (big, max + 1, "vm01", S2) == NULL);
+  CHECK_ERROR (EBADMSG, "bytes is larger than the limit of");
+  memset (big, ' ', max + 1);
+  memcpy (big, volume_text, strlen (volume_text));
+  CHECK (volume_parse (big, VOLUME_JSON_MAX, NULL, &h) == 0);
+  CHECK (volume_parse (big, VOLUME_JSON_MAX + 1, NULL, &h) == -1);
+  CHECK_ERROR (EBADMSG, "volume.json: 65537 bytes is larger than the limit");
+}
+
+static void
+test_manifest_hostile (void)
+{
+  struct manifest *m = small_manifest ();
+  CLEANUP_FREE char *text = manifest_format (m);
+
+  for (size_t i = 0; i < sizeof manifest_bad / sizeof manifest_bad[0]; i++) {
+    const struct mutation *t = &manifest_bad[i];
+    CLEANUP_FREE char *doc = mutate (text, t->pointer, t->value);
+    struct manifest *bad = manifest_parse (doc, strlen (doc), "vm01", S2);
+
+    if (t->message == NULL) {
+      if (!check (bad != NULL, t->pointer, __LINE__))
+        fprintf (stderr, "  %s\n", err_msg ());
+    }
+    else if (check (bad == NULL, t->message, __LINE__))
+      check_error (EBADMSG, t->message, __LINE__);
+    manifest_free (bad);
+  }
+  test_hostile_bytes (text);
+  manifest_free (m);
+}
+
+/* 1 TiB of 4 MiB chunks, every chunk listed.  With STRIDE > 0, runs of
+ * STRIDE-1 chunks in a base blob alternate with one chunk in a delta blob
+ * (a typical snapshot after a compact); with STRIDE 0 every chunk is its
+ * own extent (the worst case for the size bound).
+ */
+static void
+test_large (unsigned stride)
+{
+  const uint64_t size = UINT64_C (1) << 40, n = size / CHUNK_SIZE_DEFAULT;
+  struct manifest *m = manifest_new ("vm01", S2, MANIFEST_DELTA, 9, size,
+                                     CHUNK_SIZE_DEFAULT);
+  struct manifest *back;
+  uint64_t t0, t1, t2, ndelta = 0;
+  CLEANUP_FREE char *text = NULL;
+  size_t len;
+
+  CHECK (manifest_add_blob (m, "vm01/snapshots/" S1 "/base.blob", size) == 0);
+  CHECK (manifest_add_blob (m, "vm01/snapshots/" S2 "/delta.blob", size) == 1);
+  for (uint64_t c = 0; c < n; c++) {
+    bool delta = stride && c % stride == stride - 1;
+    uint64_t slot = stride ? (delta ? ndelta++ : c) : n - 1 - c;
+
+    if (manifest_add_chunk (m, c, delta, slot * CHUNK_SIZE_DEFAULT,
+                            sha_of (c)) == -1) {
+      CHECK (!"add_chunk");
+      break;
+    }
+  }
+
+  t0 = time_mono_ns ();
+  text = manifest_format (m);
+  t1 = time_mono_ns ();
+  len = strlen (text);
+  back = manifest_parse (text, len, "vm01", S2);
+  t2 = time_mono_ns ();
+  printf ("manifest of %" PRIu64 " chunks in %zu extents, %.1f MB "
+          "(%.0f bytes a chunk, limit %zu): format %.3f s, parse %.3f s\n",
+          n, m->nextents, len / 1e6, (double) len / n, manifest_max_size (n),
+          (t1 - t0) / 1e9, (t2 - t1) / 1e9);
+  CHECK (back != NULL && manifests_equal (m, back));
+  CHECK (len <= manifest_max_size (n));
+  /* Linear work takes a fraction of a second (a minute under valgrind);
+   * quadratic work, hours.
+   */
+  CHECK (t1 - t0 < UINT64_C (60000000000) && t2 - t1 < UINT64_C (60000000000));
+  manifest_free (back);
+  manifest_free (m);
+}
+
+int
+main (void)
+{
+  test_chunks ();
+  test_keys ();
+  test_volume ();
+  test_add_chunk ();
+  test_find ();
+  test_manifest_round_trip ();
+  test_manifest_hostile ();
+  test_large (8);
+  test_large (0);
+  if (failures)
+    fprintf (stderr, "test-format: %d failures\n", failures);
+  return failures ? EXIT_FAILURE : EXIT_SUCCESS;
+}
