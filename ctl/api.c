@@ -16,9 +16,11 @@
  * supervise_unavailable) requests fail at once with 503, except metrics,
  * which then shows lazyvold's own counters with lazyvold_nbdkit_up 0.
  *
- * Bodies over BODY_MAX are refused by libevent from their Content-Length,
- * before they are read, with 413 and libevent's own short HTML body:
- * libevent 2.1 has no hook to send our JSON there.
+ * Bodies over BODY_MAX are refused by libevent from their Content-Length
+ * (or as a chunked body grows past it) before they are stored, with 413
+ * and libevent's own short HTML body: libevent 2.1 has no hook to send our
+ * JSON there.  With lingering close, the rest of the body is read and
+ * dropped, so that the client gets the 413 instead of a broken pipe.
  */
 #include <config.h>
 
@@ -540,6 +542,7 @@ api_start (struct event_base *b, const char *path, gid_t gid)
                               EVHTTP_REQ_PATCH);
   evhttp_set_max_body_size (http, BODY_MAX);
   evhttp_set_max_headers_size (http, HEADERS_MAX);
+  evhttp_set_flags (http, EVHTTP_SERVER_LINGERING_CLOSE);
   evhttp_set_gencb (http, api_handle, NULL);
   sock_path = strdup (path);
   log_info ("admin API listening on %s", path);

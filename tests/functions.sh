@@ -4,6 +4,7 @@
 #   cleanup_fn CMD ARGS...   run at exit, last registered first
 #   wait_for SECONDS CMD...  retry CMD until it succeeds or time runs out
 #   start_nbdkit SOCK ARGS   nbdkit with the lazyvol plugin on a Unix socket
+#   start_lazyvold DIR ARGS  the daemon, driven with api / api_expect (curl)
 #   fail MESSAGE             print and exit 1
 #
 # Every test starts with a comment saying what must hold and why.
@@ -156,4 +157,108 @@ store_tool ()
         s3) "$STORE_TOOL" --backend s3 --endpoint-url "$S3_ENDPOINT" \
                 --bucket "$S3_BUCKET" "$@" ;;
     esac
+}
+
+# The daemon, driven as a user drives it: curl on the admin socket.
+#
+# start_lazyvold DIR [LAZYVOLD-ARGS...]: "lazyvold serve --foreground"
+# with cache root DIR/cache, the store of start_store, NBD on DIR/nbd.sock
+# and the admin API on DIR/admin.sock (later arguments override these),
+# logging to DIR/lazyvold.log.  Returns once GET /v1/health answers 200.
+# Sets $lazyvold_pid, $admin, $nbd.  At exit lazyvold is stopped, and so
+# is any nbdkit it left serving.
+start_lazyvold ()
+{
+    local d=$1 a
+    shift
+    mkdir -p "$d"
+    admin=$d/admin.sock
+    nbd=$d/nbd.sock
+    api_body=$d/api.body
+    local store_flags=()
+    for a in ${STORE_ARGS[@]+"${STORE_ARGS[@]}"}; do
+        case ${a%%=*} in
+            bucket|storage-backend|endpoint-url|region)
+                store_flags+=("--${a%%=*}" "${a#*=}") ;;
+            *) store_flags+=(--param "$a") ;;
+        esac
+    done
+    "$LAZYVOLD" serve --foreground --plugin "$LAZYVOL_PLUGIN" \
+        --cache-root "$d/cache" --listen "$nbd" --admin-sock "$admin" \
+        ${store_flags[@]+"${store_flags[@]}"} "$@" >>"$d/lazyvold.log" 2>&1 &
+    lazyvold_pid=$!
+    cleanup_fn stop_lazyvold_at_exit "$lazyvold_pid" "$d/cache"
+    wait_for 30 api_ready ||
+        fail "lazyvold did not become ready: $(tail -5 "$d/lazyvold.log")"
+}
+
+# stop_lazyvold [SIGNAL]: signal lazyvold (TERM) and wait until it has
+# exited; its exit status goes to $lazyvold_status.
+stop_lazyvold ()
+{
+    kill -"${1:-TERM}" "$lazyvold_pid"
+    wait_for 60 sh -c "! kill -0 $lazyvold_pid 2>/dev/null" ||
+        fail "lazyvold did not exit"
+    lazyvold_status=0
+    wait "$lazyvold_pid" || lazyvold_status=$?
+}
+
+stop_lazyvold_at_exit ()
+{
+    local pidfile=$2/.lazyvold/nbdkit.pid
+    kill_wait "$1"
+    [ -f "$pidfile" ] && kill_wait "$(cat "$pidfile")"
+}
+
+# nbdkit_pid_of DIR: the pid of the nbdkit serving cache root DIR/cache.
+nbdkit_pid_of ()
+{
+    cat "$1/cache/.lazyvold/nbdkit.pid"
+}
+
+# api_call METHOD PATH [JSON]: one admin API request on $admin; prints
+# the HTTP status, leaves the body in $api_body.
+api_call ()
+{
+    local method=$1 path=$2
+    shift 2
+    curl -sS --unix-socket "$admin" -X "$method" -o "$api_body" \
+        -w '%{http_code}' ${1+-H 'Content-Type: application/json'} \
+        ${1+--data-binary "$1"} "http://localhost$path"
+}
+
+api_ready ()
+{
+    [ "$(api_call GET /v1/health 2>/dev/null)" = 200 ]
+}
+
+# api METHOD PATH [JSON]: print the response body; fail unless 2xx.
+api ()
+{
+    local code
+    code=$(api_call "$@")
+    cat "$api_body"
+    case $code in
+        2??) ;;
+        *) fail "$1 $2: HTTP $code: $(cat "$api_body")" ;;
+    esac
+}
+
+# api_expect STATUS METHOD PATH [JSON]: the response has STATUS; print
+# its body.
+api_expect ()
+{
+    local want=$1 code
+    shift
+    code=$(api_call "$@")
+    cat "$api_body"
+    [ "$code" = "$want" ] ||
+        fail "$1 $2: wanted HTTP $want, got $code: $(cat "$api_body")"
+}
+
+# free_port: a TCP port nothing listens on now.
+free_port ()
+{
+    /usr/bin/python3 -c 'import socket; s = socket.socket()
+s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
