@@ -49,12 +49,15 @@ _run_cleanups ()
 trap _run_cleanups EXIT
 trap 'exit 130' INT TERM
 
+# Scratch directories live under one root made here, in the test's own
+# shell: make_tmpdir runs in a $(...) subshell, where a cleanup_fn would
+# be registered in the subshell and lost.
+_tmproot=$(mktemp -d "${TMPDIR:-/tmp}/lazyvol-test.XXXXXX")
+cleanup_fn rm -rf "$_tmproot"
+
 make_tmpdir ()
 {
-    local d
-    d=$(mktemp -d "${TMPDIR:-/tmp}/lazyvol-test.XXXXXX")
-    cleanup_fn rm -rf "$d"
-    echo "$d"
+    mktemp -d "$_tmproot/t.XXXXXX"
 }
 
 wait_for ()
@@ -254,6 +257,19 @@ api_expect ()
     cat "$api_body"
     [ "$code" = "$want" ] ||
         fail "$1 $2: wanted HTTP $want, got $code: $(cat "$api_body")"
+}
+
+# nbd_put URI FILE OFFSET LENGTH: write bytes [OFFSET, OFFSET+LENGTH) of
+# FILE to the export at the same offset, then flush.
+nbd_put ()
+{
+    /usr/bin/python3 -c 'import nbd, sys
+uri, path, off, n = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+with open(path, "rb") as f:
+    f.seek(off)
+    data = f.read(n)
+h = nbd.NBD(); h.connect_uri(uri); h.pwrite(data, off); h.flush(); h.shutdown()
+' "$@"
 }
 
 # free_port: a TCP port nothing listens on now.
