@@ -1,12 +1,567 @@
-/* lazyvol: S3 backend — placeholder until the S3 client lands. */
+/* lazyvol: S3 and Cloudflare R2 as the object store ("s3", "r2").
+ *
+ * Each store operation is one or more S3 REST operations, sent by
+ * s3_call (s3.c, which signs, retries and maps errors):
+ *   get        GET; the reply grows up to the caller's limit (EFBIG)
+ *   get_range  GET with Range straight into the caller's buffer: a 206
+ *              for exactly that range, or a 200 if it is the whole object
+ *   head, put, delete (a missing key is fine)
+ *   list       ListObjectsV2 pages, following continuation tokens; keys
+ *              and common prefixes of a page are merged in order, and the
+ *              order across pages is checked, so a confused store cannot
+ *              make us report a name twice or page for ever
+ *   uploads    CreateMultipartUpload, UploadPart, CompleteMultipartUpload
+ *              (aborted if it fails), AbortMultipartUpload
+ * Conditional puts send If-None-Match: * or If-Match: ETAG; etags are
+ * kept exactly as the store sent them, quotes included, so they go back
+ * as they came.
+ *
+ * Parts of an upload arrive from many threads: each part's etag goes in
+ * a table indexed by part number, under the upload's lock.  Complete
+ * runs after every part's thread is done (the caller joins them).
+ *
+ * Test knob: LAZYVOL_S3_MAX_KEYS=N (1..1000) in the environment makes
+ * listings ask for pages of N keys, so tests cover pagination cheaply.
+ */
 #include <config.h>
+
 #include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
 #include "err.h"
-#include "store-impl.h"
+#include "s3.h"
+#include "util.h"
+#include "xml.h"
+
+#define XML_REPLY_MAX (16 * 1024 * 1024)
+
+struct s3_store {
+  struct store s;
+  struct s3_client *client;
+  unsigned max_keys;            /* LAZYVOL_S3_MAX_KEYS, 0 = the store's */
+};
+
+struct s3_upload {
+  struct store_upload u;
+  pthread_mutex_t lock;         /* protects etags and nparts */
+  char **etags;                 /* [STORE_PART_MAX_COUNT], part N at N-1 */
+  unsigned nparts;              /* the highest part number uploaded */
+};
+
+static struct s3_client *
+client (struct store *s)
+{
+  return ((struct s3_store *) s)->client;
+}
+
+static int
+s3_get (struct store *s, const char *key, size_t max,
+        char **data, size_t *len, struct store_obj *info)
+{
+  CLEANUP_FREE char *what = xasprintf ("get %s", key);
+  struct s3_op op = { .what = what, .method = "GET", .key = key, .max = max };
+  struct http_response resp;
+
+  if (s3_call (client (s), &op, &resp) == -1)
+    return -1;
+  /* An empty object has no body buffer; the caller wants a string. */
+  *data = resp.body ? resp.body : strdup ("");
+  if (*data == NULL)
+    return err_set (ENOMEM, "%s: out of memory", what);
+  *len = resp.len;
+  if (info) {
+    info->size = resp.len;
+    snprintf (info->etag, sizeof info->etag, "%s", resp.etag);
+  }
+  return 0;
+}
+
+static int
+s3_get_range (struct store *s, const char *key,
+              uint64_t offset, size_t len, void *buf)
+{
+  CLEANUP_FREE char *what =
+    xasprintf ("get %s [%ju+%zu]", key, (uintmax_t) offset, len);
+  CLEANUP_FREE char *range =
+    xasprintf ("bytes=%ju-%ju", (uintmax_t) offset,
+               (uintmax_t) (offset + len - 1));
+  CLEANUP_FREE char *want = xasprintf ("bytes %s/", range + 6);
+  struct s3_op op = {
+    .what = what, .method = "GET", .key = key,
+    .headers = { { "Range", range } }, .buf = buf, .buf_len = len,
+  };
+  struct http_response resp;
+  bool exact;
+
+  if (s3_call (client (s), &op, &resp) == -1)
+    return -1;
+  /* 206 for the range asked; 200 only if the range was the whole object
+   * (http_send saw exactly LEN bytes, no more).
+   */
+  exact = resp.status == 206
+    ? strncmp (resp.content_range, want, strlen (want)) == 0
+    : resp.status == 200 && offset == 0;
+  http_response_free (&resp);
+  if (!exact)
+    return err_set (EBADMSG, "%s: the store answered HTTP %ld for "
+                    "another range (%.60s)", what, resp.status,
+                    resp.content_range);
+  return 0;
+}
+
+static int
+s3_head (struct store *s, const char *key, struct store_obj *info)
+{
+  CLEANUP_FREE char *what = xasprintf ("head %s", key);
+  struct s3_op op = { .what = what, .method = "HEAD", .key = key };
+  struct http_response resp;
+
+  if (s3_call (client (s), &op, &resp) == -1)
+    return -1;
+  http_response_free (&resp);
+  if (resp.content_length == UINT64_MAX)
+    return err_set (EBADMSG, "%s: the reply has no Content-Length", what);
+  info->size = resp.content_length;
+  snprintf (info->etag, sizeof info->etag, "%s", resp.etag);
+  return 0;
+}
+
+static int
+s3_put (struct store *s, const char *key, const void *data, size_t len,
+        enum store_cond cond, const char *etag, struct store_obj *info)
+{
+  CLEANUP_FREE char *what = xasprintf ("put %s", key);
+  struct s3_op op = {
+    .what = what, .method = "PUT", .key = key,
+    .headers = { { "Content-Type", "application/octet-stream" } },
+    .body = data, .body_len = len,
+  };
+  struct http_response resp;
+
+  if (cond == STORE_PUT_IF_ABSENT)
+    op.headers[1] = (struct sigv4_pair) { "If-None-Match", "*" };
+  else if (cond == STORE_PUT_IF_MATCH)
+    op.headers[1] = (struct sigv4_pair) { "If-Match", etag };
+  if (s3_call (client (s), &op, &resp) == -1)
+    return -1;
+  http_response_free (&resp);
+  if (info) {
+    info->size = len;
+    snprintf (info->etag, sizeof info->etag, "%s", resp.etag);
+  }
+  return 0;
+}
+
+/* DELETE the object, or with ID its multipart upload; gone is fine. */
+static int
+delete_op (struct store *s, const char *what, const char *key, const char *id)
+{
+  struct s3_op op = {
+    .what = what, .method = "DELETE", .key = key,
+    .query = { { id ? "uploadId" : NULL, id } },
+  };
+  struct http_response resp;
+
+  if (s3_call (client (s), &op, &resp) == -1)
+    return errno == ENOENT ? 0 : -1;
+  http_response_free (&resp);
+  return 0;
+}
+
+static int
+s3_delete (struct store *s, const char *key)
+{
+  CLEANUP_FREE char *what = xasprintf ("delete %s", key);
+
+  return delete_op (s, what, key, NULL);
+}
+
+/* One name of a listing page. */
+struct entry {
+  char *name;
+  uint64_t size;
+  bool is_prefix;
+};
+
+struct page {
+  struct entry *e;
+  size_t n, cap;
+  char *next;                   /* continuation token; NULL on the last */
+};
+
+static void
+page_free (struct page *pg)
+{
+  for (size_t i = 0; i < pg->n; i++)
+    free (pg->e[i].name);
+  free (pg->e);
+  free (pg->next);
+  memset (pg, 0, sizeof *pg);
+}
+
+static bool
+parse_u64 (const char *s, uint64_t *out)
+{
+  char *end;
+
+  if (s == NULL || *s < '0' || *s > '9')
+    return false;
+  errno = 0;
+  *out = strtoull (s, &end, 10);
+  return errno == 0 && *end == '\0';
+}
+
+/* Add the Contents (IS_PREFIX false) or CommonPrefixes of ROOT to PG.
+ * NULL, or what is wrong.
+ */
+static const char *
+page_add (struct xml_span root, bool is_prefix, const char *prefix,
+          struct page *pg)
+{
+  const char *elem = is_prefix ? "CommonPrefixes" : "Contents";
+  struct xml_span c;
+  size_t pos = 0;
+  int r;
+
+  while ((r = xml_next (root, elem, &pos, &c)) == 1) {
+    struct entry e = { .is_prefix = is_prefix };
+    CLEANUP_FREE char *size = is_prefix ? NULL : xml_child_text (c, "Size");
+
+    e.name = xml_child_text (c, is_prefix ? "Prefix" : "Key");
+    if (e.name == NULL || strncmp (e.name, prefix, strlen (prefix)) != 0 ||
+        e.name[0] == '\0' || (!is_prefix && !parse_u64 (size, &e.size))) {
+      free (e.name);
+      return "an entry without a key, a size, or the prefix";
+    }
+    if (pg->n == pg->cap) {
+      size_t cap = pg->cap ? 2 * pg->cap : 64;
+      struct entry *ne = realloc (pg->e, cap * sizeof *ne);
+      if (ne == NULL) {
+        free (e.name);
+        return "out of memory";
+      }
+      pg->e = ne;
+      pg->cap = cap;
+    }
+    pg->e[pg->n++] = e;
+  }
+  return r == -1 ? "malformed XML" : NULL;
+}
+
+/* Parse one ListObjectsV2 reply into PG.  -1 with err_set (EBADMSG). */
+static int
+page_parse (const char *what, const struct http_response *resp,
+            const char *prefix, struct page *pg)
+{
+  struct xml_span doc = { resp->body, resp->len }, root;
+  CLEANUP_FREE char *truncated = NULL;
+  const char *bad = NULL;
+  size_t pos = 0;
+
+  if (resp->body == NULL || xml_next (doc, "ListBucketResult", &pos, &root) != 1)
+    bad = "no ListBucketResult";
+  else if ((bad = page_add (root, false, prefix, pg)) == NULL &&
+           (bad = page_add (root, true, prefix, pg)) == NULL) {
+    truncated = xml_child_text (root, "IsTruncated");
+    if (truncated && strcmp (truncated, "true") == 0) {
+      pg->next = xml_child_text (root, "NextContinuationToken");
+      if (pg->next == NULL || pg->next[0] == '\0')
+        bad = "truncated without a continuation token";
+    }
+  }
+  if (bad)
+    return err_set (EBADMSG, "%s: bad listing from the store: %s", what, bad);
+  return 0;
+}
+
+static int
+compare_entries (const void *a, const void *b)
+{
+  return strcmp (((const struct entry *) a)->name,
+                 ((const struct entry *) b)->name);
+}
+
+static int
+s3_list (struct store *s, const char *prefix, const char *delimiter,
+         store_list_fn fn, void *opaque)
+{
+  struct s3_store *st = (struct s3_store *) s;
+  CLEANUP_FREE char *what = xasprintf ("list %s", prefix);
+  CLEANUP_FREE char *last = NULL, *token = NULL;
+  char max_keys[16];
+  int r = 0;
+
+  snprintf (max_keys, sizeof max_keys, "%u", st->max_keys);
+  do {
+    struct s3_op op = {
+      .what = what, .method = "GET", .max = XML_REPLY_MAX,
+      .query = { { "list-type", "2" }, { "prefix", prefix } },
+    };
+    struct http_response resp;
+    struct page pg = { 0 };
+    size_t q = 2;
+
+    if (delimiter)
+      op.query[q++] = (struct sigv4_pair) { "delimiter", delimiter };
+    if (st->max_keys)
+      op.query[q++] = (struct sigv4_pair) { "max-keys", max_keys };
+    if (token)
+      op.query[q++] = (struct sigv4_pair) { "continuation-token", token };
+    if (s3_call (st->client, &op, &resp) == -1)
+      return -1;
+    r = page_parse (what, &resp, prefix, &pg);
+    http_response_free (&resp);
+    /* Keys come sorted and prefixes come sorted, apart: merge them.
+     * Pages follow each other in order; check it, so a confused store
+     * cannot make us report a name twice or loop forever.
+     */
+    if (pg.n > 0)
+      qsort (pg.e, pg.n, sizeof *pg.e, compare_entries);
+    for (size_t i = 0; r == 0 && i < pg.n; i++) {
+      if (last && strcmp (pg.e[i].name, last) <= 0)
+        r = err_set (EBADMSG, "%s: the store listed %.100s out of order",
+                     what, pg.e[i].name);
+      else {
+        r = fn (opaque, pg.e[i].name, pg.e[i].size, pg.e[i].is_prefix);
+        free (last);
+        last = pg.e[i].name;
+        pg.e[i].name = NULL;
+      }
+    }
+    if (r == 0 && pg.next && token && strcmp (pg.next, token) == 0)
+      r = err_set (EBADMSG, "%s: the store repeated a continuation token",
+                   what);
+    free (token);
+    token = pg.next;
+    pg.next = NULL;
+    page_free (&pg);
+  } while (r == 0 && token);
+  return r;
+}
+
+static struct store_upload *
+s3_upload_begin (struct store *s, const char *key)
+{
+  CLEANUP_FREE char *what = xasprintf ("begin upload of %s", key);
+  struct s3_op op = {
+    .what = what, .method = "POST", .key = key, .body = "",
+    .query = { { "uploads", "" } }, .max = XML_REPLY_MAX,
+    .headers = { { "Content-Type", "application/octet-stream" } },
+  };
+  struct http_response resp;
+  struct s3_upload *up;
+  struct xml_span doc, root;
+  size_t pos = 0;
+  char *id = NULL;
+
+  if (s3_call (client (s), &op, &resp) == -1)
+    return NULL;
+  doc = (struct xml_span) { resp.body, resp.len };
+  if (resp.body &&
+      xml_next (doc, "InitiateMultipartUploadResult", &pos, &root) == 1)
+    id = xml_child_text (root, "UploadId");
+  http_response_free (&resp);
+  if (id == NULL || id[0] == '\0') {
+    free (id);
+    err_set (EBADMSG, "%s: the reply has no UploadId", what);
+    return NULL;
+  }
+  up = calloc (1, sizeof *up);
+  if (up)
+    up->etags = calloc (STORE_PART_MAX_COUNT, sizeof *up->etags);
+  if (up == NULL || up->etags == NULL) {
+    free (up);
+    delete_op (s, what, key, id);
+    free (id);
+    err_set (ENOMEM, "%s: out of memory", what);
+    return NULL;
+  }
+  pthread_mutex_init (&up->lock, NULL);
+  up->u.st = s;
+  up->u.key = xasprintf ("%s", key);
+  up->u.id = id;
+  return &up->u;
+}
+
+static int
+s3_upload_part (struct store_upload *u, unsigned partno,
+                uint64_t offset, const void *data, size_t len)
+{
+  struct s3_upload *up = (struct s3_upload *) u;
+  CLEANUP_FREE char *what =
+    xasprintf ("upload %s part %u [%ju+%zu]", u->key, partno,
+               (uintmax_t) offset, len);
+  char num[16];
+  struct s3_op op = {
+    .what = what, .method = "PUT", .key = u->key,
+    .query = { { "partNumber", num }, { "uploadId", u->id } },
+    .body = data, .body_len = len,
+  };
+  struct http_response resp;
+  char *etag;
+
+  snprintf (num, sizeof num, "%u", partno);
+  if (s3_call (client (u->st), &op, &resp) == -1)
+    return -1;
+  http_response_free (&resp);
+  if (resp.etag[0] == '\0')
+    return err_set (EBADMSG, "%s: the reply has no ETag", what);
+  etag = xml_escape (resp.etag);
+  /* A part uploaded twice (a caller's retry) keeps the later etag, as
+   * S3 keeps the later part.
+   */
+  pthread_mutex_lock (&up->lock);
+  free (up->etags[partno - 1]);
+  up->etags[partno - 1] = etag;
+  if (partno > up->nparts)
+    up->nparts = partno;
+  pthread_mutex_unlock (&up->lock);
+  return 0;
+}
+
+static void
+upload_free (struct s3_upload *up)
+{
+  for (unsigned i = 0; i < up->nparts; i++)
+    free (up->etags[i]);
+  free (up->etags);
+  pthread_mutex_destroy (&up->lock);
+  free (up->u.key);
+  free (up->u.id);
+  free (up);
+}
+
+static void
+s3_upload_abort (struct store_upload *u)
+{
+  CLEANUP_FREE char *what = xasprintf ("abort upload of %s", u->key);
+
+  if (delete_op (u->st, what, u->key, u->id) == -1)
+    log_warn ("%s (its parts stay in the bucket until deleted)", err_msg ());
+  upload_free ((struct s3_upload *) u);
+}
+
+/* The CompleteMultipartUpload document listing parts 1..N, or NULL with
+ * err_set if a part is missing.
+ */
+static char *
+complete_xml (struct s3_upload *up, const char *what)
+{
+  char *xml = NULL;
+  size_t len;
+  FILE *f;
+
+  for (unsigned i = 0; i < up->nparts; i++)
+    if (up->etags[i] == NULL) {
+      err_set (EINVAL, "%s: part %u was never uploaded", what, i + 1);
+      return NULL;
+    }
+  f = open_memstream (&xml, &len);
+  if (f == NULL) {
+    err_set (errno, "%s: %m", what);
+    return NULL;
+  }
+  fputs ("<CompleteMultipartUpload>", f);
+  for (unsigned i = 0; i < up->nparts; i++)
+    fprintf (f, "<Part><PartNumber>%u</PartNumber><ETag>%s</ETag></Part>",
+             i + 1, up->etags[i]);
+  fputs ("</CompleteMultipartUpload>", f);
+  if (fclose (f) != 0) {
+    free (xml);
+    err_set (ENOMEM, "%s: out of memory", what);
+    return NULL;
+  }
+  return xml;
+}
+
+static int
+s3_upload_complete (struct store_upload *u)
+{
+  struct s3_upload *up = (struct s3_upload *) u;
+  CLEANUP_FREE char *what = xasprintf ("complete upload of %s", u->key);
+  CLEANUP_FREE char *xml = NULL;
+  struct http_response resp;
+  char msg[1024];
+  int e;
+
+  /* The caller has joined every part's thread: no lock needed. */
+  xml = up->nparts ? complete_xml (up, what) : NULL;
+  if (up->nparts == 0)
+    err_set (EINVAL, "%s: no part was uploaded", what);
+  if (xml) {
+    struct s3_op op = {
+      .what = what, .method = "POST", .key = u->key,
+      .query = { { "uploadId", u->id } },
+      .headers = { { "Content-Type", "application/xml" } },
+      .body = xml, .body_len = strlen (xml), .max = XML_REPLY_MAX,
+      .error_in_body = true,
+    };
+    if (s3_call (client (u->st), &op, &resp) == 0) {
+      http_response_free (&resp);
+      upload_free (up);
+      return 0;
+    }
+  }
+  /* Keep the reason across the abort, which may set its own error. */
+  e = err_errno ();
+  snprintf (msg, sizeof msg, "%s", err_msg ());
+  s3_upload_abort (u);
+  return err_set (e, "%s", msg);
+}
+
+static int
+s3_upload_abort_id (struct store *s, const char *key, const char *id)
+{
+  CLEANUP_FREE char *what = xasprintf ("abort upload of %s", key);
+
+  if (id[0] == '\0')
+    return err_set (EINVAL, "%s: empty upload id", what);
+  return delete_op (s, what, key, id);
+}
+
+static void
+s3_close (struct store *s)
+{
+  s3_client_close (client (s));
+  free (s->describe);
+  free (s);
+}
+
+static const struct store_ops s3_ops = {
+  .get = s3_get,
+  .get_range = s3_get_range,
+  .head = s3_head,
+  .put = s3_put,
+  .delete = s3_delete,
+  .list = s3_list,
+  .upload_begin = s3_upload_begin,
+  .upload_part = s3_upload_part,
+  .upload_complete = s3_upload_complete,
+  .upload_abort = s3_upload_abort,
+  .upload_abort_id = s3_upload_abort_id,
+  .close = s3_close,
+};
 
 struct store *
 store_s3_open (const struct store_config *cfg)
 {
-  err_set (ENOTSUP, "the s3 backend is not built yet");
-  return NULL;
+  const char *max_keys = getenv ("LAZYVOL_S3_MAX_KEYS");
+  struct s3_store *st = calloc (1, sizeof *st);
+
+  if (st == NULL) {
+    err_set (errno, "calloc: %m");
+    return NULL;
+  }
+  st->s.ops = &s3_ops;
+  st->client = s3_client_open (cfg, &st->s);
+  if (st->client == NULL) {
+    s3_close (&st->s);
+    return NULL;
+  }
+  if (max_keys && atoi (max_keys) >= 1 && atoi (max_keys) <= 1000)
+    st->max_keys = atoi (max_keys);
+  return &st->s;
 }

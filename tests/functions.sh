@@ -4,6 +4,7 @@
 #   cleanup_fn CMD ARGS...   run at exit, last registered first
 #   wait_for SECONDS CMD...  retry CMD until it succeeds or time runs out
 #   start_nbdkit SOCK ARGS   nbdkit with the lazyvol plugin on a Unix socket
+#   start_s3 [cond-put]      a local S3 store (Swift) for this test
 #   start_lazyvold DIR ARGS  the daemon, driven with api / api_expect (curl)
 #   fail MESSAGE             print and exit 1
 #
@@ -49,15 +50,13 @@ _run_cleanups ()
 trap _run_cleanups EXIT
 trap 'exit 130' INT TERM
 
-# Scratch directories live under one root made here, in the test's own
-# shell: make_tmpdir runs in a $(...) subshell, where a cleanup_fn would
-# be registered in the subshell and lost.
-_tmproot=$(mktemp -d "${TMPDIR:-/tmp}/lazyvol-test.XXXXXX")
-cleanup_fn rm -rf "$_tmproot"
-
+# Scratch directories live in one per-test directory, removed at exit:
+# make_tmpdir runs in a $(...) subshell, which cannot register cleanups.
+_tmp_root=$(mktemp -d "${TMPDIR:-/tmp}/lazyvol-test.XXXXXX")
+cleanup_fn rm -rf "$_tmp_root"
 make_tmpdir ()
 {
-    mktemp -d "$_tmproot/t.XXXXXX"
+    mktemp -d "$_tmp_root/XXXXXX"
 }
 
 wait_for ()
@@ -92,6 +91,25 @@ start_nbdkit ()
     nbdkit_pid=$!
     cleanup_fn kill_wait "$nbdkit_pid"
     wait_for 30 test -S "$sock" || fail "nbdkit did not start"
+}
+
+# start_s3 [cond-put]: a throw-away S3 store for this test (s3-server.sh:
+# Swift with s3api on 127.0.0.1), stopped at exit.  Exports S3_ENDPOINT,
+# S3_BUCKET, S3_REGION, S3_ACCESS_KEY, S3_SECRET_KEY, and the same
+# credentials as AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY.  With
+# cond-put the store evaluates If-None-Match and If-Match on PUT.
+start_s3 ()
+{
+    local dir
+    requires /usr/bin/python3 curl
+    dir=$(make_tmpdir)
+    cleanup_fn "$srcdir/s3-server.sh" stop "$dir"
+    "$srcdir/s3-server.sh" start "$dir" "$@" >/dev/null ||
+        fail "the local S3 store did not start"
+    . "$dir/s3.env"
+    export S3_ENDPOINT S3_BUCKET S3_REGION S3_ACCESS_KEY S3_SECRET_KEY
+    export AWS_ACCESS_KEY_ID=$S3_ACCESS_KEY
+    export AWS_SECRET_ACCESS_KEY=$S3_SECRET_KEY
 }
 
 # The object store the test runs against: LAZYVOL_TEST_BACKEND=file (a

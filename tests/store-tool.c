@@ -5,13 +5,15 @@
  *              [--region R] [--r2-account-id ID] [--addressing path|virtual]
  *              [--retries N] [--timeout S] COMMAND ARGS...
  *
- *   get KEY                     object to stdout
+ *   get KEY [MAX]               object (of at most MAX bytes) to stdout
  *   get-range KEY OFFSET LEN    bytes to stdout
  *   head KEY                    "SIZE ETAG"
  *   put KEY FILE [if-absent | if-match ETAG]   prints the new etag
  *   delete KEY
  *   list PREFIX [/]             "KEY SIZE" or "PREFIX/ -" per line
  *   upload KEY FILE PARTSIZE    multipart upload, parts in parallel
+ *   begin-upload KEY            start an upload, print its id, leave it
+ *   abort-upload KEY ID         abort an upload known by its id
  *   stats                       counters after the command (with --stats)
  * On failure prints "store-tool: <message> [code]" and exits 1.
  */
@@ -118,10 +120,13 @@ run (int argc, char **argv)
 {
   const char *cmd = argv[0];
 
-  if (strcmp (cmd, "get") == 0 && argc == 2) {
+  if (strcmp (cmd, "get") == 0 && (argc == 2 || argc == 3)) {
     CLEANUP_FREE char *data = NULL;
+    uint64_t max = SIZE_MAX / 2;
     size_t len;
-    if (store_get (st, argv[1], SIZE_MAX / 2, &data, &len, NULL) == -1)
+    if (argc == 3 && !parse_size (argv[2], &max))
+      return err_set (EINVAL, "bad size %s", argv[2]), fail ();
+    if (store_get (st, argv[1], max, &data, &len, NULL) == -1)
       return fail ();
     fwrite (data, 1, len, stdout);
     return 0;
@@ -171,6 +176,16 @@ run (int argc, char **argv)
                        print_entry, NULL) == -1 ? fail () : 0;
   if (strcmp (cmd, "upload") == 0 && argc == 4)
     return do_upload (argv[1], argv[2], argv[3]);
+  if (strcmp (cmd, "begin-upload") == 0 && argc == 2) {
+    /* Left open on purpose, as a crash would leave it. */
+    struct store_upload *up = store_upload_begin (st, argv[1]);
+    if (up == NULL)
+      return fail ();
+    printf ("%s\n", store_upload_id (up));
+    return 0;
+  }
+  if (strcmp (cmd, "abort-upload") == 0 && argc == 3)
+    return store_upload_abort_id (st, argv[1], argv[2]) == -1 ? fail () : 0;
   fprintf (stderr, "store-tool: unknown command or wrong arguments: %s\n",
            cmd);
   return 2;

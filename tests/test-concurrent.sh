@@ -20,7 +20,7 @@ stop_lazyvol
 
 # No readahead, so that the fetch count below is exact.
 start_lazyvol "$tmp/r" readahead=0
-/usr/bin/python3 "$abs_top_srcdir/tests/concurrent.py" "$(uri c)" \
+/usr/bin/python3 "$abs_top_srcdir/tests/chunk_hammer.py" "$(uri c)" \
     "$tmp/image" 4194304 3 8
 r=$(ctl '{"cmd":"metrics"}')
 # Three chunks hammered, each fetched exactly once.

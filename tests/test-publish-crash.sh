@@ -53,7 +53,7 @@ for step in 1 2 3 4 5 6; do
     store_tool list exports/p/snapshots/ > "$tmp/objects"
     [ "$(grep -c 'manifest.json' "$tmp/objects")" = $gen ]
     [ "$(grep -c '\.blob ' "$tmp/objects")" = $gen ]
-    ! grep -q '\.tmp\.' "$tmp/objects"
+    ! grep -q '\.tmp\.' "$tmp/objects" || fail "step $step: temporary objects left"
     store_tool get exports/p/refs/current.json | jq -e ".generation == $gen" >/dev/null
     nbdcopy "$(uri p)" "$tmp/got"
     cmp "$tmp/expect" "$tmp/got"

@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-# concurrent.py URI IMAGE CHUNK_SIZE CHUNKS THREADS
+# chunk_hammer.py URI IMAGE CHUNK_SIZE CHUNKS THREADS
 #
 # Hammers the first CHUNKS chunks of an export that are not cached yet:
 # THREADS connections each write their own 4 KiB blocks of every chunk

@@ -1,0 +1,56 @@
+/* lazyvol: a small HTTP client on libcurl, for the S3 backend.
+ *
+ * One request at a time per call, any number of calls at once: each takes
+ * a curl handle from a pool and gives it back, so keep-alive connections
+ * are reused.  Replies go to a growing buffer with a cap, or straight
+ * into the caller's buffer (ranged GETs).  The caller signs; this module
+ * never logs, and its error messages never hold a URL or a header.
+ */
+#ifndef LAZYVOL_HTTP_H
+#define LAZYVOL_HTTP_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct http_pool;
+
+struct http_request {
+  const char *method;           /* GET, HEAD, PUT, POST, DELETE */
+  const char *url;
+  const char *const *headers;   /* "Name: value" ..., NULL */
+  const void *body;             /* NULL: no body; else BODY_LEN bytes */
+  size_t body_len;
+  void *buf;                    /* if set, a 2xx body must be exactly */
+  size_t buf_len;               /*   BUF_LEN bytes and lands here */
+  size_t max;                   /* else the most a 2xx body may hold */
+};
+
+struct http_response {
+  long status;
+  char *body;                   /* malloc'd, NUL-terminated; NULL if none
+                                 * or if it went to the request's BUF */
+  size_t len;                   /* body bytes received */
+  char etag[128];               /* the ETag header, or "" (headers are
+                                 * kept as printable ASCII) */
+  uint64_t content_length;      /* UINT64_MAX if absent */
+  char content_range[96];       /* the Content-Range header, or "" */
+};
+
+/* A pool of connections whose requests give up after TIMEOUT seconds
+ * without progress (or to connect).  NULL with err_set.
+ */
+struct http_pool *http_pool_new (unsigned timeout);
+/* Close every connection and free POOL; NULL is allowed. */
+void http_pool_free (struct http_pool *pool);
+/* Send REQ and fill *RESP, whatever the HTTP status.  -1 with err_set if
+ * no complete reply came: ECONNREFUSED, ETIMEDOUT, EHOSTUNREACH,
+ * ECONNRESET (cut off: worth retrying), EFBIG (over MAX), EBADMSG (not
+ * BUF_LEN bytes), EIO (anything else, e.g. TLS verification).
+ */
+int http_send (struct http_pool *pool, const struct http_request *req,
+               struct http_response *resp)
+  __attribute__ ((__nonnull__));
+/* Free the body of RESP. */
+void http_response_free (struct http_response *resp);
+
+#endif /* LAZYVOL_HTTP_H */

@@ -1,0 +1,445 @@
+/* lazyvol: one S3 operation, signed, sent and retried (see s3.h).
+ *
+ * Where requests go: the endpoint URL (http[s]://HOST[:PORT], nothing
+ * more), else https://s3.REGION.amazonaws.com, or for R2
+ * https://ACCOUNT.r2.cloudflarestorage.com.  Path-style puts the bucket
+ * in the path (HOST/BUCKET/KEY); virtual-hosted in the host name
+ * (BUCKET.HOST/KEY).  AUTO is virtual-hosted on AWS itself, path-style
+ * with an endpoint URL (most S3-compatible stores), and R2 is always
+ * path-style.
+ *
+ * s3_call builds the URL once from the same encoder that signs it, so
+ * the bytes sent are the bytes signed; hashes the body once (the real
+ * SHA-256 goes in x-amz-content-sha256, so a store that checks it refuses
+ * a body damaged on the way); then for each try signs afresh (a new
+ * X-Amz-Date) and sends through the connection pool of http.c.
+ *
+ * What is tried again: 5xx other than 501, 429 (SlowDown), 400
+ * RequestTimeout, a 200 whose body is an <Error> where S3 documents that
+ * (CompleteMultipartUpload), and transfers that were refused, timed out,
+ * cut off or could not resolve the host.  Up to "retries" tries after
+ * the first, each after a random sleep of up to min(5 s, 100 ms * 2^n)
+ * ("full jitter": clients hitting one busy store spread out).  Any other
+ * 4xx is final at once.  Retrying a PUT is safe, as PUTs replace whole
+ * objects; but a conditional PUT whose first try succeeded unseen fails
+ * its retry with ESTALE, and the caller, which re-reads the object to
+ * resolve a conflict, finds its own write.
+ *
+ * Failures become the errno values of store.h, with messages naming the
+ * operation and key, the HTTP status or transfer error, S3's error Code
+ * and Message, and the number of tries: never a header, so never a
+ * credential.  The secret key lives in this struct only, and is wiped at
+ * close.
+ */
+#include <config.h>
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+
+#include <openssl/crypto.h>
+
+#include "err.h"
+#include "s3.h"
+#include "util.h"
+#include "xml.h"
+
+#define DEFAULT_TIMEOUT 30
+#define BACKOFF_BASE_MS 100
+#define BACKOFF_CAP_MS 5000
+#define LOWER_DIGITS "abcdefghijklmnopqrstuvwxyz0123456789"
+#define UPPER "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+
+struct s3_client {
+  struct store *st;             /* whose counters s3_call updates */
+  struct http_pool *pool;
+  char *base;                   /* http(s)://host[:port] requests go to */
+  char *host;                   /* the Host header */
+  char *bucket_path;            /* "/BUCKET", or "" when virtual-hosted */
+  struct sigv4_key key;         /* access key, secret, region, "s3" */
+  char *token;                  /* AWS_SESSION_TOKEN, or NULL */
+  unsigned retries;
+};
+
+static size_t
+count_pairs (const struct sigv4_pair *p, size_t max)
+{
+  size_t n = 0;
+
+  while (n < max && p[n].name)
+    n++;
+  return n;
+}
+
+/* Copy server text IN (may be NULL) to OUT as printable ASCII. */
+static void
+copy_clean (char *out, size_t size, const char *in)
+{
+  size_t i;
+
+  for (i = 0; in && in[i] && i + 1 < size; i++)
+    out[i] = in[i] >= ' ' && in[i] <= '~' ? in[i] : '?';
+  out[i] = '\0';
+}
+
+/* If RESP's body is an S3 <Error> document, copy its Code and Message,
+ * cleaned, to CODE and MSG and return true.
+ */
+static bool
+error_fields (const struct http_response *resp, char code[64], char msg[160])
+{
+  struct xml_span doc = { resp->body, resp->len }, err;
+  size_t pos = 0;
+  char *c, *m;
+
+  if (resp->body == NULL || xml_next (doc, "Error", &pos, &err) != 1)
+    return false;
+  c = xml_child_text (err, "Code");
+  m = xml_child_text (err, "Message");
+  copy_clean (code, 64, c);
+  copy_clean (msg, 160, m);
+  free (c);
+  free (m);
+  return true;
+}
+
+static bool
+transient_errno (int e)
+{
+  return e == ECONNREFUSED || e == ETIMEDOUT || e == EHOSTUNREACH ||
+    e == ECONNRESET;
+}
+
+static bool
+transient_status (long status, const char *code)
+{
+  return status == 429 || (status >= 500 && status != 501) ||
+    (status == 400 && strcmp (code, "RequestTimeout") == 0);
+}
+
+/* The errno for a final HTTP status. */
+static int
+status_errno (long status)
+{
+  switch (status) {
+  case 404: return ENOENT;
+  case 409: case 412: return ESTALE;
+  case 403: return EACCES;
+  case 416: return EBADMSG;
+  case 501: return ENOTSUP;
+  default: return EIO;
+  }
+}
+
+/* Sleep before retry number N (from 1): full jitter, capped. */
+static void
+backoff (unsigned n)
+{
+  uint64_t ceiling = (uint64_t) BACKOFF_BASE_MS << (n < 16 ? n - 1 : 15);
+  uint32_t rnd = 0;
+  struct timespec ts;
+  uint64_t ms;
+
+  if (ceiling > BACKOFF_CAP_MS)
+    ceiling = BACKOFF_CAP_MS;
+  if (getrandom (&rnd, sizeof rnd, 0) != sizeof rnd)
+    rnd = time_mono_ns ();
+  ms = rnd % (ceiling + 1);
+  ts.tv_sec = ms / 1000;
+  ts.tv_nsec = (ms % 1000) * 1000000;
+  while (nanosleep (&ts, &ts) == -1 && errno == EINTR)
+    ;
+}
+
+/* Sign and send OP once.  0 with *RESP (any status), or -1 with err_set. */
+static int
+try_once (struct s3_client *c, const struct s3_op *op, const char *path,
+          const char *url, const char *hash, struct http_response *resp)
+{
+  struct sigv4_pair h[4 + S3_MAX_HEADERS];
+  char *lines[4 + S3_MAX_HEADERS + 2];
+  struct sigv4_signature sig;
+  struct sigv4_request req = {
+    .method = op->method, .path = path, .query = op->query,
+    .nquery = count_pairs (op->query, S3_MAX_QUERY), .headers = h,
+    .payload_hash = hash,
+  };
+  char date[17];
+  size_t n = 0;
+  int r;
+
+  sigv4_amz_date (time (NULL), date);
+  h[n++] = (struct sigv4_pair) { "Host", c->host };
+  h[n++] = (struct sigv4_pair) { "X-Amz-Date", date };
+  h[n++] = (struct sigv4_pair) { "X-Amz-Content-SHA256", hash };
+  if (c->token)
+    h[n++] = (struct sigv4_pair) { "X-Amz-Security-Token", c->token };
+  for (size_t i = 0; i < count_pairs (op->headers, S3_MAX_HEADERS); i++)
+    h[n++] = op->headers[i];
+  req.nheaders = n;
+  if (sigv4_sign (&req, &c->key, &sig) == -1)
+    return -1;
+  for (size_t i = 0; i < n; i++)
+    lines[i] = xasprintf ("%s: %s", h[i].name, h[i].value);
+  lines[n] = xasprintf ("Authorization: %s", sig.authorization);
+  lines[n + 1] = NULL;
+  r = http_send (c->pool, &(struct http_request) {
+      .method = op->method, .url = url,
+      .headers = (const char *const *) lines,
+      .body = op->body, .body_len = op->body_len,
+      .buf = op->buf, .buf_len = op->buf_len, .max = op->max,
+    }, resp);
+  for (size_t i = 0; i <= n; i++)
+    free (lines[i]);
+  sigv4_signature_free (&sig);
+  return r;
+}
+
+int
+s3_call (struct s3_client *c, const struct s3_op *op,
+         struct http_response *resp)
+{
+  CLEANUP_FREE char *path = NULL, *epath = NULL, *query = NULL;
+  CLEANUP_FREE char *url = NULL;
+  char hash[65], code[64] = "", msg[160] = "", tries_str[40] = "";
+  unsigned tries;
+  int r, e;
+
+  path = op->key ? xasprintf ("%s/%s", c->bucket_path, op->key)
+    : xasprintf ("%s", c->bucket_path[0] ? c->bucket_path : "/");
+  epath = sigv4_uri_encode (path, true);
+  query = sigv4_canonical_query (op->query,
+                                 count_pairs (op->query, S3_MAX_QUERY));
+  url = xasprintf ("%s%s%s%s", c->base, epath, query[0] ? "?" : "", query);
+  sigv4_sha256_hex (op->body ? op->body : "", op->body_len, hash);
+
+  for (tries = 1; ; tries++) {
+    bool retry;
+    r = try_once (c, op, path, url, hash, resp);
+    if (r == -1)
+      retry = transient_errno (errno);
+    else {
+      bool ok = resp->status / 100 == 2;
+      code[0] = msg[0] = '\0';
+      if ((!ok || op->error_in_body) && error_fields (resp, code, msg) && ok)
+        resp->status = 500;     /* as S3 says to take it */
+      retry = transient_status (resp->status, code);
+    }
+    if (!retry || tries > c->retries)
+      break;
+    if (r == 0)
+      http_response_free (resp);
+    backoff (tries);
+  }
+
+  if (r == 0 && resp->status / 100 == 2) {
+    store_count (c->st, tries - 1, op->buf ? op->buf_len : resp->len,
+                 op->body_len, false);
+    return 0;
+  }
+  if (r == -1) {
+    char cause[512];
+    /* A connection cut off, every time, is no longer "unreachable". */
+    e = errno == ECONNRESET ? EIO : errno;
+    copy_clean (cause, sizeof cause, err_msg ());
+    if (tries > 1)
+      snprintf (tries_str, sizeof tries_str, " (gave up after %u tries)",
+                tries);
+    err_set (e, "%s: %s%s", op->what, cause, tries_str);
+  }
+  else {
+    e = status_errno (resp->status);
+    if (tries > 1)
+      snprintf (tries_str, sizeof tries_str, " after %u tries", tries);
+    err_set (e, "%s: %sHTTP %ld%s%s%s%s%s%s", op->what,
+             e == EACCES ? "the store refused our credentials or signature: "
+             : e == ENOTSUP ? "the store does not support this request: "
+             : "", resp->status, tries_str, code[0] ? " (" : "", code,
+             msg[0] ? ": " : "", msg, code[0] ? ")" : "");
+    http_response_free (resp);
+  }
+  /* A missing object or a failed condition is an answer, not a failure. */
+  store_count (c->st, tries - 1, 0, 0, e != ENOENT && e != ESTALE);
+  errno = e;
+  return -1;
+}
+
+/* S3's naming rules: 3 to 63 of a-z 0-9 . -, a letter or digit at each
+ * end, no "..", not an IPv4 address.
+ */
+static bool
+bucket_valid (const char *b)
+{
+  size_t n = strlen (b);
+  struct in_addr addr;
+
+  if (n < 3 || n > 63 || strstr (b, "..") ||
+      inet_pton (AF_INET, b, &addr) == 1)
+    return false;
+  for (size_t i = 0; i < n; i++) {
+    bool alnum = (b[i] >= 'a' && b[i] <= 'z') || (b[i] >= '0' && b[i] <= '9');
+    if (!alnum && ((b[i] != '.' && b[i] != '-') || i == 0 || i == n - 1))
+      return false;
+  }
+  return true;
+}
+
+/* Is S 1 to MAX characters, all from SET? */
+static bool
+chars_valid (const char *s, size_t max, const char *set)
+{
+  return s[0] && strlen (s) <= max && s[strspn (s, set)] == '\0';
+}
+
+/* Check that URL is "http[s]://HOST[:PORT][/]" and nothing more (no
+ * path, query or credentials).  Sets *SCHEME_LEN to the length of
+ * "http[s]://", *HOSTPORT to a copy of HOST[:PORT], and *IS_IP if HOST is
+ * an address rather than a name.
+ */
+static int
+parse_endpoint (const char *url, size_t *scheme_len, char **hostport,
+                bool *is_ip)
+{
+  const char *h, *p;
+  size_t digits;
+
+  *scheme_len = strncmp (url, "https://", 8) == 0 ? 8
+    : strncmp (url, "http://", 7) == 0 ? 7 : 0;
+  if (*scheme_len == 0)
+    return -1;
+  h = p = url + *scheme_len;
+  if (*p == '[') {               /* an IPv6 address */
+    p += 1 + strspn (p + 1, "0123456789abcdefABCDEF:.");
+    if (*p++ != ']')
+      return -1;
+    *is_ip = true;
+  }
+  else {
+    CLEANUP_FREE char *name = NULL;
+    struct in_addr addr;
+    p += strspn (p, LOWER_DIGITS UPPER ".-");
+    name = xasprintf ("%.*s", (int) (p - h), h);
+    *is_ip = inet_pton (AF_INET, name, &addr) == 1;
+  }
+  if (p == h)
+    return -1;
+  if (*p == ':') {
+    digits = strspn (p + 1, "0123456789");
+    if (digits == 0 || digits > 5)
+      return -1;
+    p += 1 + digits;
+  }
+  *hostport = xasprintf ("%.*s", (int) (p - h), h);
+  if (*p == '/')
+    p++;
+  return *p == '\0' ? 0 : -1;
+}
+
+/* Check CFG and work out where requests go.  -1 with err_set (EINVAL). */
+static int
+configure (struct s3_client *c, const struct store_config *cfg)
+{
+  bool r2 = cfg->backend == STORE_R2, is_ip = false, virtual;
+  const char *name = r2 ? "r2 store" : "s3 store";
+  const char *region = cfg->region ? cfg->region : r2 ? "auto" : "us-east-1";
+  CLEANUP_FREE char *endpoint = NULL, *hostport = NULL;
+  size_t scheme_len;
+
+  if (!bucket_valid (cfg->bucket))
+    return err_set (EINVAL, "%s: invalid bucket name \"%.70s\"",
+                    name, cfg->bucket);
+  if (!chars_valid (region, 32, LOWER_DIGITS "-"))
+    return err_set (EINVAL, "%s: invalid region \"%.40s\"", name, region);
+  if (r2 && cfg->addressing == STORE_ADDR_VIRTUAL)
+    return err_set (EINVAL, "r2 store: R2 is addressed path-style only");
+  if (r2 && !cfg->endpoint_url == !cfg->r2_account_id)
+    return err_set (EINVAL, "r2 store: give an account id or an endpoint "
+                    "URL (one of them)");
+  if (r2 && cfg->r2_account_id &&
+      !chars_valid (cfg->r2_account_id, 64, LOWER_DIGITS UPPER))
+    return err_set (EINVAL, "r2 store: invalid account id");
+  endpoint = cfg->endpoint_url ? xasprintf ("%s", cfg->endpoint_url)
+    : r2 ? xasprintf ("https://%s.r2.cloudflarestorage.com",
+                      cfg->r2_account_id)
+    : xasprintf ("https://s3.%s.amazonaws.com", region);
+  if (parse_endpoint (endpoint, &scheme_len, &hostport, &is_ip) == -1)
+    return err_set (EINVAL, "%s: endpoint URL \"%.100s\" is not "
+                    "http[s]://HOST[:PORT]", name, endpoint);
+  /* On AWS, a dotted bucket name goes path-style: the wildcard TLS
+   * certificate of s3.REGION.amazonaws.com covers one label only.
+   */
+  virtual = cfg->addressing == STORE_ADDR_VIRTUAL ||
+    (cfg->addressing == STORE_ADDR_AUTO && !r2 && !cfg->endpoint_url &&
+     !strchr (cfg->bucket, '.'));
+  if (virtual && is_ip)
+    return err_set (EINVAL, "%s: virtual-hosted addressing needs a host "
+                    "name in the endpoint URL, not an address", name);
+  c->host = virtual ? xasprintf ("%s.%s", cfg->bucket, hostport)
+    : xasprintf ("%s", hostport);
+  c->base = xasprintf ("%.*s%s", (int) scheme_len, endpoint, c->host);
+  c->bucket_path = virtual ? xasprintf ("%s", "")
+    : xasprintf ("/%s", cfg->bucket);
+  c->key.region = xasprintf ("%s", region);
+  c->st->describe = xasprintf ("%s://%s (%.*s%s, %s)", r2 ? "r2" : "s3",
+                               cfg->bucket, (int) scheme_len, endpoint,
+                               hostport, virtual ? "virtual-hosted"
+                               : "path-style");
+  return 0;
+}
+
+struct s3_client *
+s3_client_open (const struct store_config *cfg, struct store *st)
+{
+  const char *ak = getenv ("AWS_ACCESS_KEY_ID");
+  const char *sk = getenv ("AWS_SECRET_ACCESS_KEY");
+  const char *token = getenv ("AWS_SESSION_TOKEN");
+  struct s3_client *c = calloc (1, sizeof *c);
+
+  if (c == NULL) {
+    err_set (errno, "calloc: %m");
+    return NULL;
+  }
+  c->st = st;
+  if (configure (c, cfg) == -1)
+    goto err;
+  if (ak == NULL || ak[0] == '\0' || sk == NULL || sk[0] == '\0') {
+    err_set (EINVAL, "%s: AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY must "
+             "be set in the environment", st->describe);
+    goto err;
+  }
+  c->key.access_key = xasprintf ("%s", ak);
+  c->key.secret_key = xasprintf ("%s", sk);
+  c->key.service = "s3";
+  c->token = token && token[0] ? xasprintf ("%s", token) : NULL;
+  c->retries = cfg->retries;
+  c->pool = http_pool_new (cfg->timeout ? cfg->timeout : DEFAULT_TIMEOUT);
+  if (c->pool == NULL)
+    goto err;
+  return c;
+ err:
+  s3_client_close (c);
+  return NULL;
+}
+
+void
+s3_client_close (struct s3_client *c)
+{
+  if (c == NULL)
+    return;
+  http_pool_free (c->pool);
+  free (c->base);
+  free (c->host);
+  free (c->bucket_path);
+  free ((char *) c->key.access_key);
+  if (c->key.secret_key) {
+    OPENSSL_cleanse ((char *) c->key.secret_key, strlen (c->key.secret_key));
+    free ((char *) c->key.secret_key);
+  }
+  free ((char *) c->key.region);
+  free (c->token);
+  free (c);
+}

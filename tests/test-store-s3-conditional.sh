@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# Conditional puts on S3.  A store that cannot evaluate them (stock Swift
+# 2.30 answers HTTP 501) makes them fail with not_supported and a message
+# saying so, and nothing is written.  A store that evaluates them (AWS S3;
+# here Swift with the cond-put shim of s3-server.sh) gives the file
+# store's compare-and-swap: if-absent refuses an existing key, if-match
+# needs the current etag exactly as put and head report it.
+. "$srcdir/functions.sh"
+requires grep
+
+tmp=$(make_tmpdir)
+st () { "$STORE_TOOL" --backend s3 --endpoint-url "$S3_ENDPOINT" \
+                      --bucket "$S3_BUCKET" "$@"; }
+echo one > "$tmp/v1"
+echo two > "$tmp/v2"
+
+start_s3
+if st put k "$tmp/v1" if-absent 2>"$tmp/err"; then
+    fail "stock Swift accepted a conditional put"
+fi
+grep -q 'does not support this request: HTTP 501 (NotImplemented' "$tmp/err"
+grep -q '\[not_supported\]$' "$tmp/err"
+if st head k 2>/dev/null; then fail "the refused put wrote k"; fi
+e0=$(st put k "$tmp/v1")
+if st put k "$tmp/v2" if-match "$e0" 2>"$tmp/err"; then
+    fail "stock Swift accepted If-Match"
+fi
+grep -q '\[not_supported\]$' "$tmp/err"
+[ "$(st get k)" = one ]
+
+start_s3 cond-put
+e1=$(st put k "$tmp/v1" if-absent)
+if st put k "$tmp/v2" if-absent 2>"$tmp/err"; then fail "if-absent overwrote"; fi
+grep -q 'HTTP 412 (PreconditionFailed' "$tmp/err"
+grep -q '\[conflict\]$' "$tmp/err"
+[ "$(st head k)" = "4 $e1" ]
+e2=$(st put k "$tmp/v2" if-match "$e1")
+[ "$e1" != "$e2" ]
+[ "$(st head k)" = "4 $e2" ]
+if st put k "$tmp/v1" if-match "$e1" 2>"$tmp/err"; then
+    fail "stale if-match accepted"
+fi
+grep -q '\[conflict\]$' "$tmp/err"
+if st put gone "$tmp/v1" if-match "$e2" 2>"$tmp/err"; then
+    fail "if-match created a missing key"
+fi
+grep -q '\[conflict\]$' "$tmp/err"
+[ "$(st get k)" = two ]
+echo OK
