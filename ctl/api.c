@@ -25,7 +25,6 @@
 #include <config.h>
 
 #include <errno.h>
-#include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -34,7 +33,6 @@
 
 #include <event2/buffer.h>
 #include <event2/http.h>
-#include <event2/keyvalq_struct.h>
 #include <event2/listener.h>
 #include <json-c/json.h>
 
@@ -69,8 +67,8 @@ enum reply_kind { REPLY_JSON, REPLY_HEALTH, REPLY_METRICS };
 
 struct route {
   enum evhttp_cmd_type method;
-  const char *path;             /* "*": an export (as PATH_ID), "**": a
-                                   snapshot id */
+  const char *path;             /* "*" matches an export name (checked
+                                   as PATH_ID), "**" a snapshot id */
   const char *cmd;
   enum id_kind path_id;
   const struct field *body;     /* NULL: any body is ignored */
@@ -138,7 +136,6 @@ struct call {
 
 static struct evhttp *http;
 static struct evhttp_bound_socket *bound;
-static struct event_base *base;
 static char *sock_path;
 static uint64_t start_ns;
 
@@ -503,7 +500,7 @@ api_handle (struct evhttp_request *req, void *arg)
     abort ();
   c->req = req;
   c->route = route;
-  if (relay_send (base, supervise_control (), cmd, on_reply, c) == -1) {
+  if (relay_send (cmd, on_reply, c) == -1) {
     respond_unavailable (req, route, err_msg ());
     free (c);
   }
@@ -511,12 +508,11 @@ api_handle (struct evhttp_request *req, void *arg)
 }
 
 int
-api_start (struct event_base *b, const char *path, gid_t gid)
+api_start (struct event_base *base, const char *path, gid_t gid)
 {
   struct evconnlistener *listener;
   int fd;
 
-  base = b;
   start_ns = time_mono_ns ();
   if (unixsock_clear_stale (path) == -1)
     return err_prefix ("admin socket");

@@ -526,7 +526,7 @@ main (int argc, char **argv)
     gid = g->gr_gid;
   }
   if (opt.control)
-    supervise_attach (opt.control);
+    supervise_attach ();
   else {
     run_dir = xasprintf ("%s/" RUN_DIR_NAME, opt.cache_root);
     cfg.pidfile = xasprintf ("%s/nbdkit.pid", run_dir);
@@ -543,6 +543,7 @@ main (int argc, char **argv)
     notify_parent ("cannot create the event loop");
     return 1;
   }
+  relay_init (base, opt.control ? opt.control : cfg.control);
   for (int i = 0; i < 3; i++) {
     sigev[i] = evsignal_new (base, signals[i], on_signal, NULL);
     if (sigev[i] == NULL || event_add (sigev[i], NULL) == -1)

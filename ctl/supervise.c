@@ -76,7 +76,6 @@ extern char **environ;
 static struct {
   struct event_base *base;
   const struct supervise_config *cfg;
-  const char *control;
   char **keeper_argv;           /* "lazyvold keep" + cfg->argv */
   supervise_ready_fn ready;     /* until the first nbdkit answers or fails */
   enum state state;
@@ -338,8 +337,7 @@ ping (void)
   json_object *req = json_object_new_object ();
 
   json_object_object_add (req, "cmd", json_object_new_string ("ping"));
-  if (relay_send (sv.base, sv.control, req, on_ping,
-                  (void *) (uintptr_t) sv.generation) == 0)
+  if (relay_send (req, on_ping, (void *) (uintptr_t) sv.generation) == 0)
     sv.ping_pending = true;
   json_object_put (req);
 }
@@ -349,7 +347,7 @@ static void
 starting_timed_out (void)
 {
   snprintf (sv.failure, sizeof sv.failure, "nbdkit did not answer on %s "
-            "within %d s", sv.control, READY_TIMEOUT_S);
+            "within %d s", sv.cfg->control, READY_TIMEOUT_S);
   if (sv.adopted) {
     /* Not ours to kill: it may be serving clients. */
     char why[sizeof sv.failure + 128];
@@ -395,7 +393,6 @@ supervise_start (struct event_base *base, const struct supervise_config *cfg,
 
   sv.base = base;
   sv.cfg = cfg;
-  sv.control = cfg->control;
   sv.ready = ready;
   sv.timer = evtimer_new (base, on_timer, NULL);
   while (cfg->argv[n])
@@ -416,16 +413,9 @@ supervise_start (struct event_base *base, const struct supervise_config *cfg,
 }
 
 void
-supervise_attach (const char *control)
+supervise_attach (void)
 {
-  sv.control = control;
   sv.state = ATTACHED;
-}
-
-const char *
-supervise_control (void)
-{
-  return sv.control;
 }
 
 const char *

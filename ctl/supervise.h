@@ -4,8 +4,8 @@
  * process answers on the control socket (a previous lazyvold left it
  * serving), or else starts one, and restarts it whenever it dies.  In
  * attach mode the user runs nbdkit and lazyvold only talks to its control
- * socket.  Either way the rest of the daemon asks supervise_control() where
- * to send commands and supervise_unavailable() whether to try.
+ * socket.  Either way the rest of the daemon asks supervise_unavailable()
+ * whether to send commands at all.
  */
 #ifndef LAZYVOLD_SUPERVISE_H
 #define LAZYVOLD_SUPERVISE_H
@@ -35,13 +35,11 @@ int supervise_start (struct event_base *base,
                      const struct supervise_config *cfg,
                      supervise_ready_fn ready)
   __attribute__ ((__nonnull__));
-/* Use the control socket CONTROL of an nbdkit someone else runs. */
-void supervise_attach (const char *control) __attribute__ ((__nonnull__));
+/* Attach mode: nbdkit is someone else's; supervise nothing. */
+void supervise_attach (void);
 
-/* The control socket to send commands to. */
-const char *supervise_control (void);
 /* NULL when commands may be sent, else a sentence saying why not
- * ("nbdkit is starting", "nbdkit exited ...; restarting in 2.0 s").
+ * ("nbdkit is starting", "nbdkit is not running: ...; restarting it").
  */
 const char *supervise_unavailable (void);
 /* Was the running nbdkit adopted from an earlier lazyvold? */
