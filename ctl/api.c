@@ -156,13 +156,18 @@ method_name (enum evhttp_cmd_type m)
   return "?";
 }
 
-/* Send BODY (consumed) with STATUS and CONTENT_TYPE. */
+/* Send BODY (consumed) with STATUS and CONTENT_TYPE.  Requests that may
+ * change something are logged; reads (monitoring polls) only in debug.
+ */
 static void
 respond (struct evhttp_request *req, int status, const char *content_type,
          struct evbuffer *body)
 {
-  log_debug ("%s %s: %d", method_name (evhttp_request_get_command (req)),
-             evhttp_request_get_uri (req), status);
+  enum evhttp_cmd_type method = evhttp_request_get_command (req);
+
+  log_msg (method == EVHTTP_REQ_GET ? LOG_LV_DEBUG : LOG_LV_INFO,
+           "%s %s: %d", method_name (method), evhttp_request_get_uri (req),
+           status);
   evhttp_add_header (evhttp_request_get_output_headers (req),
                      "Content-Type", content_type);
   evhttp_send_reply (req, status, NULL, body);
@@ -418,7 +423,9 @@ on_reply (json_object *reply, void *opaque)
   struct call *c = opaque;
   json_object *ok, *code;
 
-  if (reply == NULL)
+  if (reply == NULL && (err_errno () == EBADMSG || err_errno () == EMSGSIZE))
+    respond_error (c->req, 500, "internal", err_msg ());
+  else if (reply == NULL)
     respond_unavailable (c->req, c->route, err_msg ());
   else if (!json_object_object_get_ex (reply, "ok", &ok) ||
            !json_object_get_boolean (ok)) {
@@ -527,6 +534,9 @@ api_start (struct event_base *base, const char *path, gid_t gid)
       evconnlistener_free (listener);
     else
       close (fd);
+    if (http)
+      evhttp_free (http);
+    http = NULL;
     unlink (path);
     return err_set (ENOMEM, "admin socket %s: cannot serve HTTP on it", path);
   }

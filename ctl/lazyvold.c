@@ -409,10 +409,11 @@ daemonize (void)
 static void
 notify_parent (const char *message)
 {
+  size_t len = message ? strlen (message) : 1;   /* ready: one NUL byte */
+
   if (notify_fd == -1)
     return;
-  if (write (notify_fd, message ? message : "", message ? strlen (message)
-             : 1) == -1)
+  if (write (notify_fd, message ? message : "", len) == -1)
     log_warn ("cannot tell the parent process: %m");
   close (notify_fd);
   notify_fd = -1;
@@ -442,9 +443,11 @@ lock_run_dir (const char *run_dir)
   if (fd == -1)
     return err_set (errno, "%s: %m", path);
   if (flock (fd, LOCK_EX | LOCK_NB) == -1) {
-    err_set (errno, errno == EWOULDBLOCK
-             ? "another lazyvold is serving cache root %s" : "lock %s: %m",
-             errno == EWOULDBLOCK ? opt.cache_root : path);
+    if (errno == EWOULDBLOCK)
+      err_set (EBUSY, "another lazyvold is serving cache root %s",
+               opt.cache_root);
+    else
+      err_set (errno, "lock %s: %m", path);
     close (fd);
     return -1;
   }
@@ -467,8 +470,12 @@ on_ready (bool ok)
       return;
     }
   }
-  log_info ("ready: NBD on %s, admin API on %s", opt.listen,
-            opt.admin_sock);
+  if (opt.control)
+    log_info ("ready: admin API on %s for nbdkit's control socket %s",
+              opt.admin_sock, opt.control);
+  else
+    log_info ("ready: NBD on %s, admin API on %s", opt.listen,
+              opt.admin_sock);
   notify_parent (NULL);
 }
 

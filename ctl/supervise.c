@@ -173,14 +173,15 @@ schedule_restart (void)
 static void
 on_nbdkit_exit (evutil_socket_t fd, short what, void *arg)
 {
-  char how[sizeof sv.failure];
+  char how[sizeof sv.failure - 32];   /* room for " before it was ready" */
 
   evtimer_del (sv.timer);
   unwatch ();
   reap (how, sizeof how);
-  /* A timeout already said why better than "killed by signal 9". */
-  if (sv.state != STARTING || sv.failure[0] == '\0')
+  if (sv.state != STARTING)
     snprintf (sv.failure, sizeof sv.failure, "%s", how);
+  else if (sv.failure[0] == '\0')  /* else a timeout said it better */
+    snprintf (sv.failure, sizeof sv.failure, "%s before it was ready", how);
   if (sv.state == STOPPING) {
     log_info ("%s", sv.failure);
     sv.state = DOWN;
@@ -189,15 +190,13 @@ on_nbdkit_exit (evutil_socket_t fd, short what, void *arg)
   }
   if (sv.ready && sv.adopted) {
     /* Left by an earlier lazyvold, and perhaps shutting down. */
-    log_warn ("%s before it answered; starting a new one", sv.failure);
+    log_warn ("%s; starting a new one", sv.failure);
     if (spawn () == -1)
       fail_first (NULL);
     return;
   }
   if (sv.ready) {
-    char why[sizeof sv.failure + 32];
-    snprintf (why, sizeof why, "%s before it was ready", sv.failure);
-    fail_first (why);
+    fail_first (sv.failure);
     return;
   }
   if (sv.state == UP &&

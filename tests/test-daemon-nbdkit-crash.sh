@@ -29,7 +29,7 @@ api_expect 503 POST /v1/exports/v/snapshot >/dev/null
 api GET /v1/metrics | grep -x 'lazyvold_nbdkit_up 0'
 grep -q "nbdkit pid $old was killed by signal 9" "$tmp/lazyvold.log"
 # Restarts fail while the plugin is missing, and are retried.
-wait_for 30 grep -q 'exited with status 1; restarting it in' "$tmp/lazyvold.log"
+wait_for 30 grep -q 'exited with status 1 before it was ready; restarting it in' "$tmp/lazyvold.log"
 
 mv "$tmp/plugin.away" "$tmp/plugin.so"
 wait_for 60 api_ready
