@@ -93,7 +93,8 @@ expect 409 busy DELETE "/v1/exports/v/snapshots/$sid"
 import nbd, os, sys, time
 h = nbd.NBD(); h.connect_uri(sys.argv[1])
 open(sys.argv[2] + "/connected", "w").close()
-while not os.path.exists(sys.argv[2] + "/release"):
+deadline = time.time() + 120
+while not os.path.exists(sys.argv[2] + "/release") and time.time() < deadline:
     time.sleep(0.05)
 h.shutdown()
 PY
