@@ -31,6 +31,7 @@
 
 #include <errno.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -51,6 +52,7 @@
 #define STAGING "snapshot.staging"
 
 int publish_crash_step;
+int publish_delay_ms;
 
 /* Die here if the test hook asks for a crash after STEP. */
 static void
@@ -277,7 +279,14 @@ move_head (struct publish *p, const struct volume_head *head,
                  p->etag, &obj);
   if (r == -1 && errno == ENOTSUP) {
     /* Weak fencing: read, check, write. */
+    static atomic_bool warned;
     struct volume_head cur;
+
+    if (!atomic_exchange (&warned, true))
+      log_warn ("%s does not evaluate conditional puts: publishing falls "
+                "back to re-reading volume.json just before replacing it, "
+                "which leaves a window of one request between two writers",
+                store_describe (env->st));
     if (volume_fetch_head (env, head->export_id, &cur, NULL) == -1)
       return -1;
     if (cur.generation != p->old_head.generation ||
@@ -383,6 +392,8 @@ publish_frozen (struct publish *p, int64_t n, struct publish_result *out)
   head.generation = p->generation;
   memcpy (head.snapshot_id, p->sid, sizeof head.snapshot_id);
   time_now_iso8601 (head.updated);
+  if (publish_delay_ms > 0)
+    usleep (publish_delay_ms * 1000);
   if (move_head (p, &head, etag) == -1)
     goto err;
   head_moved = true;

@@ -24,6 +24,10 @@
  * -D lazyvol.publish_crash=N.
  */
 extern int publish_crash_step;
+/* Test hook: sleep this many milliseconds before moving the head (to let
+ * a test race another writer into that window).  -D lazyvol.publish_delay.
+ */
+extern int publish_delay_ms;
 
 struct publish_result {
   bool created;                 /* false: nothing was dirty */
