@@ -275,7 +275,7 @@ volume_load (struct volume_env *env, const char *export_id,
                "than volume.json", export_id, v->head.snapshot_id);
       goto err;
     }
-    if (publish_recover (env, &v->head, v->cache_dir) == -1)
+    if (publish_recover (env, &v->head, v->cache_dir, NULL) == -1)
       goto err;
   }
   else {
