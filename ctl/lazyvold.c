@@ -253,7 +253,9 @@ parse_serve (int argc, char **argv)
       check_param (optarg);
       append (&opt.params, &opt.nparams, optarg);
       break;
-    case OPT_NBDKIT: opt.nbdkit = optarg; break;
+    case OPT_NBDKIT:                    /* a path, or a name to look up */
+      opt.nbdkit = strchr (optarg, '/') ? absolute (optarg) : optarg;
+      break;
     case OPT_PLUGIN: opt.plugin = absolute (optarg); break;
     case OPT_CONTROL: opt.control = absolute (optarg); break;
     case OPT_ADMIN_GROUP: opt.admin_group = optarg; break;
@@ -280,6 +282,10 @@ parse_serve (int argc, char **argv)
   }
   if (opt.cache_root == NULL)
     usage_error ("--cache-root DIR is required (try --help)");
+  /* The file store's bucket is a directory; nbdkit may run in /. */
+  if (opt.bucket && opt.storage_backend &&
+      strcmp (opt.storage_backend, "file") == 0)
+    opt.bucket = absolute (opt.bucket);
   if (opt.admin_sock == NULL)
     opt.admin_sock = xasprintf ("%s/" RUN_DIR_NAME "/admin.sock",
                                 opt.cache_root);
