@@ -169,6 +169,14 @@ field ()
     printf '%s' "$1" | jq -r ".$2"
 }
 
+# no_clients EXPORT: does EXPORT have no NBD client left?  A client
+# program that has exited may still be closing in nbdkit for a moment, so
+# tests wait for this before a reset or close.
+no_clients ()
+{
+    [ "$(ctl "{\"cmd\":\"status\",\"export_id\":\"$1\"}" | jq .connections)" = 0 ]
+}
+
 # uri EXPORT: the NBD URI of an export on $nbd.
 uri ()
 {
@@ -300,4 +308,10 @@ free_port ()
 {
     /usr/bin/python3 -c 'import socket; s = socket.socket()
 s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+# api_no_clients EXPORT: no_clients through the admin API.
+api_no_clients ()
+{
+    [ "$(api GET "/v1/exports/$1/status" | jq .connections)" = 0 ]
 }

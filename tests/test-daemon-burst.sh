@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # A burst of requests is served, not refused: 500 HTTP requests sent at
 # once on 500 connections all get 200 with the export list.  (The plugin
-# takes at most 64 control connections, with a listen backlog of 16;
+# takes at most 64 control connections and answers more with "busy";
 # lazyvold queues requests for its own pool of connections to it.)
 . "$srcdir/functions.sh"
 requires "$LAZYVOLD" curl jq /usr/bin/python3

@@ -39,10 +39,12 @@ api POST /v1/exports/open "{\"export_id\":\"vm01@$s1\"}" |
 nbdcopy "$(uri "vm01@$s1")" "$tmp/view.img"
 cmp "$tmp/s1.img" "$tmp/view.img"
 api GET "/v1/exports/vm01@$s1/status" | jq -e '.readonly == true'
+wait_for 30 api_no_clients "vm01@$s1"
 api POST "/v1/exports/vm01@$s1/close" | jq -e '. == {}'
 api_expect 404 GET "/v1/exports/vm01@$s1/status" >/dev/null
 
 # close, then open: back from the store.
+wait_for 30 api_no_clients vm01
 api POST /v1/exports/vm01/close | jq -e '. == {}'
 api_expect 404 GET /v1/exports/vm01/status >/dev/null
 api GET /v1/exports | jq -e '.exports == []'
@@ -51,6 +53,7 @@ api_expect 200 POST /v1/exports/open '{"export_id":"vm01"}' |
         .snapshot_generation == 3 and .chunk_count == 16'
 
 # Hydrate an empty cache: every chunk of the image that is not a hole.
+wait_for 30 api_no_clients vm01
 api POST /v1/exports/vm01/cache/reset | jq -e '.resident_chunks == 0'
 api_expect 202 POST /v1/exports/vm01/hydrate |
     jq -e '.export_id == "vm01" and

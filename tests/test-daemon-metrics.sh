@@ -16,9 +16,11 @@ api POST /v1/exports/create '{"export_id":"e1","size":8388608,"chunk_size":10485
 api POST /v1/exports/create '{"export_id":"e2","size":8388608}' >/dev/null
 qemu-io -f raw -c 'write -P 1 0 2M' -c 'write -P 2 4M 4k' "$(uri e1)" >/dev/null
 api POST /v1/exports/e1/snapshot >/dev/null
+wait_for 30 api_no_clients e1
 api POST /v1/exports/e1/cache/reset >/dev/null
 # One chunk fetched, then read again from the cache; one chunk dirty.
 qemu-io -f raw -c 'read 0 4k' -c 'read 0 1M' -c 'write -P 3 6M 4k' "$(uri e1)" >/dev/null
+wait_for 30 api_no_clients e1
 
 [ "$(curl -sS --unix-socket "$admin" -o "$tmp/metrics" -w '%{content_type}' \
       http://localhost/v1/metrics)" = 'text/plain; version=0.0.4; charset=utf-8' ]

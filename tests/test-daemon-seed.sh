@@ -84,6 +84,7 @@ api GET /v1/exports | jq -e --arg view "vm01@$s2" \
 
 # cache/reset: local state gone; the export reads as its published head.
 qemu-io -f raw -c 'write -P 6 100M 4k' "$(uri vm01)" >/dev/null
+wait_for 30 api_no_clients vm01
 r=$(curl -X POST --unix-socket "$sock" \
   http://localhost/v1/exports/vm01/cache/reset)
 jq -e '.export_id == "vm01" and .resident_chunks == 0 and
