@@ -17,20 +17,8 @@ admin=$state/admin.sock
 PACKAGES="build-essential autoconf automake libtool pkg-config perl
   nbdkit nbdkit-plugin-dev libcurl4-openssl-dev libssl-dev libjson-c-dev
   libevent-dev libnbd-bin qemu-utils curl"
-missing=
-for p in $PACKAGES; do
-    dpkg-query -W -f='${Status}\n' "$p" 2>/dev/null | grep -q 'ok installed' ||
-        missing="$missing $p"
-done
-if [ -n "$missing" ]; then
-    echo "quickstart: installing:$missing"
-    sudo=
-    [ "$(id -u)" = 0 ] || sudo=sudo
-    $sudo env DEBIAN_FRONTEND=noninteractive apt-get update -q
-    # shellcheck disable=SC2086
-    $sudo env DEBIAN_FRONTEND=noninteractive \
-        apt-get install -y -q --no-install-recommends $missing
-fi
+# shellcheck disable=SC2086
+./install-deps.sh $PACKAGES
 
 [ -x configure ] && [ configure -nt configure.ac ] || ./bootstrap.sh
 mkdir -p _build
