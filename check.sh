@@ -14,26 +14,8 @@ PACKAGES="build-essential autoconf automake libtool pkg-config perl
   libevent-dev libnbd-bin python3-libnbd qemu-utils python3-swift
   python3-boto3 curl jq socat procps"
 
-missing=
-for p in $PACKAGES; do
-    dpkg-query -W -f='${Status}\n' "$p" 2>/dev/null | grep -q 'ok installed' ||
-        missing="$missing $p"
-done
-if [ -n "$missing" ]; then
-    echo "check.sh: installing:$missing"
-    if [ "$(id -u)" = 0 ]; then
-        sudo=
-    elif command -v sudo >/dev/null; then
-        sudo=sudo
-    else
-        echo "check.sh: run as root or install sudo to install:$missing" >&2
-        exit 1
-    fi
-    $sudo env DEBIAN_FRONTEND=noninteractive apt-get update -q
-    # shellcheck disable=SC2086
-    $sudo env DEBIAN_FRONTEND=noninteractive \
-        apt-get install -y -q --no-install-recommends $missing
-fi
+# shellcheck disable=SC2086
+./install-deps.sh $PACKAGES
 
 [ -x configure ] && [ configure -nt configure.ac ] || ./bootstrap.sh
 mkdir -p _build

@@ -33,20 +33,9 @@
  * fill holds BUSY until the chunk is RESIDENT, and writers to a non-
  * resident chunk need BUSY, a fill can never land on top of a write.
  *
- * Point-in-time publish.  cache_publish_begin takes c->gate exclusively,
- * so no write is half done, and marks the chunks to publish PUBLISHING
- * and FROZEN: a word-wise OR of bitmaps, so the pause does not grow with
- * the manifest.  Writes go on at once: a write to a FROZEN chunk first
- * copies the chunk's bytes (fetching them if need be) to
- * snapshot.staging, sets STAGED and clears FROZEN, then proceeds; it also
- * sets REDIRTY.  The uploader reads each chunk with cache_publish_read
- * under BUSY: from staging if STAGED, else from cache.raw if RESIDENT
- * (not rewritten since the freeze), else it is the published image's
- * and the caller fetches it.  So a snapshot holds exactly the writes
- * acknowledged before the request, and a write that raced it is either
- * wholly in or wholly out.  The pause for writers is the time to drain
- * the writes in flight.  On success, PUBLISHING chunks without REDIRTY
- * become clean; on failure nothing changes, so the next publish retries.
+ * Point-in-time publish: see cache-publish.c.  Writes to a FROZEN chunk
+ * first save its bytes to snapshot.staging (stage_chunk), set STAGED and
+ * clear FROZEN; they set REDIRTY on PUBLISHING chunks.
  *
  * Flush ordering.  A chunk's DIRTY bit is set only after its bytes were
  * written to cache.raw.  cache_flush copies the changed dirty-bitmap pages
@@ -77,57 +66,10 @@
 #include <unistd.h>
 
 #include "bitmap.h"
-#include "cache.h"
+#include "cache-impl.h"
 #include "err.h"
 #include "meta.h"
 #include "util.h"
-
-/* Memory for fill buffers is bounded by this many bytes, at least
- * BUFS_MIN and at most BUFS_MAX buffers of one chunk each.
- */
-#define BUF_BYTES (256 * 1024 * 1024)
-#define BUFS_MIN 4
-#define BUFS_MAX 64
-
-struct cache {
-  char *dir, *raw_path, *staging_path;
-  int raw_fd;
-  int staging_fd;               /* -1 unless a publish is running */
-  struct meta *meta;
-  uint64_t size, chunks;
-  uint32_t chunk_size;
-  bool readonly;
-  struct cache_source src;
-
-  pthread_rwlock_t gate;        /* writes shared; freeze and reset exclusive */
-  pthread_mutex_t flush_lock;   /* one flush at a time */
-
-  pthread_mutex_t lock;         /* everything below */
-  pthread_cond_t cond;          /* a BUSY bit was cleared */
-  uint64_t *resident, *dirty, *busy;
-  uint64_t *publishing, *frozen, *staged, *redirty;
-  uint64_t *changed;            /* dirty-bitmap pages changed since flush */
-  uint64_t pages;
-  uint64_t n_resident, n_dirty, n_busy;
-  unsigned staging_users;       /* writers copying into snapshot.staging */
-  uint64_t writes;              /* modifications, to skip idle flushes */
-  uint64_t flushed_writes;      /* c->writes at the last good flush */
-  char snapshot_id[SNAPSHOT_ID_LEN + 1];
-
-  pthread_cond_t buf_cond;      /* a fill buffer was returned */
-  void **free_bufs;
-  unsigned nfree, nbufs, max_bufs;
-
-  _Atomic uint64_t read_hits, read_misses, fills, fill_bytes, fill_errors;
-};
-
-static uint32_t
-chunk_bytes (const struct cache *c, uint64_t chunk)
-{
-  uint64_t start = chunk * c->chunk_size;
-
-  return c->size - start < c->chunk_size ? c->size - start : c->chunk_size;
-}
 
 static void
 count (_Atomic uint64_t *counter, uint64_t n)
@@ -136,8 +78,8 @@ count (_Atomic uint64_t *counter, uint64_t n)
 }
 
 /* Take BUSY on CHUNK, waiting for its owner.  Called with c->lock held. */
-static void
-busy_take (struct cache *c, uint64_t chunk)
+void
+cache_busy_take (struct cache *c, uint64_t chunk)
 {
   while (bitmap_get (c->busy, chunk))
     pthread_cond_wait (&c->cond, &c->lock);
@@ -146,8 +88,8 @@ busy_take (struct cache *c, uint64_t chunk)
 }
 
 /* Release BUSY on CHUNK.  Called with c->lock held. */
-static void
-busy_release (struct cache *c, uint64_t chunk)
+void
+cache_busy_release (struct cache *c, uint64_t chunk)
 {
   assert (bitmap_get (c->busy, chunk));
   bitmap_clear (c->busy, chunk);
@@ -220,7 +162,7 @@ buf_put (struct cache *c, void *b)
 static int
 fetch (struct cache *c, uint64_t chunk, void *buf)
 {
-  uint32_t len = chunk_bytes (c, chunk);
+  uint32_t len = cache_chunk_bytes (c, chunk);
 
   if (c->src.fetch (c->src.opaque, chunk, buf, len) == -1) {
     count (&c->fill_errors, 1);
@@ -232,9 +174,9 @@ fetch (struct cache *c, uint64_t chunk, void *buf)
 }
 
 /* Make [OFFSET, OFFSET+LEN) of FD read as zeros; a hole if MAY_TRIM. */
-static int
-zero_range (int fd, uint64_t offset, uint64_t len, bool may_trim,
-            const char *what)
+int
+cache_zero_range (int fd, uint64_t offset, uint64_t len, bool may_trim,
+                  const char *what)
 {
   static const char zeros[65536];
   int mode = FALLOC_FL_KEEP_SIZE |
@@ -267,7 +209,7 @@ fill_and_release (struct cache *c, uint64_t chunk, void *out, uint32_t off,
   int r = fb ? fetch (c, chunk, fb) : -1;
 
   if (r == 0)
-    r = full_pwrite (c->raw_fd, fb, chunk_bytes (c, chunk),
+    r = full_pwrite (c->raw_fd, fb, cache_chunk_bytes (c, chunk),
                      chunk * c->chunk_size, c->raw_path);
   if (r == 0 && out)
     memcpy (out, (char *) fb + off, n);
@@ -276,7 +218,7 @@ fill_and_release (struct cache *c, uint64_t chunk, void *out, uint32_t off,
   pthread_mutex_lock (&c->lock);
   if (r == 0)
     mark_resident (c, chunk);
-  busy_release (c, chunk);
+  cache_busy_release (c, chunk);
   pthread_mutex_unlock (&c->lock);
   return r;
 }
@@ -304,7 +246,7 @@ read_chunk (struct cache *c, uint64_t chunk, void *buf, uint32_t off,
     memset (buf, 0, n);
     return 0;
   }
-  busy_take (c, chunk);
+  cache_busy_take (c, chunk);
   pthread_mutex_unlock (&c->lock);
   count (&c->read_misses, 1);
   return fill_and_release (c, chunk, buf, off, n);
@@ -318,7 +260,7 @@ cache_pread (struct cache *c, void *buf, uint32_t count_, uint64_t offset)
   while (count_ > 0) {
     uint64_t chunk = offset / c->chunk_size;
     uint32_t off = offset % c->chunk_size;
-    uint32_t n = chunk_bytes (c, chunk) - off;
+    uint32_t n = cache_chunk_bytes (c, chunk) - off;
 
     if (n > count_)
       n = count_;
@@ -341,7 +283,7 @@ stage_chunk (struct cache *c, uint64_t chunk, bool resident, bool has,
              void **fb)
 {
   uint64_t pos = chunk * c->chunk_size;
-  uint32_t len = chunk_bytes (c, chunk);
+  uint32_t len = cache_chunk_bytes (c, chunk);
 
   if (!resident && !has)
     return 0;                   /* zeros: the staging file is sparse */
@@ -364,7 +306,7 @@ modify_slow (struct cache *c, uint64_t chunk, uint32_t off, uint32_t n,
              const void *data, bool may_trim)
 {
   uint64_t pos = chunk * c->chunk_size;
-  uint32_t len = chunk_bytes (c, chunk);
+  uint32_t len = cache_chunk_bytes (c, chunk);
   bool whole = off == 0 && n == len;
   bool resident, has, frozen;
   void *fb = NULL;
@@ -394,13 +336,13 @@ modify_slow (struct cache *c, uint64_t chunk, uint32_t off, uint32_t n,
 
   if (resident) {
     r = data ? full_pwrite (c->raw_fd, data, n, pos + off, c->raw_path)
-      : zero_range (c->raw_fd, pos + off, n, may_trim, c->raw_path);
+      : cache_zero_range (c->raw_fd, pos + off, n, may_trim, c->raw_path);
   }
   else if (whole || !has) {
     /* No fetch: the rest of the chunk is zeros (it may hold stale bytes
      * of a chunk dropped after a crash, so clear it first).
      */
-    r = zero_range (c->raw_fd, pos, len, may_trim || !whole, c->raw_path);
+    r = cache_zero_range (c->raw_fd, pos, len, may_trim || !whole, c->raw_path);
     if (r == 0 && data)
       r = full_pwrite (c->raw_fd, data, n, pos + off, c->raw_path);
   }
@@ -430,7 +372,7 @@ modify_chunk (struct cache *c, uint64_t chunk, uint32_t off, uint32_t n,
               const void *data, unsigned zflags)
 {
   uint64_t pos = chunk * c->chunk_size;
-  bool whole = off == 0 && n == chunk_bytes (c, chunk);
+  bool whole = off == 0 && n == cache_chunk_bytes (c, chunk);
   bool may_trim = zflags & CACHE_ZERO_MAY_TRIM;
   int r;
 
@@ -448,7 +390,7 @@ modify_chunk (struct cache *c, uint64_t chunk, uint32_t off, uint32_t n,
     if (data)
       r = full_pwrite (c->raw_fd, data, n, pos + off, c->raw_path);
     else
-      r = zero_range (c->raw_fd, pos + off, n, may_trim, c->raw_path);
+      r = cache_zero_range (c->raw_fd, pos + off, n, may_trim, c->raw_path);
     pthread_mutex_lock (&c->lock);
     if (r == 0)
       mark_dirty (c, chunk);
@@ -467,7 +409,7 @@ modify_chunk (struct cache *c, uint64_t chunk, uint32_t off, uint32_t n,
     return err_set (ENOTSUP, "fast zero of part of chunk %ju would need "
                     "a fetch", (uintmax_t) chunk);
   }
-  busy_take (c, chunk);
+  cache_busy_take (c, chunk);
   pthread_mutex_unlock (&c->lock);
 
   r = modify_slow (c, chunk, off, n, data, may_trim);
@@ -475,7 +417,7 @@ modify_chunk (struct cache *c, uint64_t chunk, uint32_t off, uint32_t n,
   pthread_mutex_lock (&c->lock);
   if (r == 0)
     mark_dirty (c, chunk);
-  busy_release (c, chunk);
+  cache_busy_release (c, chunk);
   pthread_mutex_unlock (&c->lock);
   return r;
 }
@@ -494,7 +436,7 @@ modify (struct cache *c, const void *data, uint32_t count_, uint64_t offset,
   while (r == 0 && count_ > 0) {
     uint64_t chunk = offset / c->chunk_size;
     uint32_t off = offset % c->chunk_size;
-    uint32_t n = chunk_bytes (c, chunk) - off;
+    uint32_t n = cache_chunk_bytes (c, chunk) - off;
 
     if (n > count_)
       n = count_;
@@ -598,7 +540,7 @@ cache_prefetch (struct cache *c, uint64_t chunk)
     pthread_mutex_unlock (&c->lock);
     return 0;                   /* resident, being filled, or zeros */
   }
-  busy_take (c, chunk);
+  cache_busy_take (c, chunk);
   pthread_mutex_unlock (&c->lock);
   return fill_and_release (c, chunk, NULL, 0, 0);
 }
@@ -649,7 +591,7 @@ cache_extents (struct cache *c, uint32_t count_, uint64_t offset,
 
   while (offset < end) {
     uint64_t chunk = offset / c->chunk_size;
-    uint64_t cend = chunk * c->chunk_size + chunk_bytes (c, chunk);
+    uint64_t cend = chunk * c->chunk_size + cache_chunk_bytes (c, chunk);
     bool resident, has;
     int r;
 
@@ -671,144 +613,6 @@ cache_extents (struct cache *c, uint32_t count_, uint64_t offset,
   return 0;
 }
 
-int64_t
-cache_publish_begin (struct cache *c, const uint64_t *extra)
-{
-  uint64_t words = bitmap_words (c->chunks), n;
-
-  if (c->readonly)
-    return err_set (EROFS, "this export is read-only");
-  assert (c->staging_fd == -1);
-  c->staging_fd = open (c->staging_path,
-                        O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-  if (c->staging_fd == -1)
-    return err_set (errno, "create %s: %m", c->staging_path);
-  if (ftruncate (c->staging_fd, c->size) == -1) {
-    err_set (errno, "truncate %s: %m", c->staging_path);
-    close (c->staging_fd);
-    c->staging_fd = -1;
-    return -1;
-  }
-
-  /* Exclusive gate: no write is in flight while the set is chosen. */
-  pthread_rwlock_wrlock (&c->gate);
-  pthread_mutex_lock (&c->lock);
-  for (uint64_t w = 0; w < words; w++) {
-    c->publishing[w] = c->dirty[w] | (extra ? extra[w] : 0);
-    c->frozen[w] = c->publishing[w];
-    c->staged[w] = c->redirty[w] = 0;
-  }
-  n = bitmap_count (c->publishing, c->chunks);
-  pthread_mutex_unlock (&c->lock);
-  pthread_rwlock_unlock (&c->gate);
-  return n;
-}
-
-bool
-cache_publish_next (struct cache *c, uint64_t from, uint64_t *chunk)
-{
-  pthread_mutex_lock (&c->lock);
-  *chunk = bitmap_next (c->publishing, from, c->chunks);
-  pthread_mutex_unlock (&c->lock);
-  return *chunk < c->chunks;
-}
-
-int
-cache_publish_read (struct cache *c, uint64_t chunk, void *buf)
-{
-  uint32_t len = chunk_bytes (c, chunk);
-  uint64_t pos = chunk * c->chunk_size;
-  bool staged, resident;
-  int r = 0;
-
-  pthread_mutex_lock (&c->lock);
-  assert (bitmap_get (c->publishing, chunk));
-  busy_take (c, chunk);
-  staged = bitmap_get (c->staged, chunk);
-  resident = bitmap_get (c->resident, chunk);
-  pthread_mutex_unlock (&c->lock);
-
-  if (staged)
-    r = full_pread (c->staging_fd, buf, len, pos, c->staging_path);
-  else if (resident)
-    r = full_pread (c->raw_fd, buf, len, pos, c->raw_path);
-
-  pthread_mutex_lock (&c->lock);
-  bitmap_clear (c->frozen, chunk);
-  busy_release (c, chunk);
-  pthread_mutex_unlock (&c->lock);
-  if (r == -1)
-    return -1;
-  return staged || resident;
-}
-
-int
-cache_publish_end (struct cache *c, bool success, const char *snapshot_id)
-{
-  uint64_t i;
-
-  pthread_mutex_lock (&c->lock);
-  /* A writer may still be copying into the staging file. */
-  while (c->staging_users > 0)
-    pthread_cond_wait (&c->cond, &c->lock);
-  for (i = bitmap_next (c->publishing, 0, c->chunks); i < c->chunks;
-       i = bitmap_next (c->publishing, i + 1, c->chunks)) {
-    if (success && bitmap_get (c->dirty, i) && !bitmap_get (c->redirty, i)) {
-      bitmap_clear (c->dirty, i);
-      c->n_dirty--;
-      bitmap_set (c->changed, i / META_PAGE_BITS);
-      c->writes++;              /* so the next flush writes the page */
-    }
-    bitmap_clear (c->publishing, i);
-    bitmap_clear (c->frozen, i);
-    bitmap_clear (c->staged, i);
-    bitmap_clear (c->redirty, i);
-  }
-  if (success)
-    snprintf (c->snapshot_id, sizeof c->snapshot_id, "%s", snapshot_id);
-  pthread_mutex_unlock (&c->lock);
-
-  close (c->staging_fd);
-  c->staging_fd = -1;
-  unlink (c->staging_path);
-  if (!success)
-    return 0;
-  /* Persist the cleared dirty bits, then the new snapshot id.  A crash in
-   * between only re-publishes chunks or drops clean cache: both safe.
-   */
-  if (cache_flush (c) == -1 ||
-      meta_set_header (c->meta, false, snapshot_id) == -1)
-    return -1;
-  return 0;
-}
-
-int
-cache_reset (struct cache *c, const char *snapshot_id)
-{
-  uint64_t words = c->pages * (META_PAGE / 8);
-  int r;
-
-  pthread_rwlock_wrlock (&c->gate);
-  pthread_mutex_lock (&c->lock);
-  while (c->n_busy > 0)         /* background fills finishing */
-    pthread_cond_wait (&c->cond, &c->lock);
-  memset (c->resident, 0, words * 8);
-  memset (c->dirty, 0, words * 8);
-  memset (c->changed, 0, bitmap_words (c->pages) * 8);
-  c->n_resident = c->n_dirty = 0;
-  c->flushed_writes = c->writes;
-  snprintf (c->snapshot_id, sizeof c->snapshot_id, "%s", snapshot_id);
-  pthread_mutex_unlock (&c->lock);
-
-  r = zero_range (c->raw_fd, 0, c->size, true, c->raw_path);
-  if (r == 0)
-    r = meta_write_bitmaps (c->meta, c->resident, c->dirty);
-  if (r == 0)
-    r = meta_set_header (c->meta, false, snapshot_id);
-  pthread_rwlock_unlock (&c->gate);
-  return r;
-}
-
 void
 cache_get_stats (struct cache *c, struct cache_stats *out)
 {
@@ -824,160 +628,3 @@ cache_get_stats (struct cache *c, struct cache_stats *out)
   out->fill_errors = atomic_load (&c->fill_errors);
 }
 
-static void
-cache_free (struct cache *c)
-{
-  if (c->raw_fd >= 0)
-    close (c->raw_fd);
-  meta_close (c->meta);
-  for (unsigned i = 0; i < c->nfree; i++)
-    free (c->free_bufs[i]);
-  free (c->free_bufs);
-  free (c->resident);
-  free (c->dirty);
-  free (c->busy);
-  free (c->publishing);
-  free (c->frozen);
-  free (c->staged);
-  free (c->redirty);
-  free (c->changed);
-  free (c->dir);
-  free (c->raw_path);
-  free (c->staging_path);
-  pthread_rwlock_destroy (&c->gate);
-  pthread_mutex_destroy (&c->flush_lock);
-  pthread_mutex_destroy (&c->lock);
-  pthread_cond_destroy (&c->cond);
-  pthread_cond_destroy (&c->buf_cond);
-  free (c);
-}
-
-/* Allocate the bitmaps, each rounded up to whole meta pages. */
-static int
-alloc_bitmaps (struct cache *c)
-{
-  uint64_t words = c->pages * (META_PAGE / 8);
-  uint64_t **maps[] = { &c->resident, &c->dirty, &c->busy, &c->publishing,
-                        &c->frozen, &c->staged, &c->redirty };
-
-  for (size_t i = 0; i < sizeof maps / sizeof maps[0]; i++)
-    if ((*maps[i] = calloc (words, 8)) == NULL)
-      return err_set (ENOMEM, "cache bitmaps: out of memory");
-  c->changed = calloc (bitmap_words (c->pages), 8);
-  c->free_bufs = calloc (c->max_bufs, sizeof (void *));
-  if (c->changed == NULL || c->free_bufs == NULL)
-    return err_set (ENOMEM, "cache bitmaps: out of memory");
-  return 0;
-}
-
-/* Open or create cache.raw at the image's size. */
-static int
-open_raw (struct cache *c, bool create)
-{
-  struct stat st;
-
-  c->raw_fd = open (c->raw_path, O_RDWR | O_CLOEXEC | (create ? O_CREAT : 0),
-                    0600);
-  if (c->raw_fd == -1)
-    return err_set (errno, "open %s: %m", c->raw_path);
-  if (fstat (c->raw_fd, &st) == -1)
-    return err_set (errno, "stat %s: %m", c->raw_path);
-  if ((uint64_t) st.st_size != c->size &&
-      ftruncate (c->raw_fd, c->size) == -1)
-    return err_set (errno, "truncate %s to %ju bytes: %m", c->raw_path,
-                    (uintmax_t) c->size);
-  return 0;
-}
-
-struct cache *
-cache_open (const char *dir, uint64_t image_size, uint32_t chunk_size,
-            const char *snapshot_id, unsigned flags,
-            const struct cache_source *src)
-{
-  struct cache *c = calloc (1, sizeof *c);
-  uint64_t dropped = 0;
-  bool create = flags & CACHE_CREATE;
-
-  if (c == NULL) {
-    err_set (errno, "calloc: %m");
-    return NULL;
-  }
-  c->raw_fd = c->staging_fd = -1;
-  c->size = image_size;
-  c->chunk_size = chunk_size;
-  c->chunks = (image_size + chunk_size - 1) / chunk_size;
-  c->pages = (bitmap_words (c->chunks) * 8 + META_PAGE - 1) / META_PAGE;
-  c->readonly = flags & CACHE_READONLY;
-  c->src = *src;
-  c->max_bufs = BUF_BYTES / chunk_size;
-  c->max_bufs = c->max_bufs < BUFS_MIN ? BUFS_MIN
-    : c->max_bufs > BUFS_MAX ? BUFS_MAX : c->max_bufs;
-  c->dir = strdup (dir);
-  c->raw_path = xasprintf ("%s/cache.raw", dir);
-  c->staging_path = xasprintf ("%s/snapshot.staging", dir);
-  pthread_rwlockattr_t attr;
-  pthread_rwlockattr_init (&attr);
-  /* A freeze must not starve behind a stream of writes. */
-  pthread_rwlockattr_setkind_np (&attr,
-                                 PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
-  pthread_rwlock_init (&c->gate, &attr);
-  pthread_rwlockattr_destroy (&attr);
-  pthread_mutex_init (&c->flush_lock, NULL);
-  pthread_mutex_init (&c->lock, NULL);
-  pthread_cond_init (&c->cond, NULL);
-  pthread_cond_init (&c->buf_cond, NULL);
-
-  if (c->dir == NULL || alloc_bitmaps (c) == -1 ||
-      (create && mkdir_p (dir, 0700) == -1))
-    goto err;
-  c->meta = meta_open (dir, image_size, chunk_size, create);
-  if (c->meta == NULL || open_raw (c, create) == -1 ||
-      meta_load (c->meta, c->resident, c->dirty) == -1)
-    goto err;
-
-  /* Clean resident chunks are trusted only after a clean shutdown and if
-   * they belong to the snapshot the image is based on now.
-   */
-  if (!meta_was_clean (c->meta) ||
-      strcmp (meta_snapshot_id (c->meta), snapshot_id) != 0) {
-    for (uint64_t w = 0; w < bitmap_words (c->chunks); w++) {
-      dropped += __builtin_popcountll (c->resident[w] & ~c->dirty[w]);
-      c->resident[w] = c->dirty[w];
-    }
-  }
-  c->n_resident = bitmap_count (c->resident, c->chunks);
-  c->n_dirty = bitmap_count (c->dirty, c->chunks);
-  if (dropped > 0 || (c->n_dirty > 0 && !meta_was_clean (c->meta)))
-    log_info ("%s: %s: kept %ju dirty chunks, dropped %ju clean cached "
-              "chunks", dir, meta_was_clean (c->meta)
-              ? "the published snapshot changed" : "unclean shutdown",
-              (uintmax_t) c->n_dirty, (uintmax_t) dropped);
-  snprintf (c->snapshot_id, sizeof c->snapshot_id, "%s", snapshot_id);
-  /* From now on the state on disk is unclean until cache_close. */
-  if (meta_set_header (c->meta, false, snapshot_id) == -1)
-    goto err;
-  return c;
-
- err:
-  cache_free (c);
-  return NULL;
-}
-
-int
-cache_close (struct cache *c)
-{
-  int r;
-
-  assert (c->n_busy == 0 && c->staging_fd == -1);
-  r = cache_flush (c);
-  if (r == 0 && fdatasync (c->raw_fd) == -1)
-    r = err_set (errno, "fdatasync %s: %m", c->raw_path);
-  if (r == 0)
-    r = meta_write_bitmaps (c->meta, c->resident, c->dirty);
-  if (r == 0)
-    r = meta_sync (c->meta);
-  if (r == 0)
-    r = meta_set_header (c->meta, true, c->snapshot_id);
-  cache_free (c);
-  return r;
-}

@@ -20,6 +20,11 @@
  * Crash or failure before 6 leaves the old head, and dirty bits are
  * untouched, so the next publish repeats the work.  A failure cleans up its
  * objects at once; after a crash publish_recover does it from the journal.
+ * Step 6 can land although it reports failure (a lost reply, whose retry
+ * then fails against our own write): volume.json is re-read, and if it
+ * names the new snapshot the publish succeeded.  If it cannot be read,
+ * the outcome is unknown, so the objects and the journal stay and the
+ * next publish (or a restart) settles them against the head.
  *
  * Fencing.  Two processes can never share a cache (cache.meta is locked),
  * and two writers of one export cannot both move its head: step 6 is a
@@ -33,6 +38,7 @@
 #include <assert.h>
 #include <errno.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -53,6 +59,7 @@
 #define STAGING "snapshot.staging"
 
 int publish_crash_step;
+int publish_delay_ms;
 
 /* Die here if the test hook asks for a crash after STEP. */
 static void
@@ -288,35 +295,89 @@ build_manifest (struct publish *p, uint64_t blob_size)
   return NULL;
 }
 
+/* After a head put that failed, re-read volume.json: a put can land
+ * although its reply was lost, and then a retried conditional put fails
+ * with ESTALE against our own write.  Returns 1 if the head names P's
+ * snapshot (sets *ETAG), 0 if it does not, -1 if it cannot be read.  The
+ * put's error stays this thread's error.
+ */
+static int
+head_landed (struct publish *p, char etag[128])
+{
+  struct volume_head cur;
+  char msg[512];
+  int e = err_errno (), r;
+
+  snprintf (msg, sizeof msg, "%s", err_msg ());
+  r = volume_fetch_head (p->v->env, p->v->export_id, &cur, etag) == -1 ? -1
+    : strcmp (cur.snapshot_id, p->sid) == 0;
+  if (r != 1)
+    err_set (e, "%s", msg);
+  return r;
+}
+
+/* Put HEAD as volume.json if it still is P's old head.  *TRIED tells
+ * whether a put may have reached the store.
+ */
+static int
+put_head (struct publish *p, const char *key, const char *json,
+          struct store_obj *obj, bool *tried)
+{
+  struct volume_env *env = p->v->env;
+  struct volume_head cur;
+  static atomic_bool warned;
+  int r;
+
+  *tried = true;
+  r = store_put (env->st, key, json, strlen (json), STORE_PUT_IF_MATCH,
+                 p->etag, obj);
+  if (r == 0 || errno != ENOTSUP)
+    return r;
+  /* Weak fencing: read, check, write. */
+  *tried = false;
+  if (!atomic_exchange (&warned, true))
+    log_warn ("%s does not evaluate conditional puts: publishing falls "
+              "back to re-reading volume.json just before replacing it, "
+              "which leaves a window of one request between two writers",
+              store_describe (env->st));
+  if (volume_fetch_head (env, p->v->export_id, &cur, NULL) == -1)
+    return -1;
+  if (cur.generation != p->old_head.generation ||
+      strcmp (cur.snapshot_id, p->old_head.snapshot_id) != 0)
+    return err_set (ESTALE, "changed");
+  *tried = true;
+  return store_put (env->st, key, json, strlen (json), STORE_PUT_ANY, NULL,
+                    obj);
+}
+
 /* Step 6: write HEAD as volume.json if it still is P's old head, then
- * refs/current.json.  Sets *ETAG to the new etag.
+ * refs/current.json.  Sets *ETAG to the new etag.  On failure *UNKNOWN
+ * tells that the head may nonetheless name the new snapshot (it could
+ * not be re-read), so its objects must stay.
  */
 static int
 move_head (struct publish *p, const struct volume_head *head,
-           char etag[128])
+           char etag[128], bool *unknown)
 {
   struct volume_env *env = p->v->env;
   CLEANUP_FREE char *json = volume_format (head);
   CLEANUP_FREE char *key = key_volume (env->root, head->export_id);
   CLEANUP_FREE char *refs = key_refs_current (env->root, head->export_id);
   struct store_obj obj = { 0 };
+  bool tried;
   int r;
 
+  *unknown = false;
   if (json == NULL)
     return err_set (ENOMEM, "out of memory");
-  r = store_put (env->st, key, json, strlen (json), STORE_PUT_IF_MATCH,
-                 p->etag, &obj);
-  if (r == -1 && errno == ENOTSUP) {
-    /* Weak fencing: read, check, write. */
-    struct volume_head cur;
-    if (volume_fetch_head (env, head->export_id, &cur, NULL) == -1)
-      return -1;
-    if (cur.generation != p->old_head.generation ||
-        strcmp (cur.snapshot_id, p->old_head.snapshot_id) != 0)
-      r = err_set (ESTALE, "changed");
-    else
-      r = store_put (env->st, key, json, strlen (json), STORE_PUT_ANY,
-                     NULL, &obj);
+  r = put_head (p, key, json, &obj, &tried);
+  if (r == 0)
+    memcpy (etag, obj.etag, 128);
+  else if (tried) {
+    int landed = head_landed (p, etag);
+    if (landed == 1)
+      r = 0;
+    *unknown = landed == -1;
   }
   if (r == -1 && errno == ESTALE)
     return err_set (ESTALE, "export %s: volume.json changed during the "
@@ -324,7 +385,6 @@ move_head (struct publish *p, const struct volume_head *head,
                     "published", head->export_id, p->sid);
   if (r == -1)
     return -1;
-  memcpy (etag, obj.etag, 128);
   crash_point (5);
   /* The head has moved: a failure here only leaves the copy stale. */
   if (store_put (env->st, refs, json, strlen (json), STORE_PUT_ANY,
@@ -380,7 +440,7 @@ publish_frozen (struct publish *p, int64_t n, struct publish_result *out)
   struct upload *up = NULL;
   CLEANUP_FREE char *json = NULL;
   char etag[128];
-  bool head_moved = false;
+  bool head_moved = false, unknown = false;
   uint64_t blob_size;
 
   p->n = n;
@@ -415,7 +475,9 @@ publish_frozen (struct publish *p, int64_t n, struct publish_result *out)
   head.generation = p->generation;
   memcpy (head.snapshot_id, p->sid, sizeof head.snapshot_id);
   time_now_iso8601 (head.updated);
-  if (move_head (p, &head, etag) == -1)
+  if (publish_delay_ms > 0)
+    usleep (publish_delay_ms * 1000);
+  if (move_head (p, &head, etag, &unknown) == -1)
     goto err;
   head_moved = true;
   crash_point (6);
@@ -433,12 +495,21 @@ publish_frozen (struct publish *p, int64_t n, struct publish_result *out)
  err:
   upload_abort (up);
   manifest_free (m);
-  if (!head_moved) {
-    cache_publish_end (v->cache, false, NULL);
-    remove_unpublished (v->env->st, p->blob_key, p->manifest_key,
-                        p->upload_id);
-    journal_remove (p->journal);
+  if (head_moved)
+    return -1;
+  cache_publish_end (v->cache, false, NULL);
+  if (unknown) {
+    /* Keep the objects and the journal: the next publish (or restart)
+     * settles it once volume.json can be read again.
+     */
+    log_error ("%s: %s; cannot tell whether volume.json now names snapshot "
+               "%s, which is kept until that is known", v->name, err_msg (),
+               p->sid);
+    return -1;
   }
+  remove_unpublished (v->env->st, p->blob_key, p->manifest_key,
+                      p->upload_id);
+  journal_remove (p->journal);
   return -1;
 }
 
@@ -462,6 +533,36 @@ listed_chunks (struct volume *v)
   return map;
 }
 
+/* Settle a journal an earlier publish of this process left because it
+ * could not tell whether its head move landed: now that volume.json can
+ * be read, either adopt that snapshot or remove its objects.
+ */
+static int
+settle_journal (struct volume *v)
+{
+  CLEANUP_FREE char *path = xasprintf ("%s/" JOURNAL, v->cache_dir);
+  struct volume_head cur;
+  struct manifest *m;
+  char etag[128];
+  bool published;
+
+  if (access (path, F_OK) == -1)
+    return 0;
+  if (volume_fetch_head (v->env, v->export_id, &cur, etag) == -1 ||
+      publish_recover (v->env, &cur, v->cache_dir, &published) == -1)
+    return -1;
+  if (!published)
+    return 0;
+  m = volume_fetch_manifest (v->env, v->export_id, cur.snapshot_id,
+                             chunk_count (cur.image_size, cur.chunk_size));
+  if (m == NULL)
+    return -1;
+  volume_set_published (v, &cur, etag, m);
+  log_info ("%s: snapshot %s turned out to be published", v->name,
+            cur.snapshot_id);
+  return 0;
+}
+
 static int
 publish (struct volume *v, bool base, struct publish_result *out)
 {
@@ -471,7 +572,7 @@ publish (struct volume *v, bool base, struct publish_result *out)
   int r = -1;
 
   memset (out, 0, sizeof *out);
-  if (check_head (&p) == -1)
+  if (settle_journal (v) == -1 || check_head (&p) == -1)
     return -1;
   if (base && (listed = listed_chunks (v)) == NULL)
     return -1;
@@ -554,7 +655,7 @@ journal_str (json_object *o, const char *key)
 
 int
 publish_recover (struct volume_env *env, const struct volume_head *head,
-                 const char *cache_dir)
+                 const char *cache_dir, bool *published)
 {
   CLEANUP_FREE char *path = xasprintf ("%s/" JOURNAL, cache_dir);
   CLEANUP_FREE char *staging = xasprintf ("%s/" STAGING, cache_dir);
@@ -564,6 +665,8 @@ publish_recover (struct volume_env *env, const struct volume_head *head,
   json_object *o;
   const char *sid;
 
+  if (published)
+    *published = false;
   unlink (staging);
   if (file_read_all (path, 65536, &text, NULL) == -1)
     return errno == ENOENT ? 0 : -1;
@@ -581,6 +684,8 @@ publish_recover (struct volume_env *env, const struct volume_head *head,
     CLEANUP_FREE char *json = volume_format (head);
     log_info ("%s: snapshot %s was published before a crash", head->export_id,
               sid);
+    if (published)
+      *published = true;
     if (json && store_put (env->st, refs, json, strlen (json), STORE_PUT_ANY,
                            NULL, NULL) == -1)
       log_warn ("%s", err_msg ());

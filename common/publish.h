@@ -24,6 +24,10 @@
  * -D lazyvol.publish_crash=N.
  */
 extern int publish_crash_step;
+/* Test hook: sleep this many milliseconds before moving the head (to let
+ * a test race another writer into that window).  -D lazyvol.publish_delay.
+ */
+extern int publish_delay_ms;
 
 struct publish_result {
   bool created;                 /* false: nothing was dirty */
@@ -78,13 +82,15 @@ int publish_list (struct volume_env *env, const char *export_id,
 int publish_delete (struct volume_env *env, const char *export_id,
                     const char *snapshot_id, bool *blob_kept);
 
-/* Resolve a journal left in CACHE_DIR by a publish that a crash
- * interrupted, given the export's current remote HEAD: remove staging
- * files, abort and delete the unfinished upload's objects if the head did
- * not move to it, repair refs/current.json if it did.  Dirty bits are
- * never touched, so a later snapshot republishes.  0 or -1.
+/* Resolve a journal left in CACHE_DIR by a publish that a crash (or a
+ * head move of unknown outcome) interrupted, given the export's current
+ * remote HEAD: remove staging files, abort and delete the unfinished
+ * upload's objects if the head does not name its snapshot, repair
+ * refs/current.json if it does.  Dirty bits are never touched, so a later
+ * snapshot republishes.  *PUBLISHED (may be NULL) tells whether the
+ * journaled snapshot is the head.  0 or -1.
  */
 int publish_recover (struct volume_env *env, const struct volume_head *head,
-                     const char *cache_dir);
+                     const char *cache_dir, bool *published);
 
 #endif /* LAZYVOL_PUBLISH_H */

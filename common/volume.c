@@ -179,6 +179,16 @@ volume_create (struct volume_env *env, const char *export_id,
   return volume_put_new_head (env, &head);
 }
 
+static bool
+head_equal (const struct volume_head *a, const struct volume_head *b)
+{
+  return strcmp (a->export_id, b->export_id) == 0 &&
+    a->image_size == b->image_size && a->chunk_size == b->chunk_size &&
+    a->generation == b->generation &&
+    strcmp (a->snapshot_id, b->snapshot_id) == 0 &&
+    strcmp (a->updated, b->updated) == 0;
+}
+
 int
 volume_put_new_head (struct volume_env *env, const struct volume_head *head)
 {
@@ -201,8 +211,16 @@ volume_put_new_head (struct volume_env *env, const struct volume_head *head)
       r = store_put (env->st, key, json, strlen (json), STORE_PUT_ANY,
                      NULL, NULL);
   }
-  if (r == -1 && errno == ESTALE)
+  if (r == -1 && errno == ESTALE) {
+    /* A put whose reply was lost makes its retry fail against itself:
+     * the head we find may be the one we wrote.
+     */
+    struct volume_head cur;
+    if (volume_fetch_head (env, head->export_id, &cur, NULL) == 0 &&
+        head_equal (&cur, head))
+      return 0;
     return err_set (EEXIST, "export %s already exists", head->export_id);
+  }
   return r;
 }
 
@@ -275,7 +293,7 @@ volume_load (struct volume_env *env, const char *export_id,
                "than volume.json", export_id, v->head.snapshot_id);
       goto err;
     }
-    if (publish_recover (env, &v->head, v->cache_dir) == -1)
+    if (publish_recover (env, &v->head, v->cache_dir, NULL) == -1)
       goto err;
   }
   else {

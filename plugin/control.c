@@ -1,8 +1,8 @@
 /* lazyvol plugin: the control socket (see control.h).
  *
  * One accept thread; one thread per client connection (at most
- * MAX_CLIENTS), which reads a line, runs the command and writes the reply
- * line.  Commands that take long (snapshot, compact) block only their own
+ * MAX_CLIENTS; more get a "busy" reply and are closed), which reads a
+ * line, runs the command and writes the reply line.  Commands that take long (snapshot, compact) block only their own
  * connection; status and list stay fast on others.  A command works on a
  * registry reference, so an export cannot be unloaded under it.
  *
@@ -658,9 +658,16 @@ accept_loop (void *arg)
       continue;
     pthread_mutex_lock (&clients_lock);
     if (nclients == MAX_CLIENTS) {
+      json_object *res;
+
       pthread_mutex_unlock (&clients_lock);
+      /* Say why, rather than close silently. */
+      err_set (EBUSY, "too many control connections (%d); try again",
+               MAX_CLIENTS);
+      res = error_reply ();
+      write_reply (fd, res);
+      json_object_put (res);
       close (fd);
-      log_warn ("control socket: too many clients, connection refused");
       continue;
     }
     client_fds[nclients++] = fd;
@@ -709,7 +716,7 @@ control_start (const char *path, struct volume_env *e)
   old = umask (0177);           /* the socket is created 0600 */
   r = bind (listen_fd, (struct sockaddr *) &sun, sizeof sun);
   umask (old);
-  if (r == -1 || listen (listen_fd, 16) == -1) {
+  if (r == -1 || listen (listen_fd, SOMAXCONN) == -1) {
     err_set (errno, "control socket %s: %m", path);
     goto err;
   }

@@ -55,6 +55,7 @@ static struct volume_env env;
 
 /* Debug flags, set with nbdkit -D lazyvol.FLAG=N (see the man page). */
 NBDKIT_DLL_PUBLIC int lazyvol_debug_publish_crash = 0;
+NBDKIT_DLL_PUBLIC int lazyvol_debug_publish_delay = 0;
 
 static void
 log_sink (enum log_level level, const char *msg)
@@ -246,6 +247,7 @@ lazyvol_get_ready (void)
   env.cache_root = cache_root;
   env.readahead = readahead;
   publish_crash_step = lazyvol_debug_publish_crash;
+  publish_delay_ms = lazyvol_debug_publish_delay;
   return 0;
 }
 

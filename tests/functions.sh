@@ -5,6 +5,7 @@
 #   wait_for SECONDS CMD...  retry CMD until it succeeds or time runs out
 #   start_nbdkit SOCK ARGS   nbdkit with the lazyvol plugin on a Unix socket
 #   start_s3 [cond-put]      a local S3 store (Swift) for this test
+#   start_lazyvold DIR ARGS  the daemon, driven with api / api_expect (curl)
 #   fail MESSAGE             print and exit 1
 #
 # Every test starts with a comment saying what must hold and why.
@@ -112,15 +113,20 @@ start_s3 ()
 }
 
 # The object store the test runs against: LAZYVOL_TEST_BACKEND=file (a
-# directory, default) or s3 (a local Swift).  start_store DIR sets
-# STORE_ARGS, the plugin parameters for it, so that several nbdkit
-# processes with different cache roots share one store.
+# directory, default) or s3 (a local Swift; with LAZYVOL_TEST_S3_CONDPUT=1
+# one that evaluates conditional puts).  start_store DIR sets STORE_ARGS,
+# the plugin parameters for it, so that several nbdkit processes with
+# different cache roots share one store.
 start_store ()
 {
     case "${LAZYVOL_TEST_BACKEND:-file}" in
         file) STORE_ARGS=(storage-backend=file "bucket=$1/bucket") ;;
         s3)
-            start_s3
+            if [ "${LAZYVOL_TEST_S3_CONDPUT:-0}" = 1 ]; then
+                start_s3 cond-put
+            else
+                start_s3
+            fi
             STORE_ARGS=(storage-backend=s3 "bucket=$S3_BUCKET"
                         "endpoint-url=$S3_ENDPOINT" retries=2 timeout=10)
             ;;
@@ -163,6 +169,14 @@ field ()
     printf '%s' "$1" | jq -r ".$2"
 }
 
+# no_clients EXPORT: does EXPORT have no NBD client left?  A client
+# program that has exited may still be closing in nbdkit for a moment, so
+# tests wait for this before a reset or close.
+no_clients ()
+{
+    [ "$(ctl "{\"cmd\":\"status\",\"export_id\":\"$1\"}" | jq .connections)" = 0 ]
+}
+
 # uri EXPORT: the NBD URI of an export on $nbd.
 uri ()
 {
@@ -177,4 +191,127 @@ store_tool ()
         s3) "$STORE_TOOL" --backend s3 --endpoint-url "$S3_ENDPOINT" \
                 --bucket "$S3_BUCKET" "$@" ;;
     esac
+}
+
+# The daemon, driven as a user drives it: curl on the admin socket.
+#
+# start_lazyvold DIR [LAZYVOLD-ARGS...]: "lazyvold serve --foreground"
+# with cache root DIR/cache, the store of start_store, NBD on DIR/nbd.sock
+# and the admin API on DIR/admin.sock (later arguments override these),
+# logging to DIR/lazyvold.log.  Returns once GET /v1/health answers 200.
+# Sets $lazyvold_pid, $admin, $nbd.  At exit lazyvold is stopped, and so
+# is any nbdkit it left serving.
+start_lazyvold ()
+{
+    local d=$1 a
+    shift
+    mkdir -p "$d"
+    admin=$d/admin.sock
+    nbd=$d/nbd.sock
+    api_body=$d/api.body
+    local store_flags=()
+    for a in ${STORE_ARGS[@]+"${STORE_ARGS[@]}"}; do
+        case ${a%%=*} in
+            bucket|storage-backend|endpoint-url|region)
+                store_flags+=("--${a%%=*}" "${a#*=}") ;;
+            *) store_flags+=(--param "$a") ;;
+        esac
+    done
+    "$LAZYVOLD" serve --foreground --plugin "$LAZYVOL_PLUGIN" \
+        --cache-root "$d/cache" --listen "$nbd" --admin-sock "$admin" \
+        ${store_flags[@]+"${store_flags[@]}"} "$@" >>"$d/lazyvold.log" 2>&1 &
+    lazyvold_pid=$!
+    cleanup_fn stop_lazyvold_at_exit "$lazyvold_pid" "$d/cache"
+    wait_for 30 api_ready ||
+        fail "lazyvold did not become ready: $(tail -5 "$d/lazyvold.log")"
+}
+
+# stop_lazyvold [SIGNAL]: signal lazyvold (TERM) and wait until it has
+# exited; its exit status goes to $lazyvold_status.
+stop_lazyvold ()
+{
+    kill -"${1:-TERM}" "$lazyvold_pid"
+    wait_for 60 sh -c "! kill -0 $lazyvold_pid 2>/dev/null" ||
+        fail "lazyvold did not exit"
+    lazyvold_status=0
+    wait "$lazyvold_pid" || lazyvold_status=$?
+}
+
+stop_lazyvold_at_exit ()
+{
+    local pidfile=$2/.lazyvold/nbdkit.pid
+    kill_wait "$1"
+    [ -f "$pidfile" ] && kill_wait "$(cat "$pidfile")"
+}
+
+# nbdkit_pid_of DIR: the pid of the nbdkit serving cache root DIR/cache.
+nbdkit_pid_of ()
+{
+    cat "$1/cache/.lazyvold/nbdkit.pid"
+}
+
+# api_call METHOD PATH [JSON]: one admin API request on $admin; prints
+# the HTTP status, leaves the body in $api_body.
+api_call ()
+{
+    local method=$1 path=$2
+    shift 2
+    curl -sS --unix-socket "$admin" -X "$method" -o "$api_body" \
+        -w '%{http_code}' ${1+-H 'Content-Type: application/json'} \
+        ${1+--data-binary "$1"} "http://localhost$path"
+}
+
+api_ready ()
+{
+    [ "$(api_call GET /v1/health 2>/dev/null)" = 200 ]
+}
+
+# api METHOD PATH [JSON]: print the response body; fail unless 2xx.
+api ()
+{
+    local code
+    code=$(api_call "$@")
+    cat "$api_body"
+    case $code in
+        2??) ;;
+        *) fail "$1 $2: HTTP $code: $(cat "$api_body")" ;;
+    esac
+}
+
+# api_expect STATUS METHOD PATH [JSON]: the response has STATUS; print
+# its body.
+api_expect ()
+{
+    local want=$1 code
+    shift
+    code=$(api_call "$@")
+    cat "$api_body"
+    [ "$code" = "$want" ] ||
+        fail "$1 $2: wanted HTTP $want, got $code: $(cat "$api_body")"
+}
+
+# nbd_put URI FILE OFFSET LENGTH: write bytes [OFFSET, OFFSET+LENGTH) of
+# FILE to the export at the same offset, then flush.
+nbd_put ()
+{
+    /usr/bin/python3 -c 'import nbd, sys
+uri, path, off, n = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+with open(path, "rb") as f:
+    f.seek(off)
+    data = f.read(n)
+h = nbd.NBD(); h.connect_uri(uri); h.pwrite(data, off); h.flush(); h.shutdown()
+' "$@"
+}
+
+# free_port: a TCP port nothing listens on now.
+free_port ()
+{
+    /usr/bin/python3 -c 'import socket; s = socket.socket()
+s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+# api_no_clients EXPORT: no_clients through the admin API.
+api_no_clients ()
+{
+    [ "$(api GET "/v1/exports/$1/status" | jq .connections)" = 0 ]
 }

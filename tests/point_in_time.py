@@ -3,6 +3,7 @@
 #
 # Writes version 0 to every 64 KiB block of the first MIB MiB of EXPORT,
 # then two connections keep rewriting random blocks of the first half
+# (each its own blocks, so that each block has one order of versions)
 # with increasing versions while a snapshot is requested.  Each block holds its version
 # and index repeated, so a torn block is detected.  The snapshot (read
 # back through its read-only export EXPORT@ID) must hold, for every
@@ -48,7 +49,7 @@ def writer(seed):
     h = connect(export)
     rnd = random.Random(seed)
     while not stop.is_set():
-        b = rnd.randrange(nblocks // 2)
+        b = 2 * rnd.randrange(nblocks // 4) + seed % 2    # own blocks: one order
         with lock:
             v = history[b][-1][0] + 1
             history[b].append((v, time.monotonic(), None))

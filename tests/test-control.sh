@@ -77,6 +77,7 @@ assert r["code"] == "busy", r
 assert req({"cmd": "status", "export_id": "v"})["connections"] == 1
 h.shutdown()
 PY
+wait_for 30 no_clients v
 ctl '{"cmd":"close","export_id":"v"}' >/dev/null
 expect not_found '{"cmd":"status","export_id":"v"}'
 ctl '{"cmd":"open","export_id":"v"}' >/dev/null

@@ -87,6 +87,7 @@ cmp "$tmp/s2.img" "$tmp/view.img"
 # Cache reset drops local state, keeps the published image.
 qemu-io -f raw -c 'write -P 7 8M 4M' "$(uri vm02)" >/dev/null
 [ "$(field "$(ctl '{"cmd":"status","export_id":"vm02"}')" dirty_chunks)" = 1 ]
+wait_for 30 no_clients vm02
 r=$(ctl '{"cmd":"reset","export_id":"vm02"}')
 [ "$(field "$r" dirty_chunks)" = 0 ]
 [ "$(field "$r" resident_chunks)" = 0 ]

@@ -58,85 +58,12 @@ grep -q '^requests=3 errors=1 retries=2 ' "$tmp/err"
 # --- the fault injector: inject STATUS N starts it in front of Swift,
 # answering the first N requests with STATUS ("hang": never answering);
 # $inj is its endpoint, and $tmp/seen counts the requests it received.
-cat > "$tmp/inject.py" <<'EOF'
-import hashlib, http.client, http.server, sys, threading, time
-port_file, seen_file, upstream, status, count = sys.argv[1:6]
-count, upstream = int(count), int(upstream)
-codes = {'400': 'InvalidRequest', '429': 'SlowDown', '503': 'SlowDown',
-         'hash': 'XAmzContentSHA256Mismatch'}
-lock, seen, connections = threading.Lock(), [0], [0]
-
-class Handler(http.server.BaseHTTPRequestHandler):
-    protocol_version = 'HTTP/1.1'
-
-    def log_message(self, *args):
-        pass
-
-    def setup(self):
-        super().setup()
-        with lock:
-            connections[0] += 1
-            with open(seen_file + '.connections', 'w') as f:
-                f.write('%d\n' % connections[0])
-
-    def answer(self, status, headers, body):
-        self.send_response(status)
-        for k, v in headers:
-            self.send_header(k, v)
-        self.end_headers()
-        if self.command != 'HEAD':
-            self.wfile.write(body)
-
-    def handle_any(self):
-        body = self.rfile.read(int(self.headers.get('Content-Length', 0)))
-        with lock:
-            seen[0] += 1
-            n = seen[0]
-            with open(seen_file, 'w') as f:
-                f.write("%d\n" % n)
-        # As AWS does (Swift does not): the body must have the hash signed.
-        fault = status if n <= count else None
-        if self.headers.get('x-amz-content-sha256') != \
-                hashlib.sha256(body).hexdigest():
-            fault = 'hash'
-        if fault == 'hang':
-            time.sleep(60)
-        elif fault:
-            err = ('<?xml version="1.0" encoding="UTF-8"?><Error><Code>%s'
-                   '</Code><Message>injected</Message></Error>'
-                   % codes[fault]).encode()
-            self.answer(400 if fault == 'hash' else int(fault),
-                        [('Content-Length', str(len(err)))], err)
-        else:
-            # Forward as is: the Host header the client signed goes along.
-            # The reply goes back whole, with its length (HEAD's as sent).
-            conn = http.client.HTTPConnection('127.0.0.1', upstream)
-            conn.request(self.command, self.path, body, dict(self.headers))
-            resp = conn.getresponse()
-            data = resp.read()
-            hop = ('connection', 'transfer-encoding', 'content-length')
-            headers = [(k, v) for k, v in resp.getheaders()
-                       if k.lower() not in hop]
-            length = resp.getheader('Content-Length', '0') \
-                if self.command == 'HEAD' else str(len(data))
-            self.answer(resp.status, headers + [('Content-Length', length)],
-                        data)
-
-    do_GET = do_HEAD = do_PUT = do_POST = do_DELETE = handle_any
-
-server = http.server.ThreadingHTTPServer(('127.0.0.1', 0), Handler)
-server.daemon_threads = True
-with open(port_file + '.new', 'w') as f:
-    f.write('%d\n' % server.server_address[1])
-__import__('os').rename(port_file + '.new', port_file)
-server.serve_forever()
-EOF
 inject ()
 {
     [ -n "${inj_pid:-}" ] && kill_wait "$inj_pid"
     rm -f "$tmp/port" "$tmp/seen"
-    /usr/bin/python3 "$tmp/inject.py" "$tmp/port" "$tmp/seen" "$s3port" \
-                     "$1" "$2" &
+    /usr/bin/python3 "$abs_top_srcdir/tests/fault_proxy.py" "$tmp/port" \
+                     "$tmp/seen" "$s3port" "$1" "$2" &
     inj_pid=$!
     cleanup_fn kill_wait "$inj_pid"
     wait_for 10 test -s "$tmp/port" || fail "the fault injector did not start"

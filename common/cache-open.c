@@ -1,0 +1,189 @@
+/* lazyvol: opening and closing the chunk cache (see cache.h): its files,
+ * and which chunk state survives a restart.
+ *
+ * Dirty chunks always survive: their bits reach cache.meta on every flush
+ * (see "Flush ordering" in cache.c).  Resident bits are written only at a
+ * clean close, which also sets the CLEAN mark; opening clears the mark
+ * before anything changes.  So after a crash, or when the published
+ * snapshot is not the one the cache was filled from, clean resident
+ * chunks are dropped: they are only cache and will be fetched again.
+ */
+#include <config.h>
+
+#include <assert.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "bitmap.h"
+#include "cache-impl.h"
+#include "err.h"
+
+/* Memory for fill buffers is bounded by this many bytes, at least
+ * BUFS_MIN and at most BUFS_MAX buffers of one chunk each.
+ */
+#define BUF_BYTES (256 * 1024 * 1024)
+#define BUFS_MIN 4
+#define BUFS_MAX 64
+
+static void
+cache_free (struct cache *c)
+{
+  if (c->raw_fd >= 0)
+    close (c->raw_fd);
+  meta_close (c->meta);
+  for (unsigned i = 0; i < c->nfree; i++)
+    free (c->free_bufs[i]);
+  free (c->free_bufs);
+  free (c->resident);
+  free (c->dirty);
+  free (c->busy);
+  free (c->publishing);
+  free (c->frozen);
+  free (c->staged);
+  free (c->redirty);
+  free (c->changed);
+  free (c->dir);
+  free (c->raw_path);
+  free (c->staging_path);
+  pthread_rwlock_destroy (&c->gate);
+  pthread_mutex_destroy (&c->flush_lock);
+  pthread_mutex_destroy (&c->lock);
+  pthread_cond_destroy (&c->cond);
+  pthread_cond_destroy (&c->buf_cond);
+  free (c);
+}
+
+/* Allocate the bitmaps, each rounded up to whole meta pages. */
+static int
+alloc_bitmaps (struct cache *c)
+{
+  uint64_t words = c->pages * (META_PAGE / 8);
+  uint64_t **maps[] = { &c->resident, &c->dirty, &c->busy, &c->publishing,
+                        &c->frozen, &c->staged, &c->redirty };
+
+  for (size_t i = 0; i < sizeof maps / sizeof maps[0]; i++)
+    if ((*maps[i] = calloc (words, 8)) == NULL)
+      return err_set (ENOMEM, "cache bitmaps: out of memory");
+  c->changed = calloc (bitmap_words (c->pages), 8);
+  c->free_bufs = calloc (c->max_bufs, sizeof (void *));
+  if (c->changed == NULL || c->free_bufs == NULL)
+    return err_set (ENOMEM, "cache bitmaps: out of memory");
+  return 0;
+}
+
+/* Open or create cache.raw at the image's size. */
+static int
+open_raw (struct cache *c, bool create)
+{
+  struct stat st;
+
+  c->raw_fd = open (c->raw_path, O_RDWR | O_CLOEXEC | (create ? O_CREAT : 0),
+                    0600);
+  if (c->raw_fd == -1)
+    return err_set (errno, "open %s: %m", c->raw_path);
+  if (fstat (c->raw_fd, &st) == -1)
+    return err_set (errno, "stat %s: %m", c->raw_path);
+  if ((uint64_t) st.st_size != c->size &&
+      ftruncate (c->raw_fd, c->size) == -1)
+    return err_set (errno, "truncate %s to %ju bytes: %m", c->raw_path,
+                    (uintmax_t) c->size);
+  return 0;
+}
+
+struct cache *
+cache_open (const char *dir, uint64_t image_size, uint32_t chunk_size,
+            const char *snapshot_id, unsigned flags,
+            const struct cache_source *src)
+{
+  struct cache *c = calloc (1, sizeof *c);
+  uint64_t dropped = 0;
+  bool create = flags & CACHE_CREATE;
+
+  if (c == NULL) {
+    err_set (errno, "calloc: %m");
+    return NULL;
+  }
+  c->raw_fd = c->staging_fd = -1;
+  c->size = image_size;
+  c->chunk_size = chunk_size;
+  c->chunks = (image_size + chunk_size - 1) / chunk_size;
+  c->pages = (bitmap_words (c->chunks) * 8 + META_PAGE - 1) / META_PAGE;
+  c->readonly = flags & CACHE_READONLY;
+  c->src = *src;
+  c->max_bufs = BUF_BYTES / chunk_size;
+  c->max_bufs = c->max_bufs < BUFS_MIN ? BUFS_MIN
+    : c->max_bufs > BUFS_MAX ? BUFS_MAX : c->max_bufs;
+  c->dir = strdup (dir);
+  c->raw_path = xasprintf ("%s/cache.raw", dir);
+  c->staging_path = xasprintf ("%s/snapshot.staging", dir);
+  pthread_rwlockattr_t attr;
+  pthread_rwlockattr_init (&attr);
+  /* A freeze must not starve behind a stream of writes. */
+  pthread_rwlockattr_setkind_np (&attr,
+                                 PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+  pthread_rwlock_init (&c->gate, &attr);
+  pthread_rwlockattr_destroy (&attr);
+  pthread_mutex_init (&c->flush_lock, NULL);
+  pthread_mutex_init (&c->lock, NULL);
+  pthread_cond_init (&c->cond, NULL);
+  pthread_cond_init (&c->buf_cond, NULL);
+
+  if (c->dir == NULL || alloc_bitmaps (c) == -1 ||
+      (create && mkdir_p (dir, 0700) == -1))
+    goto err;
+  c->meta = meta_open (dir, image_size, chunk_size, create);
+  if (c->meta == NULL || open_raw (c, create) == -1 ||
+      meta_load (c->meta, c->resident, c->dirty) == -1)
+    goto err;
+
+  /* Clean resident chunks are trusted only after a clean shutdown and if
+   * they belong to the snapshot the image is based on now.
+   */
+  if (!meta_was_clean (c->meta) ||
+      strcmp (meta_snapshot_id (c->meta), snapshot_id) != 0) {
+    for (uint64_t w = 0; w < bitmap_words (c->chunks); w++) {
+      dropped += __builtin_popcountll (c->resident[w] & ~c->dirty[w]);
+      c->resident[w] = c->dirty[w];
+    }
+  }
+  c->n_resident = bitmap_count (c->resident, c->chunks);
+  c->n_dirty = bitmap_count (c->dirty, c->chunks);
+  if (dropped > 0 || (c->n_dirty > 0 && !meta_was_clean (c->meta)))
+    log_info ("%s: %s: kept %ju dirty chunks, dropped %ju clean cached "
+              "chunks", dir, meta_was_clean (c->meta)
+              ? "the published snapshot changed" : "unclean shutdown",
+              (uintmax_t) c->n_dirty, (uintmax_t) dropped);
+  snprintf (c->snapshot_id, sizeof c->snapshot_id, "%s", snapshot_id);
+  /* From now on the state on disk is unclean until cache_close. */
+  if (meta_set_header (c->meta, false, snapshot_id) == -1)
+    goto err;
+  return c;
+
+ err:
+  cache_free (c);
+  return NULL;
+}
+
+int
+cache_close (struct cache *c)
+{
+  int r;
+
+  assert (c->n_busy == 0 && c->staging_fd == -1);
+  r = cache_flush (c);
+  if (r == 0 && fdatasync (c->raw_fd) == -1)
+    r = err_set (errno, "fdatasync %s: %m", c->raw_path);
+  if (r == 0)
+    r = meta_write_bitmaps (c->meta, c->resident, c->dirty);
+  if (r == 0)
+    r = meta_sync (c->meta);
+  if (r == 0)
+    r = meta_set_header (c->meta, true, c->snapshot_id);
+  cache_free (c);
+  return r;
+}

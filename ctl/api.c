@@ -1,0 +1,577 @@
+/* lazyvold: the admin API (see api.h).
+ *
+ * The routes are one table: method, path pattern ("*" is one segment),
+ * the control command, what the path's ids and the body's fields must
+ * be, and the success status.  A request is checked completely here —
+ * route, method, body size and JSON syntax, every id with the same
+ * id_export_valid/id_snapshot_valid the plugin uses — and only then
+ * relayed, so a malformed request costs the plugin nothing.  Other
+ * fields (size, chunk_size) are passed on as given and checked by the
+ * plugin, which knows their rules.
+ *
+ * Nothing here blocks: a request waits for its relay's callback while
+ * the loop serves others.  A client that hangs up during a long snapshot
+ * does not cancel it (the plugin finishes it); libevent frees the orphaned
+ * request when the reply is sent.  While nbdkit is down (see
+ * supervise_unavailable) requests fail at once with 503, except metrics,
+ * which then shows lazyvold's own counters with lazyvold_nbdkit_up 0.
+ *
+ * Bodies over BODY_MAX are refused by libevent from their Content-Length
+ * (or as a chunked body grows past it) before they are stored, with 413
+ * and libevent's own short HTML body: libevent 2.1 has no hook to send our
+ * JSON there.  With lingering close, the rest of the body is read and
+ * dropped, so that the client gets the 413 instead of a broken pipe.
+ */
+#include <config.h>
+
+#include <errno.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+#include <event2/http.h>
+#include <event2/listener.h>
+#include <json-c/json.h>
+
+#include "api.h"
+#include "err.h"
+#include "metrics.h"
+#include "relay.h"
+#include "supervise.h"
+#include "unixsock.h"
+#include "util.h"
+
+#define BODY_MAX (64 * 1024)
+#define HEADERS_MAX (16 * 1024)
+#define JSON_DEPTH 8
+#define NAME_MAX_LEN (EXPORT_ID_MAX + 1 + SNAPSHOT_ID_LEN)
+
+/* What an id in a path or a body must be. */
+enum id_kind {
+  ANY,                          /* not an id: the plugin checks it */
+  EXPORT,                       /* an export id */
+  NAME,                         /* an export id, or "<export_id>@<snapshot_id>" */
+  SNAPSHOT,                     /* a snapshot id */
+};
+
+struct field {
+  const char *name;
+  enum id_kind kind;
+  bool required;
+};
+
+enum reply_kind { REPLY_JSON, REPLY_HEALTH, REPLY_METRICS };
+
+struct route {
+  enum evhttp_cmd_type method;
+  const char *path;             /* "*" matches an export name (checked
+                                   as PATH_ID), "**" a snapshot id */
+  const char *cmd;
+  enum id_kind path_id;
+  const struct field *body;     /* NULL: any body is ignored */
+  int status;                   /* on success */
+  enum reply_kind reply;
+};
+
+static const struct field create_body[] = {
+  { "export_id", EXPORT, true }, { "size", ANY, true },
+  { "chunk_size", ANY, false }, { NULL, ANY, false },
+};
+static const struct field open_body[] = {
+  { "export_id", NAME, true }, { NULL, ANY, false },
+};
+static const struct field clone_body[] = {
+  { "export_id", EXPORT, true }, { "source_export_id", EXPORT, true },
+  { "source_snapshot_id", SNAPSHOT, false }, { NULL, ANY, false },
+};
+
+#define GET EVHTTP_REQ_GET
+#define POST EVHTTP_REQ_POST
+#define DELETE EVHTTP_REQ_DELETE
+static const struct route routes[] = {
+  { GET, "/v1/exports", "list", ANY, NULL, 200, REPLY_JSON },
+  { POST, "/v1/exports/create", "create", ANY, create_body, 201, REPLY_JSON },
+  { POST, "/v1/exports/open", "open", ANY, open_body, 200, REPLY_JSON },
+  { POST, "/v1/exports/clone", "clone", ANY, clone_body, 201, REPLY_JSON },
+  { GET, "/v1/exports/*/status", "status", NAME, NULL, 200, REPLY_JSON },
+  { POST, "/v1/exports/*/snapshot", "snapshot", EXPORT, NULL, 200,
+    REPLY_JSON },
+  { POST, "/v1/exports/*/compact", "compact", EXPORT, NULL, 200,
+    REPLY_JSON },
+  { POST, "/v1/exports/*/cache/reset", "reset", EXPORT, NULL, 200,
+    REPLY_JSON },
+  { GET, "/v1/exports/*/snapshots", "snapshots", EXPORT, NULL, 200,
+    REPLY_JSON },
+  { DELETE, "/v1/exports/*/snapshots/**", "delete_snapshot", EXPORT, NULL,
+    200, REPLY_JSON },
+  { POST, "/v1/exports/*/close", "close", NAME, NULL, 200, REPLY_JSON },
+  { POST, "/v1/exports/*/hydrate", "hydrate", NAME, NULL, 202, REPLY_JSON },
+  { GET, "/v1/health", "ping", ANY, NULL, 200, REPLY_HEALTH },
+  { GET, "/v1/metrics", "metrics", ANY, NULL, 200, REPLY_METRICS },
+};
+#undef GET
+#undef POST
+#undef DELETE
+
+/* The plugin's error codes (err_code) and their statuses; others 500. */
+static const struct {
+  const char *code;
+  int status;
+} statuses[] = {
+  { "bad_request", 400 }, { "not_found", 404 }, { "already_exists", 409 },
+  { "busy", 409 }, { "conflict", 409 }, { "read_only", 409 },
+  { "too_large", 413 }, { "not_supported", 501 }, { "store_denied", 502 },
+  { "bad_remote_data", 502 }, { "store_error", 502 },
+  { "store_unavailable", 503 },
+};
+
+/* A request waiting for its relay. */
+struct call {
+  struct evhttp_request *req;
+  const struct route *route;
+};
+
+static struct evhttp *http;
+static struct evhttp_bound_socket *bound;
+static char *sock_path;
+static uint64_t start_ns;
+
+static const char *
+method_name (enum evhttp_cmd_type m)
+{
+  switch (m) {
+  case EVHTTP_REQ_GET: return "GET";
+  case EVHTTP_REQ_POST: return "POST";
+  case EVHTTP_REQ_DELETE: return "DELETE";
+  case EVHTTP_REQ_HEAD: return "HEAD";
+  case EVHTTP_REQ_PUT: return "PUT";
+  case EVHTTP_REQ_PATCH: return "PATCH";
+  case EVHTTP_REQ_OPTIONS: return "OPTIONS";
+  case EVHTTP_REQ_TRACE: return "TRACE";
+  case EVHTTP_REQ_CONNECT: return "CONNECT";
+  }
+  return "?";
+}
+
+/* Send BODY (consumed) with STATUS and CONTENT_TYPE.  Requests that may
+ * change something are logged; reads (monitoring polls) only in debug.
+ */
+static void
+respond (struct evhttp_request *req, int status, const char *content_type,
+         struct evbuffer *body)
+{
+  enum evhttp_cmd_type method = evhttp_request_get_command (req);
+
+  log_msg (method == EVHTTP_REQ_GET ? LOG_LV_DEBUG : LOG_LV_INFO,
+           "%s %s: %d", method_name (method), evhttp_request_get_uri (req),
+           status);
+  evhttp_add_header (evhttp_request_get_output_headers (req),
+                     "Content-Type", content_type);
+  evhttp_send_reply (req, status, NULL, body);
+  evbuffer_free (body);
+}
+
+static void
+respond_json (struct evhttp_request *req, int status, json_object *o)
+{
+  struct evbuffer *body = evbuffer_new ();
+
+  evbuffer_add_printf (body, "%s\n", json_object_to_json_string_ext
+                       (o, JSON_C_TO_STRING_PRETTY |
+                        JSON_C_TO_STRING_SPACED |
+                        JSON_C_TO_STRING_NOSLASHESCAPE));
+  respond (req, status, "application/json", body);
+}
+
+/* Reply {"error":MESSAGE,"code":CODE} with STATUS. */
+static void
+respond_error (struct evhttp_request *req, int status, const char *code,
+               const char *message)
+{
+  json_object *o = json_object_new_object ();
+
+  json_object_object_add (o, "error", json_object_new_string (message));
+  json_object_object_add (o, "code", json_object_new_string (code));
+  respond_json (req, status, o);
+  json_object_put (o);
+}
+
+static bool
+name_valid (const char *s)
+{
+  const char *at = strchr (s, '@');
+  char id[EXPORT_ID_MAX + 1];
+
+  if (at == NULL)
+    return id_export_valid (s);
+  if (at - s > EXPORT_ID_MAX)
+    return false;
+  memcpy (id, s, at - s);
+  id[at - s] = '\0';
+  return id_export_valid (id) && id_snapshot_valid (at + 1);
+}
+
+/* Check S, the id WHAT, against KIND.  0 or -1 with err_set (EINVAL). */
+static int
+check_id (enum id_kind kind, const char *what, const char *s)
+{
+  switch (kind) {
+  case ANY:
+    return 0;
+  case EXPORT:
+    if (!id_export_valid (s))
+      return err_set (EINVAL, "invalid %s \"%.140s\" (want "
+                      "[A-Za-z0-9][A-Za-z0-9._-]{0,127})", what, s);
+    return 0;
+  case NAME:
+    if (!name_valid (s))
+      return err_set (EINVAL, "invalid %s \"%.180s\" (want an export id, "
+                      "or EXPORT_ID@SNAPSHOT_ID for a snapshot view)",
+                      what, s);
+    return 0;
+  case SNAPSHOT:
+    if (!id_snapshot_valid (s))
+      return err_set (EINVAL, "invalid %s \"%.40s\" (want 32 lowercase hex "
+                      "digits)", what, s);
+    return 0;
+  }
+  abort ();
+}
+
+/* Does PATH match the route pattern PAT?  The segments matched by "*"
+ * and "**" are copied to EXPORT and SNAP.
+ */
+static bool
+match (const char *pat, const char *path, char export[NAME_MAX_LEN + 2],
+       char snap[NAME_MAX_LEN + 2])
+{
+  while (*pat && *path) {
+    if (*pat == '*') {
+      size_t len = strcspn (path, "/");
+      char *dst = pat[1] == '*' ? snap : export;
+
+      if (len == 0)
+        return false;
+      /* Longer than any valid id: keep enough to fail validation. */
+      snprintf (dst, NAME_MAX_LEN + 2, "%.*s", (int) len, path);
+      path += len;
+      pat += pat[1] == '*' ? 2 : 1;
+    }
+    else if (*pat++ != *path++)
+      return false;
+  }
+  return *pat == '\0' && *path == '\0';
+}
+
+/* The body of REQ as a JSON object, or NULL with err_set (EINVAL). */
+static json_object *
+parse_body (struct evhttp_request *req)
+{
+  struct evbuffer *in = evhttp_request_get_input_buffer (req);
+  size_t len = evbuffer_get_length (in), end;
+  const char *s = (const char *) evbuffer_pullup (in, -1);
+  json_tokener *tok;
+  json_object *o;
+
+  if (len == 0) {
+    err_set (EINVAL, "this request needs a JSON object as its body");
+    return NULL;
+  }
+  tok = json_tokener_new_ex (JSON_DEPTH);
+  if (tok == NULL) {
+    err_set (ENOMEM, "out of memory");
+    return NULL;
+  }
+  o = json_tokener_parse_ex (tok, s, len);
+  end = json_tokener_get_parse_end (tok);
+  if (o == NULL)
+    err_set (EINVAL, "malformed JSON body: %s",
+             json_tokener_error_desc (json_tokener_get_error (tok)));
+  else if (end + strspn (s + end, " \t\r\n") < len) {
+    err_set (EINVAL, "malformed JSON body: data after the object");
+    json_object_put (o);
+    o = NULL;
+  }
+  else if (!json_object_is_type (o, json_type_object)) {
+    err_set (EINVAL, "the body must be a JSON object");
+    json_object_put (o);
+    o = NULL;
+  }
+  json_tokener_free (tok);
+  return o;
+}
+
+/* Copy the fields of BODY that ROUTE knows into CMD, checking them. */
+static int
+add_body (json_object *cmd, const struct route *route, json_object *body)
+{
+  const struct field *f;
+
+  json_object_object_foreach (body, key, val) {
+    for (f = route->body; f->name && strcmp (f->name, key) != 0; f++)
+      ;
+    if (f->name == NULL)
+      return err_set (EINVAL, "unknown field \"%.40s\" for %s", key,
+                      route->path);
+    if (val == NULL)
+      continue;                 /* null: as if absent */
+    if (f->kind != ANY) {
+      if (!json_object_is_type (val, json_type_string))
+        return err_set (EINVAL, "\"%s\" must be a string", key);
+      if (check_id (f->kind, key, json_object_get_string (val)) == -1)
+        return -1;
+    }
+    json_object_object_add (cmd, key, json_object_get (val));
+  }
+  for (f = route->body; f->name; f++)
+    if (f->required && !json_object_object_get_ex (cmd, f->name, NULL))
+      return err_set (EINVAL, "missing \"%s\"", f->name);
+  return 0;
+}
+
+/* The control command for REQ on ROUTE, or NULL with err_set. */
+static json_object *
+build_command (struct evhttp_request *req, const struct route *route,
+               const char *export, const char *snap)
+{
+  json_object *cmd = json_object_new_object ();
+  json_object *body = NULL;
+
+  json_object_object_add (cmd, "cmd", json_object_new_string (route->cmd));
+  if (route->path_id != ANY) {
+    if (check_id (route->path_id, "export id", export) == -1)
+      goto err;
+    json_object_object_add (cmd, "export_id",
+                            json_object_new_string (export));
+  }
+  if (snap[0]) {
+    if (check_id (SNAPSHOT, "snapshot id", snap) == -1)
+      goto err;
+    json_object_object_add (cmd, "snapshot_id",
+                            json_object_new_string (snap));
+  }
+  if (route->body) {
+    if ((body = parse_body (req)) == NULL ||
+        add_body (cmd, route, body) == -1)
+      goto err;
+    json_object_put (body);
+  }
+  return cmd;
+
+ err:
+  json_object_put (body);
+  json_object_put (cmd);
+  return NULL;
+}
+
+static void
+respond_metrics (struct evhttp_request *req, json_object *reply)
+{
+  struct evbuffer *body = evbuffer_new ();
+
+  metrics_format (body, reply, supervise_restarts ());
+  respond (req, 200, METRICS_CONTENT_TYPE, body);
+}
+
+static void
+respond_health (struct evhttp_request *req, json_object *ping)
+{
+  json_object *o = json_object_new_object (), *pid;
+
+  json_object_object_add (o, "status", json_object_new_string ("ok"));
+  json_object_object_add (o, "version", json_object_new_string (VERSION));
+  if (json_object_object_get_ex (ping, "pid", &pid))
+    json_object_object_add (o, "nbdkit_pid", json_object_get (pid));
+  json_object_object_add (o, "mode",
+                          json_object_new_string (supervise_mode ()));
+  json_object_object_add (o, "adopted",
+                          json_object_new_boolean (supervise_adopted ()));
+  json_object_object_add (o, "nbdkit_restarts",
+                          json_object_new_int64 (supervise_restarts ()));
+  json_object_object_add (o, "uptime_s", json_object_new_int64
+                          ((time_mono_ns () - start_ns) / 1000000000));
+  respond_json (req, 200, o);
+  json_object_put (o);
+}
+
+/* nbdkit cannot take REQ now, because of WHY. */
+static void
+respond_unavailable (struct evhttp_request *req, const struct route *route,
+                     const char *why)
+{
+  if (route->reply == REPLY_METRICS)
+    respond_metrics (req, NULL);
+  else
+    respond_error (req, 503, "unavailable", why);
+}
+
+static int
+status_of (const char *code)
+{
+  for (size_t i = 0; i < sizeof statuses / sizeof statuses[0]; i++)
+    if (strcmp (statuses[i].code, code) == 0)
+      return statuses[i].status;
+  return 500;
+}
+
+static void
+on_reply (json_object *reply, void *opaque)
+{
+  struct call *c = opaque;
+  json_object *ok, *code;
+
+  if (reply == NULL && (err_errno () == EBADMSG || err_errno () == EMSGSIZE))
+    respond_error (c->req, 500, "internal", err_msg ());
+  else if (reply == NULL)
+    respond_unavailable (c->req, c->route, err_msg ());
+  else if (!json_object_object_get_ex (reply, "ok", &ok) ||
+           !json_object_get_boolean (ok)) {
+    json_object_object_del (reply, "ok");
+    respond_json (c->req,
+                  json_object_object_get_ex (reply, "code", &code)
+                  ? status_of (json_object_get_string (code)) : 500,
+                  reply);
+  }
+  else {
+    json_object_object_del (reply, "ok");
+    switch (c->route->reply) {
+    case REPLY_JSON:
+      respond_json (c->req, c->route->status, reply);
+      break;
+    case REPLY_HEALTH:
+      respond_health (c->req, reply);
+      break;
+    case REPLY_METRICS:
+      respond_metrics (c->req, reply);
+      break;
+    }
+  }
+  free (c);
+}
+
+/* The route whose pattern PATH matches (each path has one, with one
+ * method), or NULL.  Its ids go to EXPORT and SNAP.
+ */
+static const struct route *
+find_route (const char *path, char export[NAME_MAX_LEN + 2],
+            char snap[NAME_MAX_LEN + 2])
+{
+  for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++) {
+    export[0] = snap[0] = '\0';
+    if (match (routes[i].path, path, export, snap))
+      return &routes[i];
+  }
+  return NULL;
+}
+
+static void
+api_handle (struct evhttp_request *req, void *arg)
+{
+  const char *path = evhttp_uri_get_path (evhttp_request_get_evhttp_uri (req));
+  char export[NAME_MAX_LEN + 2], snap[NAME_MAX_LEN + 2];
+  const struct route *route = path ? find_route (path, export, snap) : NULL;
+  enum evhttp_cmd_type method = evhttp_request_get_command (req);
+  const char *why;
+  json_object *cmd;
+  struct call *c;
+  char msg[256];
+
+  err_clear ();
+  if (route == NULL) {
+    snprintf (msg, sizeof msg, "no such endpoint: %.200s", path ? path : "");
+    respond_error (req, 404, "not_found", msg);
+    return;
+  }
+  if (method != route->method) {
+    snprintf (msg, sizeof msg, "%.200s takes %s, not %s", path,
+              method_name (route->method), method_name (method));
+    evhttp_add_header (evhttp_request_get_output_headers (req), "Allow",
+                       method_name (route->method));
+    respond_error (req, 405, "method_not_allowed", msg);
+    return;
+  }
+  if ((cmd = build_command (req, route, export, snap)) == NULL) {
+    respond_error (req, 400, "bad_request", err_msg ());
+    return;
+  }
+  if ((why = supervise_unavailable ()) != NULL) {
+    respond_unavailable (req, route, why);
+    json_object_put (cmd);
+    return;
+  }
+  c = malloc (sizeof *c);
+  if (c == NULL)
+    abort ();
+  c->req = req;
+  c->route = route;
+  if (relay_send (cmd, on_reply, c) == -1) {
+    respond_unavailable (req, route, err_msg ());
+    free (c);
+  }
+  json_object_put (cmd);
+}
+
+int
+api_start (struct event_base *base, const char *path, gid_t gid)
+{
+  struct evconnlistener *listener;
+  int fd;
+
+  start_ns = time_mono_ns ();
+  if (unixsock_clear_stale (path) == -1)
+    return err_prefix ("admin socket");
+  if ((fd = unixsock_listen (path, gid)) == -1)
+    return err_prefix ("admin socket");
+  http = evhttp_new (base);
+  listener = evconnlistener_new (base, NULL, NULL, LEV_OPT_CLOSE_ON_FREE |
+                                 LEV_OPT_CLOSE_ON_EXEC, -1, fd);
+  if (http == NULL || listener == NULL ||
+      (bound = evhttp_bind_listener (http, listener)) == NULL) {
+    if (listener)
+      evconnlistener_free (listener);
+    else
+      close (fd);
+    if (http)
+      evhttp_free (http);
+    http = NULL;
+    unlink (path);
+    return err_set (ENOMEM, "admin socket %s: cannot serve HTTP on it", path);
+  }
+  /* Every method reaches api_handle, so a wrong one gets 405 and Allow. */
+  evhttp_set_allowed_methods (http, EVHTTP_REQ_GET | EVHTTP_REQ_POST |
+                              EVHTTP_REQ_HEAD | EVHTTP_REQ_PUT |
+                              EVHTTP_REQ_DELETE | EVHTTP_REQ_OPTIONS |
+                              EVHTTP_REQ_TRACE | EVHTTP_REQ_CONNECT |
+                              EVHTTP_REQ_PATCH);
+  evhttp_set_max_body_size (http, BODY_MAX);
+  evhttp_set_max_headers_size (http, HEADERS_MAX);
+  evhttp_set_flags (http, EVHTTP_SERVER_LINGERING_CLOSE);
+  evhttp_set_gencb (http, api_handle, NULL);
+  sock_path = strdup (path);
+  log_info ("admin API listening on %s", path);
+  return 0;
+}
+
+void
+api_stop (void)
+{
+  if (bound == NULL)
+    return;
+  evhttp_del_accept_socket (http, bound);
+  bound = NULL;
+  unlink (sock_path);
+}
+
+void
+api_free (void)
+{
+  api_stop ();
+  if (http)
+    evhttp_free (http);
+  http = NULL;
+  free (sock_path);
+  sock_path = NULL;
+}

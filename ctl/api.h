@@ -1,0 +1,28 @@
+/* lazyvold: the admin API, HTTP/1.1 with JSON bodies on a Unix socket.
+ *
+ * Each endpoint becomes one command on the plugin's control socket
+ * (GET /v1/exports/vm01/status -> {"cmd":"status","export_id":"vm01"}),
+ * relayed without blocking; the reply becomes the response with the
+ * plugin's error code mapped to an HTTP status.  See lazyvold(8).
+ */
+#ifndef LAZYVOLD_API_H
+#define LAZYVOLD_API_H
+
+#include <sys/types.h>
+
+#include <event2/event.h>
+
+/* Serve the API on Unix socket PATH: mode 0600, or 0660 owned by group
+ * GID unless GID is (gid_t) -1.  A stale socket at PATH is replaced, one
+ * in use is EADDRINUSE.  0 or -1 with err_set.
+ */
+int api_start (struct event_base *base, const char *path, gid_t gid)
+  __attribute__ ((__nonnull__));
+/* Stop accepting connections and remove the socket; requests in flight
+ * still get their replies while the loop runs.
+ */
+void api_stop (void);
+/* Free what api_start made (after the event loop ended). */
+void api_free (void);
+
+#endif /* LAZYVOLD_API_H */

@@ -1,0 +1,583 @@
+/* lazyvold: the control plane of lazyvol.  See lazyvold(8).
+ *
+ * lazyvold is a thin front: it never touches the object store or the
+ * cache.  nbdkit with the lazyvol plugin serves NBD and does all the work
+ * (including discovering the exports at start); lazyvold serves the admin
+ * API and turns each request into a command on the plugin's control
+ * socket.  It either spawns and supervises that nbdkit (supervise.c) or
+ * attaches to the control socket of one the user runs (--control).
+ *
+ * This file owns the command line, the run directory, logging, signals
+ * and daemonizing.  State on disk, for spawn mode, in RUN_DIR =
+ * <cache-root>/.lazyvold (mode 0700):
+ *
+ *   lazyvold.lock  flock'ed while a lazyvold serves this cache root, so
+ *                  two cannot supervise one nbdkit
+ *   nbdkit.pid     written by nbdkit; names the process to adopt
+ *   control.sock   the plugin's control socket
+ *   admin.sock     the admin API, unless --admin-sock says otherwise
+ *
+ * Signals: TERM and INT stop nbdkit (it flushes every export) and exit;
+ * USR2 exits at once, leaving nbdkit serving for the next lazyvold to
+ * adopt.
+ */
+#include <config.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <grp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <syslog.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+
+#include "api.h"
+#include "err.h"
+#include "relay.h"
+#include "supervise.h"
+#include "util.h"
+
+#define DEFAULT_LISTEN "127.0.0.1:10809"
+#define RUN_DIR_NAME ".lazyvold"
+
+/* The serve command line. */
+static struct {
+  char *cache_root, *admin_sock, *control, *pidfile, *plugin;
+  const char *export_root, *bucket, *listen, *nbdkit, *admin_group;
+  const char *storage_backend, *endpoint_url, *region, *r2_account_id;
+  const char **filters, **params;
+  size_t nfilters, nparams;
+  bool foreground;
+  int log_level;
+} opt = {
+  .export_root = "exports", .listen = DEFAULT_LISTEN,
+  .nbdkit = NBDKIT_PATH, .log_level = LOG_LV_INFO,
+};
+
+static struct event_base *base;
+static int exit_status;
+static int notify_fd = -1;      /* daemon mode: the waiting parent */
+
+static void
+usage (FILE *f)
+{
+  fprintf (f,
+"Usage: lazyvold serve --cache-root DIR [OPTIONS]\n"
+"       lazyvold serve --control SOCKET --admin-sock SOCKET [OPTIONS]\n"
+"       lazyvold --help | --version\n"
+"\n"
+"Serve lazyvol exports over NBD (nbdkit with the lazyvol plugin) and an\n"
+"HTTP admin API on a Unix socket.  See lazyvold(8).\n"
+"\n"
+"Spawn mode (lazyvold runs and supervises nbdkit):\n"
+"  --cache-root DIR         local cache of every export (required)\n"
+"  --export-root PREFIX     prefix of the exports in the bucket (exports)\n"
+"  --bucket BUCKET          bucket; alone, it means --storage-backend s3\n"
+"  --storage-backend file|s3|r2  object store (default: file under\n"
+"                           DIR/.store if no --bucket, else s3)\n"
+"  --endpoint-url URL       S3-compatible endpoint\n"
+"  --region REGION          S3 region (us-east-1; auto for r2)\n"
+"  --r2-account-id ID       Cloudflare account id for r2\n"
+"  --listen HOST:PORT|PATH  NBD listener: TCP ([v6]:port too) or an\n"
+"                           absolute Unix socket path (" DEFAULT_LISTEN ")\n"
+"  --filter NAME            add an nbdkit filter (repeatable, in order)\n"
+"  --param KEY=VALUE        extra nbdkit parameter for a filter or the\n"
+"                           plugin, e.g. statsfile=FILE (repeatable)\n"
+"  --nbdkit PATH            nbdkit binary (" NBDKIT_PATH ")\n"
+"  --plugin PATH            lazyvol plugin (" PLUGINDIR
+"/nbdkit-lazyvol-plugin.so)\n"
+"\n"
+"Attach mode (you run nbdkit):\n"
+"  --control SOCKET         the plugin's control= socket; spawn-mode\n"
+"                           options are refused\n"
+"\n"
+"Both:\n"
+"  --admin-sock PATH        admin API socket (DIR/" RUN_DIR_NAME
+"/admin.sock;\n"
+"                           required with --control)\n"
+"  --admin-group GROUP      make the admin socket 0660 for GROUP (0600)\n"
+"  --foreground             do not daemonize\n"
+"  --pidfile FILE           write lazyvold's pid to FILE once ready\n"
+"  --log-level error|warn|info|debug  (info; debug also runs nbdkit -v)\n"
+"  --help, --version\n"
+"\n"
+"Credentials come only from AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and\n"
+"AWS_SESSION_TOKEN in the environment.  SIGTERM/SIGINT stop nbdkit and\n"
+"exit; SIGUSR2 exits and leaves nbdkit serving for the next lazyvold.\n");
+}
+
+static void
+log_to_stderr (enum log_level level, const char *msg)
+{
+  static const char *names[] = { "error", "warning", "info", "debug" };
+  struct timespec ts;
+  struct tm tm;
+  char when[32];
+
+  clock_gettime (CLOCK_REALTIME, &ts);
+  gmtime_r (&ts.tv_sec, &tm);
+  strftime (when, sizeof when, "%Y-%m-%dT%H:%M:%S", &tm);
+  fprintf (stderr, "%s.%03ldZ lazyvold[%d]: %s: %s\n", when,
+           ts.tv_nsec / 1000000, (int) getpid (), names[level], msg);
+}
+
+static void
+log_to_syslog (enum log_level level, const char *msg)
+{
+  static const int priorities[] = { LOG_ERR, LOG_WARNING, LOG_INFO,
+                                    LOG_DEBUG };
+
+  syslog (priorities[level], "%s", msg);
+}
+
+/* Print "lazyvold: MESSAGE" and exit with status 2 (a usage error). */
+static void __attribute__ ((__noreturn__, __format__ (__printf__, 1, 2)))
+usage_error (const char *fmt, ...)
+{
+  va_list ap;
+
+  fputs ("lazyvold: ", stderr);
+  va_start (ap, fmt);
+  vfprintf (stderr, fmt, ap);
+  va_end (ap);
+  fputs ("\n", stderr);
+  exit (2);
+}
+
+/* PATH made absolute against the current directory (daemons chdir /). */
+static char *
+absolute (const char *path)
+{
+  CLEANUP_FREE char *cwd = NULL;
+
+  if (path[0] == '/')
+    return xasprintf ("%s", path);
+  if ((cwd = getcwd (NULL, 0)) == NULL)
+    usage_error ("getcwd: %m");
+  return xasprintf ("%s/%s", cwd, path);
+}
+
+static void
+append (const char ***list, size_t *n, const char *s)
+{
+  *list = realloc (*list, (*n + 1) * sizeof **list);
+  if (*list == NULL)
+    abort ();
+  (*list)[(*n)++] = s;
+}
+
+/* The nbdkit parameters lazyvold sets itself, and the flag for each. */
+static const char *const owned_params[][2] = {
+  { "cache-root", "--cache-root" }, { "export-root", "--export-root" },
+  { "bucket", "--bucket" }, { "storage-backend", "--storage-backend" },
+  { "endpoint-url", "--endpoint-url" }, { "region", "--region" },
+  { "r2-account-id", "--r2-account-id" }, { "control", "--control" },
+};
+
+static void
+check_param (const char *param)
+{
+  const char *eq = strchr (param, '=');
+
+  if (eq == NULL || eq == param)
+    usage_error ("--param wants KEY=VALUE, not \"%s\"", param);
+  for (size_t i = 0; i < sizeof owned_params / sizeof owned_params[0]; i++)
+    if (strlen (owned_params[i][0]) == (size_t) (eq - param) &&
+        strncmp (param, owned_params[i][0], eq - param) == 0)
+      usage_error ("--param %s: use %s instead", param, owned_params[i][1]);
+}
+
+enum {
+  OPT_CACHE_ROOT = 256, OPT_EXPORT_ROOT, OPT_BUCKET, OPT_LISTEN,
+  OPT_ADMIN_SOCK, OPT_STORAGE_BACKEND, OPT_ENDPOINT_URL, OPT_REGION,
+  OPT_R2_ACCOUNT_ID, OPT_FILTER, OPT_PARAM, OPT_NBDKIT, OPT_PLUGIN,
+  OPT_CONTROL, OPT_ADMIN_GROUP, OPT_FOREGROUND, OPT_PIDFILE, OPT_LOG_LEVEL,
+  OPT_HELP,
+};
+
+static const struct option long_options[] = {
+  { "cache-root", required_argument, NULL, OPT_CACHE_ROOT },
+  { "export-root", required_argument, NULL, OPT_EXPORT_ROOT },
+  { "bucket", required_argument, NULL, OPT_BUCKET },
+  { "listen", required_argument, NULL, OPT_LISTEN },
+  { "admin-sock", required_argument, NULL, OPT_ADMIN_SOCK },
+  { "storage-backend", required_argument, NULL, OPT_STORAGE_BACKEND },
+  { "endpoint-url", required_argument, NULL, OPT_ENDPOINT_URL },
+  { "region", required_argument, NULL, OPT_REGION },
+  { "r2-account-id", required_argument, NULL, OPT_R2_ACCOUNT_ID },
+  { "filter", required_argument, NULL, OPT_FILTER },
+  { "param", required_argument, NULL, OPT_PARAM },
+  { "nbdkit", required_argument, NULL, OPT_NBDKIT },
+  { "plugin", required_argument, NULL, OPT_PLUGIN },
+  { "control", required_argument, NULL, OPT_CONTROL },
+  { "admin-group", required_argument, NULL, OPT_ADMIN_GROUP },
+  { "foreground", no_argument, NULL, OPT_FOREGROUND },
+  { "pidfile", required_argument, NULL, OPT_PIDFILE },
+  { "log-level", required_argument, NULL, OPT_LOG_LEVEL },
+  { "help", no_argument, NULL, OPT_HELP },
+  { NULL },
+};
+
+/* Parse "serve ARGS..."; exits on a usage error. */
+static void
+parse_serve (int argc, char **argv)
+{
+  bool spawn_flags = false;     /* a flag only spawn mode uses */
+  int c;
+
+  while ((c = getopt_long (argc, argv, "", long_options, NULL)) != -1) {
+    spawn_flags |= c != OPT_ADMIN_SOCK && c != OPT_CONTROL &&
+      c != OPT_ADMIN_GROUP && c != OPT_FOREGROUND && c != OPT_PIDFILE &&
+      c != OPT_LOG_LEVEL;
+    switch (c) {
+    case OPT_CACHE_ROOT: opt.cache_root = absolute (optarg); break;
+    case OPT_EXPORT_ROOT: opt.export_root = optarg; break;
+    case OPT_BUCKET: opt.bucket = optarg; break;
+    case OPT_LISTEN: opt.listen = optarg; break;
+    case OPT_ADMIN_SOCK: opt.admin_sock = absolute (optarg); break;
+    case OPT_STORAGE_BACKEND: opt.storage_backend = optarg; break;
+    case OPT_ENDPOINT_URL: opt.endpoint_url = optarg; break;
+    case OPT_REGION: opt.region = optarg; break;
+    case OPT_R2_ACCOUNT_ID: opt.r2_account_id = optarg; break;
+    case OPT_FILTER: append (&opt.filters, &opt.nfilters, optarg); break;
+    case OPT_PARAM:
+      check_param (optarg);
+      append (&opt.params, &opt.nparams, optarg);
+      break;
+    case OPT_NBDKIT:                    /* a path, or a name to look up */
+      opt.nbdkit = strchr (optarg, '/') ? absolute (optarg) : optarg;
+      break;
+    case OPT_PLUGIN: opt.plugin = absolute (optarg); break;
+    case OPT_CONTROL: opt.control = absolute (optarg); break;
+    case OPT_ADMIN_GROUP: opt.admin_group = optarg; break;
+    case OPT_FOREGROUND: opt.foreground = true; break;
+    case OPT_PIDFILE: opt.pidfile = absolute (optarg); break;
+    case OPT_LOG_LEVEL:
+      if ((opt.log_level = log_parse_level (optarg)) == -1)
+        usage_error ("--log-level must be error, warn, info or debug");
+      break;
+    case OPT_HELP: usage (stdout); exit (0);
+    default: usage (stderr); exit (2);
+    }
+  }
+  if (optind < argc)
+    usage_error ("unexpected argument \"%s\" (try --help)", argv[optind]);
+  if (opt.control) {
+    if (spawn_flags)
+      usage_error ("with --control, lazyvold runs no nbdkit: give the "
+                   "storage, --listen, --filter and plugin options to "
+                   "your nbdkit instead");
+    if (opt.admin_sock == NULL)
+      usage_error ("--control needs --admin-sock");
+    return;
+  }
+  if (opt.cache_root == NULL)
+    usage_error ("--cache-root DIR is required (try --help)");
+  /* The file store's bucket is a directory; nbdkit may run in /. */
+  if (opt.bucket && opt.storage_backend &&
+      strcmp (opt.storage_backend, "file") == 0)
+    opt.bucket = absolute (opt.bucket);
+  if (opt.admin_sock == NULL)
+    opt.admin_sock = xasprintf ("%s/" RUN_DIR_NAME "/admin.sock",
+                                opt.cache_root);
+  if (opt.plugin == NULL)
+    opt.plugin = xasprintf ("%s", PLUGINDIR "/nbdkit-lazyvol-plugin.so");
+}
+
+/* Append nbdkit's listener options for --listen to ARGV. */
+static void
+listen_args (const char ***argv, size_t *n)
+{
+  const char *s = opt.listen, *colon, *host_end;
+  char *end;
+  long port;
+
+  if (s[0] == '/') {
+    append (argv, n, "-U");
+    append (argv, n, s);
+    return;
+  }
+  if (s[0] == '[') {                    /* [v6]:port */
+    host_end = strchr (s, ']');
+    colon = host_end && host_end[1] == ':' ? host_end + 1 : NULL;
+    s++;
+  }
+  else {
+    colon = strrchr (s, ':');
+    host_end = colon;
+  }
+  if (colon == NULL)
+    usage_error ("--listen wants HOST:PORT, [V6ADDR]:PORT or an absolute "
+                 "Unix socket path, not \"%s\"", opt.listen);
+  errno = 0;
+  port = strtol (colon + 1, &end, 10);
+  if (errno || *end || end == colon + 1 || port < 1 || port > 65535)
+    usage_error ("--listen %s: bad port", opt.listen);
+  if (host_end > s) {
+    append (argv, n, "-i");
+    append (argv, n, xasprintf ("%.*s", (int) (host_end - s), s));
+  }
+  append (argv, n, "-p");
+  append (argv, n, colon + 1);
+}
+
+/* Append "KEY=VALUE" to ARGV if VALUE is set. */
+static void
+param (const char ***argv, size_t *n, const char *key, const char *value)
+{
+  if (value)
+    append (argv, n, xasprintf ("%s=%s", key, value));
+}
+
+/* The nbdkit command for spawn mode, NULL-terminated. */
+static char **
+nbdkit_argv (const char *pidfile, const char *control)
+{
+  const char **argv = NULL;
+  size_t n = 0;
+
+  append (&argv, &n, opt.nbdkit);
+  append (&argv, &n, "-f");
+  append (&argv, &n, "--pidfile");
+  append (&argv, &n, pidfile);
+  if (opt.log_level == LOG_LV_DEBUG)
+    append (&argv, &n, "-v");
+  if (!opt.foreground)
+    append (&argv, &n, "--log=syslog");
+  listen_args (&argv, &n);
+  for (size_t i = 0; i < opt.nfilters; i++)
+    append (&argv, &n, xasprintf ("--filter=%s", opt.filters[i]));
+  append (&argv, &n, opt.plugin);
+  param (&argv, &n, "cache-root", opt.cache_root);
+  param (&argv, &n, "export-root", opt.export_root);
+  param (&argv, &n, "bucket", opt.bucket);
+  param (&argv, &n, "storage-backend", opt.storage_backend);
+  param (&argv, &n, "endpoint-url", opt.endpoint_url);
+  param (&argv, &n, "region", opt.region);
+  param (&argv, &n, "r2-account-id", opt.r2_account_id);
+  param (&argv, &n, "control", control);
+  for (size_t i = 0; i < opt.nparams; i++)
+    append (&argv, &n, opt.params[i]);
+  append (&argv, &n, NULL);
+  return (char **) argv;
+}
+
+/* Fork into the background.  The parent waits for the child's word on
+ * a pipe: one NUL byte when it is ready (exit 0), else an error message
+ * to print (exit 1).  The child logs to syslog from here on and keeps
+ * the pipe's write end in notify_fd.
+ */
+static void
+daemonize (void)
+{
+  char buf[1024];
+  ssize_t n, got = 0;
+  int p[2];
+  pid_t pid;
+
+  if (pipe2 (p, O_CLOEXEC) == -1 || (pid = fork ()) == -1)
+    usage_error ("cannot daemonize: %m");
+  if (pid > 0) {
+    close (p[1]);
+    while ((n = read (p[0], buf + got, sizeof buf - 1 - got)) > 0)
+      got += n;
+    if (got == 1 && buf[0] == '\0')
+      exit (0);
+    buf[got] = '\0';
+    fprintf (stderr, "lazyvold: %s\n",
+             got ? buf : "the daemon exited while starting (see syslog)");
+    exit (1);
+  }
+  close (p[0]);
+  notify_fd = p[1];
+  setsid ();
+  if (chdir ("/") == -1)
+    abort ();
+  openlog ("lazyvold", LOG_PID, LOG_DAEMON);
+  log_set_sink (log_to_syslog);
+  n = open ("/dev/null", O_RDWR);
+  if (n == -1 || dup2 (n, 0) == -1 || dup2 (n, 1) == -1 || dup2 (n, 2) == -1)
+    abort ();
+  if (n > 2)
+    close (n);
+}
+
+/* Tell a waiting parent that startup ended: MESSAGE, or NULL for ready. */
+static void
+notify_parent (const char *message)
+{
+  size_t len = message ? strlen (message) : 1;   /* ready: one NUL byte */
+
+  if (notify_fd == -1)
+    return;
+  if (write (notify_fd, message ? message : "", len) == -1)
+    log_warn ("cannot tell the parent process: %m");
+  close (notify_fd);
+  notify_fd = -1;
+}
+
+/* Startup failed with the recorded error: report it and end the loop. */
+static void
+startup_failed (void)
+{
+  log_error ("%s", err_msg ());
+  notify_parent (err_msg ());
+  exit_status = 1;
+  api_stop ();
+  event_base_loopexit (base, NULL);
+}
+
+/* Take the run directory's lock, so one lazyvold serves a cache root. */
+static int
+lock_run_dir (const char *run_dir)
+{
+  CLEANUP_FREE char *path = xasprintf ("%s/lazyvold.lock", run_dir);
+  int fd;
+
+  if (mkdir_p (run_dir, 0700) == -1)
+    return -1;
+  fd = open (path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  if (fd == -1)
+    return err_set (errno, "%s: %m", path);
+  if (flock (fd, LOCK_EX | LOCK_NB) == -1) {
+    if (errno == EWOULDBLOCK)
+      err_set (EBUSY, "another lazyvold is serving cache root %s",
+               opt.cache_root);
+    else
+      err_set (errno, "lock %s: %m", path);
+    close (fd);
+    return -1;
+  }
+  return 0;                     /* the lock lives as long as we do */
+}
+
+static void
+on_ready (bool ok)
+{
+  CLEANUP_FREE char *pid = NULL;
+
+  if (!ok) {
+    startup_failed ();
+    return;
+  }
+  if (opt.pidfile) {
+    pid = xasprintf ("%d\n", (int) getpid ());
+    if (file_write_atomic (opt.pidfile, pid, strlen (pid)) == -1) {
+      startup_failed ();
+      return;
+    }
+  }
+  if (opt.control)
+    log_info ("ready: admin API on %s for nbdkit's control socket %s",
+              opt.admin_sock, opt.control);
+  else
+    log_info ("ready: NBD on %s, admin API on %s", opt.listen,
+              opt.admin_sock);
+  notify_parent (NULL);
+}
+
+static void
+on_stopped (void)
+{
+  event_base_loopexit (base, NULL);
+}
+
+static void
+on_signal (evutil_socket_t sig, short what, void *arg)
+{
+  api_stop ();
+  if (sig == SIGUSR2) {
+    pid_t pid = supervise_detach ();
+    if (pid)
+      log_info ("SIGUSR2: exiting; nbdkit pid %d keeps serving", (int) pid);
+    else
+      log_info ("SIGUSR2: exiting");
+    event_base_loopexit (base, NULL);
+    return;
+  }
+  log_info ("%s: shutting down", strsignal (sig));
+  supervise_stop (on_stopped);
+}
+
+int
+main (int argc, char **argv)
+{
+  static const int signals[] = { SIGTERM, SIGINT, SIGUSR2 };
+  struct event *sigev[3] = { NULL };
+  struct supervise_config cfg = { NULL };
+  CLEANUP_FREE char *run_dir = NULL;
+  gid_t gid = (gid_t) -1;
+
+  log_set_sink (log_to_stderr);
+  if (argc == 2 && strcmp (argv[1], "--help") == 0) {
+    usage (stdout);
+    return 0;
+  }
+  if (argc == 2 && strcmp (argv[1], "--version") == 0) {
+    printf ("lazyvold %s\n", VERSION);
+    return 0;
+  }
+  if (argc >= 3 && strcmp (argv[1], "keep") == 0)
+    return supervise_keep (argv + 2);
+  if (argc < 2 || strcmp (argv[1], "serve") != 0)
+    usage_error ("expected a command: serve (try --help)");
+  parse_serve (argc - 1, argv + 1);
+  log_set_level (opt.log_level);
+  if (opt.admin_group) {
+    struct group *g = getgrnam (opt.admin_group);
+    if (g == NULL)
+      usage_error ("--admin-group: no group named %s", opt.admin_group);
+    gid = g->gr_gid;
+  }
+  if (opt.control)
+    supervise_attach ();
+  else {
+    run_dir = xasprintf ("%s/" RUN_DIR_NAME, opt.cache_root);
+    cfg.pidfile = xasprintf ("%s/nbdkit.pid", run_dir);
+    cfg.control = xasprintf ("%s/control.sock", run_dir);
+    cfg.nbd_socket = opt.listen[0] == '/' ? opt.listen : NULL;
+    cfg.argv = nbdkit_argv (cfg.pidfile, cfg.control);
+  }
+  if (!opt.foreground)
+    daemonize ();
+  signal (SIGPIPE, SIG_IGN);
+
+  base = event_base_new ();
+  if (base == NULL) {
+    notify_parent ("cannot create the event loop");
+    return 1;
+  }
+  relay_init (base, opt.control ? opt.control : cfg.control);
+  for (int i = 0; i < 3; i++) {
+    sigev[i] = evsignal_new (base, signals[i], on_signal, NULL);
+    if (sigev[i] == NULL || event_add (sigev[i], NULL) == -1)
+      abort ();
+  }
+  if ((run_dir && lock_run_dir (run_dir) == -1) ||
+      api_start (base, opt.admin_sock, gid) == -1)
+    startup_failed ();
+  else if (opt.control)
+    on_ready (true);
+  else if (supervise_start (base, &cfg, on_ready) == -1)
+    startup_failed ();
+  event_base_dispatch (base);
+
+  relay_shutdown ();
+  api_free ();
+  supervise_detach ();
+  for (int i = 0; i < 3; i++)
+    event_free (sigev[i]);
+  event_base_free (base);
+  if (opt.pidfile && exit_status == 0)
+    unlink (opt.pidfile);
+  return exit_status;
+}

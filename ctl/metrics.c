@@ -1,0 +1,190 @@
+/* lazyvold: the Prometheus text exposition (see metrics.h).
+ *
+ * The plugin keeps the counters; lazyvold only renames them.  Each
+ * metric is one row of a table naming the field of the plugin's reply it
+ * comes from, so adding one is one line.  The format wants every sample
+ * of a metric right after its HELP and TYPE lines, so the per-export
+ * metrics loop over the exports inside the loop over the table.
+ * Nanosecond fields are shown in seconds, exactly (integer arithmetic).
+ */
+#include <config.h>
+
+#include <inttypes.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "metrics.h"
+#include "util.h"
+
+struct metric {
+  const char *name;
+  const char *type;             /* "counter" or "gauge" */
+  const char *help;
+  const char *field;            /* of the plugin's reply */
+  bool ns;                      /* FIELD is nanoseconds: show seconds */
+};
+
+static const struct metric store_metrics[] = {
+  { "lazyvol_store_requests_total", "counter",
+    "Requests sent to the object store, retries included.",
+    "requests", false },
+  { "lazyvol_store_errors_total", "counter",
+    "Object store requests that failed after every retry.",
+    "errors", false },
+  { "lazyvol_store_retries_total", "counter",
+    "Object store requests retried.",
+    "retries", false },
+  { "lazyvol_store_received_bytes_total", "counter",
+    "Payload bytes received from the object store.",
+    "bytes_in", false },
+  { "lazyvol_store_sent_bytes_total", "counter",
+    "Payload bytes sent to the object store.",
+    "bytes_out", false },
+};
+
+static const struct metric export_metrics[] = {
+  { "lazyvol_export_cache_hits_total", "counter",
+    "Chunk reads served from the local cache.",
+    "read_hits", false },
+  { "lazyvol_export_cache_misses_total", "counter",
+    "Chunk reads that needed a fetch from the object store.",
+    "read_misses", false },
+  { "lazyvol_export_fills_total", "counter",
+    "Chunks fetched into the local cache.",
+    "fills", false },
+  { "lazyvol_export_fill_bytes_total", "counter",
+    "Bytes fetched into the local cache.",
+    "fill_bytes", false },
+  { "lazyvol_export_fill_errors_total", "counter",
+    "Chunk fetches that failed.",
+    "fill_errors", false },
+  { "lazyvol_export_resident_chunks", "gauge",
+    "Chunks present in the local cache, dirty ones included.",
+    "resident_chunks", false },
+  { "lazyvol_export_dirty_chunks", "gauge",
+    "Chunks written locally and not published yet.",
+    "dirty_chunks", false },
+  { "lazyvol_export_connections", "gauge",
+    "NBD clients connected to the export.",
+    "connections", false },
+  { "lazyvol_export_publishes_total", "counter",
+    "Snapshots and compactions published.",
+    "publishes", false },
+  { "lazyvol_export_publish_seconds_total", "counter",
+    "Time spent publishing snapshots and compactions.",
+    "publish_ns", true },
+  { "lazyvol_export_last_publish_seconds", "gauge",
+    "Duration of the last snapshot or compaction.",
+    "last_publish_ns", true },
+};
+
+static uint64_t
+field (json_object *o, const char *key)
+{
+  json_object *v;
+
+  return json_object_object_get_ex (o, key, &v) ? json_object_get_uint64 (v)
+    : 0;
+}
+
+static void
+header (struct evbuffer *out, const char *name, const char *type,
+        const char *help)
+{
+  evbuffer_add_printf (out, "# HELP %s %s\n# TYPE %s %s\n",
+                       name, help, name, type);
+}
+
+/* One sample line; LABELS is "" or "{...}". */
+static void
+sample (struct evbuffer *out, const char *name, const char *labels,
+        uint64_t v, bool ns)
+{
+  if (ns)
+    evbuffer_add_printf (out, "%s%s %" PRIu64 ".%09" PRIu64 "\n", name,
+                         labels, v / 1000000000, v % 1000000000);
+  else
+    evbuffer_add_printf (out, "%s%s %" PRIu64 "\n", name, labels, v);
+}
+
+/* {export="ID"} with ID escaped as the format requires. */
+static char *
+export_labels (json_object *e)
+{
+  json_object *id;
+  const char *s = json_object_object_get_ex (e, "export_id", &id)
+    ? json_object_get_string (id) : "";
+  char *labels = malloc (strlen (s) * 2 + sizeof "{export=\"\"}");
+  char *p = labels;
+
+  if (labels == NULL)
+    abort ();
+  p = stpcpy (p, "{export=\"");
+  for (; *s; s++) {
+    if (*s == '\\' || *s == '"' || *s == '\n')
+      *p++ = '\\';
+    *p++ = *s == '\n' ? 'n' : *s;
+  }
+  strcpy (p, "\"}");
+  return labels;
+}
+
+static void
+format_store (struct evbuffer *out, json_object *store)
+{
+  for (size_t i = 0; i < sizeof store_metrics / sizeof store_metrics[0]; i++) {
+    const struct metric *m = &store_metrics[i];
+    header (out, m->name, m->type, m->help);
+    sample (out, m->name, "", field (store, m->field), m->ns);
+  }
+  header (out, "lazyvol_store_fetch_seconds", "summary",
+          "Latency of the ranged GETs that fetch chunks.");
+  sample (out, "lazyvol_store_fetch_seconds_sum", "",
+          field (store, "range_get_ns"), true);
+  sample (out, "lazyvol_store_fetch_seconds_count", "",
+          field (store, "range_gets"), false);
+}
+
+static void
+format_exports (struct evbuffer *out, json_object *exports)
+{
+  size_t n = json_object_array_length (exports);
+  CLEANUP_FREE char **labels = calloc (n ? n : 1, sizeof *labels);
+
+  if (labels == NULL)
+    abort ();
+  for (size_t j = 0; j < n; j++)
+    labels[j] = export_labels (json_object_array_get_idx (exports, j));
+  for (size_t i = 0; i < sizeof export_metrics / sizeof export_metrics[0];
+       i++) {
+    const struct metric *m = &export_metrics[i];
+    header (out, m->name, m->type, m->help);
+    for (size_t j = 0; j < n; j++)
+      sample (out, m->name, labels[j],
+              field (json_object_array_get_idx (exports, j), m->field),
+              m->ns);
+  }
+  for (size_t j = 0; j < n; j++)
+    free (labels[j]);
+}
+
+void
+metrics_format (struct evbuffer *out, json_object *reply, unsigned restarts)
+{
+  json_object *store, *exports;
+
+  header (out, "lazyvold_nbdkit_up", "gauge",
+          "Whether nbdkit answers on its control socket.");
+  sample (out, "lazyvold_nbdkit_up", "", reply != NULL, false);
+  header (out, "lazyvold_nbdkit_restarts_total", "counter",
+          "Times lazyvold restarted nbdkit after it died.");
+  sample (out, "lazyvold_nbdkit_restarts_total", "", restarts, false);
+  if (reply == NULL)
+    return;
+  if (json_object_object_get_ex (reply, "store", &store))
+    format_store (out, store);
+  if (json_object_object_get_ex (reply, "exports", &exports) &&
+      json_object_is_type (exports, json_type_array))
+    format_exports (out, exports);
+}

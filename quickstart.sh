@@ -1,0 +1,66 @@
+#!/bin/sh
+# quickstart.sh: install what is missing (Debian or Ubuntu; apt-get as
+# root or through sudo), build lazyvol, and run lazyvold in the foreground
+# on the embedded store: a local directory as the object store (under
+# ./quickstart-state), a 1 GiB demo export, NBD on 127.0.0.1:10809.
+# It prints the commands to try.  Ctrl-C stops everything cleanly.
+#
+#   LAZYVOL_STATE=DIR   state directory (./quickstart-state)
+#   LAZYVOL_LISTEN=H:P  NBD listener (127.0.0.1:10809)
+set -eu
+cd "$(dirname "$0")"
+top=$(pwd)
+state=${LAZYVOL_STATE:-$top/quickstart-state}
+listen=${LAZYVOL_LISTEN:-127.0.0.1:10809}
+admin=$state/admin.sock
+
+PACKAGES="build-essential autoconf automake libtool pkg-config perl
+  nbdkit nbdkit-plugin-dev libcurl4-openssl-dev libssl-dev libjson-c-dev
+  libevent-dev libnbd-bin qemu-utils curl"
+# shellcheck disable=SC2086
+./install-deps.sh $PACKAGES
+
+[ -x configure ] && [ configure -nt configure.ac ] || ./bootstrap.sh
+mkdir -p _build
+(cd _build && { [ -f Makefile ] || ../configure; } && make -j"$(nproc)")
+
+mkdir -p "$state"
+_build/ctl/lazyvold serve --cache-root "$state" --listen "$listen" \
+    --admin-sock "$admin" \
+    --plugin "$top/_build/plugin/.libs/nbdkit-lazyvol-plugin.so" \
+    --foreground &
+pid=$!
+trap 'kill -TERM $pid 2>/dev/null; wait $pid; exit 0' INT TERM
+
+api () { curl -sS --unix-socket "$admin" "$@"; }
+i=0
+until api -o /dev/null -f http://localhost/v1/health 2>/dev/null; do
+    kill -0 $pid 2>/dev/null || { echo "quickstart: lazyvold failed" >&2; exit 1; }
+    i=$((i + 1))
+    [ $i -lt 300 ] || { echo "quickstart: lazyvold did not start" >&2; kill $pid; exit 1; }
+    sleep 0.1
+done
+if ! api -f -o /dev/null http://localhost/v1/exports/demo/status 2>/dev/null; then
+    api -f -X POST -H 'content-type: application/json' \
+        -d '{"export_id":"demo","size":1073741824}' \
+        http://localhost/v1/exports/create >/dev/null
+fi
+
+host=${listen%:*} port=${listen##*:}
+cat <<MSG
+
+lazyvol is serving export "demo" (1 GiB) on nbd://$listen/demo
+Object store: $state/.store    Cache: $state/demo    Admin API: $admin
+
+Try, in another terminal:
+  nbdinfo --list nbd://$listen
+  qemu-io -f raw -c 'write -P 0x42 0 1M' nbd://$listen/demo
+  curl --unix-socket $admin http://localhost/v1/exports/demo/status
+  curl --unix-socket $admin -X POST http://localhost/v1/exports/demo/snapshot
+  curl --unix-socket $admin http://localhost/v1/exports/demo/snapshots
+  ls -R $state/.store/exports/demo
+  sudo modprobe nbd && sudo nbd-client $host $port /dev/nbd0 -N demo
+
+Press Ctrl-C to stop (exports are flushed and closed cleanly).
+MSG
+wait $pid

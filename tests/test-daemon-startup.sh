@@ -1,0 +1,86 @@
+#!/usr/bin/env bash
+# Starting lazyvold: --help lists exactly the flags lazyvold(8) documents;
+# usage errors exit 2 with a message naming the problem; an nbdkit that
+# cannot start makes lazyvold exit 1 with nbdkit's reason above its own;
+# a second lazyvold on one cache root, or on an admin socket in use, is
+# refused; --admin-group makes the socket 0660 for that group; without
+# --foreground lazyvold returns once ready, writes --pidfile, and on
+# SIGTERM stops everything and removes it, and a failing start in the
+# background is reported on the terminal with exit 1.
+. "$srcdir/functions.sh"
+requires "$LAZYVOLD" curl jq stat id
+tmp=$(make_tmpdir)
+start_store "$tmp"
+pod=$abs_top_srcdir/man/lazyvold.pod
+
+"$LAZYVOLD" --help > "$tmp/help"
+grep -o '^=item B<--[a-z0-9-]*>' "$pod" | sed 's/=item B<\(.*\)>/\1/' | sort -u > "$tmp/man-flags"
+grep -o -- '--[a-z0-9][a-z0-9-]*' "$tmp/help" | sort -u > "$tmp/help-flags"
+diff "$tmp/man-flags" "$tmp/help-flags"
+"$LAZYVOLD" --version | grep -Eqx 'lazyvold [0-9]+\.[0-9]+\.[0-9]+'
+
+# usage_error MESSAGE ARGS...: lazyvold ARGS exits 2 saying MESSAGE.
+usage_error ()
+{
+    local msg=$1 s=0
+    shift
+    "$LAZYVOLD" "$@" 2> "$tmp/err" || s=$?
+    [ "$s" = 2 ] || fail "exit status $s for: $*"
+    grep -qF -- "$msg" "$tmp/err" || fail "no \"$msg\" in: $(cat "$tmp/err")"
+}
+usage_error 'expected a command: serve'
+usage_error 'expected a command: serve' frobnicate
+usage_error 'unrecognized option' serve --cache-root "$tmp/c" --colour red
+usage_error '--cache-root DIR is required' serve
+usage_error '--param wants KEY=VALUE' serve --cache-root "$tmp/c" --param readahead
+usage_error 'use --bucket instead' serve --cache-root "$tmp/c" --param bucket=x
+usage_error '--log-level must be' serve --cache-root "$tmp/c" --log-level loud
+usage_error 'bad port' serve --cache-root "$tmp/c" --listen 127.0.0.1:99999
+usage_error '--listen wants' serve --cache-root "$tmp/c" --listen nbd.sock
+usage_error 'no group named' serve --cache-root "$tmp/c" --admin-group no-such-group-x
+usage_error '--control needs --admin-sock' serve --control "$tmp/ctl.sock"
+usage_error 'unexpected argument' serve --cache-root "$tmp/c" extra
+[ ! -e "$tmp/c" ]
+
+# nbdkit refuses a parameter: lazyvold says so and exits 1.
+s=0
+"$LAZYVOLD" serve --foreground --plugin "$LAZYVOL_PLUGIN" --cache-root "$tmp/c" \
+    --listen "$tmp/c.sock" --param readahead=lots 2> "$tmp/err" || s=$?
+[ "$s" = 1 ]
+grep -q 'readahead' "$tmp/err"
+grep -q 'nbdkit exited with status 1 before it was ready' "$tmp/err"
+
+# Group-accessible admin socket.
+group=$(id -gn)
+start_lazyvold "$tmp/a" --admin-group "$group"
+[ "$(stat -c '%a %G' "$admin")" = "660 $group" ]
+# One lazyvold per cache root; one per admin socket.
+s=0
+"$LAZYVOLD" serve --foreground --plugin "$LAZYVOL_PLUGIN" --cache-root "$tmp/a/cache" \
+    --listen "$tmp/x.sock" --admin-sock "$tmp/x-admin.sock" 2> "$tmp/err" || s=$?
+[ "$s" = 1 ]
+grep -q "another lazyvold is serving cache root $tmp/a/cache" "$tmp/err"
+s=0
+"$LAZYVOLD" serve --foreground --plugin "$LAZYVOL_PLUGIN" --cache-root "$tmp/b" \
+    --listen "$tmp/b.sock" --admin-sock "$admin" 2> "$tmp/err" || s=$?
+[ "$s" = 1 ]
+grep -q "admin socket: $admin is in use by another process" "$tmp/err"
+api GET /v1/health >/dev/null
+stop_lazyvold
+
+# In the background.
+"$LAZYVOLD" serve --plugin "$LAZYVOL_PLUGIN" --cache-root "$tmp/d/cache" \
+    --listen "$tmp/d/nbd.sock" --pidfile "$tmp/d/lazyvold.pid"
+pid=$(cat "$tmp/d/lazyvold.pid")
+cleanup_fn stop_lazyvold_at_exit "$pid" "$tmp/d/cache"
+admin=$tmp/d/cache/.lazyvold/admin.sock
+api GET /v1/health | jq -e '.status == "ok"'
+kill "$pid"
+wait_for 60 sh -c "! kill -0 $pid 2>/dev/null"
+[ ! -e "$tmp/d/lazyvold.pid" ] && [ ! -e "$admin" ]
+s=0
+"$LAZYVOLD" serve --plugin "$LAZYVOL_PLUGIN" --cache-root "$tmp/d/cache" \
+    --listen "$tmp/d/nbd.sock" --param readahead=lots 2> "$tmp/err" || s=$?
+[ "$s" = 1 ]
+grep -q 'lazyvold: nbdkit exited with status 1 before it was ready' "$tmp/err"
+echo OK
