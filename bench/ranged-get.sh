@@ -27,9 +27,6 @@ host=${host%:*}
   printf 'machine %s login %s password %s\n' "$host" \
       "$AWS_ACCESS_KEY_ID" "$AWS_SECRET_ACCESS_KEY" > "$tmp/netrc" )
 
-# curl 7.88 shows the --parallel progress meter unless every transfer is
-# silent, and a second --silent toggles it back: say it per transfer only.
-
 # S3 wants the payload's hash signed; curl does not add it by itself.
 empty_sha256=e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855
 
@@ -45,14 +42,16 @@ aws-sigv4 = "aws:amz:${S3_REGION:-us-east-1}:s3"
 header = "x-amz-content-sha256: $empty_sha256"
 netrc-file = "$tmp/netrc"
 fail
-silent
-show-error
 write-out = "%{size_download}\n"
 EOF
 done > "$tmp/config"
 
+# curl 7.88 draws its --parallel progress meter even when silent: keep
+# its stderr aside and show it only if something failed.
 t0=$(date +%s%N)
-curl --parallel --parallel-max "$parallel" --config "$tmp/config" > "$tmp/sizes"
+curl --silent --show-error --parallel --parallel-max "$parallel" \
+     --config "$tmp/config" > "$tmp/sizes" 2> "$tmp/stderr" ||
+    { tr '\r' '\n' < "$tmp/stderr" | grep -a 'curl: ' >&2; exit 1; }
 t1=$(date +%s%N)
 got=$(awk '{ n += $1 } END { printf "%d", n }' "$tmp/sizes")
 [ "$got" = "$size" ] ||

@@ -28,7 +28,8 @@
 #   --no-s3         skip the S3 measurements
 #
 # Nothing is built here.  Every process started is stopped on exit,
-# including on ^C.  Timings are printed, never asserted: the machine may
+# including on ^C.  The scratch directory is kept if a measurement fails
+# (its logs say why), removed otherwise.  Timings are printed, never asserted: the machine may
 # be shared, so peers are measured in the same run, interleaved.
 set -e
 set -u
@@ -156,7 +157,7 @@ cleanup ()
         wait "$pid" 2>/dev/null
     done
     [ -n "$s3_dir" ] && "$top/tests/s3-server.sh" stop "$s3_dir"
-    if $keep || [ $status != 0 ]; then
+    if $keep || { [ $status != 0 ] && [ $status != 130 ]; }; then
         echo "bench: scratch directory kept: $work" >&2
     else
         rm -rf "$work"
