@@ -295,7 +295,9 @@ mib_per_s ()
 # The table.  row LABEL GOAL PEER-NAME "LAZYVOL-VALUES" "PEER-VALUES"
 # records one line: the medians of both lists of values, the spread of
 # each (half the range, relative to the median), the ratio of the medians
-# lazyvol/peer, and whether GOAL is met.  GOAL is "OP Nx" (a bound on the
+# lazyvol/peer, the ratio of each side's best run (the least disturbed:
+# the lowest for times and sizes, the highest for rates), and whether
+# GOAL is met by the medians.  GOAL is "OP Nx" (a bound on the
 # ratio: ">= 0.9x"), "OP N UNIT" (a bound on lazyvol's median: "< 1 s"),
 # or "-" (none).  The peer's values may be empty (no peer).
 results=$work/results
@@ -328,12 +330,23 @@ row ()
             sp = MED > 0 ? (a[n] - a[1]) / 2 / MED * 100 : 0
             return n > 1 ? sprintf("%s ±%.0f%%", fmt(MED), sp) : fmt(MED)
         }
+        # The best of the values in S: the lowest or the highest.
+        function best(s,   a, n, i, b) {
+            n = split(s, a, " ")
+            b = a[1]
+            for (i = 2; i <= n; i++)
+                if (lower ? a[i] < b : a[i] > b) b = a[i]
+            return b
+        }
         BEGIN {
+            lower = label ~ /\((s|MiB)\)$/
             l = summary(lazy); lm = MED
-            p = "-"; ratio = "-"; status = "-"
+            p = "-"; ratio = "-"; bratio = "-"; status = "-"
             if (peer != "") {
                 p = summary(peer) " (" pname ")"; pm = MED
                 if (pm > 0) { r = lm / pm; ratio = sprintf("%.2fx", r) }
+                if (best(peer) > 0)
+                    bratio = sprintf("%.2fx", best(lazy) / best(peer))
             }
             if (goal != "-") {
                 n = split(goal, g, " ")
@@ -343,7 +356,8 @@ row ()
                      (op == "<" && v < bound) || (op == ">" && v > bound)
                 status = ok ? "met" : "MISSED"
             }
-            printf "%s\t%s\t%s\t%s\t%s\t%s\n", label, l, p, ratio, goal, status
+            printf "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", label, l, p, ratio,
+                bratio, goal, status
         }')
     echo "$line" >> "$results"
     echo "$label: lazyvol" $lazy "; peer" ${peer:--} >> "$work/raw"
@@ -354,7 +368,7 @@ row ()
 skip ()
 {
     local line
-    line=$(printf '%s\t%s\t%s\t%s\t%s\t%s' "$1" "skipped: $2" "" "" "" "")
+    line=$(printf '%s\t%s' "$1" "skipped: $2")
     echo "$line" >> "$results"
     print_row "$line"
 }
@@ -365,15 +379,15 @@ print_row ()
     # shellcheck disable=SC2086
     set -- ${1//±/@}
     # printf pads bytes: pad with a one-byte stand-in for "±".
-    line=$(printf '%-40s %-15s %-29s %-7s %-9s %s' "$1" "${2:-}" "${3:-}" \
-               "${4:-}" "${5:-}" "${6:-}")
+    line=$(printf '%-36s %-14s %-28s %-6s %-6s %-9s %s' "$1" "${2:-}" \
+               "${3:-}" "${4:-}" "${5:-}" "${6:-}" "${7:-}")
     echo "${line//@/±}"
 }
 
 print_header ()
 {
-    printf '%-40s %-15s %-29s %-7s %-9s %s\n' measurement lazyvol peer \
-        ratio goal status
+    printf '%-36s %-14s %-28s %-6s %-6s %-9s %s\n' measurement lazyvol peer \
+        ratio best goal status
 }
 
 # Data: random bytes (nothing compresses or dedups), made once.
@@ -427,11 +441,8 @@ settle ()
 }
 
 # prune NAME EXPORT: delete every snapshot of EXPORT but the current one,
-# with its blob.  Before a timed publish each side deletes what it wrote
-# in its previous turn, then settles: on a virtual machine that hands
-# freed memory back to its host, writing into recently freed page cache
-# is much cheaper than into fresh memory, so both sides must find the
-# same kind.
+# with its blob, so that repeated publishes do not fill the disk (the
+# peers delete their copies too).
 prune ()
 {
     local sid
@@ -772,7 +783,8 @@ for n in rfile rlazy tib gib; do
 done
 
 echo
-echo "Summary ($runs runs each; median ±half the range; ratio = lazyvol/peer):"
+echo "Summary ($runs runs each; median ±half the range; ratio = lazyvol/peer"
+echo "of the medians, best = of the best runs):"
 print_header
 while IFS= read -r line; do
     print_row "$line"
