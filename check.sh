@@ -26,7 +26,7 @@ make -j"$jobs"
 status=0
 make -j"$jobs" check || status=$?
 if [ $status != 0 ]; then
-    # Show the failing tests' logs, then the summary again.
+    # The failing tests' logs.
     for log in tests/*.log; do
         case $log in */test-suite.log) continue ;; esac
         if grep -q ':test-result: \(FAIL\|ERROR\)' "${log%.log}.trs" 2>/dev/null
@@ -35,6 +35,8 @@ if [ $status != 0 ]; then
             tail -n 60 "$log"
         fi
     done
-    grep -E '^# (TOTAL|PASS|SKIP|XFAIL|FAIL|XPASS|ERROR):' tests/test-suite.log || true
 fi
+# The summary, last.
+echo "===== lazyvol test summary"
+grep -E '^# (TOTAL|PASS|SKIP|XFAIL|FAIL|XPASS|ERROR):' tests/test-suite.log || true
 exit $status
