@@ -615,9 +615,13 @@ bench_publish ()
 # sparse and clone: two lazyvol processes, one with a 1 TiB export and
 # one with a 1 GiB export, each with the same 8 dirty MiB.  A publish
 # costs O(dirty) and a clone O(manifest), so both should take the same
-# time, and the state (bitmaps) of 262144 chunks is 32 KiB per bitmap, so
-# the peak RSS should not grow with the image either.  Here the "peer" is
-# the 1 GiB export.
+# time.  Here the "peer" is the 1 GiB export.  The state of 262144 chunks
+# is a few bitmaps of 32 KiB, so the 1 TiB process's peak RSS must stay
+# within what any process needs (libraries, nbdkit's request buffers, 5
+# upload parts of 8 MiB): < 128 MiB, where state of even one byte per
+# 4 KiB of image would take 256 MiB.  Peak RSS varies by a few tens of
+# MiB with thread scheduling (malloc arenas), so it is not compared as a
+# ratio.
 sized_pair ()
 {
     local name size
@@ -651,7 +655,7 @@ bench_sparse ()
     pair
     row "publish 8 MiB of 1 TiB sparse (s)" "< 1 s" "1 GiB export" \
         "$lazy_vals" "$peer_vals"
-    row "peak RSS, 1 TiB export (MiB)" "<= 1.25x" "1 GiB export" \
+    row "peak RSS, 1 TiB export (MiB)" "< 128 MiB" "1 GiB export" \
         "$(peak_rss_mib tib)" "$(peak_rss_mib gib)"
 }
 
