@@ -248,10 +248,10 @@ uri ()
 }
 
 # ctl NAME JSON: run a control request on lazyvol NAME; prints
-# "SECONDS REPLY" (bench/ctl.py).
+# "SECONDS REPLY" (tests/ctl.py --time).
 ctl ()
 {
-    "$PY" "$here/ctl.py" "$work/$1/ctl.sock" "$2"
+    "$PY" "$top/tests/ctl.py" --time "$work/$1/ctl.sock" "$2"
 }
 
 ctl_ok ()
