@@ -357,12 +357,6 @@ volume_name (const struct volume *v)
   return v->name;
 }
 
-const char *
-volume_export_id (const struct volume *v)
-{
-  return v->export_id;
-}
-
 uint64_t
 volume_size (const struct volume *v)
 {

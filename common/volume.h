@@ -71,8 +71,6 @@ int volume_unload (struct volume *v);
 
 /* "vm01" or "vm01@<snapshot_id>". */
 const char *volume_name (const struct volume *v);
-/* The export id (without any "@snapshot"). */
-const char *volume_export_id (const struct volume *v);
 /* The image size in bytes. */
 uint64_t volume_size (const struct volume *v);
 /* The chunk size in bytes. */
