@@ -1,19 +1,19 @@
 /* lazyvol: freezing the chunk cache for a point-in-time publish, and
  * resetting it (see cache.h; states and locks in cache.c).
  *
- * cache_publish_begin takes c->gate exclusively, so no write is half
- * done, and marks the chunks to publish PUBLISHING and FROZEN: a word-wise OR of bitmaps, so the pause does not grow with
- * the manifest.  Writes go on at once: a write to a FROZEN chunk first
- * copies the chunk's bytes (fetching them if need be) to
- * snapshot.staging, sets STAGED and clears FROZEN, then proceeds; it also
- * sets REDIRTY.  The uploader reads each chunk with cache_publish_read
- * under BUSY: from staging if STAGED, else from cache.raw if RESIDENT
- * (not rewritten since the freeze), else it is the published image's
- * and the caller fetches it.  So a snapshot holds exactly the writes
- * acknowledged before the request, and a write that raced it is either
- * wholly in or wholly out.  The pause for writers is the time to drain
- * the writes in flight.  On success, PUBLISHING chunks without REDIRTY
- * become clean; on failure nothing changes, so the next publish retries.
+ * cache_publish_begin takes c->gate exclusively, so no write is half done, and
+ * marks the chunks to publish PUBLISHING and FROZEN: a word-wise OR of bitmaps,
+ * so the pause does not grow with the manifest.  Writes go on at once: a write
+ * to a FROZEN chunk first copies the chunk's bytes (fetching them if need be)
+ * to snapshot.staging, sets STAGED and clears FROZEN, then proceeds; it also
+ * sets REDIRTY.  The uploader reads each chunk with cache_publish_read under
+ * BUSY: from staging if STAGED, else from cache.raw if RESIDENT (not rewritten
+ * since the freeze), else it is the published image's and the caller fetches
+ * it.  So a snapshot holds exactly the writes acknowledged before the request,
+ * and a write that raced it is either wholly in or wholly out.  The pause for
+ * writers is the time to drain the writes in flight.  On success, PUBLISHING
+ * chunks without REDIRTY become clean; on failure nothing changes, so the next
+ * publish retries.
  *
  * The staging file exists only while a publish runs; writers copying
  * into it are counted (staging_users) so that cache_publish_end closes it

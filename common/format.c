@@ -43,7 +43,8 @@
 #include "format.h"
 #include "util.h"
 
-#define JSON_DEPTH_MAX 8        /* a manifest needs 4: root, extents, extent, sha256 */
+/* A manifest needs 4 levels: root, extents, extent, sha256. */
+#define JSON_DEPTH_MAX 8
 #define JSON_PARSE_FLAGS (JSON_TOKENER_STRICT | JSON_TOKENER_VALIDATE_UTF8 | \
                           JSON_TOKENER_ALLOW_TRAILING_CHARS)
 /* manifest_max_size: a fixed part, and bytes per chunk of the image.  A
@@ -54,7 +55,8 @@
 #define MANIFEST_CHUNK_MAX 512
 
 static const char *const kind_names[] = {
-  [MANIFEST_DELTA] = "delta", [MANIFEST_BASE] = "base", [MANIFEST_CLONE] = "clone",
+  [MANIFEST_DELTA] = "delta", [MANIFEST_BASE] = "base",
+  [MANIFEST_CLONE] = "clone",
 };
 
 #define CLEANUP_JSON __attribute__ ((__cleanup__ (cleanup_json)))
@@ -747,7 +749,8 @@ get_extent (const struct doc *d, struct json_object *ext, struct manifest *m)
     return -1;
   if (prev && chunk < prev->chunk)
     return bad (d, "chunk %" PRIu64 " comes before the previous extent's "
-                "chunk %" PRIu64 " (extents must be sorted)", chunk, prev->chunk);
+                "chunk %" PRIu64 " (extents must be sorted)",
+                chunk, prev->chunk);
   if (prev && chunk - prev->chunk < prev->count)
     return bad (d, "chunk %" PRIu64 " overlaps the previous extent", chunk);
   if (chunk >= nchunks)
@@ -855,7 +858,8 @@ manifest_parse (const char *json, size_t len, const char *export_id,
 
   snprintf (d.name, sizeof d.name, "manifest%s%s%s%s",
             export_id || snapshot_id ? " " : "", export_id ? export_id : "",
-            export_id && snapshot_id ? "/" : "", snapshot_id ? snapshot_id : "");
+            export_id && snapshot_id ? "/" : "",
+            snapshot_id ? snapshot_id : "");
   /* The limit for this image is known only once image_size is read;
    * until then, the largest of all.
    */

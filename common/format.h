@@ -83,7 +83,7 @@ struct manifest {
   uint64_t image_size;
   uint32_t chunk_size;
   char created[32];
-  char *base_ref;               /* key of the base blob this builds on, or NULL */
+  char *base_ref;               /* key of the base blob it builds on, or NULL */
   char cloned_export[EXPORT_ID_MAX + 1];        /* "" unless a clone */
   char cloned_snapshot[SNAPSHOT_ID_LEN + 1];
   struct manifest_blob *blobs;

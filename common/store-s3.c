@@ -261,7 +261,8 @@ page_parse (const char *what, const struct http_response *resp,
   const char *bad = NULL;
   size_t pos = 0;
 
-  if (resp->body == NULL || xml_next (doc, "ListBucketResult", &pos, &root) != 1)
+  if (resp->body == NULL ||
+      xml_next (doc, "ListBucketResult", &pos, &root) != 1)
     bad = "no ListBucketResult";
   else if ((bad = page_add (root, false, prefix, pg)) == NULL &&
            (bad = page_add (root, true, prefix, pg)) == NULL) {

@@ -30,7 +30,7 @@ enum store_addressing { STORE_ADDR_AUTO, STORE_ADDR_PATH, STORE_ADDR_VIRTUAL };
 struct store_config {
   enum store_backend backend;
   const char *bucket;           /* file: a directory; s3/r2: bucket name */
-  const char *endpoint_url;     /* s3/r2: optional, e.g. http://127.0.0.1:8080 */
+  const char *endpoint_url;     /* s3/r2: optional, http://127.0.0.1:8080 */
   const char *region;           /* s3: default us-east-1; r2: auto */
   const char *r2_account_id;    /* r2: derives the endpoint */
   enum store_addressing addressing; /* auto: virtual on AWS, else path */

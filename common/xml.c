@@ -193,7 +193,8 @@ decode_ref (const char *ref, size_t len, char **out)
   size_t i = hex ? 2 : 1;
 
   for (size_t k = 0; k < sizeof named / sizeof named[0]; k++)
-    if (strlen (named[k].name) == len && memcmp (ref, named[k].name, len) == 0) {
+    if (strlen (named[k].name) == len &&
+        memcmp (ref, named[k].name, len) == 0) {
       *(*out)++ = named[k].c;
       return true;
     }

@@ -53,7 +53,7 @@
 enum id_kind {
   ANY,                          /* not an id: the plugin checks it */
   EXPORT,                       /* an export id */
-  NAME,                         /* an export id, or "<export_id>@<snapshot_id>" */
+  NAME,                         /* an export id, or "<export_id>@<snapshot>" */
   SNAPSHOT,                     /* a snapshot id */
 };
 

@@ -2,9 +2,10 @@
  *
  * One accept thread; one thread per client connection (at most
  * MAX_CLIENTS; more get a "busy" reply and are closed), which reads a
- * line, runs the command and writes the reply line.  Commands that take long (snapshot, compact) block only their own
- * connection; status and list stay fast on others.  A command works on a
- * registry reference, so an export cannot be unloaded under it.
+ * line, runs the command and writes the reply line.  Commands that take
+ * long (snapshot, compact) block only their own connection; status and
+ * list stay fast on others.  A command works on a registry reference, so
+ * an export cannot be unloaded under it.
  *
  * Requests are untrusted: lines are capped at LINE_MAX_BYTES, JSON depth
  * is limited, every argument is type-checked and every id validated
@@ -63,7 +64,8 @@ arg_string (json_object *req, const char *key, bool required,
   json_object *o;
 
   *out = NULL;
-  if (!json_object_object_get_ex (req, key, &o) || json_object_is_type (o, json_type_null)) {
+  if (!json_object_object_get_ex (req, key, &o) ||
+      json_object_is_type (o, json_type_null)) {
     if (required)
       return err_set (EINVAL, "missing \"%s\"", key);
     return 0;
@@ -639,7 +641,9 @@ serve_client (void *arg)
 static void *
 accept_loop (void *arg)
 {
-  struct pollfd fds[2] = { { listen_fd, POLLIN, 0 }, { stop_pipe[0], POLLIN, 0 } };
+  struct pollfd fds[2] = {
+    { listen_fd, POLLIN, 0 }, { stop_pipe[0], POLLIN, 0 },
+  };
 
   for (;;) {
     pthread_t th;
