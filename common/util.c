@@ -103,6 +103,23 @@ id_snapshot_new (char out[SNAPSHOT_ID_LEN + 1])
 }
 
 char *
+str_printf (const char *fmt, ...)
+{
+  va_list ap;
+  char *s;
+  int r;
+
+  va_start (ap, fmt);
+  r = vasprintf (&s, fmt, ap);
+  va_end (ap);
+  if (r == -1) {
+    err_set (ENOMEM, "out of memory");
+    return NULL;
+  }
+  return s;
+}
+
+char *
 xasprintf (const char *fmt, ...)
 {
   va_list ap;

@@ -29,7 +29,15 @@ bool id_snapshot_valid (const char *s);
 /* Write a new time-ordered snapshot id (UUIDv7, 32 hex + NUL) to OUT. */
 void id_snapshot_new (char out[SNAPSHOT_ID_LEN + 1]);
 
-/* printf into a new string; aborts on out-of-memory (like strdup users). */
+/* printf into a new string, or NULL with err_set (ENOMEM).  Everything
+ * that runs while serving uses this and unwinds: inside nbdkit an
+ * allocation failure is one failed request, never a dead server.
+ */
+char *str_printf (const char *fmt, ...)
+  __attribute__ ((__format__ (__printf__, 1, 2)));
+/* The same, but aborts on out-of-memory: only for lazyvold's start-up
+ * (argument parsing, before anything is served).
+ */
 char *xasprintf (const char *fmt, ...)
   __attribute__ ((__format__ (__printf__, 1, 2)));
 
