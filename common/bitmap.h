@@ -36,6 +36,44 @@ bitmap_clear (uint64_t *w, uint64_t i)
   w[i / 64] &= ~(UINT64_C (1) << (i % 64));
 }
 
+/* Atomic variants, for a bitmap that one thread reads without the lock
+ * its writers hold (the cache's resident bits): every change to such a
+ * bitmap goes through these, so the lock-free reader never races a plain
+ * read-modify-write.  Setting is a release and testing an acquire, so a
+ * reader that sees a bit also sees what was done before it was set;
+ * clearing is sequentially consistent, for the reader-pin handshake in
+ * cache.c.
+ */
+
+/* Is bit I set?  (acquire) */
+static inline bool
+bitmap_get_atomic (const uint64_t *w, uint64_t i)
+{
+  return (__atomic_load_n (&w[i / 64], __ATOMIC_ACQUIRE) >> (i % 64)) & 1;
+}
+
+/* Set bit I.  (release) */
+static inline void
+bitmap_set_atomic (uint64_t *w, uint64_t i)
+{
+  __atomic_fetch_or (&w[i / 64], UINT64_C (1) << (i % 64), __ATOMIC_RELEASE);
+}
+
+/* Clear bit I.  (sequentially consistent) */
+static inline void
+bitmap_clear_atomic (uint64_t *w, uint64_t i)
+{
+  __atomic_fetch_and (&w[i / 64], ~(UINT64_C (1) << (i % 64)),
+                      __ATOMIC_SEQ_CST);
+}
+
+/* Store word K.  (sequentially consistent) */
+static inline void
+bitmap_store_word_atomic (uint64_t *w, uint64_t k, uint64_t value)
+{
+  __atomic_store_n (&w[k], value, __ATOMIC_SEQ_CST);
+}
+
 /* The first set bit at or after FROM, below N; N if there is none. */
 static inline uint64_t
 bitmap_next (const uint64_t *w, uint64_t from, uint64_t n)

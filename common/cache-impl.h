@@ -13,6 +13,12 @@
 #include "meta.h"
 #include "util.h"
 
+/* Reader pins are counted in this many stripes, chunk modulo PIN_STRIPES,
+ * each on a cache line of its own so that readers of different chunks do
+ * not bounce one line between cores.
+ */
+#define PIN_STRIPES 64
+
 struct cache {
   char *dir, *raw_path, *staging_path;
   int raw_fd;
@@ -23,25 +29,45 @@ struct cache {
   bool readonly;
   struct cache_source src;
 
-  pthread_rwlock_t gate;        /* writes shared; freeze and reset exclusive */
-  pthread_mutex_t flush_lock;   /* one flush at a time */
+  /* Held shared by every write, zero, trim, flush and extents request for
+   * its whole length; held exclusively by a freeze (cache_publish_begin),
+   * a reset and close, which therefore see no such request half done.
+   */
+  pthread_rwlock_t gate;
+  /* Held by a flush from its copy of the changed dirty pages to their
+   * sync, so two flushes cannot reorder their page writes.
+   */
+  pthread_mutex_t flush_lock;
 
-  pthread_mutex_t lock;         /* everything below */
-  pthread_cond_t cond;          /* a BUSY bit was cleared */
-  uint64_t *resident, *dirty, *busy;
+  /* Protects every bitmap and counter below it, draining, failed_msg and
+   * staging_users.  Held only for bookkeeping, never across I/O.
+   */
+  pthread_mutex_t lock;
+  pthread_cond_t cond;          /* BUSY cleared, a drain ended, a pin left */
+  uint64_t *resident;           /* changed only with bitmap_*_atomic */
+  uint64_t *dirty, *busy;
   uint64_t *publishing, *frozen, *staged, *redirty;
   uint64_t *changed;            /* dirty-bitmap pages changed since flush */
   uint64_t pages;
   uint64_t n_resident, n_dirty, n_busy;
   unsigned staging_users;       /* writers copying into snapshot.staging */
+  bool draining;                /* a reset runs: no new fill or pin */
   uint64_t writes;              /* modifications, to skip idle flushes */
   uint64_t flushed_writes;      /* c->writes at the last good flush */
   char snapshot_id[SNAPSHOT_ID_LEN + 1];
+  char failed_msg[256];         /* why the cache failed stop, if it did */
 
   pthread_cond_t buf_cond;      /* a fill buffer was returned */
   void **free_bufs;
   unsigned nfree, nbufs, max_bufs;
 
+  /* Lock-free. */
+  struct {
+    _Atomic unsigned n;
+    char pad[64 - sizeof (unsigned)];
+  } pins[PIN_STRIPES];          /* readers inside cache.raw, by stripe */
+  _Atomic unsigned pin_waiters; /* threads waiting for pins to drop */
+  _Atomic int failed;           /* errno of the first write-back error */
   _Atomic uint64_t read_hits, read_misses, fills, fill_bytes, fill_errors;
 };
 
@@ -58,10 +84,22 @@ cache_chunk_bytes (const struct cache *c, uint64_t chunk)
 void cache_busy_take (struct cache *c, uint64_t chunk);
 /* Release BUSY on CHUNK and wake waiters.  Called with c->lock held. */
 void cache_busy_release (struct cache *c, uint64_t chunk);
+/* Wait until no reader holds a pin.  Called with c->lock held, after the
+ * resident bits the readers could pin were cleared.
+ */
+void cache_pins_wait (struct cache *c);
+/* cache_flush for a caller that already holds c->gate. */
+int cache_flush_gated (struct cache *c);
 /* Make [OFFSET, OFFSET+LEN) of FD read as zeros; a hole if MAY_TRIM.
  * 0 or -1 with err_set (WHAT names the file).
  */
 int cache_zero_range (int fd, uint64_t offset, uint64_t len, bool may_trim,
                       const char *what);
+/* Record the write-back error just reported (err_msg) and fail stop:
+ * from now on writes, flushes and publishes fail.  Returns -1.
+ */
+int cache_fail_stop (struct cache *c);
+/* -1 with err_set (ENOTRECOVERABLE) if the cache has failed stop, else 0. */
+int cache_check_failed (struct cache *c);
 
 #endif /* LAZYVOL_CACHE_IMPL_H */

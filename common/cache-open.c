@@ -7,6 +7,17 @@
  * before anything changes.  So after a crash, or when the published
  * snapshot is not the one the cache was filled from, clean resident
  * chunks are dropped: they are only cache and will be fetched again.
+ *
+ * After an unclean shutdown cache.raw is synced and its page cache
+ * dropped (POSIX_FADV_DONTNEED) before anything is read: if the last
+ * session failed stop on a write-back error, the kernel may still hold
+ * pages marked clean whose bytes never reached the disk, and serving
+ * them now would show data that a later crash takes back.  Reads then
+ * come from the disk.  The chunks such an error can have hit are those
+ * written since the last good flush: those that were not dirty before
+ * are not dirty on disk either, so they read as the published image
+ * again (fetched and checked against their SHA-256); those that were
+ * dirty keep what the disk holds.
  */
 #include <config.h>
 
@@ -22,6 +33,7 @@
 #include "bitmap.h"
 #include "cache-impl.h"
 #include "err.h"
+#include "lock.h"
 
 /* Memory for fill buffers is bounded by this many bytes, at least
  * BUFS_MIN and at most BUFS_MAX buffers of one chunk each.
@@ -95,13 +107,60 @@ open_raw (struct cache *c, bool create)
   return 0;
 }
 
+/* After an unclean shutdown: serve cache.raw from the disk, not from
+ * pages that may never have reached it (see the top of this file).
+ */
+static int
+drop_page_cache (struct cache *c)
+{
+  int e;
+
+  if (fdatasync (c->raw_fd) == -1)
+    return err_set (errno, "fdatasync %s: %m", c->raw_path);
+  e = posix_fadvise (c->raw_fd, 0, 0, POSIX_FADV_DONTNEED);
+  if (e)
+    return err_set (e, "drop the page cache of %s: %m", c->raw_path);
+  return 0;
+}
+
+/* Keep only the resident chunks that may be trusted; log what changed. */
+static void
+trust_resident (struct cache *c, const char *snapshot_id)
+{
+  unsigned flags = meta_flags (c->meta);
+  uint64_t dropped = 0;
+
+  /* Clean resident chunks are trusted only after a clean shutdown and if
+   * they belong to the snapshot the image is based on now.
+   */
+  if (!(flags & META_CLEAN) ||
+      strcmp (meta_snapshot_id (c->meta), snapshot_id) != 0) {
+    for (uint64_t w = 0; w < bitmap_words (c->chunks); w++) {
+      dropped += __builtin_popcountll (c->resident[w] & ~c->dirty[w]);
+      c->resident[w] = c->dirty[w];
+    }
+  }
+  c->n_resident = bitmap_count (c->resident, c->chunks);
+  c->n_dirty = bitmap_count (c->dirty, c->chunks);
+  if (flags & META_WRITEBACK_ERROR)
+    log_warn ("%s: the last session failed stop after a write-back error: "
+              "kept %ju dirty chunks as the disk holds them (writes after "
+              "its last good flush may be missing from them), dropped %ju "
+              "clean cached chunks", c->dir, (uintmax_t) c->n_dirty,
+              (uintmax_t) dropped);
+  else if (dropped > 0 || (c->n_dirty > 0 && !(flags & META_CLEAN)))
+    log_info ("%s: %s: kept %ju dirty chunks, dropped %ju clean cached "
+              "chunks", c->dir, flags & META_CLEAN
+              ? "the published snapshot changed" : "unclean shutdown",
+              (uintmax_t) c->n_dirty, (uintmax_t) dropped);
+}
+
 struct cache *
 cache_open (const char *dir, uint64_t image_size, uint32_t chunk_size,
             const char *snapshot_id, unsigned flags,
             const struct cache_source *src)
 {
   struct cache *c = calloc (1, sizeof *c);
-  uint64_t dropped = 0;
   bool create = flags & CACHE_CREATE;
 
   if (c == NULL) {
@@ -119,8 +178,8 @@ cache_open (const char *dir, uint64_t image_size, uint32_t chunk_size,
   c->max_bufs = c->max_bufs < BUFS_MIN ? BUFS_MIN
     : c->max_bufs > BUFS_MAX ? BUFS_MAX : c->max_bufs;
   c->dir = strdup (dir);
-  c->raw_path = xasprintf ("%s/cache.raw", dir);
-  c->staging_path = xasprintf ("%s/snapshot.staging", dir);
+  c->raw_path = str_printf ("%s/cache.raw", dir);
+  c->staging_path = str_printf ("%s/snapshot.staging", dir);
   pthread_rwlockattr_t attr;
   pthread_rwlockattr_init (&attr);
   /* A freeze must not starve behind a stream of writes. */
@@ -133,34 +192,25 @@ cache_open (const char *dir, uint64_t image_size, uint32_t chunk_size,
   pthread_cond_init (&c->cond, NULL);
   pthread_cond_init (&c->buf_cond, NULL);
 
-  if (c->dir == NULL || alloc_bitmaps (c) == -1 ||
-      (create && mkdir_p (dir, 0700) == -1))
+  if (c->dir == NULL || c->raw_path == NULL || c->staging_path == NULL) {
+    err_set (ENOMEM, "open cache %s: out of memory", dir);
+    goto err;
+  }
+  if (alloc_bitmaps (c) == -1 || (create && mkdir_p (dir, 0700) == -1))
     goto err;
   c->meta = meta_open (dir, image_size, chunk_size, create);
   if (c->meta == NULL || open_raw (c, create) == -1 ||
       meta_load (c->meta, c->resident, c->dirty) == -1)
     goto err;
-
-  /* Clean resident chunks are trusted only after a clean shutdown and if
-   * they belong to the snapshot the image is based on now.
-   */
-  if (!meta_was_clean (c->meta) ||
-      strcmp (meta_snapshot_id (c->meta), snapshot_id) != 0) {
-    for (uint64_t w = 0; w < bitmap_words (c->chunks); w++) {
-      dropped += __builtin_popcountll (c->resident[w] & ~c->dirty[w]);
-      c->resident[w] = c->dirty[w];
-    }
-  }
-  c->n_resident = bitmap_count (c->resident, c->chunks);
-  c->n_dirty = bitmap_count (c->dirty, c->chunks);
-  if (dropped > 0 || (c->n_dirty > 0 && !meta_was_clean (c->meta)))
-    log_info ("%s: %s: kept %ju dirty chunks, dropped %ju clean cached "
-              "chunks", dir, meta_was_clean (c->meta)
-              ? "the published snapshot changed" : "unclean shutdown",
-              (uintmax_t) c->n_dirty, (uintmax_t) dropped);
+  if (!(meta_flags (c->meta) & META_CLEAN) && drop_page_cache (c) == -1)
+    goto err;
+  trust_resident (c, snapshot_id);
   snprintf (c->snapshot_id, sizeof c->snapshot_id, "%s", snapshot_id);
-  /* From now on the state on disk is unclean until cache_close. */
-  if (meta_set_header (c->meta, false, snapshot_id) == -1)
+  /* From now on the state on disk is unclean until cache_close; the
+   * directory sync makes new cache files durable with it.
+   */
+  if (meta_set_header (c->meta, 0, snapshot_id) == -1 ||
+      (create && fsync_dir (dir) == -1))
     goto err;
   return c;
 
@@ -169,21 +219,40 @@ cache_open (const char *dir, uint64_t image_size, uint32_t chunk_size,
   return NULL;
 }
 
+/* Mark the shutdown clean after writing everything.  Called with
+ * c->gate held exclusively.  After a write-back error nothing is written
+ * but the WRITEBACK_ERROR mark (best effort): the disk keeps the state of
+ * the last good flush, and the next open drops the page cache.
+ */
+static int
+close_gated (struct cache *c)
+{
+  if (atomic_load (&c->failed)) {
+    if (meta_set_header (c->meta, META_WRITEBACK_ERROR, c->snapshot_id) == -1)
+      log_warn ("%s", err_msg ());
+    return cache_check_failed (c);
+  }
+  if (cache_flush_gated (c) == -1)
+    return -1;
+  if (fdatasync (c->raw_fd) == -1)
+    return err_set (errno, "fdatasync %s: %m", c->raw_path);
+  if (meta_write_bitmaps (c->meta, c->resident, c->dirty) == -1 ||
+      meta_sync (c->meta) == -1 ||
+      meta_set_header (c->meta, META_CLEAN, c->snapshot_id) == -1)
+    return -1;
+  return 0;
+}
+
 int
 cache_close (struct cache *c)
 {
   int r;
 
-  assert (c->n_busy == 0 && c->staging_fd == -1);
-  r = cache_flush (c);
-  if (r == 0 && fdatasync (c->raw_fd) == -1)
-    r = err_set (errno, "fdatasync %s: %m", c->raw_path);
-  if (r == 0)
-    r = meta_write_bitmaps (c->meta, c->resident, c->dirty);
-  if (r == 0)
-    r = meta_sync (c->meta);
-  if (r == 0)
-    r = meta_set_header (c->meta, true, c->snapshot_id);
+  {
+    WRLOCK_FOR_SCOPE (&c->gate);
+    assert (c->n_busy == 0 && c->staging_fd == -1);
+    r = close_gated (c);
+  }
   cache_free (c);
   return r;
 }

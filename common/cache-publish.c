@@ -18,6 +18,18 @@
  * The staging file exists only while a publish runs; writers copying
  * into it are counted (staging_users) so that cache_publish_end closes it
  * only after the last copy.
+ *
+ * A reset must not race the data path: a fill landing after the punch
+ * would leave RESIDENT over a hole, and a later partial write would then
+ * publish zeros over real data.  So cache_reset holds c->gate exclusively
+ * (no write, flush or extents request is in flight or can start), sets
+ * c->draining (no fill or slow-path read starts), waits for the fills in
+ * flight, clears the bitmaps, waits for the readers still pinning chunks
+ * (see "Reads" in cache.c), and only then touches the disk: the cleared
+ * bitmaps and the new snapshot id are written and synced first, cache.raw
+ * punched after.  A crash in between leaves clean bitmaps over bytes that
+ * are never read (a chunk that is not resident is written whole, or
+ * zeroed first, before it becomes resident again).
  */
 #include <config.h>
 
@@ -31,14 +43,17 @@
 #include "bitmap.h"
 #include "cache-impl.h"
 #include "err.h"
+#include "lock.h"
 
 int64_t
 cache_publish_begin (struct cache *c, const uint64_t *extra)
 {
-  uint64_t words = bitmap_words (c->chunks), n;
+  uint64_t words = bitmap_words (c->chunks);
 
   if (c->readonly)
     return err_set (EROFS, "this export is read-only");
+  if (cache_check_failed (c) == -1)
+    return -1;
   assert (c->staging_fd == -1);
   c->staging_fd = open (c->staging_path,
                         O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
@@ -52,25 +67,21 @@ cache_publish_begin (struct cache *c, const uint64_t *extra)
   }
 
   /* Exclusive gate: no write is in flight while the set is chosen. */
-  pthread_rwlock_wrlock (&c->gate);
-  pthread_mutex_lock (&c->lock);
+  WRLOCK_FOR_SCOPE (&c->gate);
+  LOCK_FOR_SCOPE (&c->lock);
   for (uint64_t w = 0; w < words; w++) {
     c->publishing[w] = c->dirty[w] | (extra ? extra[w] : 0);
     c->frozen[w] = c->publishing[w];
     c->staged[w] = c->redirty[w] = 0;
   }
-  n = bitmap_count (c->publishing, c->chunks);
-  pthread_mutex_unlock (&c->lock);
-  pthread_rwlock_unlock (&c->gate);
-  return n;
+  return bitmap_count (c->publishing, c->chunks);
 }
 
 bool
 cache_publish_next (struct cache *c, uint64_t from, uint64_t *chunk)
 {
-  pthread_mutex_lock (&c->lock);
+  LOCK_FOR_SCOPE (&c->lock);
   *chunk = bitmap_next (c->publishing, from, c->chunks);
-  pthread_mutex_unlock (&c->lock);
   return *chunk < c->chunks;
 }
 
@@ -82,37 +93,38 @@ cache_publish_read (struct cache *c, uint64_t chunk, void *buf)
   bool staged, resident;
   int r = 0;
 
-  pthread_mutex_lock (&c->lock);
-  assert (bitmap_get (c->publishing, chunk));
-  cache_busy_take (c, chunk);
-  staged = bitmap_get (c->staged, chunk);
-  resident = bitmap_get (c->resident, chunk);
-  pthread_mutex_unlock (&c->lock);
+  {
+    LOCK_FOR_SCOPE (&c->lock);
+    assert (bitmap_get (c->publishing, chunk));
+    cache_busy_take (c, chunk);
+    staged = bitmap_get (c->staged, chunk);
+    resident = bitmap_get (c->resident, chunk);
+  }
 
   if (staged)
     r = full_pread (c->staging_fd, buf, len, pos, c->staging_path);
   else if (resident)
     r = full_pread (c->raw_fd, buf, len, pos, c->raw_path);
 
-  pthread_mutex_lock (&c->lock);
-  bitmap_clear (c->frozen, chunk);
-  cache_busy_release (c, chunk);
-  pthread_mutex_unlock (&c->lock);
+  {
+    LOCK_FOR_SCOPE (&c->lock);
+    bitmap_clear (c->frozen, chunk);
+    cache_busy_release (c, chunk);
+  }
   if (r == -1)
     return -1;
   return staged || resident;
 }
 
-int
-cache_publish_end (struct cache *c, bool success, const char *snapshot_id)
+/* End the publish's bookkeeping under c->lock; see cache_publish_end. */
+static void
+publish_settle (struct cache *c, bool success, const char *snapshot_id)
 {
-  uint64_t i;
-
-  pthread_mutex_lock (&c->lock);
+  LOCK_FOR_SCOPE (&c->lock);
   /* A writer may still be copying into the staging file. */
   while (c->staging_users > 0)
     pthread_cond_wait (&c->cond, &c->lock);
-  for (i = bitmap_next (c->publishing, 0, c->chunks); i < c->chunks;
+  for (uint64_t i = bitmap_next (c->publishing, 0, c->chunks); i < c->chunks;
        i = bitmap_next (c->publishing, i + 1, c->chunks)) {
     if (success && bitmap_get (c->dirty, i) && !bitmap_get (c->redirty, i)) {
       bitmap_clear (c->dirty, i);
@@ -127,8 +139,12 @@ cache_publish_end (struct cache *c, bool success, const char *snapshot_id)
   }
   if (success)
     snprintf (c->snapshot_id, sizeof c->snapshot_id, "%s", snapshot_id);
-  pthread_mutex_unlock (&c->lock);
+}
 
+int
+cache_publish_end (struct cache *c, bool success, const char *snapshot_id)
+{
+  publish_settle (c, success, snapshot_id);
   close (c->staging_fd);
   c->staging_fd = -1;
   unlink (c->staging_path);
@@ -138,34 +154,58 @@ cache_publish_end (struct cache *c, bool success, const char *snapshot_id)
    * between only re-publishes chunks or drops clean cache: both safe.
    */
   if (cache_flush (c) == -1 ||
-      meta_set_header (c->meta, false, snapshot_id) == -1)
+      meta_set_header (c->meta, 0, snapshot_id) == -1)
     return -1;
   return 0;
 }
 
-int
-cache_reset (struct cache *c, const char *snapshot_id)
+/* Clear every chunk's state for a reset; see the top of this file.
+ * Called with c->gate held exclusively and c->lock held.
+ */
+static void
+reset_bitmaps (struct cache *c, const char *snapshot_id)
 {
   uint64_t words = c->pages * (META_PAGE / 8);
-  int r;
 
-  pthread_rwlock_wrlock (&c->gate);
-  pthread_mutex_lock (&c->lock);
-  while (c->n_busy > 0)         /* background fills finishing */
+  c->draining = true;
+  while (c->n_busy > 0)         /* fills in flight finishing */
     pthread_cond_wait (&c->cond, &c->lock);
-  memset (c->resident, 0, words * 8);
+  for (uint64_t w = 0; w < words; w++)
+    bitmap_store_word_atomic (c->resident, w, 0);
   memset (c->dirty, 0, words * 8);
   memset (c->changed, 0, bitmap_words (c->pages) * 8);
   c->n_resident = c->n_dirty = 0;
   c->flushed_writes = c->writes;
   snprintf (c->snapshot_id, sizeof c->snapshot_id, "%s", snapshot_id);
-  pthread_mutex_unlock (&c->lock);
+  cache_pins_wait (c);          /* readers that saw a chunk resident */
+}
 
-  r = cache_zero_range (c->raw_fd, 0, c->size, true, c->raw_path);
+int
+cache_reset (struct cache *c, const char *snapshot_id)
+{
+  int r;
+
+  WRLOCK_FOR_SCOPE (&c->gate);
+  if (cache_check_failed (c) == -1)
+    return -1;
+  {
+    LOCK_FOR_SCOPE (&c->lock);
+    reset_bitmaps (c, snapshot_id);
+  }
+  /* The cleared state reaches the disk before any byte is dropped. */
+  r = meta_write_bitmaps (c->meta, c->resident, c->dirty);
   if (r == 0)
-    r = meta_write_bitmaps (c->meta, c->resident, c->dirty);
-  if (r == 0)
-    r = meta_set_header (c->meta, false, snapshot_id);
-  pthread_rwlock_unlock (&c->gate);
+    r = meta_set_header (c->meta, 0, snapshot_id);
+  if (r == -1)
+    cache_fail_stop (c);
+  else if (cache_zero_range (c->raw_fd, 0, c->size, true, c->raw_path) == -1)
+    /* Harmless: no chunk is resident, so these bytes are never read. */
+    log_warn ("%s (the space is reclaimed as chunks are written again)",
+              err_msg ());
+  {
+    LOCK_FOR_SCOPE (&c->lock);
+    c->draining = false;
+    pthread_cond_broadcast (&c->cond);
+  }
   return r;
 }

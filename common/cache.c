@@ -20,10 +20,19 @@
  *   STAGED      those bytes were saved to snapshot.staging first.
  *   REDIRTY     written after the publish began: stays dirty after it.
  *
- * Reads.  A resident chunk is read from cache.raw with no lock held.  A
- * missing chunk the source lists is filled by the first reader (BUSY);
- * other readers of it wait, so it is fetched once.  A chunk the source
- * does not list reads as zeros without a fetch.
+ * Reads.  A reader of a resident chunk takes no lock: it pins the chunk
+ * (an atomic count in the chunk's stripe of c->pins), then tests RESIDENT,
+ * and reads cache.raw only if the bit was set; it unpins after the read.
+ * Whoever takes bytes away from cache.raw (reset; later, eviction) clears
+ * RESIDENT first and then waits for the pins to drop (cache_pins_wait).
+ * Both sides are sequentially consistent, so either the reader sees the
+ * bit cleared (and takes the slow path) or the remover sees the pin (and
+ * waits): no read ever returns bytes that are being punched.  A missing
+ * chunk the source lists is filled by the first reader (BUSY); other
+ * readers of it wait, so it is fetched once.  A chunk the source does not
+ * list reads as zeros without a fetch.  The slow path runs under c->lock
+ * and waits while c->draining (a reset) is set, so no fill starts during
+ * a reset.
  *
  * Writes (and zero/trim) hold c->gate shared for the whole request.  The
  * fast path — RESIDENT, not FROZEN, not BUSY — writes cache.raw with no
@@ -46,10 +55,20 @@
  * at a clean close; after a crash the clean resident chunks are dropped
  * (they are only cache) and the dirty ones kept.
  *
+ * Fail-stop.  Once an fdatasync (or a write of cache.raw or cache.meta)
+ * has failed, the kernel may have dropped the unwritten pages and a later
+ * fdatasync can succeed without them ("fsyncgate").  So the first such
+ * error is final for this open: every later write, zero, flush and
+ * publish fails naming it (ENOTRECOVERABLE: "failed_stop" on the control
+ * socket, EIO for NBD clients; reads go on).  Closing leaves the
+ * shutdown marked unclean; the next open syncs cache.raw and drops its
+ * page cache, so what is served is what is on disk (see cache-open.c).
+ *
  * Lock order: c->gate, then c->flush_lock, then c->lock, then the
  * source's own lock inside has().  BUSY holders may wait for a fill
  * buffer (c->buf_cond); buffer holders never wait for BUSY, so the two
- * cannot deadlock.
+ * cannot deadlock.  A thread never takes c->gate twice (the rwlock
+ * prefers writers, so a nested shared lock could wait behind a freeze).
  */
 #include <config.h>
 
@@ -68,6 +87,7 @@
 #include "bitmap.h"
 #include "cache-impl.h"
 #include "err.h"
+#include "lock.h"
 #include "meta.h"
 #include "util.h"
 
@@ -77,7 +97,6 @@ count (_Atomic uint64_t *counter, uint64_t n)
   atomic_fetch_add_explicit (counter, n, memory_order_relaxed);
 }
 
-/* Take BUSY on CHUNK, waiting for its owner.  Called with c->lock held. */
 void
 cache_busy_take (struct cache *c, uint64_t chunk)
 {
@@ -87,7 +106,6 @@ cache_busy_take (struct cache *c, uint64_t chunk)
   c->n_busy++;
 }
 
-/* Release BUSY on CHUNK.  Called with c->lock held. */
 void
 cache_busy_release (struct cache *c, uint64_t chunk)
 {
@@ -97,12 +115,68 @@ cache_busy_release (struct cache *c, uint64_t chunk)
   pthread_cond_broadcast (&c->cond);
 }
 
+/* Pin CHUNK for a read of cache.raw without c->lock.  See "Reads". */
+static _Atomic unsigned *
+pin (struct cache *c, uint64_t chunk)
+{
+  _Atomic unsigned *p = &c->pins[chunk % PIN_STRIPES].n;
+
+  atomic_fetch_add (p, 1);
+  return p;
+}
+
+/* Drop a pin; wake a thread waiting for the pins to drop. */
+static void
+unpin (struct cache *c, _Atomic unsigned *p)
+{
+  if (atomic_fetch_sub (p, 1) == 1 && atomic_load (&c->pin_waiters) > 0) {
+    LOCK_FOR_SCOPE (&c->lock);
+    pthread_cond_broadcast (&c->cond);
+  }
+}
+
+void
+cache_pins_wait (struct cache *c)
+{
+  atomic_fetch_add (&c->pin_waiters, 1);
+  for (unsigned i = 0; i < PIN_STRIPES; i++)
+    while (atomic_load (&c->pins[i].n) > 0)
+      pthread_cond_wait (&c->cond, &c->lock);
+  atomic_fetch_sub (&c->pin_waiters, 1);
+}
+
+int
+cache_fail_stop (struct cache *c)
+{
+  int e = err_errno () ? err_errno () : EIO;
+  int expected = 0;
+
+  LOCK_FOR_SCOPE (&c->lock);
+  if (atomic_compare_exchange_strong (&c->failed, &expected, e)) {
+    snprintf (c->failed_msg, sizeof c->failed_msg, "%s", err_msg ());
+    log_error ("%s: %s; the cache has failed stop: writes, flushes and "
+               "publishes are refused until the export is reopened", c->dir,
+               c->failed_msg);
+  }
+  return -1;
+}
+
+int
+cache_check_failed (struct cache *c)
+{
+  if (atomic_load_explicit (&c->failed, memory_order_relaxed) == 0)
+    return 0;
+  LOCK_FOR_SCOPE (&c->lock);
+  return err_set (ENOTRECOVERABLE, "%s: refused after a write-back error "
+                  "(%s); reopen the export", c->dir, c->failed_msg);
+}
+
 /* Record that CHUNK now holds local bytes.  Called with c->lock held. */
 static void
 mark_resident (struct cache *c, uint64_t chunk)
 {
   if (!bitmap_get (c->resident, chunk)) {
-    bitmap_set (c->resident, chunk);
+    bitmap_set_atomic (c->resident, chunk);
     c->n_resident++;
   }
 }
@@ -127,22 +201,21 @@ mark_dirty (struct cache *c, uint64_t chunk)
 static void *
 buf_get (struct cache *c)
 {
-  void *b = NULL;
+  void *b;
 
-  pthread_mutex_lock (&c->lock);
-  while (c->nfree == 0 && c->nbufs >= c->max_bufs)
-    pthread_cond_wait (&c->buf_cond, &c->lock);
-  if (c->nfree > 0)
-    b = c->free_bufs[--c->nfree];
-  else
+  {
+    LOCK_FOR_SCOPE (&c->lock);
+    while (c->nfree == 0 && c->nbufs >= c->max_bufs)
+      pthread_cond_wait (&c->buf_cond, &c->lock);
+    if (c->nfree > 0)
+      return c->free_bufs[--c->nfree];
     c->nbufs++;
-  pthread_mutex_unlock (&c->lock);
-  if (b == NULL && (b = malloc (c->chunk_size)) == NULL) {
-    err_set (errno, "malloc fill buffer: %m");
-    pthread_mutex_lock (&c->lock);
+  }
+  if ((b = malloc (c->chunk_size)) == NULL) {
+    err_set (ENOMEM, "%s: no memory for a fill buffer", c->dir);
+    LOCK_FOR_SCOPE (&c->lock);
     c->nbufs--;
     pthread_cond_signal (&c->buf_cond);
-    pthread_mutex_unlock (&c->lock);
   }
   return b;
 }
@@ -152,10 +225,9 @@ buf_put (struct cache *c, void *b)
 {
   if (b == NULL)
     return;
-  pthread_mutex_lock (&c->lock);
+  LOCK_FOR_SCOPE (&c->lock);
   c->free_bufs[c->nfree++] = b;
   pthread_cond_signal (&c->buf_cond);
-  pthread_mutex_unlock (&c->lock);
 }
 
 /* Fetch CHUNK's published bytes into BUF.  The caller holds BUSY. */
@@ -173,7 +245,26 @@ fetch (struct cache *c, uint64_t chunk, void *buf)
   return 0;
 }
 
-/* Make [OFFSET, OFFSET+LEN) of FD read as zeros; a hole if MAY_TRIM. */
+/* Write to cache.raw; an I/O error (not ENOSPC: nothing was written)
+ * fails the cache stop, as the kernel may have lost earlier pages too.
+ */
+static int
+raw_pwrite (struct cache *c, const void *buf, size_t n, uint64_t offset)
+{
+  if (full_pwrite (c->raw_fd, buf, n, offset, c->raw_path) == -1)
+    return errno == EIO ? cache_fail_stop (c) : -1;
+  return 0;
+}
+
+/* cache_zero_range on cache.raw, failing stop on an I/O error likewise. */
+static int
+raw_zero (struct cache *c, uint64_t offset, uint64_t len, bool may_trim)
+{
+  if (cache_zero_range (c->raw_fd, offset, len, may_trim, c->raw_path) == -1)
+    return errno == EIO ? cache_fail_stop (c) : -1;
+  return 0;
+}
+
 int
 cache_zero_range (int fd, uint64_t offset, uint64_t len, bool may_trim,
                   const char *what)
@@ -209,17 +300,37 @@ fill_and_release (struct cache *c, uint64_t chunk, void *out, uint32_t off,
   int r = fb ? fetch (c, chunk, fb) : -1;
 
   if (r == 0)
-    r = full_pwrite (c->raw_fd, fb, cache_chunk_bytes (c, chunk),
-                     chunk * c->chunk_size, c->raw_path);
+    r = raw_pwrite (c, fb, cache_chunk_bytes (c, chunk),
+                    chunk * c->chunk_size);
   if (r == 0 && out)
     memcpy (out, (char *) fb + off, n);
   buf_put (c, fb);
 
-  pthread_mutex_lock (&c->lock);
+  LOCK_FOR_SCOPE (&c->lock);
   if (r == 0)
     mark_resident (c, chunk);
   cache_busy_release (c, chunk);
-  pthread_mutex_unlock (&c->lock);
+  return r;
+}
+
+/* Wait until CHUNK is neither BUSY nor being drained.  With c->lock. */
+static void
+wait_settled (struct cache *c, uint64_t chunk)
+{
+  while (c->draining || bitmap_get (c->busy, chunk))
+    pthread_cond_wait (&c->cond, &c->lock);
+}
+
+/* Read [OFF, OFF+N) of pinned chunk CHUNK from cache.raw and unpin it. */
+static int
+read_pinned (struct cache *c, _Atomic unsigned *p, uint64_t chunk,
+             void *buf, uint32_t off, uint32_t n)
+{
+  int r = full_pread (c->raw_fd, buf, n, chunk * c->chunk_size + off,
+                      c->raw_path);
+
+  unpin (c, p);
+  count (&c->read_hits, 1);
   return r;
 }
 
@@ -228,26 +339,28 @@ static int
 read_chunk (struct cache *c, uint64_t chunk, void *buf, uint32_t off,
             uint32_t n)
 {
-  uint64_t pos = chunk * c->chunk_size;
+  _Atomic unsigned *p = pin (c, chunk);
 
-  pthread_mutex_lock (&c->lock);
-  for (;;) {
-    if (bitmap_get (c->resident, chunk)) {
-      pthread_mutex_unlock (&c->lock);
-      count (&c->read_hits, 1);
-      return full_pread (c->raw_fd, buf, n, pos + off, c->raw_path);
+  if (bitmap_get_atomic (c->resident, chunk))
+    return read_pinned (c, p, chunk, buf, off, n);
+  unpin (c, p);
+
+  {
+    LOCK_FOR_SCOPE (&c->lock);
+    wait_settled (c, chunk);
+    if (bitmap_get (c->resident, chunk))
+      p = pin (c, chunk);       /* filled meanwhile; no remover can run */
+    else if (!c->src.has (c->src.opaque, chunk)) {
+      memset (buf, 0, n);
+      return 0;
     }
-    if (!bitmap_get (c->busy, chunk))
-      break;
-    pthread_cond_wait (&c->cond, &c->lock);
+    else {
+      p = NULL;
+      cache_busy_take (c, chunk);
+    }
   }
-  if (!c->src.has (c->src.opaque, chunk)) {
-    pthread_mutex_unlock (&c->lock);
-    memset (buf, 0, n);
-    return 0;
-  }
-  cache_busy_take (c, chunk);
-  pthread_mutex_unlock (&c->lock);
+  if (p)
+    return read_pinned (c, p, chunk, buf, off, n);
   count (&c->read_misses, 1);
   return fill_and_release (c, chunk, buf, off, n);
 }
@@ -312,39 +425,39 @@ modify_slow (struct cache *c, uint64_t chunk, uint32_t off, uint32_t n,
   void *fb = NULL;
   int r = 0;
 
-  pthread_mutex_lock (&c->lock);
-  resident = bitmap_get (c->resident, chunk);
-  has = resident || c->src.has (c->src.opaque, chunk);
-  frozen = bitmap_get (c->frozen, chunk);
-  if (frozen)
-    c->staging_users++;
-  pthread_mutex_unlock (&c->lock);
+  {
+    LOCK_FOR_SCOPE (&c->lock);
+    resident = bitmap_get (c->resident, chunk);
+    has = resident || c->src.has (c->src.opaque, chunk);
+    frozen = bitmap_get (c->frozen, chunk);
+    if (frozen)
+      c->staging_users++;
+  }
 
   if (frozen) {
     r = stage_chunk (c, chunk, resident, has, &fb);
-    pthread_mutex_lock (&c->lock);
+    LOCK_FOR_SCOPE (&c->lock);
     if (r == 0) {
       bitmap_set (c->staged, chunk);
       bitmap_clear (c->frozen, chunk);
     }
     c->staging_users--;
     pthread_cond_broadcast (&c->cond);
-    pthread_mutex_unlock (&c->lock);
-    if (r == -1)
-      goto out;
   }
+  if (r == -1)
+    goto out;
 
   if (resident) {
-    r = data ? full_pwrite (c->raw_fd, data, n, pos + off, c->raw_path)
-      : cache_zero_range (c->raw_fd, pos + off, n, may_trim, c->raw_path);
+    r = data ? raw_pwrite (c, data, n, pos + off)
+      : raw_zero (c, pos + off, n, may_trim);
   }
   else if (whole || !has) {
     /* No fetch: the rest of the chunk is zeros (it may hold stale bytes
      * of a chunk dropped after a crash, so clear it first).
      */
-    r = cache_zero_range (c->raw_fd, pos, len, may_trim || !whole, c->raw_path);
+    r = raw_zero (c, pos, len, may_trim || !whole);
     if (r == 0 && data)
-      r = full_pwrite (c->raw_fd, data, n, pos + off, c->raw_path);
+      r = raw_pwrite (c, data, n, pos + off);
   }
   else {
     /* Partial write to a chunk the source lists: materialize, merge,
@@ -359,11 +472,46 @@ modify_slow (struct cache *c, uint64_t chunk, uint32_t off, uint32_t n,
       memcpy ((char *) fb + off, data, n);
     else
       memset ((char *) fb + off, 0, n);
-    r = full_pwrite (c->raw_fd, fb, len, pos, c->raw_path);
+    r = raw_pwrite (c, fb, len, pos);
   }
  out:
   buf_put (c, fb);
   return r;
+}
+
+/* What modify_chunk does with a chunk, decided under c->lock. */
+enum modify_path { MODIFY_FAST, MODIFY_SLOW, MODIFY_NOTHING, MODIFY_NOTSUP };
+
+static enum modify_path
+modify_choose (struct cache *c, uint64_t chunk, bool whole, bool zero,
+               unsigned zflags)
+{
+  bool resident, frozen, has;
+
+  while (bitmap_get (c->busy, chunk))
+    pthread_cond_wait (&c->cond, &c->lock);
+  resident = bitmap_get (c->resident, chunk);
+  frozen = bitmap_get (c->frozen, chunk);
+  if (resident && !frozen)
+    /* No BUSY needed: nothing else changes a resident, unfrozen chunk's
+     * state, and c->gate keeps a freeze and a reset out.
+     */
+    return MODIFY_FAST;
+  has = resident || c->src.has (c->src.opaque, chunk);
+  /* Zeroing zeros changes nothing, unless a publish still needs the
+   * chunk: then the slow path keeps the freeze bookkeeping right (it
+   * stages nothing, as there are no bytes to save).
+   */
+  if (zero && !has && !frozen)
+    return MODIFY_NOTHING;
+  /* A fast zero must not fetch: a partial zero needs the chunk's bytes to
+   * merge with, and a frozen chunk's bytes must be staged first.
+   */
+  if (zero && (zflags & CACHE_ZERO_FAST) && !resident && has &&
+      (!whole || frozen))
+    return MODIFY_NOTSUP;
+  cache_busy_take (c, chunk);
+  return MODIFY_SLOW;
 }
 
 /* Write DATA (or zeros if NULL) to part [OFF, OFF+N) of one chunk. */
@@ -374,51 +522,38 @@ modify_chunk (struct cache *c, uint64_t chunk, uint32_t off, uint32_t n,
   uint64_t pos = chunk * c->chunk_size;
   bool whole = off == 0 && n == cache_chunk_bytes (c, chunk);
   bool may_trim = zflags & CACHE_ZERO_MAY_TRIM;
+  enum modify_path path;
   int r;
 
   if ((zflags & CACHE_ZERO_TRIM) && !whole)
     return 0;                   /* trims below a chunk are only advice */
 
-  pthread_mutex_lock (&c->lock);
-  while (bitmap_get (c->busy, chunk))
-    pthread_cond_wait (&c->cond, &c->lock);
-  if (bitmap_get (c->resident, chunk) && !bitmap_get (c->frozen, chunk)) {
-    /* Fast path.  No BUSY needed: nothing else changes a resident,
-     * unfrozen chunk's state, and c->gate keeps a freeze out.
-     */
-    pthread_mutex_unlock (&c->lock);
-    if (data)
-      r = full_pwrite (c->raw_fd, data, n, pos + off, c->raw_path);
-    else
-      r = cache_zero_range (c->raw_fd, pos + off, n, may_trim, c->raw_path);
-    pthread_mutex_lock (&c->lock);
-    if (r == 0)
-      mark_dirty (c, chunk);
-    pthread_mutex_unlock (&c->lock);
-    return r;
+  {
+    LOCK_FOR_SCOPE (&c->lock);
+    path = modify_choose (c, chunk, whole, data == NULL, zflags);
   }
-  if (!data && !bitmap_get (c->resident, chunk) &&
-      !bitmap_get (c->frozen, chunk) &&
-      !c->src.has (c->src.opaque, chunk)) {
-    pthread_mutex_unlock (&c->lock);
-    return 0;                   /* zeroing a chunk that is zeros */
+  switch (path) {
+  case MODIFY_NOTHING:
+    return 0;
+  case MODIFY_NOTSUP:
+    return err_set (ENOTSUP, "fast zero of chunk %ju would need a fetch",
+                    (uintmax_t) chunk);
+  case MODIFY_FAST:
+    r = data ? raw_pwrite (c, data, n, pos + off)
+      : raw_zero (c, pos + off, n, may_trim);
+    break;
+  case MODIFY_SLOW:
+    r = modify_slow (c, chunk, off, n, data, may_trim);
+    break;
+  default:
+    abort ();
   }
-  if (!data && !whole && (zflags & CACHE_ZERO_FAST) &&
-      !bitmap_get (c->resident, chunk)) {
-    pthread_mutex_unlock (&c->lock);
-    return err_set (ENOTSUP, "fast zero of part of chunk %ju would need "
-                    "a fetch", (uintmax_t) chunk);
-  }
-  cache_busy_take (c, chunk);
-  pthread_mutex_unlock (&c->lock);
 
-  r = modify_slow (c, chunk, off, n, data, may_trim);
-
-  pthread_mutex_lock (&c->lock);
+  LOCK_FOR_SCOPE (&c->lock);
   if (r == 0)
     mark_dirty (c, chunk);
-  cache_busy_release (c, chunk);
-  pthread_mutex_unlock (&c->lock);
+  if (path == MODIFY_SLOW)
+    cache_busy_release (c, chunk);
   return r;
 }
 
@@ -432,21 +567,24 @@ modify (struct cache *c, const void *data, uint32_t count_, uint64_t offset,
 
   if (c->readonly)
     return err_set (EROFS, "this export is read-only");
-  pthread_rwlock_rdlock (&c->gate);
-  while (r == 0 && count_ > 0) {
-    uint64_t chunk = offset / c->chunk_size;
-    uint32_t off = offset % c->chunk_size;
-    uint32_t n = cache_chunk_bytes (c, chunk) - off;
+  {
+    RDLOCK_FOR_SCOPE (&c->gate);
+    if (cache_check_failed (c) == -1)
+      return -1;
+    while (r == 0 && count_ > 0) {
+      uint64_t chunk = offset / c->chunk_size;
+      uint32_t off = offset % c->chunk_size;
+      uint32_t n = cache_chunk_bytes (c, chunk) - off;
 
-    if (n > count_)
-      n = count_;
-    r = modify_chunk (c, chunk, off, n, p, zflags);
-    if (p)
-      p += n;
-    offset += n;
-    count_ -= n;
+      if (n > count_)
+        n = count_;
+      r = modify_chunk (c, chunk, off, n, p, zflags);
+      if (p)
+        p += n;
+      offset += n;
+      count_ -= n;
+    }
   }
-  pthread_rwlock_unlock (&c->gate);
   if (r == 0 && fua)
     r = cache_flush (c);
   return r;
@@ -466,67 +604,91 @@ cache_zero (struct cache *c, uint32_t count_, uint64_t offset,
   return modify (c, NULL, count_, offset, flags, fua);
 }
 
+/* The dirty-bitmap pages a flush writes, copied under c->lock. */
+struct flush_pages {
+  uint64_t n, writes;
+  unsigned char *pages;
+  uint64_t *which;
+};
+
+/* Copy the changed dirty pages into *FP.  Called with c->lock held.
+ * 1 if there is something to flush, 0 if nothing was written since the
+ * last good flush, -1 on error.
+ */
+static int
+flush_copy (struct cache *c, struct flush_pages *fp)
+{
+  fp->writes = c->writes;
+  if (fp->writes == c->flushed_writes)
+    return 0;
+  fp->n = bitmap_count (c->changed, c->pages);
+  if (fp->n == 0)
+    return 1;
+  fp->pages = malloc (fp->n * META_PAGE);
+  fp->which = malloc (fp->n * sizeof *fp->which);
+  if (fp->pages == NULL || fp->which == NULL)
+    return err_set (ENOMEM, "flush %s: out of memory", c->dir);
+  for (uint64_t i = 0, p = 0; i < fp->n; i++, p++) {
+    p = bitmap_next (c->changed, p, c->pages);
+    fp->which[i] = p;
+    memcpy (fp->pages + i * META_PAGE, (char *) c->dirty + p * META_PAGE,
+            META_PAGE);
+    bitmap_clear (c->changed, p);
+  }
+  return 1;
+}
+
+/* Sync cache.raw, then write and sync the copied pages. */
+static int
+flush_write (struct cache *c, const struct flush_pages *fp)
+{
+  if (fdatasync (c->raw_fd) == -1) {
+    err_set (errno, "fdatasync %s: %m", c->raw_path);
+    return cache_fail_stop (c);
+  }
+  for (uint64_t i = 0; i < fp->n; i++)
+    if (meta_write_dirty_page (c->meta, fp->which[i],
+                               fp->pages + i * META_PAGE) == -1)
+      return cache_fail_stop (c);
+  if (fp->n > 0 && meta_sync (c->meta) == -1)
+    return cache_fail_stop (c);
+  return 0;
+}
+
+int
+cache_flush_gated (struct cache *c)
+{
+  struct flush_pages fp = { 0 };
+  int r;
+
+  LOCK_FOR_SCOPE (&c->flush_lock);
+  if (cache_check_failed (c) == -1)
+    return -1;
+  {
+    LOCK_FOR_SCOPE (&c->lock);
+    r = flush_copy (c, &fp);
+  }
+  if (r == 1) {
+    r = flush_write (c, &fp);
+    LOCK_FOR_SCOPE (&c->lock);
+    if (r == 0 && c->flushed_writes < fp.writes)
+      c->flushed_writes = fp.writes;
+    /* After a failure (which fails stop) the pages stay marked, so the
+     * state in memory still says what the disk lacks.
+     */
+    for (uint64_t i = 0; r == -1 && i < fp.n; i++)
+      bitmap_set (c->changed, fp.which[i]);
+  }
+  free (fp.pages);
+  free (fp.which);
+  return r == -1 ? -1 : 0;
+}
+
 int
 cache_flush (struct cache *c)
 {
-  CLEANUP_FREE unsigned char *pages = NULL;
-  CLEANUP_FREE uint64_t *which = NULL;
-  uint64_t n = 0, writes;
-  int r = -1;
-
-  pthread_mutex_lock (&c->flush_lock);
-  pthread_mutex_lock (&c->lock);
-  writes = c->writes;
-  if (writes == c->flushed_writes) {
-    pthread_mutex_unlock (&c->lock);
-    pthread_mutex_unlock (&c->flush_lock);
-    return 0;                   /* nothing written since the last flush */
-  }
-  n = bitmap_count (c->changed, c->pages);
-  if (n > 0) {
-    pages = malloc (n * META_PAGE);
-    which = malloc (n * sizeof *which);
-    if (pages == NULL || which == NULL) {
-      pthread_mutex_unlock (&c->lock);
-      err_set (ENOMEM, "flush: out of memory");
-      goto out;
-    }
-    for (uint64_t i = 0, p = 0; i < n; i++, p++) {
-      p = bitmap_next (c->changed, p, c->pages);
-      which[i] = p;
-      memcpy (pages + i * META_PAGE, (char *) c->dirty + p * META_PAGE,
-              META_PAGE);
-      bitmap_clear (c->changed, p);
-    }
-  }
-  pthread_mutex_unlock (&c->lock);
-
-  if (fdatasync (c->raw_fd) == -1) {
-    err_set (errno, "fdatasync %s: %m", c->raw_path);
-    goto restore;
-  }
-  for (uint64_t i = 0; i < n; i++)
-    if (meta_write_dirty_page (c->meta, which[i],
-                               pages + i * META_PAGE) == -1)
-      goto restore;
-  if (n > 0 && meta_sync (c->meta) == -1)
-    goto restore;
-  pthread_mutex_lock (&c->lock);
-  if (c->flushed_writes < writes)
-    c->flushed_writes = writes;
-  pthread_mutex_unlock (&c->lock);
-  r = 0;
-  goto out;
-
- restore:
-  /* The pages did not reach the disk: write them at the next flush. */
-  pthread_mutex_lock (&c->lock);
-  for (uint64_t i = 0; i < n; i++)
-    bitmap_set (c->changed, which[i]);
-  pthread_mutex_unlock (&c->lock);
- out:
-  pthread_mutex_unlock (&c->flush_lock);
-  return r;
+  RDLOCK_FOR_SCOPE (&c->gate);
+  return cache_flush_gated (c);
 }
 
 int
@@ -534,26 +696,20 @@ cache_prefetch (struct cache *c, uint64_t chunk)
 {
   if (chunk >= c->chunks)
     return 0;
-  pthread_mutex_lock (&c->lock);
-  if (bitmap_get (c->resident, chunk) || bitmap_get (c->busy, chunk) ||
-      !c->src.has (c->src.opaque, chunk)) {
-    pthread_mutex_unlock (&c->lock);
-    return 0;                   /* resident, being filled, or zeros */
+  {
+    LOCK_FOR_SCOPE (&c->lock);
+    if (c->draining || bitmap_get (c->resident, chunk) ||
+        bitmap_get (c->busy, chunk) || !c->src.has (c->src.opaque, chunk))
+      return 0;                 /* resetting, resident, being filled, zeros */
+    cache_busy_take (c, chunk);
   }
-  cache_busy_take (c, chunk);
-  pthread_mutex_unlock (&c->lock);
   return fill_and_release (c, chunk, NULL, 0, 0);
 }
 
 bool
 cache_is_resident (struct cache *c, uint64_t chunk)
 {
-  bool r;
-
-  pthread_mutex_lock (&c->lock);
-  r = chunk < c->chunks && bitmap_get (c->resident, chunk);
-  pthread_mutex_unlock (&c->lock);
-  return r;
+  return chunk < c->chunks && bitmap_get_atomic (c->resident, chunk);
 }
 
 /* Report the data and holes of resident range [POS, END) of cache.raw. */
@@ -589,6 +745,8 @@ cache_extents (struct cache *c, uint32_t count_, uint64_t offset,
 {
   uint64_t end = offset + count_;
 
+  /* Shared gate: a reset cannot punch cache.raw under the lseeks. */
+  RDLOCK_FOR_SCOPE (&c->gate);
   while (offset < end) {
     uint64_t chunk = offset / c->chunk_size;
     uint64_t cend = chunk * c->chunk_size + cache_chunk_bytes (c, chunk);
@@ -597,10 +755,11 @@ cache_extents (struct cache *c, uint32_t count_, uint64_t offset,
 
     if (cend > end)
       cend = end;
-    pthread_mutex_lock (&c->lock);
-    resident = bitmap_get (c->resident, chunk);
-    has = !resident && c->src.has (c->src.opaque, chunk);
-    pthread_mutex_unlock (&c->lock);
+    {
+      LOCK_FOR_SCOPE (&c->lock);
+      resident = bitmap_get (c->resident, chunk);
+      has = !resident && c->src.has (c->src.opaque, chunk);
+    }
     if (resident)
       r = raw_extents (c, offset, cend, fn, opaque);
     else
@@ -616,15 +775,16 @@ cache_extents (struct cache *c, uint32_t count_, uint64_t offset,
 void
 cache_get_stats (struct cache *c, struct cache_stats *out)
 {
-  pthread_mutex_lock (&c->lock);
-  out->chunks = c->chunks;
-  out->resident = c->n_resident;
-  out->dirty = c->n_dirty;
-  pthread_mutex_unlock (&c->lock);
+  {
+    LOCK_FOR_SCOPE (&c->lock);
+    out->chunks = c->chunks;
+    out->resident = c->n_resident;
+    out->dirty = c->n_dirty;
+  }
+  out->failed = atomic_load (&c->failed) != 0;
   out->read_hits = atomic_load (&c->read_hits);
   out->read_misses = atomic_load (&c->read_misses);
   out->fills = atomic_load (&c->fills);
   out->fill_bytes = atomic_load (&c->fill_bytes);
   out->fill_errors = atomic_load (&c->fill_errors);
 }
-

@@ -66,7 +66,10 @@ int cache_pwrite (struct cache *c, const void *buf, uint32_t count,
  */
 int cache_zero (struct cache *c, uint32_t count, uint64_t offset,
                 unsigned flags, bool fua);
-/* Make every acknowledged write and its dirty bit durable.  0 or -1. */
+/* Make every acknowledged write and its dirty bit durable.  0 or -1;
+ * after the first write-back error every later call fails too (EIO), as
+ * do writes and publishes, until the cache is closed and opened again.
+ */
 int cache_flush (struct cache *c);
 /* Fetch chunk CHUNK if it is not resident (CACHE, readahead, hydrate).
  * 0 or -1.
@@ -105,8 +108,10 @@ int cache_publish_read (struct cache *c, uint64_t chunk, void *buf);
 int cache_publish_end (struct cache *c, bool success,
                        const char *snapshot_id);
 
-/* Drop all resident and dirty state (destructive).  Only call with no
- * I/O in flight.  0 or -1.
+/* Drop all resident and dirty state (destructive), as of snapshot
+ * SNAPSHOT_ID.  Waits for the requests in flight and holds new ones
+ * until done; the cleared state is on disk before any byte is dropped.
+ * 0 or -1.
  */
 int cache_reset (struct cache *c, const char *snapshot_id);
 
@@ -114,6 +119,7 @@ struct cache_stats {
   uint64_t chunks;              /* chunks in the image */
   uint64_t resident;            /* resident chunks (dirty ones included) */
   uint64_t dirty;
+  bool failed;                  /* failed stop after a write-back error */
   uint64_t read_hits;           /* chunk reads served from cache.raw */
   uint64_t read_misses;         /* chunk reads that needed a fetch */
   uint64_t fills;               /* chunks fetched */

@@ -9,7 +9,7 @@
 
 #include "err.h"
 
-static __thread char err_buf[1024];
+static __thread char err_buf[ERR_MSG_MAX];
 static __thread int err_num;
 
 static void
@@ -95,6 +95,22 @@ err_prefix (const char *fmt, ...)
   return -1;
 }
 
+void
+err_save (struct err_saved *s)
+{
+  s->errnum = err_num;
+  memcpy (s->msg, err_buf, sizeof s->msg);
+}
+
+int
+err_restore (const struct err_saved *s)
+{
+  memcpy (err_buf, s->msg, sizeof err_buf);
+  err_num = s->errnum;
+  errno = s->errnum;
+  return -1;
+}
+
 const char *
 err_msg (void)
 {
@@ -114,36 +130,47 @@ err_clear (void)
   err_num = 0;
 }
 
+/* Every error code of the control protocol and the admin API: the
+ * errnos it stands for and the HTTP status lazyvold answers with.  An
+ * errno not listed is "internal" (500).
+ */
+static const struct {
+  const char *code;
+  int status;
+  int errnos[6];                /* up to a 0 */
+} codes[] = {
+  { "bad_request", 400, { EINVAL, ERANGE, ENAMETOOLONG, EDOM } },
+  { "not_found", 404, { ENOENT } },
+  { "already_exists", 409, { EEXIST } },
+  { "busy", 409, { EBUSY } },
+  { "conflict", 409, { ESTALE } },
+  { "read_only", 409, { EROFS } },
+  { "too_large", 413, { EFBIG, EMSGSIZE } },
+  { "failed_stop", 500, { ENOTRECOVERABLE } },
+  { "not_supported", 501, { ENOTSUP } },
+  { "store_denied", 502, { EACCES, EPERM } },
+  { "bad_remote_data", 502, { EBADMSG } },
+  { "store_error", 502, { EIO } },
+  { "store_unavailable", 503,
+    { ECONNREFUSED, EHOSTUNREACH, ETIMEDOUT, ENETUNREACH, EAGAIN } },
+  { "no_space", 507, { ENOSPC, EDQUOT } },
+};
+
 const char *
 err_code (int errnum)
 {
-  switch (errnum) {
-  case EINVAL: case ERANGE: case ENAMETOOLONG: case EDOM:
-    return "bad_request";
-  case ENOENT:
-    return "not_found";
-  case EEXIST:
-    return "already_exists";
-  case EBUSY:
-    return "busy";
-  case ESTALE:
-    return "conflict";
-  case EFBIG: case EMSGSIZE:
-    return "too_large";
-  case ENOTSUP:
-    return "not_supported";
-  case EROFS:
-    return "read_only";
-  case EACCES: case EPERM:
-    return "store_denied";
-  case ECONNREFUSED: case EHOSTUNREACH: case ETIMEDOUT: case ENETUNREACH:
-  case EAGAIN:
-    return "store_unavailable";
-  case EBADMSG:
-    return "bad_remote_data";
-  case EIO:
-    return "store_error";
-  default:
-    return "internal";
-  }
+  for (size_t i = 0; i < sizeof codes / sizeof codes[0]; i++)
+    for (size_t k = 0; k < 6 && codes[i].errnos[k]; k++)
+      if (codes[i].errnos[k] == errnum)
+        return codes[i].code;
+  return "internal";
+}
+
+int
+err_code_status (const char *code)
+{
+  for (size_t i = 0; i < sizeof codes / sizeof codes[0]; i++)
+    if (strcmp (codes[i].code, code) == 0)
+      return codes[i].status;
+  return 500;
 }

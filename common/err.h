@@ -52,9 +52,27 @@ int err_errno (void);
 /* Forget this thread's recorded error. */
 void err_clear (void);
 
+/* This thread's recorded error, kept across clean-up that may record
+ * errors of its own (ERR_MSG_MAX is the size of the message buffer).
+ */
+#define ERR_MSG_MAX 1024
+struct err_saved {
+  int errnum;
+  char msg[ERR_MSG_MAX];
+};
+/* Copy this thread's recorded error into *S. */
+void err_save (struct err_saved *s);
+/* Make *S this thread's recorded error again.  Returns -1. */
+int err_restore (const struct err_saved *s);
+
 /* A stable machine-readable code for an errno, as used in the JSON error
- * replies of the control socket and the admin API ("not_found", ...).
+ * replies of the control socket and the admin API ("not_found", ...;
+ * "internal" for an errno without one).
  */
 const char *err_code (int errnum);
+/* The HTTP status the admin API answers error code CODE with (500 for
+ * a code it does not know).
+ */
+int err_code_status (const char *code) __attribute__ ((__nonnull__));
 
 #endif /* LAZYVOL_ERR_H */

@@ -20,7 +20,6 @@
 
 #define META_MAGIC "LZVOLMET"
 #define META_VERSION 1
-#define META_FLAG_CLEAN 1
 
 /* The on-disk header (packed by construction: every field is naturally
  * aligned).  The checksum covers every byte before it.
@@ -45,6 +44,7 @@ struct meta {
   uint64_t chunks;
   uint64_t bitmap_bytes;        /* each bitmap on disk, page-rounded */
   struct meta_disk hdr;         /* host byte order */
+  unsigned open_flags;          /* hdr.flags as found at open */
 };
 
 static void
@@ -126,7 +126,7 @@ meta_open (const char *dir, uint64_t image_size, uint32_t chunk_size,
     /* New cache: empty bitmaps, clean, no snapshot. */
     memcpy (m->hdr.magic, META_MAGIC, 8);
     m->hdr.version = META_VERSION;
-    m->hdr.flags = META_FLAG_CLEAN;
+    m->hdr.flags = m->open_flags = META_CLEAN;
     m->hdr.chunk_size = chunk_size;
     m->hdr.image_size = image_size;
     m->hdr.chunk_count = m->chunks;
@@ -140,6 +140,7 @@ meta_open (const char *dir, uint64_t image_size, uint32_t chunk_size,
   }
   if (read_header (m) == -1)
     goto err;
+  m->open_flags = m->hdr.flags;
   if (m->hdr.image_size != image_size || m->hdr.chunk_size != chunk_size ||
       m->hdr.chunk_count != m->chunks ||
       (uint64_t) st.st_size < META_PAGE + 2 * m->bitmap_bytes) {
@@ -156,10 +157,10 @@ meta_open (const char *dir, uint64_t image_size, uint32_t chunk_size,
   return NULL;
 }
 
-bool
-meta_was_clean (const struct meta *m)
+unsigned
+meta_flags (const struct meta *m)
 {
-  return m->hdr.flags & META_FLAG_CLEAN;
+  return m->open_flags;
 }
 
 const char *
@@ -193,9 +194,9 @@ meta_load (struct meta *m, uint64_t *resident, uint64_t *dirty)
 }
 
 int
-meta_set_header (struct meta *m, bool clean, const char *snapshot_id)
+meta_set_header (struct meta *m, unsigned flags, const char *snapshot_id)
 {
-  m->hdr.flags = clean ? META_FLAG_CLEAN : 0;
+  m->hdr.flags = flags;
   memset (m->hdr.snapshot_id, 0, sizeof m->hdr.snapshot_id);
   strncpy (m->hdr.snapshot_id, snapshot_id, SNAPSHOT_ID_LEN);
   if (write_header (m) == -1)

@@ -9,7 +9,8 @@
  *   [4096+B, +B)      dirty bitmap
  *
  * The resident bitmap is only trusted after a clean shutdown (CLEAN set):
- * it is written whole at close.  The dirty bitmap is written page by page
+ * it is written whole at close.  WRITEBACK_ERROR says that the cache
+ * failed stop after an fdatasync or write error (see cache.c).  The dirty bitmap is written page by page
  * on every flush, after cache.raw is synced, so a dirty bit on disk always
  * covers data that is on disk.  The header is rewritten (and synced) to
  * clear CLEAN before the first change after open.  The file also carries
@@ -26,6 +27,10 @@
 #define META_PAGE 4096
 #define META_PAGE_BITS (META_PAGE * 8)
 
+/* Header flags. */
+#define META_CLEAN 1            /* shut down cleanly: bitmaps are whole */
+#define META_WRITEBACK_ERROR 2  /* failed stop after a write-back error */
+
 struct meta;
 
 /* Open (CREATE: create if missing) DIR/cache.meta for an image of the
@@ -34,14 +39,14 @@ struct meta;
  */
 struct meta *meta_open (const char *dir, uint64_t image_size,
                         uint32_t chunk_size, bool create);
-/* Was the last shutdown clean (resident bitmap trustworthy)? */
-bool meta_was_clean (const struct meta *m);
+/* The header's flags as found at open (META_CLEAN, ...). */
+unsigned meta_flags (const struct meta *m);
 /* The snapshot id the clean resident chunks belong to ("" if none). */
 const char *meta_snapshot_id (const struct meta *m);
 /* Read the resident and dirty bitmaps into the caller's word arrays. */
 int meta_load (struct meta *m, uint64_t *resident, uint64_t *dirty);
-/* Rewrite the header with CLEAN and SNAPSHOT_ID, and sync it. */
-int meta_set_header (struct meta *m, bool clean, const char *snapshot_id);
+/* Rewrite the header with FLAGS and SNAPSHOT_ID, and sync it. */
+int meta_set_header (struct meta *m, unsigned flags, const char *snapshot_id);
 /* Write dirty-bitmap page PAGE (META_PAGE bytes of BITS) without syncing. */
 int meta_write_dirty_page (struct meta *m, uint64_t page, const void *bits);
 /* Write both bitmaps whole, without syncing. */

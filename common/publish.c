@@ -49,14 +49,14 @@
 
 #include "bitmap.h"
 #include "err.h"
+#include "journal.h"
+#include "lock.h"
 #include "publish.h"
 #include "upload.h"
 #include "volume-impl.h"
 
 #define PART_SIZE_MIN (8 * 1024 * 1024)
 #define UPLOAD_THREADS 4
-#define JOURNAL "snapshot.journal.json"
-#define STAGING "snapshot.staging"
 
 int publish_crash_step;
 int publish_delay_ms;
@@ -83,62 +83,23 @@ struct pchunk {
 struct publish {
   struct volume *v;
   bool base;                    /* compact */
-  char sid[SNAPSHOT_ID_LEN + 1];
-  uint64_t generation;
+  struct journal j;             /* the new snapshot's id, generation ... */
   struct volume_head old_head;
   char etag[128];
-  char *blob_rel, *blob_key, *manifest_key, *journal;
-  char upload_id[512];
+  char *blob_rel, *blob_key, *manifest_key;
   struct pchunk *list;
   uint64_t n;
   uint64_t *packed;             /* packed[K]: the list index of the Kth
                                    chunk in the blob */
 };
 
-/* The journal: enough to clean up after a crash. */
-static int
-journal_write (struct publish *p)
-{
-  json_object *o = json_object_new_object ();
-  const char *s;
-  int r;
-
-  json_object_object_add (o, "export_id",
-                          json_object_new_string (p->v->export_id));
-  json_object_object_add (o, "snapshot_id", json_object_new_string (p->sid));
-  json_object_object_add (o, "kind",
-                          json_object_new_string (p->base ? "base" : "delta"));
-  json_object_object_add (o, "generation",
-                          json_object_new_uint64 (p->generation));
-  json_object_object_add (o, "previous_snapshot_id",
-                          json_object_new_string (p->old_head.snapshot_id));
-  json_object_object_add (o, "blob_key", json_object_new_string (p->blob_key));
-  json_object_object_add (o, "upload_id", p->upload_id[0]
-                          ? json_object_new_string (p->upload_id) : NULL);
-  s = json_object_to_json_string_ext (o, JSON_C_TO_STRING_PRETTY);
-  r = file_write_atomic (p->journal, s, strlen (s));
-  json_object_put (o);
-  return r;
-}
-
 static int
 journal_upload_started (void *opaque, const char *upload_id)
 {
   struct publish *p = opaque;
 
-  snprintf (p->upload_id, sizeof p->upload_id, "%s", upload_id);
-  return journal_write (p);
-}
-
-static void
-journal_remove (const char *path)
-{
-  CLEANUP_FREE char *dir = strdup (path);
-
-  if (unlink (path) == 0 && dir) {
-    *strrchr (dir, '/') = '\0';
-    fsync_dir (dir);
-  }
+  snprintf (p->j.upload_id, sizeof p->j.upload_id, "%s", upload_id);
+  return journal_write (p->v->cache_dir, &p->j);
 }
 
 /* Part size: at least PART_SIZE_MIN and one chunk, a multiple of the
@@ -233,8 +194,8 @@ build_manifest (struct publish *p, uint64_t blob_size)
   uint64_t i = 0, e = 0, k = 0;
   int new_blob = -1;
 
-  m = manifest_new (v->export_id, p->sid, p->base ? MANIFEST_BASE
-                    : MANIFEST_DELTA, p->generation, v->head.image_size,
+  m = manifest_new (v->export_id, p->j.snapshot_id, p->base ? MANIFEST_BASE
+                    : MANIFEST_DELTA, p->j.generation, v->head.image_size,
                     v->head.chunk_size);
   if (m == NULL)
     goto nomem;
@@ -305,14 +266,14 @@ static int
 head_landed (struct publish *p, char etag[128])
 {
   struct volume_head cur;
-  char msg[512];
-  int e = err_errno (), r;
+  struct err_saved why;
+  int r;
 
-  snprintf (msg, sizeof msg, "%s", err_msg ());
+  err_save (&why);
   r = volume_fetch_head (p->v->env, p->v->export_id, &cur, etag) == -1 ? -1
-    : strcmp (cur.snapshot_id, p->sid) == 0;
+    : strcmp (cur.snapshot_id, p->j.snapshot_id) == 0;
   if (r != 1)
-    err_set (e, "%s", msg);
+    err_restore (&why);
   return r;
 }
 
@@ -368,7 +329,7 @@ move_head (struct publish *p, const struct volume_head *head,
   int r;
 
   *unknown = false;
-  if (json == NULL)
+  if (json == NULL || key == NULL || refs == NULL)
     return err_set (ENOMEM, "out of memory");
   r = put_head (p, key, json, &obj, &tried);
   if (r == 0)
@@ -382,7 +343,7 @@ move_head (struct publish *p, const struct volume_head *head,
   if (r == -1 && errno == ESTALE)
     return err_set (ESTALE, "export %s: volume.json changed during the "
                     "publish (another writer?); snapshot %s was not "
-                    "published", head->export_id, p->sid);
+                    "published", head->export_id, p->j.snapshot_id);
   if (r == -1)
     return -1;
   crash_point (5);
@@ -403,9 +364,10 @@ check_head (struct publish *p)
 
   if (volume_fetch_head (v->env, v->export_id, &cur, p->etag) == -1)
     return -1;
-  pthread_rwlock_rdlock (&v->mlock);
-  p->old_head = v->head;
-  pthread_rwlock_unlock (&v->mlock);
+  {
+    RDLOCK_FOR_SCOPE (&v->mlock);
+    p->old_head = v->head;
+  }
   if (cur.generation != p->old_head.generation ||
       strcmp (cur.snapshot_id, p->old_head.snapshot_id) != 0)
     return err_set (ESTALE, "export %s: the remote head is generation %ju "
@@ -415,19 +377,6 @@ check_head (struct publish *p)
                     cur.snapshot_id[0] ? cur.snapshot_id : "none",
                     (uintmax_t) p->old_head.generation);
   return 0;
-}
-
-/* Delete the objects of a publish that did not move the head. */
-static void
-remove_unpublished (struct store *st, const char *blob_key,
-                    const char *manifest_key, const char *upload_id)
-{
-  if (upload_id && upload_id[0] &&
-      store_upload_abort_id (st, blob_key, upload_id) == -1)
-    log_warn ("%s", err_msg ());
-  if (store_delete (st, blob_key) == -1 ||
-      store_delete (st, manifest_key) == -1)
-    log_warn ("%s", err_msg ());
 }
 
 /* Steps 2 to 7. */
@@ -450,7 +399,7 @@ publish_frozen (struct publish *p, int64_t n, struct publish_result *out)
     err_set (ENOMEM, "publish %s: out of memory", v->name);
     goto err;
   }
-  if (journal_write (p) == -1)
+  if (journal_write (v->cache_dir, &p->j) == -1)
     goto err;
   crash_point (1);
   up = upload_new (v->env->st, p->blob_key,
@@ -472,8 +421,8 @@ publish_frozen (struct publish *p, int64_t n, struct publish_result *out)
     goto err;
   crash_point (4);
 
-  head.generation = p->generation;
-  memcpy (head.snapshot_id, p->sid, sizeof head.snapshot_id);
+  head.generation = p->j.generation;
+  memcpy (head.snapshot_id, p->j.snapshot_id, sizeof head.snapshot_id);
   time_now_iso8601 (head.updated);
   if (publish_delay_ms > 0)
     usleep (publish_delay_ms * 1000);
@@ -483,13 +432,13 @@ publish_frozen (struct publish *p, int64_t n, struct publish_result *out)
   crash_point (6);
   volume_set_published (v, &head, etag, m);
   m = NULL;
-  if (cache_publish_end (v->cache, true, p->sid) == -1)
+  if (cache_publish_end (v->cache, true, p->j.snapshot_id) == -1)
     log_warn ("%s: %s (the published chunks stay dirty)", v->name,
               err_msg ());
-  journal_remove (p->journal);
+  journal_remove (v->cache_dir);
   out->created = true;
-  out->generation = p->generation;
-  memcpy (out->snapshot_id, p->sid, sizeof out->snapshot_id);
+  out->generation = p->j.generation;
+  memcpy (out->snapshot_id, p->j.snapshot_id, sizeof out->snapshot_id);
   return 0;
 
  err:
@@ -504,12 +453,11 @@ publish_frozen (struct publish *p, int64_t n, struct publish_result *out)
      */
     log_error ("%s: %s; cannot tell whether volume.json now names snapshot "
                "%s, which is kept until that is known", v->name, err_msg (),
-               p->sid);
+               p->j.snapshot_id);
     return -1;
   }
-  remove_unpublished (v->env->st, p->blob_key, p->manifest_key,
-                      p->upload_id);
-  journal_remove (p->journal);
+  journal_discard (v->env, &p->j);
+  journal_remove (v->cache_dir);
   return -1;
 }
 
@@ -540,22 +488,19 @@ listed_chunks (struct volume *v)
 static int
 settle_journal (struct volume *v)
 {
-  CLEANUP_FREE char *path = xasprintf ("%s/" JOURNAL, v->cache_dir);
   struct volume_head cur;
   struct manifest *m;
   char etag[128];
   bool published;
 
-  if (access (path, F_OK) == -1)
+  if (!journal_exists (v->cache_dir))
     return 0;
   if (volume_fetch_head (v->env, v->export_id, &cur, etag) == -1 ||
       publish_recover (v->env, &cur, v->cache_dir, &published) == -1)
     return -1;
   if (!published)
     return 0;
-  m = volume_fetch_manifest (v->env, v->export_id, cur.snapshot_id,
-                             chunk_count (cur.image_size, cur.chunk_size));
-  if (m == NULL)
+  if ((m = volume_fetch_current (v->env, &cur)) == NULL)
     return -1;
   volume_set_published (v, &cur, etag, m);
   log_info ("%s: snapshot %s turned out to be published", v->name,
@@ -586,18 +531,21 @@ publish (struct volume *v, bool base, struct publish_result *out)
     memcpy (out->snapshot_id, p.old_head.snapshot_id, sizeof out->snapshot_id);
     return 0;
   }
-  id_snapshot_new (p.sid);
-  p.generation = p.old_head.generation + 1;
-  p.blob_rel = key_blob_rel (v->export_id, p.sid,
-                             base ? MANIFEST_BASE : MANIFEST_DELTA);
-  p.blob_key = key_join (v->env->root, p.blob_rel);
-  p.manifest_key = key_manifest (v->env->root, v->export_id, p.sid);
-  p.journal = xasprintf ("%s/" JOURNAL, v->cache_dir);
-  r = publish_frozen (&p, n, out);
+  snprintf (p.j.export_id, sizeof p.j.export_id, "%s", v->export_id);
+  id_snapshot_new (p.j.snapshot_id);
+  p.j.kind = base ? MANIFEST_BASE : MANIFEST_DELTA;
+  p.j.generation = p.old_head.generation + 1;
+  memcpy (p.j.previous, p.old_head.snapshot_id, sizeof p.j.previous);
+  p.blob_rel = key_blob_rel (v->export_id, p.j.snapshot_id, p.j.kind);
+  p.blob_key = p.blob_rel ? key_join (v->env->root, p.blob_rel) : NULL;
+  p.manifest_key = key_manifest (v->env->root, v->export_id, p.j.snapshot_id);
+  if (p.blob_key && p.manifest_key)
+    r = publish_frozen (&p, n, out);
+  else
+    cache_publish_end (v->cache, false, NULL);
   free (p.blob_rel);
   free (p.blob_key);
   free (p.manifest_key);
-  free (p.journal);
   free (p.list);
   free (p.packed);
   return r;
@@ -639,76 +587,4 @@ int
 publish_compact (struct volume *v, struct publish_result *out)
 {
   return run (v, VOLUME_COMPACT, out);
-}
-
-/* Read the string field KEY of journal object O, or "" if absent. */
-static const char *
-journal_str (json_object *o, const char *key)
-{
-  json_object *f;
-
-  if (json_object_object_get_ex (o, key, &f) &&
-      json_object_is_type (f, json_type_string))
-    return json_object_get_string (f);
-  return "";
-}
-
-int
-publish_recover (struct volume_env *env, const struct volume_head *head,
-                 const char *cache_dir, bool *published)
-{
-  CLEANUP_FREE char *path = xasprintf ("%s/" JOURNAL, cache_dir);
-  CLEANUP_FREE char *staging = xasprintf ("%s/" STAGING, cache_dir);
-  CLEANUP_FREE char *text = NULL;
-  CLEANUP_FREE char *blob_key = NULL;
-  CLEANUP_FREE char *manifest_key = NULL;
-  json_object *o;
-  const char *sid;
-
-  if (published)
-    *published = false;
-  unlink (staging);
-  if (file_read_all (path, 65536, &text, NULL) == -1)
-    return errno == ENOENT ? 0 : -1;
-  o = json_tokener_parse (text);
-  sid = o ? journal_str (o, "snapshot_id") : "";
-  if (!id_snapshot_valid (sid)) {
-    log_warn ("%s: unreadable journal %s removed", head->export_id, path);
-    goto done;
-  }
-  if (strcmp (sid, head->snapshot_id) == 0) {
-    /* The head moved: the publish completed.  Its chunks stay dirty and
-     * will be published again; refs/current.json may be stale.
-     */
-    CLEANUP_FREE char *refs = key_refs_current (env->root, head->export_id);
-    CLEANUP_FREE char *json = volume_format (head);
-    log_info ("%s: snapshot %s was published before a crash", head->export_id,
-              sid);
-    if (published)
-      *published = true;
-    if (json && store_put (env->st, refs, json, strlen (json), STORE_PUT_ANY,
-                           NULL, NULL) == -1)
-      log_warn ("%s", err_msg ());
-    goto done;
-  }
-  /* The head did not move: remove what the publish wrote.  Only keys this
-   * export owns are derived from the journal, never taken from it.
-   */
-  {
-    CLEANUP_FREE char *rel =
-      key_blob_rel (head->export_id, sid, strcmp (journal_str (o, "kind"),
-                                                 "base") == 0
-                    ? MANIFEST_BASE : MANIFEST_DELTA);
-    blob_key = key_join (env->root, rel);
-  }
-  manifest_key = key_manifest (env->root, head->export_id, sid);
-  log_warn ("%s: a publish of snapshot %s was interrupted; the head is "
-            "still %s and the dirty chunks stay dirty", head->export_id,
-            sid, head->snapshot_id[0] ? head->snapshot_id : "empty");
-  remove_unpublished (env->st, blob_key, manifest_key,
-                      journal_str (o, "upload_id"));
- done:
-  json_object_put (o);
-  journal_remove (path);
-  return 0;
 }

@@ -121,6 +121,14 @@ transient_status (long status, const char *code)
     (status == 400 && strcmp (code, "RequestTimeout") == 0);
 }
 
+/* Why a transient status is retried, for the retry counters. */
+static enum store_why
+status_why (long status)
+{
+  return status == 429 || status == 503 ? STORE_WHY_THROTTLED
+    : status == 400 ? STORE_WHY_TIMEOUT : STORE_WHY_SERVER;
+}
+
 /* The errno for a final HTTP status. */
 static int
 status_errno (long status)
@@ -218,27 +226,33 @@ s3_call (struct s3_client *c, const struct s3_op *op,
   sigv4_sha256_hex (op->body ? op->body : "", op->body_len, hash);
 
   for (tries = 1; ; tries++) {
+    enum store_why why;
     bool retry;
+
     r = try_once (c, op, path, url, hash, resp);
-    if (r == -1)
+    if (r == -1) {
       retry = transient_errno (errno);
+      why = store_why_of_errno (errno);
+    }
     else {
       bool ok = resp->status / 100 == 2;
       code[0] = msg[0] = '\0';
       if ((!ok || op->error_in_body) && error_fields (resp, code, msg) && ok)
         resp->status = 500;     /* as S3 says to take it */
       retry = transient_status (resp->status, code);
+      why = status_why (resp->status);
     }
     if (!retry || tries > c->retries)
       break;
+    store_count_retry (c->st, op->op, why);
     if (r == 0)
       http_response_free (resp);
     backoff (tries);
   }
 
   if (r == 0 && resp->status / 100 == 2) {
-    store_count (c->st, tries - 1, op->buf ? op->buf_len : resp->len,
-                 op->body_len, false);
+    store_count (c->st, tries, op->buf ? op->buf_len : resp->len,
+                 op->body_len);
     return 0;
   }
   if (r == -1) {
@@ -262,8 +276,7 @@ s3_call (struct s3_client *c, const struct s3_op *op,
              msg[0] ? ": " : "", msg, code[0] ? ")" : "");
     http_response_free (resp);
   }
-  /* A missing object or a failed condition is an answer, not a failure. */
-  store_count (c->st, tries - 1, 0, 0, e != ENOENT && e != ESTALE);
+  store_count (c->st, tries, 0, 0);
   errno = e;
   return -1;
 }

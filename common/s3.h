@@ -20,6 +20,7 @@
 
 /* One S3 operation, before signing. */
 struct s3_op {
+  enum store_op op;             /* what it counts as */
   const char *what;             /* "get KEY [0+4096]", for messages */
   const char *method;
   const char *key;              /* NULL: the bucket itself */

@@ -63,11 +63,14 @@ int
 publish_snapshot_ids (struct volume_env *env, const char *export_id,
                       char (**ids)[SNAPSHOT_ID_LEN + 1], size_t *n)
 {
-  CLEANUP_FREE char *prefix = key_snapshots_prefix (env->root, export_id);
-  struct id_list l = { .plen = strlen (prefix) };
+  CLEANUP_FREE char *prefix = NULL;
+  struct id_list l = { 0 };
 
   if (!id_export_valid (export_id))
     return err_set (EINVAL, "invalid export id \"%.140s\"", export_id);
+  if ((prefix = key_snapshots_prefix (env->root, export_id)) == NULL)
+    return -1;
+  l.plen = strlen (prefix);
   /* Keys sort by snapshot id, and ids sort by time. */
   if (store_list (env->st, prefix, NULL, collect_id, &l) != 0) {
     free (l.ids);
@@ -85,7 +88,7 @@ own_blob_size (const struct manifest *m)
   CLEANUP_FREE char *own = key_blob_rel (m->export_id, m->snapshot_id,
                                          m->kind);
 
-  for (size_t i = 0; m->kind != MANIFEST_CLONE && i < m->nblobs; i++)
+  for (size_t i = 0; own && m->kind != MANIFEST_CLONE && i < m->nblobs; i++)
     if (strcmp (m->blobs[i].key, own) == 0)
       return m->blobs[i].size;
   return 0;
@@ -178,10 +181,9 @@ publish_delete (struct volume_env *env, const char *export_id,
   CLEANUP_FREE char *manifest_key = NULL;
   CLEANUP_FREE char *blob_rel = NULL;
   CLEANUP_FREE char *blob_key = NULL;
-  CLEANUP_FREE char *root = NULL;
   struct volume_head head;
   struct manifest *m;
-  struct blob_users b = { .env = env };
+  bool clone;
 
   if (!id_export_valid (export_id) || !id_snapshot_valid (snapshot_id))
     return err_set (EINVAL, "invalid export or snapshot id");
@@ -193,10 +195,13 @@ publish_delete (struct volume_env *env, const char *export_id,
   m = volume_fetch_manifest (env, export_id, snapshot_id, 0);
   if (m == NULL)
     return -1;
+  clone = m->kind == MANIFEST_CLONE;
   manifest_key = key_manifest (env->root, export_id, snapshot_id);
-  if (m->kind != MANIFEST_CLONE)
+  if (!clone)
     blob_rel = key_blob_rel (export_id, snapshot_id, m->kind);
   manifest_free (m);
+  if (manifest_key == NULL || (!clone && blob_rel == NULL))
+    return -1;
 
   if (store_delete (env->st, manifest_key) == -1)
     return -1;
@@ -205,20 +210,33 @@ publish_delete (struct volume_env *env, const char *export_id,
   if (blob_rel == NULL)
     return 0;                   /* a clone's manifest owns no blob */
 
-  root = env->root[0] ? xasprintf ("%s/", env->root) : strdup ("");
-  b.plen = strlen (root);
-  b.blob_rel = blob_rel;
-  if (store_list (env->st, root, NULL, check_manifest, &b) != 0)
+  if (publish_blob_used (env, blob_rel, blob_kept) == -1)
     return err_prefix ("snapshot %s deleted, but its blob was kept",
                        snapshot_id);
-  *blob_kept = b.used;
-  if (b.used) {
+  if (*blob_kept) {
     log_info ("%s: blob %s kept: another snapshot uses it", export_id,
               blob_rel);
     return 0;
   }
-  blob_key = key_join (env->root, blob_rel);
+  if ((blob_key = key_join (env->root, blob_rel)) == NULL)
+    return -1;
   return store_delete (env->st, blob_key);
+}
+
+int
+publish_blob_used (struct volume_env *env, const char *blob_rel, bool *used)
+{
+  CLEANUP_FREE char *root = env->root[0] ? str_printf ("%s/", env->root)
+    : strdup ("");
+  struct blob_users b = { .env = env, .blob_rel = blob_rel };
+
+  if (root == NULL)
+    return err_set (ENOMEM, "out of memory");
+  b.plen = strlen (root);
+  if (store_list (env->st, root, NULL, check_manifest, &b) != 0)
+    return -1;
+  *used = b.used;
+  return 0;
 }
 
 int
@@ -247,7 +265,8 @@ publish_clone (struct volume_env *env, const char *export_id,
                       "(take a snapshot first)", source_export_id);
     source_snapshot_id = src.snapshot_id;
   }
-  dir = xasprintf ("%s/%s", env->cache_root, export_id);
+  if ((dir = str_printf ("%s/%s", env->cache_root, export_id)) == NULL)
+    return -1;
   if (stat (dir, &st) == 0)
     return err_set (EEXIST, "a local cache for %s already exists at %s; "
                     "remove it first", export_id, dir);
@@ -274,8 +293,10 @@ publish_clone (struct volume_env *env, const char *export_id,
   json = manifest_format (m);
   head_json = volume_format (&head);
   manifest_key = key_manifest (env->root, export_id, m->snapshot_id);
+  refs_key = key_refs_current (env->root, export_id);
   manifest_free (m);
-  if (json == NULL || head_json == NULL)
+  if (json == NULL || head_json == NULL || manifest_key == NULL ||
+      refs_key == NULL)
     return err_set (ENOMEM, "clone: out of memory");
 
   /* Manifest first, head last; the head must not exist yet. */
@@ -283,16 +304,14 @@ publish_clone (struct volume_env *env, const char *export_id,
                  NULL, NULL) == -1)
     return -1;
   if (volume_put_new_head (env, &head) == -1) {
-    char msg[512];
-    int e = err_errno ();
+    struct err_saved why;
 
     /* Keep the reason; a failed clean-up only leaves an orphan. */
-    snprintf (msg, sizeof msg, "%s", err_msg ());
+    err_save (&why);
     if (store_delete (env->st, manifest_key) == -1)
       log_warn ("%s", err_msg ());
-    return err_set (e, "%s", msg);
+    return err_restore (&why);
   }
-  refs_key = key_refs_current (env->root, export_id);
   if (store_put (env->st, refs_key, head_json, strlen (head_json),
                  STORE_PUT_ANY, NULL, NULL) == -1)
     log_warn ("%s", err_msg ());

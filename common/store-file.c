@@ -159,10 +159,10 @@ file_get (struct store *s, const char *key, size_t max,
   *len = obj.size;
   if (info)
     *info = obj;
-  store_count (s, 0, obj.size, 0, false);
+  store_count (s, 1, obj.size, 0);
   return 0;
  err:
-  store_count (s, 0, 0, 0, true);
+  store_count (s, 1, 0, 0);
   return -1;
 }
 
@@ -184,7 +184,7 @@ file_get_range (struct store *s, const char *key,
     r = full_pread (fd, buf, len, offset, key);
   close (fd);
  out:
-  store_count (s, 0, r == 0 ? len : 0, 0, r == -1);
+  store_count (s, 1, r == 0 ? len : 0, 0);
   return r;
 }
 
@@ -194,7 +194,7 @@ file_head (struct store *s, const char *key, struct store_obj *info)
   struct file_store *fs = (struct file_store *) s;
   int fd = open_object (fs, key, info, true);
 
-  store_count (s, 0, 0, 0, fd == -1 && errno != ENOENT);
+  store_count (s, 1, 0, 0);
   if (fd == -1)
     return -1;
   close (fd);
@@ -301,13 +301,13 @@ file_put (struct store *s, const char *key, const void *data, size_t len,
     goto err_unlink;
   if (info)
     info->size = len;
-  store_count (s, 0, 0, len, false);
+  store_count (s, 1, 0, len);
   return 0;
 
  err_unlink:
   unlink (tmp);
  err:
-  store_count (s, 0, 0, 0, errno != ESTALE);
+  store_count (s, 1, 0, 0);
   return -1;
 }
 
@@ -319,7 +319,7 @@ file_delete (struct store *s, const char *key)
   char *slash;
 
   if (unlink (path) == -1 && errno != ENOENT && errno != ENOTDIR) {
-    store_count (s, 0, 0, 0, true);
+    store_count (s, 1, 0, 0);
     return err_set (errno, "delete %s: %m", path);
   }
   /* Remove the directories this leaves empty, up to the root. */
@@ -328,7 +328,7 @@ file_delete (struct store *s, const char *key)
     if (rmdir (path) == -1)
       break;
   }
-  store_count (s, 0, 0, 0, false);
+  store_count (s, 1, 0, 0);
   return 0;
 }
 
@@ -491,7 +491,7 @@ file_list (struct store *s, const char *prefix, const char *delimiter,
   free (l.names);
   free (l.sizes);
   free (l.is_prefix);
-  store_count (s, 0, 0, 0, r == -1);
+  store_count (s, 1, 0, 0);
   return r;
 }
 
@@ -538,7 +538,7 @@ file_upload_part (struct store_upload *u, unsigned partno,
   if (r == 0)
     (void) sync_file_range (fu->fd, offset, len, SYNC_FILE_RANGE_WRITE);
 
-  store_count (u->st, 0, 0, r == 0 ? len : 0, r == -1);
+  store_count (u->st, 1, 0, r == 0 ? len : 0);
   return r;
 }
 
@@ -575,11 +575,11 @@ file_upload_complete (struct store_upload *u)
   }
   if (commit_temp (fs, fu->tmp, path, u->key, STORE_PUT_ANY, NULL) == -1)
     goto err;
-  store_count (u->st, 0, 0, 0, false);
+  store_count (u->st, 1, 0, 0);
   upload_free (fu);
   return 0;
  err:
-  store_count (u->st, 0, 0, 0, true);
+  store_count (u->st, 1, 0, 0);
   file_upload_abort (u);
   return -1;
 }

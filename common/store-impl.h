@@ -33,8 +33,10 @@ struct store_ops {
 
 /* Counters, updated with relaxed atomics from any thread. */
 struct store_counters {
-  _Atomic uint64_t requests, errors, retries, bytes_in, bytes_out;
+  _Atomic uint64_t requests, bytes_in, bytes_out;
   _Atomic uint64_t range_gets, range_get_ns;
+  _Atomic uint64_t retries[STORE_OPS][STORE_WHYS];
+  _Atomic uint64_t errors[STORE_OPS][STORE_WHYS];
 };
 
 /* The common head of every backend's store; backends embed it first. */
@@ -56,8 +58,10 @@ struct store *store_file_open (const struct store_config *cfg);
 /* Open an S3 (or R2) store. */
 struct store *store_s3_open (const struct store_config *cfg);
 
-/* Count one request (and its retries, payload bytes in and out). */
-void store_count (struct store *st, unsigned retries,
-                  uint64_t bytes_in, uint64_t bytes_out, bool failed);
+/* Count TRIES requests sent for one operation and its payload bytes in
+ * and out (failures are counted by store.c, retries by store_count_retry).
+ */
+void store_count (struct store *st, unsigned tries,
+                  uint64_t bytes_in, uint64_t bytes_out);
 
 #endif /* LAZYVOL_STORE_IMPL_H */

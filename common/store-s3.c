@@ -62,7 +62,9 @@ s3_get (struct store *s, const char *key, size_t max,
         char **data, size_t *len, struct store_obj *info)
 {
   CLEANUP_FREE char *what = xasprintf ("get %s", key);
-  struct s3_op op = { .what = what, .method = "GET", .key = key, .max = max };
+  struct s3_op op = {
+    .op = STORE_OP_GET, .what = what, .method = "GET", .key = key, .max = max,
+  };
   struct http_response resp;
 
   if (s3_call (client (s), &op, &resp) == -1)
@@ -90,7 +92,7 @@ s3_get_range (struct store *s, const char *key,
                (uintmax_t) (offset + len - 1));
   CLEANUP_FREE char *want = xasprintf ("bytes %s/", range + 6);
   struct s3_op op = {
-    .what = what, .method = "GET", .key = key,
+    .op = STORE_OP_GET_RANGE, .what = what, .method = "GET", .key = key,
     .headers = { { "Range", range } }, .buf = buf, .buf_len = len,
   };
   struct http_response resp;
@@ -116,7 +118,9 @@ static int
 s3_head (struct store *s, const char *key, struct store_obj *info)
 {
   CLEANUP_FREE char *what = xasprintf ("head %s", key);
-  struct s3_op op = { .what = what, .method = "HEAD", .key = key };
+  struct s3_op op = {
+    .op = STORE_OP_HEAD, .what = what, .method = "HEAD", .key = key,
+  };
   struct http_response resp;
 
   if (s3_call (client (s), &op, &resp) == -1)
@@ -135,7 +139,7 @@ s3_put (struct store *s, const char *key, const void *data, size_t len,
 {
   CLEANUP_FREE char *what = xasprintf ("put %s", key);
   struct s3_op op = {
-    .what = what, .method = "PUT", .key = key,
+    .op = STORE_OP_PUT, .what = what, .method = "PUT", .key = key,
     .headers = { { "Content-Type", "application/octet-stream" } },
     .body = data, .body_len = len,
   };
@@ -160,6 +164,7 @@ static int
 delete_op (struct store *s, const char *what, const char *key, const char *id)
 {
   struct s3_op op = {
+    .op = id ? STORE_OP_UPLOAD : STORE_OP_DELETE,
     .what = what, .method = "DELETE", .key = key,
     .query = { { id ? "uploadId" : NULL, id } },
   };
@@ -298,7 +303,8 @@ s3_list (struct store *s, const char *prefix, const char *delimiter,
   snprintf (max_keys, sizeof max_keys, "%u", st->max_keys);
   do {
     struct s3_op op = {
-      .what = what, .method = "GET", .max = XML_REPLY_MAX,
+      .op = STORE_OP_LIST, .what = what, .method = "GET",
+      .max = XML_REPLY_MAX,
       .query = { { "list-type", "2" }, { "prefix", prefix } },
     };
     struct http_response resp;
@@ -348,7 +354,8 @@ s3_upload_begin (struct store *s, const char *key)
 {
   CLEANUP_FREE char *what = xasprintf ("begin upload of %s", key);
   struct s3_op op = {
-    .what = what, .method = "POST", .key = key, .body = "",
+    .op = STORE_OP_UPLOAD, .what = what, .method = "POST", .key = key,
+    .body = "",
     .query = { { "uploads", "" } }, .max = XML_REPLY_MAX,
     .headers = { { "Content-Type", "application/octet-stream" } },
   };
@@ -397,7 +404,7 @@ s3_upload_part (struct store_upload *u, unsigned partno,
                (uintmax_t) offset, len);
   char num[16];
   struct s3_op op = {
-    .what = what, .method = "PUT", .key = u->key,
+    .op = STORE_OP_UPLOAD, .what = what, .method = "PUT", .key = u->key,
     .query = { { "partNumber", num }, { "uploadId", u->id } },
     .body = data, .body_len = len,
   };
@@ -494,7 +501,7 @@ s3_upload_complete (struct store_upload *u)
     err_set (EINVAL, "%s: no part was uploaded", what);
   if (xml) {
     struct s3_op op = {
-      .what = what, .method = "POST", .key = u->key,
+      .op = STORE_OP_UPLOAD, .what = what, .method = "POST", .key = u->key,
       .query = { { "uploadId", u->id } },
       .headers = { { "Content-Type", "application/xml" } },
       .body = xml, .body_len = strlen (xml), .max = XML_REPLY_MAX,

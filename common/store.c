@@ -8,6 +8,7 @@
  */
 #include <config.h>
 
+#include <assert.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -105,18 +106,86 @@ store_describe (const struct store *st)
   return st->describe;
 }
 
-void
-store_count (struct store *st, unsigned retries,
-             uint64_t bytes_in, uint64_t bytes_out, bool failed)
+static void
+add (_Atomic uint64_t *counter, uint64_t n)
 {
-  struct store_counters *c = &st->stats;
+  atomic_fetch_add_explicit (counter, n, memory_order_relaxed);
+}
 
-  atomic_fetch_add_explicit (&c->requests, 1 + retries, memory_order_relaxed);
-  atomic_fetch_add_explicit (&c->retries, retries, memory_order_relaxed);
-  atomic_fetch_add_explicit (&c->bytes_in, bytes_in, memory_order_relaxed);
-  atomic_fetch_add_explicit (&c->bytes_out, bytes_out, memory_order_relaxed);
-  if (failed)
-    atomic_fetch_add_explicit (&c->errors, 1, memory_order_relaxed);
+void
+store_count (struct store *st, unsigned tries,
+             uint64_t bytes_in, uint64_t bytes_out)
+{
+  add (&st->stats.requests, tries);
+  add (&st->stats.bytes_in, bytes_in);
+  add (&st->stats.bytes_out, bytes_out);
+}
+
+const char *
+store_op_name (enum store_op op)
+{
+  static const char *const names[STORE_OPS] = {
+    "get", "get_range", "head", "put", "delete", "list", "upload",
+  };
+
+  assert (op < STORE_OPS);
+  return names[op];
+}
+
+const char *
+store_why_name (enum store_why why)
+{
+  static const char *const names[STORE_WHYS] = {
+    "server_error", "throttled", "timeout", "unreachable", "cut_off",
+    "corrupt", "denied", "bad_reply", "no_space", "not_supported",
+    "too_large", "io_error",
+  };
+
+  assert (why < STORE_WHYS);
+  return names[why];
+}
+
+enum store_why
+store_why_of_errno (int e)
+{
+  switch (e) {
+  case ETIMEDOUT: return STORE_WHY_TIMEOUT;
+  case ECONNREFUSED: case EHOSTUNREACH: case ENETUNREACH: case EAGAIN:
+    return STORE_WHY_UNREACHABLE;
+  case ECONNRESET: return STORE_WHY_CUT_OFF;
+  case EACCES: case EPERM: return STORE_WHY_DENIED;
+  case EBADMSG: return STORE_WHY_BAD_REPLY;
+  case ENOSPC: case EDQUOT: return STORE_WHY_NO_SPACE;
+  case ENOTSUP: return STORE_WHY_NOT_SUPPORTED;
+  case EFBIG: return STORE_WHY_TOO_LARGE;
+  default: return STORE_WHY_IO;
+  }
+}
+
+void
+store_count_retry (struct store *st, enum store_op op, enum store_why why)
+{
+  assert (op < STORE_OPS && why < STORE_WHYS);
+  add (&st->stats.retries[op][why], 1);
+}
+
+void
+store_count_failure (struct store *st, enum store_op op, enum store_why why)
+{
+  assert (op < STORE_OPS && why < STORE_WHYS);
+  add (&st->stats.errors[op][why], 1);
+}
+
+/* Count the result R of operation OP if it is a failure (see store.h). */
+static int
+counted (struct store *st, enum store_op op, int r)
+{
+  int e = errno;
+
+  if (r == -1 && e != ENOENT && e != ESTALE)
+    store_count_failure (st, op, store_why_of_errno (e));
+  errno = e;
+  return r;
 }
 
 int
@@ -125,7 +194,8 @@ store_get (struct store *st, const char *key, size_t max,
 {
   if (check_key (key, false) == -1)
     return -1;
-  return st->ops->get (st, key, max, data, len, info);
+  return counted (st, STORE_OP_GET,
+                  st->ops->get (st, key, max, data, len, info));
 }
 
 int
@@ -138,11 +208,11 @@ store_get_range (struct store *st, const char *key,
     return -1;
   if (len == 0)
     return 0;
-  if (st->ops->get_range (st, key, offset, len, buf) == -1)
+  if (counted (st, STORE_OP_GET_RANGE,
+               st->ops->get_range (st, key, offset, len, buf)) == -1)
     return -1;
-  atomic_fetch_add_explicit (&st->stats.range_gets, 1, memory_order_relaxed);
-  atomic_fetch_add_explicit (&st->stats.range_get_ns, time_mono_ns () - t0,
-                             memory_order_relaxed);
+  add (&st->stats.range_gets, 1);
+  add (&st->stats.range_get_ns, time_mono_ns () - t0);
   return 0;
 }
 
@@ -151,7 +221,7 @@ store_head (struct store *st, const char *key, struct store_obj *info)
 {
   if (check_key (key, false) == -1)
     return -1;
-  return st->ops->head (st, key, info);
+  return counted (st, STORE_OP_HEAD, st->ops->head (st, key, info));
 }
 
 int
@@ -162,7 +232,8 @@ store_put (struct store *st, const char *key, const void *data, size_t len,
     return -1;
   if (cond == STORE_PUT_IF_MATCH && (etag == NULL || etag[0] == '\0'))
     return err_set (EINVAL, "put %s: If-Match without an etag", key);
-  return st->ops->put (st, key, data, len, cond, etag, info);
+  return counted (st, STORE_OP_PUT,
+                  st->ops->put (st, key, data, len, cond, etag, info));
 }
 
 int
@@ -170,26 +241,35 @@ store_delete (struct store *st, const char *key)
 {
   if (check_key (key, false) == -1)
     return -1;
-  return st->ops->delete (st, key);
+  return counted (st, STORE_OP_DELETE, st->ops->delete (st, key));
 }
 
 int
 store_list (struct store *st, const char *prefix, const char *delimiter,
             store_list_fn fn, void *opaque)
 {
+  int r;
+
   if (check_key (prefix, true) == -1)
     return -1;
   if (delimiter && strcmp (delimiter, "/") != 0)
     return err_set (EINVAL, "list %s: only \"/\" is a delimiter", prefix);
-  return st->ops->list (st, prefix, delimiter, fn, opaque);
+  r = st->ops->list (st, prefix, delimiter, fn, opaque);
+  /* A callback's own non-zero return is not the store's failure. */
+  return r == -1 ? counted (st, STORE_OP_LIST, r) : r;
 }
 
 struct store_upload *
 store_upload_begin (struct store *st, const char *key)
 {
+  struct store_upload *up;
+
   if (check_key (key, false) == -1)
     return NULL;
-  return st->ops->upload_begin (st, key);
+  up = st->ops->upload_begin (st, key);
+  if (up == NULL)
+    counted (st, STORE_OP_UPLOAD, -1);
+  return up;
 }
 
 const char *
@@ -205,13 +285,16 @@ store_upload_part (struct store_upload *up, unsigned partno,
   if (partno < 1 || partno > STORE_PART_MAX_COUNT)
     return err_set (EINVAL, "upload %s: part number %u out of range",
                     up->key, partno);
-  return up->st->ops->upload_part (up, partno, offset, data, len);
+  return counted (up->st, STORE_OP_UPLOAD,
+                  up->st->ops->upload_part (up, partno, offset, data, len));
 }
 
 int
 store_upload_complete (struct store_upload *up)
 {
-  return up->st->ops->upload_complete (up);
+  struct store *st = up->st;
+
+  return counted (st, STORE_OP_UPLOAD, st->ops->upload_complete (up));
 }
 
 void
@@ -227,7 +310,8 @@ store_upload_abort_id (struct store *st, const char *key,
 {
   if (check_key (key, false) == -1)
     return -1;
-  return st->ops->upload_abort_id (st, key, upload_id);
+  return counted (st, STORE_OP_UPLOAD,
+                  st->ops->upload_abort_id (st, key, upload_id));
 }
 
 void
@@ -235,9 +319,14 @@ store_get_stats (const struct store *st, struct store_stats *out)
 {
   const struct store_counters *c = &st->stats;
 
+  for (int op = 0; op < STORE_OPS; op++)
+    for (int why = 0; why < STORE_WHYS; why++) {
+      out->retries[op][why] = atomic_load_explicit (&c->retries[op][why],
+                                                    memory_order_relaxed);
+      out->errors[op][why] = atomic_load_explicit (&c->errors[op][why],
+                                                   memory_order_relaxed);
+    }
   out->requests = atomic_load_explicit (&c->requests, memory_order_relaxed);
-  out->errors = atomic_load_explicit (&c->errors, memory_order_relaxed);
-  out->retries = atomic_load_explicit (&c->retries, memory_order_relaxed);
   out->bytes_in = atomic_load_explicit (&c->bytes_in, memory_order_relaxed);
   out->bytes_out = atomic_load_explicit (&c->bytes_out, memory_order_relaxed);
   out->range_gets =

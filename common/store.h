@@ -132,15 +132,56 @@ void store_upload_abort (struct store_upload *up);
 int store_upload_abort_id (struct store *st, const char *key,
                            const char *upload_id);
 
+/* Counting.  An operation is one call of the functions above; it may
+ * send several requests (retries).  A failure is an operation that
+ * failed after its retries: a missing object (ENOENT) or a failed
+ * condition (ESTALE) is an answer, not a failure, and an invalid key
+ * sends nothing.
+ */
+enum store_op {
+  STORE_OP_GET, STORE_OP_GET_RANGE, STORE_OP_HEAD, STORE_OP_PUT,
+  STORE_OP_DELETE, STORE_OP_LIST, STORE_OP_UPLOAD, STORE_OPS
+};
+/* Why a try or an operation failed. */
+enum store_why {
+  STORE_WHY_SERVER,             /* 5xx */
+  STORE_WHY_THROTTLED,          /* 429 or 503: slow down */
+  STORE_WHY_TIMEOUT,            /* no progress for the timeout */
+  STORE_WHY_UNREACHABLE,        /* refused, no route, no such host */
+  STORE_WHY_CUT_OFF,            /* the connection broke mid-reply */
+  STORE_WHY_CORRUPT,            /* the body failed its check (SHA-256) */
+  STORE_WHY_DENIED,             /* 403: credentials or signature */
+  STORE_WHY_BAD_REPLY,          /* malformed or short reply */
+  STORE_WHY_NO_SPACE,           /* the store (or file system) is full */
+  STORE_WHY_NOT_SUPPORTED,      /* 501 */
+  STORE_WHY_TOO_LARGE,          /* over the caller's limit */
+  STORE_WHY_IO,                 /* other failures: 5xx after retries, disk */
+  STORE_WHYS
+};
+
+/* The label of an operation ("get_range") or of a reason ("timeout"). */
+const char *store_op_name (enum store_op op);
+const char *store_why_name (enum store_why why);
+/* The reason a failure with errno E falls under. */
+enum store_why store_why_of_errno (int e);
+/* Count a try of OP that failed for WHY and is tried again. */
+void store_count_retry (struct store *st, enum store_op op,
+                        enum store_why why) __attribute__ ((__nonnull__));
+/* Count a failure of OP for WHY that the caller detected itself (the
+ * store's own failures are counted by the store).
+ */
+void store_count_failure (struct store *st, enum store_op op,
+                          enum store_why why) __attribute__ ((__nonnull__));
+
 /* Counters for metrics; every field only grows. */
 struct store_stats {
   uint64_t requests;            /* every request sent, retries included */
-  uint64_t errors;              /* requests that finally failed */
-  uint64_t retries;
   uint64_t bytes_in;            /* payload bytes received */
   uint64_t bytes_out;           /* payload bytes sent */
   uint64_t range_gets;          /* store_get_range calls that succeeded */
   uint64_t range_get_ns;        /* their total latency */
+  uint64_t retries[STORE_OPS][STORE_WHYS];
+  uint64_t errors[STORE_OPS][STORE_WHYS];       /* failures, see above */
 };
 
 /* Copy the store's counters into *OUT. */

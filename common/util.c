@@ -55,6 +55,53 @@ id_snapshot_valid (const char *s)
   return s[i] == '\0';
 }
 
+bool
+id_name_parse (const char *name, char *export_id, const char **snapshot_id)
+{
+  const char *at = strchr (name, '@');
+  size_t n = at ? (size_t) (at - name) : strlen (name);
+  char id[EXPORT_ID_MAX + 1];
+
+  if (n > EXPORT_ID_MAX || (at && !id_snapshot_valid (at + 1)))
+    return false;
+  memcpy (id, name, n);
+  id[n] = '\0';
+  if (!id_export_valid (id))
+    return false;
+  if (export_id)
+    memcpy (export_id, id, n + 1);
+  if (snapshot_id)
+    *snapshot_id = at ? at + 1 : NULL;
+  return true;
+}
+
+int
+id_export_check (const char *what, const char *s)
+{
+  if (id_export_valid (s))
+    return 0;
+  return err_set (EINVAL, "invalid %s \"%.140s\" (want "
+                  "[A-Za-z0-9][A-Za-z0-9._-]{0,127})", what, s);
+}
+
+int
+id_snapshot_check (const char *what, const char *s)
+{
+  if (id_snapshot_valid (s))
+    return 0;
+  return err_set (EINVAL, "invalid %s \"%.40s\" (want 32 lowercase hex "
+                  "digits)", what, s);
+}
+
+int
+id_name_check (const char *what, const char *s)
+{
+  if (id_name_parse (s, NULL, NULL))
+    return 0;
+  return err_set (EINVAL, "invalid %s \"%.180s\" (want an export id, or "
+                  "EXPORT_ID@SNAPSHOT_ID for a snapshot view)", what, s);
+}
+
 /* UUIDv7 (RFC 9562): 48 bits of Unix milliseconds, version 7, 12 bits of
  * sub-millisecond sequence, variant 10, 62 random bits.  The sequence makes
  * ids created in the same millisecond by this process still sort in
@@ -290,6 +337,40 @@ mkdir_p (const char *path, mode_t mode)
     }
   }
   return 0;
+}
+
+/* Length of the valid UTF-8 sequence at S (RFC 3629: no overlong forms,
+ * no surrogates, nothing above U+10FFFF), or 0 if there is none.
+ */
+static size_t
+utf8_char_len (const unsigned char *s)
+{
+  size_t n = s[0] < 0x80 ? 1 : s[0] >= 0xc2 && s[0] <= 0xdf ? 2
+    : s[0] >= 0xe0 && s[0] <= 0xef ? 3 : s[0] >= 0xf0 && s[0] <= 0xf4 ? 4 : 0;
+
+  for (size_t i = 1; i < n; i++)
+    if ((s[i] & 0xc0) != 0x80)
+      return 0;
+  if ((n == 3 && s[0] == 0xe0 && s[1] < 0xa0) ||        /* overlong */
+      (n == 3 && s[0] == 0xed && s[1] >= 0xa0) ||       /* surrogate */
+      (n == 4 && s[0] == 0xf0 && s[1] < 0x90) ||        /* overlong */
+      (n == 4 && s[0] == 0xf4 && s[1] >= 0x90))         /* > U+10FFFF */
+    return 0;
+  return n;
+}
+
+void
+utf8_sanitize (char *s)
+{
+  unsigned char *p = (unsigned char *) s;
+
+  while (*p) {
+    size_t n = utf8_char_len (p);
+    if (n == 0)
+      *p++ = '?';
+    else
+      p += n;
+  }
 }
 
 bool

@@ -26,6 +26,24 @@ void cleanup_free (void *ptr);
 bool id_export_valid (const char *s);
 /* Is S 32 lowercase hex digits? */
 bool id_snapshot_valid (const char *s);
+/* Is NAME an export id, or "<export_id>@<snapshot_id>" (a read-only
+ * view of a snapshot)?  If so, copy the export id to EXPORT_ID and point
+ * *SNAPSHOT_ID into NAME after the "@" (NULL for a plain export id).
+ * EXPORT_ID and SNAPSHOT_ID may be NULL.  The one definition of the rule.
+ */
+bool id_name_parse (const char *name, char *export_id,
+                    const char **snapshot_id) __attribute__ ((__nonnull__ (1)));
+#define NAME_MAX_LEN (EXPORT_ID_MAX + 1 + SNAPSHOT_ID_LEN)
+/* 0 if S is a valid export id (snapshot id; export name as above), else
+ * -1 with err_set (EINVAL) saying that WHAT ("source_export_id") is not
+ * and what it should be.
+ */
+int id_export_check (const char *what, const char *s)
+  __attribute__ ((__nonnull__));
+int id_snapshot_check (const char *what, const char *s)
+  __attribute__ ((__nonnull__));
+int id_name_check (const char *what, const char *s)
+  __attribute__ ((__nonnull__));
 /* Write a new time-ordered snapshot id (UUIDv7, 32 hex + NUL) to OUT. */
 void id_snapshot_new (char out[SNAPSHOT_ID_LEN + 1]);
 
@@ -58,6 +76,12 @@ int file_write_atomic (const char *path, const void *data, size_t len);
 int file_read_all (const char *path, size_t max, char **data, size_t *len);
 /* mkdir -p with MODE; 0 or -1 with err_set. */
 int mkdir_p (const char *path, mode_t mode);
+
+/* Replace every byte of S that is not part of valid UTF-8 with '?', so
+ * that S can go into JSON (messages may quote untrusted input, or cut a
+ * character in two where they truncate).
+ */
+void utf8_sanitize (char *s) __attribute__ ((__nonnull__));
 
 /* Is the buffer all zero bytes? */
 bool is_zero (const void *buf, size_t len);

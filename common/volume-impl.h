@@ -17,6 +17,10 @@
 #include "volume.h"
 
 #define HYDRATE_WORKERS 8
+/* Tries of a GET whose body fails its check (SHA-256, or a volume.json
+ * that does not parse) before the object is called corrupt.
+ */
+#define VOLUME_FETCH_TRIES 3
 
 struct volume {
   struct volume_env *env;
@@ -64,6 +68,12 @@ struct manifest *volume_fetch_manifest (struct volume_env *env,
                                         const char *export_id,
                                         const char *snapshot_id,
                                         uint64_t chunks);
+/* GET the manifest HEAD names and check that it is the one HEAD
+ * describes: same geometry and generation.  NULL with err_set (EBADMSG if
+ * they disagree).
+ */
+struct manifest *volume_fetch_current (struct volume_env *env,
+                                       const struct volume_head *head);
 /* Store HEAD as a new export's volume.json, failing with EEXIST if one
  * exists (checked by the store, or by a HEAD first where it cannot).
  */

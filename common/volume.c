@@ -18,14 +18,17 @@
 
 #include <assert.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <openssl/evp.h>
 
 #include "err.h"
+#include "lock.h"
 #include "pool.h"
 #include "publish.h"
 #include "volume-impl.h"
@@ -50,12 +53,9 @@ source_has (void *opaque, uint64_t chunk)
   const char *key;
   uint64_t off;
   const unsigned char *sha;
-  bool r;
 
-  pthread_rwlock_rdlock (&v->mlock);
-  r = v->manifest && manifest_find (v->manifest, chunk, &key, &off, &sha);
-  pthread_rwlock_unlock (&v->mlock);
-  return r;
+  RDLOCK_FOR_SCOPE (&v->mlock);
+  return v->manifest && manifest_find (v->manifest, chunk, &key, &off, &sha);
 }
 
 int
@@ -66,33 +66,39 @@ volume_fetch_chunk (struct volume *v, uint64_t chunk, void *buf, uint32_t len)
   const unsigned char *sha;
   unsigned char want[32], got[32];
   uint64_t off;
-  bool listed;
 
-  pthread_rwlock_rdlock (&v->mlock);
-  listed = v->manifest && manifest_find (v->manifest, chunk, &rel, &off, &sha);
-  if (listed) {
-    key = key_join (v->env->root, rel);
+  {
+    RDLOCK_FOR_SCOPE (&v->mlock);
+    if (!v->manifest || !manifest_find (v->manifest, chunk, &rel, &off, &sha)) {
+      memset (buf, 0, len);     /* not published: zeros */
+      return 0;
+    }
+    if ((key = key_join (v->env->root, rel)) == NULL)
+      return err_prefix ("%s: chunk %ju", v->name, (uintmax_t) chunk);
     memcpy (want, sha, 32);
   }
-  pthread_rwlock_unlock (&v->mlock);
 
-  if (!listed) {                /* not published: zeros */
-    memset (buf, 0, len);
-    return 0;
+  for (unsigned tries = 1; ; tries++) {
+    if (store_get_range (v->env->st, key, off, len, buf) == -1)
+      return err_prefix ("%s: chunk %ju", v->name, (uintmax_t) chunk);
+    if (!EVP_Digest (buf, len, got, NULL, EVP_sha256 (), NULL))
+      return err_set (EIO, "%s: chunk %ju: SHA-256 failed", v->name,
+                      (uintmax_t) chunk);
+    if (memcmp (want, got, 32) == 0)
+      return 0;
+    if (tries == VOLUME_FETCH_TRIES)
+      break;
+    store_count_retry (v->env->st, STORE_OP_GET_RANGE, STORE_WHY_CORRUPT);
+    log_warn ("%s: chunk %ju from %s [%ju+%u]: SHA-256 mismatch, fetching "
+              "it again", v->name, (uintmax_t) chunk, key, (uintmax_t) off,
+              len);
   }
-  if (store_get_range (v->env->st, key, off, len, buf) == -1)
-    return err_prefix ("%s: chunk %ju", v->name, (uintmax_t) chunk);
-  if (!EVP_Digest (buf, len, got, NULL, EVP_sha256 (), NULL))
-    return err_set (EIO, "%s: chunk %ju: SHA-256 failed", v->name,
-                    (uintmax_t) chunk);
-  if (memcmp (want, got, 32) != 0) {
-    err_set (EIO, "%s: chunk %ju from %s [%ju+%u]: SHA-256 mismatch, "
-             "the object is corrupt", v->name, (uintmax_t) chunk, key,
-             (uintmax_t) off, len);
-    log_error ("%s", err_msg ());
-    return -1;
-  }
-  return 0;
+  store_count_failure (v->env->st, STORE_OP_GET_RANGE, STORE_WHY_CORRUPT);
+  err_set (EIO, "%s: chunk %ju from %s [%ju+%u]: SHA-256 mismatch in %u "
+           "tries, the object is corrupt", v->name, (uintmax_t) chunk, key,
+           (uintmax_t) off, len, VOLUME_FETCH_TRIES);
+  log_error ("%s", err_msg ());
+  return -1;
 }
 
 static int
@@ -106,18 +112,32 @@ volume_fetch_head (struct volume_env *env, const char *export_id,
                    struct volume_head *head, char etag[128])
 {
   CLEANUP_FREE char *key = key_volume (env->root, export_id);
-  CLEANUP_FREE char *json = NULL;
   struct store_obj obj;
-  size_t len;
 
-  if (store_get (env->st, key, VOLUME_JSON_MAX, &json, &len, &obj) == -1) {
-    if (errno == ENOENT)
-      return err_set (ENOENT, "export %s does not exist (no %s)",
-                      export_id, key);
+  if (key == NULL)
     return -1;
+  /* A document that does not parse may have been damaged on the way:
+   * fetch it again before calling it corrupt.
+   */
+  for (unsigned tries = 1; ; tries++) {
+    CLEANUP_FREE char *json = NULL;
+    size_t len;
+
+    if (store_get (env->st, key, VOLUME_JSON_MAX, &json, &len, &obj) == -1) {
+      if (errno == ENOENT)
+        return err_set (ENOENT, "export %s does not exist (no %s)",
+                        export_id, key);
+      return -1;
+    }
+    if (volume_parse (json, len, export_id, head) == 0)
+      break;
+    if (tries == VOLUME_FETCH_TRIES) {
+      store_count_failure (env->st, STORE_OP_GET, STORE_WHY_CORRUPT);
+      return err_prefix ("%s", key);
+    }
+    store_count_retry (env->st, STORE_OP_GET, STORE_WHY_CORRUPT);
+    log_warn ("%s: %s; fetching it again", key, err_msg ());
   }
-  if (volume_parse (json, len, export_id, head) == -1)
-    return err_prefix ("%s", key);
   if (etag)
     memcpy (etag, obj.etag, 128);
   return 0;
@@ -133,6 +153,8 @@ volume_fetch_manifest (struct volume_env *env, const char *export_id,
   struct manifest *m;
   size_t len;
 
+  if (key == NULL)
+    return NULL;
   if (store_get (env->st, key, manifest_max_size (chunks ? chunks
                                                    : max_chunks),
                  &json, &len, NULL) == -1) {
@@ -145,6 +167,67 @@ volume_fetch_manifest (struct volume_env *env, const char *export_id,
   if (m == NULL)
     err_prefix ("%s", key);
   return m;
+}
+
+struct manifest *
+volume_fetch_current (struct volume_env *env, const struct volume_head *head)
+{
+  struct manifest *m;
+
+  m = volume_fetch_manifest (env, head->export_id, head->snapshot_id,
+                             chunk_count (head->image_size, head->chunk_size));
+  if (m == NULL)
+    return NULL;
+  if (m->image_size != head->image_size || m->chunk_size != head->chunk_size ||
+      m->generation != head->generation) {
+    err_set (EBADMSG, "export %s: volume.json (generation %ju, %ju bytes, "
+             "%u-byte chunks) disagrees with its snapshot %s (generation "
+             "%ju, %ju bytes, %u-byte chunks)", head->export_id,
+             (uintmax_t) head->generation, (uintmax_t) head->image_size,
+             head->chunk_size, head->snapshot_id, (uintmax_t) m->generation,
+             (uintmax_t) m->image_size, m->chunk_size);
+    manifest_free (m);
+    return NULL;
+  }
+  return m;
+}
+
+/* Can this host hold the local cache of an image of SIZE bytes in
+ * CHUNK_SIZE chunks?  Its chunk state lives in memory (7 bits a chunk),
+ * and cache.raw is a sparse file of SIZE bytes under the cache root,
+ * which the file system must allow (ext4 stops at 16 TiB).  Refusing at
+ * create beats an export that exists remotely but can never be loaded.
+ */
+static int
+probe_cache (struct volume_env *env, uint64_t size, uint32_t chunk_size)
+{
+  uint64_t chunks = chunk_count (size, chunk_size);
+  uint64_t state = chunks / 8 * 7 + 7;
+  uint64_t ram = (uint64_t) sysconf (_SC_PHYS_PAGES) * sysconf (_SC_PAGESIZE);
+  CLEANUP_FREE char *probe = NULL;
+  int fd, e = 0;
+
+  if (state > ram / 4)
+    return err_set (EFBIG, "an image of %ju bytes in %u-byte chunks needs "
+                    "%ju MiB of memory for its cache state, more than a "
+                    "quarter of this host's %ju MiB; use larger chunks",
+                    (uintmax_t) size, chunk_size, (uintmax_t) (state >> 20),
+                    (uintmax_t) (ram >> 20));
+  if ((probe = str_printf ("%s/.size-probe.XXXXXX", env->cache_root)) == NULL)
+    return -1;
+  if ((fd = mkostemp (probe, O_CLOEXEC)) == -1)
+    return err_set (errno, "probe the cache root: create %s: %m", probe);
+  if (ftruncate (fd, size) == -1)
+    e = errno;
+  close (fd);
+  unlink (probe);
+  if (e == EFBIG || e == EINVAL)
+    return err_set (EFBIG, "the file system of %s cannot hold a %ju-byte "
+                    "cache.raw (its largest file is smaller)",
+                    env->cache_root, (uintmax_t) size);
+  if (e)
+    return err_set (e, "probe the cache root: truncate %s: %m", probe);
+  return 0;
 }
 
 int
@@ -168,11 +251,14 @@ volume_create (struct volume_env *env, const char *export_id,
   /* A cache left by an earlier export of the same name would resurrect
    * its dirty chunks on top of the new image: refuse, losing nothing.
    */
-  dir = xasprintf ("%s/%s", env->cache_root, export_id);
+  if ((dir = str_printf ("%s/%s", env->cache_root, export_id)) == NULL)
+    return -1;
   if (stat (dir, &st) == 0)
     return err_set (EEXIST, "a local cache for %s already exists at %s "
                     "(from an earlier export of that name?); remove it "
                     "first", export_id, dir);
+  if (probe_cache (env, size, chunk_size) == -1)
+    return -1;
 
   snprintf (head.export_id, sizeof head.export_id, "%s", export_id);
   time_now_iso8601 (head.updated);
@@ -196,7 +282,7 @@ volume_put_new_head (struct volume_env *env, const struct volume_head *head)
   CLEANUP_FREE char *json = volume_format (head);
   int r;
 
-  if (json == NULL)
+  if (key == NULL || json == NULL)
     return err_set (ENOMEM, "create %s: out of memory", head->export_id);
   r = store_put (env->st, key, json, strlen (json), STORE_PUT_IF_ABSENT,
                  NULL, NULL);
@@ -224,6 +310,17 @@ volume_put_new_head (struct volume_env *env, const struct volume_head *head)
   return r;
 }
 
+static void
+volume_free (struct volume *v)
+{
+  manifest_free (v->manifest);
+  pthread_rwlock_destroy (&v->mlock);
+  pthread_mutex_destroy (&v->oplock);
+  free (v->name);
+  free (v->cache_dir);
+  free (v);
+}
+
 static struct volume *
 volume_new (struct volume_env *env, const char *export_id,
             const char *snapshot_id)
@@ -237,23 +334,18 @@ volume_new (struct volume_env *env, const char *export_id,
   v->env = env;
   snprintf (v->export_id, sizeof v->export_id, "%s", export_id);
   v->readonly = snapshot_id != NULL;
-  v->name = snapshot_id ? xasprintf ("%s@%s", export_id, snapshot_id)
-    : xasprintf ("%s", export_id);
-  v->cache_dir = xasprintf ("%s/%s", env->cache_root, v->name);
   pthread_rwlock_init (&v->mlock, NULL);
   pthread_mutex_init (&v->oplock, NULL);
+  v->name = snapshot_id ? str_printf ("%s@%s", export_id, snapshot_id)
+    : strdup (export_id);
+  v->cache_dir = v->name ? str_printf ("%s/%s", env->cache_root, v->name)
+    : NULL;
+  if (v->cache_dir == NULL) {
+    err_set (ENOMEM, "load %s: out of memory", export_id);
+    volume_free (v);
+    return NULL;
+  }
   return v;
-}
-
-static void
-volume_free (struct volume *v)
-{
-  manifest_free (v->manifest);
-  pthread_rwlock_destroy (&v->mlock);
-  pthread_mutex_destroy (&v->oplock);
-  free (v->name);
-  free (v->cache_dir);
-  free (v);
 }
 
 struct volume *
@@ -262,7 +354,6 @@ volume_load (struct volume_env *env, const char *export_id,
 {
   struct cache_source src = { source_has, source_fetch, NULL };
   struct volume *v;
-  uint64_t chunks;
 
   if (!id_export_valid (export_id)) {
     err_set (EINVAL, "invalid export id \"%.140s\"", export_id);
@@ -279,21 +370,9 @@ volume_load (struct volume_env *env, const char *export_id,
   src.opaque = v;
 
   if (snapshot_id == NULL) {
-    if (volume_fetch_head (env, export_id, &v->head, v->head_etag) == -1)
-      goto err;
-    chunks = chunk_count (v->head.image_size, v->head.chunk_size);
-    if (v->head.snapshot_id[0] &&
-        (v->manifest = volume_fetch_manifest (env, export_id,
-                                              v->head.snapshot_id,
-                                              chunks)) == NULL)
-      goto err;
-    if (v->manifest && (v->manifest->image_size != v->head.image_size ||
-                        v->manifest->chunk_size != v->head.chunk_size)) {
-      err_set (EBADMSG, "export %s: snapshot %s has a different geometry "
-               "than volume.json", export_id, v->head.snapshot_id);
-      goto err;
-    }
-    if (publish_recover (env, &v->head, v->cache_dir, NULL) == -1)
+    if (volume_fetch_head (env, export_id, &v->head, v->head_etag) == -1 ||
+        (v->head.snapshot_id[0] &&
+         (v->manifest = volume_fetch_current (env, &v->head)) == NULL))
       goto err;
   }
   else {
@@ -313,6 +392,19 @@ volume_load (struct volume_env *env, const char *export_id,
                          &src);
   if (v->cache == NULL)
     goto err;
+  /* Only now, holding the cache's lock: a second process opening the same
+   * cache root must fail above, not clean up the live publisher's journal,
+   * staging file and objects first.
+   */
+  if (!v->readonly &&
+      publish_recover (env, &v->head, v->cache_dir, NULL) == -1) {
+    struct err_saved why;
+
+    err_save (&why);
+    cache_close (v->cache);
+    err_restore (&why);
+    goto err;
+  }
   return v;
 
  err:
@@ -327,11 +419,12 @@ hydrate_stop (struct volume *v)
 {
   unsigned n;
 
-  pthread_mutex_lock (&v->oplock);
-  v->hydrate_cancel = true;
-  n = v->hydrate_running;
-  v->hydrate_running = 0;
-  pthread_mutex_unlock (&v->oplock);
+  {
+    LOCK_FOR_SCOPE (&v->oplock);
+    v->hydrate_cancel = true;
+    n = v->hydrate_running;
+    v->hydrate_running = 0;
+  }
   for (unsigned i = 0; i < n; i++)
     pthread_join (v->hydrate_threads[i], NULL);
 }
@@ -379,17 +472,18 @@ void
 volume_status (struct volume *v, struct volume_status *out)
 {
   memset (out, 0, sizeof *out);
-  pthread_rwlock_rdlock (&v->mlock);
-  memcpy (out->export_id, v->export_id, sizeof out->export_id);
-  memcpy (out->snapshot_id, v->head.snapshot_id, sizeof out->snapshot_id);
-  out->image_size = v->head.image_size;
-  out->chunk_size = v->head.chunk_size;
-  out->snapshot_generation = v->manifest ? v->manifest->generation : 0;
-  out->remote_head_generation = v->head.generation;
-  pthread_rwlock_unlock (&v->mlock);
+  {
+    RDLOCK_FOR_SCOPE (&v->mlock);
+    memcpy (out->export_id, v->export_id, sizeof out->export_id);
+    memcpy (out->snapshot_id, v->head.snapshot_id, sizeof out->snapshot_id);
+    out->image_size = v->head.image_size;
+    out->chunk_size = v->head.chunk_size;
+    out->snapshot_generation = v->manifest ? v->manifest->generation : 0;
+    out->remote_head_generation = v->head.generation;
+  }
   out->readonly = v->readonly;
   cache_get_stats (v->cache, &out->cache);
-  pthread_mutex_lock (&v->oplock);
+  LOCK_FOR_SCOPE (&v->oplock);
   out->op = v->op;
   out->op_done = v->op_done;
   out->op_total = v->op_total;
@@ -397,7 +491,6 @@ volume_status (struct volume *v, struct volume_status *out)
   out->publishes = v->publishes;
   out->publish_ns = v->publish_ns;
   out->last_publish_ns = v->last_publish_ns;
-  pthread_mutex_unlock (&v->oplock);
 }
 
 void
@@ -406,12 +499,13 @@ volume_set_published (struct volume *v, const struct volume_head *head,
 {
   struct manifest *old;
 
-  pthread_rwlock_wrlock (&v->mlock);
-  v->head = *head;
-  snprintf (v->head_etag, sizeof v->head_etag, "%s", etag);
-  old = v->manifest;
-  v->manifest = m;
-  pthread_rwlock_unlock (&v->mlock);
+  {
+    WRLOCK_FOR_SCOPE (&v->mlock);
+    v->head = *head;
+    snprintf (v->head_etag, sizeof v->head_etag, "%s", etag);
+    old = v->manifest;
+    v->manifest = m;
+  }
   manifest_free (old);
 }
 
@@ -426,7 +520,7 @@ readahead_job (void *owner, uint64_t chunk)
 }
 
 static void
-readahead (struct volume *v, uint32_t count, uint64_t offset)
+schedule_readahead (struct volume *v, uint32_t count, uint64_t offset)
 {
   uint32_t cs = v->head.chunk_size;
   uint64_t chunks = chunk_count (v->head.image_size, cs);
@@ -458,7 +552,7 @@ readahead (struct volume *v, uint32_t count, uint64_t offset)
 int
 volume_pread (struct volume *v, void *buf, uint32_t count, uint64_t offset)
 {
-  readahead (v, count, offset);
+  schedule_readahead (v, count, offset);
   return cache_pread (v->cache, buf, count, offset);
 }
 
@@ -504,48 +598,40 @@ volume_prefetch (struct volume *v, uint32_t count, uint64_t offset)
 int
 volume_op_begin (struct volume *v, enum volume_op op)
 {
-  int r = 0;
-
-  pthread_mutex_lock (&v->oplock);
+  LOCK_FOR_SCOPE (&v->oplock);
   if (v->op != VOLUME_IDLE)
-    r = err_set (EBUSY, "%s is busy %s", v->name, volume_op_name (v->op));
-  else {
-    v->op = op;
-    v->op_done = v->op_total = 0;
-  }
-  pthread_mutex_unlock (&v->oplock);
-  return r;
+    return err_set (EBUSY, "%s is busy %s", v->name, volume_op_name (v->op));
+  v->op = op;
+  v->op_done = v->op_total = 0;
+  return 0;
 }
 
 void
 volume_op_progress (struct volume *v, uint64_t done, uint64_t total)
 {
-  pthread_mutex_lock (&v->oplock);
+  LOCK_FOR_SCOPE (&v->oplock);
   v->op_done = done;
   v->op_total = total;
-  pthread_mutex_unlock (&v->oplock);
 }
 
 void
 volume_op_end (struct volume *v, bool ok)
 {
-  pthread_mutex_lock (&v->oplock);
+  LOCK_FOR_SCOPE (&v->oplock);
   if (!ok)
     snprintf (v->last_error, sizeof v->last_error, "%s: %s",
               volume_op_name (v->op), err_msg ());
   v->op = VOLUME_IDLE;
-  pthread_mutex_unlock (&v->oplock);
 }
 
 /* Account one publish (for metrics and status). */
 void
 volume_count_publish (struct volume *v, uint64_t ns)
 {
-  pthread_mutex_lock (&v->oplock);
+  LOCK_FOR_SCOPE (&v->oplock);
   v->publishes++;
   v->publish_ns += ns;
   v->last_publish_ns = ns;
-  pthread_mutex_unlock (&v->oplock);
 }
 
 /* A hydrate worker: claim the next extent of the manifest, fetch its
@@ -561,21 +647,23 @@ hydrate_worker (void *arg)
   while (!stop) {
     uint64_t e, first = 0, n = 0;
 
-    pthread_mutex_lock (&v->oplock);
-    e = v->hydrate_next++;
-    pthread_mutex_unlock (&v->oplock);
-    pthread_rwlock_rdlock (&v->mlock);
-    if (v->manifest && e < v->manifest->nextents) {
-      first = v->manifest->extents[e].chunk;
-      n = v->manifest->extents[e].count;
+    {
+      LOCK_FOR_SCOPE (&v->oplock);
+      e = v->hydrate_next++;
     }
-    pthread_rwlock_unlock (&v->mlock);
+    {
+      RDLOCK_FOR_SCOPE (&v->mlock);
+      if (v->manifest && e < v->manifest->nextents) {
+        first = v->manifest->extents[e].chunk;
+        n = v->manifest->extents[e].count;
+      }
+    }
     if (n == 0)
       break;
     for (uint64_t c = first; c < first + n && !stop; c++) {
       int r = cache_prefetch (v->cache, c);
+      LOCK_FOR_SCOPE (&v->oplock);
 
-      pthread_mutex_lock (&v->oplock);
       v->op_done++;
       if (r == -1 && !v->hydrate_failed) {
         v->hydrate_failed = true;
@@ -583,13 +671,11 @@ hydrate_worker (void *arg)
                   err_msg ());
       }
       stop = v->hydrate_cancel || v->hydrate_failed;
-      pthread_mutex_unlock (&v->oplock);
     }
   }
-  pthread_mutex_lock (&v->oplock);
+  LOCK_FOR_SCOPE (&v->oplock);
   if (--v->hydrate_active == 0)
     v->op = VOLUME_IDLE;
-  pthread_mutex_unlock (&v->oplock);
   return NULL;
 }
 
@@ -601,14 +687,14 @@ volume_hydrate (struct volume *v)
   if (volume_op_begin (v, VOLUME_HYDRATE) == -1)
     return -1;
   hydrate_stop (v);             /* join the workers of an earlier hydrate */
-  pthread_rwlock_rdlock (&v->mlock);
-  pthread_mutex_lock (&v->oplock);
-  v->op_total = v->manifest ? v->manifest->nsha : 0;
-  v->hydrate_next = 0;
-  v->hydrate_cancel = v->hydrate_failed = false;
-  v->hydrate_active = HYDRATE_WORKERS;
-  pthread_mutex_unlock (&v->oplock);
-  pthread_rwlock_unlock (&v->mlock);
+  {
+    RDLOCK_FOR_SCOPE (&v->mlock);
+    LOCK_FOR_SCOPE (&v->oplock);
+    v->op_total = v->manifest ? v->manifest->nsha : 0;
+    v->hydrate_next = 0;
+    v->hydrate_cancel = v->hydrate_failed = false;
+    v->hydrate_active = HYDRATE_WORKERS;
+  }
 
   for (; started < HYDRATE_WORKERS; started++) {
     int e = pthread_create (&v->hydrate_threads[started], NULL,
@@ -618,12 +704,11 @@ volume_hydrate (struct volume *v)
       break;
     }
   }
-  pthread_mutex_lock (&v->oplock);
+  LOCK_FOR_SCOPE (&v->oplock);
   v->hydrate_running = started;
   v->hydrate_active -= HYDRATE_WORKERS - started;
   if (v->hydrate_active == 0)
     v->op = VOLUME_IDLE;
-  pthread_mutex_unlock (&v->oplock);
   return started > 0 ? 0 : -1;
 }
 
@@ -640,9 +725,10 @@ volume_reset (struct volume *v)
   hydrate_stop (v);
   if (v->env->pool)
     pool_cancel (v->env->pool, v);
-  pthread_rwlock_rdlock (&v->mlock);
-  memcpy (snapshot_id, v->head.snapshot_id, sizeof snapshot_id);
-  pthread_rwlock_unlock (&v->mlock);
+  {
+    RDLOCK_FOR_SCOPE (&v->mlock);
+    memcpy (snapshot_id, v->head.snapshot_id, sizeof snapshot_id);
+  }
   r = cache_reset (v->cache, snapshot_id);
   if (r == -1)
     err_prefix ("reset %s", v->name);

@@ -39,6 +39,7 @@
 #include "api.h"
 #include "err.h"
 #include "metrics.h"
+#include "protocol.h"
 #include "relay.h"
 #include "supervise.h"
 #include "unixsock.h"
@@ -47,7 +48,6 @@
 #define BODY_MAX (64 * 1024)
 #define HEADERS_MAX (16 * 1024)
 #define JSON_DEPTH 8
-#define NAME_MAX_LEN (EXPORT_ID_MAX + 1 + SNAPSHOT_ID_LEN)
 
 /* What an id in a path or a body must be. */
 enum id_kind {
@@ -69,7 +69,7 @@ struct route {
   enum evhttp_cmd_type method;
   const char *path;             /* "*" matches an export name (checked
                                    as PATH_ID), "**" a snapshot id */
-  const char *cmd;
+  enum protocol_cmd cmd;
   enum id_kind path_id;
   const struct field *body;     /* NULL: any body is ignored */
   int status;                   /* on success */
@@ -92,41 +92,31 @@ static const struct field clone_body[] = {
 #define POST EVHTTP_REQ_POST
 #define DELETE EVHTTP_REQ_DELETE
 static const struct route routes[] = {
-  { GET, "/v1/exports", "list", ANY, NULL, 200, REPLY_JSON },
-  { POST, "/v1/exports/create", "create", ANY, create_body, 201, REPLY_JSON },
-  { POST, "/v1/exports/open", "open", ANY, open_body, 200, REPLY_JSON },
-  { POST, "/v1/exports/clone", "clone", ANY, clone_body, 201, REPLY_JSON },
-  { GET, "/v1/exports/*/status", "status", NAME, NULL, 200, REPLY_JSON },
-  { POST, "/v1/exports/*/snapshot", "snapshot", EXPORT, NULL, 200,
+  { GET, "/v1/exports", CMD_list, ANY, NULL, 200, REPLY_JSON },
+  { POST, "/v1/exports/create", CMD_create, ANY, create_body, 201,
     REPLY_JSON },
-  { POST, "/v1/exports/*/compact", "compact", EXPORT, NULL, 200,
+  { POST, "/v1/exports/open", CMD_open, ANY, open_body, 200, REPLY_JSON },
+  { POST, "/v1/exports/clone", CMD_clone, ANY, clone_body, 201, REPLY_JSON },
+  { GET, "/v1/exports/*/status", CMD_status, NAME, NULL, 200, REPLY_JSON },
+  { POST, "/v1/exports/*/snapshot", CMD_snapshot, EXPORT, NULL, 200,
     REPLY_JSON },
-  { POST, "/v1/exports/*/cache/reset", "reset", EXPORT, NULL, 200,
+  { POST, "/v1/exports/*/compact", CMD_compact, EXPORT, NULL, 200,
     REPLY_JSON },
-  { GET, "/v1/exports/*/snapshots", "snapshots", EXPORT, NULL, 200,
+  { POST, "/v1/exports/*/cache/reset", CMD_reset, EXPORT, NULL, 200,
     REPLY_JSON },
-  { DELETE, "/v1/exports/*/snapshots/**", "delete_snapshot", EXPORT, NULL,
+  { GET, "/v1/exports/*/snapshots", CMD_snapshots, EXPORT, NULL, 200,
+    REPLY_JSON },
+  { DELETE, "/v1/exports/*/snapshots/**", CMD_delete_snapshot, EXPORT, NULL,
     200, REPLY_JSON },
-  { POST, "/v1/exports/*/close", "close", NAME, NULL, 200, REPLY_JSON },
-  { POST, "/v1/exports/*/hydrate", "hydrate", NAME, NULL, 202, REPLY_JSON },
-  { GET, "/v1/health", "ping", ANY, NULL, 200, REPLY_HEALTH },
-  { GET, "/v1/metrics", "metrics", ANY, NULL, 200, REPLY_METRICS },
+  { POST, "/v1/exports/*/close", CMD_close, NAME, NULL, 200, REPLY_JSON },
+  { POST, "/v1/exports/*/hydrate", CMD_hydrate, NAME, NULL, 202,
+    REPLY_JSON },
+  { GET, "/v1/health", CMD_ping, ANY, NULL, 200, REPLY_HEALTH },
+  { GET, "/v1/metrics", CMD_metrics, ANY, NULL, 200, REPLY_METRICS },
 };
 #undef GET
 #undef POST
 #undef DELETE
-
-/* The plugin's error codes (err_code) and their statuses; others 500. */
-static const struct {
-  const char *code;
-  int status;
-} statuses[] = {
-  { "bad_request", 400 }, { "not_found", 404 }, { "already_exists", 409 },
-  { "busy", 409 }, { "conflict", 409 }, { "read_only", 409 },
-  { "too_large", 413 }, { "not_supported", 501 }, { "store_denied", 502 },
-  { "bad_remote_data", 502 }, { "store_error", 502 },
-  { "store_unavailable", 503 },
-};
 
 /* A request waiting for its relay. */
 struct call {
@@ -192,26 +182,14 @@ respond_error (struct evhttp_request *req, int status, const char *code,
                const char *message)
 {
   json_object *o = json_object_new_object ();
+  char msg[ERR_MSG_MAX];
 
-  json_object_object_add (o, "error", json_object_new_string (message));
+  snprintf (msg, sizeof msg, "%s", message);
+  utf8_sanitize (msg);          /* it may quote the request */
+  json_object_object_add (o, "error", json_object_new_string (msg));
   json_object_object_add (o, "code", json_object_new_string (code));
   respond_json (req, status, o);
   json_object_put (o);
-}
-
-static bool
-name_valid (const char *s)
-{
-  const char *at = strchr (s, '@');
-  char id[EXPORT_ID_MAX + 1];
-
-  if (at == NULL)
-    return id_export_valid (s);
-  if (at - s > EXPORT_ID_MAX)
-    return false;
-  memcpy (id, s, at - s);
-  id[at - s] = '\0';
-  return id_export_valid (id) && id_snapshot_valid (at + 1);
 }
 
 /* Check S, the id WHAT, against KIND.  0 or -1 with err_set (EINVAL). */
@@ -219,24 +197,10 @@ static int
 check_id (enum id_kind kind, const char *what, const char *s)
 {
   switch (kind) {
-  case ANY:
-    return 0;
-  case EXPORT:
-    if (!id_export_valid (s))
-      return err_set (EINVAL, "invalid %s \"%.140s\" (want "
-                      "[A-Za-z0-9][A-Za-z0-9._-]{0,127})", what, s);
-    return 0;
-  case NAME:
-    if (!name_valid (s))
-      return err_set (EINVAL, "invalid %s \"%.180s\" (want an export id, "
-                      "or EXPORT_ID@SNAPSHOT_ID for a snapshot view)",
-                      what, s);
-    return 0;
-  case SNAPSHOT:
-    if (!id_snapshot_valid (s))
-      return err_set (EINVAL, "invalid %s \"%.40s\" (want 32 lowercase hex "
-                      "digits)", what, s);
-    return 0;
+  case ANY: return 0;
+  case EXPORT: return id_export_check (what, s);
+  case NAME: return id_name_check (what, s);
+  case SNAPSHOT: return id_snapshot_check (what, s);
   }
   abort ();
 }
@@ -285,6 +249,7 @@ parse_body (struct evhttp_request *req)
     err_set (ENOMEM, "out of memory");
     return NULL;
   }
+  json_tokener_set_flags (tok, JSON_TOKENER_VALIDATE_UTF8);
   o = json_tokener_parse_ex (tok, s, len);
   end = json_tokener_get_parse_end (tok);
   if (o == NULL)
@@ -340,7 +305,8 @@ build_command (struct evhttp_request *req, const struct route *route,
   json_object *cmd = json_object_new_object ();
   json_object *body = NULL;
 
-  json_object_object_add (cmd, "cmd", json_object_new_string (route->cmd));
+  json_object_object_add (cmd, "cmd", json_object_new_string
+                          (protocol_cmd_name (route->cmd)));
   if (route->path_id != ANY) {
     if (check_id (route->path_id, "export id", export) == -1)
       goto err;
@@ -408,15 +374,6 @@ respond_unavailable (struct evhttp_request *req, const struct route *route,
     respond_error (req, 503, "unavailable", why);
 }
 
-static int
-status_of (const char *code)
-{
-  for (size_t i = 0; i < sizeof statuses / sizeof statuses[0]; i++)
-    if (strcmp (statuses[i].code, code) == 0)
-      return statuses[i].status;
-  return 500;
-}
-
 static void
 on_reply (json_object *reply, void *opaque)
 {
@@ -432,7 +389,7 @@ on_reply (json_object *reply, void *opaque)
     json_object_object_del (reply, "ok");
     respond_json (c->req,
                   json_object_object_get_ex (reply, "code", &code)
-                  ? status_of (json_object_get_string (code)) : 500,
+                  ? err_code_status (json_object_get_string (code)) : 500,
                   reply);
   }
   else {

@@ -29,12 +29,6 @@ static const struct metric store_metrics[] = {
   { "lazyvol_store_requests_total", "counter",
     "Requests sent to the object store, retries included.",
     "requests", false },
-  { "lazyvol_store_errors_total", "counter",
-    "Object store requests that failed after every retry.",
-    "errors", false },
-  { "lazyvol_store_retries_total", "counter",
-    "Object store requests retried.",
-    "retries", false },
   { "lazyvol_store_received_bytes_total", "counter",
     "Payload bytes received from the object store.",
     "bytes_in", false },
@@ -130,14 +124,48 @@ export_labels (json_object *e)
   return labels;
 }
 
+/* Counter NAME by operation and reason, from the plugin's list of
+ * {op, reason, count} cells (only cells that are not zero are listed).
+ */
+static void
+format_by_reason (struct evbuffer *out, const char *name, const char *help,
+                  json_object *cells)
+{
+  header (out, name, "counter", help);
+  for (size_t i = 0; json_object_is_type (cells, json_type_array) &&
+         i < json_object_array_length (cells); i++) {
+    json_object *cell = json_object_array_get_idx (cells, i), *op, *why;
+
+    /* The labels come from the plugin's fixed vocabulary: no escaping. */
+    if (json_object_object_get_ex (cell, "op", &op) &&
+        json_object_object_get_ex (cell, "reason", &why))
+      evbuffer_add_printf (out, "%s{op=\"%s\",reason=\"%s\"} %" PRIu64 "\n",
+                           name, json_object_get_string (op),
+                           json_object_get_string (why),
+                           field (cell, "count"));
+  }
+}
+
 static void
 format_store (struct evbuffer *out, json_object *store)
 {
+  json_object *cells = NULL;
+
   for (size_t i = 0; i < sizeof store_metrics / sizeof store_metrics[0]; i++) {
     const struct metric *m = &store_metrics[i];
     header (out, m->name, m->type, m->help);
     sample (out, m->name, "", field (store, m->field), m->ns);
   }
+  json_object_object_get_ex (store, "errors", &cells);
+  format_by_reason (out, "lazyvol_store_errors_total",
+                    "Object store operations that failed after their "
+                    "retries (a missing object or a failed condition is an "
+                    "answer, not a failure).", cells);
+  cells = NULL;
+  json_object_object_get_ex (store, "retries", &cells);
+  format_by_reason (out, "lazyvol_store_retries_total",
+                    "Object store requests tried again, by why the try "
+                    "failed.", cells);
   header (out, "lazyvol_store_fetch_seconds", "summary",
           "Latency of the ranged GETs that fetch chunks.");
   sample (out, "lazyvol_store_fetch_seconds_sum", "",

@@ -8,17 +8,18 @@
  * Commands: ping, list, create, open, close, status, snapshot, compact,
  * clone, snapshots, delete_snapshot, reset, hydrate, metrics (see the
  * CONTROL PROTOCOL section of nbdkit-lazyvol-plugin(1)).  lazyvold is a
- * client of this socket; so is anyone with socat or nc -U.
+ * client of this socket; so is anyone with socat or nc -U.  This module
+ * is the server; commands.c runs the commands.
  */
 #ifndef LAZYVOL_CONTROL_H
 #define LAZYVOL_CONTROL_H
 
-#include "volume.h"
 
-/* Listen on PATH and serve commands on ENV's exports in background
- * threads.  A stale socket is replaced; one in use is EADDRINUSE.  0 or -1.
+/* Listen on PATH and serve the commands (commands.h, initialised first)
+ * in background threads.  A stale socket is replaced; one in use is
+ * EADDRINUSE, and a file that is not a socket EEXIST.  0 or -1.
  */
-int control_start (const char *path, struct volume_env *env);
+int control_start (const char *path) __attribute__ ((__nonnull__));
 /* Stop listening and remove the socket; NULL-safe to call if not started. */
 void control_stop (void);
 

@@ -28,6 +28,7 @@
 #define NBDKIT_API_VERSION 2
 #include <nbdkit-plugin.h>
 
+#include "commands.h"
 #include "control.h"
 #include "err.h"
 #include "format.h"
@@ -261,7 +262,8 @@ lazyvol_after_fork (void)
   registry_init (&env);
   if (discover)
     registry_discover ();
-  if (control_path && control_start (control_path, &env) == -1)
+  commands_init (&env);
+  if (control_path && control_start (control_path) == -1)
     return fail ();
   return 0;
 }

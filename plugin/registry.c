@@ -1,14 +1,26 @@
 /* lazyvol plugin: the registry of loaded exports (see registry.h).
  *
- * A linked list under one mutex.  Loading does network I/O, so it is not
- * done under the mutex: a placeholder entry (v == NULL) is inserted first,
+ * A linked list under one mutex ("lock", which protects the list and
+ * every entry's fields).  Loading does network I/O, so it is not done
+ * under the mutex: a placeholder entry (v == NULL) is inserted first,
  * which makes a second load of the same name fail with EEXIST and makes
- * registry_get wait on "loaded" until the placeholder is filled or
- * removed.  An entry is unloaded only with no references: NBD connections
- * and running control commands each hold one.
+ * registry_get wait on "changed" until the placeholder is filled or
+ * removed.  Every user of a volume holds a reference: NBD connections
+ * and running control commands.
+ *
+ * Exclusive use.  Unloading an export and resetting its cache must not
+ * overlap any request, nor let a new one start half-way (a view being
+ * unloaded and opened again at once would find its own cache locked; a
+ * client connecting during a reset would read a cache being punched).
+ * So an entry marked exclusive is invisible to registry_get, which waits
+ * on "changed" until the mark is gone (or the entry with it); the marker
+ * first waits for the other references to drop.  Both refuse with EBUSY
+ * while NBD clients are connected: unloading or resetting under a
+ * mounted file system is never what the admin meant.
  */
 #include <config.h>
 
+#include <assert.h>
 #include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -16,6 +28,7 @@
 #include <string.h>
 
 #include "err.h"
+#include "lock.h"
 #include "publish.h"
 #include "registry.h"
 
@@ -26,13 +39,17 @@ struct entry {
   bool view;                    /* "E@S" */
   struct volume *v;             /* NULL while loading */
   unsigned refs, conns;
+  bool exclusive;               /* being unloaded or reset */
   char (*snaps)[SNAPSHOT_ID_LEN + 1];   /* known snapshot ids (writable) */
   size_t nsnaps;
 };
 
 static struct volume_env *env;
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
-static pthread_cond_t load_done = PTHREAD_COND_INITIALIZER;
+/* Broadcast when an entry is filled, removed, released from exclusive
+ * use, or loses its last reference.
+ */
+static pthread_cond_t changed = PTHREAD_COND_INITIALIZER;
 static struct entry *entries;
 
 void
@@ -70,42 +87,17 @@ free_entry (struct entry *e)
   free (e);
 }
 
-/* Split NAME into an export id and an optional snapshot id, validating
- * both.  *SNAP points into SCRATCH.
- */
-static int
-parse_name (const char *name, char scratch[EXPORT_ID_MAX + 2 + SNAPSHOT_ID_LEN],
-            const char **snap)
-{
-  char *at;
-
-  if (strlen (name) > EXPORT_ID_MAX + 1 + SNAPSHOT_ID_LEN)
-    return err_set (EINVAL, "export name too long");
-  strcpy (scratch, name);
-  at = strchr (scratch, '@');
-  *snap = NULL;
-  if (at) {
-    *at = '\0';
-    *snap = at + 1;
-    if (!id_snapshot_valid (*snap))
-      return err_set (EINVAL, "invalid snapshot id in export name "
-                      "\"%.200s\"", name);
-  }
-  if (!id_export_valid (scratch))
-    return err_set (EINVAL, "invalid export name \"%.200s\"", name);
-  return 0;
-}
-
 int
 registry_load (const char *name)
 {
-  char id[EXPORT_ID_MAX + 2 + SNAPSHOT_ID_LEN];
+  char id[EXPORT_ID_MAX + 1];
   const char *snap = NULL;
   struct entry *e;
   struct volume *v;
 
-  if (parse_name (name, id, &snap) == -1)
-    return -1;
+  if (!id_name_parse (name, id, &snap))
+    return err_set (EINVAL, "invalid export name \"%.200s\" (want an export "
+                    "id, or EXPORT_ID@SNAPSHOT_ID)", name);
   e = calloc (1, sizeof *e);
   if (e == NULL || (e->name = strdup (name)) == NULL) {
     free (e);
@@ -114,29 +106,29 @@ registry_load (const char *name)
   strcpy (e->export_id, id);
   e->view = snap != NULL;
 
-  pthread_mutex_lock (&lock);
-  if (find (name)) {
-    pthread_mutex_unlock (&lock);
-    free_entry (e);
-    return err_set (EEXIST, "export %s is already loaded", name);
-  }
   {
+    LOCK_FOR_SCOPE (&lock);
     struct entry **tail = &entries;
+
+    if (find (name)) {
+      free_entry (e);
+      return err_set (EEXIST, "export %s is already loaded", name);
+    }
     while (*tail)
       tail = &(*tail)->next;
     *tail = e;
   }
-  pthread_mutex_unlock (&lock);
 
   v = volume_load (env, id, snap);
 
-  pthread_mutex_lock (&lock);
-  if (v == NULL)
-    unlink_entry (e);
-  else
-    e->v = v;
-  pthread_cond_broadcast (&load_done);
-  pthread_mutex_unlock (&lock);
+  {
+    LOCK_FOR_SCOPE (&lock);
+    if (v == NULL)
+      unlink_entry (e);
+    else
+      e->v = v;
+    pthread_cond_broadcast (&changed);
+  }
   if (v == NULL) {
     free_entry (e);
     return -1;
@@ -147,57 +139,127 @@ registry_load (const char *name)
   return 0;
 }
 
-/* Find NAME, waiting while it loads.  Called with lock held. */
+/* Find NAME, waiting while it loads or is in exclusive use.  Called with
+ * lock held.
+ */
 static struct entry *
 find_loaded (const char *name)
 {
   struct entry *e;
 
-  while ((e = find (name)) != NULL && e->v == NULL)
-    pthread_cond_wait (&load_done, &lock);
+  while ((e = find (name)) != NULL && (e->v == NULL || e->exclusive))
+    pthread_cond_wait (&changed, &lock);
   return e;
 }
 
-struct volume *
-registry_get (const char *name, bool load_view, bool connection)
+/* Find the entry of V.  Called with lock held. */
+static struct entry *
+find_volume (struct volume *v)
 {
-  struct entry *e;
-  struct volume *v;
+  for (struct entry *e = entries; e; e = e->next)
+    if (e->v == v)
+      return e;
+  abort ();                     /* a reference to a volume not loaded */
+}
 
-  pthread_mutex_lock (&lock);
-  e = find_loaded (name);
-  if (e == NULL && load_view && strchr (name, '@')) {
-    pthread_mutex_unlock (&lock);
-    if (registry_load (name) == -1 && errno != EEXIST)
-      return NULL;
-    pthread_mutex_lock (&lock);
-    e = find_loaded (name);
-  }
+/* Take a reference to loaded export NAME; NULL with ENOENT if it is not
+ * loaded.
+ */
+static struct volume *
+get_loaded (const char *name, bool connection)
+{
+  LOCK_FOR_SCOPE (&lock);
+  struct entry *e = find_loaded (name);
+
   if (e == NULL) {
-    pthread_mutex_unlock (&lock);
     err_set (ENOENT, "no export named \"%.200s\" is loaded", name);
     return NULL;
   }
   e->refs++;
   if (connection)
     e->conns++;
-  v = e->v;
-  pthread_mutex_unlock (&lock);
+  return e->v;
+}
+
+struct volume *
+registry_get (const char *name, bool load_view, bool connection)
+{
+  struct volume *v = get_loaded (name, connection);
+
+  if (v == NULL && load_view && strchr (name, '@')) {
+    if (registry_load (name) == -1 && errno != EEXIST)
+      return NULL;
+    v = get_loaded (name, connection);
+  }
   return v;
+}
+
+/* Drop one reference of E.  Called with lock held. */
+static void
+put_entry (struct entry *e, bool connection)
+{
+  assert (e->refs > 0 && (!connection || e->conns > 0));
+  e->refs--;
+  if (connection)
+    e->conns--;
+  if (e->refs == 0)
+    pthread_cond_broadcast (&changed);
 }
 
 void
 registry_put (struct volume *v, bool connection)
 {
-  pthread_mutex_lock (&lock);
-  for (struct entry *e = entries; e; e = e->next)
-    if (e->v == v) {
-      e->refs--;
-      if (connection)
-        e->conns--;
-      break;
-    }
-  pthread_mutex_unlock (&lock);
+  LOCK_FOR_SCOPE (&lock);
+  put_entry (find_volume (v), connection);
+}
+
+/* Mark loaded export NAME exclusive (see the top of this file) for WHAT
+ * ("reset"), waiting for the other references to drop.  Called with lock
+ * held.  NULL with err_set (EBUSY while clients are connected).
+ */
+static struct entry *
+take_exclusive (const char *name, const char *what)
+{
+  struct entry *e = find_loaded (name);
+
+  if (e == NULL) {
+    err_set (ENOENT, "no export named \"%.200s\" is loaded", name);
+    return NULL;
+  }
+  if (e->conns > 0) {
+    err_set (EBUSY, "export %s has %u connected client%s; disconnect %s "
+             "before a %s", name, e->conns, e->conns == 1 ? "" : "s",
+             e->conns == 1 ? "it" : "them", what);
+    return NULL;
+  }
+  e->exclusive = true;
+  while (e->refs > 0)
+    pthread_cond_wait (&changed, &lock);
+  return e;
+}
+
+struct volume *
+registry_get_exclusive (const char *name, const char *what)
+{
+  LOCK_FOR_SCOPE (&lock);
+  struct entry *e = take_exclusive (name, what);
+
+  if (e == NULL)
+    return NULL;
+  e->refs++;
+  return e->v;
+}
+
+void
+registry_put_exclusive (struct volume *v)
+{
+  LOCK_FOR_SCOPE (&lock);
+  struct entry *e = find_volume (v);
+
+  assert (e->exclusive);
+  e->exclusive = false;
+  put_entry (e, false);
+  pthread_cond_broadcast (&changed);
 }
 
 int
@@ -206,24 +268,18 @@ registry_unload (const char *name)
   struct entry *e;
   int r;
 
-  pthread_mutex_lock (&lock);
-  e = find_loaded (name);
-  if (e == NULL) {
-    pthread_mutex_unlock (&lock);
-    return err_set (ENOENT, "no export named \"%.200s\" is loaded", name);
+  {
+    LOCK_FOR_SCOPE (&lock);
+    if ((e = take_exclusive (name, "close")) == NULL)
+      return -1;
   }
-  if (e->refs > 0) {
-    unsigned conns = e->conns;
-    pthread_mutex_unlock (&lock);
-    return conns
-      ? err_set (EBUSY, "export %s has %u connected client%s", name, conns,
-                 conns == 1 ? "" : "s")
-      : err_set (EBUSY, "export %s is in use by another command", name);
-  }
-  unlink_entry (e);
-  pthread_mutex_unlock (&lock);
-
+  /* Still listed, so a new user waits instead of loading it again. */
   r = volume_unload (e->v);
+  {
+    LOCK_FOR_SCOPE (&lock);
+    unlink_entry (e);
+    pthread_cond_broadcast (&changed);
+  }
   if (r == 0)
     log_info ("unloaded export %s", name);
   free_entry (e);
@@ -233,14 +289,10 @@ registry_unload (const char *name)
 unsigned
 registry_connections (const char *name)
 {
-  struct entry *e;
-  unsigned n;
+  LOCK_FOR_SCOPE (&lock);
+  struct entry *e = find (name);
 
-  pthread_mutex_lock (&lock);
-  e = find (name);
-  n = e ? e->conns : 0;
-  pthread_mutex_unlock (&lock);
-  return n;
+  return e ? e->conns : 0;
 }
 
 int
@@ -251,19 +303,21 @@ registry_foreach (registry_fn fn, void *opaque)
   int r = 0;
 
   /* Take a reference to every loaded export, then call FN without the
-   * lock (it may be slow), then drop the references.
+   * lock (it may be slow), then drop the references.  An export in
+   * exclusive use is listed too: status is safe during a reset.
    */
-  pthread_mutex_lock (&lock);
-  for (struct entry *e = entries; e; e = e->next)
-    n++;
-  vs = calloc (n ? n : 1, sizeof *vs);
-  n = 0;
-  for (struct entry *e = entries; vs && e; e = e->next)
-    if (e->v) {
-      e->refs++;
-      vs[n++] = e->v;
-    }
-  pthread_mutex_unlock (&lock);
+  {
+    LOCK_FOR_SCOPE (&lock);
+    for (struct entry *e = entries; e; e = e->next)
+      n++;
+    vs = calloc (n ? n : 1, sizeof *vs);
+    n = 0;
+    for (struct entry *e = entries; vs && e; e = e->next)
+      if (e->v) {
+        e->refs++;
+        vs[n++] = e->v;
+      }
+  }
   if (vs == NULL)
     return err_set (ENOMEM, "out of memory");
 
@@ -278,17 +332,17 @@ void
 registry_set_snapshots (const char *export_id,
                         char (*ids)[SNAPSHOT_ID_LEN + 1], size_t n)
 {
-  struct entry *e;
+  {
+    LOCK_FOR_SCOPE (&lock);
+    struct entry *e = find (export_id);
 
-  pthread_mutex_lock (&lock);
-  e = find (export_id);
-  if (e && !e->view) {
-    free (e->snaps);
-    e->snaps = ids;
-    e->nsnaps = n;
-    ids = NULL;
+    if (e && !e->view) {
+      free (e->snaps);
+      e->snaps = ids;
+      e->nsnaps = n;
+      ids = NULL;
+    }
   }
-  pthread_mutex_unlock (&lock);
   free (ids);
 }
 
@@ -309,27 +363,25 @@ void
 registry_foreach_view_name (void (*fn) (void *opaque, const char *name),
                             void *opaque)
 {
-  pthread_mutex_lock (&lock);
+  LOCK_FOR_SCOPE (&lock);
   for (struct entry *e = entries; e; e = e->next)
     for (size_t i = 0; e->v && i < e->nsnaps; i++) {
-      char name[EXPORT_ID_MAX + 2 + SNAPSHOT_ID_LEN];
+      char name[NAME_MAX_LEN + 1];
       snprintf (name, sizeof name, "%s@%s", e->export_id, e->snaps[i]);
       if (find (name) == NULL)
         fn (opaque, name);
     }
-  pthread_mutex_unlock (&lock);
 }
 
 bool
 registry_default_name (char out[EXPORT_ID_MAX + 1])
 {
   unsigned n = 0;
+  LOCK_FOR_SCOPE (&lock);
 
-  pthread_mutex_lock (&lock);
   for (struct entry *e = entries; e; e = e->next)
     if (e->v && !e->view && n++ == 0)
       strcpy (out, e->name);
-  pthread_mutex_unlock (&lock);
   return n == 1;
 }
 
@@ -361,10 +413,14 @@ discover_one (void *opaque, const char *key, uint64_t size, bool is_prefix)
 int
 registry_discover (void)
 {
-  CLEANUP_FREE char *prefix = env->root[0] ? xasprintf ("%s/", env->root)
-    : xasprintf ("%s", "");
+  CLEANUP_FREE char *prefix = str_printf ("%s%s", env->root,
+                                         env->root[0] ? "/" : "");
   int loaded = 0;
 
+  if (prefix == NULL) {
+    log_error ("discover exports: %s", err_msg ());
+    return 0;
+  }
   if (store_list (env->st, prefix, "/", discover_one, &loaded) == -1)
     log_error ("discover exports under \"%s\": %s", prefix, err_msg ());
   log_info ("discovered %d export%s under \"%s\"", loaded,
@@ -378,11 +434,12 @@ registry_shutdown (void)
   struct entry *e;
 
   for (;;) {
-    pthread_mutex_lock (&lock);
-    e = entries;
-    if (e)
-      entries = e->next;
-    pthread_mutex_unlock (&lock);
+    {
+      LOCK_FOR_SCOPE (&lock);
+      e = entries;
+      if (e)
+        entries = e->next;
+    }
     if (e == NULL)
       break;
     if (e->v && volume_unload (e->v) == -1)

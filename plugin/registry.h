@@ -29,8 +29,18 @@ struct volume *registry_get (const char *name, bool load_view,
                              bool connection);
 /* Drop a reference taken by registry_get. */
 void registry_put (struct volume *v, bool connection);
-/* Unload export NAME.  EBUSY while clients are connected or a command
- * uses it.  0 or -1.
+/* Take loaded export NAME for a command that must run alone on it (WHAT,
+ * e.g. "reset", names it in errors): refused with EBUSY while NBD clients
+ * are connected; otherwise waits for the commands using it to finish and
+ * holds every new user, connections included, until
+ * registry_put_exclusive.  NULL with err_set.
+ */
+struct volume *registry_get_exclusive (const char *name, const char *what)
+  __attribute__ ((__nonnull__));
+/* End the exclusive use of V taken by registry_get_exclusive. */
+void registry_put_exclusive (struct volume *v) __attribute__ ((__nonnull__));
+/* Unload export NAME, exclusively as above (EBUSY while clients are
+ * connected; new users wait until it is gone).  0 or -1.
  */
 int registry_unload (const char *name);
 /* Number of NBD clients connected to export NAME. */

@@ -1,4 +1,4 @@
-/* lazyvold: Unix socket files (see unixsock.h).
+/* lazyvol: Unix socket files (see unixsock.h).
  *
  * A socket file outlives a process killed with SIGKILL, and bind() on it
  * then fails with EADDRINUSE.  Only a socket that refuses connections

@@ -1,9 +1,9 @@
-/* lazyvold: Unix socket files — connecting to one, creating one with
+/* lazyvol: Unix socket files — connecting to one, creating one with
  * the right mode, and telling a stale socket (its process died) from one
  * in use.
  */
-#ifndef LAZYVOLD_UNIXSOCK_H
-#define LAZYVOLD_UNIXSOCK_H
+#ifndef LAZYVOL_UNIXSOCK_H
+#define LAZYVOL_UNIXSOCK_H
 
 #include <sys/types.h>
 
@@ -26,4 +26,4 @@ int unixsock_clear_stale (const char *path) __attribute__ ((__nonnull__));
 int unixsock_listen (const char *path, gid_t gid)
   __attribute__ ((__nonnull__));
 
-#endif /* LAZYVOLD_UNIXSOCK_H */
+#endif /* LAZYVOL_UNIXSOCK_H */

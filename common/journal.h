@@ -1,0 +1,42 @@
+/* lazyvol: the publish journal, snapshot.journal.json in an export's
+ * cache directory, and what a publish that did not move the head leaves
+ * behind.  See journal.c for the format's use and the recovery rules.
+ */
+#ifndef LAZYVOL_JOURNAL_H
+#define LAZYVOL_JOURNAL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "format.h"
+#include "volume.h"
+
+/* What a running publish records. */
+struct journal {
+  char export_id[EXPORT_ID_MAX + 1];
+  char snapshot_id[SNAPSHOT_ID_LEN + 1];        /* being published */
+  enum manifest_kind kind;                      /* DELTA or BASE */
+  uint64_t generation;                          /* it will have */
+  char previous[SNAPSHOT_ID_LEN + 1];           /* the head it builds on */
+  char upload_id[512];                          /* "" until one starts */
+};
+
+/* Write J as CACHE_DIR's journal, atomically and durably (on a full disk
+ * the reserved space is given up for it).  0 or -1.
+ */
+int journal_write (const char *cache_dir, const struct journal *j)
+  __attribute__ ((__nonnull__));
+/* Does CACHE_DIR hold a journal (a publish was interrupted)? */
+bool journal_exists (const char *cache_dir) __attribute__ ((__nonnull__));
+/* Remove CACHE_DIR's journal, durably, and reserve space for the next
+ * one.  Failures are logged.
+ */
+void journal_remove (const char *cache_dir) __attribute__ ((__nonnull__));
+/* Remove the objects of journaled publish J, which did not move the
+ * head: the upload under way, the manifest, and the blob unless some
+ * manifest names it.  Failures are logged (they leave only orphans).
+ */
+void journal_discard (struct volume_env *env, const struct journal *j)
+  __attribute__ ((__nonnull__));
+
+#endif /* LAZYVOL_JOURNAL_H */

@@ -1,0 +1,526 @@
+/* lazyvol plugin: the commands of the control socket (see commands.h).
+ *
+ * Requests are untrusted: JSON depth is limited, strings must be UTF-8,
+ * every argument is type-checked and every id validated before it
+ * reaches a path or an object key.  A bad request gets an error reply.
+ * A command works on a registry reference, so an export cannot be
+ * unloaded under it; reset and close take the export exclusively (see
+ * registry.c), so they never overlap a request.
+ */
+#include <config.h>
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <json-c/json.h>
+
+#include "commands.h"
+#include "err.h"
+#include "format.h"
+#include "protocol.h"
+#include "publish.h"
+#include "registry.h"
+#include "store.h"
+
+#define JSON_DEPTH 8
+
+static struct volume_env *env;
+
+void
+commands_init (struct volume_env *e)
+{
+  env = e;
+}
+
+/* Arguments. */
+
+static int
+arg_string (json_object *req, const char *key, bool required,
+            const char **out)
+{
+  json_object *o;
+
+  *out = NULL;
+  if (!json_object_object_get_ex (req, key, &o) ||
+      json_object_is_type (o, json_type_null)) {
+    if (required)
+      return err_set (EINVAL, "missing \"%s\"", key);
+    return 0;
+  }
+  if (!json_object_is_type (o, json_type_string))
+    return err_set (EINVAL, "\"%s\" must be a string", key);
+  *out = json_object_get_string (o);
+  return 0;
+}
+
+static int
+arg_export_id (json_object *req, const char *key, const char **out)
+{
+  if (arg_string (req, key, true, out) == -1)
+    return -1;
+  return id_export_check (key, *out);
+}
+
+/* The export name for status-like commands: an export id, or E@S. */
+static int
+arg_name (json_object *req, const char **out)
+{
+  if (arg_string (req, "export_id", true, out) == -1)
+    return -1;
+  return id_name_check ("export_id", *out);
+}
+
+static int
+arg_snapshot_id (json_object *req, const char *key, bool required,
+                 const char **out)
+{
+  if (arg_string (req, key, required, out) == -1)
+    return -1;
+  return *out ? id_snapshot_check (key, *out) : 0;
+}
+
+static int
+arg_u64 (json_object *req, const char *key, bool required, uint64_t *out)
+{
+  json_object *o;
+  int64_t i;
+
+  if (!json_object_object_get_ex (req, key, &o)) {
+    if (required)
+      return err_set (EINVAL, "missing \"%s\"", key);
+    return 0;
+  }
+  if (!json_object_is_type (o, json_type_int))
+    return err_set (EINVAL, "\"%s\" must be an integer", key);
+  errno = 0;
+  i = json_object_get_int64 (o);
+  if (i < 0 || errno == ERANGE ||
+      (i == INT64_MAX && json_object_get_uint64 (o) != (uint64_t) i))
+    return err_set (EINVAL, "\"%s\" is out of range", key);
+  *out = i;
+  return 0;
+}
+
+/* Replies. */
+
+static void
+add_u64 (json_object *o, const char *key, uint64_t v)
+{
+  json_object_object_add (o, key, json_object_new_uint64 (v));
+}
+
+static void
+add_str (json_object *o, const char *key, const char *s)
+{
+  json_object_object_add (o, key, s && s[0] ? json_object_new_string (s)
+                                             : NULL);
+}
+
+static void
+add_status (json_object *o, struct volume *v)
+{
+  struct volume_status s;
+  json_object *progress = json_object_new_object ();
+
+  volume_status (v, &s);
+  json_object_object_add (o, "export_id",
+                          json_object_new_string (volume_name (v)));
+  add_str (o, "snapshot_id", s.snapshot_id);
+  json_object_object_add (o, "readonly", json_object_new_boolean (s.readonly));
+  add_u64 (o, "image_size", s.image_size);
+  add_u64 (o, "chunk_size", s.chunk_size);
+  add_u64 (o, "chunk_count", s.cache.chunks);
+  add_u64 (o, "resident_chunks", s.cache.resident);
+  add_u64 (o, "dirty_chunks", s.cache.dirty);
+  add_u64 (o, "snapshot_generation", s.snapshot_generation);
+  add_u64 (o, "remote_head_generation", s.remote_head_generation);
+  json_object_object_add (o, "operation_state",
+                          json_object_new_string (volume_op_name (s.op)));
+  add_u64 (progress, "done", s.op_done);
+  add_u64 (progress, "total", s.op_total);
+  json_object_object_add (o, "operation_progress", progress);
+  add_u64 (o, "connections", registry_connections (volume_name (v)));
+  json_object_object_add (o, "failed_stop",
+                          json_object_new_boolean (s.cache.failed));
+  add_str (o, "last_error", s.last_error);
+}
+
+static int
+status_array_add (void *opaque, struct volume *v)
+{
+  json_object *item = json_object_new_object ();
+
+  add_status (item, v);
+  json_object_array_add (opaque, item);
+  return 0;
+}
+
+/* Commands: each fills RES and returns 0, or returns -1 with err_set. */
+
+static int
+cmd_ping (json_object *req, json_object *res)
+{
+  json_object_object_add (res, "version", json_object_new_string (VERSION));
+  add_u64 (res, "pid", getpid ());
+  return 0;
+}
+
+static int
+cmd_list (json_object *req, json_object *res)
+{
+  json_object *a = json_object_new_array ();
+
+  json_object_object_add (res, "exports", a);
+  return registry_foreach (status_array_add, a);
+}
+
+/* Reply with the status of loaded export NAME. */
+static int
+reply_status (json_object *res, const char *name)
+{
+  struct volume *v = registry_get (name, false, false);
+
+  if (v == NULL)
+    return -1;
+  add_status (res, v);
+  registry_put (v, false);
+  return 0;
+}
+
+static int
+cmd_create (json_object *req, json_object *res)
+{
+  const char *id;
+  uint64_t size, chunk_size = CHUNK_SIZE_DEFAULT;
+
+  if (arg_export_id (req, "export_id", &id) == -1 ||
+      arg_u64 (req, "size", true, &size) == -1 ||
+      arg_u64 (req, "chunk_size", false, &chunk_size) == -1)
+    return -1;
+  if (chunk_size > UINT32_MAX)
+    return err_set (EINVAL, "invalid chunk size %ju", (uintmax_t) chunk_size);
+  if (volume_create (env, id, size, chunk_size) == -1 ||
+      registry_load (id) == -1)
+    return -1;
+  log_info ("created export %s (%ju bytes, %ju-byte chunks)", id,
+            (uintmax_t) size, (uintmax_t) chunk_size);
+  return reply_status (res, id);
+}
+
+static int
+cmd_open (json_object *req, json_object *res)
+{
+  const char *name;
+
+  if (arg_name (req, &name) == -1 || registry_load (name) == -1)
+    return -1;
+  return reply_status (res, name);
+}
+
+static int
+cmd_close (json_object *req, json_object *res)
+{
+  const char *name;
+
+  if (arg_name (req, &name) == -1)
+    return -1;
+  return registry_unload (name);
+}
+
+static int
+cmd_status (json_object *req, json_object *res)
+{
+  const char *name;
+
+  if (arg_name (req, &name) == -1)
+    return -1;
+  return reply_status (res, name);
+}
+
+/* Run FN (publish_snapshot or publish_compact) on the export named in
+ * REQ and reply with the new generation and snapshot id.
+ */
+static int
+run_publish (json_object *req, json_object *res,
+             int (*fn) (struct volume *, struct publish_result *))
+{
+  struct publish_result pr;
+  struct volume *v;
+  const char *id;
+  int r;
+
+  if (arg_export_id (req, "export_id", &id) == -1 ||
+      (v = registry_get (id, false, false)) == NULL)
+    return -1;
+  r = fn (v, &pr);
+  registry_put (v, false);
+  if (r == -1)
+    return -1;
+  add_u64 (res, "generation", pr.generation);
+  add_str (res, "snapshot_id", pr.snapshot_id);
+  if (pr.created)
+    registry_refresh_snapshots (id);
+  return pr.created;
+}
+
+static int
+cmd_snapshot (json_object *req, json_object *res)
+{
+  int created = run_publish (req, res, publish_snapshot);
+
+  if (created == -1)
+    return -1;
+  json_object_object_add (res, "snapshot_created",
+                          json_object_new_boolean (created));
+  return 0;
+}
+
+static int
+cmd_compact (json_object *req, json_object *res)
+{
+  return run_publish (req, res, publish_compact) == -1 ? -1 : 0;
+}
+
+static int
+cmd_clone (json_object *req, json_object *res)
+{
+  struct publish_result pr;
+  const char *id, *src, *snap;
+
+  if (arg_export_id (req, "export_id", &id) == -1 ||
+      arg_export_id (req, "source_export_id", &src) == -1 ||
+      arg_snapshot_id (req, "source_snapshot_id", false, &snap) == -1)
+    return -1;
+  if (publish_clone (env, id, src, snap, &pr) == -1 ||
+      registry_load (id) == -1)
+    return -1;
+  return reply_status (res, id);
+}
+
+static const char *
+kind_name (enum manifest_kind kind)
+{
+  return kind == MANIFEST_BASE ? "base"
+    : kind == MANIFEST_CLONE ? "clone" : "delta";
+}
+
+static int
+cmd_snapshots (json_object *req, json_object *res)
+{
+  CLEANUP_FREE struct snapshot_info *list = NULL;
+  json_object *a;
+  const char *id;
+  size_t n;
+
+  if (arg_export_id (req, "export_id", &id) == -1 ||
+      publish_list (env, id, &list, &n) == -1)
+    return -1;
+  a = json_object_new_array ();
+  for (size_t i = 0; i < n; i++) {
+    json_object *o = json_object_new_object ();
+    add_str (o, "snapshot_id", list[i].snapshot_id);
+    add_u64 (o, "generation", list[i].generation);
+    add_str (o, "created", list[i].created);
+    json_object_object_add (o, "kind",
+                            json_object_new_string (kind_name (list[i].kind)));
+    add_str (o, "parent", list[i].parent);
+    add_u64 (o, "blob_size", list[i].blob_size);
+    add_u64 (o, "chunks", list[i].chunks);
+    json_object_object_add (o, "current",
+                            json_object_new_boolean (list[i].current));
+    json_object_array_add (a, o);
+  }
+  json_object_object_add (res, "snapshots", a);
+  return 0;
+}
+
+static int
+cmd_delete_snapshot (json_object *req, json_object *res)
+{
+  char view[EXPORT_ID_MAX + 2 + SNAPSHOT_ID_LEN];
+  const char *id, *snap;
+  bool kept;
+
+  if (arg_export_id (req, "export_id", &id) == -1 ||
+      arg_snapshot_id (req, "snapshot_id", true, &snap) == -1)
+    return -1;
+  /* A loaded read-only view of the snapshot goes first (not while a
+   * client uses it).
+   */
+  snprintf (view, sizeof view, "%s@%s", id, snap);
+  if (registry_unload (view) == -1 && errno != ENOENT)
+    return -1;
+  if (publish_delete (env, id, snap, &kept) == -1)
+    return -1;
+  json_object_object_add (res, "blob_kept", json_object_new_boolean (kept));
+  registry_refresh_snapshots (id);
+  return 0;
+}
+
+static int
+cmd_reset (json_object *req, json_object *res)
+{
+  struct volume *v;
+  const char *id;
+  int r;
+
+  if (arg_export_id (req, "export_id", &id) == -1 ||
+      (v = registry_get_exclusive (id, "reset")) == NULL)
+    return -1;
+  r = volume_reset (v);
+  if (r == 0)
+    add_status (res, v);
+  registry_put_exclusive (v);
+  return r;
+}
+
+static int
+cmd_hydrate (json_object *req, json_object *res)
+{
+  struct volume *v;
+  const char *name;
+  int r;
+
+  if (arg_name (req, &name) == -1 ||
+      (v = registry_get (name, false, false)) == NULL)
+    return -1;
+  r = volume_hydrate (v);
+  if (r == 0)
+    add_status (res, v);
+  registry_put (v, false);
+  return r;
+}
+
+static int
+metrics_add (void *opaque, struct volume *v)
+{
+  json_object *o = json_object_new_object ();
+  struct volume_status s;
+
+  volume_status (v, &s);
+  json_object_object_add (o, "export_id",
+                          json_object_new_string (volume_name (v)));
+  add_u64 (o, "resident_chunks", s.cache.resident);
+  add_u64 (o, "dirty_chunks", s.cache.dirty);
+  add_u64 (o, "read_hits", s.cache.read_hits);
+  add_u64 (o, "read_misses", s.cache.read_misses);
+  add_u64 (o, "fills", s.cache.fills);
+  add_u64 (o, "fill_bytes", s.cache.fill_bytes);
+  add_u64 (o, "fill_errors", s.cache.fill_errors);
+  add_u64 (o, "publishes", s.publishes);
+  add_u64 (o, "publish_ns", s.publish_ns);
+  add_u64 (o, "last_publish_ns", s.last_publish_ns);
+  add_u64 (o, "connections", registry_connections (volume_name (v)));
+  json_object_array_add (opaque, o);
+  return 0;
+}
+
+/* Add the non-zero cells of counter table T as [{op, reason, count}]. */
+static void
+add_counter_table (json_object *o, const char *key,
+                   const uint64_t t[STORE_OPS][STORE_WHYS])
+{
+  json_object *a = json_object_new_array ();
+
+  for (int op = 0; op < STORE_OPS; op++)
+    for (int why = 0; why < STORE_WHYS; why++)
+      if (t[op][why]) {
+        json_object *cell = json_object_new_object ();
+        add_str (cell, "op", store_op_name (op));
+        add_str (cell, "reason", store_why_name (why));
+        add_u64 (cell, "count", t[op][why]);
+        json_object_array_add (a, cell);
+      }
+  json_object_object_add (o, key, a);
+}
+
+static int
+cmd_metrics (json_object *req, json_object *res)
+{
+  json_object *st = json_object_new_object ();
+  json_object *a = json_object_new_array ();
+  struct store_stats ss;
+
+  store_get_stats (env->st, &ss);
+  add_u64 (st, "requests", ss.requests);
+  add_counter_table (st, "errors", ss.errors);
+  add_counter_table (st, "retries", ss.retries);
+  add_u64 (st, "bytes_in", ss.bytes_in);
+  add_u64 (st, "bytes_out", ss.bytes_out);
+  add_u64 (st, "range_gets", ss.range_gets);
+  add_u64 (st, "range_get_ns", ss.range_get_ns);
+  json_object_object_add (res, "store", st);
+  json_object_object_add (res, "exports", a);
+  return registry_foreach (metrics_add, a);
+}
+
+typedef int (*command_fn) (json_object *req, json_object *res);
+static const command_fn commands[CMD_COUNT] = {
+#define HANDLER(name) [CMD_##name] = cmd_##name,
+  PROTOCOL_COMMANDS (HANDLER)
+#undef HANDLER
+};
+
+json_object *
+commands_error_reply (void)
+{
+  json_object *res = json_object_new_object ();
+  char msg[ERR_MSG_MAX];
+
+  snprintf (msg, sizeof msg, "%s", err_msg ());
+  utf8_sanitize (msg);
+  json_object_object_add (res, "ok", json_object_new_boolean (false));
+  json_object_object_add (res, "error", json_object_new_string (msg));
+  json_object_object_add (res, "code",
+                          json_object_new_string (err_code (err_errno ())));
+  return res;
+}
+
+json_object *
+commands_run (const char *line, size_t len)
+{
+  json_tokener *tok = json_tokener_new_ex (JSON_DEPTH);
+  json_object *req = NULL, *res = json_object_new_object ();
+  const char *cmd;
+  int r = -1, i;
+
+  err_clear ();
+  if (tok == NULL) {
+    err_set (ENOMEM, "out of memory");
+    goto reply;
+  }
+  /* Strings must be UTF-8, so that an error quoting one is valid JSON. */
+  json_tokener_set_flags (tok, JSON_TOKENER_VALIDATE_UTF8);
+  req = json_tokener_parse_ex (tok, line, len);
+  if (req == NULL || json_tokener_get_parse_end (tok) != len) {
+    err_set (EINVAL, "malformed JSON request: %s",
+             req ? "trailing data"
+             : json_tokener_error_desc (json_tokener_get_error (tok)));
+    goto reply;
+  }
+  if (!json_object_is_type (req, json_type_object)) {
+    err_set (EINVAL, "a request must be a JSON object");
+    goto reply;
+  }
+  if (arg_string (req, "cmd", true, &cmd) == -1)
+    goto reply;
+  if ((i = protocol_cmd_parse (cmd)) == -1)
+    err_set (EINVAL, "unknown command \"%.40s\"", cmd);
+  else
+    r = commands[i] (req, res);
+
+ reply:
+  if (r == -1) {
+    json_object_put (res);
+    res = commands_error_reply ();
+  }
+  else
+    json_object_object_add (res, "ok", json_object_new_boolean (true));
+  json_object_put (req);
+  if (tok)
+    json_tokener_free (tok);
+  return res;
+}
