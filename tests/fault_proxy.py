@@ -6,7 +6,10 @@
 # (tests/s3-server.sh).  It writes its port to PORT_FILE and the number of
 # requests seen to SEEN_FILE (connections to SEEN_FILE.connections).
 #   - The first COUNT requests are answered STATUS (an S3 error document)
-#     without reaching the store; STATUS "hang" never answers.
+#     without reaching the store; STATUS "hang" never answers.  STATUS
+#     "corrupt" instead forwards everything and flips the first byte of
+#     the bodies of the first COUNT ranged GETs (a body damaged on the
+#     way, which the client must catch by its checksum).
 #   - Like AWS (unlike Swift), a body whose SHA-256 is not the signed
 #     x-amz-content-sha256 gets 400 XAmzContentSHA256Mismatch.
 #   - When LOSE_FILE exists, the next conditional PUT (If-Match) of a key
@@ -30,6 +33,7 @@ count, upstream = int(count), int(upstream)
 codes = {'400': 'InvalidRequest', '429': 'SlowDown', '503': 'SlowDown',
          'hash': 'XAmzContentSHA256Mismatch'}
 lock, seen, connections = threading.Lock(), [0], [0]
+corrupted = [0]
 
 
 class Handler(http.server.BaseHTTPRequestHandler):
@@ -97,7 +101,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
             n = seen[0]
             with open(seen_file, 'w') as f:
                 f.write("%d\n" % n)
-        fault = status if n <= count else None
+        fault = status if n <= count and status != 'corrupt' else None
         if self.headers.get('x-amz-content-sha256') != \
                 hashlib.sha256(body).hexdigest():
             fault = 'hash'
@@ -111,7 +115,18 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self.forward(body)
             self.error('503')
         else:
-            self.answer(*self.forward(body))
+            code, headers, data = self.forward(body)
+            if self.corrupt_this_reply(code):
+                data = bytes([data[0] ^ 0xff]) + data[1:]
+            self.answer(code, headers, data)
+
+    def corrupt_this_reply(self, code):
+        if status != 'corrupt' or self.command != 'GET' or \
+                'Range' not in self.headers or code != 206:
+            return False
+        with lock:
+            corrupted[0] += 1
+            return corrupted[0] <= count
 
     do_GET = do_HEAD = do_PUT = do_POST = do_DELETE = handle_any
 

@@ -7,11 +7,13 @@
 #   start_s3 [cond-put]      a local S3 store (Swift) for this test
 #   start_lazyvold DIR ARGS  the daemon, driven with api / api_expect (curl)
 #   fail MESSAGE             print and exit 1
+#   cmd | matches PATTERN    grep -q without cutting cmd short (pipefail)
 #
 # Every test starts with a comment saying what must hold and why.
 
 set -e
 set -u
+set -o pipefail
 set -x
 
 : "${LAZYVOL_PLUGIN:?run tests through make check}"
@@ -57,6 +59,14 @@ cleanup_fn rm -rf "$_tmp_root"
 make_tmpdir ()
 {
     mktemp -d "$_tmp_root/XXXXXX"
+}
+
+# matches GREP-ARGS...: grep -q that reads all its input, so that (with
+# pipefail) the command before it is never killed by SIGPIPE and its own
+# exit status counts.
+matches ()
+{
+    grep "$@" >/dev/null
 }
 
 wait_for ()

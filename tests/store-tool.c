@@ -14,7 +14,9 @@
  *   upload KEY FILE PARTSIZE    multipart upload, parts in parallel
  *   begin-upload KEY            start an upload, print its id, leave it
  *   abort-upload KEY ID         abort an upload known by its id
- *   stats                       counters after the command (with --stats)
+ *   --stats                     after the command, the counters: one line
+ *                               "requests=N errors=N retries=N in=N out=N",
+ *                               then "error|retry OP REASON N" per cell
  * On failure prints "store-tool: <message> [code]" and exits 1.
  */
 #include <config.h>
@@ -245,11 +247,26 @@ main (int argc, char **argv)
   r = run (argc - optind, argv + optind);
   if (stats) {
     struct store_stats s;
+    uintmax_t errors = 0, retries = 0;
+
     store_get_stats (st, &s);
+    for (int op = 0; op < STORE_OPS; op++)
+      for (int why = 0; why < STORE_WHYS; why++) {
+        errors += s.errors[op][why];
+        retries += s.retries[op][why];
+      }
     fprintf (stderr, "requests=%ju errors=%ju retries=%ju in=%ju out=%ju\n",
-             (uintmax_t) s.requests, (uintmax_t) s.errors,
-             (uintmax_t) s.retries, (uintmax_t) s.bytes_in,
-             (uintmax_t) s.bytes_out);
+             (uintmax_t) s.requests, errors, retries,
+             (uintmax_t) s.bytes_in, (uintmax_t) s.bytes_out);
+    for (int op = 0; op < STORE_OPS; op++)
+      for (int why = 0; why < STORE_WHYS; why++) {
+        if (s.errors[op][why])
+          fprintf (stderr, "error %s %s %ju\n", store_op_name (op),
+                   store_why_name (why), (uintmax_t) s.errors[op][why]);
+        if (s.retries[op][why])
+          fprintf (stderr, "retry %s %s %ju\n", store_op_name (op),
+                   store_why_name (why), (uintmax_t) s.retries[op][why]);
+      }
   }
   store_close (st);
   return r;

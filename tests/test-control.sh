@@ -83,7 +83,7 @@ expect not_found '{"cmd":"status","export_id":"v"}'
 ctl '{"cmd":"open","export_id":"v"}' >/dev/null
 
 # NBD: listed; unknown names refused; a single export is the default.
-nbdinfo --list "nbd+unix:///?socket=$nbd" | grep -q '^export="v"'
+nbdinfo --list "nbd+unix:///?socket=$nbd" | matches '^export="v"'
 if nbdinfo "$(uri nosuch)" 2>/dev/null; then fail "unknown export served"; fi
-nbdinfo --size "nbd+unix:///?socket=$nbd" | grep -qx 4194304
+nbdinfo --size "nbd+unix:///?socket=$nbd" | matches -x 4194304
 echo OK

@@ -40,9 +40,9 @@ expect 405 method_not_allowed GET /v1/exports/create
 expect 405 method_not_allowed PUT /v1/health
 expect 405 method_not_allowed GET /v1/exports/vm01/snapshot
 curl -sS -i --unix-socket "$admin" -X DELETE http://localhost/v1/exports/vm01/status |
-    tr -d '\r' | grep -qx 'Allow: GET'
+    tr -d '\r' | matches -x 'Allow: GET'
 curl -sS -i --unix-socket "$admin" -X PATCH http://localhost/v1/exports/vm01/close |
-    tr -d '\r' | grep -qx 'Allow: POST'
+    tr -d '\r' | matches -x 'Allow: POST'
 
 expect 400 bad_request POST /v1/exports/create 'not json'
 expect 400 bad_request POST /v1/exports/create '[1,2]'

@@ -11,7 +11,7 @@ start_store "$tmp"
 start_lazyvold "$tmp" --filter retry --filter stats \
     --param "statsfile=$tmp/stats" --log-level debug
 
-tr '\0' '\3' < /dev/zero | head -c 2097152 > "$tmp/img"
+head -c 2097152 /dev/zero | tr '\0' '\3' > "$tmp/img"
 api POST /v1/exports/create '{"export_id":"f","size":2097152,"chunk_size":1048576}' >/dev/null
 nbdcopy "$tmp/img" "$(uri f)"
 nbdcopy "$(uri f)" "$tmp/out"
@@ -20,7 +20,7 @@ api POST /v1/exports/f/snapshot | jq -e '.snapshot_created'
 
 n=$(nbdkit_pid_of "$tmp")
 tr '\0' '\n' < "/proc/$n/cmdline" > "$tmp/cmdline"
-grep -A1 -x -- '--filter=retry' "$tmp/cmdline" | grep -qx -- '--filter=stats'
+grep -A1 -x -- '--filter=retry' "$tmp/cmdline" | matches -x -- '--filter=stats'
 grep -qx -- -v "$tmp/cmdline"
 grep -q 'nbdkit: debug:' "$tmp/lazyvold.log"
 

@@ -44,5 +44,5 @@ two_exports "nbd+unix:///?socket=$nbd" "nbd+unix:///%s?socket=$nbd"
 
 store_tool list tcp/ / | sort > "$tmp/objects"
 grep -qx 'tcp/a/ -' "$tmp/objects"
-store_tool list unix/ / | grep -qx 'unix/b/ -'
+store_tool list unix/ / | matches -x 'unix/b/ -'
 echo OK

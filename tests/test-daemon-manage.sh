@@ -64,10 +64,10 @@ hydrated () {
         .operation_progress.total == 6' >/dev/null
 }
 wait_for 60 hydrated
-api GET /v1/metrics | grep -qx 'lazyvol_export_fills_total{export="vm01"} 6'
+api GET /v1/metrics | matches -x 'lazyvol_export_fills_total{export="vm01"} 6'
 nbdcopy "$(uri vm01)" "$tmp/after.img"
 cmp "$tmp/s3.img" "$tmp/after.img"
-api GET /v1/metrics | grep -qx 'lazyvol_export_fills_total{export="vm01"} 6'
+api GET /v1/metrics | matches -x 'lazyvol_export_fills_total{export="vm01"} 6'
 
 api GET /v1/health | jq -e --argjson pid "$(nbdkit_pid_of "$tmp")" '
     .status == "ok" and .nbdkit_pid == $pid and .mode == "spawn" and

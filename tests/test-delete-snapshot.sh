@@ -31,16 +31,16 @@ fi
 # s1's blob is used by s2's manifest and by the clone: kept.
 r=$(ctl "{\"cmd\":\"delete_snapshot\",\"export_id\":\"src\",\"snapshot_id\":\"$s1\"}")
 [ "$(field "$r" blob_kept)" = true ]
-! objects | grep -q "$s1/manifest.json" || fail "s1 manifest still there"
-objects | grep -q "$s1/delta.blob"
+! objects | matches "$s1/manifest.json" || fail "s1 manifest still there"
+objects | matches "$s1/delta.blob"
 
 # s2 is used by no one once compacted: its blob goes.
 r=$(ctl "{\"cmd\":\"delete_snapshot\",\"export_id\":\"src\",\"snapshot_id\":\"$s2\"}")
 [ "$(field "$r" blob_kept)" = false ]
-! objects | grep -q "$s2/" || fail "s2 objects still there"
+! objects | matches "$s2/" || fail "s2 objects still there"
 # Still listed: only the compacted snapshot; s1's blob stays for the clone.
 ctl '{"cmd":"snapshots","export_id":"src"}' | jq -e '.snapshots | length == 1' >/dev/null
-objects | grep -q "$s1/delta.blob"
+objects | matches "$s1/delta.blob"
 if ctl "{\"cmd\":\"delete_snapshot\",\"export_id\":\"src\",\"snapshot_id\":\"$s1\"}" >/dev/null; then
     fail "deleted a missing snapshot"
 fi

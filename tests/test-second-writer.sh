@@ -22,7 +22,7 @@ start_nbdkit "$nbd" "cache-root=$tmp/a/cache" "control=$ctlsock" "${STORE_ARGS[@
 wait_for 30 test -S "$ctlsock"
 r=$(ctl '{"cmd":"open","export_id":"w"}') && fail "two processes share a cache"
 [ "$(field "$r" code)" = busy ]
-field "$r" error | grep -q 'in use by another process'
+field "$r" error | matches 'in use by another process'
 
 # Another cache: loads, but once the first process publishes, its own
 # snapshot is refused.
@@ -36,7 +36,7 @@ gen=$(store_tool get exports/w/volume.json | jq .generation)
 nbd=$tmp/b/nbd.sock ctlsock=$tmp/b/ctl.sock
 r=$(ctl '{"cmd":"snapshot","export_id":"w"}') && fail "second writer published"
 [ "$(field "$r" code)" = conflict ]
-field "$r" error | grep -q 'another writer'
+field "$r" error | matches 'another writer'
 [ "$(store_tool get exports/w/volume.json | jq .generation)" = 2 ]
 [ "$(store_tool list exports/w/snapshots/ | grep -c manifest.json)" = 2 ]
 # Its local writes are not lost: still dirty.
@@ -62,7 +62,7 @@ qemu-io -f raw -c 'write -P 5 7M 1M' "$(uri w)" >/dev/null
 [ "$(field "$(ctl '{"cmd":"snapshot","export_id":"w"}')" generation)" = 3 ]
 wait $cpid && fail "the delayed writer moved the head"
 [ "$(jq -r .code "$tmp/c.reply")" = conflict ]
-jq -r .error "$tmp/c.reply" | grep -q 'changed during the publish'
+jq -r .error "$tmp/c.reply" | matches 'changed during the publish'
 [ "$(store_tool get exports/w/volume.json | jq .generation)" = 3 ]
 [ "$(manifests)" = 3 ]
 [ "$(store_tool list exports/w/snapshots/ | grep -c '\.blob ')" = 3 ]

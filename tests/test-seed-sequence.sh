@@ -63,8 +63,8 @@ jq -e --arg k "vm01/snapshots/$s3/base.blob" '
   .blobs[0].key == $k and ([.extents[].count] | add) == 4' "$tmp/m3" >/dev/null
 [ "$(store_tool head "exports/vm01/snapshots/$s3/base.blob" | cut -d' ' -f1)" = $((4*4*MiB)) ]
 # Older snapshots are kept.
-objects | grep -q "$s1/delta.blob"
-objects | grep -q "$s2/manifest.json"
+objects | matches "$s1/delta.blob"
+objects | matches "$s2/manifest.json"
 st=$(ctl '{"cmd":"status","export_id":"vm01"}')
 [ "$(field "$st" snapshot_generation)" = 3 ]
 [ "$(field "$st" remote_head_generation)" = 3 ]

@@ -33,13 +33,13 @@ stop_lazyvol
 # The store goes down under a running export.
 # No readahead: chunk 5 must still be missing when the store goes down.
 start_lazyvol "$tmp/r2" readahead=0 2> "$tmp/log2"
-qemu-io -f raw -c 'read -P 9 0 1M' "$(uri s)" | grep -q '^read [0-9]'
+qemu-io -f raw -c 'read -P 9 0 1M' "$(uri s)" >/dev/null
 qemu-io -f raw -c 'write -P 7 2M 4k' -c flush "$(uri s)" >/dev/null
 $S3_STOP >/dev/null 2>&1
-qemu-io -f raw -c 'read -P 9 0 1M' "$(uri s)" | grep -q '^read [0-9]'
+qemu-io -f raw -c 'read -P 9 0 1M' "$(uri s)" >/dev/null
 start=$(date +%s)
 out=$(timeout 120 qemu-io -f raw -c 'read 5M 4k' "$(uri s)" 2>&1) || true
-echo "$out" | grep -q 'Input/output error'
+echo "$out" | matches 'Input/output error'
 [ $(( $(date +%s) - start )) -lt 60 ]
 [ "$(field "$(ctl '{"cmd":"status","export_id":"s"}')" dirty_chunks)" = 1 ]
 r=$(ctl '{"cmd":"snapshot","export_id":"s"}') && fail "published to a dead store"
@@ -47,6 +47,6 @@ r=$(ctl '{"cmd":"snapshot","export_id":"s"}') && fail "published to a dead store
 r=$(ctl '{"cmd":"status","export_id":"s"}')
 [ "$(field "$r" dirty_chunks)" = 1 ]
 [ "$(field "$r" operation_state)" = idle ]
-field "$r" last_error | grep -q snapshot
+field "$r" last_error | matches snapshot
 grep -q 's: chunk 5' "$tmp/log2"
 echo OK
