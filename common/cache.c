@@ -298,16 +298,26 @@ fill_and_release (struct cache *c, uint64_t chunk, void *out, uint32_t off,
 {
   void *fb = buf_get (c);
   int r = fb ? fetch (c, chunk, fb) : -1;
+  bool cached = false;
 
-  if (r == 0)
-    r = raw_pwrite (c, fb, cache_chunk_bytes (c, chunk),
-                    chunk * c->chunk_size);
+  if (r == 0) {
+    cached = raw_pwrite (c, fb, cache_chunk_bytes (c, chunk),
+                         chunk * c->chunk_size) == 0;
+    /* A full cache disk costs the caching, not the read: the bytes
+     * are served from the buffer, and fetched again next time.
+     */
+    if (!cached && errno != ENOSPC)
+      r = -1;
+    else if (!cached)
+      log_debug ("%s: chunk %ju not cached: %s", c->dir, (uintmax_t) chunk,
+                 err_msg ());
+  }
   if (r == 0 && out)
     memcpy (out, (char *) fb + off, n);
   buf_put (c, fb);
 
   LOCK_FOR_SCOPE (&c->lock);
-  if (r == 0)
+  if (cached)
     mark_resident (c, chunk);
   cache_busy_release (c, chunk);
   return r;

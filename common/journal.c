@@ -323,7 +323,7 @@ publish_recover (struct volume_env *env, const struct volume_head *head,
   landed = head->generation < j.generation ? 0
     : j.generation == 0 ? -1 : landed_under (env, head, &j);
   if (landed == 1)
-    log_info ("%s: snapshot %s was published before a crash, and the head "
+    log_warn ("%s: snapshot %s was published before a crash, and the head "
               "has moved on to generation %ju since; its objects stay",
               head->export_id, j.snapshot_id, (uintmax_t) head->generation);
   else if (landed == -1)

@@ -93,6 +93,19 @@ read_header (struct meta *m)
   return 0;
 }
 
+/* Allocate the whole file, so that no later write of a bitmap page (a
+ * flush, on a full disk) can fail for lack of space.
+ */
+static int
+allocate (struct meta *m)
+{
+  int e = posix_fallocate (m->fd, 0, META_PAGE + 2 * m->bitmap_bytes);
+
+  if (e)
+    return err_set (e, "allocate %s: %m", m->path);
+  return 0;
+}
+
 struct meta *
 meta_open (const char *dir, uint64_t image_size, uint32_t chunk_size,
            bool create)
@@ -130,10 +143,8 @@ meta_open (const char *dir, uint64_t image_size, uint32_t chunk_size,
     m->hdr.chunk_size = chunk_size;
     m->hdr.image_size = image_size;
     m->hdr.chunk_count = m->chunks;
-    if (ftruncate (m->fd, META_PAGE + 2 * m->bitmap_bytes) == -1) {
-      err_set (errno, "truncate %s: %m", m->path);
+    if (allocate (m) == -1)
       goto err;
-    }
     if (write_header (m) == -1 || meta_sync (m) == -1)
       goto err;
     return m;
@@ -150,6 +161,9 @@ meta_open (const char *dir, uint64_t image_size, uint32_t chunk_size,
              (uintmax_t) image_size, chunk_size);
     goto err;
   }
+  /* Caches from before allocation was done at create are allocated now. */
+  if (allocate (m) == -1)
+    goto err;
   return m;
 
  err:

@@ -13,7 +13,9 @@
  * failed stop after an fdatasync or write error (see cache.c).  The dirty bitmap is written page by page
  * on every flush, after cache.raw is synced, so a dirty bit on disk always
  * covers data that is on disk.  The header is rewritten (and synced) to
- * clear CLEAN before the first change after open.  The file also carries
+ * clear CLEAN before the first change after open.  The file is allocated
+ * whole at open, so writing a page never needs space: a full disk cannot
+ * fail a flush of dirty bits.  The file also carries
  * the cache's exclusive lock (flock), so two processes never share a cache.
  */
 #ifndef LAZYVOL_META_H

@@ -92,13 +92,21 @@ unixsock_listen (const char *path, gid_t gid)
     close (fd);
     return -1;
   }
-  if ((gid != (gid_t) -1 &&
-       (chown (path, (uid_t) -1, gid) == -1 || chmod (path, 0660) == -1)) ||
-      listen (fd, SOMAXCONN) == -1) {
-    err_set (errno, "%s: %m", path);
+  if ((gid != (gid_t) -1 && unixsock_set_access (path, gid) == -1) ||
+      (listen (fd, SOMAXCONN) == -1 && err_set (errno, "%s: %m", path))) {
     close (fd);
     unlink (path);
     return -1;
   }
   return fd;
+}
+
+int
+unixsock_set_access (const char *path, gid_t gid)
+{
+  if (gid != (gid_t) -1 && chown (path, (uid_t) -1, gid) == -1)
+    return err_set (errno, "chown %s: %m", path);
+  if (chmod (path, gid != (gid_t) -1 ? 0660 : 0600) == -1)
+    return err_set (errno, "chmod %s: %m", path);
+  return 0;
 }

@@ -26,4 +26,10 @@ int unixsock_clear_stale (const char *path) __attribute__ ((__nonnull__));
 int unixsock_listen (const char *path, gid_t gid)
   __attribute__ ((__nonnull__));
 
+/* Give the socket at PATH (made by someone else) mode 0600, or 0660 and
+ * group GID unless GID is (gid_t) -1.  0 or -1 with err_set.
+ */
+int unixsock_set_access (const char *path, gid_t gid)
+  __attribute__ ((__nonnull__));
+
 #endif /* LAZYVOL_UNIXSOCK_H */

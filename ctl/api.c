@@ -472,7 +472,8 @@ api_handle (struct evhttp_request *req, void *arg)
 }
 
 int
-api_start (struct event_base *base, const char *path, gid_t gid)
+api_start (struct event_base *base, const char *path, gid_t gid,
+           unsigned timeout)
 {
   struct evconnlistener *listener;
   int fd;
@@ -503,6 +504,10 @@ api_start (struct event_base *base, const char *path, gid_t gid)
                               EVHTTP_REQ_DELETE | EVHTTP_REQ_OPTIONS |
                               EVHTTP_REQ_TRACE | EVHTTP_REQ_CONNECT |
                               EVHTTP_REQ_PATCH);
+  /* No slow client can hold a connection for good (a reply being
+   * prepared is not under this timeout: see the top of this file).
+   */
+  evhttp_set_timeout (http, timeout);
   evhttp_set_max_body_size (http, BODY_MAX);
   evhttp_set_max_headers_size (http, HEADERS_MAX);
   evhttp_set_flags (http, EVHTTP_SERVER_LINGERING_CLOSE);

@@ -13,10 +13,12 @@
 #include <event2/event.h>
 
 /* Serve the API on Unix socket PATH: mode 0600, or 0660 owned by group
- * GID unless GID is (gid_t) -1.  A stale socket at PATH is replaced, one
- * in use is EADDRINUSE.  0 or -1 with err_set.
+ * GID unless GID is (gid_t) -1.  A connection idle, or sending its
+ * request, for TIMEOUT seconds is closed.  A stale socket at PATH is
+ * replaced, one in use is EADDRINUSE.  0 or -1 with err_set.
  */
-int api_start (struct event_base *base, const char *path, gid_t gid)
+int api_start (struct event_base *base, const char *path, gid_t gid,
+               unsigned timeout)
   __attribute__ ((__nonnull__));
 /* Stop accepting connections and remove the socket; requests in flight
  * still get their replies while the loop runs.

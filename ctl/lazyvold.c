@@ -53,6 +53,8 @@
 static struct {
   char *cache_root, *admin_sock, *control, *pidfile, *plugin;
   const char *export_root, *bucket, *listen, *nbdkit, *admin_group;
+  const char *listen_group;
+  unsigned admin_timeout;
   const char *storage_backend, *endpoint_url, *region, *r2_account_id;
   const char **filters, **params;
   size_t nfilters, nparams;
@@ -60,7 +62,7 @@ static struct {
   int log_level;
 } opt = {
   .export_root = "exports", .listen = DEFAULT_LISTEN,
-  .nbdkit = NBDKIT_PATH, .log_level = LOG_LV_INFO,
+  .nbdkit = NBDKIT_PATH, .log_level = LOG_LV_INFO, .admin_timeout = 30,
 };
 
 static struct event_base *base;
@@ -88,7 +90,9 @@ usage (FILE *f)
 "  --region REGION          S3 region (us-east-1; auto for r2)\n"
 "  --r2-account-id ID       Cloudflare account id for r2\n"
 "  --listen HOST:PORT|PATH  NBD listener: TCP ([v6]:port too) or an\n"
-"                           absolute Unix socket path (" DEFAULT_LISTEN ")\n"
+"                           absolute Unix socket path (" DEFAULT_LISTEN ");\n"
+"                           any local user can use a TCP listener\n"
+"  --listen-group GROUP     make the NBD Unix socket 0660 for GROUP (0600)\n"
 "  --filter NAME            add an nbdkit filter (repeatable, in order)\n"
 "  --param KEY=VALUE        extra nbdkit parameter for a filter or the\n"
 "                           plugin, e.g. statsfile=FILE (repeatable)\n"
@@ -105,6 +109,8 @@ usage (FILE *f)
 "/admin.sock;\n"
 "                           required with --control)\n"
 "  --admin-group GROUP      make the admin socket 0660 for GROUP (0600)\n"
+"  --admin-timeout SECS     drop an admin connection idle, or sending its\n"
+"                           request, for SECS (30)\n"
 "  --foreground             do not daemonize\n"
 "  --pidfile FILE           write lazyvold's pid to FILE once ready\n"
 "  --log-level error|warn|info|debug  (info; debug also runs nbdkit -v)\n"
@@ -166,6 +172,32 @@ absolute (const char *path)
   return xasprintf ("%s/%s", cwd, path);
 }
 
+/* The id of group NAME, for FLAG; exits on a usage error. */
+static gid_t
+group_id (const char *flag, const char *name)
+{
+  struct group *g = getgrnam (name);
+
+  if (g == NULL)
+    usage_error ("%s: no group named %s", flag, name);
+  return g->gr_gid;
+}
+
+/* Parse a number of seconds (1 to 3600) for FLAG; exits if it is bad. */
+static unsigned
+parse_seconds (const char *flag, const char *s)
+{
+  char *end;
+  unsigned long n;
+
+  errno = 0;
+  n = strtoul (s, &end, 10);
+  if (errno || end == s || *end || n < 1 || n > 3600)
+    usage_error ("%s wants a number of seconds from 1 to 3600, not \"%s\"",
+                 flag, s);
+  return n;
+}
+
 static void
 append (const char ***list, size_t *n, const char *s)
 {
@@ -201,7 +233,7 @@ enum {
   OPT_ADMIN_SOCK, OPT_STORAGE_BACKEND, OPT_ENDPOINT_URL, OPT_REGION,
   OPT_R2_ACCOUNT_ID, OPT_FILTER, OPT_PARAM, OPT_NBDKIT, OPT_PLUGIN,
   OPT_CONTROL, OPT_ADMIN_GROUP, OPT_FOREGROUND, OPT_PIDFILE, OPT_LOG_LEVEL,
-  OPT_HELP,
+  OPT_LISTEN_GROUP, OPT_ADMIN_TIMEOUT, OPT_HELP,
 };
 
 static const struct option long_options[] = {
@@ -220,6 +252,8 @@ static const struct option long_options[] = {
   { "plugin", required_argument, NULL, OPT_PLUGIN },
   { "control", required_argument, NULL, OPT_CONTROL },
   { "admin-group", required_argument, NULL, OPT_ADMIN_GROUP },
+  { "admin-timeout", required_argument, NULL, OPT_ADMIN_TIMEOUT },
+  { "listen-group", required_argument, NULL, OPT_LISTEN_GROUP },
   { "foreground", no_argument, NULL, OPT_FOREGROUND },
   { "pidfile", required_argument, NULL, OPT_PIDFILE },
   { "log-level", required_argument, NULL, OPT_LOG_LEVEL },
@@ -236,8 +270,8 @@ parse_serve (int argc, char **argv)
 
   while ((c = getopt_long (argc, argv, "", long_options, NULL)) != -1) {
     spawn_flags |= c != OPT_ADMIN_SOCK && c != OPT_CONTROL &&
-      c != OPT_ADMIN_GROUP && c != OPT_FOREGROUND && c != OPT_PIDFILE &&
-      c != OPT_LOG_LEVEL;
+      c != OPT_ADMIN_GROUP && c != OPT_ADMIN_TIMEOUT && c != OPT_FOREGROUND &&
+      c != OPT_PIDFILE && c != OPT_LOG_LEVEL;
     switch (c) {
     case OPT_CACHE_ROOT: opt.cache_root = absolute (optarg); break;
     case OPT_EXPORT_ROOT: opt.export_root = optarg; break;
@@ -259,6 +293,10 @@ parse_serve (int argc, char **argv)
     case OPT_PLUGIN: opt.plugin = absolute (optarg); break;
     case OPT_CONTROL: opt.control = absolute (optarg); break;
     case OPT_ADMIN_GROUP: opt.admin_group = optarg; break;
+    case OPT_LISTEN_GROUP: opt.listen_group = optarg; break;
+    case OPT_ADMIN_TIMEOUT:
+      opt.admin_timeout = parse_seconds ("--admin-timeout", optarg);
+      break;
     case OPT_FOREGROUND: opt.foreground = true; break;
     case OPT_PIDFILE: opt.pidfile = absolute (optarg); break;
     case OPT_LOG_LEVEL:
@@ -282,6 +320,9 @@ parse_serve (int argc, char **argv)
   }
   if (opt.cache_root == NULL)
     usage_error ("--cache-root DIR is required (try --help)");
+  if (opt.listen_group && opt.listen[0] != '/')
+    usage_error ("--listen-group needs a Unix socket --listen PATH: any "
+                 "local user can connect to a TCP listener");
   /* The file store's bucket is a directory; nbdkit may run in /. */
   if (opt.bucket && opt.storage_backend &&
       strcmp (opt.storage_backend, "file") == 0)
@@ -532,12 +573,10 @@ main (int argc, char **argv)
     usage_error ("expected a command: serve (try --help)");
   parse_serve (argc - 1, argv + 1);
   log_set_level (opt.log_level);
-  if (opt.admin_group) {
-    struct group *g = getgrnam (opt.admin_group);
-    if (g == NULL)
-      usage_error ("--admin-group: no group named %s", opt.admin_group);
-    gid = g->gr_gid;
-  }
+  if (opt.admin_group)
+    gid = group_id ("--admin-group", opt.admin_group);
+  cfg.nbd_socket_gid = opt.listen_group
+    ? group_id ("--listen-group", opt.listen_group) : (gid_t) -1;
   if (opt.control)
     supervise_attach ();
   else {
@@ -563,7 +602,7 @@ main (int argc, char **argv)
       abort ();
   }
   if ((run_dir && lock_run_dir (run_dir) == -1) ||
-      api_start (base, opt.admin_sock, gid) == -1)
+      api_start (base, opt.admin_sock, gid, opt.admin_timeout) == -1)
     startup_failed ();
   else if (opt.control)
     on_ready (true);

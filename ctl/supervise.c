@@ -47,6 +47,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -229,6 +230,26 @@ watch (pid_t pid, bool adopted)
   return 0;
 }
 
+/* Create nbdkit's pid file empty and 0600 before nbdkit opens it: nbdkit
+ * sets umask 022 and creates it 0644 otherwise, and opening an existing
+ * file with O_TRUNC keeps its mode.
+ */
+static int
+private_pidfile (void)
+{
+  int fd = open (sv.cfg->pidfile, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC |
+                 O_NOFOLLOW, 0600);
+
+  if (fd == -1 || fchmod (fd, 0600) == -1) {
+    err_set (errno, "%s: %m", sv.cfg->pidfile);
+    if (fd >= 0)
+      close (fd);
+    return -1;
+  }
+  close (fd);
+  return 0;
+}
+
 /* Start a new nbdkit under a keeper.  0 or -1 with err_set. */
 static int
 spawn (void)
@@ -241,6 +262,8 @@ spawn (void)
 
   /* A -U socket left by an nbdkit killed with SIGKILL blocks the bind. */
   if (sv.cfg->nbd_socket && unixsock_clear_stale (sv.cfg->nbd_socket) == -1)
+    return -1;
+  if (private_pidfile () == -1)
     return -1;
   sigemptyset (&none);
   sigemptyset (&defaults);
@@ -317,6 +340,12 @@ on_ping (json_object *reply, void *opaque)
       json_object_get_int64 (pid) != pidfile_pid ())
     return;
   sv.nbdkit_pid = json_object_get_int64 (pid);
+  /* nbdkit makes its socket 0755 (it sets umask 022): set the mode
+   * lazyvold promises, each time nbdkit (re)starts.
+   */
+  if (sv.cfg->nbd_socket &&
+      unixsock_set_access (sv.cfg->nbd_socket, sv.cfg->nbd_socket_gid) == -1)
+    log_error ("NBD socket: %s", err_msg ());
   sv.state = UP;
   sv.up_ns = time_mono_ns ();
   if (sv.adopted)

@@ -1,0 +1,84 @@
+#!/usr/bin/env bash
+# Recovery never deletes what a reachable manifest uses.  Host A crashes
+# just after its head put of snapshot S1 landed (-D lazyvol.publish_crash=5)
+# and host B (its own cache root, same store) then publishes S2 on top of
+# S1: S2's manifest reads chunk 1 from S1's blob.  When A restarts, its
+# journal names S1 and the head is S2; S1 landed (the head's parent chain
+# passes through it), so its blob and manifest stay, and every chunk
+# still reads.  The opposite case is cleaned up: A crashes before moving
+# the head (step 4), B publishes S2' at the generation A wanted, and A's
+# restart removes its orphaned S1' objects.
+. "$srcdir/functions.sh"
+requires nbdkit nbdcopy qemu-io jq
+tmp=$(make_tmpdir)
+start_store "$tmp"
+MiB=1048576
+status () { ctl '{"cmd":"status","export_id":"r"}'; }
+snapshot () { ctl '{"cmd":"snapshot","export_id":"r"}'; }
+objects () { store_tool list exports/r/snapshots/; }
+
+start_lazyvol "$tmp/a"
+ctl '{"cmd":"create","export_id":"r","size":8388608,"chunk_size":1048576}' >/dev/null
+qemu-io -f raw -c 'write -P 0x10 0 4M' -c flush "$(uri r)" >/dev/null
+s0=$(field "$(snapshot)" snapshot_id)
+stop_lazyvol
+
+# A: S1 (chunk 1 = 0x11) lands, then A dies before it can clean up.
+NBDKIT_OPTS=(-D lazyvol.publish_crash=5)
+start_lazyvol "$tmp/a"
+NBDKIT_OPTS=()
+qemu-io -f raw -c "write -P 0x11 $MiB 1M" -c flush "$(uri r)" >/dev/null
+if snapshot; then fail "the snapshot survived its crash"; fi
+wait_for 30 sh -c "! kill -0 $nbdkit_pid 2>/dev/null" || fail "A did not die"
+s1=$(store_tool get exports/r/volume.json | jq -r .snapshot_id)
+[ "$s1" != "$s0" ]
+[ -e "$tmp/a/cache/r/snapshot.journal.json" ]
+
+# B: S2 on top of S1 rewrites chunk 2 only.
+start_lazyvol "$tmp/b"
+qemu-io -f raw -c "write -P 0x22 $((2*MiB)) 1M" -c flush "$(uri r)" >/dev/null
+s2=$(field "$(snapshot)" snapshot_id)
+store_tool get "exports/r/snapshots/$s2/manifest.json" |
+    matches "r/snapshots/$s1/delta.blob"
+stop_lazyvol
+
+# A restarts: its journal is settled without deleting S1.
+start_lazyvol "$tmp/a" 2>"$tmp/a.log"
+[ ! -e "$tmp/a/cache/r/snapshot.journal.json" ]
+objects > "$tmp/objects"
+matches "$s1/manifest.json" "$tmp/objects" || fail "S1's manifest was deleted"
+matches "$s1/delta.blob" "$tmp/objects" || fail "S1's blob was deleted"
+matches "snapshot $s1 was published before a crash, and the head has moved on" \
+    "$tmp/a.log"
+stop_lazyvol
+
+# A fresh host reads the head: every chunk, from three snapshots' blobs.
+start_lazyvol "$tmp/c"
+qemu-io -f raw -c 'read -P 0x10 0 1M' -c "read -P 0x11 $MiB 1M" \
+    -c "read -P 0x22 $((2*MiB)) 1M" -c "read -P 0x10 $((3*MiB)) 1M" \
+    "$(uri r)" >/dev/null
+stop_lazyvol
+
+# The other way round: A's S1' never lands (crash before the head moves),
+# and B publishes at the generation A wanted.  A's restart removes S1'.
+gen=$(store_tool get exports/r/volume.json | jq .generation)
+rm -rf "$tmp/a/cache/r"          # A's stale dirty chunks are not the point
+NBDKIT_OPTS=(-D lazyvol.publish_crash=4)
+start_lazyvol "$tmp/a"
+NBDKIT_OPTS=()
+qemu-io -f raw -c "write -P 0x33 $((3*MiB)) 1M" -c flush "$(uri r)" >/dev/null
+if snapshot; then fail "the snapshot survived its crash"; fi
+wait_for 30 sh -c "! kill -0 $nbdkit_pid 2>/dev/null" || fail "A did not die"
+orphan=$(jq -r .snapshot_id "$tmp/a/cache/r/snapshot.journal.json")
+objects | matches "$orphan/manifest.json"
+start_lazyvol "$tmp/b"
+qemu-io -f raw -c "write -P 0x44 $((4*MiB)) 1M" -c flush "$(uri r)" >/dev/null
+r=$(snapshot)
+[ "$(field "$r" generation)" = $((gen + 1)) ]
+stop_lazyvol
+start_lazyvol "$tmp/a" 2>"$tmp/a2.log"
+matches "a publish of snapshot $orphan was interrupted" "$tmp/a2.log"
+! objects | matches "$orphan/" || fail "the orphaned objects of $orphan stayed"
+[ ! -e "$tmp/a/cache/r/snapshot.journal.json" ]
+stop_lazyvol
+echo OK
