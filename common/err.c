@@ -139,8 +139,10 @@ err_code (int errnum)
   case ECONNREFUSED: case EHOSTUNREACH: case ETIMEDOUT: case ENETUNREACH:
   case EAGAIN:
     return "store_unavailable";
-  case EBADMSG:
+  case EBADMSG: case ELOOP:
     return "bad_remote_data";
+  case ENOSPC:
+    return "no_space";
   case EIO:
     return "store_error";
   default:
