@@ -149,7 +149,7 @@ static const struct {
   { "failed_stop", 500, { ENOTRECOVERABLE } },
   { "not_supported", 501, { ENOTSUP } },
   { "store_denied", 502, { EACCES, EPERM } },
-  { "bad_remote_data", 502, { EBADMSG } },
+  { "bad_remote_data", 502, { EBADMSG, ELOOP } },
   { "store_error", 502, { EIO } },
   { "store_unavailable", 503,
     { ECONNREFUSED, EHOSTUNREACH, ETIMEDOUT, ENETUNREACH, EAGAIN } },

@@ -3,13 +3,45 @@
  * Object key K is the file DIR/K, so the layout can be read with ls and
  * cat.  Puts are atomic and durable: the bytes go to a temporary file in
  * the same directory (named ".tmp.*", which listings skip), are fsynced,
- * renamed over K, and the directory is fsynced.  A reader never sees half
- * an object; after a crash there is the old object or the new one.
+ * renamed over K, and the directory is fsynced.  A directory a put
+ * creates on the way is fsynced into its parent first.  A reader never
+ * sees half an object; after a crash there is the old object or the new
+ * one, and perhaps an orphaned temporary file (see below).
+ *
+ * Hostile contents.  Anyone who can write to DIR can plant a symbolic
+ * link where a blob, a manifest or a directory of keys belongs.  The
+ * store never follows one: DIR is resolved once, at open (it may itself
+ * be a link; its real path is what is used), and every object is opened
+ * relative to that directory fd with beneath_open() (openat2 with
+ * RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS, or a walk with O_NOFOLLOW), for
+ * reads, writes, uploads and deletes alike.  A key whose path meets a
+ * link fails with ELOOP and says so; a read never returns the bytes of
+ * the link's target.  Renames and unlinks are done relative to the fd of
+ * the key's directory opened that way.  Listings and sweeps do not
+ * descend into links and report only regular files.  Objects are opened
+ * O_NONBLOCK, so a FIFO planted as an object cannot hang a reader.
+ *
+ * Modes.  New objects get the configured file mode (default 0600: disk
+ * images are nobody else's business), new directories the same bits plus
+ * x wherever r is set (0700; 0750 for 0640), whatever the umask.
+ * Existing files and directories are not changed.
  *
  * A multipart upload writes each part at its offset in one temporary
  * file and starts the part's writeback at once (sync_file_range), so the
  * fsync at complete mostly waits for writes already under way; complete
  * renames the file to its key as a put does.
+ *
+ * Temporary files.  Their writer holds an exclusive flock on each one for
+ * its whole life: a put from creation until the rename, an upload until
+ * complete or abort.  A crash leaves the file behind, unlocked (the
+ * kernel drops the lock with the last fd).  store_sweep_temps removes a
+ * temporary file only if it can take the flock without waiting AND the
+ * file was last modified more than TEMP_GRACE seconds ago: the grace
+ * covers the instant between a writer creating its file and locking it.
+ * flock locks belong to open files, not processes, so this holds within
+ * one process too (on NFS, where Linux emulates flock with POSIX locks
+ * owned by the process, a sweep must not run in a process whose uploads
+ * are older than the grace).
  *
  * Conditional puts are a compare-and-swap: the new object is written and
  * synced first, then, holding an exclusive flock on DIR/.lock (which also
@@ -25,6 +57,8 @@
  * with a delimiter only shows prefixes that hold objects, as S3 does.  A
  * put that loses a race with such an rmdir recreates the directory and
  * tries again.
+ *
+ * A full disk is ENOSPC, from the write, fsync or mkdir that met it.
  */
 #include <config.h>
 
@@ -36,41 +70,77 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <openssl/evp.h>
 
+#include "beneath.h"
 #include "err.h"
 #include "store-impl.h"
 #include "util.h"
 
 #define TMP_PREFIX ".tmp."
 #define ETAG_HASH_MAX (1024 * 1024)
+#define TEMP_GRACE (10 * 60)    /* seconds before an unlocked temp is swept */
 
 struct file_store {
   struct store s;
-  char *root;                   /* absolute directory, no trailing slash */
+  int root;                     /* the bucket directory */
+  mode_t file_mode, dir_mode;   /* of new objects and directories */
 };
 
 struct file_upload {
-  struct store_upload u;
-  int fd;
-  char *tmp;                    /* full path of the temporary file */
+  struct store_upload u;        /* u.id is the temporary file's name */
+  int dir;                      /* the key's directory */
+  int fd;                       /* the temporary file, flocked */
 };
 
-static char *
-path_of (struct file_store *fs, const char *key)
+/* Report that OP on KEY failed with errno; a link met on the way is
+ * refused in so many words.
+ */
+static int
+key_error (const char *op, const char *key)
 {
-  return xasprintf ("%s/%s", fs->root, key);
+  if (errno == ELOOP)
+    return err_set (ELOOP, "%s %s: refused: a component is a symbolic link "
+                    "(the file store never follows links)", op, key);
+  return err_set (errno, "%s %s: %m", op, key);
 }
 
-/* The directory part of PATH (malloc'd). */
-static char *
-dir_of (const char *path)
+/* Open the directory holding KEY, creating it with CREATE; *BASE is set
+ * to KEY's last component.  An fd, or -1 with errno (no err_set).
+ */
+static int
+open_dir_of (struct file_store *fs, const char *key, bool create,
+             const char **base)
 {
-  const char *slash = strrchr (path, '/');
+  const char *slash = strrchr (key, '/');
+  CLEANUP_FREE char *dir = NULL;
 
-  return strndup (path, slash - path);
+  *base = slash ? slash + 1 : key;
+  dir = strndup (key, slash ? slash - key : 0);
+  if (dir == NULL)
+    return -1;
+  return create ? beneath_mkdirs (fs->root, dir, fs->dir_mode)
+    : beneath_open (fs->root, dir, O_RDONLY | O_DIRECTORY, 0);
+}
+
+/* -1 with ELOOP if NAME in DIR is a symbolic link.  Renaming over it or
+ * unlinking it would not follow it, but a key that is a link is refused
+ * by every operation, as a read of it is.
+ */
+static int
+refuse_link (int dir, const char *name)
+{
+  struct stat st;
+
+  if (fstatat (dir, name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+      S_ISLNK (st.st_mode)) {
+    errno = ELOOP;
+    return -1;
+  }
+  return 0;
 }
 
 static int
@@ -97,35 +167,36 @@ etag_of (int fd, const struct stat *st, const char *what, char *etag)
   return 0;
 }
 
-/* Open KEY for reading and fill INFO.  -1 with ENOENT if missing. */
+/* Open object KEY for reading (for OP, named in errors) and fill INFO.
+ * -1 with ENOENT if missing, ELOOP if a link is in the way.
+ */
 static int
-open_object (struct file_store *fs, const char *key, struct store_obj *info,
-             bool want_etag)
+open_object (struct file_store *fs, const char *op, const char *key,
+             struct store_obj *info, bool want_etag)
 {
-  CLEANUP_FREE char *path = path_of (fs, key);
   struct stat st;
-  int fd = open (path, O_RDONLY | O_CLOEXEC);
+  CLEANUP_CLOSE int fd =
+    beneath_open (fs->root, key, O_RDONLY | O_NONBLOCK, 0);
+  int r;
 
   if (fd == -1) {
-    if (errno == ENOTDIR)
+    if (errno == ENOTDIR)       /* a component is an object */
       errno = ENOENT;
-    return err_set (errno, "open %s: %m", path);
+    return key_error (op, key);
   }
-  if (fstat (fd, &st) == -1 || !S_ISREG (st.st_mode)) {
-    err_set (S_ISDIR (st.st_mode) ? ENOENT : errno, "open %s: %s", path,
-             S_ISDIR (st.st_mode) ? "not an object" : strerror (errno));
-    close (fd);
-    return -1;
-  }
+  if (fstat (fd, &st) == -1)
+    return key_error (op, key);
+  if (!S_ISREG (st.st_mode))
+    return err_set (ENOENT, "%s %s: not an object", op, key);
   if (info) {
     info->size = st.st_size;
     info->etag[0] = '\0';
-    if (want_etag && etag_of (fd, &st, path, info->etag) == -1) {
-      close (fd);
+    if (want_etag && etag_of (fd, &st, key, info->etag) == -1)
       return -1;
-    }
   }
-  return fd;
+  r = fd;
+  fd = -1;
+  return r;
 }
 
 static int
@@ -135,25 +206,24 @@ file_get (struct store *s, const char *key, size_t max,
   struct file_store *fs = (struct file_store *) s;
   struct store_obj obj;
   char *buf;
-  int fd = open_object (fs, key, &obj, info != NULL);
+  CLEANUP_CLOSE int fd = open_object (fs, "get", key, &obj, info != NULL);
 
   if (fd == -1)
     goto err;
   if (obj.size > max) {
-    close (fd);
     err_set (EFBIG, "get %s: %ju bytes is larger than the limit of %zu",
              key, (uintmax_t) obj.size, max);
     goto err;
   }
   buf = malloc (obj.size + 1);
-  if (buf == NULL || full_pread (fd, buf, obj.size, 0, key) == -1) {
-    if (buf == NULL)
-      err_set (errno, "malloc: %m");
-    free (buf);
-    close (fd);
+  if (buf == NULL) {
+    err_set (errno, "get %s: malloc: %m", key);
     goto err;
   }
-  close (fd);
+  if (full_pread (fd, buf, obj.size, 0, key) == -1) {
+    free (buf);
+    goto err;
+  }
   buf[obj.size] = '\0';
   *data = buf;
   *len = obj.size;
@@ -172,18 +242,16 @@ file_get_range (struct store *s, const char *key,
 {
   struct file_store *fs = (struct file_store *) s;
   struct store_obj obj;
-  int fd = open_object (fs, key, &obj, false);
+  CLEANUP_CLOSE int fd = open_object (fs, "get", key, &obj, false);
   int r = -1;
 
-  if (fd == -1)
-    goto out;
-  if (offset > obj.size || len > obj.size - offset)
-    err_set (EBADMSG, "get %s [%ju+%zu]: object has only %ju bytes",
-             key, (uintmax_t) offset, len, (uintmax_t) obj.size);
-  else
-    r = full_pread (fd, buf, len, offset, key);
-  close (fd);
- out:
+  if (fd >= 0) {
+    if (offset > obj.size || len > obj.size - offset)
+      err_set (EBADMSG, "get %s [%ju+%zu]: object has only %ju bytes",
+               key, (uintmax_t) offset, len, (uintmax_t) obj.size);
+    else
+      r = full_pread (fd, buf, len, offset, key);
+  }
   store_count (s, 1, r == 0 ? len : 0, 0);
   return r;
 }
@@ -192,89 +260,96 @@ static int
 file_head (struct store *s, const char *key, struct store_obj *info)
 {
   struct file_store *fs = (struct file_store *) s;
-  int fd = open_object (fs, key, info, true);
+  CLEANUP_CLOSE int fd = open_object (fs, "head", key, info, true);
 
   store_count (s, 1, 0, 0);
-  if (fd == -1)
-    return -1;
-  close (fd);
-  return 0;
+  return fd == -1 ? -1 : 0;
 }
 
-/* Create a temporary file next to PATH, creating the directories on the
- * way.  Returns the fd and sets *TMP, or -1.
+/* Create and flock a temporary file for OP ("put" or "upload") of KEY,
+ * named TMP_PREFIX, KEY's last component, ".", OP, "." and six random
+ * characters, in KEY's directory, creating the directories on the way.
+ * Returns the fd, with the directory's fd in *DIR and the file's name in
+ * *NAME; or -1.
  */
 static int
-make_temp (struct file_store *fs, const char *path, const char *tag,
-           char **tmp)
+make_temp (struct file_store *fs, const char *op, const char *key,
+           int *dir, char **name)
 {
-  CLEANUP_FREE char *dir = dir_of (path);
-  const char *base = strrchr (path, '/') + 1;
-
   for (int tries = 0; tries < 5; tries++) {
+    const char *base;
+    CLEANUP_CLOSE int d = open_dir_of (fs, key, true, &base);
     int fd;
 
-    *tmp = xasprintf ("%s/" TMP_PREFIX "%s.%sXXXXXX", dir, base, tag);
-    fd = mkostemp (*tmp, O_CLOEXEC);
+    if (d == -1)
+      return key_error (op, key);
+    *name = str_printf (TMP_PREFIX "%s.%s.XXXXXX", base, op);
+    if (*name == NULL)
+      return -1;
+    fd = beneath_mkstemp (d, *name, fs->file_mode);
     if (fd >= 0) {
-      fchmod (fd, 0644);
+      /* A sweep leaves new files alone, so this does not wait. */
+      if (flock (fd, LOCK_EX) == -1) {
+        err_set (errno, "%s %s: lock %s: %m", op, key, *name);
+        unlinkat (d, *name, 0);
+        close (fd);
+        goto err;
+      }
+      *dir = d;
+      d = -1;
       return fd;
     }
-    free (*tmp);
-    *tmp = NULL;
-    /* ENOENT: the directory is missing, or a delete just removed it. */
-    if (errno != ENOENT)
-      break;
-    if (mkdir_p (dir, 0755) == -1)
-      return -1;
+    /* ENOENT: a delete removed the directory since we opened it. */
+    if (errno != ENOENT) {
+      err_set (errno, "%s %s: create a temporary file: %m", op, key);
+      goto err;
+    }
+    free (*name);
+    *name = NULL;
   }
-  return err_set (errno, "create temporary file in %s: %m", dir);
+  err_set (ENOENT, "%s %s: its directory keeps disappearing", op, key);
+ err:
+  free (*name);
+  *name = NULL;
+  return -1;
 }
 
-/* Rename TMP over PATH holding the bucket lock, after checking COND.
- * Ensures the rename is durable.
+/* Rename the temporary file NAME in directory DIR over KEY holding the
+ * bucket lock, after checking COND.  Ensures the rename is durable.
  */
 static int
-commit_temp (struct file_store *fs, const char *tmp, const char *path,
+commit_temp (struct file_store *fs, int dir, const char *name,
              const char *key, enum store_cond cond, const char *etag)
 {
-  CLEANUP_FREE char *lockpath = xasprintf ("%s/.lock", fs->root);
-  CLEANUP_FREE char *dir = dir_of (path);
-  int lockfd, r = -1;
+  const char *slash = strrchr (key, '/');
+  const char *base = slash ? slash + 1 : key;
+  CLEANUP_CLOSE int lockfd =
+    beneath_open (fs->root, ".lock", O_RDWR | O_CREAT, 0600);
 
-  lockfd = open (lockpath, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
   if (lockfd == -1)
-    return err_set (errno, "open %s: %m", lockpath);
-  if (flock (lockfd, LOCK_EX) == -1) {
-    err_set (errno, "lock %s: %m", lockpath);
-    goto out;
-  }
+    return err_set (errno, "put %s: open .lock: %m", key);
+  if (flock (lockfd, LOCK_EX) == -1)
+    return err_set (errno, "put %s: lock .lock: %m", key);
+  if (refuse_link (dir, base) == -1)
+    return key_error ("put", key);
   if (cond != STORE_PUT_ANY) {
     struct store_obj cur;
-    int fd = open_object (fs, key, &cur, cond == STORE_PUT_IF_MATCH);
+    CLEANUP_CLOSE int fd =
+      open_object (fs, "put", key, &cur, cond == STORE_PUT_IF_MATCH);
 
-    if (fd >= 0)
-      close (fd);
-    else if (errno != ENOENT)
-      goto out;
-    if (cond == STORE_PUT_IF_ABSENT && fd >= 0) {
-      err_set (ESTALE, "put %s: the object already exists", key);
-      goto out;
-    }
-    if (cond == STORE_PUT_IF_MATCH && (fd < 0 || strcmp (cur.etag, etag))) {
-      err_set (ESTALE, "put %s: the object changed (expected etag %s)",
-               key, etag);
-      goto out;
-    }
+    if (fd == -1 && err_errno () != ENOENT)
+      return -1;
+    if (cond == STORE_PUT_IF_ABSENT && fd >= 0)
+      return err_set (ESTALE, "put %s: the object already exists", key);
+    if (cond == STORE_PUT_IF_MATCH && (fd < 0 || strcmp (cur.etag, etag)))
+      return err_set (ESTALE, "put %s: the object changed (expected etag %s)",
+                      key, etag);
   }
-  if (rename (tmp, path) == -1) {
-    err_set (errno, "rename %s to %s: %m", tmp, path);
-    goto out;
-  }
-  r = fsync_dir (dir);
- out:
-  close (lockfd);               /* releases the flock */
-  return r;
+  if (renameat (dir, name, dir, base) == -1)
+    return err_set (errno, "put %s: rename %s: %m", key, name);
+  if (fsync (dir) == -1)
+    return err_set (errno, "put %s: fsync its directory: %m", key);
+  return 0;                     /* closing LOCKFD releases the flock */
 }
 
 static int
@@ -282,54 +357,73 @@ file_put (struct store *s, const char *key, const void *data, size_t len,
           enum store_cond cond, const char *etag, struct store_obj *info)
 {
   struct file_store *fs = (struct file_store *) s;
-  CLEANUP_FREE char *path = path_of (fs, key);
-  CLEANUP_FREE char *tmp = NULL;
+  CLEANUP_CLOSE int dir = -1;
+  CLEANUP_FREE char *name = NULL;
+  /* Closed (unlocked) last, after the rename or unlink. */
+  CLEANUP_CLOSE int fd = make_temp (fs, "put", key, &dir, &name);
   struct stat st;
-  int fd = make_temp (fs, path, "", &tmp);
 
   if (fd == -1)
     goto err;
-  if (full_pwrite (fd, data, len, 0, tmp) == -1 ||
-      (fsync (fd) == -1 && err_set (errno, "fsync %s: %m", tmp)) ||
-      (info && (fstat (fd, &st) == -1 ||
-                etag_of (fd, &st, tmp, info->etag) == -1))) {
-    close (fd);
-    goto err_unlink;
+  if (full_pwrite (fd, data, len, 0, key) == -1 ||
+      (fsync (fd) == -1 && err_set (errno, "put %s: fsync: %m", key)) ||
+      (info && ((fstat (fd, &st) == -1 &&
+                 err_set (errno, "put %s: fstat: %m", key)) ||
+                etag_of (fd, &st, key, info->etag) == -1)) ||
+      commit_temp (fs, dir, name, key, cond, etag) == -1) {
+    unlinkat (dir, name, 0);
+    goto err;
   }
-  close (fd);
-  if (commit_temp (fs, tmp, path, key, cond, etag) == -1)
-    goto err_unlink;
   if (info)
     info->size = len;
   store_count (s, 1, 0, len);
   return 0;
 
- err_unlink:
-  unlink (tmp);
  err:
   store_count (s, 1, 0, 0);
   return -1;
+}
+
+/* Remove the directories that deleting KEY left empty, deepest first,
+ * stopping at the first that is not empty (or cannot be removed).
+ */
+static void
+remove_empty_dirs (struct file_store *fs, const char *key)
+{
+  CLEANUP_FREE char *path = strdup (key);
+  char *slash;
+
+  while (path && (slash = strrchr (path, '/')) != NULL) {
+    const char *base;
+    CLEANUP_CLOSE int dir = -1;
+
+    *slash = '\0';
+    dir = open_dir_of (fs, path, false, &base);
+    if (dir == -1 || unlinkat (dir, base, AT_REMOVEDIR) == -1)
+      break;
+  }
 }
 
 static int
 file_delete (struct store *s, const char *key)
 {
   struct file_store *fs = (struct file_store *) s;
-  CLEANUP_FREE char *path = path_of (fs, key);
-  char *slash;
+  const char *base;
+  CLEANUP_CLOSE int dir = open_dir_of (fs, key, false, &base);
 
-  if (unlink (path) == -1 && errno != ENOENT && errno != ENOTDIR) {
-    store_count (s, 1, 0, 0);
-    return err_set (errno, "delete %s: %m", path);
-  }
-  /* Remove the directories this leaves empty, up to the root. */
-  while ((slash = strrchr (path, '/')) && slash > path + strlen (fs->root)) {
-    *slash = '\0';
-    if (rmdir (path) == -1)
-      break;
+  if (dir == -1 && errno != ENOENT && errno != ENOTDIR)
+    goto err;
+  if (dir >= 0) {
+    if (refuse_link (dir, base) == -1 ||
+        (unlinkat (dir, base, 0) == -1 && errno != ENOENT))
+      goto err;
+    remove_empty_dirs (fs, key);
   }
   store_count (s, 1, 0, 0);
   return 0;
+ err:
+  store_count (s, 1, 0, 0);
+  return key_error ("delete", key);
 }
 
 /* Listing: collect matching keys (and common prefixes), sort, report. */
@@ -365,86 +459,132 @@ listing_add (struct listing *l, char *name, uint64_t size, bool is_prefix)
   return 0;
 }
 
-/* Does directory PATH hold at least one object (recursively)? */
-static bool
-dir_has_objects (const char *path)
-{
-  DIR *d = opendir (path);
-  struct dirent *e;
-  bool found = false;
+/* A walk of the bucket's files whose keys start with PREFIX, for a
+ * listing or a sweep.  Each directory is opened beneath its parent's fd;
+ * links are neither followed nor reported, and only regular files are
+ * visited: objects, or with TEMPS temporary files instead.  With DELIM,
+ * a directory past the prefix is visited as a common prefix (IS_PREFIX)
+ * if it holds an object, and not entered.  VISIT's non-zero return stops
+ * the walk and is returned.
+ */
+struct walk {
+  const char *op;               /* "list" or "sweep", for errors */
+  const char *prefix;
+  bool delim, temps;
+  int (*visit) (const struct walk *w, int dir, const char *name,
+                const char *key, const struct stat *st, bool is_prefix);
+  void *opaque;
+};
 
-  if (d == NULL)
-    return false;
-  while (!found && (e = readdir (d)) != NULL) {
-    CLEANUP_FREE char *sub = NULL;
-    if (e->d_name[0] == '.')
-      continue;
-    sub = xasprintf ("%s/%s", path, e->d_name);
-    if (e->d_type == DT_DIR)
-      found = dir_has_objects (sub);
-    else
-      found = true;
-  }
-  closedir (d);
-  return found;
+static int walk_dir (const struct walk *w, int parent, const char *path,
+                     const char *keydir);
+
+static int
+found_object (const struct walk *w, int dir, const char *name,
+              const char *key, const struct stat *st, bool is_prefix)
+{
+  return 1;
 }
 
-/* Walk directory KEYDIR (a key prefix ending in '/' or ""), adding keys
- * that start with PREFIX.  With DELIM, subdirectories become prefixes.
+/* A directory KEY (without the '/') met by a walk, NAME in DIR: walk it,
+ * or with a delimiter past the prefix visit it as a common prefix.
  */
 static int
-walk (struct file_store *fs, const char *keydir, const char *prefix,
-      bool delim, struct listing *l)
+walk_subdir (const struct walk *w, int dir, const char *name,
+             const char *key, const struct stat *st)
 {
-  CLEANUP_FREE char *path = xasprintf ("%s/%s", fs->root, keydir);
-  size_t plen = strlen (prefix), klen = strlen (keydir);
-  DIR *d = opendir (path);
+  CLEANUP_FREE char *sub = str_printf ("%s/", key);
+  struct walk probe = { .op = w->op, .prefix = sub, .visit = found_object };
+  int r;
+
+  if (sub == NULL)
+    return -1;
+  if (!w->delim || strlen (sub) <= strlen (w->prefix))
+    return walk_dir (w, dir, name, sub);
+  r = walk_dir (&probe, dir, name, sub);
+  return r == 1 ? w->visit (w, dir, name, sub, st, true) : r;
+}
+
+/* Walk directory PATH beneath PARENT, whose keys start with KEYDIR (""
+ * or ending in '/').
+ */
+static int
+walk_dir (const struct walk *w, int parent, const char *path,
+          const char *keydir)
+{
+  size_t plen = strlen (w->prefix);
+  int fd = beneath_open (parent, path, O_RDONLY | O_DIRECTORY, 0);
   struct dirent *e;
+  DIR *d;
   int r = 0;
 
+  if (fd == -1)
+    return errno == ENOENT || errno == ENOTDIR ? 0
+      : key_error (w->op, w->prefix);
+  d = fdopendir (fd);
   if (d == NULL) {
-    if (errno == ENOENT || errno == ENOTDIR)
-      return 0;
-    return err_set (errno, "list %s: %m", path);
+    err_set (errno, "%s %s: %m", w->op, w->prefix);
+    close (fd);
+    return -1;
   }
   while (r == 0 && (errno = 0, e = readdir (d)) != NULL) {
-    char *key;
+    bool temp = strncmp (e->d_name, TMP_PREFIX, strlen (TMP_PREFIX)) == 0;
+    CLEANUP_FREE char *key = NULL;
+    size_t klen;
     struct stat st;
 
-    if (e->d_name[0] == '.')    /* ., .., .lock and temporary files */
+    /* ".", "..", ".lock" and temporary files are not objects. */
+    if (e->d_name[0] == '.' && !(w->temps && temp))
       continue;
-    key = xasprintf ("%s%s", keydir, e->d_name);
+    key = str_printf ("%s%s", keydir, e->d_name);
+    if (key == NULL) {
+      r = -1;
+      break;
+    }
     /* Skip names that cannot match: PREFIX must be a prefix of KEY, or
-     * (for a directory) KEY/ a prefix of PREFIX.
+     * (for a directory) KEY/ a prefix of PREFIX.  A name that vanished
+     * since readdir is skipped too.
      */
-    if (strncmp (key, prefix, klen + strlen (e->d_name) < plen
-                 ? klen + strlen (e->d_name) : plen) != 0 ||
-        fstatat (dirfd (d), e->d_name, &st, 0) == -1) {
-      free (key);
+    klen = strlen (key);
+    if (strncmp (key, w->prefix, klen < plen ? klen : plen) != 0 ||
+        fstatat (dirfd (d), e->d_name, &st, AT_SYMLINK_NOFOLLOW) == -1)
       continue;
-    }
-    if (S_ISDIR (st.st_mode)) {
-      CLEANUP_FREE char *sub = xasprintf ("%s/", key);
-      free (key);
-      if (delim && strlen (sub) > plen) {
-        CLEANUP_FREE char *full = xasprintf ("%s/%s", fs->root, sub);
-        if (dir_has_objects (full)) {
-          r = listing_add (l, sub, 0, true);
-          sub = NULL;
-        }
-      }
-      else
-        r = walk (fs, sub, prefix, delim, l);
-    }
-    else if (S_ISREG (st.st_mode) && strlen (key) >= plen)
-      r = listing_add (l, key, st.st_size, false);
-    else
-      free (key);
+    if (S_ISDIR (st.st_mode) && !temp)
+      r = walk_subdir (w, dirfd (d), e->d_name, key, &st);
+    else if (S_ISREG (st.st_mode) && temp == w->temps && klen >= plen)
+      r = w->visit (w, dirfd (d), e->d_name, key, &st, false);
+    /* Anything else, a link above all, is not an object. */
   }
   if (r == 0 && errno != 0)
-    r = err_set (errno, "list %s: %m", path);
+    r = err_set (errno, "%s %s: %m", w->op, w->prefix);
   closedir (d);
   return r;
+}
+
+/* Walk from the directory part of W's prefix. */
+static int
+walk_prefix (struct file_store *fs, const struct walk *w)
+{
+  const char *slash = strrchr (w->prefix, '/');
+  size_t n = slash ? slash - w->prefix : 0;
+  CLEANUP_FREE char *path = strndup (w->prefix, n);
+  CLEANUP_FREE char *keydir = strndup (w->prefix, slash ? n + 1 : 0);
+
+  if (path == NULL || keydir == NULL)
+    return err_set (ENOMEM, "%s %s: out of memory", w->op, w->prefix);
+  return walk_dir (w, fs->root, path, keydir);
+}
+
+static int
+list_visit (const struct walk *w, int dir, const char *name,
+            const char *key, const struct stat *st, bool is_prefix)
+{
+  char *copy = strdup (key);
+
+  if (copy == NULL)
+    return err_set (ENOMEM, "list: out of memory");
+  return listing_add (w->opaque, copy, is_prefix ? 0 : st->st_size,
+                      is_prefix);
 }
 
 static int
@@ -461,18 +601,12 @@ file_list (struct store *s, const char *prefix, const char *delimiter,
 {
   struct file_store *fs = (struct file_store *) s;
   struct listing l = { 0 };
-  CLEANUP_FREE char *keydir = strdup (prefix);
+  struct walk w = { .op = "list", .prefix = prefix,
+                    .delim = delimiter != NULL, .visit = list_visit,
+                    .opaque = &l };
   CLEANUP_FREE size_t *order = NULL;
-  char *slash = keydir ? strrchr (keydir, '/') : NULL;
-  int r;
+  int r = walk_prefix (fs, &w);
 
-  if (keydir == NULL)
-    return err_set (errno, "strdup: %m");
-  if (slash)
-    slash[1] = '\0';
-  else
-    keydir[0] = '\0';
-  r = walk (fs, keydir, prefix, delimiter != NULL, &l);
   if (r == 0 && l.n > 0) {
     order = malloc (l.n * sizeof *order);
     if (order == NULL)
@@ -495,30 +629,78 @@ file_list (struct store *s, const char *prefix, const char *delimiter,
   return r;
 }
 
-static void upload_free (struct file_upload *fu);
+/* Remove temporary file NAME in DIR if its writer is gone: it is older
+ * than the grace (*W->opaque is the cutoff) and nobody holds its flock.
+ */
+static int
+sweep_visit (const struct walk *w, int dir, const char *name,
+             const char *key, const struct stat *st, bool is_prefix)
+{
+  const time_t *cutoff = w->opaque;
+  CLEANUP_CLOSE int fd = -1;
+  struct stat now;
+
+  if (st->st_mtime > *cutoff)
+    return 0;
+  fd = openat (dir, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+  if (fd == -1)
+    return errno == ENOENT ? 0 : key_error ("sweep", key);
+  if (flock (fd, LOCK_EX | LOCK_NB) == -1)
+    return errno == EWOULDBLOCK ? 0 : key_error ("sweep", key);
+  if (fstat (fd, &now) == -1)
+    return key_error ("sweep", key);
+  /* Another file by that name since the walk saw it: not the old one. */
+  if (now.st_ino != st->st_ino || now.st_dev != st->st_dev)
+    return 0;
+  if (unlinkat (dir, name, 0) == -1 && errno != ENOENT)
+    return key_error ("sweep", key);
+  log_info ("file store: removed %s, left by a writer that is gone", key);
+  return 0;
+}
+
+static int
+file_sweep_temps (struct store *s, const char *prefix)
+{
+  struct file_store *fs = (struct file_store *) s;
+  time_t cutoff = time (NULL) - TEMP_GRACE;
+  struct walk w = { .op = "sweep", .prefix = prefix, .temps = true,
+                    .visit = sweep_visit, .opaque = &cutoff };
+  int r = walk_prefix (fs, &w);
+
+  store_count (s, 1, 0, 0);
+  return r;
+}
+
+static void
+upload_free (struct file_upload *fu)
+{
+  if (fu->fd >= 0)
+    close (fu->fd);
+  if (fu->dir >= 0)
+    close (fu->dir);
+  free (fu->u.key);
+  free (fu->u.id);
+  free (fu);
+}
 
 static struct store_upload *
 file_upload_begin (struct store *s, const char *key)
 {
   struct file_store *fs = (struct file_store *) s;
-  CLEANUP_FREE char *path = path_of (fs, key);
   struct file_upload *fu = calloc (1, sizeof *fu);
 
   if (fu == NULL) {
-    err_set (errno, "calloc: %m");
+    err_set (errno, "upload %s: calloc: %m", key);
     return NULL;
   }
   fu->u.st = s;
-  fu->fd = make_temp (fs, path, "upload.", &fu->tmp);
-  if (fu->fd == -1) {
-    upload_free (fu);
-    return NULL;
-  }
+  fu->dir = fu->fd = -1;
   fu->u.key = strdup (key);
-  fu->u.id = strdup (strrchr (fu->tmp, '/') + 1);
-  if (fu->u.key == NULL || fu->u.id == NULL) {
+  if (fu->u.key == NULL)
     err_set (ENOMEM, "upload %s: out of memory", key);
-    unlink (fu->tmp);
+  else
+    fu->fd = make_temp (fs, "upload", key, &fu->dir, &fu->u.id);
+  if (fu->fd == -1) {
     upload_free (fu);
     return NULL;
   }
@@ -530,7 +712,7 @@ file_upload_part (struct store_upload *u, unsigned partno,
                   uint64_t offset, const void *data, size_t len)
 {
   struct file_upload *fu = (struct file_upload *) u;
-  int r = full_pwrite (fu->fd, data, len, offset, fu->tmp);
+  int r = full_pwrite (fu->fd, data, len, offset, u->key);
 
   /* Start writing the part back now, so that the fsync at complete has
    * little left to wait for.  Only a hint: that fsync reports errors.
@@ -543,22 +725,11 @@ file_upload_part (struct store_upload *u, unsigned partno,
 }
 
 static void
-upload_free (struct file_upload *fu)
-{
-  if (fu->fd >= 0)
-    close (fu->fd);
-  free (fu->u.key);
-  free (fu->u.id);
-  free (fu->tmp);
-  free (fu);
-}
-
-static void
 file_upload_abort (struct store_upload *u)
 {
   struct file_upload *fu = (struct file_upload *) u;
 
-  unlink (fu->tmp);
+  unlinkat (fu->dir, u->id, 0);
   upload_free (fu);
 }
 
@@ -567,13 +738,12 @@ file_upload_complete (struct store_upload *u)
 {
   struct file_upload *fu = (struct file_upload *) u;
   struct file_store *fs = (struct file_store *) u->st;
-  CLEANUP_FREE char *path = path_of (fs, u->key);
 
   if (fsync (fu->fd) == -1) {
-    err_set (errno, "fsync %s: %m", fu->tmp);
+    err_set (errno, "complete upload of %s: fsync: %m", u->key);
     goto err;
   }
-  if (commit_temp (fs, fu->tmp, path, u->key, STORE_PUT_ANY, NULL) == -1)
+  if (commit_temp (fs, fu->dir, u->id, u->key, STORE_PUT_ANY, NULL) == -1)
     goto err;
   store_count (u->st, 1, 0, 0);
   upload_free (fu);
@@ -588,10 +758,8 @@ static int
 file_upload_abort_id (struct store *s, const char *key, const char *id)
 {
   struct file_store *fs = (struct file_store *) s;
-  CLEANUP_FREE char *path = path_of (fs, key);
-  CLEANUP_FREE char *dir = dir_of (path);
-  CLEANUP_FREE char *tmp = NULL;
-  const char *base = strrchr (path, '/') + 1;
+  const char *base;
+  CLEANUP_CLOSE int dir = open_dir_of (fs, key, false, &base);
   size_t blen = strlen (base);
 
   /* The id is the temporary file's name: TMP_PREFIX base ".upload.XXXXXX". */
@@ -600,9 +768,11 @@ file_upload_abort_id (struct store *s, const char *key, const char *id)
       strncmp (id + strlen (TMP_PREFIX) + blen, ".upload.", 8) != 0 ||
       strlen (id + strlen (TMP_PREFIX) + blen + 8) != 6 || strchr (id, '/'))
     return err_set (EINVAL, "abort upload of %s: invalid upload id", key);
-  tmp = xasprintf ("%s/%s", dir, id);
-  if (unlink (tmp) == -1 && errno != ENOENT)
-    return err_set (errno, "abort upload %s: %m", tmp);
+  if (dir == -1)
+    return errno == ENOENT || errno == ENOTDIR ? 0
+      : key_error ("abort upload of", key);
+  if (unlinkat (dir, id, 0) == -1 && errno != ENOENT)
+    return key_error ("abort upload of", key);
   return 0;
 }
 
@@ -611,7 +781,7 @@ file_close (struct store *s)
 {
   struct file_store *fs = (struct file_store *) s;
 
-  free (fs->root);
+  close (fs->root);
   free (fs->s.describe);
   free (fs);
 }
@@ -623,6 +793,7 @@ static const struct store_ops file_ops = {
   .put = file_put,
   .delete = file_delete,
   .list = file_list,
+  .sweep_temps = file_sweep_temps,
   .upload_begin = file_upload_begin,
   .upload_part = file_upload_part,
   .upload_complete = file_upload_complete,
@@ -634,31 +805,46 @@ static const struct store_ops file_ops = {
 struct store *
 store_file_open (const struct store_config *cfg)
 {
+  mode_t file_mode = cfg->file_mode;
+  mode_t dir_mode = file_mode | (file_mode & 0444) >> 2; /* x where r is */
+  CLEANUP_FREE char *real = NULL;
   struct file_store *fs;
-  struct stat st;
-  size_t n;
 
   if (cfg->bucket[0] != '/') {
     err_set (EINVAL, "file store: bucket %s must be an absolute directory",
              cfg->bucket);
     return NULL;
   }
-  if (mkdir_p (cfg->bucket, 0755) == -1)
+  if ((file_mode & ~0777) != 0 || (file_mode & 0600) != 0600) {
+    err_set (EINVAL, "file store: file mode %04o must give the owner read "
+             "and write, and set no bits beyond 0777", (unsigned) file_mode);
     return NULL;
-  if (stat (cfg->bucket, &st) == -1 || !S_ISDIR (st.st_mode)) {
-    err_set (ENOTDIR, "file store: %s is not a directory", cfg->bucket);
+  }
+  if (mkdir_p (cfg->bucket, dir_mode) == -1)
+    return NULL;
+  real = realpath (cfg->bucket, NULL);
+  if (real == NULL) {
+    err_set (errno, "file store: %s: %m", cfg->bucket);
     return NULL;
   }
   fs = calloc (1, sizeof *fs);
-  if (fs == NULL || (fs->root = strdup (cfg->bucket)) == NULL) {
-    free (fs);
+  if (fs == NULL) {
     err_set (ENOMEM, "file store: out of memory");
     return NULL;
   }
-  n = strlen (fs->root);
-  while (n > 1 && fs->root[n - 1] == '/')
-    fs->root[--n] = '\0';
   fs->s.ops = &file_ops;
-  fs->s.describe = xasprintf ("file://%s", fs->root);
+  fs->file_mode = file_mode;
+  fs->dir_mode = dir_mode;
+  fs->root = open (real, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fs->root == -1) {
+    err_set (errno, "file store: open %s: %m", real);
+    free (fs);
+    return NULL;
+  }
+  fs->s.describe = str_printf ("file://%s", real);
+  if (fs->s.describe == NULL) {
+    file_close (&fs->s);
+    return NULL;
+  }
   return &fs->s;
 }

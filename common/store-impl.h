@@ -22,6 +22,8 @@ struct store_ops {
   int (*delete) (struct store *, const char *key);
   int (*list) (struct store *, const char *prefix, const char *delimiter,
                store_list_fn fn, void *opaque);
+  /* NULL where an unfinished put leaves nothing behind (S3, R2). */
+  int (*sweep_temps) (struct store *, const char *prefix);
   struct store_upload *(*upload_begin) (struct store *, const char *key);
   int (*upload_part) (struct store_upload *, unsigned partno,
                       uint64_t offset, const void *data, size_t len);

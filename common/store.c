@@ -259,6 +259,14 @@ store_list (struct store *st, const char *prefix, const char *delimiter,
   return r == -1 ? counted (st, STORE_OP_LIST, r) : r;
 }
 
+int
+store_sweep_temps (struct store *st, const char *prefix)
+{
+  if (check_key (prefix, true) == -1)
+    return -1;
+  return st->ops->sweep_temps ? st->ops->sweep_temps (st, prefix) : 0;
+}
+
 struct store_upload *
 store_upload_begin (struct store *st, const char *key)
 {

@@ -12,6 +12,8 @@
  *   ENOTSUP       the store cannot evaluate that condition (501)
  *   EACCES        the store refused our credentials or signature (403)
  *   EBADMSG       the store's reply was malformed or short
+ *   ELOOP         the file store met a symbolic link on the key's path
+ *   ENOSPC        the file store's disk is full
  *   EFBIG         the object is larger than the caller's limit
  *   ECONNREFUSED, ETIMEDOUT, EHOSTUNREACH   the store is unreachable
  *   EIO           any other failure (5xx after all retries, ...)
@@ -36,6 +38,8 @@ struct store_config {
   enum store_addressing addressing; /* auto: virtual on AWS, else path */
   unsigned retries;             /* tries after the first (default 5) */
   unsigned timeout;             /* seconds without progress (default 30) */
+  unsigned file_mode;           /* file: mode of new objects (default 0600;
+                                 * directories get x where r is set) */
 };
 
 /* Is KEY (or, with IS_PREFIX, a listing prefix) a valid object key:
@@ -106,6 +110,11 @@ typedef int (*store_list_fn) (void *opaque, const char *key, uint64_t size,
  */
 int store_list (struct store *st, const char *prefix, const char *delimiter,
                 store_list_fn fn, void *opaque);
+/* Remove temporary objects under PREFIX whose writer is gone (file store;
+ * a no-op that returns 0 on S3/R2, where an unfinished put leaves
+ * nothing).  0 or -1.
+ */
+int store_sweep_temps (struct store *st, const char *prefix);
 
 /* Multipart upload of a large object.  Parts are numbered from 1, are
  * at least STORE_PART_MIN bytes except the last, and may be uploaded from

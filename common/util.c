@@ -22,6 +22,16 @@ cleanup_free (void *ptr)
   free (*(void **) ptr);
 }
 
+void
+cleanup_close (int *fd)
+{
+  int saved = errno;
+
+  if (*fd >= 0)
+    close (*fd);
+  errno = saved;
+}
+
 bool
 id_export_valid (const char *s)
 {
@@ -240,11 +250,13 @@ fsync_dir (const char *dir)
 int
 file_write_atomic (const char *path, const void *data, size_t len)
 {
-  CLEANUP_FREE char *tmp = xasprintf ("%s.tmp.XXXXXX", path);
+  CLEANUP_FREE char *tmp = str_printf ("%s.tmp.XXXXXX", path);
   CLEANUP_FREE char *dir = strdup (path);
   char *slash;
   int fd;
 
+  if (tmp == NULL)
+    return -1;
   if (dir == NULL)
     return err_set (errno, "strdup: %m");
   fd = mkostemp (tmp, O_CLOEXEC);
@@ -252,7 +264,7 @@ file_write_atomic (const char *path, const void *data, size_t len)
     return err_set (errno, "create %s: %m", tmp);
   if (full_pwrite (fd, data, len, 0, tmp) == -1)
     goto err;
-  if (fchmod (fd, 0644) == -1 || fsync (fd) == -1) {
+  if (fsync (fd) == -1) {
     err_set (errno, "fsync %s: %m", tmp);
     goto err;
   }
@@ -321,7 +333,7 @@ int
 mkdir_p (const char *path, mode_t mode)
 {
   CLEANUP_FREE char *p = strdup (path);
-  char *s;
+  char *s, *parent_end = NULL;  /* the '/' that ends P's parent, if any */
 
   if (p == NULL)
     return err_set (errno, "strdup: %m");
@@ -329,11 +341,22 @@ mkdir_p (const char *path, mode_t mode)
     if (*s == '/' || *s == '\0') {
       char c = *s;
       *s = '\0';
-      if (mkdir (p, mode) == -1 && errno != EEXIST)
+      if (mkdir (p, mode) == 0) {
+        int r;
+        if (parent_end)
+          *parent_end = '\0';
+        r = fsync_dir (parent_end ? p : p[0] == '/' ? "/" : ".");
+        if (parent_end)
+          *parent_end = '/';
+        if (r == -1)
+          return -1;
+      }
+      else if (errno != EEXIST)
         return err_set (errno, "mkdir %s: %m", p);
       *s = c;
       if (c == '\0')
         break;
+      parent_end = s;
     }
   }
   return 0;

@@ -21,6 +21,12 @@
 #define CLEANUP_FREE __attribute__ ((__cleanup__ (cleanup_free)))
 /* Free helper behind CLEANUP_FREE. */
 void cleanup_free (void *ptr);
+/* Close the fd an int variable holds (unless it is -1) when it goes out
+ * of scope, leaving errno alone.
+ */
+#define CLEANUP_CLOSE __attribute__ ((__cleanup__ (cleanup_close)))
+/* Close helper behind CLEANUP_CLOSE. */
+void cleanup_close (int *fd);
 
 /* Does S match ^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$ ? */
 bool id_export_valid (const char *s);
@@ -68,13 +74,17 @@ int full_pwrite (int fd, const void *buf, size_t n, off_t offset,
 int fsync_dir (const char *dir);
 /* Replace PATH with DATA atomically and durably: temporary file, fsync,
  * rename, fsync of the directory.  A reader sees the old or the new file.
+ * The file is mode 0600, as mkostemp creates it (the publish journal is
+ * for lazyvol's eyes only).
  */
 int file_write_atomic (const char *path, const void *data, size_t len);
 /* Read a whole file of at most MAX bytes into a NUL-terminated malloc'd
  * buffer.  ENOENT if missing, EFBIG if larger than MAX.
  */
 int file_read_all (const char *path, size_t max, char **data, size_t *len);
-/* mkdir -p with MODE; 0 or -1 with err_set. */
+/* mkdir -p with MODE, fsyncing the parent of each directory it creates
+ * so that the new directories survive a crash; 0 or -1 with err_set.
+ */
 int mkdir_p (const char *path, mode_t mode);
 
 /* Replace every byte of S that is not part of valid UTF-8 with '?', so

@@ -41,7 +41,7 @@
 #define POOL_QUEUE 1024
 
 static struct store_config cfg = { .backend = STORE_S3, .retries = 5,
-                                   .timeout = 30 };
+                                   .timeout = 30, .file_mode = 0600 };
 static bool backend_given;
 static char *cache_root;
 static char *export_root;
@@ -167,6 +167,17 @@ lazyvol_config (const char *key, const char *value)
     return parse_unsigned (key, value, &readahead, 0, 1024);
   if (strcmp (key, "fetch-threads") == 0)
     return parse_unsigned (key, value, &fetch_threads, 1, 256);
+  if (strcmp (key, "file-mode") == 0) {
+    char *end;
+    errno = 0;
+    cfg.file_mode = strtoul (value, &end, 8);
+    if (errno || value[0] < '0' || value[0] > '7' || *end != '\0') {
+      nbdkit_error ("file-mode must be an octal mode such as 0640, not %s",
+                    value);
+      return -1;
+    }
+    return 0;                   /* the file store checks the bits */
+  }
   if (strcmp (key, "retries") == 0)
     return parse_unsigned (key, value, &cfg.retries, 0, 100);
   if (strcmp (key, "timeout") == 0)
@@ -224,6 +235,7 @@ lazyvol_config_complete (void)
   "control=SOCKET          Control socket (mode 0600).\n" \
   "readahead=N             Chunks fetched ahead of sequential reads (8).\n" \
   "fetch-threads=N         Background fetch threads (16).\n" \
+  "file-mode=MODE          Mode of new file-store objects (0600).\n" \
   "retries=N, timeout=SECS Object store retries (5) and stall timeout (30).\n" \
   "discover=false          Do not load the exports found at start."
 

@@ -14,6 +14,7 @@
  *   upload KEY FILE PARTSIZE    multipart upload, parts in parallel
  *   begin-upload KEY            start an upload, print its id, leave it
  *   abort-upload KEY ID         abort an upload known by its id
+ *   sweep-temps PREFIX          remove temporary files whose writer is gone
  *   --stats                     after the command, the counters: one line
  *                               "requests=N errors=N retries=N in=N out=N",
  *                               then "error|retry OP REASON N" per cell
@@ -188,6 +189,8 @@ run (int argc, char **argv)
   }
   if (strcmp (cmd, "abort-upload") == 0 && argc == 3)
     return store_upload_abort_id (st, argv[1], argv[2]) == -1 ? fail () : 0;
+  if (strcmp (cmd, "sweep-temps") == 0 && argc == 2)
+    return store_sweep_temps (st, argv[1]) == -1 ? fail () : 0;
   fprintf (stderr, "store-tool: unknown command or wrong arguments: %s\n",
            cmd);
   return 2;
@@ -209,7 +212,7 @@ main (int argc, char **argv)
     { NULL, 0, NULL, 0 }
   };
   struct store_config cfg = { .backend = STORE_FILE, .retries = 5,
-                              .timeout = 30 };
+                              .timeout = 30, .file_mode = 0600 };
   bool stats = false;
   int c, r;
 

@@ -11,7 +11,8 @@
 # deletes are idempotent; a get never takes more than its limit; a
 # multipart upload of five parts sent from four threads assembles byte
 # for byte; one the store refuses to complete is aborted, as is one left
-# open, by its id.
+# open, by its id.  Sweeping temporary objects is a no-op that sends no
+# request: an unfinished put leaves nothing on S3.
 . "$srcdir/functions.sh"
 requires cmp head md5sum sort /usr/bin/python3
 start_s3
@@ -152,6 +153,9 @@ id=$(st begin-upload left/open)
 st abort-upload left/open "$id"
 [ -z "$(boto uploads)" ]
 st abort-upload left/open "$id"
+
+st --stats sweep-temps "" 2>"$tmp/stats"
+grep -q '^requests=0 errors=0 ' "$tmp/stats"
 
 # Keys that could escape the bucket are refused before any request.
 for k in ../evil /abs a//b a/./b 'a/../b'; do
