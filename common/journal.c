@@ -34,7 +34,10 @@
  * the journal cannot be written for lack of space, the reserve is
  * removed and the write tried once more.  It is taken again after each
  * publish.  Journal temporary files left by a crash (the cache's lock
- * says their writer is gone) are removed at recovery.
+ * says their writer is gone) are removed at recovery, and so are the
+ * store's temporary objects under the export whose writer is gone (the
+ * file store keeps them while a put or upload runs; see store-file.c),
+ * then and after every publish.
  */
 #include <config.h>
 
@@ -147,6 +150,17 @@ journal_remove (const char *cache_dir)
   if (path && unlink (path) == 0 && fsync_dir (cache_dir) == -1)
     log_warn ("%s", err_msg ());
   reserve_take (cache_dir);
+}
+
+void
+journal_sweep (struct volume_env *env, const char *export_id)
+{
+  CLEANUP_FREE char *prefix = str_printf ("%s%s%s/", env->root,
+                                         env->root[0] ? "/" : "", export_id);
+
+  if (prefix == NULL || store_sweep_temps (env->st, prefix) == -1)
+    log_warn ("%s: temporary objects left by crashes not removed: %s",
+              export_id, err_msg ());
 }
 
 void
@@ -340,5 +354,6 @@ publish_recover (struct volume_env *env, const struct volume_head *head,
   }
  done:
   journal_remove (cache_dir);
+  journal_sweep (env, head->export_id);
   return 0;
 }

@@ -32,6 +32,11 @@ bool journal_exists (const char *cache_dir) __attribute__ ((__nonnull__));
  * one.  Failures are logged.
  */
 void journal_remove (const char *cache_dir) __attribute__ ((__nonnull__));
+/* Remove the store's temporary objects under EXPORT_ID that crashed
+ * writers left (store_sweep_temps).  Failures are logged.
+ */
+void journal_sweep (struct volume_env *env, const char *export_id)
+  __attribute__ ((__nonnull__));
 /* Remove the objects of journaled publish J, which did not move the
  * head: the upload under way, the manifest, and the blob unless some
  * manifest names it.  Failures are logged (they leave only orphans).

@@ -93,13 +93,20 @@ read_header (struct meta *m)
   return 0;
 }
 
+uint64_t
+meta_file_size (uint64_t chunks)
+{
+  return META_PAGE + 2 * ((bitmap_words (chunks) * 8 + META_PAGE - 1)
+                          / META_PAGE * META_PAGE);
+}
+
 /* Allocate the whole file, so that no later write of a bitmap page (a
  * flush, on a full disk) can fail for lack of space.
  */
 static int
 allocate (struct meta *m)
 {
-  int e = posix_fallocate (m->fd, 0, META_PAGE + 2 * m->bitmap_bytes);
+  int e = posix_fallocate (m->fd, 0, meta_file_size (m->chunks));
 
   if (e)
     return err_set (e, "allocate %s: %m", m->path);

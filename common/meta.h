@@ -35,6 +35,8 @@
 
 struct meta;
 
+/* The size of cache.meta for an image of CHUNKS chunks. */
+uint64_t meta_file_size (uint64_t chunks);
 /* Open (CREATE: create if missing) DIR/cache.meta for an image of the
  * given geometry and lock it.  EBUSY if another process holds it, EINVAL
  * if it describes a different geometry, EBADMSG if it is corrupt.

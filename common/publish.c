@@ -436,6 +436,7 @@ publish_frozen (struct publish *p, int64_t n, struct publish_result *out)
     log_warn ("%s: %s (the published chunks stay dirty)", v->name,
               err_msg ());
   journal_remove (v->cache_dir);
+  journal_sweep (v->env, v->export_id);
   out->created = true;
   out->generation = p->j.generation;
   memcpy (out->snapshot_id, p->j.snapshot_id, sizeof out->snapshot_id);

@@ -182,7 +182,7 @@ counted (struct store *st, enum store_op op, int r)
 {
   int e = errno;
 
-  if (r == -1 && e != ENOENT && e != ESTALE)
+  if (r == -1 && e != ENOENT && e != ESTALE && e != ENOTSUP)
     store_count_failure (st, op, store_why_of_errno (e));
   errno = e;
   return r;

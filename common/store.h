@@ -143,9 +143,10 @@ int store_upload_abort_id (struct store *st, const char *key,
 
 /* Counting.  An operation is one call of the functions above; it may
  * send several requests (retries).  A failure is an operation that
- * failed after its retries: a missing object (ENOENT) or a failed
- * condition (ESTALE) is an answer, not a failure, and an invalid key
- * sends nothing.
+ * failed after its retries.  A missing object (ENOENT), a failed
+ * condition (ESTALE) and a condition the store cannot evaluate (ENOTSUP,
+ * after which the caller falls back) are answers, not failures; an
+ * invalid key sends nothing.
  */
 enum store_op {
   STORE_OP_GET, STORE_OP_GET_RANGE, STORE_OP_HEAD, STORE_OP_PUT,

@@ -29,6 +29,7 @@
 
 #include "err.h"
 #include "lock.h"
+#include "meta.h"
 #include "pool.h"
 #include "publish.h"
 #include "volume-impl.h"
@@ -107,36 +108,76 @@ source_fetch (void *opaque, uint64_t chunk, void *buf, uint32_t len)
   return volume_fetch_chunk (opaque, chunk, buf, len);
 }
 
-int
-volume_fetch_head (struct volume_env *env, const char *export_id,
-                   struct volume_head *head, char etag[128])
-{
-  CLEANUP_FREE char *key = key_volume (env->root, export_id);
-  struct store_obj obj;
+/* Parses a fetched document for fetch_document; 0 or -1 with err_set. */
+typedef int (*document_parser) (const char *json, size_t len, void *opaque);
 
-  if (key == NULL)
-    return -1;
-  /* A document that does not parse may have been damaged on the way:
-   * fetch it again before calling it corrupt.
-   */
+/* GET KEY (at most MAX bytes) into PARSE, with its etag in *OBJ (which
+ * may be NULL).  A
+ * document that does not parse may have been damaged on the way: it is
+ * fetched again, VOLUME_FETCH_TRIES times in all, before it is called
+ * corrupt.  0, or -1 with err_set (ENOENT if it does not exist).
+ */
+static int
+fetch_document (struct volume_env *env, const char *key, size_t max,
+                document_parser parse, void *opaque, struct store_obj *obj)
+{
   for (unsigned tries = 1; ; tries++) {
     CLEANUP_FREE char *json = NULL;
     size_t len;
 
-    if (store_get (env->st, key, VOLUME_JSON_MAX, &json, &len, &obj) == -1) {
-      if (errno == ENOENT)
-        return err_set (ENOENT, "export %s does not exist (no %s)",
-                        export_id, key);
+    if (store_get (env->st, key, max, &json, &len, obj) == -1)
       return -1;
-    }
-    if (volume_parse (json, len, export_id, head) == 0)
-      break;
+    if (parse (json, len, opaque) == 0)
+      return 0;
     if (tries == VOLUME_FETCH_TRIES) {
       store_count_failure (env->st, STORE_OP_GET, STORE_WHY_CORRUPT);
       return err_prefix ("%s", key);
     }
     store_count_retry (env->st, STORE_OP_GET, STORE_WHY_CORRUPT);
     log_warn ("%s: %s; fetching it again", key, err_msg ());
+  }
+}
+
+/* What the parsers of volume.json and manifest.json are given. */
+struct document {
+  const char *export_id, *snapshot_id;
+  struct volume_head *head;
+  struct manifest *manifest;
+};
+
+static int
+parse_head (const char *json, size_t len, void *opaque)
+{
+  struct document *d = opaque;
+
+  return volume_parse (json, len, d->export_id, d->head);
+}
+
+static int
+parse_manifest (const char *json, size_t len, void *opaque)
+{
+  struct document *d = opaque;
+
+  d->manifest = manifest_parse (json, len, d->export_id, d->snapshot_id);
+  return d->manifest ? 0 : -1;
+}
+
+int
+volume_fetch_head (struct volume_env *env, const char *export_id,
+                   struct volume_head *head, char etag[128])
+{
+  CLEANUP_FREE char *key = key_volume (env->root, export_id);
+  struct document d = { .export_id = export_id, .head = head };
+  struct store_obj obj;
+
+  if (key == NULL)
+    return -1;
+  if (fetch_document (env, key, VOLUME_JSON_MAX, parse_head, &d,
+                      &obj) == -1) {
+    if (errno == ENOENT)
+      return err_set (ENOENT, "export %s does not exist (no %s)",
+                      export_id, key);
+    return -1;
   }
   if (etag)
     memcpy (etag, obj.etag, 128);
@@ -148,25 +189,20 @@ volume_fetch_manifest (struct volume_env *env, const char *export_id,
                        const char *snapshot_id, uint64_t chunks)
 {
   CLEANUP_FREE char *key = key_manifest (env->root, export_id, snapshot_id);
-  CLEANUP_FREE char *json = NULL;
+  struct document d = { .export_id = export_id, .snapshot_id = snapshot_id };
   uint64_t max_chunks = IMAGE_SIZE_MAX / CHUNK_SIZE_MIN;
-  struct manifest *m;
-  size_t len;
 
   if (key == NULL)
     return NULL;
-  if (store_get (env->st, key, manifest_max_size (chunks ? chunks
+  if (fetch_document (env, key, manifest_max_size (chunks ? chunks
                                                    : max_chunks),
-                 &json, &len, NULL) == -1) {
+                      parse_manifest, &d, NULL) == -1) {
     if (errno == ENOENT)
       err_set (ENOENT, "snapshot %s of export %s does not exist (no %s)",
                snapshot_id, export_id, key);
     return NULL;
   }
-  m = manifest_parse (json, len, export_id, snapshot_id);
-  if (m == NULL)
-    err_prefix ("%s", key);
-  return m;
+  return d.manifest;
 }
 
 struct manifest *
@@ -194,9 +230,10 @@ volume_fetch_current (struct volume_env *env, const struct volume_head *head)
 
 /* Can this host hold the local cache of an image of SIZE bytes in
  * CHUNK_SIZE chunks?  Its chunk state lives in memory (7 bits a chunk),
- * and cache.raw is a sparse file of SIZE bytes under the cache root,
- * which the file system must allow (ext4 stops at 16 TiB).  Refusing at
- * create beats an export that exists remotely but can never be loaded.
+ * cache.raw is a sparse file of SIZE bytes under the cache root, which
+ * the file system must allow (ext4 stops at 16 TiB), and cache.meta is
+ * allocated whole, which needs the space now.  Refusing at create beats
+ * an export that exists remotely but can never be loaded.
  */
 static int
 probe_cache (struct volume_env *env, uint64_t size, uint32_t chunk_size)
@@ -219,14 +256,19 @@ probe_cache (struct volume_env *env, uint64_t size, uint32_t chunk_size)
     return err_set (errno, "probe the cache root: create %s: %m", probe);
   if (ftruncate (fd, size) == -1)
     e = errno;
+  else
+    e = posix_fallocate (fd, 0, meta_file_size (chunks));
   close (fd);
   unlink (probe);
   if (e == EFBIG || e == EINVAL)
     return err_set (EFBIG, "the file system of %s cannot hold a %ju-byte "
                     "cache.raw (its largest file is smaller)",
                     env->cache_root, (uintmax_t) size);
+  if (e == ENOSPC)
+    return err_set (ENOSPC, "no space under %s for the cache of a new "
+                    "export", env->cache_root);
   if (e)
-    return err_set (e, "probe the cache root: truncate %s: %m", probe);
+    return err_set (e, "probe the cache root %s: %m", env->cache_root);
   return 0;
 }
 

@@ -9,7 +9,8 @@
 #     without reaching the store; STATUS "hang" never answers.  STATUS
 #     "corrupt" instead forwards everything and flips the first byte of
 #     the bodies of the first COUNT ranged GETs (a body damaged on the
-#     way, which the client must catch by its checksum).
+#     way, which the client must catch by its checksum); "corrupt-doc"
+#     does it to the first COUNT GETs of whole objects.
 #   - Like AWS (unlike Swift), a body whose SHA-256 is not the signed
 #     x-amz-content-sha256 gets 400 XAmzContentSHA256Mismatch.
 #   - When LOSE_FILE exists, the next conditional PUT (If-Match) of a key
@@ -101,7 +102,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
             n = seen[0]
             with open(seen_file, 'w') as f:
                 f.write("%d\n" % n)
-        fault = status if n <= count and status != 'corrupt' else None
+        fault = status if n <= count and \
+            not status.startswith('corrupt') else None
         if self.headers.get('x-amz-content-sha256') != \
                 hashlib.sha256(body).hexdigest():
             fault = 'hash'
@@ -121,8 +123,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self.answer(code, headers, data)
 
     def corrupt_this_reply(self, code):
-        if status != 'corrupt' or self.command != 'GET' or \
-                'Range' not in self.headers or code != 206:
+        ranged = 'Range' in self.headers
+        if self.command != 'GET' or code // 100 != 2 or \
+                status != ('corrupt' if ranged else 'corrupt-doc'):
             return False
         with lock:
             corrupted[0] += 1
