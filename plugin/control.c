@@ -44,7 +44,7 @@
 
 #define MAX_CLIENTS 64
 #define LINE_MAX_BYTES (1024 * 1024)
-#define SEND_TIMEOUT_S 30
+#define SEND_TIMEOUT_S 10
 
 static int listen_fd = -1;
 static int stop_pipe[2] = { -1, -1 };
