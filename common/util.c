@@ -184,6 +184,32 @@ xasprintf (const char *fmt, ...)
   return s;
 }
 
+FILE *
+memstream_open (char **buf, size_t *len)
+{
+  FILE *f = open_memstream (buf, len);
+
+  if (f == NULL)
+    err_set (ENOMEM, "out of memory");
+  return f;
+}
+
+int
+memstream_close (FILE *f, char **buf)
+{
+  bool failed = ferror (f);
+
+  /* glibc's fclose of a memory stream returns 0 even when it cannot
+   * allocate the final buffer: it leaves *BUF NULL.
+   */
+  if (fclose (f) == EOF || failed || *buf == NULL) {
+    free (*buf);
+    *buf = NULL;
+    return err_set (ENOMEM, "out of memory");
+  }
+  return 0;
+}
+
 int
 full_pread (int fd, void *buf, size_t n, off_t offset, const char *what)
 {
@@ -245,13 +271,13 @@ fsync_dir (const char *dir)
 int
 file_write_atomic (const char *path, const void *data, size_t len)
 {
-  CLEANUP_FREE char *tmp = xasprintf ("%s.tmp.XXXXXX", path);
+  CLEANUP_FREE char *tmp = str_printf ("%s.tmp.XXXXXX", path);
   CLEANUP_FREE char *dir = strdup (path);
   char *slash;
   int fd;
 
-  if (dir == NULL)
-    return err_set (errno, "strdup: %m");
+  if (tmp == NULL || dir == NULL)
+    return err_set (ENOMEM, "write %s: out of memory", path);
   fd = mkostemp (tmp, O_CLOEXEC);
   if (fd == -1)
     return err_set (errno, "create %s: %m", tmp);
