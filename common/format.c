@@ -932,13 +932,10 @@ write_document (const char *format,
 {
   char *buf;
   size_t len;
-  FILE *f = open_memstream (&buf, &len);
-  bool failed;
+  FILE *f = memstream_open (&buf, &len);
 
-  if (f == NULL) {
-    err_set (errno, "open_memstream: %m");
+  if (f == NULL)
     return NULL;
-  }
   fputs ("{\n", f);
   write_str (f, "format", format);
   write_u64 (f, "version", FORMAT_VERSION);
@@ -948,12 +945,7 @@ write_document (const char *format,
    */
   fseek (f, -2, SEEK_CUR);
   fputs ("\n}\n", f);
-  failed = ferror (f);
-  if (fclose (f) == EOF || failed) {
-    free (buf);
-    err_set (ENOMEM, "format JSON: %m");
-    return NULL;
-  }
+  memstream_close (f, &buf);
   return buf;
 }
 
@@ -1062,17 +1054,17 @@ key_join (const char *root, const char *rel)
   while (n > 0 && root[n - 1] == '/')
     n--;
   if (n == 0)
-    return xasprintf ("%s", rel);
-  return xasprintf ("%.*s/%s", (int) n, root, rel);
+    return str_printf ("%s", rel);
+  return str_printf ("%.*s/%s", (int) n, root, rel);
 }
 
 /* ROOT/EXPORT_ID/PATH. */
 static char *
 key_in_export (const char *root, const char *export_id, const char *path)
 {
-  CLEANUP_FREE char *rel = xasprintf ("%s/%s", export_id, path);
+  CLEANUP_FREE char *rel = str_printf ("%s/%s", export_id, path);
 
-  return key_join (root, rel);
+  return rel ? key_join (root, rel) : NULL;
 }
 
 char *
@@ -1097,10 +1089,10 @@ char *
 key_manifest (const char *root, const char *export_id,
               const char *snapshot_id)
 {
-  CLEANUP_FREE char *path = xasprintf ("snapshots/%s/manifest.json",
-                                       snapshot_id);
+  CLEANUP_FREE char *path = str_printf ("snapshots/%s/manifest.json",
+                                        snapshot_id);
 
-  return key_in_export (root, export_id, path);
+  return path ? key_in_export (root, export_id, path) : NULL;
 }
 
 /* A clone writes no blob of its own (it references its source's), so
@@ -1110,6 +1102,6 @@ char *
 key_blob_rel (const char *export_id, const char *snapshot_id,
               enum manifest_kind kind)
 {
-  return xasprintf ("%s/snapshots/%s/%s.blob", export_id, snapshot_id,
-                    kind == MANIFEST_BASE ? "base" : "delta");
+  return str_printf ("%s/snapshots/%s/%s.blob", export_id, snapshot_id,
+                     kind == MANIFEST_BASE ? "base" : "delta");
 }

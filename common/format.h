@@ -141,7 +141,8 @@ uint32_t chunk_len (uint64_t image_size, uint32_t chunk_size, uint64_t chunk);
 uint64_t chunk_count (uint64_t image_size, uint32_t chunk_size);
 
 /* Object keys.  ROOT is the export root ("" for the bucket's top); ids
- * must already be valid.  All return malloc'd strings.
+ * must already be valid.  All return malloc'd strings, or NULL with
+ * err_set (ENOMEM).
  */
 char *key_volume (const char *root, const char *export_id);
 char *key_refs_current (const char *root, const char *export_id);

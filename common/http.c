@@ -34,12 +34,13 @@
 
 #include "err.h"
 #include "http.h"
+#include "lock.h"
 
 #define ERROR_BODY_MAX (64 * 1024)
 #define BODY_START 16384
 
 struct http_pool {
-  pthread_mutex_t lock;         /* protects idle and nidle */
+  pthread_mutex_t lock;         /* protects idle, nidle and cap */
   CURL **idle;
   size_t nidle, cap;
   long timeout;
@@ -92,10 +93,11 @@ pool_take (struct http_pool *pool)
 {
   CURL *h = NULL;
 
-  pthread_mutex_lock (&pool->lock);
-  if (pool->nidle > 0)
-    h = pool->idle[--pool->nidle];
-  pthread_mutex_unlock (&pool->lock);
+  {
+    LOCK_FOR_SCOPE (&pool->lock);
+    if (pool->nidle > 0)
+      h = pool->idle[--pool->nidle];
+  }
   return h ? h : curl_easy_init ();
 }
 
@@ -107,20 +109,21 @@ static void
 pool_give (struct http_pool *pool, CURL *h)
 {
   curl_easy_reset (h);
-  pthread_mutex_lock (&pool->lock);
-  if (pool->nidle == pool->cap) {
-    size_t cap = pool->cap ? 2 * pool->cap : 8;
-    CURL **idle = realloc (pool->idle, cap * sizeof *idle);
-    if (idle) {
-      pool->idle = idle;
-      pool->cap = cap;
+  {
+    LOCK_FOR_SCOPE (&pool->lock);
+    if (pool->nidle == pool->cap) {
+      size_t cap = pool->cap ? 2 * pool->cap : 8;
+      CURL **idle = realloc (pool->idle, cap * sizeof *idle);
+      if (idle) {
+        pool->idle = idle;
+        pool->cap = cap;
+      }
+    }
+    if (pool->nidle < pool->cap) {
+      pool->idle[pool->nidle++] = h;
+      h = NULL;
     }
   }
-  if (pool->nidle < pool->cap) {
-    pool->idle[pool->nidle++] = h;
-    h = NULL;
-  }
-  pthread_mutex_unlock (&pool->lock);
   if (h)
     curl_easy_cleanup (h);
 }

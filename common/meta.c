@@ -124,7 +124,9 @@ meta_open (const char *dir, uint64_t image_size, uint32_t chunk_size,
     err_set (errno, "calloc: %m");
     return NULL;
   }
-  m->path = xasprintf ("%s/cache.meta", dir);
+  m->fd = -1;
+  if ((m->path = str_printf ("%s/cache.meta", dir)) == NULL)
+    goto err;
   m->chunks = (image_size + chunk_size - 1) / chunk_size;
   m->bitmap_bytes = (bitmap_words (m->chunks) * 8 + META_PAGE - 1)
     / META_PAGE * META_PAGE;

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 
 #include "err.h"
+#include "lock.h"
 #include "pool.h"
 
 struct job {
@@ -20,7 +21,9 @@ struct job {
 };
 
 struct pool {
-  pthread_mutex_t lock;
+  pthread_mutex_t lock;         /* protects ring, head, len, running and
+                                   stop; threads and nthreads while
+                                   pool_new fills them in */
   pthread_cond_t changed;
   struct job *ring;             /* queued jobs, head..head+len */
   unsigned cap, head, len;
@@ -30,36 +33,47 @@ struct pool {
   bool stop;
 };
 
+/* Wait for a job and take it into *J as worker SELF's; false once the
+ * pool stops.  Called with p->lock held.
+ */
+static bool
+take_job (struct pool *p, unsigned self, struct job *j)
+{
+  while (p->len == 0 && !p->stop)
+    pthread_cond_wait (&p->changed, &p->lock);
+  if (p->stop)
+    return false;
+  *j = p->ring[p->head];
+  p->head = (p->head + 1) % p->cap;
+  p->len--;
+  p->running[self] = j->owner;
+  pthread_cond_broadcast (&p->changed);
+  return true;
+}
+
 static void *
 worker (void *arg)
 {
   struct pool *p = arg;
   unsigned self;
+  struct job j;
+  bool more;
 
-  pthread_mutex_lock (&p->lock);
-  for (self = 0; !pthread_equal (p->threads[self], pthread_self ()); self++)
-    ;
-  for (;;) {
-    struct job j;
-
-    while (p->len == 0 && !p->stop)
-      pthread_cond_wait (&p->changed, &p->lock);
-    if (p->stop)
-      break;
-    j = p->ring[p->head];
-    p->head = (p->head + 1) % p->cap;
-    p->len--;
-    p->running[self] = j.owner;
-    pthread_cond_broadcast (&p->changed);
-    pthread_mutex_unlock (&p->lock);
-
+  {
+    LOCK_FOR_SCOPE (&p->lock);
+    for (self = 0; !pthread_equal (p->threads[self], pthread_self ());
+         self++)
+      ;
+    more = take_job (p, self, &j);
+  }
+  while (more) {
     j.fn (j.owner, j.n);
 
-    pthread_mutex_lock (&p->lock);
+    LOCK_FOR_SCOPE (&p->lock);
     p->running[self] = NULL;
     pthread_cond_broadcast (&p->changed);
+    more = take_job (p, self, &j);
   }
-  pthread_mutex_unlock (&p->lock);
   return NULL;
 }
 
@@ -67,6 +81,7 @@ struct pool *
 pool_new (unsigned threads, unsigned queue_max)
 {
   struct pool *p = calloc (1, sizeof *p);
+  int e = 0;
 
   if (p == NULL)
     goto nomem;
@@ -81,17 +96,18 @@ pool_new (unsigned threads, unsigned queue_max)
   /* Workers look themselves up in p->threads, so hold the lock until the
    * table is complete.
    */
-  pthread_mutex_lock (&p->lock);
-  for (; p->nthreads < threads; p->nthreads++) {
-    int e = pthread_create (&p->threads[p->nthreads], NULL, worker, p);
-    if (e) {
-      pthread_mutex_unlock (&p->lock);
-      err_set (e, "pthread_create: %m");
-      pool_free (p);
-      return NULL;
-    }
+  {
+    LOCK_FOR_SCOPE (&p->lock);
+    while (p->nthreads < threads &&
+           (e = pthread_create (&p->threads[p->nthreads], NULL, worker,
+                                p)) == 0)
+      p->nthreads++;
   }
-  pthread_mutex_unlock (&p->lock);
+  if (e) {
+    err_set (e, "pthread_create: %m");
+    pool_free (p);
+    return NULL;
+  }
   return p;
 
  nomem:
@@ -108,17 +124,15 @@ pool_new (unsigned threads, unsigned queue_max)
 int
 pool_submit (struct pool *p, pool_fn fn, void *owner, uint64_t n, bool wait)
 {
-  pthread_mutex_lock (&p->lock);
+  LOCK_FOR_SCOPE (&p->lock);
+
   while (p->len == p->cap && wait && !p->stop)
     pthread_cond_wait (&p->changed, &p->lock);
-  if (p->len == p->cap || p->stop) {
-    pthread_mutex_unlock (&p->lock);
+  if (p->len == p->cap || p->stop)
     return err_set (EAGAIN, "background queue is full");
-  }
   p->ring[(p->head + p->len) % p->cap] = (struct job) { fn, owner, n };
   p->len++;
   pthread_cond_broadcast (&p->changed);
-  pthread_mutex_unlock (&p->lock);
   return 0;
 }
 
@@ -136,8 +150,8 @@ void
 pool_cancel (struct pool *p, void *owner)
 {
   unsigned kept = 0;
+  LOCK_FOR_SCOPE (&p->lock);
 
-  pthread_mutex_lock (&p->lock);
   /* Compact the ring, keeping other owners' jobs in order. */
   for (unsigned i = 0; i < p->len; i++) {
     struct job j = p->ring[(p->head + i) % p->cap];
@@ -148,7 +162,6 @@ pool_cancel (struct pool *p, void *owner)
   pthread_cond_broadcast (&p->changed);
   while (owner_running (p, owner))
     pthread_cond_wait (&p->changed, &p->lock);
-  pthread_mutex_unlock (&p->lock);
 }
 
 void
@@ -156,10 +169,11 @@ pool_free (struct pool *p)
 {
   if (p == NULL)
     return;
-  pthread_mutex_lock (&p->lock);
-  p->stop = true;
-  pthread_cond_broadcast (&p->changed);
-  pthread_mutex_unlock (&p->lock);
+  {
+    LOCK_FOR_SCOPE (&p->lock);
+    p->stop = true;
+    pthread_cond_broadcast (&p->changed);
+  }
   for (unsigned i = 0; i < p->nthreads; i++)
     pthread_join (p->threads[i], NULL);
   pthread_mutex_destroy (&p->lock);

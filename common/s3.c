@@ -168,8 +168,8 @@ static int
 try_once (struct s3_client *c, const struct s3_op *op, const char *path,
           const char *url, const char *hash, struct http_response *resp)
 {
-  struct sigv4_pair h[4 + S3_MAX_HEADERS];
-  char *lines[4 + S3_MAX_HEADERS + 2];
+  struct sigv4_pair h[5 + S3_MAX_HEADERS];  /* signed ones, Authorization */
+  char *lines[5 + S3_MAX_HEADERS + 1];
   struct sigv4_signature sig;
   struct sigv4_request req = {
     .method = op->method, .path = path, .query = op->query,
@@ -177,8 +177,8 @@ try_once (struct s3_client *c, const struct s3_op *op, const char *path,
     .payload_hash = hash,
   };
   char date[17];
-  size_t n = 0;
-  int r;
+  size_t n = 0, i;
+  int r = -1;
 
   sigv4_amz_date (time (NULL), date);
   h[n++] = (struct sigv4_pair) { "Host", c->host };
@@ -186,23 +186,25 @@ try_once (struct s3_client *c, const struct s3_op *op, const char *path,
   h[n++] = (struct sigv4_pair) { "X-Amz-Content-SHA256", hash };
   if (c->token)
     h[n++] = (struct sigv4_pair) { "X-Amz-Security-Token", c->token };
-  for (size_t i = 0; i < count_pairs (op->headers, S3_MAX_HEADERS); i++)
+  for (i = 0; i < count_pairs (op->headers, S3_MAX_HEADERS); i++)
     h[n++] = op->headers[i];
   req.nheaders = n;
   if (sigv4_sign (&req, &c->key, &sig) == -1)
     return -1;
-  for (size_t i = 0; i < n; i++)
-    lines[i] = xasprintf ("%s: %s", h[i].name, h[i].value);
-  lines[n] = xasprintf ("Authorization: %s", sig.authorization);
-  lines[n + 1] = NULL;
-  r = http_send (c->pool, &(struct http_request) {
-      .method = op->method, .url = url,
-      .headers = (const char *const *) lines,
-      .body = op->body, .body_len = op->body_len,
-      .buf = op->buf, .buf_len = op->buf_len, .max = op->max,
-    }, resp);
-  for (size_t i = 0; i <= n; i++)
-    free (lines[i]);
+  h[n] = (struct sigv4_pair) { "Authorization", sig.authorization };
+  for (i = 0; i <= n; i++)
+    if ((lines[i] = str_printf ("%s: %s", h[i].name, h[i].value)) == NULL)
+      break;
+  lines[i] = NULL;
+  if (i > n)
+    r = http_send (c->pool, &(struct http_request) {
+        .method = op->method, .url = url,
+        .headers = (const char *const *) lines,
+        .body = op->body, .body_len = op->body_len,
+        .buf = op->buf, .buf_len = op->buf_len, .max = op->max,
+      }, resp);
+  while (i > 0)
+    free (lines[--i]);
   sigv4_signature_free (&sig);
   return r;
 }
@@ -217,13 +219,15 @@ s3_call (struct s3_client *c, const struct s3_op *op,
   unsigned tries;
   int r, e;
 
-  path = op->key ? xasprintf ("%s/%s", c->bucket_path, op->key)
-    : xasprintf ("%s", c->bucket_path[0] ? c->bucket_path : "/");
-  epath = sigv4_uri_encode (path, true);
-  query = sigv4_canonical_query (op->query,
-                                 count_pairs (op->query, S3_MAX_QUERY));
-  url = xasprintf ("%s%s%s%s", c->base, epath, query[0] ? "?" : "", query);
-  sigv4_sha256_hex (op->body ? op->body : "", op->body_len, hash);
+  path = op->key ? str_printf ("%s/%s", c->bucket_path, op->key)
+    : str_printf ("%s", c->bucket_path[0] ? c->bucket_path : "/");
+  if (path == NULL || (epath = sigv4_uri_encode (path, true)) == NULL ||
+      (query = sigv4_canonical_query
+       (op->query, count_pairs (op->query, S3_MAX_QUERY))) == NULL ||
+      (url = str_printf ("%s%s%s%s", c->base, epath, query[0] ? "?" : "",
+                         query)) == NULL ||
+      sigv4_sha256_hex (op->body ? op->body : "", op->body_len, hash) == -1)
+    return err_prefix ("%s", op->what);
 
   for (tries = 1; ; tries++) {
     enum store_why why;
@@ -310,11 +314,11 @@ chars_valid (const char *s, size_t max, const char *set)
 
 /* Check that URL is "http[s]://HOST[:PORT][/]" and nothing more (no
  * path, query or credentials).  Sets *SCHEME_LEN to the length of
- * "http[s]://", *HOSTPORT to a copy of HOST[:PORT], and *IS_IP if HOST is
- * an address rather than a name.
+ * "http[s]://", *HOSTPORT_LEN to the length of the HOST[:PORT] after it,
+ * and *IS_IP if HOST is an address rather than a name.
  */
 static int
-parse_endpoint (const char *url, size_t *scheme_len, char **hostport,
+parse_endpoint (const char *url, size_t *scheme_len, size_t *hostport_len,
                 bool *is_ip)
 {
   const char *h, *p;
@@ -332,11 +336,12 @@ parse_endpoint (const char *url, size_t *scheme_len, char **hostport,
     *is_ip = true;
   }
   else {
-    CLEANUP_FREE char *name = NULL;
+    char name[INET_ADDRSTRLEN];
     struct in_addr addr;
     p += strspn (p, LOWER_DIGITS UPPER ".-");
-    name = xasprintf ("%.*s", (int) (p - h), h);
-    *is_ip = inet_pton (AF_INET, name, &addr) == 1;
+    snprintf (name, sizeof name, "%.*s", (int) (p - h), h);
+    *is_ip = (size_t) (p - h) < sizeof name &&
+      inet_pton (AF_INET, name, &addr) == 1;
   }
   if (p == h)
     return -1;
@@ -346,21 +351,24 @@ parse_endpoint (const char *url, size_t *scheme_len, char **hostport,
       return -1;
     p += 1 + digits;
   }
-  *hostport = xasprintf ("%.*s", (int) (p - h), h);
+  *hostport_len = p - h;
   if (*p == '/')
     p++;
   return *p == '\0' ? 0 : -1;
 }
 
-/* Check CFG and work out where requests go.  -1 with err_set (EINVAL). */
+/* Check CFG and work out where requests go.  -1 with err_set (EINVAL,
+ * or ENOMEM).
+ */
 static int
 configure (struct s3_client *c, const struct store_config *cfg)
 {
   bool r2 = cfg->backend == STORE_R2, is_ip = false, virtual;
   const char *name = r2 ? "r2 store" : "s3 store";
   const char *region = cfg->region ? cfg->region : r2 ? "auto" : "us-east-1";
-  CLEANUP_FREE char *endpoint = NULL, *hostport = NULL;
-  size_t scheme_len;
+  CLEANUP_FREE char *endpoint = NULL;
+  const char *hostport;
+  size_t scheme_len, hp_len;
 
   if (!bucket_valid (cfg->bucket))
     return err_set (EINVAL, "%s: invalid bucket name \"%.70s\"",
@@ -375,13 +383,16 @@ configure (struct s3_client *c, const struct store_config *cfg)
   if (r2 && cfg->r2_account_id &&
       !chars_valid (cfg->r2_account_id, 64, LOWER_DIGITS UPPER))
     return err_set (EINVAL, "r2 store: invalid account id");
-  endpoint = cfg->endpoint_url ? xasprintf ("%s", cfg->endpoint_url)
-    : r2 ? xasprintf ("https://%s.r2.cloudflarestorage.com",
-                      cfg->r2_account_id)
-    : xasprintf ("https://s3.%s.amazonaws.com", region);
-  if (parse_endpoint (endpoint, &scheme_len, &hostport, &is_ip) == -1)
+  endpoint = cfg->endpoint_url ? str_printf ("%s", cfg->endpoint_url)
+    : r2 ? str_printf ("https://%s.r2.cloudflarestorage.com",
+                       cfg->r2_account_id)
+    : str_printf ("https://s3.%s.amazonaws.com", region);
+  if (endpoint == NULL)
+    return err_prefix ("%s", name);
+  if (parse_endpoint (endpoint, &scheme_len, &hp_len, &is_ip) == -1)
     return err_set (EINVAL, "%s: endpoint URL \"%.100s\" is not "
                     "http[s]://HOST[:PORT]", name, endpoint);
+  hostport = endpoint + scheme_len;
   /* On AWS, a dotted bucket name goes path-style: the wildcard TLS
    * certificate of s3.REGION.amazonaws.com covers one label only.
    */
@@ -391,16 +402,21 @@ configure (struct s3_client *c, const struct store_config *cfg)
   if (virtual && is_ip)
     return err_set (EINVAL, "%s: virtual-hosted addressing needs a host "
                     "name in the endpoint URL, not an address", name);
-  c->host = virtual ? xasprintf ("%s.%s", cfg->bucket, hostport)
-    : xasprintf ("%s", hostport);
-  c->base = xasprintf ("%.*s%s", (int) scheme_len, endpoint, c->host);
-  c->bucket_path = virtual ? xasprintf ("%s", "")
-    : xasprintf ("/%s", cfg->bucket);
-  c->key.region = xasprintf ("%s", region);
-  c->st->describe = xasprintf ("%s://%s (%.*s%s, %s)", r2 ? "r2" : "s3",
-                               cfg->bucket, (int) scheme_len, endpoint,
-                               hostport, virtual ? "virtual-hosted"
-                               : "path-style");
+  c->host = virtual
+    ? str_printf ("%s.%.*s", cfg->bucket, (int) hp_len, hostport)
+    : str_printf ("%.*s", (int) hp_len, hostport);
+  if (c->host == NULL ||
+      (c->base = str_printf ("%.*s%s", (int) scheme_len, endpoint,
+                             c->host)) == NULL ||
+      (c->bucket_path = virtual ? str_printf ("%s", "")
+       : str_printf ("/%s", cfg->bucket)) == NULL ||
+      (c->key.region = str_printf ("%s", region)) == NULL ||
+      (c->st->describe = str_printf ("%s://%s (%.*s, %s)",
+                                     r2 ? "r2" : "s3", cfg->bucket,
+                                     (int) (scheme_len + hp_len), endpoint,
+                                     virtual ? "virtual-hosted"
+                                     : "path-style")) == NULL)
+    return err_prefix ("%s", name);
   return 0;
 }
 
@@ -424,10 +440,13 @@ s3_client_open (const struct store_config *cfg, struct store *st)
              "be set in the environment", st->describe);
     goto err;
   }
-  c->key.access_key = xasprintf ("%s", ak);
-  c->key.secret_key = xasprintf ("%s", sk);
   c->key.service = "s3";
-  c->token = token && token[0] ? xasprintf ("%s", token) : NULL;
+  if ((c->key.access_key = str_printf ("%s", ak)) == NULL ||
+      (c->key.secret_key = str_printf ("%s", sk)) == NULL ||
+      (token && token[0] && (c->token = str_printf ("%s", token)) == NULL)) {
+    err_prefix ("%s", st->describe);
+    goto err;
+  }
   c->retries = cfg->retries;
   c->pool = http_pool_new (cfg->timeout ? cfg->timeout : DEFAULT_TIMEOUT);
   if (c->pool == NULL)

@@ -18,8 +18,8 @@
  *
  * Everything here is pure and thread-safe.  The secret and the keys
  * derived from it are wiped from memory once used; none is ever part of a
- * returned string or an error message.  Small allocations abort on
- * out-of-memory, as xasprintf does.
+ * returned string or an error message.  Out of memory is an error like
+ * any other: NULL or -1 with err_set (ENOMEM), nothing left allocated.
  */
 #include <config.h>
 
@@ -52,8 +52,10 @@ sigv4_uri_encode (const char *s, bool keep_slash)
   static const char digits[] = "0123456789ABCDEF";
   char *out = malloc (3 * strlen (s) + 1), *p = out;
 
-  if (out == NULL)
-    abort ();
+  if (out == NULL) {
+    err_set (ENOMEM, "out of memory");
+    return NULL;
+  }
   for (const unsigned char *c = (const unsigned char *) s; *c; c++) {
     if (is_unreserved (*c) || (keep_slash && *c == '/'))
       *p++ = *c;
@@ -65,25 +67,6 @@ sigv4_uri_encode (const char *s, bool keep_slash)
   }
   *p = '\0';
   return out;
-}
-
-/* A growing string: open_memstream, aborting if it cannot start. */
-static FILE *
-buf_open (char **str, size_t *len)
-{
-  FILE *f = open_memstream (str, len);
-
-  if (f == NULL)
-    abort ();
-  return f;
-}
-
-static char *
-buf_close (FILE *f, char **str)
-{
-  if (fclose (f) != 0)
-    abort ();
-  return *str;
 }
 
 static int
@@ -99,27 +82,36 @@ char *
 sigv4_canonical_query (const struct sigv4_pair *query, size_t n)
 {
   struct sigv4_pair *enc = calloc (n + 1, sizeof *enc);
-  char *str;
-  size_t len;
+  char *str = NULL;
+  size_t len, i;
   FILE *f;
 
-  if (enc == NULL)
-    abort ();
-  /* Sort on the encoded forms, names first: "a-b" sorts before "a=". */
-  for (size_t i = 0; i < n; i++) {
-    enc[i].name = sigv4_uri_encode (query[i].name, false);
-    enc[i].value = sigv4_uri_encode (query[i].value ? query[i].value : "",
-                                     false);
+  if (enc == NULL) {
+    err_set (ENOMEM, "out of memory");
+    return NULL;
   }
+  for (i = 0; i < n; i++) {
+    enc[i].name = sigv4_uri_encode (query[i].name, false);
+    enc[i].value = enc[i].name
+      ? sigv4_uri_encode (query[i].value ? query[i].value : "", false) : NULL;
+    if (enc[i].value == NULL)
+      goto out;
+  }
+  /* Sort on the encoded forms, names first: "a-b" sorts before "a=". */
   qsort (enc, n, sizeof *enc, compare_pairs);
-  f = buf_open (&str, &len);
-  for (size_t i = 0; i < n; i++) {
+  if ((f = memstream_open (&str, &len)) == NULL)
+    goto out;
+  for (i = 0; i < n; i++)
     fprintf (f, "%s%s=%s", i ? "&" : "", enc[i].name, enc[i].value);
+  memstream_close (f, &str);
+ out:
+  /* Pairs after a failed one are still NULL (calloc). */
+  for (i = 0; i < n; i++) {
     free ((char *) enc[i].name);
     free ((char *) enc[i].value);
   }
   free (enc);
-  return buf_close (f, &str);
+  return str;
 }
 
 /* A header ready for the canonical request. */
@@ -138,8 +130,16 @@ compare_headers (const void *a, const void *b)
   return c ? c : (x->index > y->index) - (x->index < y->index);
 }
 
-/* Fill H from header NAME: VALUE.  -1 if the name is not an HTTP token
- * or the value holds a control character (it would split the header).
+/* -1 with err_set (EINVAL) for the malformed header IN. */
+static int
+malformed (const struct sigv4_pair *in)
+{
+  return err_set (EINVAL, "sigv4: malformed header \"%.64s\"", in->name);
+}
+
+/* Fill H from header NAME: VALUE.  -1 with err_set: EINVAL if the name
+ * is not an HTTP token or the value holds a control character (it would
+ * split the header), ENOMEM if out of memory.
  */
 static int
 canon_header (const struct sigv4_pair *in, size_t index,
@@ -152,12 +152,12 @@ canon_header (const struct sigv4_pair *in, size_t index,
   h->name = strdup (in->name);
   h->value = malloc (strlen (in->value) + 1);
   if (h->name == NULL || h->value == NULL)
-    abort ();
+    return err_set (ENOMEM, "out of memory");
   if (h->name[0] == '\0')
-    return -1;
+    return malformed (in);
   for (p = h->name; *p; p++) {
     if (*p <= ' ' || *p >= 0x7f || *p == ':')
-      return -1;
+      return malformed (in);
     if (*p >= 'A' && *p <= 'Z')
       *p += 'a' - 'A';
   }
@@ -165,7 +165,7 @@ canon_header (const struct sigv4_pair *in, size_t index,
   for (v = in->value; *v; v++) {
     bool blank = *v == ' ' || *v == '\t';
     if (!blank && ((unsigned char) *v < ' ' || *v == 0x7f))
-      return -1;
+      return malformed (in);
     if (!blank)
       *p++ = *v;
     else if (p > h->value && p[-1] != ' ')
@@ -188,15 +188,19 @@ canonical_headers (const struct sigv4_request *req, struct canon_header *h,
 {
   size_t clen, slen;
   FILE *cf, *sf;
+  int r;
 
   *date = NULL;
   for (size_t i = 0; i < req->nheaders; i++)
     if (canon_header (&req->headers[i], i, &h[i]) == -1)
-      return err_set (EINVAL, "sigv4: malformed header \"%.64s\"",
-                      req->headers[i].name);
+      return -1;
   qsort (h, req->nheaders, sizeof *h, compare_headers);
-  cf = buf_open (canon, &clen);
-  sf = buf_open (signed_list, &slen);
+  if ((cf = memstream_open (canon, &clen)) == NULL)
+    return -1;
+  if ((sf = memstream_open (signed_list, &slen)) == NULL) {
+    fclose (cf);
+    return -1;
+  }
   for (size_t i = 0; i < req->nheaders; i++) {
     bool first = i == 0 || strcmp (h[i].name, h[i - 1].name) != 0;
     bool last = i + 1 == req->nheaders || strcmp (h[i].name, h[i + 1].name);
@@ -209,8 +213,9 @@ canonical_headers (const struct sigv4_request *req, struct canon_header *h,
     if (strcmp (h[i].name, "x-amz-date") == 0)
       *date = h[i].value;
   }
-  buf_close (cf, canon);
-  buf_close (sf, signed_list);
+  r = memstream_close (cf, canon);
+  if (memstream_close (sf, signed_list) == -1 || r == -1)
+    return -1;
   if (*date == NULL || strlen (*date) != AMZ_DATE_LEN ||
       (*date)[8] != 'T' || (*date)[15] != 'Z')
     return err_set (EINVAL, "sigv4: missing or malformed X-Amz-Date");
@@ -233,10 +238,12 @@ static int
 signature_hex (const struct sigv4_key *key, const char *day, const char *sts,
                char out[65])
 {
-  char *k0 = xasprintf ("AWS4%s", key->secret_key);
+  char *k0 = str_printf ("AWS4%s", key->secret_key);
   unsigned char k[32], sig[32];
   bool ok;
 
+  if (k0 == NULL)
+    return -1;
   ok = hmac (k0, strlen (k0), day, k) &&
     hmac (k, 32, key->region, k) &&
     hmac (k, 32, key->service, k) &&
@@ -245,8 +252,11 @@ signature_hex (const struct sigv4_key *key, const char *day, const char *sts,
   OPENSSL_cleanse (k0, strlen (k0));
   free (k0);
   OPENSSL_cleanse (k, sizeof k);
+  /* Like EVP_Digest (sigv4_sha256_hex), HMAC fails only when it cannot
+   * allocate its context.
+   */
   if (!ok)
-    return err_set (EIO, "sigv4: HMAC-SHA256 failed");
+    return err_set (ENOMEM, "sigv4: HMAC-SHA256 failed: out of memory");
   hex_encode (sig, 32, out);
   return 0;
 }
@@ -262,28 +272,33 @@ sigv4_sign (const struct sigv4_request *req, const struct sigv4_key *key,
   const char *date;
   int r = -1;
 
-  if (h == NULL)
-    abort ();
   memset (out, 0, sizeof *out);
+  if (h == NULL) {
+    err_set (ENOMEM, "out of memory");
+    return -1;
+  }
   if (canonical_headers (req, h, &canon, &signed_list, &date) == -1)
     goto out;
   memcpy (day, date, 8);
   day[8] = '\0';
-  uri = sigv4_uri_encode (req->path, true);
-  query = sigv4_canonical_query (req->query, req->nquery);
-  out->canonical_request = xasprintf ("%s\n%s\n%s\n%s\n%s\n%s",
-                                      req->method, uri, query, canon,
-                                      signed_list, req->payload_hash);
-  sigv4_sha256_hex (out->canonical_request, strlen (out->canonical_request),
-                    creq_hash);
-  scope = xasprintf ("%s/%s/%s/aws4_request", day, key->region, key->service);
-  out->string_to_sign = xasprintf (ALGORITHM "\n%s\n%s\n%s",
-                                   date, scope, creq_hash);
-  if (signature_hex (key, day, out->string_to_sign, sig) == -1)
+  /* The stages of the top comment, each of which may run out of memory. */
+  if ((uri = sigv4_uri_encode (req->path, true)) == NULL ||
+      (query = sigv4_canonical_query (req->query, req->nquery)) == NULL ||
+      (out->canonical_request =
+       str_printf ("%s\n%s\n%s\n%s\n%s\n%s", req->method, uri, query, canon,
+                   signed_list, req->payload_hash)) == NULL ||
+      sigv4_sha256_hex (out->canonical_request,
+                        strlen (out->canonical_request), creq_hash) == -1 ||
+      (scope = str_printf ("%s/%s/%s/aws4_request", day, key->region,
+                           key->service)) == NULL ||
+      (out->string_to_sign = str_printf (ALGORITHM "\n%s\n%s\n%s",
+                                         date, scope, creq_hash)) == NULL ||
+      signature_hex (key, day, out->string_to_sign, sig) == -1 ||
+      (out->authorization =
+       str_printf (ALGORITHM " Credential=%s/%s, SignedHeaders=%s, "
+                   "Signature=%s", key->access_key, scope, signed_list,
+                   sig)) == NULL)
     goto out;
-  out->authorization =
-    xasprintf (ALGORITHM " Credential=%s/%s, SignedHeaders=%s, Signature=%s",
-               key->access_key, scope, signed_list, sig);
   r = 0;
  out:
   for (size_t i = 0; i < req->nheaders; i++) {
@@ -305,18 +320,19 @@ sigv4_signature_free (struct sigv4_signature *sig)
   memset (sig, 0, sizeof *sig);
 }
 
-void
+int
 sigv4_sha256_hex (const void *data, size_t len, char out[65])
 {
   unsigned char md[EVP_MAX_MD_SIZE];
   unsigned mdlen;
 
-  /* EVP_Digest of memory with a built-in algorithm cannot fail short of
-   * a broken libcrypto, which lazyvol could not run without anyway.
+  /* EVP_Digest of memory with a built-in algorithm fails only when it
+   * cannot allocate its context (or with a broken libcrypto).
    */
   if (!EVP_Digest (data, len, md, &mdlen, EVP_sha256 (), NULL) || mdlen != 32)
-    abort ();
+    return err_set (ENOMEM, "sigv4: SHA-256 failed: out of memory");
   hex_encode (md, 32, out);
+  return 0;
 }
 
 void

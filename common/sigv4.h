@@ -4,8 +4,8 @@
  * what travels is what was signed) and the raw, unencoded path and query
  * parameters.  sigv4_uri_encode() and sigv4_canonical_query() produce the
  * encoded forms, which are also what the caller puts in the URL: the bytes
- * on the wire and the bytes signed come from the same function.  Like
- * xasprintf, these functions abort if memory runs out.
+ * on the wire and the bytes signed come from the same function.  If
+ * memory runs out they fail with err_set (ENOMEM), like any other error.
  */
 #ifndef LAZYVOL_SIGV4_H
 #define LAZYVOL_SIGV4_H
@@ -47,24 +47,29 @@ struct sigv4_signature {
 };
 
 /* URI-encode S the AWS way: only A-Z a-z 0-9 - _ . ~ stay, and "/" if
- * KEEP_SLASH; every other byte becomes %XX.  Returns a malloc'd string.
+ * KEEP_SLASH; every other byte becomes %XX.  Returns a malloc'd string,
+ * or NULL with err_set (ENOMEM).
  */
 char *sigv4_uri_encode (const char *s, bool keep_slash)
   __attribute__ ((__nonnull__));
 /* The canonical query string of N parameters: each name and value
- * encoded, sorted by name then value, joined with "&".  Malloc'd.
+ * encoded, sorted by name then value, joined with "&".  Malloc'd, or NULL
+ * with err_set (ENOMEM).
  */
 char *sigv4_canonical_query (const struct sigv4_pair *query, size_t n);
-/* Sign REQ with KEY into *OUT.  -1 with EINVAL if a header is malformed
- * or X-Amz-Date is missing.
+/* Sign REQ with KEY into *OUT.  -1 with err_set, and nothing in *OUT to
+ * free: EINVAL if a header is malformed or X-Amz-Date is missing, ENOMEM
+ * if out of memory.
  */
 int sigv4_sign (const struct sigv4_request *req, const struct sigv4_key *key,
                 struct sigv4_signature *out)
   __attribute__ ((__nonnull__));
 /* Free the strings of SIG. */
 void sigv4_signature_free (struct sigv4_signature *sig);
-/* Lowercase hex SHA-256 of LEN bytes at DATA into OUT. */
-void sigv4_sha256_hex (const void *data, size_t len, char out[65]);
+/* Lowercase hex SHA-256 of LEN bytes at DATA into OUT.  0, or -1 with
+ * err_set (ENOMEM) if libcrypto cannot allocate.
+ */
+int sigv4_sha256_hex (const void *data, size_t len, char out[65]);
 /* T as an X-Amz-Date, "20150830T123600Z", into OUT. */
 void sigv4_amz_date (time_t t, char out[17]);
 

@@ -61,13 +61,13 @@ static int
 s3_get (struct store *s, const char *key, size_t max,
         char **data, size_t *len, struct store_obj *info)
 {
-  CLEANUP_FREE char *what = xasprintf ("get %s", key);
+  CLEANUP_FREE char *what = str_printf ("get %s", key);
   struct s3_op op = {
     .op = STORE_OP_GET, .what = what, .method = "GET", .key = key, .max = max,
   };
   struct http_response resp;
 
-  if (s3_call (client (s), &op, &resp) == -1)
+  if (what == NULL || s3_call (client (s), &op, &resp) == -1)
     return -1;
   /* An empty object has no body buffer; the caller wants a string. */
   *data = resp.body ? resp.body : strdup ("");
@@ -86,11 +86,8 @@ s3_get_range (struct store *s, const char *key,
               uint64_t offset, size_t len, void *buf)
 {
   CLEANUP_FREE char *what =
-    xasprintf ("get %s [%ju+%zu]", key, (uintmax_t) offset, len);
-  CLEANUP_FREE char *range =
-    xasprintf ("bytes=%ju-%ju", (uintmax_t) offset,
-               (uintmax_t) (offset + len - 1));
-  CLEANUP_FREE char *want = xasprintf ("bytes %s/", range + 6);
+    str_printf ("get %s [%ju+%zu]", key, (uintmax_t) offset, len);
+  char range[48], want[64];     /* "bytes=A-B" with 20-digit A and B */
   struct s3_op op = {
     .op = STORE_OP_GET_RANGE, .what = what, .method = "GET", .key = key,
     .headers = { { "Range", range } }, .buf = buf, .buf_len = len,
@@ -98,7 +95,10 @@ s3_get_range (struct store *s, const char *key,
   struct http_response resp;
   bool exact;
 
-  if (s3_call (client (s), &op, &resp) == -1)
+  snprintf (range, sizeof range, "bytes=%ju-%ju", (uintmax_t) offset,
+            (uintmax_t) (offset + len - 1));
+  snprintf (want, sizeof want, "bytes %s/", range + 6);
+  if (what == NULL || s3_call (client (s), &op, &resp) == -1)
     return -1;
   /* 206 for the range asked; 200 only if the range was the whole object
    * (http_send saw exactly LEN bytes, no more).
@@ -117,13 +117,13 @@ s3_get_range (struct store *s, const char *key,
 static int
 s3_head (struct store *s, const char *key, struct store_obj *info)
 {
-  CLEANUP_FREE char *what = xasprintf ("head %s", key);
+  CLEANUP_FREE char *what = str_printf ("head %s", key);
   struct s3_op op = {
     .op = STORE_OP_HEAD, .what = what, .method = "HEAD", .key = key,
   };
   struct http_response resp;
 
-  if (s3_call (client (s), &op, &resp) == -1)
+  if (what == NULL || s3_call (client (s), &op, &resp) == -1)
     return -1;
   http_response_free (&resp);
   if (resp.content_length == UINT64_MAX)
@@ -137,7 +137,7 @@ static int
 s3_put (struct store *s, const char *key, const void *data, size_t len,
         enum store_cond cond, const char *etag, struct store_obj *info)
 {
-  CLEANUP_FREE char *what = xasprintf ("put %s", key);
+  CLEANUP_FREE char *what = str_printf ("put %s", key);
   struct s3_op op = {
     .op = STORE_OP_PUT, .what = what, .method = "PUT", .key = key,
     .headers = { { "Content-Type", "application/octet-stream" } },
@@ -149,7 +149,7 @@ s3_put (struct store *s, const char *key, const void *data, size_t len,
     op.headers[1] = (struct sigv4_pair) { "If-None-Match", "*" };
   else if (cond == STORE_PUT_IF_MATCH)
     op.headers[1] = (struct sigv4_pair) { "If-Match", etag };
-  if (s3_call (client (s), &op, &resp) == -1)
+  if (what == NULL || s3_call (client (s), &op, &resp) == -1)
     return -1;
   http_response_free (&resp);
   if (info) {
@@ -179,9 +179,9 @@ delete_op (struct store *s, const char *what, const char *key, const char *id)
 static int
 s3_delete (struct store *s, const char *key)
 {
-  CLEANUP_FREE char *what = xasprintf ("delete %s", key);
+  CLEANUP_FREE char *what = str_printf ("delete %s", key);
 
-  return delete_op (s, what, key, NULL);
+  return what ? delete_op (s, what, key, NULL) : -1;
 }
 
 /* One name of a listing page. */
@@ -219,12 +219,32 @@ parse_u64 (const char *s, uint64_t *out)
   return errno == 0 && *end == '\0';
 }
 
-/* Add the Contents (IS_PREFIX false) or CommonPrefixes of ROOT to PG.
- * NULL, or what is wrong.
+/* The text of child NAME of IN into *TEXT (NULL if there is none or it
+ * is malformed).  0, or -1 with err_set (ENOMEM) if out of memory.
  */
-static const char *
-page_add (struct xml_span root, bool is_prefix, const char *prefix,
-          struct page *pg)
+static int
+child_text (const char *what, struct xml_span in, const char *name,
+            char **text)
+{
+  *text = xml_child_text (in, name);
+  if (*text == NULL && errno == ENOMEM)
+    return err_set (ENOMEM, "%s: out of memory", what);
+  return 0;
+}
+
+/* -1 with err_set (EBADMSG): the listing WHAT is wrong because of WHY. */
+static int
+bad_listing (const char *what, const char *why)
+{
+  return err_set (EBADMSG, "%s: bad listing from the store: %s", what, why);
+}
+
+/* Add the Contents (IS_PREFIX false) or CommonPrefixes of ROOT to PG.
+ * 0, or -1 with err_set (EBADMSG, or ENOMEM).
+ */
+static int
+page_add (const char *what, struct xml_span root, bool is_prefix,
+          const char *prefix, struct page *pg)
 {
   const char *elem = is_prefix ? "CommonPrefixes" : "Contents";
   struct xml_span c;
@@ -233,53 +253,56 @@ page_add (struct xml_span root, bool is_prefix, const char *prefix,
 
   while ((r = xml_next (root, elem, &pos, &c)) == 1) {
     struct entry e = { .is_prefix = is_prefix };
-    CLEANUP_FREE char *size = is_prefix ? NULL : xml_child_text (c, "Size");
+    CLEANUP_FREE char *size = NULL;
 
-    e.name = xml_child_text (c, is_prefix ? "Prefix" : "Key");
+    if ((!is_prefix && child_text (what, c, "Size", &size) == -1) ||
+        child_text (what, c, is_prefix ? "Prefix" : "Key", &e.name) == -1)
+      return -1;
     if (e.name == NULL || strncmp (e.name, prefix, strlen (prefix)) != 0 ||
         e.name[0] == '\0' || (!is_prefix && !parse_u64 (size, &e.size))) {
       free (e.name);
-      return "an entry without a key, a size, or the prefix";
+      return bad_listing (what, "an entry without a key, a size, or the "
+                          "prefix");
     }
     if (pg->n == pg->cap) {
       size_t cap = pg->cap ? 2 * pg->cap : 64;
       struct entry *ne = realloc (pg->e, cap * sizeof *ne);
       if (ne == NULL) {
         free (e.name);
-        return "out of memory";
+        return err_set (ENOMEM, "%s: out of memory", what);
       }
       pg->e = ne;
       pg->cap = cap;
     }
     pg->e[pg->n++] = e;
   }
-  return r == -1 ? "malformed XML" : NULL;
+  return r == -1 ? bad_listing (what, "malformed XML") : 0;
 }
 
-/* Parse one ListObjectsV2 reply into PG.  -1 with err_set (EBADMSG). */
+/* Parse one ListObjectsV2 reply into PG.  -1 with err_set (EBADMSG, or
+ * ENOMEM).
+ */
 static int
 page_parse (const char *what, const struct http_response *resp,
             const char *prefix, struct page *pg)
 {
   struct xml_span doc = { resp->body, resp->len }, root;
   CLEANUP_FREE char *truncated = NULL;
-  const char *bad = NULL;
   size_t pos = 0;
 
   if (resp->body == NULL ||
       xml_next (doc, "ListBucketResult", &pos, &root) != 1)
-    bad = "no ListBucketResult";
-  else if ((bad = page_add (root, false, prefix, pg)) == NULL &&
-           (bad = page_add (root, true, prefix, pg)) == NULL) {
-    truncated = xml_child_text (root, "IsTruncated");
-    if (truncated && strcmp (truncated, "true") == 0) {
-      pg->next = xml_child_text (root, "NextContinuationToken");
-      if (pg->next == NULL || pg->next[0] == '\0')
-        bad = "truncated without a continuation token";
-    }
+    return bad_listing (what, "no ListBucketResult");
+  if (page_add (what, root, false, prefix, pg) == -1 ||
+      page_add (what, root, true, prefix, pg) == -1 ||
+      child_text (what, root, "IsTruncated", &truncated) == -1)
+    return -1;
+  if (truncated && strcmp (truncated, "true") == 0) {
+    if (child_text (what, root, "NextContinuationToken", &pg->next) == -1)
+      return -1;
+    if (pg->next == NULL || pg->next[0] == '\0')
+      return bad_listing (what, "truncated without a continuation token");
   }
-  if (bad)
-    return err_set (EBADMSG, "%s: bad listing from the store: %s", what, bad);
   return 0;
 }
 
@@ -295,11 +318,13 @@ s3_list (struct store *s, const char *prefix, const char *delimiter,
          store_list_fn fn, void *opaque)
 {
   struct s3_store *st = (struct s3_store *) s;
-  CLEANUP_FREE char *what = xasprintf ("list %s", prefix);
+  CLEANUP_FREE char *what = str_printf ("list %s", prefix);
   CLEANUP_FREE char *last = NULL, *token = NULL;
   char max_keys[16];
   int r = 0;
 
+  if (what == NULL)
+    return -1;
   snprintf (max_keys, sizeof max_keys, "%u", st->max_keys);
   do {
     struct s3_op op = {
@@ -352,7 +377,7 @@ s3_list (struct store *s, const char *prefix, const char *delimiter,
 static struct store_upload *
 s3_upload_begin (struct store *s, const char *key)
 {
-  CLEANUP_FREE char *what = xasprintf ("begin upload of %s", key);
+  CLEANUP_FREE char *what = str_printf ("begin upload of %s", key);
   struct s3_op op = {
     .op = STORE_OP_UPLOAD, .what = what, .method = "POST", .key = key,
     .body = "",
@@ -364,24 +389,33 @@ s3_upload_begin (struct store *s, const char *key)
   struct xml_span doc, root;
   size_t pos = 0;
   char *id = NULL;
+  int r = 0;
 
-  if (s3_call (client (s), &op, &resp) == -1)
+  if (what == NULL || s3_call (client (s), &op, &resp) == -1)
     return NULL;
   doc = (struct xml_span) { resp.body, resp.len };
   if (resp.body &&
       xml_next (doc, "InitiateMultipartUploadResult", &pos, &root) == 1)
-    id = xml_child_text (root, "UploadId");
+    r = child_text (what, root, "UploadId", &id);
   http_response_free (&resp);
+  if (r == -1)
+    return NULL;
   if (id == NULL || id[0] == '\0') {
     free (id);
     err_set (EBADMSG, "%s: the reply has no UploadId", what);
     return NULL;
   }
   up = calloc (1, sizeof *up);
-  if (up)
+  if (up) {
     up->etags = calloc (STORE_PART_MAX_COUNT, sizeof *up->etags);
-  if (up == NULL || up->etags == NULL) {
-    free (up);
+    up->u.key = strdup (key);
+  }
+  if (up == NULL || up->etags == NULL || up->u.key == NULL) {
+    if (up) {
+      free (up->etags);
+      free (up->u.key);
+      free (up);
+    }
     delete_op (s, what, key, id);
     free (id);
     err_set (ENOMEM, "%s: out of memory", what);
@@ -389,7 +423,6 @@ s3_upload_begin (struct store *s, const char *key)
   }
   pthread_mutex_init (&up->lock, NULL);
   up->u.st = s;
-  up->u.key = xasprintf ("%s", key);
   up->u.id = id;
   return &up->u;
 }
@@ -400,8 +433,8 @@ s3_upload_part (struct store_upload *u, unsigned partno,
 {
   struct s3_upload *up = (struct s3_upload *) u;
   CLEANUP_FREE char *what =
-    xasprintf ("upload %s part %u [%ju+%zu]", u->key, partno,
-               (uintmax_t) offset, len);
+    str_printf ("upload %s part %u [%ju+%zu]", u->key, partno,
+                (uintmax_t) offset, len);
   char num[16];
   struct s3_op op = {
     .op = STORE_OP_UPLOAD, .what = what, .method = "PUT", .key = u->key,
@@ -412,12 +445,13 @@ s3_upload_part (struct store_upload *u, unsigned partno,
   char *etag;
 
   snprintf (num, sizeof num, "%u", partno);
-  if (s3_call (client (u->st), &op, &resp) == -1)
+  if (what == NULL || s3_call (client (u->st), &op, &resp) == -1)
     return -1;
   http_response_free (&resp);
   if (resp.etag[0] == '\0')
     return err_set (EBADMSG, "%s: the reply has no ETag", what);
-  etag = xml_escape (resp.etag);
+  if ((etag = xml_escape (resp.etag)) == NULL)
+    return err_set (ENOMEM, "%s: out of memory", what);
   /* A part uploaded twice (a caller's retry) keeps the later etag, as
    * S3 keeps the later part.
    */
@@ -445,9 +479,11 @@ upload_free (struct s3_upload *up)
 static void
 s3_upload_abort (struct store_upload *u)
 {
-  CLEANUP_FREE char *what = xasprintf ("abort upload of %s", u->key);
+  CLEANUP_FREE char *what = str_printf ("abort upload of %s", u->key);
 
-  if (delete_op (u->st, what, u->key, u->id) == -1)
+  if (what == NULL)
+    err_prefix ("abort upload of %s", u->key);
+  if (what == NULL || delete_op (u->st, what, u->key, u->id) == -1)
     log_warn ("%s (its parts stay in the bucket until deleted)", err_msg ());
   upload_free ((struct s3_upload *) u);
 }
@@ -467,9 +503,8 @@ complete_xml (struct s3_upload *up, const char *what)
       err_set (EINVAL, "%s: part %u was never uploaded", what, i + 1);
       return NULL;
     }
-  f = open_memstream (&xml, &len);
-  if (f == NULL) {
-    err_set (errno, "%s: %m", what);
+  if ((f = memstream_open (&xml, &len)) == NULL) {
+    err_prefix ("%s", what);
     return NULL;
   }
   fputs ("<CompleteMultipartUpload>", f);
@@ -477,11 +512,8 @@ complete_xml (struct s3_upload *up, const char *what)
     fprintf (f, "<Part><PartNumber>%u</PartNumber><ETag>%s</ETag></Part>",
              i + 1, up->etags[i]);
   fputs ("</CompleteMultipartUpload>", f);
-  if (fclose (f) != 0) {
-    free (xml);
-    err_set (ENOMEM, "%s: out of memory", what);
-    return NULL;
-  }
+  if (memstream_close (f, &xml) == -1)
+    err_prefix ("%s", what);
   return xml;
 }
 
@@ -489,16 +521,19 @@ static int
 s3_upload_complete (struct store_upload *u)
 {
   struct s3_upload *up = (struct s3_upload *) u;
-  CLEANUP_FREE char *what = xasprintf ("complete upload of %s", u->key);
+  CLEANUP_FREE char *what = str_printf ("complete upload of %s", u->key);
   CLEANUP_FREE char *xml = NULL;
   struct http_response resp;
   char msg[1024];
   int e;
 
   /* The caller has joined every part's thread: no lock needed. */
-  xml = up->nparts ? complete_xml (up, what) : NULL;
-  if (up->nparts == 0)
+  if (what == NULL)
+    err_prefix ("complete upload of %s", u->key);
+  else if (up->nparts == 0)
     err_set (EINVAL, "%s: no part was uploaded", what);
+  else
+    xml = complete_xml (up, what);
   if (xml) {
     struct s3_op op = {
       .op = STORE_OP_UPLOAD, .what = what, .method = "POST", .key = u->key,
@@ -523,8 +558,10 @@ s3_upload_complete (struct store_upload *u)
 static int
 s3_upload_abort_id (struct store *s, const char *key, const char *id)
 {
-  CLEANUP_FREE char *what = xasprintf ("abort upload of %s", key);
+  CLEANUP_FREE char *what = str_printf ("abort upload of %s", key);
 
+  if (what == NULL)
+    return -1;
   if (id[0] == '\0')
     return err_set (EINVAL, "%s: empty upload id", what);
   return delete_op (s, what, key, id);

@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "err.h"
+#include "lock.h"
 #include "upload.h"
 #include "util.h"
 
@@ -45,7 +46,8 @@ struct upload {
   pthread_t th[THREADS_MAX];
   unsigned started;
 
-  pthread_mutex_t lock;
+  pthread_mutex_t lock;         /* protects queue, queued, free_bufs, nfree,
+                                   nbufs, closing, err_num and err_text */
   pthread_cond_t cond;
   struct part queue[THREADS_MAX];
   unsigned queued;
@@ -65,36 +67,45 @@ send_part (struct upload *u, const struct part *p)
   return store_upload_part (u->up, p->partno, p->offset, p->buf, p->len);
 }
 
+/* Wait for a queued part and take it into *P; *SKIP if an earlier part
+ * failed (then don't bother sending it).  False once closing with no part
+ * left.  Called with u->lock held.
+ */
+static bool
+take_part (struct upload *u, struct part *p, bool *skip)
+{
+  while (u->queued == 0 && !u->closing)
+    pthread_cond_wait (&u->cond, &u->lock);
+  if (u->queued == 0)
+    return false;
+  *p = u->queue[--u->queued];
+  *skip = u->err_num != 0;
+  return true;
+}
+
 static void *
 worker (void *arg)
 {
   struct upload *u = arg;
+  struct part p;
+  bool more, skip;
 
-  pthread_mutex_lock (&u->lock);
-  for (;;) {
-    struct part p;
-    bool skip;
-    int r;
+  {
+    LOCK_FOR_SCOPE (&u->lock);
+    more = take_part (u, &p, &skip);
+  }
+  while (more) {
+    int r = skip ? -1 : send_part (u, &p);
 
-    while (u->queued == 0 && !u->closing)
-      pthread_cond_wait (&u->cond, &u->lock);
-    if (u->queued == 0)
-      break;
-    p = u->queue[--u->queued];
-    skip = u->err_num != 0;     /* an earlier part failed: don't bother */
-    pthread_mutex_unlock (&u->lock);
-
-    r = skip ? -1 : send_part (u, &p);
-
-    pthread_mutex_lock (&u->lock);
+    LOCK_FOR_SCOPE (&u->lock);
     if (r == -1 && !skip && u->err_num == 0) {
       u->err_num = err_errno ();
       snprintf (u->err_text, sizeof u->err_text, "%s", err_msg ());
     }
     u->free_bufs[u->nfree++] = p.buf;
     pthread_cond_broadcast (&u->cond);
+    more = take_part (u, &p, &skip);
   }
-  pthread_mutex_unlock (&u->lock);
   return NULL;
 }
 
@@ -157,12 +168,13 @@ queue_part (struct upload *u)
   u->cur.partno = u->next_partno++;
   u->cur.offset = u->committed;
   u->committed += u->cur.len;
-  pthread_mutex_lock (&u->lock);
-  while (u->queued == u->threads && u->err_num == 0)
-    pthread_cond_wait (&u->cond, &u->lock);
-  u->queue[u->queued++] = u->cur;
-  pthread_cond_broadcast (&u->cond);
-  pthread_mutex_unlock (&u->lock);
+  {
+    LOCK_FOR_SCOPE (&u->lock);
+    while (u->queued == u->threads && u->err_num == 0)
+      pthread_cond_wait (&u->cond, &u->lock);
+    u->queue[u->queued++] = u->cur;
+    pthread_cond_broadcast (&u->cond);
+  }
   u->cur.buf = NULL;
   u->cur.len = 0;
   return 0;
@@ -176,19 +188,19 @@ upload_reserve (struct upload *u, size_t len)
       queue_part (u) == -1)
     return NULL;
   if (u->cur.buf == NULL) {
-    pthread_mutex_lock (&u->lock);
-    while (u->nfree == 0 && u->nbufs == u->threads + 1 && u->err_num == 0)
-      pthread_cond_wait (&u->cond, &u->lock);
-    if (u->err_num) {
-      pthread_mutex_unlock (&u->lock);
-      worker_error (u);
-      return NULL;
+    {
+      LOCK_FOR_SCOPE (&u->lock);
+      while (u->nfree == 0 && u->nbufs == u->threads + 1 && u->err_num == 0)
+        pthread_cond_wait (&u->cond, &u->lock);
+      if (u->err_num) {
+        worker_error (u);
+        return NULL;
+      }
+      if (u->nfree)
+        u->cur.buf = u->free_bufs[--u->nfree];
+      else
+        u->nbufs++;
     }
-    if (u->nfree)
-      u->cur.buf = u->free_bufs[--u->nfree];
-    else
-      u->nbufs++;
-    pthread_mutex_unlock (&u->lock);
     if (u->cur.buf == NULL && (u->cur.buf = malloc (u->part_size)) == NULL) {
       err_set (errno, "upload %s: malloc: %m", u->key);
       return NULL;
@@ -214,10 +226,11 @@ upload_size (const struct upload *u)
 static void
 stop_workers (struct upload *u)
 {
-  pthread_mutex_lock (&u->lock);
-  u->closing = true;
-  pthread_cond_broadcast (&u->cond);
-  pthread_mutex_unlock (&u->lock);
+  {
+    LOCK_FOR_SCOPE (&u->lock);
+    u->closing = true;
+    pthread_cond_broadcast (&u->cond);
+  }
   for (unsigned i = 0; i < u->started; i++)
     pthread_join (u->th[i], NULL);
   u->started = 0;
@@ -276,12 +289,13 @@ upload_abort (struct upload *u)
   /* Drop the queued parts, let running ones finish, then abandon the
    * store's upload: no worker may still be using it.
    */
-  pthread_mutex_lock (&u->lock);
-  if (u->err_num == 0)
-    u->err_num = ECANCELED;
-  while (u->queued > 0)
-    free (u->queue[--u->queued].buf);
-  pthread_mutex_unlock (&u->lock);
+  {
+    LOCK_FOR_SCOPE (&u->lock);
+    if (u->err_num == 0)
+      u->err_num = ECANCELED;
+    while (u->queued > 0)
+      free (u->queue[--u->queued].buf);
+  }
   stop_workers (u);
   store_upload_abort (u->up);
   u->up = NULL;

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "err.h"
+#include "lock.h"
 #include "util.h"
 
 void
@@ -120,12 +121,14 @@ id_name_check (const char *what, const char *s)
 void
 id_snapshot_new (char out[SNAPSHOT_ID_LEN + 1])
 {
+  /* lock protects last_ms and seq: the time and sequence of the last id. */
   static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
   static uint64_t last_ms;
   static unsigned seq;
   unsigned char b[16];
   struct timespec ts;
   uint64_t ms;
+  unsigned sq;
 
   if (getrandom (b, sizeof b, 0) != sizeof b) {
     /* getrandom cannot fail for 16 bytes once the pool is ready; fall
@@ -137,24 +140,26 @@ id_snapshot_new (char out[SNAPSHOT_ID_LEN + 1])
   clock_gettime (CLOCK_REALTIME, &ts);
   ms = (uint64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 
-  pthread_mutex_lock (&lock);
-  if (ms <= last_ms) {
-    ms = last_ms;
-    if (++seq > 0xfff) {        /* sequence exhausted: borrow the next ms */
-      ms = ++last_ms;
+  {
+    LOCK_FOR_SCOPE (&lock);
+    if (ms <= last_ms) {
+      ms = last_ms;
+      if (++seq > 0xfff) {      /* sequence exhausted: borrow the next ms */
+        ms = ++last_ms;
+        seq = 0;
+      }
+    }
+    else {
+      last_ms = ms;
       seq = 0;
     }
+    sq = seq;                   /* another id may move seq once we let go */
   }
-  else {
-    last_ms = ms;
-    seq = 0;
-  }
-  pthread_mutex_unlock (&lock);
 
   for (int i = 0; i < 6; i++)
     b[i] = ms >> (40 - 8 * i);
-  b[6] = 0x70 | ((seq >> 8) & 0x0f);
-  b[7] = seq & 0xff;
+  b[6] = 0x70 | ((sq >> 8) & 0x0f);
+  b[7] = sq & 0xff;
   b[8] = 0x80 | (b[8] & 0x3f);
   hex_encode (b, sizeof b, out);
 }
@@ -187,6 +192,32 @@ xasprintf (const char *fmt, ...)
     abort ();
   va_end (ap);
   return s;
+}
+
+FILE *
+memstream_open (char **buf, size_t *len)
+{
+  FILE *f = open_memstream (buf, len);
+
+  if (f == NULL)
+    err_set (ENOMEM, "out of memory");
+  return f;
+}
+
+int
+memstream_close (FILE *f, char **buf)
+{
+  bool failed = ferror (f);
+
+  /* glibc's fclose of a memory stream returns 0 even when it cannot
+   * allocate the final buffer: it leaves *BUF NULL.
+   */
+  if (fclose (f) == EOF || failed || *buf == NULL) {
+    free (*buf);
+    *buf = NULL;
+    return err_set (ENOMEM, "out of memory");
+  }
+  return 0;
 }
 
 int
@@ -255,10 +286,8 @@ file_write_atomic (const char *path, const void *data, size_t len)
   char *slash;
   int fd;
 
-  if (tmp == NULL)
-    return -1;
-  if (dir == NULL)
-    return err_set (errno, "strdup: %m");
+  if (tmp == NULL || dir == NULL)
+    return err_set (ENOMEM, "write %s: out of memory", path);
   fd = mkostemp (tmp, O_CLOEXEC);
   if (fd == -1)
     return err_set (errno, "create %s: %m", tmp);

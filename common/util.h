@@ -11,6 +11,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <sys/types.h>
 
@@ -64,6 +65,14 @@ char *str_printf (const char *fmt, ...)
  */
 char *xasprintf (const char *fmt, ...)
   __attribute__ ((__format__ (__printf__, 1, 2)));
+
+/* open_memstream, or NULL with err_set (ENOMEM). */
+FILE *memstream_open (char **buf, size_t *len) __attribute__ ((__nonnull__));
+/* Close F, a stream from memstream_open writing *BUF.  0, or -1 with
+ * err_set (ENOMEM) if memory ran out writing it: then *BUF is freed and
+ * NULL.
+ */
+int memstream_close (FILE *f, char **buf) __attribute__ ((__nonnull__));
 
 /* pread exactly N bytes; a short file is EIO.  0 or -1 with err_set. */
 int full_pread (int fd, void *buf, size_t n, off_t offset, const char *what);

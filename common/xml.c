@@ -222,8 +222,10 @@ xml_text (struct xml_span s)
 {
   char *out = malloc (s.len + 1), *o = out;
 
-  if (out == NULL)
+  if (out == NULL) {
+    errno = ENOMEM;
     return NULL;
+  }
   for (size_t i = 0; i < s.len; i++) {
     const char *semi;
 
@@ -264,8 +266,10 @@ xml_escape (const char *s)
 {
   char *out = malloc (6 * strlen (s) + 1), *o = out;
 
-  if (out == NULL)
-    abort ();
+  if (out == NULL) {
+    errno = ENOMEM;
+    return NULL;
+  }
   for (; *s; s++) {
     const char *e = *s == '&' ? "&amp;" : *s == '<' ? "&lt;"
       : *s == '>' ? "&gt;" : *s == '"' ? "&quot;" : *s == '\'' ? "&apos;"

@@ -26,16 +26,20 @@ int xml_next (struct xml_span in, const char *name, size_t *pos,
               struct xml_span *content)
   __attribute__ ((__nonnull__ (2, 3, 4)));
 /* The text of S with the five entities and numeric character references
- * decoded, malloc'd and NUL-terminated.  NULL if S holds markup, a NUL,
- * an unknown entity or an invalid character reference.
+ * decoded, malloc'd and NUL-terminated.  NULL with errno EBADMSG if S
+ * holds markup, a NUL, an unknown entity or an invalid character
+ * reference; ENOMEM if out of memory.
  */
 char *xml_text (struct xml_span s);
 /* The decoded text of the first child NAME of IN (malloc'd), or NULL
- * with errno ENOENT if there is none, EBADMSG if malformed.
+ * with errno ENOENT if there is none, EBADMSG if malformed, ENOMEM if out
+ * of memory.
  */
 char *xml_child_text (struct xml_span in, const char *name)
   __attribute__ ((__nonnull__ (2)));
-/* S with & < > " ' escaped, for element content.  Malloc'd. */
+/* S with & < > " ' escaped, for element content: malloc'd, or NULL with
+ * errno ENOMEM.
+ */
 char *xml_escape (const char *s)
   __attribute__ ((__nonnull__));
 

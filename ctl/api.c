@@ -15,6 +15,8 @@
  * request when the reply is sent.  While nbdkit is down (see
  * supervise_unavailable) requests fail at once with 503, except metrics,
  * which then shows lazyvold's own counters with lazyvold_nbdkit_up 0.
+ * A request that memory runs out for gets a 500 ("internal"), or a 500
+ * without a body if even its reply cannot be built; the loop goes on.
  *
  * Bodies over BODY_MAX are refused by libevent from their Content-Length
  * (or as a chunked body grows past it) before they are stored, with 413
@@ -146,8 +148,9 @@ method_name (enum evhttp_cmd_type m)
   return "?";
 }
 
-/* Send BODY (consumed) with STATUS and CONTENT_TYPE.  Requests that may
- * change something are logged; reads (monitoring polls) only in debug.
+/* Send BODY (consumed) with STATUS and CONTENT_TYPE; a NULL BODY (out of
+ * memory building it) is a 500 without a body.  Requests that may change
+ * something are logged; reads (monitoring polls) only in debug.
  */
 static void
 respond (struct evhttp_request *req, int status, const char *content_type,
@@ -155,6 +158,12 @@ respond (struct evhttp_request *req, int status, const char *content_type,
 {
   enum evhttp_cmd_type method = evhttp_request_get_command (req);
 
+  if (body == NULL) {
+    log_error ("%s %s: out of memory for the reply: 500",
+               method_name (method), evhttp_request_get_uri (req));
+    evhttp_send_reply (req, 500, NULL, NULL);
+    return;
+  }
   log_msg (method == EVHTTP_REQ_GET ? LOG_LV_DEBUG : LOG_LV_INFO,
            "%s %s: %d", method_name (method), evhttp_request_get_uri (req),
            status);
@@ -169,10 +178,14 @@ respond_json (struct evhttp_request *req, int status, json_object *o)
 {
   struct evbuffer *body = evbuffer_new ();
 
-  evbuffer_add_printf (body, "%s\n", json_object_to_json_string_ext
-                       (o, JSON_C_TO_STRING_PRETTY |
-                        JSON_C_TO_STRING_SPACED |
-                        JSON_C_TO_STRING_NOSLASHESCAPE));
+  if (body && evbuffer_add_printf (body, "%s\n",
+                                   json_object_to_json_string_ext
+                                   (o, JSON_C_TO_STRING_PRETTY |
+                                    JSON_C_TO_STRING_SPACED |
+                                    JSON_C_TO_STRING_NOSLASHESCAPE)) == -1) {
+    evbuffer_free (body);
+    body = NULL;
+  }
   respond (req, status, "application/json", body);
 }
 
@@ -338,7 +351,10 @@ respond_metrics (struct evhttp_request *req, json_object *reply)
 {
   struct evbuffer *body = evbuffer_new ();
 
-  metrics_format (body, reply, supervise_restarts ());
+  if (body && metrics_format (body, reply, supervise_restarts ()) == -1) {
+    evbuffer_free (body);
+    body = NULL;
+  }
   respond (req, 200, METRICS_CONTENT_TYPE, body);
 }
 
@@ -380,7 +396,8 @@ on_reply (json_object *reply, void *opaque)
   struct call *c = opaque;
   json_object *ok, *code;
 
-  if (reply == NULL && (err_errno () == EBADMSG || err_errno () == EMSGSIZE))
+  if (reply == NULL && (err_errno () == EBADMSG || err_errno () == EMSGSIZE ||
+                        err_errno () == ENOMEM))
     respond_error (c->req, 500, "internal", err_msg ());
   else if (reply == NULL)
     respond_unavailable (c->req, c->route, err_msg ());
@@ -459,13 +476,15 @@ api_handle (struct evhttp_request *req, void *arg)
     json_object_put (cmd);
     return;
   }
-  c = malloc (sizeof *c);
-  if (c == NULL)
-    abort ();
+  if ((c = malloc (sizeof *c)) == NULL) {
+    respond_error (req, 500, "internal", "out of memory");
+    json_object_put (cmd);
+    return;
+  }
   c->req = req;
   c->route = route;
   if (relay_send (cmd, on_reply, c) == -1) {
-    respond_unavailable (req, route, err_msg ());
+    respond_error (req, 500, "internal", err_msg ());
     free (c);
   }
   json_object_put (cmd);
@@ -479,6 +498,8 @@ api_start (struct event_base *base, const char *path, gid_t gid,
   int fd;
 
   start_ns = time_mono_ns ();
+  if ((sock_path = strdup (path)) == NULL)
+    return err_set (ENOMEM, "admin socket %s: out of memory", path);
   if (unixsock_clear_stale (path) == -1)
     return err_prefix ("admin socket");
   if ((fd = unixsock_listen (path, gid)) == -1)
@@ -512,7 +533,6 @@ api_start (struct event_base *base, const char *path, gid_t gid,
   evhttp_set_max_headers_size (http, HEADERS_MAX);
   evhttp_set_flags (http, EVHTTP_SERVER_LINGERING_CLOSE);
   evhttp_set_gencb (http, api_handle, NULL);
-  sock_path = strdup (path);
   log_info ("admin API listening on %s", path);
   return 0;
 }

@@ -595,13 +595,13 @@ main (int argc, char **argv)
     notify_parent ("cannot create the event loop");
     return 1;
   }
-  relay_init (base, opt.control ? opt.control : cfg.control);
   for (int i = 0; i < 3; i++) {
     sigev[i] = evsignal_new (base, signals[i], on_signal, NULL);
     if (sigev[i] == NULL || event_add (sigev[i], NULL) == -1)
       abort ();
   }
-  if ((run_dir && lock_run_dir (run_dir) == -1) ||
+  if (relay_init (base, opt.control ? opt.control : cfg.control) == -1 ||
+      (run_dir && lock_run_dir (run_dir) == -1) ||
       api_start (base, opt.admin_sock, gid, opt.admin_timeout) == -1)
     startup_failed ();
   else if (opt.control)

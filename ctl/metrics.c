@@ -6,14 +6,18 @@
  * of a metric right after its HELP and TYPE lines, so the per-export
  * metrics loop over the exports inside the loop over the table.
  * Nanosecond fields are shown in seconds, exactly (integer arithmetic).
+ * Every append is checked: out of memory fails the whole exposition
+ * rather than serve one with metrics missing.
  */
 #include <config.h>
 
+#include <errno.h>
 #include <inttypes.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "err.h"
 #include "metrics.h"
 #include "util.h"
 
@@ -82,27 +86,31 @@ field (json_object *o, const char *key)
     : 0;
 }
 
-static void
+/* The functions below that append to the exposition return -1 if out of
+ * memory (metrics_format reports it), else 0 or more.
+ */
+
+static int
 header (struct evbuffer *out, const char *name, const char *type,
         const char *help)
 {
-  evbuffer_add_printf (out, "# HELP %s %s\n# TYPE %s %s\n",
-                       name, help, name, type);
+  return evbuffer_add_printf (out, "# HELP %s %s\n# TYPE %s %s\n",
+                              name, help, name, type);
 }
 
 /* One sample line; LABELS is "" or "{...}". */
-static void
+static int
 sample (struct evbuffer *out, const char *name, const char *labels,
         uint64_t v, bool ns)
 {
   if (ns)
-    evbuffer_add_printf (out, "%s%s %" PRIu64 ".%09" PRIu64 "\n", name,
-                         labels, v / 1000000000, v % 1000000000);
-  else
-    evbuffer_add_printf (out, "%s%s %" PRIu64 "\n", name, labels, v);
+    return evbuffer_add_printf (out, "%s%s %" PRIu64 ".%09" PRIu64 "\n",
+                                name, labels, v / 1000000000,
+                                v % 1000000000);
+  return evbuffer_add_printf (out, "%s%s %" PRIu64 "\n", name, labels, v);
 }
 
-/* {export="ID"} with ID escaped as the format requires. */
+/* {export="ID"} with ID escaped as the format requires, or NULL. */
 static char *
 export_labels (json_object *e)
 {
@@ -113,7 +121,7 @@ export_labels (json_object *e)
   char *p = labels;
 
   if (labels == NULL)
-    abort ();
+    return NULL;
   p = stpcpy (p, "{export=\"");
   for (; *s; s++) {
     if (*s == '\\' || *s == '"' || *s == '\n')
@@ -127,92 +135,114 @@ export_labels (json_object *e)
 /* Counter NAME by operation and reason, from the plugin's list of
  * {op, reason, count} cells (only cells that are not zero are listed).
  */
-static void
+static int
 format_by_reason (struct evbuffer *out, const char *name, const char *help,
                   json_object *cells)
 {
-  header (out, name, "counter", help);
+  if (header (out, name, "counter", help) == -1)
+    return -1;
   for (size_t i = 0; json_object_is_type (cells, json_type_array) &&
          i < json_object_array_length (cells); i++) {
     json_object *cell = json_object_array_get_idx (cells, i), *op, *why;
 
     /* The labels come from the plugin's fixed vocabulary: no escaping. */
     if (json_object_object_get_ex (cell, "op", &op) &&
-        json_object_object_get_ex (cell, "reason", &why))
-      evbuffer_add_printf (out, "%s{op=\"%s\",reason=\"%s\"} %" PRIu64 "\n",
-                           name, json_object_get_string (op),
-                           json_object_get_string (why),
-                           field (cell, "count"));
+        json_object_object_get_ex (cell, "reason", &why) &&
+        evbuffer_add_printf (out, "%s{op=\"%s\",reason=\"%s\"} %" PRIu64
+                             "\n", name, json_object_get_string (op),
+                             json_object_get_string (why),
+                             field (cell, "count")) == -1)
+      return -1;
   }
+  return 0;
 }
 
-static void
+static int
 format_store (struct evbuffer *out, json_object *store)
 {
-  json_object *cells = NULL;
+  json_object *errors = NULL, *retries = NULL;
 
   for (size_t i = 0; i < sizeof store_metrics / sizeof store_metrics[0]; i++) {
     const struct metric *m = &store_metrics[i];
-    header (out, m->name, m->type, m->help);
-    sample (out, m->name, "", field (store, m->field), m->ns);
+    if (header (out, m->name, m->type, m->help) == -1 ||
+        sample (out, m->name, "", field (store, m->field), m->ns) == -1)
+      return -1;
   }
-  json_object_object_get_ex (store, "errors", &cells);
-  format_by_reason (out, "lazyvol_store_errors_total",
-                    "Object store operations that failed after their "
-                    "retries (a missing object or a failed condition is an "
-                    "answer, not a failure).", cells);
-  cells = NULL;
-  json_object_object_get_ex (store, "retries", &cells);
-  format_by_reason (out, "lazyvol_store_retries_total",
-                    "Object store requests tried again, by why the try "
-                    "failed.", cells);
-  header (out, "lazyvol_store_fetch_seconds", "summary",
-          "Latency of the ranged GETs that fetch chunks.");
-  sample (out, "lazyvol_store_fetch_seconds_sum", "",
-          field (store, "range_get_ns"), true);
-  sample (out, "lazyvol_store_fetch_seconds_count", "",
-          field (store, "range_gets"), false);
+  json_object_object_get_ex (store, "errors", &errors);
+  json_object_object_get_ex (store, "retries", &retries);
+  if (format_by_reason (out, "lazyvol_store_errors_total",
+                        "Object store operations that failed after their "
+                        "retries (a missing object or a failed condition is "
+                        "an answer, not a failure).", errors) == -1 ||
+      format_by_reason (out, "lazyvol_store_retries_total",
+                        "Object store requests tried again, by why the try "
+                        "failed.", retries) == -1 ||
+      header (out, "lazyvol_store_fetch_seconds", "summary",
+              "Latency of the ranged GETs that fetch chunks.") == -1 ||
+      sample (out, "lazyvol_store_fetch_seconds_sum", "",
+              field (store, "range_get_ns"), true) == -1 ||
+      sample (out, "lazyvol_store_fetch_seconds_count", "",
+              field (store, "range_gets"), false) == -1)
+    return -1;
+  return 0;
 }
 
-static void
+static int
 format_exports (struct evbuffer *out, json_object *exports)
 {
-  size_t n = json_object_array_length (exports);
+  size_t n = json_object_array_length (exports), j;
   CLEANUP_FREE char **labels = calloc (n ? n : 1, sizeof *labels);
+  int r = -1;
 
   if (labels == NULL)
-    abort ();
-  for (size_t j = 0; j < n; j++)
-    labels[j] = export_labels (json_object_array_get_idx (exports, j));
+    return -1;
+  for (j = 0; j < n; j++)
+    if ((labels[j] = export_labels (json_object_array_get_idx (exports, j)))
+        == NULL)
+      goto out;
   for (size_t i = 0; i < sizeof export_metrics / sizeof export_metrics[0];
        i++) {
     const struct metric *m = &export_metrics[i];
-    header (out, m->name, m->type, m->help);
-    for (size_t j = 0; j < n; j++)
-      sample (out, m->name, labels[j],
-              field (json_object_array_get_idx (exports, j), m->field),
-              m->ns);
+    if (header (out, m->name, m->type, m->help) == -1)
+      goto out;
+    for (j = 0; j < n; j++)
+      if (sample (out, m->name, labels[j],
+                  field (json_object_array_get_idx (exports, j), m->field),
+                  m->ns) == -1)
+        goto out;
   }
-  for (size_t j = 0; j < n; j++)
+  r = 0;
+ out:
+  /* Labels after a failed one are still NULL (calloc). */
+  for (j = 0; j < n; j++)
     free (labels[j]);
+  return r;
 }
 
-void
+int
 metrics_format (struct evbuffer *out, json_object *reply, unsigned restarts)
 {
   json_object *store, *exports;
 
-  header (out, "lazyvold_nbdkit_up", "gauge",
-          "Whether nbdkit answers on its control socket.");
-  sample (out, "lazyvold_nbdkit_up", "", reply != NULL, false);
-  header (out, "lazyvold_nbdkit_restarts_total", "counter",
-          "Times lazyvold restarted nbdkit after it died.");
-  sample (out, "lazyvold_nbdkit_restarts_total", "", restarts, false);
+  if (header (out, "lazyvold_nbdkit_up", "gauge",
+              "Whether nbdkit answers on its control socket.") == -1 ||
+      sample (out, "lazyvold_nbdkit_up", "", reply != NULL, false) == -1 ||
+      header (out, "lazyvold_nbdkit_restarts_total", "counter",
+              "Times lazyvold restarted nbdkit after it died.") == -1 ||
+      sample (out, "lazyvold_nbdkit_restarts_total", "", restarts,
+              false) == -1)
+    goto nomem;
   if (reply == NULL)
-    return;
-  if (json_object_object_get_ex (reply, "store", &store))
-    format_store (out, store);
+    return 0;
+  if (json_object_object_get_ex (reply, "store", &store) &&
+      format_store (out, store) == -1)
+    goto nomem;
   if (json_object_object_get_ex (reply, "exports", &exports) &&
-      json_object_is_type (exports, json_type_array))
-    format_exports (out, exports);
+      json_object_is_type (exports, json_type_array) &&
+      format_exports (out, exports) == -1)
+    goto nomem;
+  return 0;
+
+ nomem:
+  return err_set (ENOMEM, "metrics: out of memory");
 }

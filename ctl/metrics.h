@@ -12,10 +12,11 @@
 
 /* Append the exposition to OUT: the plugin's REPLY (NULL when nbdkit is
  * not answering: then only lazyvold's own metrics, with
- * lazyvold_nbdkit_up 0) and RESTARTS, nbdkit's restarts so far.
+ * lazyvold_nbdkit_up 0) and RESTARTS, nbdkit's restarts so far.  0, or
+ * -1 with err_set (ENOMEM), OUT then holding part of it.
  */
-void metrics_format (struct evbuffer *out, json_object *reply,
-                     unsigned restarts)
+int metrics_format (struct evbuffer *out, json_object *reply,
+                    unsigned restarts)
   __attribute__ ((__nonnull__ (1)));
 
 #endif /* LAZYVOLD_METRICS_H */

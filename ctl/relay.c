@@ -19,8 +19,11 @@
  *
  * Every outcome reaches the callback from the event loop, never from
  * relay_send itself: a failure found at once is reported through the
- * connection's timer with a zero delay.  The request is unlinked before
- * its callback runs, so a callback may send more.  One thread: no locks.
+ * connection's timer with a zero delay, or, for a request that cannot
+ * have a connection because memory ran out, through the relay's own
+ * timer (made at relay_init, so that failing needs no memory).  The
+ * request is unlinked before its callback runs, so a callback may send
+ * more.  One thread: no locks.
  *
  * A reply longer than REPLY_MAX is refused, so a confused peer cannot make
  * the daemon buffer without bound.
@@ -57,13 +60,15 @@ struct conn {
   struct bufferevent *bev;      /* NULL until connected */
   struct event *timer;          /* a connect retry, or a failure to report */
   unsigned tries;               /* connects that found the backlog full */
-  char failure[256];            /* that failure */
+  struct err_saved failure;     /* that failure (errnum 0: none) */
   struct relay *relay;          /* the request on it; NULL when idle */
 };
 
 static struct event_base *base;
 static const char *path;
 static struct relay *queue, **queue_tail = &queue;
+static struct relay *unsent;    /* could not get a connection: out of memory */
+static struct event *unsent_timer;      /* fails the unsent from the loop */
 static struct conn *pool;
 static unsigned pool_size;
 
@@ -72,6 +77,17 @@ relay_free (struct relay *r)
 {
   free (r->line);
   free (r);
+}
+
+/* Free the requests of *LIST, without calling back. */
+static void
+relay_free_all (struct relay **list)
+{
+  while (*list) {
+    struct relay *r = *list;
+    *list = r->next;
+    relay_free (r);
+  }
 }
 
 static void
@@ -120,7 +136,7 @@ fail_later (struct conn *c)
 {
   struct timeval now = { 0, 0 };
 
-  snprintf (c->failure, sizeof c->failure, "%s", err_msg ());
+  err_save (&c->failure);
   evtimer_add (c->timer, &now);
 }
 
@@ -224,8 +240,8 @@ on_timer (evutil_socket_t fd, short what, void *arg)
 {
   struct conn *c = arg;
 
-  if (c->failure[0]) {
-    err_set (ECONNREFUSED, "%s", c->failure);
+  if (c->failure.errnum) {
+    err_restore (&c->failure);
     conn_failed (c);
   }
   else
@@ -269,8 +285,12 @@ dispatch (void)
     if (queue == NULL)
       queue_tail = &queue;
     if (c == NULL) {
-      if (conn_new (r) == NULL)
-        abort ();               /* like xasprintf: out of memory */
+      if (conn_new (r) == NULL) {
+        struct timeval now = { 0, 0 };
+        r->next = unsent;
+        unsent = r;
+        evtimer_add (unsent_timer, &now);
+      }
       continue;
     }
     c->relay = r;
@@ -281,11 +301,30 @@ dispatch (void)
   }
 }
 
-void
+static void
+on_unsent (evutil_socket_t fd, short what, void *arg)
+{
+  struct relay *list = unsent;  /* a callback may send, and fail, more */
+
+  unsent = NULL;
+  while (list) {
+    struct relay *r = list;
+    list = r->next;
+    err_set (ENOMEM, "control socket %s: out of memory for a connection",
+             path);
+    finish (r, NULL);
+  }
+}
+
+int
 relay_init (struct event_base *b, const char *control)
 {
   base = b;
   path = control;
+  unsent_timer = evtimer_new (base, on_unsent, NULL);
+  if (unsent_timer == NULL)
+    return err_set (ENOMEM, "control socket %s: out of memory", path);
+  return 0;
 }
 
 int
@@ -293,10 +332,12 @@ relay_send (json_object *req, relay_reply_fn fn, void *opaque)
 {
   struct relay *r = calloc (1, sizeof *r);
 
-  if (r == NULL)
-    return err_set (ENOMEM, "out of memory");
-  r->line = xasprintf ("%s\n", json_object_to_json_string_ext
-                       (req, JSON_C_TO_STRING_PLAIN));
+  if (r == NULL ||
+      (r->line = str_printf ("%s\n", json_object_to_json_string_ext
+                             (req, JSON_C_TO_STRING_PLAIN))) == NULL) {
+    free (r);
+    return err_set (ENOMEM, "control socket %s: out of memory", path);
+  }
   r->fn = fn;
   r->opaque = opaque;
   *queue_tail = r;
@@ -310,10 +351,10 @@ relay_shutdown (void)
 {
   while (pool)
     conn_free (pool);
-  while (queue) {
-    struct relay *r = queue;
-    queue = r->next;
-    relay_free (r);
-  }
+  relay_free_all (&queue);
   queue_tail = &queue;
+  relay_free_all (&unsent);
+  if (unsent_timer)
+    event_free (unsent_timer);
+  unsent_timer = NULL;
 }

@@ -18,15 +18,15 @@
 typedef void (*relay_reply_fn) (json_object *reply, void *opaque);
 
 /* Send the requests of relay_send to control socket PATH (which must
- * outlive the relays), from loop BASE.
+ * outlive the relays), from loop BASE.  0, or -1 with err_set (ENOMEM).
  */
-void relay_init (struct event_base *base, const char *path)
+int relay_init (struct event_base *base, const char *path)
   __attribute__ ((__nonnull__));
 
 /* Send REQ (not consumed) to the control socket.  FN gets the reply, or
- * NULL if the socket cannot be reached or closes first, always later,
- * from the loop.  0, or -1 with err_set if out of memory (then FN is
- * never called).
+ * NULL if the socket cannot be reached or closes first (or memory runs
+ * out: then err_errno () is ENOMEM), always later, from the loop.  0, or
+ * -1 with err_set (ENOMEM) if out of memory (then FN is never called).
  */
 int relay_send (json_object *req, relay_reply_fn fn, void *opaque)
   __attribute__ ((__nonnull__ (1, 2)));
