@@ -32,6 +32,7 @@
 #include <string.h>
 
 #include "err.h"
+#include "lock.h"
 #include "s3.h"
 #include "util.h"
 #include "xml.h"
@@ -455,12 +456,11 @@ s3_upload_part (struct store_upload *u, unsigned partno,
   /* A part uploaded twice (a caller's retry) keeps the later etag, as
    * S3 keeps the later part.
    */
-  pthread_mutex_lock (&up->lock);
+  LOCK_FOR_SCOPE (&up->lock);
   free (up->etags[partno - 1]);
   up->etags[partno - 1] = etag;
   if (partno > up->nparts)
     up->nparts = partno;
-  pthread_mutex_unlock (&up->lock);
   return 0;
 }
 
