@@ -12,7 +12,7 @@ tmp=$(make_tmpdir)
 start_store "$tmp"
 
 start_lazyvol "$tmp/w"
-ctl '{"cmd":"create","export_id":"r","size":134217728,"chunk_size":1048576}' >/dev/null
+ctl '{"cmd":"create","export_id":"r","size":33554432,"chunk_size":1048576}' >/dev/null
 head -c 32M /dev/urandom > "$tmp/image"
 nbdcopy "$tmp/image" "$(uri r)"
 ctl '{"cmd":"snapshot","export_id":"r"}' >/dev/null
