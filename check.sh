@@ -12,7 +12,7 @@ cd "$(dirname "$0")"
 PACKAGES="build-essential autoconf automake libtool pkg-config perl
   nbdkit nbdkit-plugin-dev libcurl4-openssl-dev libssl-dev libjson-c-dev
   libevent-dev libnbd-bin python3-libnbd qemu-utils python3-swift
-  python3-boto3 curl jq socat procps"
+  python3-boto3 curl jq socat procps util-linux util-linux-extra"
 
 # shellcheck disable=SC2086
 ./install-deps.sh $PACKAGES
