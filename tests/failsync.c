@@ -36,18 +36,25 @@ inject (int fd)
   return strcmp (path + n - (sizeof suffix - 1), suffix) == 0;
 }
 
+/* Fail a sync of FD, or pass it on to the real function NAME. */
+static int
+sync_or_fail (int fd, const char *name, int (**real) (int))
+{
+  if (inject (fd)) {
+    errno = EIO;
+    return -1;
+  }
+  if (*real == NULL)
+    *real = (int (*) (int)) dlsym (RTLD_NEXT, name);
+  return (*real) (fd);
+}
+
 int
 fdatasync (int fd)
 {
   static int (*real) (int);
 
-  if (inject (fd)) {
-    errno = EIO;
-    return -1;
-  }
-  if (real == NULL)
-    real = (int (*) (int)) dlsym (RTLD_NEXT, "fdatasync");
-  return real (fd);
+  return sync_or_fail (fd, "fdatasync", &real);
 }
 
 int
@@ -55,11 +62,5 @@ fsync (int fd)
 {
   static int (*real) (int);
 
-  if (inject (fd)) {
-    errno = EIO;
-    return -1;
-  }
-  if (real == NULL)
-    real = (int (*) (int)) dlsym (RTLD_NEXT, "fsync");
-  return real (fd);
+  return sync_or_fail (fd, "fsync", &real);
 }

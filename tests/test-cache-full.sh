@@ -7,13 +7,7 @@
 # one block comes from space reserved for it; and an admin request that
 # needs space answers 507 no_space.  The tmpfs is mounted in a mount
 # namespace of this test's own, so nothing outlives it.
-if [ "${LAZYVOL_TEST_MOUNT_NS-}" != 1 ]; then
-    command -v unshare >/dev/null ||
-        { echo "FAIL: required tool 'unshare' is not installed" >&2; exit 1; }
-    ns=(--mount)
-    [ "$(id -u)" = 0 ] || ns+=(--map-root-user)
-    LAZYVOL_TEST_MOUNT_NS=1 exec unshare "${ns[@]}" "$BASH" "$0" "$@"
-fi
+[ "${LAZYVOL_TEST_MOUNT_NS-}" = 1 ] || exec "$srcdir/in-mount-ns.sh" "$0" "$@"
 . "$srcdir/functions.sh"
 requires nbdkit qemu-io jq mount umount
 tmp=$(make_tmpdir)

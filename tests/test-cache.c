@@ -19,9 +19,10 @@
  *    chunks of the last good flush;
  *  - crash ordering: a flush syncs cache.raw before it writes cache.meta's
  *    dirty pages, then syncs cache.meta; a reset writes and syncs the
- *    cleared bitmaps before it punches cache.raw.
+ *    cleared bitmaps before it punches cache.raw; a new cache directory
+ *    is synced into its parents, and its files into it.
  *
- * fdatasync, pwrite, fallocate and posix_fadvise are wrapped at link time
+ * fdatasync, fsync, pwrite, fallocate and posix_fadvise are wrapped at link time
  * (-Wl,--wrap), to inject a write-back error and to record the order in
  * which the cache's files are synced, written and punched.
  */
@@ -64,6 +65,7 @@ check (bool ok, const char *what, int line)
 /* Wrapped system calls. */
 
 int __real_fdatasync (int fd);
+int __real_fsync (int fd);
 ssize_t __real_pwrite (int fd, const void *buf, size_t n, off_t off);
 int __real_fallocate (int fd, int mode, off_t off, off_t len);
 int __real_posix_fadvise (int fd, off_t off, off_t len, int advice);
@@ -124,6 +126,13 @@ __wrap_fdatasync (int fd)
     return -1;
   }
   return __real_fdatasync (fd);
+}
+
+int
+__wrap_fsync (int fd)
+{
+  record ("fsync", fd);
+  return __real_fsync (fd);
 }
 
 ssize_t
@@ -501,6 +510,28 @@ test_crash_order (void)
   CHECK (cache_close (c) == 0);
 }
 
+static void
+test_new_dirs (void)
+{
+  char sub[sizeof dir + 16];
+  struct cache *c;
+
+  snprintf (sub, sizeof sub, "%s/a/b", dir);
+  record_start ();
+  c = cache_open (sub, SIZE, CS, "", CACHE_CREATE, &source);
+  record_stop ();
+  CHECK (c != NULL);
+  /* Each new directory is synced into its parent: a crash after create
+   * must not lose the cache a flush promised durable.
+   */
+  if (!CHECK (strstr (oplog, "fsync a") != NULL &&
+              strstr (oplog, "fsync test-cache.") != NULL &&
+              strstr (oplog, "fsync b") != NULL))
+    fprintf (stderr, "cache_open did: %s\n", oplog);
+  if (c)
+    CHECK (cache_close (c) == 0);
+}
+
 int
 main (void)
 {
@@ -515,6 +546,7 @@ main (void)
   test_reset_races_readers ();
   test_fail_stop ();
   test_crash_order ();
+  test_new_dirs ();
   {
     char cmd[sizeof dir + 16];
     snprintf (cmd, sizeof cmd, "rm -rf '%s'", dir);

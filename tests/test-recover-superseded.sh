@@ -16,6 +16,17 @@ MiB=1048576
 status () { ctl '{"cmd":"status","export_id":"r"}'; }
 snapshot () { ctl '{"cmd":"snapshot","export_id":"r"}'; }
 objects () { store_tool list exports/r/snapshots/; }
+# crash_publish STEP OFFSET BYTE: on host A, write 1 MiB of BYTE at
+# OFFSET and snapshot with -D lazyvol.publish_crash=STEP; A dies.
+crash_publish ()
+{
+    NBDKIT_OPTS=(-D "lazyvol.publish_crash=$1")
+    start_lazyvol "$tmp/a"
+    NBDKIT_OPTS=()
+    qemu-io -f raw -c "write -P $3 $2 1M" -c flush "$(uri r)" >/dev/null
+    if snapshot; then fail "the snapshot survived its crash"; fi
+    wait_for 30 sh -c "! kill -0 $nbdkit_pid 2>/dev/null" || fail "A did not die"
+}
 
 start_lazyvol "$tmp/a"
 ctl '{"cmd":"create","export_id":"r","size":8388608,"chunk_size":1048576}' >/dev/null
@@ -24,12 +35,7 @@ s0=$(field "$(snapshot)" snapshot_id)
 stop_lazyvol
 
 # A: S1 (chunk 1 = 0x11) lands, then A dies before it can clean up.
-NBDKIT_OPTS=(-D lazyvol.publish_crash=5)
-start_lazyvol "$tmp/a"
-NBDKIT_OPTS=()
-qemu-io -f raw -c "write -P 0x11 $MiB 1M" -c flush "$(uri r)" >/dev/null
-if snapshot; then fail "the snapshot survived its crash"; fi
-wait_for 30 sh -c "! kill -0 $nbdkit_pid 2>/dev/null" || fail "A did not die"
+crash_publish 5 $MiB 0x11
 s1=$(store_tool get exports/r/volume.json | jq -r .snapshot_id)
 [ "$s1" != "$s0" ]
 [ -e "$tmp/a/cache/r/snapshot.journal.json" ]
@@ -63,12 +69,7 @@ stop_lazyvol
 # and B publishes at the generation A wanted.  A's restart removes S1'.
 gen=$(store_tool get exports/r/volume.json | jq .generation)
 rm -rf "$tmp/a/cache/r"          # A's stale dirty chunks are not the point
-NBDKIT_OPTS=(-D lazyvol.publish_crash=4)
-start_lazyvol "$tmp/a"
-NBDKIT_OPTS=()
-qemu-io -f raw -c "write -P 0x33 $((3*MiB)) 1M" -c flush "$(uri r)" >/dev/null
-if snapshot; then fail "the snapshot survived its crash"; fi
-wait_for 30 sh -c "! kill -0 $nbdkit_pid 2>/dev/null" || fail "A did not die"
+crash_publish 4 $((3*MiB)) 0x33
 orphan=$(jq -r .snapshot_id "$tmp/a/cache/r/snapshot.journal.json")
 objects | matches "$orphan/manifest.json"
 start_lazyvol "$tmp/b"

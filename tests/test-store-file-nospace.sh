@@ -5,13 +5,7 @@
 # no temporary file behind, and a put that fits still works afterwards.
 # The tmpfs is mounted in a mount namespace of this test's own (a user
 # namespace too when not run as root), so nothing outlives the test.
-if [ "${LAZYVOL_TEST_MOUNT_NS-}" != 1 ]; then
-    command -v unshare >/dev/null ||
-        { echo "FAIL: required tool 'unshare' is not installed" >&2; exit 1; }
-    ns=(--mount)
-    [ "$(id -u)" = 0 ] || ns+=(--map-root-user)
-    LAZYVOL_TEST_MOUNT_NS=1 exec unshare "${ns[@]}" "$BASH" "$0" "$@"
-fi
+[ "${LAZYVOL_TEST_MOUNT_NS-}" = 1 ] || exec "$srcdir/in-mount-ns.sh" "$0" "$@"
 . "$srcdir/functions.sh"
 requires mount umount head
 src=$(make_tmpdir)
