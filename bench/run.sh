@@ -526,7 +526,7 @@ bench_read ()
     sample_lazyvol () { sample=$(read_rate "$(uri rlazy r)"); }
     sample_peer () { sample=$(read_rate "$(uri rfile)"); }
     pair
-    row "seq read 1 GiB resident (MiB/s)" ">= 0.9x" "file plugin" \
+    row "seq read 1 GiB resident (MiB/s)" ">= 0.95x" "file plugin" \
         "$lazy_vals" "$peer_vals"
 }
 
@@ -546,7 +546,7 @@ bench_iops ()
         sample_lazyvol () { sample=$(fio_iops "$(uri rlazy r)" "$rw"); }
         sample_peer () { sample=$(fio_iops "$(uri rfile)" "$rw"); }
         pair
-        row "4k $rw (IOPS)" ">= 0.9x" "file plugin" "$lazy_vals" "$peer_vals"
+        row "4k $rw (IOPS)" ">= 0.95x" "file plugin" "$lazy_vals" "$peer_vals"
     done
 }
 
