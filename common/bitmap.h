@@ -39,17 +39,18 @@ bitmap_clear (uint64_t *w, uint64_t i)
 /* Atomic variants, for a bitmap that one thread reads without the lock
  * its writers hold (the cache's resident bits): every change to such a
  * bitmap goes through these, so the lock-free reader never races a plain
- * read-modify-write.  Setting is a release and testing an acquire, so a
- * reader that sees a bit also sees what was done before it was set;
- * clearing is sequentially consistent, for the reader-pin handshake in
- * cache.c.
+ * read-modify-write.  Setting is a release, so a reader that sees a bit
+ * also sees what was done before it was set; testing and clearing are
+ * sequentially consistent, as the reader-pin handshake in cache.c needs
+ * (a pin, then this test, against a clear, then a look at the pins: with
+ * anything weaker both sides could miss the other).
  */
 
-/* Is bit I set?  (acquire) */
+/* Is bit I set?  (sequentially consistent) */
 static inline bool
 bitmap_get_atomic (const uint64_t *w, uint64_t i)
 {
-  return (__atomic_load_n (&w[i / 64], __ATOMIC_ACQUIRE) >> (i % 64)) & 1;
+  return (__atomic_load_n (&w[i / 64], __ATOMIC_SEQ_CST) >> (i % 64)) & 1;
 }
 
 /* Set bit I.  (release) */

@@ -9,7 +9,8 @@
  * chunks are dropped: they are only cache and will be fetched again.
  *
  * After an unclean shutdown cache.raw is synced and its page cache
- * dropped (POSIX_FADV_DONTNEED) before anything is read: if the last
+ * dropped (POSIX_FADV_DONTNEED) before anything is read (cache.meta's,
+ * every time, before its header is read; see meta.c): if the last
  * session failed stop on a write-back error, the kernel may still hold
  * pages marked clean whose bytes never reached the disk, and serving
  * them now would show data that a later crash takes back.  Reads then
@@ -202,8 +203,16 @@ cache_open (const char *dir, uint64_t image_size, uint32_t chunk_size,
   if (c->meta == NULL || open_raw (c, create) == -1 ||
       meta_load (c->meta, c->resident, c->dirty) == -1)
     goto err;
-  if (!(meta_flags (c->meta) & META_CLEAN) && drop_page_cache (c) == -1)
-    goto err;
+  if (!(meta_flags (c->meta) & META_CLEAN)) {
+    if (drop_page_cache (c) == -1)
+      goto err;
+    /* What was read is what the disk holds; the first flush writes the
+     * dirty bitmap whole, so no page is left to a failed session's luck.
+     */
+    for (uint64_t p = 0; p < c->pages; p++)
+      bitmap_set (c->changed, p);
+    c->writes++;
+  }
   trust_resident (c, snapshot_id);
   snprintf (c->snapshot_id, sizeof c->snapshot_id, "%s", snapshot_id);
   /* From now on the state on disk is unclean until cache_close; the

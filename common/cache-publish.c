@@ -37,6 +37,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -153,10 +154,53 @@ cache_publish_end (struct cache *c, bool success, const char *snapshot_id)
   /* Persist the cleared dirty bits, then the new snapshot id.  A crash in
    * between only re-publishes chunks or drops clean cache: both safe.
    */
-  if (cache_flush (c) == -1 ||
-      meta_set_header (c->meta, 0, snapshot_id) == -1)
+  if (cache_flush (c) == -1)
     return -1;
+  if (meta_set_header (c->meta, 0, snapshot_id) == -1)
+    return cache_fail_stop (c);
   return 0;
+}
+
+int64_t
+cache_settle_published (struct cache *c, cache_match_fn match, void *opaque,
+                        bool keep)
+{
+  CLEANUP_FREE void *buf = malloc (c->chunk_size);
+  int64_t n = 0;
+
+  if (buf == NULL)
+    return err_set (ENOMEM, "%s: out of memory", c->dir);
+  /* Exclusive gate: a write landing between the read and the clear of a
+   * chunk would lose its dirty bit.
+   */
+  WRLOCK_FOR_SCOPE (&c->gate);
+  for (uint64_t i = 0; ; i++) {
+    uint32_t len;
+
+    {
+      LOCK_FOR_SCOPE (&c->lock);
+      i = bitmap_next (c->dirty, i, c->chunks);
+    }
+    if (i >= c->chunks)
+      break;
+    len = cache_chunk_bytes (c, i);
+    if (full_pread (c->raw_fd, buf, len, i * c->chunk_size,
+                    c->raw_path) == -1)
+      return -1;
+    if (!match (opaque, i, buf, len))
+      continue;
+    LOCK_FOR_SCOPE (&c->lock);
+    bitmap_clear (c->dirty, i);
+    c->n_dirty--;
+    bitmap_set (c->changed, i / META_PAGE_BITS);
+    c->writes++;
+    if (!keep) {
+      bitmap_clear_atomic (c->resident, i);
+      c->n_resident--;
+    }
+    n++;
+  }
+  return n > 0 && cache_flush_gated (c) == -1 ? -1 : n;
 }
 
 /* Clear every chunk's state for a reset; see the top of this file.

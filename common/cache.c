@@ -560,7 +560,11 @@ modify_chunk (struct cache *c, uint64_t chunk, uint32_t off, uint32_t n,
   }
 
   LOCK_FOR_SCOPE (&c->lock);
-  if (r == 0)
+  /* A write that failed half way may have changed a resident chunk's
+   * bytes: they are no longer the published image's, so the chunk is
+   * dirty either way.  A chunk that is not resident is not read.
+   */
+  if (r == 0 || bitmap_get (c->resident, chunk))
     mark_dirty (c, chunk);
   if (path == MODIFY_SLOW)
     cache_busy_release (c, chunk);

@@ -67,7 +67,8 @@ int cache_pwrite (struct cache *c, const void *buf, uint32_t count,
 int cache_zero (struct cache *c, uint32_t count, uint64_t offset,
                 unsigned flags, bool fua);
 /* Make every acknowledged write and its dirty bit durable.  0 or -1;
- * after the first write-back error every later call fails too (EIO), as
+ * after the first write-back error every later call fails too
+ * (ENOTRECOVERABLE), as
  * do writes and publishes, until the cache is closed and opened again.
  */
 int cache_flush (struct cache *c);
@@ -107,6 +108,18 @@ int cache_publish_read (struct cache *c, uint64_t chunk, void *buf);
  */
 int cache_publish_end (struct cache *c, bool success,
                        const char *snapshot_id);
+
+/* Does BUF (LEN bytes) hold what the published image has for CHUNK? */
+typedef bool (*cache_match_fn) (void *opaque, uint64_t chunk,
+                                const void *buf, uint32_t len);
+/* For each dirty chunk whose bytes MATCH says a publish holds, clear
+ * DIRTY, and RESIDENT too unless KEEP; then flush.  For bookkeeping a
+ * crash cut short.  Writes wait meanwhile; without KEEP, nothing may be
+ * reading the cache (chunks stop being resident without a drain).  The
+ * number of chunks settled, or -1.
+ */
+int64_t cache_settle_published (struct cache *c, cache_match_fn match,
+                                void *opaque, bool keep);
 
 /* Drop all resident and dirty state (destructive), as of snapshot
  * SNAPSHOT_ID.  Waits for the requests in flight and holds new ones

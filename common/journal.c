@@ -1,5 +1,5 @@
 /* lazyvol: the publish journal and recovery from an interrupted publish
- * (see journal.h and publish_recover in publish.h).
+ * (see journal.h).
  *
  * snapshot.journal.json exists while a publish runs.  It names the
  * snapshot S being published, the generation G it will have, the head it
@@ -28,8 +28,13 @@
  * And whatever the case, a blob that some manifest names is not deleted
  * (a clone can be made from a snapshot listed while still in flight).
  *
+ * Dirty chunks are the caller's business: a snapshot that landed leaves
+ * the chunks it published dirty (the crash came before its bookkeeping),
+ * and volume_settle_landed() clears those whose bytes it holds.
+ *
  * A full disk must not be what stops a publish that could succeed: the
- * journal's temporary file is the only new local file a publish needs.
+ * journal's temporary file is the only new block a publish needs (the
+ * staging file is sparse, and only writers to frozen chunks fill it).
  * So RESERVE_BYTES are kept allocated in snapshot.journal.reserve; when
  * the journal cannot be written for lack of space, the reserve is
  * removed and the write tried once more.  It is taken again after each
@@ -311,14 +316,14 @@ repair_refs (struct volume_env *env, const struct volume_head *head)
 }
 
 int
-publish_recover (struct volume_env *env, const struct volume_head *head,
-                 const char *cache_dir, bool *published)
+journal_recover (struct volume_env *env, const struct volume_head *head,
+                 const char *cache_dir, char *landed_id)
 {
   struct journal j;
   int r, landed;
 
-  if (published)
-    *published = false;
+  if (landed_id)
+    landed_id[0] = '\0';
   remove_leftovers (cache_dir);
   r = journal_read (cache_dir, head->export_id, &j);
   if (r == -1)
@@ -329,17 +334,20 @@ publish_recover (struct volume_env *env, const struct volume_head *head,
     /* Its chunks stay dirty and will be published again. */
     log_info ("%s: snapshot %s was published before a crash",
               head->export_id, j.snapshot_id);
-    if (published)
-      *published = true;
+    if (landed_id)
+      memcpy (landed_id, j.snapshot_id, SNAPSHOT_ID_LEN + 1);
     repair_refs (env, head);
     goto done;
   }
   landed = head->generation < j.generation ? 0
     : j.generation == 0 ? -1 : landed_under (env, head, &j);
-  if (landed == 1)
+  if (landed == 1) {
     log_warn ("%s: snapshot %s was published before a crash, and the head "
               "has moved on to generation %ju since; its objects stay",
               head->export_id, j.snapshot_id, (uintmax_t) head->generation);
+    if (landed_id)
+      memcpy (landed_id, j.snapshot_id, SNAPSHOT_ID_LEN + 1);
+  }
   else if (landed == -1)
     log_warn ("%s: cannot tell whether snapshot %s of an interrupted "
               "publish was ever the head (now generation %ju); its objects "

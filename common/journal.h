@@ -32,6 +32,19 @@ bool journal_exists (const char *cache_dir) __attribute__ ((__nonnull__));
  * one.  Failures are logged.
  */
 void journal_remove (const char *cache_dir) __attribute__ ((__nonnull__));
+/* Resolve a journal left in CACHE_DIR by a publish that a crash (or a
+ * head move of unknown outcome) interrupted, given the export's current
+ * remote HEAD: remove staging and temporary files; if the journaled
+ * snapshot never landed, abort and delete the unfinished upload's
+ * objects (never a blob a manifest names); if it is the head, repair
+ * refs/current.json.  See journal.c for how it is decided.  Dirty bits
+ * are not touched here.  The caller holds the cache's lock.  LANDED (may
+ * be NULL) receives the journaled snapshot's id if it was published,
+ * whether or not it is still the head, else "".  0 or -1.
+ */
+int journal_recover (struct volume_env *env, const struct volume_head *head,
+                     const char *cache_dir, char *landed)
+  __attribute__ ((__nonnull__ (1, 2, 3)));
 /* Remove the store's temporary objects under EXPORT_ID that crashed
  * writers left (store_sweep_temps).  Failures are logged.
  */

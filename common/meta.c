@@ -93,6 +93,20 @@ read_header (struct meta *m)
   return 0;
 }
 
+/* Sync cache.meta and drop its page cache.  0 or -1. */
+static int
+drop_page_cache (struct meta *m)
+{
+  int e;
+
+  if (meta_sync (m) == -1)
+    return -1;
+  e = posix_fadvise (m->fd, 0, 0, POSIX_FADV_DONTNEED);
+  if (e)
+    return err_set (e, "drop the page cache of %s: %m", m->path);
+  return 0;
+}
+
 uint64_t
 meta_file_size (uint64_t chunks)
 {
@@ -158,7 +172,10 @@ meta_open (const char *dir, uint64_t image_size, uint32_t chunk_size,
       goto err;
     return m;
   }
-  if (read_header (m) == -1)
+  /* Read what the disk holds, not pages of a session that failed stop
+   * after a write-back error (see cache-open.c): sync, then drop them.
+   */
+  if (drop_page_cache (m) == -1 || read_header (m) == -1)
     goto err;
   m->open_flags = m->hdr.flags;
   if (m->hdr.image_size != image_size || m->hdr.chunk_size != chunk_size ||

@@ -19,7 +19,7 @@
  *
  * Crash or failure before 6 leaves the old head, and dirty bits are
  * untouched, so the next publish repeats the work.  A failure cleans up its
- * objects at once; after a crash publish_recover does it from the journal.
+ * objects at once; after a crash journal_recover does it from the journal.
  * Step 6 can land although it reports failure (a lost reply, whose retry
  * then fails against our own write): volume.json is re-read, and if it
  * names the new snapshot the publish succeeded.  If it cannot be read,
@@ -433,7 +433,8 @@ publish_frozen (struct publish *p, int64_t n, struct publish_result *out)
   volume_set_published (v, &head, etag, m);
   m = NULL;
   if (cache_publish_end (v->cache, true, p->j.snapshot_id) == -1)
-    log_warn ("%s: %s (the published chunks stay dirty)", v->name,
+    log_warn ("%s: %s (the snapshot is published, but its chunks stay "
+              "dirty on disk and are published again)", v->name,
               err_msg ());
   journal_remove (v->cache_dir);
   journal_sweep (v->env, v->export_id);
@@ -491,22 +492,22 @@ settle_journal (struct volume *v)
 {
   struct volume_head cur;
   struct manifest *m;
-  char etag[128];
-  bool published;
+  char etag[128], landed[SNAPSHOT_ID_LEN + 1];
 
   if (!journal_exists (v->cache_dir))
     return 0;
   if (volume_fetch_head (v->env, v->export_id, &cur, etag) == -1 ||
-      publish_recover (v->env, &cur, v->cache_dir, &published) == -1)
+      journal_recover (v->env, &cur, v->cache_dir, landed) == -1)
     return -1;
-  if (!published)
-    return 0;
+  if (strcmp (landed, cur.snapshot_id) != 0)
+    return 0;         /* not ours, or superseded: check_head refuses next */
   if ((m = volume_fetch_current (v->env, &cur)) == NULL)
     return -1;
   volume_set_published (v, &cur, etag, m);
   log_info ("%s: snapshot %s turned out to be published", v->name,
             cur.snapshot_id);
-  return 0;
+  /* It is the head: its chunks stay resident, so readers may go on. */
+  return volume_settle_landed (v, landed);
 }
 
 static int

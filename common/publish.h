@@ -89,17 +89,5 @@ int publish_delete (struct volume_env *env, const char *export_id,
 int publish_blob_used (struct volume_env *env, const char *blob_rel,
                        bool *used);
 
-/* Resolve a journal left in CACHE_DIR by a publish that a crash (or a
- * head move of unknown outcome) interrupted, given the export's current
- * remote HEAD: remove staging and temporary files; if the journaled
- * snapshot never landed, abort and delete the unfinished upload's
- * objects (never a blob a manifest names); if it is the head, repair
- * refs/current.json.  See journal.c for how "never landed" is decided.
- * Dirty bits are never touched, so a later snapshot republishes.  The
- * caller holds the cache's lock.  *PUBLISHED (may be NULL) tells whether
- * the journaled snapshot is the head.  0 or -1.
- */
-int publish_recover (struct volume_env *env, const struct volume_head *head,
-                     const char *cache_dir, bool *published);
 
 #endif /* LAZYVOL_PUBLISH_H */

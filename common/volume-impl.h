@@ -59,6 +59,14 @@ void volume_set_published (struct volume *v, const struct volume_head *head,
  */
 int volume_fetch_chunk (struct volume *v, uint64_t chunk, void *buf,
                         uint32_t len);
+/* After a crash, the chunks that snapshot LANDED (published, found by
+ * journal_recover) holds are still dirty: clear DIRTY on those whose local
+ * bytes LANDED's manifest has, and drop them from the cache unless
+ * LANDED is still the head (a later head may have other bytes there).
+ * Writes wait meanwhile.  If LANDED is not the head, nothing may be
+ * reading the export (at load).  0 or -1.
+ */
+int volume_settle_landed (struct volume *v, const char *landed);
 /* Account one publish that took NS nanoseconds (status, metrics). */
 void volume_count_publish (struct volume *v, uint64_t ns);
 /* GET and parse snapshot SNAPSHOT_ID's manifest of export EXPORT_ID for an

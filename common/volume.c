@@ -28,6 +28,7 @@
 #include <openssl/evp.h>
 
 #include "err.h"
+#include "journal.h"
 #include "lock.h"
 #include "meta.h"
 #include "pool.h"
@@ -395,6 +396,7 @@ volume_load (struct volume_env *env, const char *export_id,
              const char *snapshot_id)
 {
   struct cache_source src = { source_has, source_fetch, NULL };
+  char landed[SNAPSHOT_ID_LEN + 1];
   struct volume *v;
 
   if (!id_export_valid (export_id)) {
@@ -439,7 +441,8 @@ volume_load (struct volume_env *env, const char *export_id,
    * staging file and objects first.
    */
   if (!v->readonly &&
-      publish_recover (env, &v->head, v->cache_dir, NULL) == -1) {
+      (journal_recover (env, &v->head, v->cache_dir, landed) == -1 ||
+       (landed[0] && volume_settle_landed (v, landed) == -1))) {
     struct err_saved why;
 
     err_save (&why);
@@ -637,6 +640,13 @@ volume_prefetch (struct volume *v, uint32_t count, uint64_t offset)
   return 0;
 }
 
+enum volume_op
+volume_current_op (struct volume *v)
+{
+  LOCK_FOR_SCOPE (&v->oplock);
+  return v->op;
+}
+
 int
 volume_op_begin (struct volume *v, enum volume_op op)
 {
@@ -664,6 +674,51 @@ volume_op_end (struct volume *v, bool ok)
     snprintf (v->last_error, sizeof v->last_error, "%s: %s",
               volume_op_name (v->op), err_msg ());
   v->op = VOLUME_IDLE;
+}
+
+/* cache_match_fn: do BUF's bytes of CHUNK match manifest OPAQUE? */
+static bool
+matches_manifest (void *opaque, uint64_t chunk, const void *buf,
+                  uint32_t len)
+{
+  const struct manifest *m = opaque;
+  const unsigned char *sha;
+  unsigned char got[32];
+  const char *key;
+  uint64_t off;
+
+  if (!manifest_find (m, chunk, &key, &off, &sha))
+    return is_zero (buf, len);
+  return EVP_Digest (buf, len, got, NULL, EVP_sha256 (), NULL) &&
+    memcmp (got, sha, 32) == 0;
+}
+
+int
+volume_settle_landed (struct volume *v, const char *landed)
+{
+  struct manifest *m = NULL;
+  bool head;
+  int64_t n;
+
+  {
+    RDLOCK_FOR_SCOPE (&v->mlock);
+    head = strcmp (v->head.snapshot_id, landed) == 0;
+  }
+  if (!head &&
+      (m = volume_fetch_manifest (v->env, v->export_id, landed, 0)) == NULL)
+    return -1;
+  {
+    /* The head's manifest is only replaced by a publish, and none runs
+     * while the caller has the export to itself.
+     */
+    n = cache_settle_published (v->cache, matches_manifest,
+                                head ? v->manifest : m, head);
+  }
+  manifest_free (m);
+  if (n > 0)
+    log_info ("%s: %jd dirty chunks were published in snapshot %s before "
+              "a crash; they are clean now", v->name, (intmax_t) n, landed);
+  return n == -1 ? -1 : 0;
 }
 
 /* Account one publish (for metrics and status). */
@@ -748,9 +803,15 @@ volume_hydrate (struct volume *v)
   }
   LOCK_FOR_SCOPE (&v->oplock);
   v->hydrate_running = started;
-  v->hydrate_active -= HYDRATE_WORKERS - started;
-  if (v->hydrate_active == 0)
-    v->op = VOLUME_IDLE;
+  /* The last worker to finish ends the operation; only if some never
+   * started, and the others are all done, does that fall to us (else a
+   * later operation could already be running).
+   */
+  if (started < HYDRATE_WORKERS) {
+    v->hydrate_active -= HYDRATE_WORKERS - started;
+    if (v->hydrate_active == 0)
+      v->op = VOLUME_IDLE;
+  }
   return started > 0 ? 0 : -1;
 }
 

@@ -97,6 +97,9 @@ int volume_extents (struct volume *v, uint32_t count, uint64_t offset,
 /* Prefetch the chunks of [OFFSET, OFFSET+COUNT) (NBD_CMD_CACHE). */
 int volume_prefetch (struct volume *v, uint32_t count, uint64_t offset);
 
+/* The long operation running on the export (VOLUME_IDLE if none). */
+enum volume_op volume_current_op (struct volume *v)
+  __attribute__ ((__nonnull__));
 /* Claim the export for long operation OP.  EBUSY naming the running
  * operation if another one runs.  0 or -1.
  */
@@ -110,8 +113,9 @@ void volume_op_end (struct volume *v, bool ok);
  * (progress in status).  0 or -1 (EBUSY if an operation runs).
  */
 int volume_hydrate (struct volume *v);
-/* Drop all local state (destructive).  The caller ensures no client is
- * connected.  0 or -1 (EBUSY if an operation runs).
+/* Drop all local state (destructive).  The caller has the export to
+ * itself (registry_get_exclusive), so no client is connected.  0 or -1
+ * (EBUSY if an operation runs).
  */
 int volume_reset (struct volume *v);
 

@@ -15,8 +15,11 @@
  * So an entry marked exclusive is invisible to registry_get, which waits
  * on "changed" until the mark is gone (or the entry with it); the marker
  * first waits for the other references to drop.  Both refuse with EBUSY
- * while NBD clients are connected: unloading or resetting under a
- * mounted file system is never what the admin meant.
+ * while NBD clients are connected (unloading or resetting under a mounted
+ * file system is never what the admin meant) and while a snapshot or
+ * compact runs (it holds a reference for minutes; nobody should wait that
+ * long, nor see status hang meanwhile).  registry_foreach still lists an
+ * export being reset (its status is safe to read), not one being unloaded.
  */
 #include <config.h>
 
@@ -26,6 +29,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "err.h"
 #include "lock.h"
@@ -40,6 +44,7 @@ struct entry {
   struct volume *v;             /* NULL while loading */
   unsigned refs, conns;
   bool exclusive;               /* being unloaded or reset */
+  bool unloading;               /* being unloaded: v is going away */
   char (*snaps)[SNAPSHOT_ID_LEN + 1];   /* known snapshot ids (writable) */
   size_t nsnaps;
 };
@@ -233,8 +238,28 @@ take_exclusive (const char *name, const char *what)
     return NULL;
   }
   e->exclusive = true;
-  while (e->refs > 0)
-    pthread_cond_wait (&changed, &lock);
+  while (e->refs > 0) {
+    struct timespec ts;
+    enum volume_op op = volume_current_op (e->v);
+
+    if (op == VOLUME_SNAPSHOT || op == VOLUME_COMPACT) {
+      e->exclusive = false;
+      pthread_cond_broadcast (&changed);
+      err_set (EBUSY, "%s is busy %s; try the %s when it is done", name,
+               volume_op_name (op), what);
+      return NULL;
+    }
+    /* A command that is about to start a publish holds a reference
+     * before the operation shows: look again shortly.
+     */
+    clock_gettime (CLOCK_REALTIME, &ts);
+    ts.tv_nsec += 100 * 1000 * 1000;
+    if (ts.tv_nsec >= 1000 * 1000 * 1000) {
+      ts.tv_sec++;
+      ts.tv_nsec -= 1000 * 1000 * 1000;
+    }
+    pthread_cond_timedwait (&changed, &lock, &ts);
+  }
   return e;
 }
 
@@ -272,6 +297,7 @@ registry_unload (const char *name)
     LOCK_FOR_SCOPE (&lock);
     if ((e = take_exclusive (name, "close")) == NULL)
       return -1;
+    e->unloading = true;
   }
   /* Still listed, so a new user waits instead of loading it again. */
   r = volume_unload (e->v);
@@ -303,8 +329,9 @@ registry_foreach (registry_fn fn, void *opaque)
   int r = 0;
 
   /* Take a reference to every loaded export, then call FN without the
-   * lock (it may be slow), then drop the references.  An export in
-   * exclusive use is listed too: status is safe during a reset.
+   * lock (it may be slow), then drop the references.  An export being
+   * reset is listed too (status is safe during a reset); one being
+   * unloaded is not: its volume is being freed.
    */
   {
     LOCK_FOR_SCOPE (&lock);
@@ -313,7 +340,7 @@ registry_foreach (registry_fn fn, void *opaque)
     vs = calloc (n ? n : 1, sizeof *vs);
     n = 0;
     for (struct entry *e = entries; vs && e; e = e->next)
-      if (e->v) {
+      if (e->v && !e->unloading) {
         e->refs++;
         vs[n++] = e->v;
       }

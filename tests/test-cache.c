@@ -65,12 +65,14 @@ check (bool ok, const char *what, int line)
 /* Wrapped system calls. */
 
 int __real_fdatasync (int fd);
+ssize_t __real_pread (int fd, void *buf, size_t n, off_t off);
 int __real_fsync (int fd);
 ssize_t __real_pwrite (int fd, const void *buf, size_t n, off_t off);
 int __real_fallocate (int fd, int mode, off_t off, off_t len);
 int __real_posix_fadvise (int fd, off_t off, off_t len, int advice);
 
-static _Atomic bool fail_raw_sync;      /* fdatasync of cache.raw: EIO */
+static const char *_Atomic fail_sync;   /* fdatasync of this file: EIO */
+static _Atomic unsigned pread_delay_us; /* before each pread of cache.raw */
 static _Atomic bool recording;
 static pthread_mutex_t log_lock = PTHREAD_MUTEX_INITIALIZER;
 static char oplog[4096];                /* "sync raw, write meta, ..." */
@@ -120,8 +122,8 @@ __wrap_fdatasync (int fd)
   char buf[PATH_MAX];
 
   record ("sync", fd);
-  if (atomic_load (&fail_raw_sync) &&
-      strcmp (fd_name (fd, buf), "cache.raw") == 0) {
+  if (atomic_load (&fail_sync) &&
+      strcmp (fd_name (fd, buf), atomic_load (&fail_sync)) == 0) {
     errno = EIO;
     return -1;
   }
@@ -133,6 +135,17 @@ __wrap_fsync (int fd)
 {
   record ("fsync", fd);
   return __real_fsync (fd);
+}
+
+ssize_t
+__wrap_pread (int fd, void *buf, size_t n, off_t off)
+{
+  char name[PATH_MAX];
+
+  if (atomic_load (&pread_delay_us) &&
+      strcmp (fd_name (fd, name), "cache.raw") == 0)
+    usleep (atomic_load (&pread_delay_us));
+  return __real_pread (fd, buf, n, off);
 }
 
 ssize_t
@@ -426,6 +439,10 @@ test_reset_races_readers (void)
   pthread_t th[4];
 
   CHECK (cache_reset (c, "") == 0);
+  /* Slow reads of cache.raw: a reader is inside one when a reset comes,
+   * which must wait for it (the pins) before it punches.
+   */
+  atomic_store (&pread_delay_us, 300);
   for (int i = 0; i < 4; i++) {
     r[i] = (struct reader) { .c = c, .seed = 7 + i, .stop = &stop };
     pthread_create (&th[i], NULL, read_randomly, &r[i]);
@@ -440,6 +457,7 @@ test_reset_races_readers (void)
     pthread_join (th[i], NULL);
     CHECK (r[i].ok);
   }
+  atomic_store (&pread_delay_us, 0);
   for (uint64_t chunk = 0; chunk < CHUNKS; chunk++)
     if (!CHECK (reads_image (c, chunk, 0, CS)))
       break;
@@ -455,10 +473,10 @@ test_fail_stop (void)
   CHECK (cache_reset (c, "") == 0);
   fill_chunk (c, 1, 0x11);
   CHECK (cache_flush (c) == 0);
-  atomic_store (&fail_raw_sync, true);
+  atomic_store (&fail_sync, "cache.raw");
   fill_chunk (c, 2, 0x22);
   CHECK (cache_flush (c) == -1);
-  atomic_store (&fail_raw_sync, false);
+  atomic_store (&fail_sync, NULL);
   /* fdatasync works again; the cache does not believe it. */
   CHECK (cache_flush (c) == -1);
   CHECK (cache_pwrite (c, "x", 1, 5 * CS, false) == -1);
@@ -479,6 +497,38 @@ test_fail_stop (void)
   CHECK (reads_image (c, 2, 0, CS));            /* the image again */
   fill_chunk (c, 2, 0x22);
   CHECK (cache_flush (c) == 0);
+  CHECK (cache_close (c) == 0);
+}
+
+static void
+test_fail_stop_meta (void)
+{
+  struct cache *c = open_cache ();
+  struct cache_stats st;
+
+  CHECK (cache_reset (c, "") == 0);
+  fill_chunk (c, 3, 0x33);
+  CHECK (cache_flush (c) == 0);
+  fill_chunk (c, 4, 0x44);
+  atomic_store (&fail_sync, "cache.meta");
+  CHECK (cache_flush (c) == -1);                /* the dirty bits' sync */
+  atomic_store (&fail_sync, NULL);
+  CHECK (cache_flush (c) == -1);
+  CHECK (cache_close (c) == 0);
+
+  record_start ();
+  c = open_cache ();
+  /* cache.meta is read from the disk, and its first flush rewrites the
+   * dirty bitmap whole, with no write since.
+   */
+  CHECK (cache_flush (c) == 0);
+  record_stop ();
+  if (!CHECK (strstr (oplog, "sync cache.meta, dontneed cache.meta") != NULL &&
+              strstr (oplog, "sync cache.raw, write cache.meta") != NULL))
+    fprintf (stderr, "reopen and flush did: %s\n", oplog);
+  cache_get_stats (c, &st);
+  CHECK (!st.failed);
+  CHECK (chunk_is (c, 3, 0x33));
   CHECK (cache_close (c) == 0);
 }
 
@@ -545,6 +595,7 @@ main (void)
   test_fast_zero ();
   test_reset_races_readers ();
   test_fail_stop ();
+  test_fail_stop_meta ();
   test_crash_order ();
   test_new_dirs ();
   {

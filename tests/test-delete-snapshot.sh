@@ -31,13 +31,15 @@ fi
 # s1's blob is used by s2's manifest and by the clone: kept.
 r=$(ctl "{\"cmd\":\"delete_snapshot\",\"export_id\":\"src\",\"snapshot_id\":\"$s1\"}")
 [ "$(field "$r" blob_kept)" = true ]
-! objects | matches "$s1/manifest.json" || fail "s1 manifest still there"
+objects > "$tmp/objects"
+! matches "$s1/manifest.json" "$tmp/objects" || fail "s1 manifest still there"
 objects | matches "$s1/delta.blob"
 
 # s2 is used by no one once compacted: its blob goes.
 r=$(ctl "{\"cmd\":\"delete_snapshot\",\"export_id\":\"src\",\"snapshot_id\":\"$s2\"}")
 [ "$(field "$r" blob_kept)" = false ]
-! objects | matches "$s2/" || fail "s2 objects still there"
+objects > "$tmp/objects"
+! matches "$s2/" "$tmp/objects" || fail "s2 objects still there"
 # Still listed: only the compacted snapshot; s1's blob stays for the clone.
 ctl '{"cmd":"snapshots","export_id":"src"}' | jq -e '.snapshots | length == 1' >/dev/null
 objects | matches "$s1/delta.blob"

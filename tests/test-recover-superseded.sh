@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
 # Recovery never deletes what a reachable manifest uses.  Host A crashes
-# just after its head put of snapshot S1 landed (-D lazyvol.publish_crash=5)
-# and host B (its own cache root, same store) then publishes S2 on top of
-# S1: S2's manifest reads chunk 1 from S1's blob.  When A restarts, its
-# journal names S1 and the head is S2; S1 landed (the head's parent chain
-# passes through it), so its blob and manifest stay, and every chunk
-# still reads.  The opposite case is cleaned up: A crashes before moving
-# the head (step 4), B publishes S2' at the generation A wanted, and A's
-# restart removes its orphaned S1' objects.
+# just after its head put of snapshot S1 (chunks 1 and 5) landed
+# (-D lazyvol.publish_crash=5), and host B (its own cache root, same
+# store) then publishes S2 on top of S1, rewriting chunk 5: S2's manifest
+# reads chunk 1 from S1's blob.  When A restarts, its journal names S1
+# and the head is S2; S1 landed (the head's parent chain passes through
+# it), so its blob and manifest stay, and every chunk still reads.  A's
+# chunks 1 and 5, left dirty by the crash, hold S1's bytes: they are
+# clean now, and A reads B's chunk 5, not its own stale copy.  The
+# opposite case is cleaned up: A crashes before moving the head (step 4),
+# B publishes S2' at the generation A wanted, and A's restart removes its
+# orphaned S1' objects.
 . "$srcdir/functions.sh"
 requires nbdkit nbdcopy qemu-io jq
 tmp=$(make_tmpdir)
@@ -16,14 +19,20 @@ MiB=1048576
 status () { ctl '{"cmd":"status","export_id":"r"}'; }
 snapshot () { ctl '{"cmd":"snapshot","export_id":"r"}'; }
 objects () { store_tool list exports/r/snapshots/; }
-# crash_publish STEP OFFSET BYTE: on host A, write 1 MiB of BYTE at
-# OFFSET and snapshot with -D lazyvol.publish_crash=STEP; A dies.
+# crash_publish STEP OFFSET BYTE...: on host A, write 1 MiB of each BYTE
+# at OFFSET, OFFSET + 4 MiB ... and snapshot with
+# -D lazyvol.publish_crash=STEP; A dies.
 crash_publish ()
 {
-    NBDKIT_OPTS=(-D "lazyvol.publish_crash=$1")
+    local step=$1 off=$2
+    shift 2
+    NBDKIT_OPTS=(-D "lazyvol.publish_crash=$step")
     start_lazyvol "$tmp/a"
     NBDKIT_OPTS=()
-    qemu-io -f raw -c "write -P $3 $2 1M" -c flush "$(uri r)" >/dev/null
+    for byte in "$@"; do
+        qemu-io -f raw -c "write -P $byte $off 1M" -c flush "$(uri r)" >/dev/null
+        off=$((off + 4*MiB))
+    done
     if snapshot; then fail "the snapshot survived its crash"; fi
     wait_for 30 sh -c "! kill -0 $nbdkit_pid 2>/dev/null" || fail "A did not die"
 }
@@ -34,15 +43,16 @@ qemu-io -f raw -c 'write -P 0x10 0 4M' -c flush "$(uri r)" >/dev/null
 s0=$(field "$(snapshot)" snapshot_id)
 stop_lazyvol
 
-# A: S1 (chunk 1 = 0x11) lands, then A dies before it can clean up.
-crash_publish 5 $MiB 0x11
+# A: S1 (chunks 1 and 5 = 0x11, 0x15) lands; A dies before its bookkeeping.
+crash_publish 5 $MiB 0x11 0x15
 s1=$(store_tool get exports/r/volume.json | jq -r .snapshot_id)
 [ "$s1" != "$s0" ]
 [ -e "$tmp/a/cache/r/snapshot.journal.json" ]
 
-# B: S2 on top of S1 rewrites chunk 2 only.
+# B: S2 on top of S1 writes chunk 2 and rewrites chunk 5.
 start_lazyvol "$tmp/b"
-qemu-io -f raw -c "write -P 0x22 $((2*MiB)) 1M" -c flush "$(uri r)" >/dev/null
+qemu-io -f raw -c "write -P 0x22 $((2*MiB)) 1M" \
+    -c "write -P 0x55 $((5*MiB)) 1M" -c flush "$(uri r)" >/dev/null
 s2=$(field "$(snapshot)" snapshot_id)
 store_tool get "exports/r/snapshots/$s2/manifest.json" |
     matches "r/snapshots/$s1/delta.blob"
@@ -56,13 +66,17 @@ matches "$s1/manifest.json" "$tmp/objects" || fail "S1's manifest was deleted"
 matches "$s1/delta.blob" "$tmp/objects" || fail "S1's blob was deleted"
 matches "snapshot $s1 was published before a crash, and the head has moved on" \
     "$tmp/a.log"
+[ "$(field "$(status)" dirty_chunks)" = 0 ] || fail "S1's chunks stayed dirty"
+qemu-io -f raw -c "read -P 0x11 $MiB 1M" -c "read -P 0x55 $((5*MiB)) 1M" \
+    "$(uri r)" >/dev/null
+[ "$(field "$(snapshot)" snapshot_created)" = false ]
 stop_lazyvol
 
 # A fresh host reads the head: every chunk, from three snapshots' blobs.
 start_lazyvol "$tmp/c"
 qemu-io -f raw -c 'read -P 0x10 0 1M' -c "read -P 0x11 $MiB 1M" \
     -c "read -P 0x22 $((2*MiB)) 1M" -c "read -P 0x10 $((3*MiB)) 1M" \
-    "$(uri r)" >/dev/null
+    -c "read -P 0x55 $((5*MiB)) 1M" "$(uri r)" >/dev/null
 stop_lazyvol
 
 # The other way round: A's S1' never lands (crash before the head moves),
@@ -79,7 +93,8 @@ r=$(snapshot)
 stop_lazyvol
 start_lazyvol "$tmp/a" 2>"$tmp/a2.log"
 matches "a publish of snapshot $orphan was interrupted" "$tmp/a2.log"
-! objects | matches "$orphan/" || fail "the orphaned objects of $orphan stayed"
+objects > "$tmp/objects"
+! matches "$orphan/" "$tmp/objects" || fail "the orphaned objects of $orphan stayed"
 [ ! -e "$tmp/a/cache/r/snapshot.journal.json" ]
 stop_lazyvol
 echo OK
