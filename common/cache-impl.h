@@ -20,7 +20,7 @@
 #define PIN_STRIPES 64
 
 struct cache {
-  char *dir, *raw_path, *staging_path;
+  char *dir, *raw_path, *staging_path, *suspect_path;
   int raw_fd;
   int staging_fd;               /* -1 unless a publish is running */
   struct meta *meta;
@@ -48,8 +48,16 @@ struct cache {
   uint64_t *dirty, *busy;
   uint64_t *publishing, *frozen, *staged, *redirty;
   uint64_t *changed;            /* dirty-bitmap pages changed since flush */
+  /* Chunks modified since the last good flush, in two generations: new
+   * writes go to unflushed[cur], a flush switches cur and clears the
+   * other once it is on disk.  After a write-back error both together
+   * are the chunks the error may have hit (cache.suspect).
+   */
+  uint64_t *unflushed[2];
+  unsigned unflushed_cur;
   uint64_t pages;
   uint64_t n_resident, n_dirty, n_busy;
+  uint64_t n_suspect;           /* dirty chunks cache.suspect names */
   unsigned staging_users;       /* writers copying into snapshot.staging */
   bool draining;                /* a reset runs: no new fill or pin */
   uint64_t writes;              /* modifications, to skip idle flushes */

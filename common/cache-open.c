@@ -60,6 +60,9 @@ cache_free (struct cache *c)
   free (c->staged);
   free (c->redirty);
   free (c->changed);
+  free (c->unflushed[0]);
+  free (c->unflushed[1]);
+  free (c->suspect_path);
   free (c->dir);
   free (c->raw_path);
   free (c->staging_path);
@@ -83,10 +86,60 @@ alloc_bitmaps (struct cache *c)
     if ((*maps[i] = calloc (words, 8)) == NULL)
       return err_set (ENOMEM, "cache bitmaps: out of memory");
   c->changed = calloc (bitmap_words (c->pages), 8);
+  c->unflushed[0] = calloc (words, 8);
+  c->unflushed[1] = calloc (words, 8);
   c->free_bufs = calloc (c->max_bufs, sizeof (void *));
-  if (c->changed == NULL || c->free_bufs == NULL)
+  if (c->changed == NULL || c->unflushed[0] == NULL ||
+      c->unflushed[1] == NULL || c->free_bufs == NULL)
     return err_set (ENOMEM, "cache bitmaps: out of memory");
   return 0;
+}
+
+/* After a write-back error: list the chunks it may have hit, those
+ * written since the last good flush, in cache.suspect (best effort).
+ */
+static void
+write_suspects (struct cache *c)
+{
+  CLEANUP_FREE char *text = NULL;
+  size_t len = 0;
+  FILE *f = memstream_open (&text, &len);
+
+  if (f) {
+    for (uint64_t i = 0; i < c->chunks; i++)
+      if (bitmap_get (c->unflushed[0], i) || bitmap_get (c->unflushed[1], i))
+        fprintf (f, "%ju\n", (uintmax_t) i);
+  }
+  if (f == NULL || memstream_close (f, &text) == -1 ||
+      file_write_atomic (c->suspect_path, text, len) == -1)
+    log_warn ("%s: cannot list the suspect chunks: %s", c->dir, err_msg ());
+}
+
+/* Read cache.suspect: the dirty chunks among them may hold writes cut
+ * short by a write-back error of an earlier session (the others are not
+ * resident now, so they are fetched and checked again).
+ */
+static void
+read_suspects (struct cache *c)
+{
+  CLEANUP_FREE char *text = NULL;
+  char *p, *end;
+
+  if (file_read_all (c->suspect_path, SIZE_MAX / 2, &text, NULL) == -1)
+    return;
+  for (p = text; *p; p = end) {
+    unsigned long long i = strtoull (p, &end, 10);
+    if (end == p || *end != '\n')
+      break;
+    end++;
+    if (i < c->chunks && bitmap_get (c->dirty, i))
+      c->n_suspect++;
+  }
+  if (c->n_suspect)
+    log_warn ("%s: %ju dirty chunks (listed in %s) were written after the "
+              "last good flush of a session that failed stop: they may hold "
+              "parts of writes that were reported as failed", c->dir,
+              (uintmax_t) c->n_suspect, c->suspect_path);
 }
 
 /* Open or create cache.raw at the image's size. */
@@ -181,6 +234,7 @@ cache_open (const char *dir, uint64_t image_size, uint32_t chunk_size,
   c->dir = strdup (dir);
   c->raw_path = str_printf ("%s/cache.raw", dir);
   c->staging_path = str_printf ("%s/snapshot.staging", dir);
+  c->suspect_path = str_printf ("%s/cache.suspect", dir);
   pthread_rwlockattr_t attr;
   pthread_rwlockattr_init (&attr);
   /* A freeze must not starve behind a stream of writes. */
@@ -193,7 +247,8 @@ cache_open (const char *dir, uint64_t image_size, uint32_t chunk_size,
   pthread_cond_init (&c->cond, NULL);
   pthread_cond_init (&c->buf_cond, NULL);
 
-  if (c->dir == NULL || c->raw_path == NULL || c->staging_path == NULL) {
+  if (c->dir == NULL || c->raw_path == NULL || c->staging_path == NULL ||
+      c->suspect_path == NULL) {
     err_set (ENOMEM, "open cache %s: out of memory", dir);
     goto err;
   }
@@ -214,6 +269,7 @@ cache_open (const char *dir, uint64_t image_size, uint32_t chunk_size,
     c->writes++;
   }
   trust_resident (c, snapshot_id);
+  read_suspects (c);
   snprintf (c->snapshot_id, sizeof c->snapshot_id, "%s", snapshot_id);
   /* From now on the state on disk is unclean until cache_close; the
    * directory sync makes new cache files durable with it.
@@ -238,6 +294,7 @@ static int
 close_gated (struct cache *c)
 {
   if (atomic_load (&c->failed)) {
+    write_suspects (c);
     if (meta_set_header (c->meta, META_WRITEBACK_ERROR, c->snapshot_id) == -1)
       log_warn ("%s", err_msg ());
     log_warn ("%s: closed after a write-back error; it reopens as of its "

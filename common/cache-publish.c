@@ -117,6 +117,21 @@ cache_publish_read (struct cache *c, uint64_t chunk, void *buf)
   return staged || resident;
 }
 
+/* Once the suspect chunks are published (and the warning was given at
+ * every open until then), they are the image: stop reporting them.
+ */
+static void
+forget_suspects (struct cache *c)
+{
+  {
+    LOCK_FOR_SCOPE (&c->lock);
+    if (c->n_suspect == 0)
+      return;
+    c->n_suspect = 0;
+  }
+  unlink (c->suspect_path);
+}
+
 /* End the publish's bookkeeping under c->lock; see cache_publish_end. */
 static void
 publish_settle (struct cache *c, bool success, const char *snapshot_id)
@@ -158,6 +173,7 @@ cache_publish_end (struct cache *c, bool success, const char *snapshot_id)
     return -1;
   if (meta_set_header (c->meta, 0, snapshot_id) == -1)
     return cache_fail_stop (c);
+  forget_suspects (c);
   return 0;
 }
 
@@ -218,7 +234,9 @@ reset_bitmaps (struct cache *c, const char *snapshot_id)
     bitmap_store_word_atomic (c->resident, w, 0);
   memset (c->dirty, 0, words * 8);
   memset (c->changed, 0, bitmap_words (c->pages) * 8);
-  c->n_resident = c->n_dirty = 0;
+  memset (c->unflushed[0], 0, words * 8);
+  memset (c->unflushed[1], 0, words * 8);
+  c->n_resident = c->n_dirty = c->n_suspect = 0;
   c->flushed_writes = c->writes;
   snprintf (c->snapshot_id, sizeof c->snapshot_id, "%s", snapshot_id);
   cache_pins_wait (c);          /* readers that saw a chunk resident */
@@ -240,6 +258,7 @@ cache_reset (struct cache *c, const char *snapshot_id)
   r = meta_write_bitmaps (c->meta, c->resident, c->dirty);
   if (r == 0)
     r = meta_set_header (c->meta, 0, snapshot_id);
+  unlink (c->suspect_path);     /* what it named is gone */
   if (r == -1)
     cache_fail_stop (c);
   else if (cache_zero_range (c->raw_fd, 0, c->size, true, c->raw_path) == -1)

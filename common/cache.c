@@ -195,6 +195,7 @@ mark_dirty (struct cache *c, uint64_t chunk)
   }
   if (bitmap_get (c->publishing, chunk))
     bitmap_set (c->redirty, chunk);
+  bitmap_set (c->unflushed[c->unflushed_cur], chunk);
   c->writes++;
 }
 
@@ -621,6 +622,7 @@ cache_zero (struct cache *c, uint32_t count_, uint64_t offset,
 /* The dirty-bitmap pages a flush writes, copied under c->lock. */
 struct flush_pages {
   uint64_t n, writes;
+  unsigned generation;          /* of unflushed[], which this flush covers */
   unsigned char *pages;
   uint64_t *which;
 };
@@ -635,6 +637,8 @@ flush_copy (struct cache *c, struct flush_pages *fp)
   fp->writes = c->writes;
   if (fp->writes == c->flushed_writes)
     return 0;
+  fp->generation = c->unflushed_cur;
+  c->unflushed_cur ^= 1;
   fp->n = bitmap_count (c->changed, c->pages);
   if (fp->n == 0)
     return 1;
@@ -684,6 +688,9 @@ cache_flush_gated (struct cache *c)
   }
   if (r == 1) {
     r = flush_write (c, &fp);
+    /* Writers only touch the other generation, and flushes take turns. */
+    if (r == 0)
+      memset (c->unflushed[fp.generation], 0, bitmap_words (c->chunks) * 8);
     LOCK_FOR_SCOPE (&c->lock);
     if (r == 0 && c->flushed_writes < fp.writes)
       c->flushed_writes = fp.writes;
@@ -794,6 +801,7 @@ cache_get_stats (struct cache *c, struct cache_stats *out)
     out->chunks = c->chunks;
     out->resident = c->n_resident;
     out->dirty = c->n_dirty;
+    out->suspect = c->n_suspect;
   }
   out->failed = atomic_load (&c->failed) != 0;
   out->read_hits = atomic_load (&c->read_hits);

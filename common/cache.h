@@ -133,6 +133,7 @@ struct cache_stats {
   uint64_t resident;            /* resident chunks (dirty ones included) */
   uint64_t dirty;
   bool failed;                  /* failed stop after a write-back error */
+  uint64_t suspect;             /* dirty chunks such an error may have hit */
   uint64_t read_hits;           /* chunk reads served from cache.raw */
   uint64_t read_misses;         /* chunk reads that needed a fetch */
   uint64_t fills;               /* chunks fetched */

@@ -271,6 +271,8 @@ s3_call (struct s3_client *c, const struct s3_op *op,
   }
   else {
     e = status_errno (resp->status);
+    if (transient_status (resp->status, code))
+      store_fail_why (status_why (resp->status));
     if (tries > 1)
       snprintf (tries_str, sizeof tries_str, " after %u tries", tries);
     err_set (e, "%s: %sHTTP %ld%s%s%s%s%s%s", op->what,

@@ -244,14 +244,12 @@ publish_clone (struct volume_env *env, const char *export_id,
                const char *source_export_id, const char *source_snapshot_id,
                struct publish_result *out)
 {
-  CLEANUP_FREE char *dir = NULL;
   CLEANUP_FREE char *json = NULL;
   CLEANUP_FREE char *head_json = NULL;
   CLEANUP_FREE char *manifest_key = NULL;
   CLEANUP_FREE char *refs_key = NULL;
   struct volume_head src, head = { .generation = 1 };
   struct manifest *m;
-  struct stat st;
 
   if (!id_export_valid (export_id) || !id_export_valid (source_export_id))
     return err_set (EINVAL, "invalid export id");
@@ -265,11 +263,8 @@ publish_clone (struct volume_env *env, const char *export_id,
                       "(take a snapshot first)", source_export_id);
     source_snapshot_id = src.snapshot_id;
   }
-  if ((dir = str_printf ("%s/%s", env->cache_root, export_id)) == NULL)
+  if (volume_no_cache (env, export_id) == -1)
     return -1;
-  if (stat (dir, &st) == 0)
-    return err_set (EEXIST, "a local cache for %s already exists at %s; "
-                    "remove it first", export_id, dir);
   m = volume_fetch_manifest (env, source_export_id, source_snapshot_id, 0);
   if (m == NULL)
     return -1;

@@ -60,6 +60,13 @@ struct store *store_file_open (const struct store_config *cfg);
 /* Open an S3 (or R2) store. */
 struct store *store_s3_open (const struct store_config *cfg);
 
+/* A backend that knows better than errno why an operation failed (an
+ * S3 503 after every retry is "throttled", where EIO would say
+ * "io_error") says so just before returning -1; store.c counts the
+ * failure under that reason.  Per thread.
+ */
+void store_fail_why (enum store_why why);
+
 /* Count TRIES requests sent for one operation and its payload bytes in
  * and out (failures are counted by store.c, retries by store_count_retry).
  */

@@ -154,7 +154,7 @@ store_why_of_errno (int e)
     return STORE_WHY_UNREACHABLE;
   case ECONNRESET: return STORE_WHY_CUT_OFF;
   case EACCES: case EPERM: return STORE_WHY_DENIED;
-  case EBADMSG: return STORE_WHY_BAD_REPLY;
+  case EBADMSG: case ELOOP: return STORE_WHY_BAD_REPLY;
   case ENOSPC: case EDQUOT: return STORE_WHY_NO_SPACE;
   case ENOTSUP: return STORE_WHY_NOT_SUPPORTED;
   case EFBIG: return STORE_WHY_TOO_LARGE;
@@ -176,14 +176,25 @@ store_count_failure (struct store *st, enum store_op op, enum store_why why)
   add (&st->stats.errors[op][why], 1);
 }
 
+/* The reason a backend gave for the failure it is returning, or -1. */
+static __thread int fail_why = -1;
+
+void
+store_fail_why (enum store_why why)
+{
+  fail_why = why;
+}
+
 /* Count the result R of operation OP if it is a failure (see store.h). */
 static int
 counted (struct store *st, enum store_op op, int r)
 {
-  int e = errno;
+  int e = errno, why = fail_why;
 
+  fail_why = -1;
   if (r == -1 && e != ENOENT && e != ESTALE && e != ENOTSUP)
-    store_count_failure (st, op, store_why_of_errno (e));
+    store_count_failure (st, op, why >= 0 ? (enum store_why) why
+                         : store_why_of_errno (e));
   errno = e;
   return r;
 }

@@ -161,7 +161,8 @@ enum store_why {
   STORE_WHY_CUT_OFF,            /* the connection broke mid-reply */
   STORE_WHY_CORRUPT,            /* the body failed its check (SHA-256) */
   STORE_WHY_DENIED,             /* 403: credentials or signature */
-  STORE_WHY_BAD_REPLY,          /* malformed or short reply */
+  STORE_WHY_BAD_REPLY,          /* malformed or short reply, or (file
+                                   store) not an object: a link */
   STORE_WHY_NO_SPACE,           /* the store (or file system) is full */
   STORE_WHY_NOT_SUPPORTED,      /* 501 */
   STORE_WHY_TOO_LARGE,          /* over the caller's limit */

@@ -76,6 +76,10 @@ struct manifest *volume_fetch_manifest (struct volume_env *env,
                                         const char *export_id,
                                         const char *snapshot_id,
                                         uint64_t chunks);
+/* -1 with err_set (EEXIST, saying what to do instead) if EXPORT_ID has
+ * a local cache, which creating or cloning over would endanger; else 0.
+ */
+int volume_no_cache (struct volume_env *env, const char *export_id);
 /* GET the manifest HEAD names and check that it is the one HEAD
  * describes: same geometry and generation.  NULL with err_set (EBADMSG if
  * they disagree).

@@ -274,12 +274,30 @@ probe_cache (struct volume_env *env, uint64_t size, uint32_t chunk_size)
 }
 
 int
+volume_no_cache (struct volume_env *env, const char *export_id)
+{
+  CLEANUP_FREE char *dir = str_printf ("%s/%s", env->cache_root, export_id);
+  struct stat st;
+
+  if (dir == NULL)
+    return -1;
+  /* A cache left by an earlier export of that name would resurrect its
+   * dirty chunks on top of the new image; and it may be the only copy
+   * of writes never published.  Refuse, and say so.
+   */
+  if (lstat (dir, &st) == 0)
+    return err_set (EEXIST, "export %s has a local cache at %s, which may "
+                    "hold writes that were never published: open the "
+                    "export instead (remove that directory only if you are "
+                    "sure nothing in it is needed)", export_id, dir);
+  return 0;
+}
+
+int
 volume_create (struct volume_env *env, const char *export_id,
                uint64_t size, uint32_t chunk_size)
 {
-  CLEANUP_FREE char *dir = NULL;
   struct volume_head head = { .image_size = size, .chunk_size = chunk_size };
-  struct stat st;
 
   if (!id_export_valid (export_id))
     return err_set (EINVAL, "invalid export id \"%.140s\" (want "
@@ -291,16 +309,8 @@ volume_create (struct volume_env *env, const char *export_id,
     return err_set (EINVAL, "invalid chunk size %u (want a power of two "
                     "from %u to %u)", chunk_size, CHUNK_SIZE_MIN,
                     CHUNK_SIZE_MAX);
-  /* A cache left by an earlier export of the same name would resurrect
-   * its dirty chunks on top of the new image: refuse, losing nothing.
-   */
-  if ((dir = str_printf ("%s/%s", env->cache_root, export_id)) == NULL)
-    return -1;
-  if (stat (dir, &st) == 0)
-    return err_set (EEXIST, "a local cache for %s already exists at %s "
-                    "(from an earlier export of that name?); remove it "
-                    "first", export_id, dir);
-  if (probe_cache (env, size, chunk_size) == -1)
+  if (volume_no_cache (env, export_id) == -1 ||
+      probe_cache (env, size, chunk_size) == -1)
     return -1;
 
   snprintf (head.export_id, sizeof head.export_id, "%s", export_id);

@@ -145,6 +145,7 @@ add_status (json_object *o, struct volume *v)
   add_u64 (o, "connections", registry_connections (volume_name (v)));
   json_object_object_add (o, "failed_stop",
                           json_object_new_boolean (s.cache.failed));
+  add_u64 (o, "suspect_chunks", s.cache.suspect);
   add_str (o, "last_error", s.last_error);
 }
 
@@ -190,6 +191,15 @@ reply_status (json_object *res, const char *name)
   return 0;
 }
 
+/* Creating or cloning over a loaded export: say that it is loaded. */
+static int
+refuse_loaded (const char *id)
+{
+  if (registry_loaded (id))
+    return err_set (EEXIST, "export %s already exists and is loaded", id);
+  return 0;
+}
+
 static int
 cmd_create (json_object *req, json_object *res)
 {
@@ -202,7 +212,8 @@ cmd_create (json_object *req, json_object *res)
     return -1;
   if (chunk_size > UINT32_MAX)
     return err_set (EINVAL, "invalid chunk size %ju", (uintmax_t) chunk_size);
-  if (volume_create (env, id, size, chunk_size) == -1 ||
+  if (refuse_loaded (id) == -1 ||
+      volume_create (env, id, size, chunk_size) == -1 ||
       registry_load (id) == -1)
     return -1;
   log_info ("created export %s (%ju bytes, %ju-byte chunks)", id,
@@ -294,7 +305,8 @@ cmd_clone (json_object *req, json_object *res)
       arg_export_id (req, "source_export_id", &src) == -1 ||
       arg_snapshot_id (req, "source_snapshot_id", false, &snap) == -1)
     return -1;
-  if (publish_clone (env, id, src, snap, &pr) == -1 ||
+  if (refuse_loaded (id) == -1 ||
+      publish_clone (env, id, src, snap, &pr) == -1 ||
       registry_load (id) == -1)
     return -1;
   return reply_status (res, id);

@@ -312,6 +312,13 @@ registry_unload (const char *name)
   return r;
 }
 
+bool
+registry_loaded (const char *name)
+{
+  LOCK_FOR_SCOPE (&lock);
+  return find (name) != NULL;
+}
+
 unsigned
 registry_connections (const char *name)
 {

@@ -43,6 +43,8 @@ void registry_put_exclusive (struct volume *v) __attribute__ ((__nonnull__));
  * connected; new users wait until it is gone).  0 or -1.
  */
 int registry_unload (const char *name);
+/* Is export NAME loaded (or loading)? */
+bool registry_loaded (const char *name) __attribute__ ((__nonnull__));
 /* Number of NBD clients connected to export NAME. */
 unsigned registry_connections (const char *name);
 /* Called by registry_foreach for each loaded export, in load order. */

@@ -472,9 +472,11 @@ test_fail_stop (void)
 
   CHECK (cache_reset (c, "") == 0);
   fill_chunk (c, 1, 0x11);
+  fill_chunk (c, 6, 0x66);
   CHECK (cache_flush (c) == 0);
   atomic_store (&fail_sync, "cache.raw");
   fill_chunk (c, 2, 0x22);
+  CHECK (cache_pwrite (c, "y", 1, 6 * CS + 9, false) == 0);
   CHECK (cache_flush (c) == -1);
   atomic_store (&fail_sync, NULL);
   /* fdatasync works again; the cache does not believe it. */
@@ -492,11 +494,16 @@ test_fail_stop (void)
   CHECK (strstr (oplog, "sync cache.raw, dontneed cache.raw") != NULL);
   cache_get_stats (c, &st);
   CHECK (!st.failed);
-  CHECK (st.dirty == 1);                        /* as of the good flush */
+  CHECK (st.dirty == 2);                        /* as of the good flush */
+  CHECK (st.suspect == 1);      /* chunk 6, written since: maybe torn */
   CHECK (chunk_is (c, 1, 0x11));
   CHECK (reads_image (c, 2, 0, CS));            /* the image again */
   fill_chunk (c, 2, 0x22);
   CHECK (cache_flush (c) == 0);
+  CHECK (cache_publish_begin (c, NULL) == 3);
+  CHECK (cache_publish_end (c, true, "s3") == 0);
+  cache_get_stats (c, &st);
+  CHECK (st.suspect == 0);                      /* published: forgotten */
   CHECK (cache_close (c) == 0);
 }
 

@@ -9,7 +9,7 @@
 #  - one that fails three times is EIO (errors{get_range,corrupt} = 1,
 #    the export's fill_errors = 1);
 #  - with the store answering 503 to everything, each failed fill is one
-#    failure (errors{get_range,io_error}) after its throttled retries;
+#    failure (errors{get_range,throttled}) after its throttled retries;
 #  - a look-up of a missing export (404) is an answer, not a failure.
 . "$srcdir/functions.sh"
 requires nbdkit qemu-io jq /usr/bin/python3
@@ -84,7 +84,7 @@ for c in 2 3; do
     qemu-io -f raw -c "read $((c*MiB)) 4k" "$(uri m)" >/dev/null 2>&1 &&
         fail "read through a store that answers 503"
 done
-[ "$(count errors get_range io_error)" = 2 ]
+[ "$(count errors get_range throttled)" = 2 ]
 [ "$(count retries get_range throttled)" = 4 ]
 [ "$(total errors)" = 2 ]
 rm "$tmp/down"
