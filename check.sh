@@ -20,7 +20,7 @@ PACKAGES="build-essential autoconf automake libtool pkg-config perl
 [ -x configure ] && [ configure -nt configure.ac ] || ./bootstrap.sh
 mkdir -p _build
 cd _build
-[ -f Makefile ] || ../configure --enable-werror
+[ -f Makefile ] || ../configure --enable-werror --enable-crash-points
 jobs=$(nproc 2>/dev/null || echo 2)
 make -j"$jobs"
 status=0

@@ -43,6 +43,7 @@
 
 #include "bitmap.h"
 #include "cache-impl.h"
+#include "crash.h"
 #include "err.h"
 #include "lock.h"
 
@@ -261,10 +262,13 @@ cache_reset (struct cache *c, const char *snapshot_id)
   unlink (c->suspect_path);     /* what it named is gone */
   if (r == -1)
     cache_fail_stop (c);
-  else if (cache_zero_range (c->raw_fd, 0, c->size, true, c->raw_path) == -1)
-    /* Harmless: no chunk is resident, so these bytes are never read. */
-    log_warn ("%s (the space is reclaimed as chunks are written again)",
-              err_msg ());
+  else {
+    CRASH_POINT ("reset.after_meta");
+    if (cache_zero_range (c->raw_fd, 0, c->size, true, c->raw_path) == -1)
+      /* Harmless: no chunk is resident, so these bytes are never read. */
+      log_warn ("%s (the space is reclaimed as chunks are written again)",
+                err_msg ());
+  }
   {
     LOCK_FOR_SCOPE (&c->lock);
     c->draining = false;

@@ -56,6 +56,7 @@
 
 #include <json-c/json.h>
 
+#include "crash.h"
 #include "err.h"
 #include "journal.h"
 #include "publish.h"
@@ -359,6 +360,7 @@ journal_recover (struct volume_env *env, const struct volume_head *head,
               j.snapshot_id, head->snapshot_id[0] ? head->snapshot_id
               : "empty");
     journal_discard (env, &j);
+    CRASH_POINT ("recover.after_discard");
   }
  done:
   journal_remove (cache_dir);

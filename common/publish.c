@@ -37,7 +37,6 @@
 
 #include <assert.h>
 #include <errno.h>
-#include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -48,6 +47,7 @@
 #include <openssl/evp.h>
 
 #include "bitmap.h"
+#include "crash.h"
 #include "err.h"
 #include "journal.h"
 #include "lock.h"
@@ -58,18 +58,7 @@
 #define PART_SIZE_MIN (8 * 1024 * 1024)
 #define UPLOAD_THREADS 4
 
-int publish_crash_step;
 int publish_delay_ms;
-
-/* Die here if the test hook asks for a crash after STEP. */
-static void
-crash_point (int step)
-{
-  if (publish_crash_step == step) {
-    log_error ("debug: killing the process after publish step %d", step);
-    raise (SIGKILL);
-  }
-}
 
 /* One chunk of the publish set, in chunk order. */
 struct pchunk {
@@ -172,7 +161,7 @@ pack_blob (struct publish *p, struct upload *up)
       p->packed[k++] = i - 1;
       upload_commit (up, len);
       if (pc->offset >= PART_SIZE_MIN)
-        crash_point (2);        /* a part is on its way */
+        CRASH_POINT ("publish.during_upload");
     }
     volume_op_progress (v, i, p->n);
   }
@@ -346,7 +335,7 @@ move_head (struct publish *p, const struct volume_head *head,
                     "published", head->export_id, p->j.snapshot_id);
   if (r == -1)
     return -1;
-  crash_point (5);
+  CRASH_POINT ("publish.after_head");
   /* The head has moved: a failure here only leaves the copy stale. */
   if (store_put (env->st, refs, json, strlen (json), STORE_PUT_ANY,
                  NULL, NULL) == -1)
@@ -401,7 +390,7 @@ publish_frozen (struct publish *p, int64_t n, struct publish_result *out)
   }
   if (journal_write (v->cache_dir, &p->j) == -1)
     goto err;
-  crash_point (1);
+  CRASH_POINT ("publish.after_journal");
   up = upload_new (v->env->st, p->blob_key,
                    part_size (v->head.chunk_size, n), UPLOAD_THREADS,
                    journal_upload_started, hash_part, p);
@@ -413,13 +402,13 @@ publish_frozen (struct publish *p, int64_t n, struct publish_result *out)
     goto err;
   }
   up = NULL;
-  crash_point (3);
+  CRASH_POINT ("publish.after_blob");
   m = build_manifest (p, blob_size);
   if (m == NULL || (json = manifest_format (m)) == NULL ||
       store_put (v->env->st, p->manifest_key, json, strlen (json),
                  STORE_PUT_ANY, NULL, NULL) == -1)
     goto err;
-  crash_point (4);
+  CRASH_POINT ("publish.after_manifest");
 
   head.generation = p->j.generation;
   memcpy (head.snapshot_id, p->j.snapshot_id, sizeof head.snapshot_id);
@@ -429,7 +418,7 @@ publish_frozen (struct publish *p, int64_t n, struct publish_result *out)
   if (move_head (p, &head, etag, &unknown) == -1)
     goto err;
   head_moved = true;
-  crash_point (6);
+  CRASH_POINT ("publish.after_refs");
   volume_set_published (v, &head, etag, m);
   m = NULL;
   if (cache_publish_end (v->cache, true, p->j.snapshot_id) == -1)

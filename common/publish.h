@@ -17,13 +17,6 @@
 #include "format.h"
 #include "volume.h"
 
-/* Test hook: if non-zero, a publish kills its process with SIGKILL right
- * after step N (1 journal written, 2 blob upload under way, 3 blob
- * complete, 4 manifest written, 5 volume.json moved, 6 refs/current.json
- * written), as a crash at that point would.  Set by the plugin's
- * -D lazyvol.publish_crash=N.
- */
-extern int publish_crash_step;
 /* Test hook: sleep this many milliseconds before moving the head (to let
  * a test race another writer into that window).  -D lazyvol.publish_delay.
  */

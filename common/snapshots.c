@@ -21,6 +21,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "crash.h"
 #include "err.h"
 #include "publish.h"
 #include "volume-impl.h"
@@ -298,6 +299,7 @@ publish_clone (struct volume_env *env, const char *export_id,
   if (store_put (env->st, manifest_key, json, strlen (json), STORE_PUT_ANY,
                  NULL, NULL) == -1)
     return -1;
+  CRASH_POINT ("clone.after_manifest");
   if (volume_put_new_head (env, &head) == -1) {
     struct err_saved why;
 
@@ -307,6 +309,7 @@ publish_clone (struct volume_env *env, const char *export_id,
       log_warn ("%s", err_msg ());
     return err_restore (&why);
   }
+  CRASH_POINT ("clone.after_head");
   if (store_put (env->st, refs_key, head_json, strlen (head_json),
                  STORE_PUT_ANY, NULL, NULL) == -1)
     log_warn ("%s", err_msg ());

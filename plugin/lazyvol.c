@@ -30,6 +30,7 @@
 
 #include "commands.h"
 #include "control.h"
+#include "crash.h"
 #include "err.h"
 #include "format.h"
 #include "pool.h"
@@ -55,7 +56,6 @@ static struct store *st;
 static struct volume_env env;
 
 /* Debug flags, set with nbdkit -D lazyvol.FLAG=N (see the man page). */
-NBDKIT_DLL_PUBLIC int lazyvol_debug_publish_crash = 0;
 NBDKIT_DLL_PUBLIC int lazyvol_debug_publish_delay = 0;
 
 static void
@@ -259,7 +259,6 @@ lazyvol_get_ready (void)
   env.root = export_root;
   env.cache_root = cache_root;
   env.readahead = readahead;
-  publish_crash_step = lazyvol_debug_publish_crash;
   publish_delay_ms = lazyvol_debug_publish_delay;
   return 0;
 }
@@ -471,6 +470,7 @@ lazyvol_dump_plugin (void)
 {
   printf ("lazyvol_version=%s\n", VERSION);
   printf ("lazyvol_backends=file,s3,r2\n");
+  printf ("lazyvol_crash_points=%s\n", crash_points_enabled () ? "yes" : "no");
 }
 
 static struct nbdkit_plugin plugin = {

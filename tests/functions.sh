@@ -61,6 +61,27 @@ make_tmpdir ()
     mktemp -d "$_tmp_root/XXXXXX"
 }
 
+# requires_crash_points: the plugin was built with --enable-crash-points
+# (check.sh builds it so); the test fails otherwise.  A test then sets
+# LAZYVOL_CRASH_AT=NAME[:N] (see crash_at) to kill nbdkit at a point.
+requires_crash_points ()
+{
+    nbdkit "$LAZYVOL_PLUGIN" --dump-plugin | matches -x lazyvol_crash_points=yes ||
+        fail "the plugin has no crash points: configure --enable-crash-points"
+}
+
+# crash_at POINT CMD...: run CMD (start_lazyvol ...) with nbdkit set to
+# die at crash point POINT.
+crash_at ()
+{
+    local point=$1
+    shift
+    LAZYVOL_CRASH_AT=$point
+    export LAZYVOL_CRASH_AT
+    "$@"
+    unset LAZYVOL_CRASH_AT
+}
+
 # matches GREP-ARGS...: grep -q that reads all its input, so that (with
 # pipefail) the command before it is never killed by SIGPIPE and its own
 # exit status counts.

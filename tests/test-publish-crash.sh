@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# A publish killed at any step (kill -9, simulated exactly with
-# -D lazyvol.publish_crash=N) loses nothing and leaves a usable state:
+# A publish killed at any step (kill -9, simulated exactly with the crash
+# points publish.after_journal ... publish.after_refs) loses nothing and
+# leaves a usable state:
 #   steps 1-4 (journal, blob under way, blob done, manifest): the head did
 #     not move; restart removes the unpublished objects and staging files;
 #   steps 5-6 (volume.json, refs/current.json moved): the snapshot is
@@ -12,6 +13,7 @@
 # the new head sees it.
 . "$srcdir/functions.sh"
 requires nbdkit nbdcopy qemu-io jq cmp dd
+requires_crash_points
 tmp=$(make_tmpdir)
 start_store "$tmp"
 MiB=1048576
@@ -25,11 +27,11 @@ nbdcopy "$tmp/expect" "$(uri p)"
 ctl '{"cmd":"snapshot","export_id":"p"}' >/dev/null
 gen=1
 
+points=(publish.after_journal publish.during_upload publish.after_blob
+        publish.after_manifest publish.after_head publish.after_refs)
 for step in 1 2 3 4 5 6; do
     stop_lazyvol
-    NBDKIT_OPTS=(-D "lazyvol.publish_crash=$step")
-    start_lazyvol "$tmp/w"
-    NBDKIT_OPTS=()
+    crash_at "${points[step - 1]}" start_lazyvol "$tmp/w"
     # 12 MiB of new data (more than one 8 MiB upload part), flushed.
     dd if=/dev/urandom of="$tmp/new" bs=1M count=12 status=none
     qemu-io -f raw -c "write -s $tmp/new $((step*2*MiB)) 12M" -c flush \

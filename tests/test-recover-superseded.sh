@@ -1,34 +1,33 @@
 #!/usr/bin/env bash
 # Recovery never deletes what a reachable manifest uses.  Host A crashes
 # just after its head put of snapshot S1 (chunks 1 and 5) landed
-# (-D lazyvol.publish_crash=5), and host B (its own cache root, same
+# (crash point publish.after_head), and host B (its own cache root, same
 # store) then publishes S2 on top of S1, rewriting chunk 5: S2's manifest
 # reads chunk 1 from S1's blob.  When A restarts, its journal names S1
 # and the head is S2; S1 landed (the head's parent chain passes through
 # it), so its blob and manifest stay, and every chunk still reads.  A's
 # chunks 1 and 5, left dirty by the crash, hold S1's bytes: they are
 # clean now, and A reads B's chunk 5, not its own stale copy.  The
-# opposite case is cleaned up: A crashes before moving the head (step 4),
+# opposite case is cleaned up: A crashes before moving the head
+# (publish.after_manifest),
 # B publishes S2' at the generation A wanted, and A's restart removes its
 # orphaned S1' objects.
 . "$srcdir/functions.sh"
 requires nbdkit nbdcopy qemu-io jq
+requires_crash_points
 tmp=$(make_tmpdir)
 start_store "$tmp"
 MiB=1048576
 status () { ctl '{"cmd":"status","export_id":"r"}'; }
 snapshot () { ctl '{"cmd":"snapshot","export_id":"r"}'; }
 objects () { store_tool list exports/r/snapshots/; }
-# crash_publish STEP OFFSET BYTE...: on host A, write 1 MiB of each BYTE
-# at OFFSET, OFFSET + 4 MiB ... and snapshot with
-# -D lazyvol.publish_crash=STEP; A dies.
+# crash_publish POINT OFFSET BYTE...: on host A, write 1 MiB of each BYTE
+# at OFFSET, OFFSET + 4 MiB ... and snapshot, dying at crash point POINT.
 crash_publish ()
 {
-    local step=$1 off=$2
+    local point=$1 off=$2
     shift 2
-    NBDKIT_OPTS=(-D "lazyvol.publish_crash=$step")
-    start_lazyvol "$tmp/a"
-    NBDKIT_OPTS=()
+    crash_at "$point" start_lazyvol "$tmp/a"
     for byte in "$@"; do
         qemu-io -f raw -c "write -P $byte $off 1M" -c flush "$(uri r)" >/dev/null
         off=$((off + 4*MiB))
@@ -44,7 +43,7 @@ s0=$(field "$(snapshot)" snapshot_id)
 stop_lazyvol
 
 # A: S1 (chunks 1 and 5 = 0x11, 0x15) lands; A dies before its bookkeeping.
-crash_publish 5 $MiB 0x11 0x15
+crash_publish publish.after_head $MiB 0x11 0x15
 s1=$(store_tool get exports/r/volume.json | jq -r .snapshot_id)
 [ "$s1" != "$s0" ]
 [ -e "$tmp/a/cache/r/snapshot.journal.json" ]
@@ -83,7 +82,7 @@ stop_lazyvol
 # and B publishes at the generation A wanted.  A's restart removes S1'.
 gen=$(store_tool get exports/r/volume.json | jq .generation)
 rm -rf "$tmp/a/cache/r"          # A's stale dirty chunks are not the point
-crash_publish 4 $((3*MiB)) 0x33
+crash_publish publish.after_manifest $((3*MiB)) 0x33
 orphan=$(jq -r .snapshot_id "$tmp/a/cache/r/snapshot.journal.json")
 objects | matches "$orphan/manifest.json"
 start_lazyvol "$tmp/b"
