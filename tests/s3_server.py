@@ -16,9 +16,11 @@ with two differences, so that only the python3-swift library is needed:
 "s3-server.sh start DIR cond-put" adds the "conditional_put" filter
 below: Swift's s3api (2.30) answers 501 to every conditional PUT, which
 is what stock Swift tests; with the filter the store evaluates
-If-None-Match: * and If-Match on PUT as AWS S3 does.  Unlike AWS's, its
-checks are not atomic against a concurrent PUT of the same key, and
-If-Match compares with the ETag of simple (not multipart) objects.
+If-None-Match: * and If-Match on PUT as AWS S3 does, atomically: every
+PUT and DELETE of a key holds that key's lock from its check to its
+write, so of two writers that race with the same condition only one
+wins.  If-Match compares with the ETag of simple (not multipart)
+objects.
 """
 import json
 import os
@@ -72,14 +74,19 @@ def conditional_put(global_conf, **local_conf):
     """paste filter factory: conditional PUTs, as AWS S3 has them.
 
     Goes after tempauth.  Lets If-Match and If-None-Match on PUT past
-    s3api's header check; Swift itself answers 412 to "If-None-Match: *"
-    when the object exists, and this filter answers 412 to If-Match unless
-    a HEAD of the object shows that ETag.
+    s3api's header check, and evaluates them itself with a HEAD of the
+    object: 412 to "If-None-Match: *" if it exists, to If-Match unless it
+    has that ETag.  The HEAD and the write that follows hold a lock of
+    the key (one proxy process, eventlet green threads: one semaphore per
+    key), taken by every PUT and DELETE, so the check and the write are
+    one step for any other writer of the key.
     """
     from swift.common.middleware.s3api.s3request import S3Request
     from swift.common.swob import HTTPPreconditionFailed
     from swift.common.wsgi import make_pre_authed_request
+    from eventlet.semaphore import Semaphore
     validate = S3Request._validate_headers
+    locks = {}
     conditions = ('If-Match', 'If-None-Match')
 
     def validate_but_conditions(self):
@@ -95,17 +102,30 @@ def conditional_put(global_conf, **local_conf):
     S3Request._validate_headers = validate_but_conditions
 
     def make_filter(app):
-        def check_if_match(environ, start_response):
+        def failed(environ):
             want = environ.pop('HTTP_IF_MATCH', None)
-            if environ['REQUEST_METHOD'] == 'PUT' and want is not None:
-                head = make_pre_authed_request(
-                    environ, 'HEAD', quote(environ['PATH_INFO']),
-                    swift_source='lazyvol-test').get_response(app)
-                etag = head.headers.get('Etag', '').strip('"')
-                if head.status_int // 100 != 2 or etag != want.strip('"'):
+            absent = environ.get('HTTP_IF_NONE_MATCH', '').strip() == '*'
+            if environ['REQUEST_METHOD'] != 'PUT' or \
+                    (want is None and not absent):
+                return False
+            head = make_pre_authed_request(
+                environ, 'HEAD', quote(environ['PATH_INFO']),
+                swift_source='lazyvol-test').get_response(app)
+            exists = head.status_int // 100 == 2
+            if absent:
+                return exists
+            return not exists or \
+                head.headers.get('Etag', '').strip('"') != want.strip('"')
+
+        def conditional(environ, start_response):
+            if environ['REQUEST_METHOD'] not in ('PUT', 'DELETE'):
+                return app(environ, start_response)
+            with locks.setdefault(environ['PATH_INFO'], Semaphore()):
+                if failed(environ):
                     return HTTPPreconditionFailed()(environ, start_response)
-            return app(environ, start_response)
-        return check_if_match
+                # The whole write happens under the lock.
+                return list(app(environ, start_response))
+        return conditional
     return make_filter
 
 

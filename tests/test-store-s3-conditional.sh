@@ -4,7 +4,9 @@
 # saying so, and nothing is written.  A store that evaluates them (AWS S3;
 # here Swift with the cond-put shim of s3-server.sh) gives the file
 # store's compare-and-swap: if-absent refuses an existing key, if-match
-# needs the current etag exactly as put and head report it.
+# needs the current etag exactly as put and head report it; and the check
+# is atomic: of 32 writers racing with the same etag (or all if-absent),
+# exactly one wins.
 . "$srcdir/functions.sh"
 requires grep
 
@@ -46,4 +48,24 @@ if st put gone "$tmp/v1" if-match "$e2" 2>"$tmp/err"; then
 fi
 grep -q '\[conflict\]$' "$tmp/err"
 [ "$(st get k)" = two ]
+
+# race COND [ETAG]: 32 concurrent puts to key r with the same condition,
+# of bodies no earlier race wrote (a put of the same bytes keeps the
+# etag, so If-Match would rightly pass twice); prints how many succeeded.
+race ()
+{
+    local i pid wins=0 pids=()
+    for i in $(seq 32); do
+        echo "$1 writer $i" > "$tmp/w$i"
+        st put r "$tmp/w$i" "$@" > /dev/null 2>&1 &
+        pids+=($!)
+    done
+    for pid in "${pids[@]}"; do
+        if wait "$pid"; then wins=$((wins + 1)); fi
+    done
+    echo $wins
+}
+[ "$(race if-absent)" = 1 ] || fail "several if-absent puts of r won"
+er=$(st head r | cut -d' ' -f2)
+[ "$(race if-match "$er")" = 1 ] || fail "several if-match puts of r won"
 echo OK
