@@ -62,7 +62,9 @@ struct cache {
   bool draining;                /* a reset runs: no new fill or pin */
   uint64_t writes;              /* modifications, to skip idle flushes */
   uint64_t flushed_writes;      /* c->writes at the last good flush */
-  char snapshot_id[SNAPSHOT_ID_LEN + 1];
+  struct meta_base base;        /* what the local state is based on */
+  _Atomic bool stale;           /* dirty over a base the head moved past:
+                                   written with the gate exclusive */
   char failed_msg[256];         /* why the cache failed stop, if it did */
 
   pthread_cond_t buf_cond;      /* a fill buffer was returned */
@@ -109,5 +111,9 @@ int cache_zero_range (int fd, uint64_t offset, uint64_t len, bool may_trim,
 int cache_fail_stop (struct cache *c);
 /* -1 with err_set (ENOTRECOVERABLE) if the cache has failed stop, else 0. */
 int cache_check_failed (struct cache *c);
+/* -1 with err_set (EROFS) if the cache refuses writes and publishes (a
+ * read-only view, or stale), else cache_check_failed.
+ */
+int cache_check_writable (struct cache *c);
 
 #endif /* LAZYVOL_CACHE_IMPL_H */

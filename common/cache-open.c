@@ -177,25 +177,42 @@ drop_page_cache (struct cache *c)
   return 0;
 }
 
-/* Keep only the resident chunks that may be trusted; log what changed. */
-static void
-trust_resident (struct cache *c, const char *snapshot_id)
+/* Drop the clean resident chunks (their bits).  At open or load only. */
+static uint64_t
+drop_clean (struct cache *c)
 {
-  unsigned flags = meta_flags (c->meta);
   uint64_t dropped = 0;
 
-  /* Clean resident chunks are trusted only after a clean shutdown and if
-   * they belong to the snapshot the image is based on now.
-   */
-  if (!(flags & META_CLEAN) ||
-      strcmp (meta_snapshot_id (c->meta), snapshot_id) != 0) {
-    for (uint64_t w = 0; w < bitmap_words (c->chunks); w++) {
-      dropped += __builtin_popcountll (c->resident[w] & ~c->dirty[w]);
-      c->resident[w] = c->dirty[w];
-    }
+  for (uint64_t w = 0; w < bitmap_words (c->chunks); w++) {
+    dropped += __builtin_popcountll (c->resident[w] & ~c->dirty[w]);
+    bitmap_store_word_atomic (c->resident, w, c->dirty[w]);
   }
   c->n_resident = bitmap_count (c->resident, c->chunks);
+  return dropped;
+}
+
+/* Choose what the cache is based on, given the export's HEAD (see the
+ * top of this file), and keep only the resident chunks that may be
+ * trusted; log what changed.
+ */
+static void
+choose_base (struct cache *c, const struct meta_base *head)
+{
+  const struct meta_base *disk = meta_base (c->meta);
+  unsigned flags = meta_flags (c->meta);
+  bool same = strcmp (disk->snapshot_id, head->snapshot_id) == 0;
+  uint64_t dropped = 0;
+
   c->n_dirty = bitmap_count (c->dirty, c->chunks);
+  c->stale = c->n_dirty > 0 && !same && !c->readonly;
+  c->base = c->stale ? *disk : *head;
+  /* Clean resident chunks are trusted only after a clean shutdown and if
+   * they belong to the image served now: the head, or a stale base.
+   */
+  if (!(flags & META_CLEAN) || (!same && !c->stale))
+    dropped = drop_clean (c);
+  else
+    c->n_resident = bitmap_count (c->resident, c->chunks);
   if (flags & META_WRITEBACK_ERROR)
     log_warn ("%s: the last session failed stop after a write-back error: "
               "kept %ju dirty chunks as the disk holds them (writes after "
@@ -211,7 +228,7 @@ trust_resident (struct cache *c, const char *snapshot_id)
 
 struct cache *
 cache_open (const char *dir, uint64_t image_size, uint32_t chunk_size,
-            const char *snapshot_id, unsigned flags,
+            const struct meta_base *head, unsigned flags,
             const struct cache_source *src)
 {
   struct cache *c = calloc (1, sizeof *c);
@@ -268,13 +285,12 @@ cache_open (const char *dir, uint64_t image_size, uint32_t chunk_size,
       bitmap_set (c->changed, p);
     c->writes++;
   }
-  trust_resident (c, snapshot_id);
+  choose_base (c, head);
   read_suspects (c);
-  snprintf (c->snapshot_id, sizeof c->snapshot_id, "%s", snapshot_id);
   /* From now on the state on disk is unclean until cache_close; the
    * directory sync makes new cache files durable with it.
    */
-  if (meta_set_header (c->meta, 0, snapshot_id) == -1 ||
+  if (meta_set_header (c->meta, 0, &c->base) == -1 ||
       (create && fsync_dir (dir) == -1))
     goto err;
   return c;
@@ -295,7 +311,7 @@ close_gated (struct cache *c)
 {
   if (atomic_load (&c->failed)) {
     write_suspects (c);
-    if (meta_set_header (c->meta, META_WRITEBACK_ERROR, c->snapshot_id) == -1)
+    if (meta_set_header (c->meta, META_WRITEBACK_ERROR, &c->base) == -1)
       log_warn ("%s", err_msg ());
     log_warn ("%s: closed after a write-back error; it reopens as of its "
               "last good flush", c->dir);
@@ -307,9 +323,32 @@ close_gated (struct cache *c)
     return err_set (errno, "fdatasync %s: %m", c->raw_path);
   if (meta_write_bitmaps (c->meta, c->resident, c->dirty) == -1 ||
       meta_sync (c->meta) == -1 ||
-      meta_set_header (c->meta, META_CLEAN, c->snapshot_id) == -1)
+      meta_set_header (c->meta, META_CLEAN, &c->base) == -1)
     return -1;
   return 0;
+}
+
+bool
+cache_stale (struct cache *c, struct meta_base *base)
+{
+  LOCK_FOR_SCOPE (&c->lock);
+  *base = c->base;
+  return c->stale;
+}
+
+int
+cache_rebase (struct cache *c, const struct meta_base *base, bool stale,
+              bool keep)
+{
+  WRLOCK_FOR_SCOPE (&c->gate);
+  {
+    LOCK_FOR_SCOPE (&c->lock);
+    if (!keep && strcmp (c->base.snapshot_id, base->snapshot_id) != 0)
+      drop_clean (c);
+    c->base = *base;
+    c->stale = stale;
+  }
+  return meta_set_header (c->meta, 0, base) == -1 ? cache_fail_stop (c) : 0;
 }
 
 int

@@ -52,9 +52,7 @@ cache_publish_begin (struct cache *c, const uint64_t *extra)
 {
   uint64_t words = bitmap_words (c->chunks);
 
-  if (c->readonly)
-    return err_set (EROFS, "this export is read-only");
-  if (cache_check_failed (c) == -1)
+  if (cache_check_writable (c) == -1)
     return -1;
   assert (c->staging_fd == -1);
   c->staging_fd = open (c->staging_path,
@@ -135,7 +133,8 @@ forget_suspects (struct cache *c)
 
 /* End the publish's bookkeeping under c->lock; see cache_publish_end. */
 static void
-publish_settle (struct cache *c, bool success, const char *snapshot_id)
+publish_settle (struct cache *c, bool success,
+                const struct meta_base *published)
 {
   LOCK_FOR_SCOPE (&c->lock);
   /* A writer may still be copying into the staging file. */
@@ -155,13 +154,14 @@ publish_settle (struct cache *c, bool success, const char *snapshot_id)
     bitmap_clear (c->redirty, i);
   }
   if (success)
-    snprintf (c->snapshot_id, sizeof c->snapshot_id, "%s", snapshot_id);
+    c->base = *published;
 }
 
 int
-cache_publish_end (struct cache *c, bool success, const char *snapshot_id)
+cache_publish_end (struct cache *c, bool success,
+                   const struct meta_base *published)
 {
-  publish_settle (c, success, snapshot_id);
+  publish_settle (c, success, published);
   close (c->staging_fd);
   c->staging_fd = -1;
   unlink (c->staging_path);
@@ -172,7 +172,7 @@ cache_publish_end (struct cache *c, bool success, const char *snapshot_id)
    */
   if (cache_flush (c) == -1)
     return -1;
-  if (meta_set_header (c->meta, 0, snapshot_id) == -1)
+  if (meta_set_header (c->meta, 0, published) == -1)
     return cache_fail_stop (c);
   forget_suspects (c);
   return 0;
@@ -224,7 +224,7 @@ cache_settle_published (struct cache *c, cache_match_fn match, void *opaque,
  * Called with c->gate held exclusively and c->lock held.
  */
 static void
-reset_bitmaps (struct cache *c, const char *snapshot_id)
+reset_bitmaps (struct cache *c, const struct meta_base *head)
 {
   uint64_t words = c->pages * (META_PAGE / 8);
 
@@ -239,26 +239,29 @@ reset_bitmaps (struct cache *c, const char *snapshot_id)
   memset (c->unflushed[1], 0, words * 8);
   c->n_resident = c->n_dirty = c->n_suspect = 0;
   c->flushed_writes = c->writes;
-  snprintf (c->snapshot_id, sizeof c->snapshot_id, "%s", snapshot_id);
+  c->base = *head;
+  c->stale = false;
   cache_pins_wait (c);          /* readers that saw a chunk resident */
 }
 
 int
-cache_reset (struct cache *c, const char *snapshot_id)
+cache_reset (struct cache *c, const struct meta_base *head)
 {
   int r;
 
   WRLOCK_FOR_SCOPE (&c->gate);
+  if (c->readonly)
+    return err_set (EROFS, "this export is read-only");
   if (cache_check_failed (c) == -1)
     return -1;
   {
     LOCK_FOR_SCOPE (&c->lock);
-    reset_bitmaps (c, snapshot_id);
+    reset_bitmaps (c, head);
   }
   /* The cleared state reaches the disk before any byte is dropped. */
   r = meta_write_bitmaps (c->meta, c->resident, c->dirty);
   if (r == 0)
-    r = meta_set_header (c->meta, 0, snapshot_id);
+    r = meta_set_header (c->meta, 0, head);
   unlink (c->suspect_path);     /* what it named is gone */
   if (r == -1)
     cache_fail_stop (c);

@@ -171,6 +171,26 @@ cache_check_failed (struct cache *c)
                   "(%s); reopen the export", c->dir, c->failed_msg);
 }
 
+int
+cache_check_writable (struct cache *c)
+{
+  if (c->readonly)
+    return err_set (EROFS, "this export is read-only");
+  /* stale changes with the gate exclusive, in operations that never
+   * overlap a publish; writers hold the gate shared.
+   */
+  if (atomic_load_explicit (&c->stale, memory_order_relaxed)) {
+    LOCK_FOR_SCOPE (&c->lock);
+    return err_set (EROFS, "%s: the local writes are based on snapshot %s "
+                    "(generation %ju), which the export's head has moved "
+                    "past: they are kept, but not written to nor published "
+                    "(see status)", c->dir,
+                    c->base.snapshot_id[0] ? c->base.snapshot_id : "(none)",
+                    (uintmax_t) c->base.generation);
+  }
+  return cache_check_failed (c);
+}
+
 /* Record that CHUNK now holds local bytes.  Called with c->lock held. */
 static void
 mark_resident (struct cache *c, uint64_t chunk)
@@ -580,11 +600,9 @@ modify (struct cache *c, const void *data, uint32_t count_, uint64_t offset,
   const char *p = data;
   int r = 0;
 
-  if (c->readonly)
-    return err_set (EROFS, "this export is read-only");
   {
     RDLOCK_FOR_SCOPE (&c->gate);
-    if (cache_check_failed (c) == -1)
+    if (cache_check_writable (c) == -1)
       return -1;
     while (r == 0 && count_ > 0) {
       uint64_t chunk = offset / c->chunk_size;

@@ -12,6 +12,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "meta.h"
+
 /* The published image behind the cache. */
 struct cache_source {
   /* Does the published image hold data for CHUNK?  false: all zeros. */
@@ -41,14 +43,29 @@ enum { CACHE_EXTENT_DATA = 0, CACHE_EXTENT_HOLE = 3 /* hole and zero */ };
 struct cache;
 
 /* Open the cache in DIR for an image of IMAGE_SIZE bytes split into
- * CHUNK_SIZE chunks, whose published image is snapshot SNAPSHOT_ID ("" if
- * none) read through SRC.  Dirty chunks are kept across any restart; clean
- * resident chunks only after a clean shutdown with the same snapshot.
- * NULL with err_set (EBUSY if another process has the cache open).
+ * CHUNK_SIZE chunks, read through SRC, whose export's published head is
+ * HEAD (snapshot id "" if none).  Dirty chunks are kept across any
+ * restart; clean resident chunks only after a clean shutdown with the
+ * same base.  If the cache holds dirty chunks written over another base
+ * (the head moved on since), it opens stale: its base stays, its image is
+ * that base (SRC must serve it), and it refuses writes and publishes
+ * (cache_stale).  NULL with err_set (EBUSY if another process has the
+ * cache open).
  */
 struct cache *cache_open (const char *dir, uint64_t image_size,
-                          uint32_t chunk_size, const char *snapshot_id,
+                          uint32_t chunk_size, const struct meta_base *head,
                           unsigned flags, const struct cache_source *src);
+/* Is the cache stale (see cache_open)?  *BASE gets its base. */
+bool cache_stale (struct cache *c, struct meta_base *base)
+  __attribute__ ((__nonnull__));
+/* Make BASE what the local state is based on, STALE or not.  With KEEP
+ * the resident chunks hold BASE's bytes (the publish of BASE came from
+ * them), and readers may go on; otherwise the clean ones are dropped if
+ * BASE is another snapshot, which is only for while nothing reads the
+ * cache (at load).  0 or -1.
+ */
+int cache_rebase (struct cache *c, const struct meta_base *base, bool stale,
+                  bool keep) __attribute__ ((__nonnull__));
 /* Flush everything and mark the shutdown clean, then free.  0 or -1 (the
  * cache is freed either way, and an unclean mark stays on disk).
  */
@@ -103,11 +120,11 @@ bool cache_publish_next (struct cache *c, uint64_t from, uint64_t *chunk);
  */
 int cache_publish_read (struct cache *c, uint64_t chunk, void *buf);
 /* End the publish.  On SUCCESS the published chunks not rewritten since
- * cache_publish_begin become clean and SNAPSHOT_ID becomes the cache's
- * published snapshot; otherwise every dirty bit stays.  0 or -1.
+ * cache_publish_begin become clean and PUBLISHED becomes the cache's
+ * base; otherwise every dirty bit stays.  0 or -1.
  */
 int cache_publish_end (struct cache *c, bool success,
-                       const char *snapshot_id);
+                       const struct meta_base *published);
 
 /* Does BUF (LEN bytes) hold what the published image has for CHUNK? */
 typedef bool (*cache_match_fn) (void *opaque, uint64_t chunk,
@@ -126,7 +143,7 @@ int64_t cache_settle_published (struct cache *c, cache_match_fn match,
  * until done; the cleared state is on disk before any byte is dropped.
  * 0 or -1.
  */
-int cache_reset (struct cache *c, const char *snapshot_id);
+int cache_reset (struct cache *c, const struct meta_base *head);
 
 struct cache_stats {
   uint64_t chunks;              /* chunks in the image */

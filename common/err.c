@@ -143,6 +143,7 @@ static const struct {
   { "not_found", 404, { ENOENT } },
   { "already_exists", 409, { EEXIST } },
   { "busy", 409, { EBUSY } },
+  { "owned", 409, { EUSERS } },
   { "conflict", 409, { ESTALE } },
   { "read_only", 409, { EROFS } },
   { "too_large", 413, { EFBIG, EMSGSIZE } },

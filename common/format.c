@@ -552,7 +552,8 @@ parse_object (const struct doc *d, const char *json, size_t len, size_t max)
  */
 static struct json_object *
 parse_document (const struct doc *d, const char *json, size_t len,
-                size_t max, const char *format)
+                size_t max, const char *format, uint64_t newest,
+                uint64_t *version_out)
 {
   CLEANUP_JSON struct json_object *obj = parse_object (d, json, len, max);
   const char *s;
@@ -567,11 +568,13 @@ parse_document (const struct doc *d, const char *json, size_t len,
   }
   if (get_u64 (d, obj, "version", 1, INT64_MAX, &version) == -1)
     return NULL;
-  if (version > FORMAT_VERSION) {
-    bad (d, "unsupported format version %" PRIu64 " (this lazyvol reads "
-         "version %d)", version, FORMAT_VERSION);
+  if (version > newest) {
+    bad (d, "format version %" PRIu64 " is newer than this lazyvol "
+         "reads (%" PRIu64 "); use a newer lazyvol", version, newest);
     return NULL;
   }
+  if (version_out)
+    *version_out = version;
   return json_object_get (obj);  /* the caller's reference */
 }
 
@@ -581,11 +584,13 @@ volume_parse (const char *json, size_t len, const char *export_id,
 {
   struct doc d = { .at = "" };
   CLEANUP_JSON struct json_object *obj = NULL;
-  struct volume_head h;
+  struct volume_head h = { .epoch = 0 };
+  uint64_t version = 0;
 
   snprintf (d.name, sizeof d.name, "volume.json%s%s",
             export_id ? " of " : "", export_id ? export_id : "");
-  obj = parse_document (&d, json, len, VOLUME_JSON_MAX, "lazyvol-volume");
+  obj = parse_document (&d, json, len, VOLUME_JSON_MAX, "lazyvol-volume",
+                        VOLUME_FORMAT_VERSION, &version);
   if (obj == NULL ||
       get_id (&d, obj, "export_id", id_export_valid, REQUIRED, export_id,
               h.export_id) == -1 ||
@@ -593,6 +598,8 @@ volume_parse (const char *json, size_t len, const char *export_id,
       get_u64 (&d, obj, "generation", 0, INT64_MAX, &h.generation) == -1 ||
       get_id (&d, obj, "snapshot_id", id_snapshot_valid, NULLABLE, NULL,
               h.snapshot_id) == -1 ||
+      (version >= 2 &&
+       get_u64 (&d, obj, "epoch", 0, INT64_MAX, &h.epoch) == -1) ||
       get_time (&d, obj, "updated", h.updated) == -1)
     return -1;
   /* Generation 0 is "never published", and only it has no snapshot. */
@@ -864,7 +871,7 @@ manifest_parse (const char *json, size_t len, const char *export_id,
    * until then, the largest of all.
    */
   obj = parse_document (&d, json, len, manifest_max_size (UINT64_MAX),
-                        "lazyvol-manifest");
+                        "lazyvol-manifest", MANIFEST_FORMAT_VERSION, NULL);
   if (obj == NULL)
     return NULL;
   m = calloc (1, sizeof *m);
@@ -927,7 +934,7 @@ write_u64 (FILE *f, const char *key, uint64_t v)
  * ARG, then the closing brace.  The text (malloc'd), or NULL with ENOMEM.
  */
 static char *
-write_document (const char *format,
+write_document (const char *format, unsigned version,
                 void (*body) (FILE *f, const void *arg), const void *arg)
 {
   char *buf;
@@ -938,7 +945,7 @@ write_document (const char *format,
     return NULL;
   fputs ("{\n", f);
   write_str (f, "format", format);
-  write_u64 (f, "version", FORMAT_VERSION);
+  write_u64 (f, "version", version);
   body (f, arg);
   /* Every member ends in ",\n": step back over the last one's and close
    * the object there (the size of a memory stream follows the position).
@@ -965,13 +972,146 @@ write_volume (FILE *f, const void *arg)
   write_geometry (f, h->image_size, h->chunk_size);
   write_u64 (f, "generation", h->generation);
   write_str (f, "snapshot_id", h->snapshot_id[0] ? h->snapshot_id : NULL);
+  write_u64 (f, "epoch", h->epoch);
   write_str (f, "updated", h->updated);
 }
 
 char *
 volume_format (const struct volume_head *h)
 {
-  return write_document ("lazyvol-volume", write_volume, h);
+  return write_document ("lazyvol-volume", VOLUME_FORMAT_VERSION,
+                         write_volume, h);
+}
+
+bool
+host_id_valid (const char *s)
+{
+  return id_export_valid (s) && strlen (s) <= HOST_ID_MAX;
+}
+
+int
+owner_parse (const char *json, size_t len, const char *export_id,
+             struct owner_record *out)
+{
+  struct doc d = { .at = "" };
+  CLEANUP_JSON struct json_object *obj = NULL;
+  struct owner_record o;
+
+  snprintf (d.name, sizeof d.name, "owner.json%s%s",
+            export_id ? " of " : "", export_id ? export_id : "");
+  obj = parse_document (&d, json, len, VOLUME_JSON_MAX, "lazyvol-owner",
+                        OWNER_FORMAT_VERSION, NULL);
+  if (obj == NULL ||
+      get_id (&d, obj, "export_id", id_export_valid, REQUIRED, export_id,
+              o.export_id) == -1 ||
+      get_id (&d, obj, "host_id", host_id_valid, NULLABLE, NULL,
+              o.host_id) == -1 ||
+      get_id (&d, obj, "cache_id", id_snapshot_valid, NULLABLE, NULL,
+              o.cache_id) == -1 ||
+      get_u64 (&d, obj, "epoch", 0, INT64_MAX, &o.epoch) == -1 ||
+      get_time (&d, obj, "since", o.since) == -1)
+    return -1;
+  *out = o;
+  return 0;
+}
+
+static void
+write_owner (FILE *f, const void *arg)
+{
+  const struct owner_record *o = arg;
+
+  write_str (f, "export_id", o->export_id);
+  write_str (f, "host_id", o->host_id[0] ? o->host_id : NULL);
+  write_str (f, "cache_id", o->cache_id[0] ? o->cache_id : NULL);
+  write_u64 (f, "epoch", o->epoch);
+  write_str (f, "since", o->since);
+}
+
+char *
+owner_format (const struct owner_record *o)
+{
+  return write_document ("lazyvol-owner", OWNER_FORMAT_VERSION, write_owner,
+                         o);
+}
+
+/* The revocations of a lease record. */
+static int
+get_revocations (struct doc *d, struct json_object *obj,
+                 struct lease_record *l)
+{
+  struct json_object *a;
+
+  if (member (d, obj, "revoked", json_type_array, REQUIRED, &a) == -1)
+    return -1;
+  if (json_object_array_length (a) > LEASE_REVOKED_MAX)
+    return bad (d, "revoked: more than %d entries", LEASE_REVOKED_MAX);
+  l->nrevoked = json_object_array_length (a);
+  for (size_t i = 0; i < l->nrevoked; i++) {
+    struct json_object *r = json_object_array_get_idx (a, i);
+
+    snprintf (d->at, sizeof d->at, "revoked[%zu].", i);
+    if (!json_object_is_type (r, json_type_object))
+      return bad (d, "not an object");
+    if (get_id (d, r, "export_id", id_export_valid, REQUIRED, NULL,
+                l->revoked[i].export_id) == -1 ||
+        get_u64 (d, r, "epoch", 0, INT64_MAX, &l->revoked[i].epoch) == -1)
+      return -1;
+  }
+  d->at[0] = '\0';
+  return 0;
+}
+
+int
+lease_parse (const char *json, size_t len, const char *host_id,
+             struct lease_record *out)
+{
+  struct doc d = { .at = "" };
+  CLEANUP_JSON struct json_object *obj = NULL;
+  struct lease_record l;
+
+  snprintf (d.name, sizeof d.name, "lease of host %s",
+            host_id ? host_id : "?");
+  obj = parse_document (&d, json, len, VOLUME_JSON_MAX, "lazyvol-lease",
+                        LEASE_FORMAT_VERSION, NULL);
+  if (obj == NULL ||
+      get_id (&d, obj, "host_id", host_id_valid, REQUIRED, host_id,
+              l.host_id) == -1 ||
+      get_id (&d, obj, "cache_id", id_snapshot_valid, REQUIRED, NULL,
+              l.cache_id) == -1 ||
+      get_u64 (&d, obj, "count", 0, INT64_MAX, &l.count) == -1 ||
+      get_u64 (&d, obj, "period_ms", 1, LEASE_PERIOD_MAX_MS,
+               &l.period_ms) == -1 ||
+      get_time (&d, obj, "renewed", l.renewed) == -1 ||
+      get_revocations (&d, obj, &l) == -1)
+    return -1;
+  *out = l;
+  return 0;
+}
+
+static void
+write_lease (FILE *f, const void *arg)
+{
+  const struct lease_record *l = arg;
+
+  write_str (f, "host_id", l->host_id);
+  write_str (f, "cache_id", l->cache_id);
+  write_u64 (f, "count", l->count);
+  write_u64 (f, "period_ms", l->period_ms);
+  write_str (f, "renewed", l->renewed);
+  fputs ("  \"revoked\": [", f);
+  for (size_t i = 0; i < l->nrevoked; i++) {
+    fputs (i ? ", {\"export_id\": " : "{\"export_id\": ", f);
+    write_string (f, l->revoked[i].export_id);
+    fprintf (f, ", \"epoch\": %" PRIu64 "}", l->revoked[i].epoch);
+  }
+  fputs ("],\n", f);
+}
+
+char *
+lease_format (const struct lease_record *l)
+{
+  return write_document ("lazyvol-lease", LEASE_FORMAT_VERSION, write_lease,
+                         l);
 }
 
 static void
@@ -1041,7 +1181,8 @@ write_manifest (FILE *f, const void *arg)
 char *
 manifest_format (const struct manifest *m)
 {
-  return write_document ("lazyvol-manifest", write_manifest, m);
+  return write_document ("lazyvol-manifest", MANIFEST_FORMAT_VERSION,
+                         write_manifest, m);
 }
 
 /* Object keys. */
@@ -1071,6 +1212,23 @@ char *
 key_volume (const char *root, const char *export_id)
 {
   return key_in_export (root, export_id, "volume.json");
+}
+
+char *
+key_owner (const char *root, const char *export_id)
+{
+  return key_in_export (root, export_id, "owner.json");
+}
+
+char *
+key_lease (const char *root, const char *host_id, const char *cache_id)
+{
+  /* Not an export directory: export ids cannot start with a dot. */
+  char *rel = str_printf (".hosts/%s.%s.json", host_id, cache_id);
+  char *key = rel ? key_join (root, rel) : NULL;
+
+  free (rel);
+  return key;
 }
 
 char *

@@ -29,7 +29,13 @@
 
 #include "util.h"
 
-#define FORMAT_VERSION 1
+/* The versions this code writes, and the newest it reads.  volume.json
+ * 2 added the owner's epoch; every older version stays readable.
+ */
+#define VOLUME_FORMAT_VERSION 2
+#define MANIFEST_FORMAT_VERSION 1
+#define OWNER_FORMAT_VERSION 1
+#define LEASE_FORMAT_VERSION 1
 #define CHUNK_SIZE_MIN (64 * 1024)
 #define CHUNK_SIZE_MAX (64 * 1024 * 1024)
 #define CHUNK_SIZE_DEFAULT (4 * 1024 * 1024)
@@ -46,6 +52,7 @@ struct volume_head {
   uint32_t chunk_size;
   uint64_t generation;          /* 0 before the first publish */
   char snapshot_id[SNAPSHOT_ID_LEN + 1]; /* "" before the first publish */
+  uint64_t epoch;               /* of the owner that last wrote it (0: v1) */
   char updated[32];             /* ISO 8601 UTC of the last change */
 };
 
@@ -58,6 +65,51 @@ int volume_parse (const char *json, size_t len, const char *export_id,
  * out-of-memory.
  */
 char *volume_format (const struct volume_head *head);
+
+/* owner.json: which host owns an export (see owner.c). */
+#define HOST_ID_MAX 64          /* like an export id, at most 64 bytes */
+struct owner_record {
+  char export_id[EXPORT_ID_MAX + 1];
+  char host_id[HOST_ID_MAX + 1];          /* "" if nobody owns it now */
+  char cache_id[SNAPSHOT_ID_LEN + 1];     /* the owner's cache root */
+  uint64_t epoch;                         /* grows at every take */
+  char since[32];
+};
+
+/* Parse owner.json; EXPORT_ID (if not NULL) must match.  0 or -1 with
+ * EBADMSG.
+ */
+int owner_parse (const char *json, size_t len, const char *export_id,
+                 struct owner_record *out);
+/* Serialize an owner record (malloc'd); NULL with ENOMEM. */
+char *owner_format (const struct owner_record *o);
+
+/* A host's lease record, .hosts/HOST.json (see lease.c): renewed every
+ * third of the lease period; other hosts write revocations into it.
+ */
+#define LEASE_REVOKED_MAX 64
+#define LEASE_PERIOD_MAX_MS 3600000   /* an hour */
+struct lease_revocation {
+  char export_id[EXPORT_ID_MAX + 1];
+  uint64_t epoch;
+};
+struct lease_record {
+  char host_id[HOST_ID_MAX + 1];
+  char cache_id[SNAPSHOT_ID_LEN + 1];
+  uint64_t count;                         /* renewals; changes the etag */
+  uint64_t period_ms;                     /* the lease period it keeps */
+  char renewed[32];
+  struct lease_revocation revoked[LEASE_REVOKED_MAX];
+  size_t nrevoked;
+};
+
+/* Is S a valid host id ([A-Za-z0-9][A-Za-z0-9._-]{0,63})? */
+bool host_id_valid (const char *s);
+/* Parse a lease record; HOST_ID (if not NULL) must match.  0 or -1. */
+int lease_parse (const char *json, size_t len, const char *host_id,
+                 struct lease_record *out);
+/* Serialize a lease record (malloc'd); NULL with ENOMEM. */
+char *lease_format (const struct lease_record *l);
 
 enum manifest_kind { MANIFEST_DELTA, MANIFEST_BASE, MANIFEST_CLONE };
 
@@ -145,6 +197,9 @@ uint64_t chunk_count (uint64_t image_size, uint32_t chunk_size);
  * err_set (ENOMEM).
  */
 char *key_volume (const char *root, const char *export_id);
+char *key_owner (const char *root, const char *export_id);
+/* The lease record of host HOST_ID's cache root CACHE_ID. */
+char *key_lease (const char *root, const char *host_id, const char *cache_id);
 char *key_refs_current (const char *root, const char *export_id);
 char *key_snapshots_prefix (const char *root, const char *export_id);
 char *key_manifest (const char *root, const char *export_id,

@@ -300,22 +300,6 @@ remove_leftovers (const char *cache_dir)
   closedir (d);
 }
 
-/* Repair HEAD's copy, refs/current.json, after a crash that may have
- * come between the two puts.
- */
-static void
-repair_refs (struct volume_env *env, const struct volume_head *head)
-{
-  CLEANUP_FREE char *refs = key_refs_current (env->root, head->export_id);
-  CLEANUP_FREE char *json = volume_format (head);
-
-  if (refs == NULL || json == NULL ||
-      store_put (env->st, refs, json, strlen (json), STORE_PUT_ANY, NULL,
-                 NULL) == -1)
-    log_warn ("%s: refs/current.json not repaired: %s", head->export_id,
-              err_msg ());
-}
-
 int
 journal_recover (struct volume_env *env, const struct volume_head *head,
                  const char *cache_dir, char *landed_id)
@@ -337,7 +321,7 @@ journal_recover (struct volume_env *env, const struct volume_head *head,
               head->export_id, j.snapshot_id);
     if (landed_id)
       memcpy (landed_id, j.snapshot_id, SNAPSHOT_ID_LEN + 1);
-    repair_refs (env, head);
+    volume_put_refs (env, head);
     goto done;
   }
   landed = head->generation < j.generation ? 0

@@ -3,6 +3,7 @@
  */
 #include <config.h>
 
+#include <assert.h>
 #include <endian.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -16,10 +17,11 @@
 
 #include "bitmap.h"
 #include "err.h"
+#include "format.h"
 #include "meta.h"
 
 #define META_MAGIC "LZVOLMET"
-#define META_VERSION 1
+#define META_VERSION 2           /* 1: no base generation and epoch */
 
 /* The on-disk header (packed by construction: every field is naturally
  * aligned).  The checksum covers every byte before it.
@@ -32,10 +34,15 @@ struct meta_disk {
   uint32_t reserved;
   uint64_t image_size;
   uint64_t chunk_count;
-  char snapshot_id[SNAPSHOT_ID_LEN + 1];
-  char pad[64 - SNAPSHOT_ID_LEN - 1];
+  char snapshot_id[SNAPSHOT_ID_LEN + 1];  /* the base's */
+  char pad1[40 - SNAPSHOT_ID_LEN - 1];
+  uint64_t base_generation;     /* version 2; zeros (pad) in version 1 */
+  uint64_t base_epoch;
+  char pad2[8];
   unsigned char sha256[32];
 };
+_Static_assert (offsetof (struct meta_disk, sha256) == 104,
+                "version 1 and 2 headers have the same layout");
 _Static_assert (sizeof (struct meta_disk) <= 512, "header fits a sector");
 
 struct meta {
@@ -45,6 +52,7 @@ struct meta {
   uint64_t bitmap_bytes;        /* each bitmap on disk, page-rounded */
   struct meta_disk hdr;         /* host byte order */
   unsigned open_flags;          /* hdr.flags as found at open */
+  struct meta_base base;
 };
 
 static void
@@ -64,6 +72,8 @@ write_header (struct meta *m)
   d.chunk_size = htole32 (d.chunk_size);
   d.image_size = htole64 (d.image_size);
   d.chunk_count = htole64 (d.chunk_count);
+  d.base_generation = htole64 (d.base_generation);
+  d.base_epoch = htole64 (d.base_epoch);
   header_checksum (&d, d.sha256);
   return full_pwrite (m->fd, &d, sizeof d, 0, m->path);
 }
@@ -85,11 +95,18 @@ read_header (struct meta *m)
   d.chunk_size = le32toh (d.chunk_size);
   d.image_size = le64toh (d.image_size);
   d.chunk_count = le64toh (d.chunk_count);
-  if (d.version != META_VERSION)
-    return err_set (EBADMSG, "%s: unsupported cache format version %u",
-                    m->path, d.version);
+  d.base_generation = le64toh (d.base_generation);
+  d.base_epoch = le64toh (d.base_epoch);
+  if (d.version < 1 || d.version > META_VERSION)
+    return err_set (EBADMSG, "%s: cache format version %u is not one this "
+                    "lazyvol reads (1 to %d)", m->path, d.version,
+                    META_VERSION);
   d.snapshot_id[SNAPSHOT_ID_LEN] = '\0';
   m->hdr = d;
+  memcpy (m->base.snapshot_id, d.snapshot_id, sizeof m->base.snapshot_id);
+  m->base.generation = d.base_generation;
+  m->base.epoch = d.base_epoch;
+  m->base.legacy = d.version == 1;
   return 0;
 }
 
@@ -141,9 +158,12 @@ meta_open (const char *dir, uint64_t image_size, uint32_t chunk_size,
   m->fd = -1;
   if ((m->path = str_printf ("%s/cache.meta", dir)) == NULL)
     goto err;
-  m->chunks = (image_size + chunk_size - 1) / chunk_size;
-  m->bitmap_bytes = (bitmap_words (m->chunks) * 8 + META_PAGE - 1)
-    / META_PAGE * META_PAGE;
+  assert (image_size > 0 || !create);
+  if (image_size > 0) {
+    m->chunks = (image_size + chunk_size - 1) / chunk_size;
+    m->bitmap_bytes = (bitmap_words (m->chunks) * 8 + META_PAGE - 1)
+      / META_PAGE * META_PAGE;
+  }
   m->fd = open (m->path, O_RDWR | O_CLOEXEC | (create ? O_CREAT : 0), 0600);
   if (m->fd == -1) {
     err_set (errno, "open %s: %m", m->path);
@@ -178,6 +198,18 @@ meta_open (const char *dir, uint64_t image_size, uint32_t chunk_size,
   if (drop_page_cache (m) == -1 || read_header (m) == -1)
     goto err;
   m->open_flags = m->hdr.flags;
+  if (image_size == 0) {
+    /* Whatever geometry the header states (an existing cache only). */
+    image_size = m->hdr.image_size;
+    chunk_size = m->hdr.chunk_size;
+    if (!chunk_size_valid (chunk_size) || image_size == 0) {
+      err_set (EBADMSG, "%s: a header with no valid geometry", m->path);
+      goto err;
+    }
+    m->chunks = (image_size + chunk_size - 1) / chunk_size;
+    m->bitmap_bytes = (bitmap_words (m->chunks) * 8 + META_PAGE - 1)
+      / META_PAGE * META_PAGE;
+  }
   if (m->hdr.image_size != image_size || m->hdr.chunk_size != chunk_size ||
       m->hdr.chunk_count != m->chunks ||
       (uint64_t) st.st_size < META_PAGE + 2 * m->bitmap_bytes) {
@@ -197,16 +229,28 @@ meta_open (const char *dir, uint64_t image_size, uint32_t chunk_size,
   return NULL;
 }
 
+uint64_t
+meta_image_size (const struct meta *m)
+{
+  return m->hdr.image_size;
+}
+
+uint32_t
+meta_chunk_size (const struct meta *m)
+{
+  return m->hdr.chunk_size;
+}
+
 unsigned
 meta_flags (const struct meta *m)
 {
   return m->open_flags;
 }
 
-const char *
-meta_snapshot_id (const struct meta *m)
+const struct meta_base *
+meta_base (const struct meta *m)
 {
-  return m->hdr.snapshot_id;
+  return &m->base;
 }
 
 static int
@@ -234,11 +278,15 @@ meta_load (struct meta *m, uint64_t *resident, uint64_t *dirty)
 }
 
 int
-meta_set_header (struct meta *m, unsigned flags, const char *snapshot_id)
+meta_set_header (struct meta *m, unsigned flags, const struct meta_base *base)
 {
+  m->hdr.version = META_VERSION;
   m->hdr.flags = flags;
-  memset (m->hdr.snapshot_id, 0, sizeof m->hdr.snapshot_id);
-  strncpy (m->hdr.snapshot_id, snapshot_id, SNAPSHOT_ID_LEN);
+  memcpy (m->hdr.snapshot_id, base->snapshot_id, sizeof m->hdr.snapshot_id);
+  m->hdr.base_generation = base->generation;
+  m->hdr.base_epoch = base->epoch;
+  m->base = *base;
+  m->base.legacy = false;
   if (write_header (m) == -1)
     return -1;
   return meta_sync (m);

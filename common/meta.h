@@ -2,9 +2,18 @@
  *
  * Layout (all integers little-endian):
  *   [0, 4096)         header: magic, format version, flags (CLEAN),
- *                     chunk size, image size, chunk count, the snapshot id
- *                     that clean resident chunks belong to, a SHA-256 of
- *                     the header.  Under 512 bytes, so one sector write.
+ *                     chunk size, image size, chunk count, the base (the
+ *                     published snapshot the local state is based on: its
+ *                     id, generation and owner epoch), a SHA-256 of the
+ *                     header.  Under 512 bytes, so one sector write.
+ *
+ * The base is what the dirty chunks were written over, and what the clean
+ * resident chunks hold.  It changes only when the dirty chunks are
+ * published, dropped (reset), or there are none: so a cache whose base is
+ * not the export's head any more holds writes over an older history,
+ * which must not be published over the new one (see cache-open.c).
+ * Version 1 caches did not keep it reliably (the base was rewritten at
+ * every open): they read as LEGACY.
  *   [4096, +B)        resident bitmap (B = bitmap bytes rounded to 4096)
  *   [4096+B, +B)      dirty bitmap
  *
@@ -29,6 +38,14 @@
 #define META_PAGE 4096
 #define META_PAGE_BITS (META_PAGE * 8)
 
+/* What the local state is based on. */
+struct meta_base {
+  char snapshot_id[SNAPSHOT_ID_LEN + 1];  /* "" for none (never published) */
+  uint64_t generation;
+  uint64_t epoch;                         /* of the owner that published it */
+  bool legacy;                            /* read from a version 1 header */
+};
+
 /* Header flags. */
 #define META_CLEAN 1            /* shut down cleanly: bitmaps are whole */
 #define META_WRITEBACK_ERROR 2  /* failed stop after a write-back error */
@@ -39,18 +56,23 @@ struct meta;
 uint64_t meta_file_size (uint64_t chunks);
 /* Open (CREATE: create if missing) DIR/cache.meta for an image of the
  * given geometry and lock it.  EBUSY if another process holds it, EINVAL
- * if it describes a different geometry, EBADMSG if it is corrupt.
+ * if it describes a different geometry, EBADMSG if it is corrupt.  An
+ * IMAGE_SIZE of 0 (with CREATE false) takes the header's geometry.
  */
 struct meta *meta_open (const char *dir, uint64_t image_size,
                         uint32_t chunk_size, bool create);
+/* The image size and chunk size the header states. */
+uint64_t meta_image_size (const struct meta *m) __attribute__ ((__nonnull__));
+uint32_t meta_chunk_size (const struct meta *m) __attribute__ ((__nonnull__));
 /* The header's flags as found at open (META_CLEAN, ...). */
 unsigned meta_flags (const struct meta *m);
-/* The snapshot id the clean resident chunks belong to ("" if none). */
-const char *meta_snapshot_id (const struct meta *m);
+/* The base recorded in the header. */
+const struct meta_base *meta_base (const struct meta *m);
 /* Read the resident and dirty bitmaps into the caller's word arrays. */
 int meta_load (struct meta *m, uint64_t *resident, uint64_t *dirty);
-/* Rewrite the header with FLAGS and SNAPSHOT_ID, and sync it. */
-int meta_set_header (struct meta *m, unsigned flags, const char *snapshot_id);
+/* Rewrite the header with FLAGS and BASE (version 2), and sync it. */
+int meta_set_header (struct meta *m, unsigned flags,
+                     const struct meta_base *base);
 /* Write dirty-bitmap page PAGE (META_PAGE bytes of BITS) without syncing. */
 int meta_write_dirty_page (struct meta *m, uint64_t page, const void *bits);
 /* Write both bitmaps whole, without syncing. */

@@ -261,6 +261,8 @@ head_landed (struct publish *p, char etag[128])
   err_save (&why);
   r = volume_fetch_head (p->v->env, p->v->export_id, &cur, etag) == -1 ? -1
     : strcmp (cur.snapshot_id, p->j.snapshot_id) == 0;
+  if (r == 0 && cur.epoch != p->old_head.epoch)
+    atomic_store (&p->v->lost, true);   /* taken over: writes stop too */
   if (r != 1)
     err_restore (&why);
   return r;
@@ -312,13 +314,12 @@ move_head (struct publish *p, const struct volume_head *head,
   struct volume_env *env = p->v->env;
   CLEANUP_FREE char *json = volume_format (head);
   CLEANUP_FREE char *key = key_volume (env->root, head->export_id);
-  CLEANUP_FREE char *refs = key_refs_current (env->root, head->export_id);
   struct store_obj obj = { 0 };
   bool tried;
   int r;
 
   *unknown = false;
-  if (json == NULL || key == NULL || refs == NULL)
+  if (json == NULL || key == NULL)
     return err_set (ENOMEM, "out of memory");
   r = put_head (p, key, json, &obj, &tried);
   if (r == 0)
@@ -331,16 +332,15 @@ move_head (struct publish *p, const struct volume_head *head,
   }
   if (r == -1 && errno == ESTALE)
     return err_set (ESTALE, "export %s: volume.json changed during the "
-                    "publish (another writer?); snapshot %s was not "
-                    "published", head->export_id, p->j.snapshot_id);
+                    "publish (%s); snapshot %s was not published",
+                    head->export_id, atomic_load (&p->v->lost)
+                    ? "another host has taken the export over: the local "
+                    "writes are kept, and refused from now on"
+                    : "another writer?", p->j.snapshot_id);
   if (r == -1)
     return -1;
   CRASH_POINT ("publish.after_head");
-  /* The head has moved: a failure here only leaves the copy stale. */
-  if (store_put (env->st, refs, json, strlen (json), STORE_PUT_ANY,
-                 NULL, NULL) == -1)
-    log_warn ("%s: %s (refs/current.json is stale until the next publish)",
-              p->v->name, err_msg ());
+  volume_put_refs (env, head);
   return 0;
 }
 
@@ -356,6 +356,14 @@ check_head (struct publish *p)
   {
     RDLOCK_FOR_SCOPE (&v->mlock);
     p->old_head = v->head;
+  }
+  if (cur.epoch != p->old_head.epoch) {
+    atomic_store (&v->lost, true);      /* writes stop too */
+    return err_set (ESTALE, "export %s: the head carries owner epoch %ju, "
+                    "this host's is %ju: another host has taken the export "
+                    "over.  Refusing to publish; the local writes are kept",
+                    v->export_id, (uintmax_t) cur.epoch,
+                    (uintmax_t) p->old_head.epoch);
   }
   if (cur.generation != p->old_head.generation ||
       strcmp (cur.snapshot_id, p->old_head.snapshot_id) != 0)
@@ -377,6 +385,7 @@ publish_frozen (struct publish *p, int64_t n, struct publish_result *out)
   struct manifest *m = NULL;
   struct upload *up = NULL;
   CLEANUP_FREE char *json = NULL;
+  struct meta_base published = { .generation = 0 };
   char etag[128];
   bool head_moved = false, unknown = false;
   uint64_t blob_size;
@@ -415,13 +424,21 @@ publish_frozen (struct publish *p, int64_t n, struct publish_result *out)
   time_now_iso8601 (head.updated);
   if (publish_delay_ms > 0)
     usleep (publish_delay_ms * 1000);
-  if (move_head (p, &head, etag, &unknown) == -1)
+  /* Our lease must still hold: a host that lapsed may have lost the
+   * export already (its fence would refuse the put anyway).
+   */
+  if (volume_check_owner (v) == -1 ||
+      move_head (p, &head, etag, &unknown) == -1)
     goto err;
   head_moved = true;
   CRASH_POINT ("publish.after_refs");
   volume_set_published (v, &head, etag, m);
   m = NULL;
-  if (cache_publish_end (v->cache, true, p->j.snapshot_id) == -1)
+  published.generation = head.generation;
+  published.epoch = head.epoch;
+  memcpy (published.snapshot_id, head.snapshot_id,
+          sizeof published.snapshot_id);
+  if (cache_publish_end (v->cache, true, &published) == -1)
     log_warn ("%s: %s (the snapshot is published, but its chunks stay "
               "dirty on disk and are published again)", v->name,
               err_msg ());
@@ -549,9 +566,7 @@ run (struct volume *v, enum volume_op op, struct publish_result *out)
   uint64_t t0 = time_mono_ns ();
   int r;
 
-  if (v->readonly)
-    return err_set (EROFS, "%s is a read-only snapshot view", v->name);
-  if (volume_op_begin (v, op) == -1)
+  if (volume_check_owner (v) == -1 || volume_op_begin (v, op) == -1)
     return -1;
   r = publish (v, op == VOLUME_COMPACT, out);
   if (r == -1)

@@ -246,9 +246,7 @@ publish_clone (struct volume_env *env, const char *export_id,
                struct publish_result *out)
 {
   CLEANUP_FREE char *json = NULL;
-  CLEANUP_FREE char *head_json = NULL;
   CLEANUP_FREE char *manifest_key = NULL;
-  CLEANUP_FREE char *refs_key = NULL;
   struct volume_head src, head = { .generation = 1 };
   struct manifest *m;
 
@@ -287,12 +285,9 @@ publish_clone (struct volume_env *env, const char *export_id,
   head.chunk_size = m->chunk_size;
   memcpy (head.updated, m->created, sizeof head.updated);
   json = manifest_format (m);
-  head_json = volume_format (&head);
   manifest_key = key_manifest (env->root, export_id, m->snapshot_id);
-  refs_key = key_refs_current (env->root, export_id);
   manifest_free (m);
-  if (json == NULL || head_json == NULL || manifest_key == NULL ||
-      refs_key == NULL)
+  if (json == NULL || manifest_key == NULL)
     return err_set (ENOMEM, "clone: out of memory");
 
   /* Manifest first, head last; the head must not exist yet. */
@@ -310,9 +305,7 @@ publish_clone (struct volume_env *env, const char *export_id,
     return err_restore (&why);
   }
   CRASH_POINT ("clone.after_head");
-  if (store_put (env->st, refs_key, head_json, strlen (head_json),
-                 STORE_PUT_ANY, NULL, NULL) == -1)
-    log_warn ("%s", err_msg ());
+  volume_put_refs (env, &head);
   log_info ("cloned %s@%s as %s", source_export_id, source_snapshot_id,
             export_id);
   out->created = true;

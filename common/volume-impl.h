@@ -30,10 +30,21 @@ struct volume {
   char *cache_dir;
   struct cache *cache;
 
+  /* Ownership: set at load, then only LOST changes (from the lease
+   * thread, when another host takes the export or our lease lapses and
+   * owner.json names someone else).
+   */
+  bool owned;
+  bool took;                    /* owned since this load */
+  _Atomic bool lost;
+  struct owner_record owner;
+  char owner_why[256];          /* why not owned, if not */
+
   pthread_rwlock_t mlock;
   struct volume_head head;      /* the remote head, as last read or written */
   char head_etag[128];
   struct manifest *manifest;    /* the published image; NULL if none */
+  bool base_gone;               /* a stale cache's base was deleted */
 
   pthread_mutex_t oplock;
   enum volume_op op;
@@ -67,6 +78,10 @@ int volume_fetch_chunk (struct volume *v, uint64_t chunk, void *buf,
  * reading the export (at load).  0 or -1.
  */
 int volume_settle_landed (struct volume *v, const char *landed);
+/* 0 if this host may write to V and publish it now (it owns it, has not
+ * lost it, its lease holds), else -1 with err_set (EROFS) saying why.
+ */
+int volume_check_owner (struct volume *v);
 /* Account one publish that took NS nanoseconds (status, metrics). */
 void volume_count_publish (struct volume *v, uint64_t ns);
 /* GET and parse snapshot SNAPSHOT_ID's manifest of export EXPORT_ID for an
@@ -91,6 +106,11 @@ struct manifest *volume_fetch_current (struct volume_env *env,
  */
 int volume_put_new_head (struct volume_env *env,
                          const struct volume_head *head);
+/* Write HEAD's copy, refs/current.json, after HEAD was put (or after a
+ * crash that may have come between the two puts).  A failure is only
+ * logged: the copy stays stale until the next head move.
+ */
+void volume_put_refs (struct volume_env *env, const struct volume_head *head);
 /* GET and parse EXPORT_ID's volume.json, with its etag if ETAG. */
 int volume_fetch_head (struct volume_env *env, const char *export_id,
                        struct volume_head *head, char etag[128]);

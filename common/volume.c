@@ -29,7 +29,9 @@
 
 #include "err.h"
 #include "journal.h"
+#include "lease.h"
 #include "lock.h"
+#include "owner.h"
 #include "meta.h"
 #include "pool.h"
 #include "publish.h"
@@ -57,6 +59,8 @@ source_has (void *opaque, uint64_t chunk)
   const unsigned char *sha;
 
   RDLOCK_FOR_SCOPE (&v->mlock);
+  if (v->base_gone)
+    return true;                /* unknown: volume_fetch_chunk refuses */
   return v->manifest && manifest_find (v->manifest, chunk, &key, &off, &sha);
 }
 
@@ -71,6 +75,10 @@ volume_fetch_chunk (struct volume *v, uint64_t chunk, void *buf, uint32_t len)
 
   {
     RDLOCK_FOR_SCOPE (&v->mlock);
+    if (v->base_gone)
+      return err_set (EIO, "%s: chunk %ju was not written here, and the "
+                      "snapshot it would come from was deleted", v->name,
+                      (uintmax_t) chunk);
     if (!v->manifest || !manifest_find (v->manifest, chunk, &rel, &off, &sha)) {
       memset (buf, 0, len);     /* not published: zeros */
       return 0;
@@ -328,6 +336,19 @@ head_equal (const struct volume_head *a, const struct volume_head *b)
     strcmp (a->updated, b->updated) == 0;
 }
 
+void
+volume_put_refs (struct volume_env *env, const struct volume_head *head)
+{
+  CLEANUP_FREE char *refs = key_refs_current (env->root, head->export_id);
+  CLEANUP_FREE char *json = volume_format (head);
+
+  if (refs == NULL || json == NULL ||
+      store_put (env->st, refs, json, strlen (json), STORE_PUT_ANY, NULL,
+                 NULL) == -1)
+    log_warn ("%s: refs/current.json is stale until the next head move: %s",
+              head->export_id, err_msg ());
+}
+
 int
 volume_put_new_head (struct volume_env *env, const struct volume_head *head)
 {
@@ -401,23 +422,98 @@ volume_new (struct volume_env *env, const char *export_id,
   return v;
 }
 
+/* The base a head gives the local state. */
+static void
+head_base (const struct volume_head *head, struct meta_base *b)
+{
+  memset (b, 0, sizeof *b);
+  memcpy (b->snapshot_id, head->snapshot_id, sizeof b->snapshot_id);
+  b->generation = head->generation;
+  b->epoch = head->epoch;
+}
+
+/* Settle the journal of a crashed publish, and serve a stale cache's
+ * base.  Called at load, holding the cache's lock, before anything reads.
+ */
+static int
+settle_local (struct volume *v)
+{
+  char landed[SNAPSHOT_ID_LEN + 1];
+  struct meta_base base;
+
+  if (journal_recover (v->env, &v->head, v->cache_dir, landed) == -1 ||
+      (landed[0] && volume_settle_landed (v, landed) == -1))
+    return -1;
+  if (!cache_stale (v->cache, &base))
+    return 0;
+  /* A fork (fork.c): a cache moved onto a clone of its base, which is the
+   * same image.
+   */
+  if (v->manifest && v->manifest->kind == MANIFEST_CLONE &&
+      strcmp (v->manifest->cloned_snapshot, base.snapshot_id) == 0) {
+    struct meta_base head;
+
+    head_base (&v->head, &head);
+    log_info ("%s: the local writes over snapshot %s now belong to this "
+              "export, a clone of it", v->name, base.snapshot_id);
+    return cache_rebase (v->cache, &head, false, true);
+  }
+  /* What this host wrote is over BASE: serve BASE with it, a consistent
+   * image, rather than the new head's chunks mixed with old writes.
+   */
+  log_warn ("%s: the local writes are based on snapshot %s (generation "
+            "%ju), but the export's head is now %s (generation %ju): they "
+            "are kept and served with their base, never published over the "
+            "new head (see \"stale\" in lazyvold(8))", v->name,
+            base.snapshot_id[0] ? base.snapshot_id : "(none)",
+            (uintmax_t) base.generation,
+            v->head.snapshot_id[0] ? v->head.snapshot_id : "(none)",
+            (uintmax_t) v->head.generation);
+  manifest_free (v->manifest);
+  v->manifest = NULL;
+  if (base.snapshot_id[0] &&
+      (v->manifest = volume_fetch_manifest (v->env, v->export_id,
+                                            base.snapshot_id, 0)) == NULL) {
+    if (errno != ENOENT)
+      return -1;
+    v->base_gone = true;
+    log_warn ("%s: the snapshot %s its unpublished writes are based on was "
+              "deleted: only the written chunks can be read; save them with "
+              "\"lazyvold dump-dirty\" (lazyvold(8)), then reset the cache",
+              v->name, base.snapshot_id);
+  }
+  return 0;
+}
+
+/* Become the owner of the export just read, if we may (see owner.c). */
+static int
+take_ownership (struct volume *v, int takeover)
+{
+  int r = owner_acquire (v->env, &v->head, v->head_etag, takeover, &v->lost,
+                         &v->owned, &v->owner, v->owner_why);
+
+  if (r == -1) {
+    if (errno != ENOTSUP)
+      return -1;
+    /* No conditional puts: read-only, and say why. */
+    snprintf (v->owner_why, sizeof v->owner_why, "%s", err_msg ());
+    log_warn ("%s", v->owner_why);
+  }
+  v->took = r == 1;
+  return 0;
+}
+
 struct volume *
 volume_load (struct volume_env *env, const char *export_id,
-             const char *snapshot_id)
+             const char *snapshot_id, int takeover)
 {
   struct cache_source src = { source_has, source_fetch, NULL };
-  char landed[SNAPSHOT_ID_LEN + 1];
+  struct meta_base head;
   struct volume *v;
 
-  if (!id_export_valid (export_id)) {
-    err_set (EINVAL, "invalid export id \"%.140s\"", export_id);
+  if (id_export_check ("export id", export_id) == -1 ||
+      (snapshot_id && id_snapshot_check ("snapshot id", snapshot_id) == -1))
     return NULL;
-  }
-  if (snapshot_id && !id_snapshot_valid (snapshot_id)) {
-    err_set (EINVAL, "invalid snapshot id \"%.40s\" (want 32 lowercase "
-             "hex digits)", snapshot_id);
-    return NULL;
-  }
   v = volume_new (env, export_id, snapshot_id);
   if (v == NULL)
     return NULL;
@@ -425,6 +521,7 @@ volume_load (struct volume_env *env, const char *export_id,
 
   if (snapshot_id == NULL) {
     if (volume_fetch_head (env, export_id, &v->head, v->head_etag) == -1 ||
+        take_ownership (v, takeover) == -1 ||
         (v->head.snapshot_id[0] &&
          (v->manifest = volume_fetch_current (env, &v->head)) == NULL))
       goto err;
@@ -440,8 +537,9 @@ volume_load (struct volume_env *env, const char *export_id,
     v->head.chunk_size = v->manifest->chunk_size;
     v->head.generation = v->manifest->generation;
   }
+  head_base (&v->head, &head);
   v->cache = cache_open (v->cache_dir, v->head.image_size,
-                         v->head.chunk_size, v->head.snapshot_id,
+                         v->head.chunk_size, &head,
                          CACHE_CREATE | (v->readonly ? CACHE_READONLY : 0),
                          &src);
   if (v->cache == NULL)
@@ -450,9 +548,7 @@ volume_load (struct volume_env *env, const char *export_id,
    * cache root must fail above, not clean up the live publisher's journal,
    * staging file and objects first.
    */
-  if (!v->readonly &&
-      (journal_recover (env, &v->head, v->cache_dir, landed) == -1 ||
-       (landed[0] && volume_settle_landed (v, landed) == -1))) {
+  if (!v->readonly && settle_local (v) == -1) {
     struct err_saved why;
 
     err_save (&why);
@@ -464,6 +560,18 @@ volume_load (struct volume_env *env, const char *export_id,
 
  err:
   err_prefix ("load %s", v->name);
+  if (v->owned) {
+    /* Taken only for this load: give it back.  Owned before, it may
+     * have unpublished writes here: keep it.
+     */
+    struct err_saved why;
+
+    err_save (&why);
+    if (v->took && owner_release (env, v->export_id, v->owner.epoch) == -1)
+      log_warn ("%s", err_msg ());
+    lease_drop (env->lease, v->export_id);
+    err_restore (&why);
+  }
   volume_free (v);
   return NULL;
 }
@@ -489,12 +597,28 @@ volume_unload (struct volume *v)
 {
   int r;
 
+  struct cache_stats st;
+
   hydrate_stop (v);
   if (v->env->pool)
     pool_cancel (v->env->pool, v);
+  cache_get_stats (v->cache, &st);
   r = cache_close (v->cache);
   if (r == -1)
     err_prefix ("unload %s", v->name);
+  /* Another host may take the export at once, unless it would make our
+   * unpublished writes stale: then the ownership stays (and lapses with
+   * the lease if this host does not come back).
+   */
+  if (v->owned && !atomic_load (&v->lost)) {
+    if (st.dirty > 0)
+      log_info ("%s: kept owned by this host: %ju unpublished dirty chunks",
+                v->name, (uintmax_t) st.dirty);
+    else if (owner_release (v->env, v->export_id, v->owner.epoch) == -1)
+      log_warn ("%s: %s", v->name, err_msg ());
+  }
+  if (v->owned)
+    lease_drop (v->env->lease, v->export_id);
   volume_free (v);
   return r;
 }
@@ -523,6 +647,15 @@ volume_readonly (const struct volume *v)
   return v->readonly;
 }
 
+bool
+volume_writable (struct volume *v)
+{
+  struct meta_base base;
+
+  return !v->readonly && v->owned && !atomic_load (&v->lost) &&
+    !cache_stale (v->cache, &base);
+}
+
 void
 volume_status (struct volume *v, struct volume_status *out)
 {
@@ -535,9 +668,31 @@ volume_status (struct volume *v, struct volume_status *out)
     out->chunk_size = v->head.chunk_size;
     out->snapshot_generation = v->manifest ? v->manifest->generation : 0;
     out->remote_head_generation = v->head.generation;
+    out->epoch = v->head.epoch;
   }
   out->readonly = v->readonly;
   cache_get_stats (v->cache, &out->cache);
+  out->stale = cache_stale (v->cache, &out->base);
+  out->owned = v->owned && !atomic_load (&v->lost);
+  out->owner = v->owner;
+  out->writable = volume_check_owner (v) == 0 && !out->stale &&
+    !out->cache.failed;
+  if (!v->readonly && !out->writable)
+    snprintf (out->notice, sizeof out->notice, "%s", v->base_gone
+              ? "the local writes are based on a snapshot that was deleted: "
+              "only they can be read; close the export, save them with "
+              "lazyvold dump-dirty, open it and reset the cache"
+              : out->stale
+              ? "the local writes are based on an older snapshot than the "
+              "head: they are kept, but neither written to nor published; "
+              "reset the cache to drop them, or fork them into a new export"
+              : out->cache.failed ? "the cache failed stop after a "
+              "write-back error; close and open the export" : err_msg ());
+  if (!v->readonly) {
+    out->lease_age_ms = lease_age_ms (v->env->lease);
+    out->lease_period_ms = lease_period_ms (v->env->lease);
+    out->lease_valid = lease_remaining_ms (v->env->lease) > 0;
+  }
   LOCK_FOR_SCOPE (&v->oplock);
   out->op = v->op;
   out->op_done = v->op_done;
@@ -560,6 +715,7 @@ volume_set_published (struct volume *v, const struct volume_head *head,
     snprintf (v->head_etag, sizeof v->head_etag, "%s", etag);
     old = v->manifest;
     v->manifest = m;
+    v->base_gone = false;
   }
   manifest_free (old);
 }
@@ -612,9 +768,29 @@ volume_pread (struct volume *v, void *buf, uint32_t count, uint64_t offset)
 }
 
 int
+volume_check_owner (struct volume *v)
+{
+  if (v->readonly)
+    return err_set (EROFS, "%s is a read-only snapshot view", v->name);
+  if (!v->owned)
+    return err_set (EROFS, "%s is read-only on this host: %s", v->name,
+                    v->owner_why[0] ? v->owner_why : "not owned");
+  if (atomic_load_explicit (&v->lost, memory_order_relaxed))
+    return err_set (EROFS, "%s: another host has taken it over: writes are "
+                    "refused, unpublished writes are kept", v->name);
+  if (lease_remaining_ms (v->env->lease) == 0)
+    return err_set (EROFS, "%s: this host's lease has lapsed (no renewal for "
+                    "%ju ms): writes are refused until it is renewed",
+                    v->name, (uintmax_t) lease_age_ms (v->env->lease));
+  return 0;
+}
+
+int
 volume_pwrite (struct volume *v, const void *buf, uint32_t count,
                uint64_t offset, bool fua)
 {
+  if (volume_check_owner (v) == -1)
+    return -1;
   return cache_pwrite (v->cache, buf, count, offset, fua);
 }
 
@@ -622,6 +798,8 @@ int
 volume_zero (struct volume *v, uint32_t count, uint64_t offset,
              unsigned flags, bool fua)
 {
+  if (volume_check_owner (v) == -1)
+    return -1;
   return cache_zero (v->cache, count, offset, flags, fua);
 }
 
@@ -724,10 +902,27 @@ volume_settle_landed (struct volume *v, const char *landed)
     n = cache_settle_published (v->cache, matches_manifest,
                                 head ? v->manifest : m, head);
   }
-  manifest_free (m);
   if (n > 0)
     log_info ("%s: %jd dirty chunks were published in snapshot %s before "
               "a crash; they are clean now", v->name, (intmax_t) n, landed);
+  if (n >= 0) {
+    /* What is still dirty was written over LANDED: if the head has moved
+     * past it, those writes are stale (see cache_open).
+     */
+    struct cache_stats st;
+    struct meta_base base;
+
+    cache_get_stats (v->cache, &st);
+    head_base (&v->head, &base);
+    if (!head && st.dirty > 0) {
+      memcpy (base.snapshot_id, landed, sizeof base.snapshot_id);
+      base.generation = m->generation;
+      base.epoch = 0;
+    }
+    if (cache_rebase (v->cache, &base, !head && st.dirty > 0, head) == -1)
+      n = -1;
+  }
+  manifest_free (m);
   return n == -1 ? -1 : 0;
 }
 
@@ -828,7 +1023,10 @@ volume_hydrate (struct volume *v)
 int
 volume_reset (struct volume *v)
 {
-  char snapshot_id[SNAPSHOT_ID_LEN + 1];
+  struct meta_base base;
+  struct volume_head head;
+  char etag[128];
+  bool stale;
   int r;
 
   if (v->readonly)
@@ -840,14 +1038,26 @@ volume_reset (struct volume *v)
     pool_cancel (v->env->pool, v);
   {
     RDLOCK_FOR_SCOPE (&v->mlock);
-    memcpy (snapshot_id, v->head.snapshot_id, sizeof snapshot_id);
+    head = v->head;
+    memcpy (etag, v->head_etag, sizeof etag);
   }
-  r = cache_reset (v->cache, snapshot_id);
+  stale = cache_stale (v->cache, &base);
+  head_base (&head, &base);
+  r = cache_reset (v->cache, &base);
+  /* A stale cache served its old base: now it is the head's. */
+  if (r == 0 && stale) {
+    struct manifest *m = NULL;
+
+    if (head.snapshot_id[0] && (m = volume_fetch_current (v->env, &head)) == NULL)
+      r = -1;
+    else
+      volume_set_published (v, &head, etag, m);
+  }
   if (r == -1)
     err_prefix ("reset %s", v->name);
   else
     log_info ("%s: local cache reset to snapshot %s", v->name,
-              snapshot_id[0] ? snapshot_id : "(none)");
+              head.snapshot_id[0] ? head.snapshot_id : "(none)");
   volume_op_end (v, r == 0);
   return r;
 }

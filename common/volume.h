@@ -14,6 +14,7 @@
 #include <stdint.h>
 
 #include "cache.h"
+#include "format.h"
 #include "store.h"
 #include "util.h"
 
@@ -24,6 +25,11 @@ struct volume_env {
   const char *cache_root;       /* absolute local directory */
   struct pool *pool;            /* background fetches */
   unsigned readahead;           /* chunks fetched ahead of sequential reads */
+  /* Ownership (owner.c, lease.c). */
+  struct lease *lease;          /* this host's */
+  const char *host_id;
+  const char *cache_id;         /* of the cache root */
+  bool unconditional;           /* no conditional puts: the admin knows */
 };
 
 /* The long operations; at most one runs on an export at a time. */
@@ -34,7 +40,16 @@ enum volume_op {
 struct volume_status {
   char export_id[EXPORT_ID_MAX + 1];
   char snapshot_id[SNAPSHOT_ID_LEN + 1];  /* the published image's, or "" */
-  bool readonly;
+  bool readonly;                          /* a snapshot view */
+  bool writable;                          /* writes and publishes accepted */
+  char notice[256];                       /* if a writable export is not */
+  struct owner_record owner;              /* owner.json as last seen */
+  bool owned;                             /* by this host */
+  bool stale;                             /* see cache_open */
+  struct meta_base base;                  /* of the local state */
+  uint64_t epoch;                         /* of the head, as last read */
+  uint64_t lease_age_ms, lease_period_ms; /* this host's lease */
+  bool lease_valid;
   uint64_t image_size;
   uint32_t chunk_size;
   struct cache_stats cache;
@@ -59,11 +74,13 @@ const char *volume_op_name (enum volume_op op);
 int volume_create (struct volume_env *env, const char *export_id,
                    uint64_t size, uint32_t chunk_size);
 /* Load export EXPORT_ID from its remote head, or with SNAPSHOT_ID the
- * read-only view of that snapshot.  Resolves a publish journal left by a
+ * read-only view of that snapshot.  A writable export becomes this host's
+ * if nobody else owns it, or as TAKEOVER allows (owner.h); else it loads
+ * read-only, saying why in status.  Resolves a publish journal left by a
  * crash.  NULL with err_set.
  */
 struct volume *volume_load (struct volume_env *env, const char *export_id,
-                            const char *snapshot_id);
+                            const char *snapshot_id, int takeover);
 /* Stop background work, close the cache cleanly and free.  0 or -1 (the
  * volume is freed either way).
  */
@@ -77,6 +94,10 @@ uint64_t volume_size (const struct volume *v);
 uint32_t volume_chunk_size (const struct volume *v);
 /* Is this a read-only snapshot view? */
 bool volume_readonly (const struct volume *v);
+/* Is the export writable on this host for a client connecting now: owned
+ * by it and not stale?  (A lapse of the lease refuses single writes.)
+ */
+bool volume_writable (struct volume *v);
 /* Fill *OUT with the export's state; no I/O. */
 void volume_status (struct volume *v, struct volume_status *out);
 

@@ -83,7 +83,11 @@ static const struct field create_body[] = {
   { "chunk_size", ANY, false }, { NULL, ANY, false },
 };
 static const struct field open_body[] = {
-  { "export_id", NAME, true }, { NULL, ANY, false },
+  { "export_id", NAME, true }, { "takeover", ANY, false },
+  { NULL, ANY, false },
+};
+static const struct field fork_body[] = {
+  { "new_export_id", EXPORT, true }, { NULL, ANY, false },
 };
 static const struct field clone_body[] = {
   { "export_id", EXPORT, true }, { "source_export_id", EXPORT, true },
@@ -111,6 +115,8 @@ static const struct route routes[] = {
   { DELETE, "/v1/exports/*/snapshots/**", CMD_delete_snapshot, EXPORT, NULL,
     200, REPLY_JSON },
   { POST, "/v1/exports/*/close", CMD_close, NAME, NULL, 200, REPLY_JSON },
+  { POST, "/v1/exports/*/fork", CMD_fork, EXPORT, fork_body, 201,
+    REPLY_JSON },
   { POST, "/v1/exports/*/hydrate", CMD_hydrate, NAME, NULL, 202,
     REPLY_JSON },
   { GET, "/v1/health", CMD_ping, ANY, NULL, 200, REPLY_HEALTH },

@@ -41,7 +41,9 @@
 #include <event2/event.h>
 
 #include "api.h"
+#include "dump.h"
 #include "err.h"
+#include "format.h"
 #include "relay.h"
 #include "supervise.h"
 #include "util.h"
@@ -54,6 +56,8 @@ static struct {
   char *cache_root, *admin_sock, *control, *pidfile, *plugin;
   const char *export_root, *bucket, *listen, *nbdkit, *admin_group;
   const char *listen_group;
+  const char *host_id, *lease, *takeover;
+  bool unconditional;
   unsigned admin_timeout;
   const char *storage_backend, *endpoint_url, *region, *r2_account_id;
   const char **filters, **params;
@@ -75,6 +79,7 @@ usage (FILE *f)
   fprintf (f,
 "Usage: lazyvold serve --cache-root DIR [OPTIONS]\n"
 "       lazyvold serve --control SOCKET --admin-sock SOCKET [OPTIONS]\n"
+"       lazyvold dump-dirty --cache-root DIR EXPORT FILE\n"
 "       lazyvold --help | --version\n"
 "\n"
 "Serve lazyvol exports over NBD (nbdkit with the lazyvol plugin) and an\n"
@@ -89,6 +94,13 @@ usage (FILE *f)
 "  --endpoint-url URL       S3-compatible endpoint\n"
 "  --region REGION          S3 region (us-east-1; auto for r2)\n"
 "  --r2-account-id ID       Cloudflare account id for r2\n"
+"  --host-id ID             this host's name in owner records (host name)\n"
+"  --lease SECS             lease period: a host that loses an export\n"
+"                           stops writing to it within SECS (30)\n"
+"  --takeover[=force]       take exports from hosts whose lease expired;\n"
+"                           =force: at once (only if they are dead)\n"
+"  --unsafe-no-conditional-puts  own exports on a store that cannot\n"
+"                           evaluate conditional puts (two hosts may write)\n"
 "  --listen HOST:PORT|PATH  NBD listener: TCP ([v6]:port too) or an\n"
 "                           absolute Unix socket path (" DEFAULT_LISTEN ");\n"
 "                           any local user can use a TCP listener\n"
@@ -213,6 +225,9 @@ static const char *const owned_params[][2] = {
   { "bucket", "--bucket" }, { "storage-backend", "--storage-backend" },
   { "endpoint-url", "--endpoint-url" }, { "region", "--region" },
   { "r2-account-id", "--r2-account-id" }, { "control", "--control" },
+  { "host-id", "--host-id" }, { "lease", "--lease" },
+  { "takeover", "--takeover" },
+  { "unsafe-no-conditional-puts", "--unsafe-no-conditional-puts" },
 };
 
 static void
@@ -233,7 +248,8 @@ enum {
   OPT_ADMIN_SOCK, OPT_STORAGE_BACKEND, OPT_ENDPOINT_URL, OPT_REGION,
   OPT_R2_ACCOUNT_ID, OPT_FILTER, OPT_PARAM, OPT_NBDKIT, OPT_PLUGIN,
   OPT_CONTROL, OPT_ADMIN_GROUP, OPT_FOREGROUND, OPT_PIDFILE, OPT_LOG_LEVEL,
-  OPT_LISTEN_GROUP, OPT_ADMIN_TIMEOUT, OPT_HELP,
+  OPT_LISTEN_GROUP, OPT_ADMIN_TIMEOUT, OPT_HOST_ID, OPT_LEASE, OPT_TAKEOVER,
+  OPT_UNCONDITIONAL, OPT_HELP,
 };
 
 static const struct option long_options[] = {
@@ -257,6 +273,10 @@ static const struct option long_options[] = {
   { "foreground", no_argument, NULL, OPT_FOREGROUND },
   { "pidfile", required_argument, NULL, OPT_PIDFILE },
   { "log-level", required_argument, NULL, OPT_LOG_LEVEL },
+  { "host-id", required_argument, NULL, OPT_HOST_ID },
+  { "lease", required_argument, NULL, OPT_LEASE },
+  { "takeover", optional_argument, NULL, OPT_TAKEOVER },
+  { "unsafe-no-conditional-puts", no_argument, NULL, OPT_UNCONDITIONAL },
   { "help", no_argument, NULL, OPT_HELP },
   { NULL },
 };
@@ -297,6 +317,24 @@ parse_serve (int argc, char **argv)
     case OPT_ADMIN_TIMEOUT:
       opt.admin_timeout = parse_seconds ("--admin-timeout", optarg);
       break;
+    case OPT_HOST_ID:
+      if (!host_id_valid (optarg))
+        usage_error ("--host-id must be 1 to %d letters, digits, '.', '_' "
+                     "or '-', starting with a letter or digit, not \"%s\"",
+                     HOST_ID_MAX, optarg);
+      opt.host_id = optarg;
+      break;
+    case OPT_LEASE:
+      if (parse_seconds ("--lease", optarg) < 3)
+        usage_error ("--lease must be at least 3 seconds");
+      opt.lease = optarg;
+      break;
+    case OPT_TAKEOVER:
+      if (optarg && strcmp (optarg, "force") != 0)
+        usage_error ("--takeover takes no value, or =force");
+      opt.takeover = optarg ? "force" : "true";
+      break;
+    case OPT_UNCONDITIONAL: opt.unconditional = true; break;
     case OPT_FOREGROUND: opt.foreground = true; break;
     case OPT_PIDFILE: opt.pidfile = absolute (optarg); break;
     case OPT_LOG_LEVEL:
@@ -406,6 +444,11 @@ nbdkit_argv (const char *pidfile, const char *control)
   param (&argv, &n, "region", opt.region);
   param (&argv, &n, "r2-account-id", opt.r2_account_id);
   param (&argv, &n, "control", control);
+  param (&argv, &n, "host-id", opt.host_id);
+  param (&argv, &n, "lease", opt.lease);
+  param (&argv, &n, "takeover", opt.takeover);
+  param (&argv, &n, "unsafe-no-conditional-puts",
+         opt.unconditional ? "true" : NULL);
   for (size_t i = 0; i < opt.nparams; i++)
     append (&argv, &n, opt.params[i]);
   append (&argv, &n, NULL);
@@ -569,8 +612,10 @@ main (int argc, char **argv)
   }
   if (argc >= 3 && strcmp (argv[1], "keep") == 0)
     return supervise_keep (argv + 2);
+  if (argc >= 2 && strcmp (argv[1], "dump-dirty") == 0)
+    return dump_dirty_main (argc - 1, argv + 1);
   if (argc < 2 || strcmp (argv[1], "serve") != 0)
-    usage_error ("expected a command: serve (try --help)");
+    usage_error ("expected a command: serve or dump-dirty (try --help)");
   parse_serve (argc - 1, argv + 1);
   log_set_level (opt.log_level);
   if (opt.admin_group)

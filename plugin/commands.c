@@ -19,7 +19,9 @@
 
 #include "commands.h"
 #include "err.h"
+#include "fork.h"
 #include "format.h"
+#include "owner.h"
 #include "protocol.h"
 #include "publish.h"
 #include "registry.h"
@@ -119,6 +121,58 @@ add_str (json_object *o, const char *key, const char *s)
                                              : NULL);
 }
 
+static json_object *
+new_base (const struct meta_base *b)
+{
+  json_object *o = json_object_new_object ();
+
+  add_str (o, "snapshot_id", b->snapshot_id);
+  add_u64 (o, "generation", b->generation);
+  add_u64 (o, "epoch", b->epoch);
+  return o;
+}
+
+/* Who may write the export: "writable" and why not, the owner, this
+ * host's lease, and what stale local writes are based on.
+ */
+static void
+add_ownership (json_object *o, const struct volume_status *s)
+{
+  json_object *owner = NULL, *lease = NULL;
+
+  json_object_object_add (o, "writable", json_object_new_boolean (s->writable));
+  add_str (o, "notice", s->notice);
+  add_u64 (o, "epoch", s->epoch);
+  if (s->owner.epoch > 0) {
+    owner = json_object_new_object ();
+    add_str (owner, "host_id", s->owner.host_id);
+    add_str (owner, "cache_id", s->owner.cache_id);
+    add_u64 (owner, "epoch", s->owner.epoch);
+    add_str (owner, "since", s->owner.since);
+    json_object_object_add (owner, "this_host",
+                            json_object_new_boolean (s->owned));
+  }
+  json_object_object_add (o, "owner", owner);
+  if (s->lease_period_ms > 0) {
+    lease = json_object_new_object ();
+    add_str (lease, "host_id", env->host_id);
+    add_str (lease, "cache_id", env->cache_id);
+    add_u64 (lease, "period_ms", s->lease_period_ms);
+    if (s->lease_age_ms != UINT64_MAX)
+      add_u64 (lease, "age_ms", s->lease_age_ms);
+    else
+      json_object_object_add (lease, "age_ms", NULL);
+    json_object_object_add (lease, "valid",
+                            json_object_new_boolean (s->lease_valid));
+  }
+  json_object_object_add (o, "lease", lease);
+  json_object_object_add (o, "stale", json_object_new_boolean (s->stale));
+  json_object_object_add (o, "based_on", s->stale ? new_base (&s->base)
+                          : NULL);
+  json_object_object_add (o, "unsafe_no_conditional_puts",
+                          json_object_new_boolean (env->unconditional));
+}
+
 static void
 add_status (json_object *o, struct volume *v)
 {
@@ -147,6 +201,7 @@ add_status (json_object *o, struct volume *v)
                           json_object_new_boolean (s.cache.failed));
   add_u64 (o, "suspect_chunks", s.cache.suspect);
   add_str (o, "last_error", s.last_error);
+  add_ownership (o, &s);
 }
 
 static int
@@ -214,19 +269,48 @@ cmd_create (json_object *req, json_object *res)
     return err_set (EINVAL, "invalid chunk size %ju", (uintmax_t) chunk_size);
   if (refuse_loaded (id) == -1 ||
       volume_create (env, id, size, chunk_size) == -1 ||
-      registry_load (id) == -1)
+      registry_load (id, OWNER_TAKEOVER_NO) == -1)
     return -1;
   log_info ("created export %s (%ju bytes, %ju-byte chunks)", id,
             (uintmax_t) size, (uintmax_t) chunk_size);
   return reply_status (res, id);
 }
 
+/* "takeover": false (the default), true (once the owner's lease has
+ * expired) or "force".
+ */
+static int
+arg_takeover (json_object *req, int *out)
+{
+  enum owner_takeover t = OWNER_TAKEOVER_NO;
+  json_object *o;
+
+  if (json_object_object_get_ex (req, "takeover", &o) &&
+      !json_object_is_type (o, json_type_null)) {
+    if (json_object_is_type (o, json_type_boolean))
+      t = json_object_get_boolean (o) ? OWNER_TAKEOVER_WAIT : OWNER_TAKEOVER_NO;
+    else if (!json_object_is_type (o, json_type_string) ||
+             strcmp (json_object_get_string (o), "force") != 0)
+      return err_set (EINVAL, "\"takeover\" must be true, false or \"force\"");
+    else
+      t = OWNER_TAKEOVER_FORCE;
+  }
+  *out = t;
+  return 0;
+}
+
 static int
 cmd_open (json_object *req, json_object *res)
 {
   const char *name;
+  int takeover = OWNER_TAKEOVER_NO;
 
-  if (arg_name (req, &name) == -1 || registry_load (name) == -1)
+  if (arg_name (req, &name) == -1 || arg_takeover (req, &takeover) == -1)
+    return -1;
+  if (takeover != OWNER_TAKEOVER_NO && strchr (name, '@'))
+    return err_set (EINVAL, "a snapshot view is read-only: nothing to take "
+                    "over");
+  if (registry_load (name, takeover) == -1)
     return -1;
   return reply_status (res, name);
 }
@@ -307,9 +391,60 @@ cmd_clone (json_object *req, json_object *res)
     return -1;
   if (refuse_loaded (id) == -1 ||
       publish_clone (env, id, src, snap, &pr) == -1 ||
-      registry_load (id) == -1)
+      registry_load (id, OWNER_TAKEOVER_NO) == -1)
     return -1;
   return reply_status (res, id);
+}
+
+/* Fork: the export's local state moves to a new export made from its
+ * base (fork.c); the export itself loads again with no local state.
+ */
+struct fork_args {
+  const char *id, *new_id;
+};
+
+static int
+fork_before (void *opaque, struct volume *v)
+{
+  struct fork_args *a = opaque;
+  struct volume_status s;
+
+  volume_status (v, &s);
+  if (s.readonly)
+    return err_set (EINVAL, "%s is a snapshot view: it has no local writes "
+                    "to fork", a->id);
+  if (refuse_loaded (a->new_id) == -1)
+    return -1;
+  return fork_create (env, a->id, &s.base, s.image_size, s.chunk_size,
+                      a->new_id);
+}
+
+static int
+fork_after (void *opaque)
+{
+  struct fork_args *a = opaque;
+
+  return fork_move_cache (env, a->id, a->new_id);
+}
+
+static int
+cmd_fork (json_object *req, json_object *res)
+{
+  struct fork_args a;
+
+  if (arg_export_id (req, "export_id", &a.id) == -1 ||
+      arg_export_id (req, "new_export_id", &a.new_id) == -1)
+    return -1;
+  if (strcmp (a.id, a.new_id) == 0)
+    return err_set (EINVAL, "an export cannot be forked onto itself");
+  if (registry_unload_then (a.id, "fork", fork_before, fork_after, &a) == -1)
+    return -1;
+  log_info ("forked the local writes of %s into export %s", a.id, a.new_id);
+  if (registry_load (a.id, OWNER_TAKEOVER_NO) == -1)
+    log_warn ("%s (after the fork into %s)", err_msg (), a.new_id);
+  if (registry_load (a.new_id, OWNER_TAKEOVER_NO) == -1)
+    return -1;
+  return reply_status (res, a.new_id);
 }
 
 static const char *

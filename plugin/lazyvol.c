@@ -33,6 +33,8 @@
 #include "crash.h"
 #include "err.h"
 #include "format.h"
+#include "lease.h"
+#include "owner.h"
 #include "pool.h"
 #include "publish.h"
 #include "registry.h"
@@ -51,6 +53,11 @@ static char *control_path;
 static unsigned readahead = 8;
 static unsigned fetch_threads = 16;
 static bool discover = true;
+static char host_id[HOST_ID_MAX + 1];
+static char cache_id[SNAPSHOT_ID_LEN + 1];
+static unsigned lease_secs = 30;
+static enum owner_takeover takeover = OWNER_TAKEOVER_NO;
+static bool unconditional;
 
 static struct store *st;
 static struct volume_env env;
@@ -188,6 +195,31 @@ lazyvol_config (const char *key, const char *value)
     discover = b;
     return 0;
   }
+  if (strcmp (key, "host-id") == 0) {
+    if (!host_id_valid (value)) {
+      nbdkit_error ("host-id must be 1 to %d letters, digits, '.', '_' or "
+                    "'-', starting with a letter or digit, not \"%.80s\"",
+                    HOST_ID_MAX, value);
+      return -1;
+    }
+    snprintf (host_id, sizeof host_id, "%s", value);
+    return 0;
+  }
+  if (strcmp (key, "lease") == 0)
+    return parse_unsigned (key, value, &lease_secs, 3, 3600);
+  if (strcmp (key, "takeover") == 0) {
+    if (owner_parse_takeover (value, &takeover) == -1) {
+      nbdkit_error ("%s", err_msg ());
+      return -1;
+    }
+    return 0;
+  }
+  if (strcmp (key, "unsafe-no-conditional-puts") == 0) {
+    if ((b = nbdkit_parse_bool (value)) == -1)
+      return -1;
+    unconditional = b;
+    return 0;
+  }
   nbdkit_error ("unknown parameter '%s' (see nbdkit-lazyvol-plugin(1))", key);
   return -1;
 }
@@ -237,7 +269,14 @@ lazyvol_config_complete (void)
   "fetch-threads=N         Background fetch threads (16).\n" \
   "file-mode=MODE          Mode of new file-store objects (0600).\n" \
   "retries=N, timeout=SECS Object store retries (5) and stall timeout (30).\n" \
-  "discover=false          Do not load the exports found at start."
+  "discover=false          Do not load the exports found at start.\n" \
+  "host-id=ID              This host's name in owner records (host name).\n" \
+  "lease=SECS              Lease period: a host that loses an export stops\n" \
+  "                        writing to it within this time (30).\n" \
+  "takeover=true|force     Take discovered exports from an owner whose lease\n" \
+  "                        expired (true) or at once (force: dangerous).\n" \
+  "unsafe-no-conditional-puts=true  Own exports on a store without\n" \
+  "                        conditional puts (two hosts may both write)."
 
 static int
 lazyvol_get_ready (void)
@@ -253,12 +292,17 @@ lazyvol_get_ready (void)
     return -1;
   }
   st = store_open (&cfg);
-  if (st == NULL)
+  if (st == NULL || owner_cache_id (cache_root, cache_id) == -1)
     return fail ();
+  if (host_id[0] == '\0')
+    owner_default_host_id (host_id);
   env.st = st;
   env.root = export_root;
   env.cache_root = cache_root;
   env.readahead = readahead;
+  env.host_id = host_id;
+  env.cache_id = cache_id;
+  env.unconditional = unconditional;
   publish_delay_ms = lazyvol_debug_publish_delay;
   return 0;
 }
@@ -270,9 +314,18 @@ lazyvol_after_fork (void)
   env.pool = pool_new (fetch_threads, POOL_QUEUE);
   if (env.pool == NULL)
     return fail ();
+  {
+    struct lease_config lc = {
+      .root = export_root, .host_id = host_id, .cache_id = cache_id,
+      .period_ms = lease_secs * 1000, .unconditional = unconditional,
+    };
+    env.lease = lease_start (st, &lc);
+    if (env.lease == NULL)
+      return fail ();
+  }
   registry_init (&env);
   if (discover)
-    registry_discover ();
+    registry_discover (takeover);
   commands_init (&env);
   if (control_path && control_start (control_path) == -1)
     return fail ();
@@ -284,6 +337,7 @@ lazyvol_cleanup (void)
 {
   control_stop ();
   registry_shutdown ();
+  lease_stop (env.lease);
   pool_free (env.pool);
   store_close (st);
 }
@@ -366,7 +420,7 @@ lazyvol_block_size (void *handle, uint32_t *minimum, uint32_t *preferred,
 static int
 lazyvol_can_write (void *handle)
 {
-  return !volume_readonly (handle);
+  return volume_writable (handle);
 }
 
 static int

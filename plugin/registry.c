@@ -33,6 +33,7 @@
 
 #include "err.h"
 #include "lock.h"
+#include "owner.h"
 #include "publish.h"
 #include "registry.h"
 
@@ -93,7 +94,7 @@ free_entry (struct entry *e)
 }
 
 int
-registry_load (const char *name)
+registry_load (const char *name, int takeover)
 {
   char id[EXPORT_ID_MAX + 1];
   const char *snap = NULL;
@@ -124,7 +125,7 @@ registry_load (const char *name)
     *tail = e;
   }
 
-  v = volume_load (env, id, snap);
+  v = volume_load (env, id, snap, takeover);
 
   {
     LOCK_FOR_SCOPE (&lock);
@@ -192,7 +193,7 @@ registry_get (const char *name, bool load_view, bool connection)
   struct volume *v = get_loaded (name, connection);
 
   if (v == NULL && load_view && strchr (name, '@')) {
-    if (registry_load (name) == -1 && errno != EEXIST)
+    if (registry_load (name, OWNER_TAKEOVER_NO) == -1 && errno != EEXIST)
       return NULL;
     v = get_loaded (name, connection);
   }
@@ -290,17 +291,42 @@ registry_put_exclusive (struct volume *v)
 int
 registry_unload (const char *name)
 {
+  return registry_unload_then (name, "close", NULL, NULL, NULL);
+}
+
+int
+registry_unload_then (const char *name, const char *what,
+                      int (*before) (void *opaque, struct volume *v),
+                      int (*after) (void *opaque), void *opaque)
+{
   struct entry *e;
   int r;
 
   {
     LOCK_FOR_SCOPE (&lock);
-    if ((e = take_exclusive (name, "close")) == NULL)
+    if ((e = take_exclusive (name, what)) == NULL)
       return -1;
+    e->unloading = before == NULL;
+  }
+  if (before) {
+    /* Exclusive: no other user, but status readers (registry_foreach)
+     * may take references meanwhile; wait for them once unloading.
+     */
+    r = before (opaque, e->v);
+    LOCK_FOR_SCOPE (&lock);
+    if (r == -1) {
+      e->exclusive = false;
+      pthread_cond_broadcast (&changed);
+      return -1;
+    }
     e->unloading = true;
+    while (e->refs > 0)
+      pthread_cond_wait (&changed, &lock);
   }
   /* Still listed, so a new user waits instead of loading it again. */
   r = volume_unload (e->v);
+  if (r == 0 && after)
+    r = after (opaque);
   {
     LOCK_FOR_SCOPE (&lock);
     unlink_entry (e);
@@ -420,10 +446,15 @@ registry_default_name (char out[EXPORT_ID_MAX + 1])
 }
 
 /* Called by store_list for each "<root>/<id>/" prefix. */
+struct discovery {
+  int takeover;
+  int loaded;
+};
+
 static int
 discover_one (void *opaque, const char *key, uint64_t size, bool is_prefix)
 {
-  int *loaded = opaque;
+  struct discovery *d = opaque;
   size_t rootlen = strlen (env->root);
   char id[EXPORT_ID_MAX + 2];
   const char *start = key + (rootlen ? rootlen + 1 : 0);
@@ -435,8 +466,8 @@ discover_one (void *opaque, const char *key, uint64_t size, bool is_prefix)
   id[len - 1] = '\0';
   if (!id_export_valid (id))
     return 0;
-  if (registry_load (id) == 0)
-    (*loaded)++;
+  if (registry_load (id, d->takeover) == 0)
+    d->loaded++;
   else if (errno == ENOENT)
     log_debug ("discover: %s has no volume.json, skipped", key);
   else
@@ -445,21 +476,21 @@ discover_one (void *opaque, const char *key, uint64_t size, bool is_prefix)
 }
 
 int
-registry_discover (void)
+registry_discover (int takeover)
 {
   CLEANUP_FREE char *prefix = str_printf ("%s%s", env->root,
                                          env->root[0] ? "/" : "");
-  int loaded = 0;
+  struct discovery d = { .takeover = takeover };
 
   if (prefix == NULL) {
     log_error ("discover exports: %s", err_msg ());
     return 0;
   }
-  if (store_list (env->st, prefix, "/", discover_one, &loaded) == -1)
+  if (store_list (env->st, prefix, "/", discover_one, &d) == -1)
     log_error ("discover exports under \"%s\": %s", prefix, err_msg ());
-  log_info ("discovered %d export%s under \"%s\"", loaded,
-            loaded == 1 ? "" : "s", prefix);
-  return loaded;
+  log_info ("discovered %d export%s under \"%s\"", d.loaded,
+            d.loaded == 1 ? "" : "s", prefix);
+  return d.loaded;
 }
 
 void

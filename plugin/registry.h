@@ -15,12 +15,16 @@
 
 /* Use ENV (which must outlive the registry) for every export. */
 void registry_init (struct volume_env *env);
-/* Load every export found under the export root; broken ones are logged
- * and skipped.  Returns the number loaded.
+/* Load every export found under the export root (TAKEOVER as in
+ * registry_load); broken ones are logged and skipped.  Returns the number
+ * loaded.
  */
-int registry_discover (void);
-/* Load export NAME.  EEXIST if it is already loaded (or loading).  0 or -1. */
-int registry_load (const char *name);
+int registry_discover (int takeover);
+/* Load export NAME, taking it over from another host as TAKEOVER (enum
+ * owner_takeover) allows.  EEXIST if it is already loaded (or loading).
+ * 0 or -1.
+ */
+int registry_load (const char *name, int takeover);
 /* Take a reference to export NAME.  A snapshot view that is not loaded
  * yet is loaded if LOAD_VIEW.  CONNECTION counts it as an NBD client.
  * NULL with err_set (ENOENT if not loaded).
@@ -43,6 +47,15 @@ void registry_put_exclusive (struct volume *v) __attribute__ ((__nonnull__));
  * connected; new users wait until it is gone).  0 or -1.
  */
 int registry_unload (const char *name);
+/* Unload export NAME as registry_unload does, for WHAT ("fork"), with
+ * BEFORE (if not NULL) called first, once the export is exclusive (its
+ * failure cancels the unload), and AFTER (if not NULL) once it is
+ * unloaded but still listed, so that nobody loads it meanwhile.  0 or -1.
+ */
+int registry_unload_then (const char *name, const char *what,
+                          int (*before) (void *opaque, struct volume *v),
+                          int (*after) (void *opaque), void *opaque)
+  __attribute__ ((__nonnull__ (1, 2)));
 /* Is export NAME loaded (or loading)? */
 bool registry_loaded (const char *name) __attribute__ ((__nonnull__));
 /* Number of NBD clients connected to export NAME. */

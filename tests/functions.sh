@@ -144,19 +144,20 @@ start_s3 ()
 }
 
 # The object store the test runs against: LAZYVOL_TEST_BACKEND=file (a
-# directory, default) or s3 (a local Swift; with LAZYVOL_TEST_S3_CONDPUT=1
-# one that evaluates conditional puts).  start_store DIR sets STORE_ARGS,
-# the plugin parameters for it, so that several nbdkit processes with
-# different cache roots share one store.
+# directory, default) or s3 (a local Swift that evaluates conditional
+# puts, as AWS S3 and R2 do; with LAZYVOL_TEST_S3_STOCK=1 stock Swift,
+# which refuses them).  start_store DIR sets STORE_ARGS, the plugin
+# parameters for it, so that several nbdkit processes with different
+# cache roots share one store.
 start_store ()
 {
     case "${LAZYVOL_TEST_BACKEND:-file}" in
         file) STORE_ARGS=(storage-backend=file "bucket=$1/bucket") ;;
         s3)
-            if [ "${LAZYVOL_TEST_S3_CONDPUT:-0}" = 1 ]; then
-                start_s3 cond-put
-            else
+            if [ "${LAZYVOL_TEST_S3_STOCK:-0}" = 1 ]; then
                 start_s3
+            else
+                start_s3 cond-put
             fi
             STORE_ARGS=(storage-backend=s3 "bucket=$S3_BUCKET"
                         "endpoint-url=$S3_ENDPOINT" retries=2 timeout=10)

@@ -37,7 +37,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <endian.h>
 #include <unistd.h>
+
+#include <openssl/evp.h>
 
 #include "cache.h"
 #include "err.h"
@@ -207,12 +210,23 @@ fake_fetch (void *opaque, uint64_t chunk, void *buf, uint32_t len)
 }
 
 static const struct cache_source source = { fake_has, fake_fetch, NULL };
+
+/* A base naming snapshot SNAPSHOT_ID (a static: one at a time). */
+static const struct meta_base *
+base (const char *snapshot_id)
+{
+  static struct meta_base b;
+
+  memset (&b, 0, sizeof b);
+  snprintf (b.snapshot_id, sizeof b.snapshot_id, "%s", snapshot_id);
+  return &b;
+}
 static char dir[] = "/tmp/test-cache.XXXXXX";
 
 static struct cache *
 open_cache (void)
 {
-  struct cache *c = cache_open (dir, SIZE, CS, "", CACHE_CREATE, &source);
+  struct cache *c = cache_open (dir, SIZE, CS, base (""), CACHE_CREATE, &source);
 
   if (c == NULL) {
     fprintf (stderr, "test-cache: cache_open: %s\n", err_msg ());
@@ -309,7 +323,7 @@ test_write_races_fill (void)
 {
   struct cache *c = open_cache ();
 
-  CHECK (cache_reset (c, "") == 0);
+  CHECK (cache_reset (c, base ("")) == 0);
   atomic_store (&fetch_delay_us, 5000);
   for (uint64_t chunk = 16; chunk < 32; chunk++) {
     struct reader r = { .c = c, .chunk = chunk };
@@ -370,7 +384,7 @@ test_freeze (void)
   unsigned char buf[CS];
   uint64_t chunk;
 
-  CHECK (cache_reset (c, "") == 0);
+  CHECK (cache_reset (c, base ("")) == 0);
   fill_chunk (c, 7, 0xaa);
   CHECK (cache_publish_begin (c, NULL) == 1);
   fill_chunk (c, 7, 0xbb);                      /* staged first */
@@ -378,13 +392,13 @@ test_freeze (void)
   CHECK (cache_publish_read (c, 7, buf) == 1);
   CHECK (buf[0] == 0xaa && buf[CS - 1] == 0xaa);
   CHECK (!cache_publish_next (c, 8, &chunk));
-  CHECK (cache_publish_end (c, true, "s1") == 0);
+  CHECK (cache_publish_end (c, true, base ("s1")) == 0);
   cache_get_stats (c, &st);
   CHECK (st.dirty == 1);                        /* rewritten: stays dirty */
   CHECK (chunk_is (c, 7, 0xbb));
   CHECK (cache_publish_begin (c, NULL) == 1);
   CHECK (cache_publish_read (c, 7, buf) == 1 && buf[0] == 0xbb);
-  CHECK (cache_publish_end (c, true, "s2") == 0);
+  CHECK (cache_publish_end (c, true, base ("s2")) == 0);
   cache_get_stats (c, &st);
   CHECK (st.dirty == 0);
   CHECK (cache_close (c) == 0);
@@ -396,7 +410,7 @@ test_fast_zero (void)
   struct cache *c = open_cache ();
   uint64_t extra[CHUNKS / 64] = { 0 };
 
-  CHECK (cache_reset (c, "") == 0);
+  CHECK (cache_reset (c, base ("")) == 0);
   reset_fetches ();
   extra[0] = UINT64_C (1) << 9;                 /* a compact freezes 9 */
   CHECK (cache_publish_begin (c, extra) == 1);
@@ -438,7 +452,7 @@ test_reset_races_readers (void)
   struct reader r[4];
   pthread_t th[4];
 
-  CHECK (cache_reset (c, "") == 0);
+  CHECK (cache_reset (c, base ("")) == 0);
   /* Slow reads of cache.raw: a reader is inside one when a reset comes,
    * which must wait for it (the pins) before it punches.
    */
@@ -449,7 +463,7 @@ test_reset_races_readers (void)
   }
   for (int round = 0; round < 300; round++) {
     usleep (2000);
-    if (!CHECK (cache_reset (c, "") == 0))
+    if (!CHECK (cache_reset (c, base ("")) == 0))
       break;
   }
   atomic_store (&stop, true);
@@ -470,7 +484,7 @@ test_fail_stop (void)
   struct cache *c = open_cache ();
   struct cache_stats st;
 
-  CHECK (cache_reset (c, "") == 0);
+  CHECK (cache_reset (c, base ("")) == 0);
   fill_chunk (c, 1, 0x11);
   fill_chunk (c, 6, 0x66);
   CHECK (cache_flush (c) == 0);
@@ -501,7 +515,7 @@ test_fail_stop (void)
   fill_chunk (c, 2, 0x22);
   CHECK (cache_flush (c) == 0);
   CHECK (cache_publish_begin (c, NULL) == 3);
-  CHECK (cache_publish_end (c, true, "s3") == 0);
+  CHECK (cache_publish_end (c, true, base ("s3")) == 0);
   cache_get_stats (c, &st);
   CHECK (st.suspect == 0);                      /* published: forgotten */
   CHECK (cache_close (c) == 0);
@@ -513,7 +527,7 @@ test_fail_stop_meta (void)
   struct cache *c = open_cache ();
   struct cache_stats st;
 
-  CHECK (cache_reset (c, "") == 0);
+  CHECK (cache_reset (c, base ("")) == 0);
   fill_chunk (c, 3, 0x33);
   CHECK (cache_flush (c) == 0);
   fill_chunk (c, 4, 0x44);
@@ -553,7 +567,7 @@ test_crash_order (void)
     fprintf (stderr, "flush did: %s\n", oplog);
 
   record_start ();
-  CHECK (cache_reset (c, "") == 0);
+  CHECK (cache_reset (c, base ("")) == 0);
   record_stop ();
   /* The bitmaps (and header) are written and synced, then the punch,
    * and nothing after it.
@@ -575,7 +589,7 @@ test_new_dirs (void)
 
   snprintf (sub, sizeof sub, "%s/a/b", dir);
   record_start ();
-  c = cache_open (sub, SIZE, CS, "", CACHE_CREATE, &source);
+  c = cache_open (sub, SIZE, CS, base (""), CACHE_CREATE, &source);
   record_stop ();
   CHECK (c != NULL);
   /* Each new directory is synced into its parent: a crash after create
@@ -587,6 +601,75 @@ test_new_dirs (void)
     fprintf (stderr, "cache_open did: %s\n", oplog);
   if (c)
     CHECK (cache_close (c) == 0);
+}
+
+static struct cache *
+open_at (const char *snapshot_id)
+{
+  return cache_open (dir, SIZE, CS, base (snapshot_id), CACHE_CREATE,
+                     &source);
+}
+
+/* Rewrite cache.meta's header as version 1 wrote it: no base generation
+ * or epoch.
+ */
+static void
+make_version_1 (void)
+{
+  char path[sizeof dir + 16];
+  unsigned char h[512];
+  uint32_t one = htole32 (1);
+  int fd;
+
+  snprintf (path, sizeof path, "%s/cache.meta", dir);
+  fd = open (path, O_RDWR);
+  CHECK (fd >= 0 && pread (fd, h, sizeof h, 0) == sizeof h);
+  memcpy (h + 8, &one, 4);
+  memset (h + 80, 0, 24);
+  EVP_Digest (h, 104, h + 104, NULL, EVP_sha256 (), NULL);
+  CHECK (pwrite (fd, h, sizeof h, 0) == sizeof h);
+  close (fd);
+}
+
+/* Dirty chunks over a base the head has moved past are kept and read,
+ * but neither written to nor published, until a reset; a version 1
+ * header is read the same way.
+ */
+static void
+test_stale (void)
+{
+  struct cache *c = open_cache ();
+  struct meta_base b;
+  struct cache_stats st;
+
+  CHECK (cache_reset (c, base ("s1")) == 0);
+  fill_chunk (c, 3, 0x33);
+  CHECK (cache_close (c) == 0);
+  for (int v1 = 0; v1 <= 1; v1++) {
+    if (v1)
+      make_version_1 ();
+    c = open_at ("s2");
+    if (!CHECK (c != NULL))
+      return;
+    CHECK (cache_stale (c, &b) && strcmp (b.snapshot_id, "s1") == 0);
+    CHECK (chunk_is (c, 3, 0x33));
+    CHECK (cache_pwrite (c, "x", 1, 0, false) == -1 && err_errno () == EROFS);
+    CHECK (cache_zero (c, CS, 0, 0, false) == -1 && err_errno () == EROFS);
+    CHECK (cache_publish_begin (c, NULL) == -1 && err_errno () == EROFS);
+    CHECK (cache_close (c) == 0);
+  }
+  c = open_at ("s1");                           /* the base is the head */
+  CHECK (c && !cache_stale (c, &b));
+  fill_chunk (c, 4, 0x44);
+  CHECK (chunk_is (c, 3, 0x33));
+  CHECK (cache_close (c) == 0);
+  c = open_at ("s2");
+  CHECK (c && cache_stale (c, &b));
+  CHECK (cache_reset (c, base ("s2")) == 0);
+  cache_get_stats (c, &st);
+  CHECK (!cache_stale (c, &b) && st.dirty == 0);
+  fill_chunk (c, 3, 0x55);
+  CHECK (cache_close (c) == 0);
 }
 
 int
@@ -605,6 +688,7 @@ main (void)
   test_fail_stop_meta ();
   test_crash_order ();
   test_new_dirs ();
+  test_stale ();
   {
     char cmd[sizeof dir + 16];
     snprintf (cmd, sizeof cmd, "rm -rf '%s'", dir);

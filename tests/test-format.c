@@ -184,19 +184,28 @@ struct mutation {
 static const char volume_text[] =
   "{\n"
   "  \"format\": \"lazyvol-volume\",\n"
-  "  \"version\": 1,\n"
+  "  \"version\": 2,\n"
   "  \"export_id\": \"vm01\",\n"
   "  \"image_size\": 1073741824,\n"
   "  \"chunk_size\": 4194304,\n"
   "  \"generation\": 3,\n"
   "  \"snapshot_id\": \"" S2 "\",\n"
+  "  \"epoch\": 4,\n"
   "  \"updated\": \"2026-11-21T10:00:00Z\"\n"
   "}\n";
+
+/* What the first lazyvol wrote: version 1, no epoch. */
+static const char volume_v1_text[] =
+  "{\"format\": \"lazyvol-volume\", \"version\": 1, \"export_id\": \"vm01\", "
+  "\"image_size\": 65536, \"chunk_size\": 65536, \"generation\": 1, "
+  "\"snapshot_id\": \"" S2 "\", \"updated\": \"2026-11-21T10:00:00Z\"}";
 
 static const struct mutation volume_bad[] = {
   { "/format", "\"lazyvol-manifest\"", "not a lazyvol-volume document" },
   { "/format", NULL, "missing field \"format\"" },
-  { "/version", "3", "unsupported format version 3" },
+  { "/version", "3", "format version 3 is newer than this lazyvol reads (2)" },
+  { "/epoch", NULL, "missing field \"epoch\"" },
+  { "/epoch", "-2", "epoch: must not be negative" },
   { "/version", "1.0", "version: expected int, got double" },
   { "/export_id", "\"vm02\"", "export_id: \"vm02\" is not the expected \"vm01\"" },
   { "/export_id", "\"a/b\"", "export_id: \"a/b\" is not a valid export id" },
@@ -230,9 +239,12 @@ test_volume (void)
   CHECK (strcmp (h.export_id, "vm01") == 0);
   CHECK (h.image_size == 1073741824 && h.chunk_size == 4194304);
   CHECK (h.generation == 3 && strcmp (h.snapshot_id, S2) == 0);
+  CHECK (h.epoch == 4);
   CHECK (strcmp (h.updated, "2026-11-21T10:00:00Z") == 0);
   text = volume_format (&h);
   CHECK (strcmp (text, volume_text) == 0);
+  CHECK (volume_parse (volume_v1_text, strlen (volume_v1_text), "vm01",
+                       &h2) == 0 && h2.epoch == 0 && h2.generation == 1);
 
   /* Before the first publish: generation 0 and a null snapshot. */
   h.generation = 0;
@@ -252,6 +264,45 @@ test_volume (void)
     else if (check (r == -1, t->message, __LINE__))
       check_error (EBADMSG, t->message, __LINE__);
   }
+}
+
+/* owner.json and lease records */
+
+static void
+test_owner_lease (void)
+{
+  struct owner_record o = { .export_id = "vm01", .host_id = "host-a",
+                            .cache_id = S1, .epoch = 7,
+                            .since = "2026-11-21T10:00:00Z" }, o2;
+  struct lease_record l = { .host_id = "host-a", .cache_id = S1, .count = 9,
+                            .period_ms = 30000,
+                            .renewed = "2026-11-21T10:00:00Z",
+                            .revoked = { { "vm01", 7 }, { "vm02", 1 } },
+                            .nrevoked = 2 }, l2;
+  CLEANUP_FREE char *ot = owner_format (&o);
+  CLEANUP_FREE char *lt = lease_format (&l);
+  CLEANUP_FREE char *free_text = NULL;
+  CLEANUP_FREE char *bad_host = NULL;
+
+  CHECK (owner_parse (ot, strlen (ot), "vm01", &o2) == 0);
+  CHECK (strcmp (o2.host_id, "host-a") == 0 && o2.epoch == 7 &&
+         strcmp (o2.cache_id, S1) == 0);
+  CHECK (owner_parse (ot, strlen (ot), "vm02", &o2) == -1);
+  o.host_id[0] = o.cache_id[0] = '\0';           /* released */
+  free_text = owner_format (&o);
+  CHECK (strstr (free_text, "\"host_id\": null") != NULL);
+  CHECK (owner_parse (free_text, strlen (free_text), NULL, &o2) == 0 &&
+         o2.host_id[0] == '\0' && o2.epoch == 7);
+  bad_host = mutate (ot, "/host_id", "\"../h\"");
+  CHECK (owner_parse (bad_host, strlen (bad_host), NULL, &o2) == -1);
+
+  CHECK (lease_parse (lt, strlen (lt), "host-a", &l2) == 0);
+  CHECK (l2.count == 9 && l2.period_ms == 30000 && l2.nrevoked == 2 &&
+         strcmp (l2.revoked[1].export_id, "vm02") == 0 &&
+         l2.revoked[0].epoch == 7);
+  CHECK (lease_parse (lt, strlen (lt), "host-b", &l2) == -1);
+  CHECK (host_id_valid ("h1.example-2") && !host_id_valid (".h") &&
+         !host_id_valid ("a/b"));
 }
 
 /* manifest.json */
@@ -466,7 +517,7 @@ static const struct mutation manifest_bad[] = {
     "(format \"lazyvol-volume\")" },
   { "/format", NULL, "manifest vm01/" S2 ": missing field \"format\"" },
   { "/format", "7", "format: expected string, got int" },
-  { "/version", "2", "unsupported format version 2" },
+  { "/version", "2", "format version 2 is newer than this lazyvol reads (1)" },
   { "/version", "0", "version: 0 is out of range" },
   { "/version", "\"1\"", "version: expected int, got string" },
   { "/export_id", "\"vm02\"", "export_id: \"vm02\" is not the expected \"vm01\"" },
@@ -738,6 +789,7 @@ main (void)
   test_chunks ();
   test_keys ();
   test_volume ();
+  test_owner_lease ();
   test_add_chunk ();
   test_find ();
   test_manifest_round_trip ();

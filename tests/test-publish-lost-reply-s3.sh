@@ -12,7 +12,7 @@
 requires nbdkit nbdcopy qemu-io jq cmp dd /usr/bin/python3
 /usr/bin/python3 -c 'import boto3' || fail "python3-boto3 is not installed"
 tmp=$(make_tmpdir)
-LAZYVOL_TEST_BACKEND=s3 LAZYVOL_TEST_S3_CONDPUT=1
+LAZYVOL_TEST_BACKEND=s3
 start_store "$tmp"
 real=$S3_ENDPOINT
 

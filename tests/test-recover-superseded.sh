@@ -48,8 +48,9 @@ s1=$(store_tool get exports/r/volume.json | jq -r .snapshot_id)
 [ "$s1" != "$s0" ]
 [ -e "$tmp/a/cache/r/snapshot.journal.json" ]
 
-# B: S2 on top of S1 writes chunk 2 and rewrites chunk 5.
-start_lazyvol "$tmp/b"
+# B (A is dead: B takes its export by force) publishes S2 on top of S1,
+# writing chunk 2 and rewriting chunk 5.
+start_lazyvol "$tmp/b" takeover=force
 qemu-io -f raw -c "write -P 0x22 $((2*MiB)) 1M" \
     -c "write -P 0x55 $((5*MiB)) 1M" -c flush "$(uri r)" >/dev/null
 s2=$(field "$(snapshot)" snapshot_id)
@@ -85,7 +86,7 @@ rm -rf "$tmp/a/cache/r"          # A's stale dirty chunks are not the point
 crash_publish publish.after_manifest $((3*MiB)) 0x33
 orphan=$(jq -r .snapshot_id "$tmp/a/cache/r/snapshot.journal.json")
 objects | matches "$orphan/manifest.json"
-start_lazyvol "$tmp/b"
+start_lazyvol "$tmp/b" takeover=force     # A is dead, B takes over
 qemu-io -f raw -c "write -P 0x44 $((4*MiB)) 1M" -c flush "$(uri r)" >/dev/null
 r=$(snapshot)
 [ "$(field "$r" generation)" = $((gen + 1)) ]

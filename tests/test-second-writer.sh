@@ -1,69 +1,109 @@
 #!/usr/bin/env bash
-# One writer per export.  Two processes can never share a cache directory
-# (the second cannot load the export), and two processes with their own
-# caches cannot both publish one export: after one moves the head, the
-# other's snapshot is refused with a clear error and publishes nothing.
-# (Run against stores with and without conditional puts.)
+# One owner per export (lazyvold(8), OWNERSHIP).
+#  - Two processes never share a cache directory.
+#  - A second host (its own cache root) gets the export read-only: NBD
+#    clients see a read-only export, snapshots are refused, and status
+#    names the owner.  (Before owners existed it acknowledged writes it
+#    could never publish.)
+#  - Taking over from a live owner by waiting for its lease is refused
+#    with 409 "owned".
+#  - A forced takeover while the owner's publish is in flight: the
+#    taker fences the head with its epoch, so the owner's head move fails
+#    and two hosts never both move the head; the old owner stops
+#    accepting writes and keeps its unpublished ones.
 . "$srcdir/functions.sh"
 requires nbdkit qemu-io jq
 tmp=$(make_tmpdir)
 start_store "$tmp"
+OWN=(lease=3)
 
-start_lazyvol "$tmp/a"
-first_pid=$nbdkit_pid first_ctl=$ctlsock first_nbd=$nbd
+start_lazyvol "$tmp/a" host-id=hosta "${OWN[@]}"
+a_pid=$nbdkit_pid a_ctl=$ctlsock a_nbd=$nbd
 ctl '{"cmd":"create","export_id":"w","size":8388608,"chunk_size":1048576}' >/dev/null
 qemu-io -f raw -c 'write -P 1 0 1M' "$(uri w)" >/dev/null
 ctl '{"cmd":"snapshot","export_id":"w"}' >/dev/null
+s=$(ctl '{"cmd":"status","export_id":"w"}')
+[ "$(field "$s" writable)" = true ]
+[ "$(field "$s" owner.host_id)" = hosta ]
+[ "$(field "$s" owner.this_host)" = true ]
+[ "$(field "$s" epoch)" = "$(field "$s" owner.epoch)" ]
+[ "$(field "$s" lease.valid)" = true ]
+[ "$(field "$s" lease.period_ms)" = 3000 ]
 
 # Same cache root: the export is in use.
 mkdir -p "$tmp/a2"
 nbd=$tmp/a2/nbd.sock ctlsock=$tmp/a2/ctl.sock
-start_nbdkit "$nbd" "cache-root=$tmp/a/cache" "control=$ctlsock" "${STORE_ARGS[@]}" 2> "$tmp/log2"
+start_nbdkit "$nbd" "cache-root=$tmp/a/cache" "control=$ctlsock" \
+    "${STORE_ARGS[@]}" host-id=hosta "${OWN[@]}" 2> "$tmp/log2"
 wait_for 30 test -S "$ctlsock"
 r=$(ctl '{"cmd":"open","export_id":"w"}') && fail "two processes share a cache"
 [ "$(field "$r" code)" = busy ]
 field "$r" error | matches 'in use by another process'
 
-# Another cache: loads, but once the first process publishes, its own
-# snapshot is refused.
-start_lazyvol "$tmp/b"
-qemu-io -f raw -c 'write -P 2 2M 1M' "$(uri w)" >/dev/null
-nbd=$first_nbd ctlsock=$first_ctl
-qemu-io -f raw -c 'write -P 3 4M 1M' "$(uri w)" >/dev/null
-ctl '{"cmd":"snapshot","export_id":"w"}' >/dev/null
-gen=$(store_tool get exports/w/volume.json | jq .generation)
-[ "$gen" = 2 ]
-nbd=$tmp/b/nbd.sock ctlsock=$tmp/b/ctl.sock
-r=$(ctl '{"cmd":"snapshot","export_id":"w"}') && fail "second writer published"
-[ "$(field "$r" code)" = conflict ]
-field "$r" error | matches 'another writer'
-[ "$(store_tool get exports/w/volume.json | jq .generation)" = 2 ]
-[ "$(store_tool list exports/w/snapshots/ | grep -c manifest.json)" = 2 ]
-# Its local writes are not lost: still dirty.
-[ "$(field "$(ctl '{"cmd":"status","export_id":"w"}')" dirty_chunks)" = 1 ]
-stop_lazyvol
+# Another host: read-only, and says whose it is.
+start_lazyvol "$tmp/b" host-id=hostb "${OWN[@]}"
+b_ctl=$ctlsock b_nbd=$nbd
+s=$(ctl '{"cmd":"status","export_id":"w"}')
+[ "$(field "$s" writable)" = false ]
+[ "$(field "$s" owner.host_id)" = hosta ]
+[ "$(field "$s" owner.this_host)" = false ]
+field "$s" notice | matches 'owned by host hosta'
+if qemu-io -f raw -c 'write -P 2 2M 1M' "$(uri w)" 2> "$tmp/b.err"; then
+    fail "a second host accepted a write"
+fi
+matches -E 'Permission denied|read-only' < "$tmp/b.err"
+qemu-io -r -f raw -c 'read -P 1 0 1M' "$(uri w)" >/dev/null
+r=$(ctl '{"cmd":"snapshot","export_id":"w"}') && fail "a second host published"
+[ "$(field "$r" code)" = read_only ]
+[ "$(field "$(ctl '{"cmd":"status","export_id":"w"}')" dirty_chunks)" = 0 ]
 
-# The race itself: C passes the check, then waits before moving the head;
-# meanwhile the first process publishes.  C's head move must fail (the
-# conditional put, or the re-read where the store has none), and C's
-# objects are removed.
+# Waiting for a live owner's lease to expire: it does not.
+ctl '{"cmd":"close","export_id":"w"}' >/dev/null
+r=$(ctl '{"cmd":"open","export_id":"w","takeover":true}') &&
+    fail "took the export of a live owner"
+[ "$(field "$r" code)" = owned ]
+field "$r" error | matches 'host hosta, is alive'
+nbd=$a_nbd ctlsock=$a_ctl
+[ "$(field "$(ctl '{"cmd":"status","export_id":"w"}')" writable)" = true ]
+
+# The race: A passes its checks, then waits before moving the head; B
+# takes the export by force meanwhile.
+nbdkit_pid=$a_pid stop_lazyvol
 NBDKIT_OPTS=(-D lazyvol.publish_delay=4000)
-start_lazyvol "$tmp/c"
+start_lazyvol "$tmp/a" host-id=hosta "${OWN[@]}"
 NBDKIT_OPTS=()
+a_ctl=$ctlsock a_nbd=$nbd
 qemu-io -f raw -c 'write -P 4 6M 1M' "$(uri w)" >/dev/null
-ctl '{"cmd":"snapshot","export_id":"w"}' > "$tmp/c.reply" &
-cpid=$!
-# Wait until C has written its manifest (the third) and is waiting.
+ctl '{"cmd":"snapshot","export_id":"w"}' > "$tmp/a.reply" &
+apid=$!
 manifests () { store_tool list exports/w/snapshots/ | grep -c manifest.json; }
-c_waiting () { [ "$(manifests)" = 3 ]; }
-wait_for 30 c_waiting
-nbd=$first_nbd ctlsock=$first_ctl
+a_waiting () { [ "$(manifests)" = 2 ]; }
+wait_for 30 a_waiting
+epoch=$(store_tool get exports/w/owner.json | jq .epoch)
+nbd=$b_nbd ctlsock=$b_ctl
+s=$(ctl '{"cmd":"open","export_id":"w","takeover":"force"}')
+[ "$(field "$s" writable)" = true ]
+[ "$(field "$s" owner.host_id)" = hostb ]
+[ "$(field "$s" owner.epoch)" = $((epoch + 1)) ]
+[ "$(store_tool get exports/w/volume.json | jq .epoch)" = $((epoch + 1)) ]
+wait $apid && fail "the old owner moved the head after a takeover"
+jq -r .code "$tmp/a.reply" | matches -E '^(conflict|read_only)$'
+jq -r .error "$tmp/a.reply" | matches -E 'taken (it|the export) over|changed during the publish'
+[ "$(store_tool get exports/w/volume.json | jq .generation)" = 1 ]
+[ "$(manifests)" = 1 ]
 qemu-io -f raw -c 'write -P 5 7M 1M' "$(uri w)" >/dev/null
-[ "$(field "$(ctl '{"cmd":"snapshot","export_id":"w"}')" generation)" = 3 ]
-wait $cpid && fail "the delayed writer moved the head"
-[ "$(jq -r .code "$tmp/c.reply")" = conflict ]
-jq -r .error "$tmp/c.reply" | matches 'changed during the publish'
-[ "$(store_tool get exports/w/volume.json | jq .generation)" = 3 ]
-[ "$(manifests)" = 3 ]
-[ "$(store_tool list exports/w/snapshots/ | grep -c '\.blob ')" = 3 ]
+[ "$(field "$(ctl '{"cmd":"snapshot","export_id":"w"}')" generation)" = 2 ]
+[ "$(store_tool get exports/w/volume.json | jq .epoch)" = $((epoch + 1)) ]
+
+# The old owner: writes refused (within its lease period: its next
+# renewal finds the revocation), its unpublished write kept.
+nbd=$a_nbd ctlsock=$a_ctl
+a_refuses () { [ "$(field "$(ctl '{"cmd":"status","export_id":"w"}')" writable)" = false ]; }
+wait_for 3 a_refuses || fail "the old owner still accepts writes after L"
+s=$(ctl '{"cmd":"status","export_id":"w"}')
+field "$s" notice | matches 'another host has taken it over'
+[ "$(field "$s" dirty_chunks)" = 1 ]
+qemu-io -f raw -c 'write -P 6 5M 1M' "$(uri w)" 2>/dev/null &&
+    fail "the old owner accepted a write"
+qemu-io -r -f raw -c 'read -P 4 6M 1M' "$(uri w)" >/dev/null
 echo OK

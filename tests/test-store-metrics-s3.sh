@@ -14,7 +14,7 @@
 . "$srcdir/functions.sh"
 requires nbdkit qemu-io jq /usr/bin/python3
 tmp=$(make_tmpdir)
-start_s3
+start_s3 cond-put
 s3port=${S3_ENDPOINT##*:}
 MiB=1048576
 
