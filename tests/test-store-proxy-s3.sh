@@ -91,7 +91,7 @@ st get k | cmp - "$tmp/obj"
 
 # A request never answered times out, and its retry is answered.
 proxy_ctl once hang
-st --stats --timeout 1 get k 2>"$tmp/err" | cmp - "$tmp/obj"
+st --stats --timeout 300ms get k 2>"$tmp/err" | cmp - "$tmp/obj"
 [ "$(proxy_stat hang)" = 1 ] && logged hang
 grep -q '^retry get timeout 1$' "$tmp/err"
 
