@@ -1,11 +1,12 @@
 /* lazyvol: HTTP requests over pooled libcurl handles (see http.h).
  *
- * The pool is a stack of idle CURL easy handles under pool->lock.  A
- * request pops one (or makes one), sets its options, performs, resets
- * it and pushes it back; the lock is never held during a transfer.  A handle
- * keeps its connection cache across curl_easy_reset, so a handle that
- * goes back to the pool carries its keep-alive connection to the next
- * request.  The stack grows to the peak number of concurrent requests.
+ * The pool is a stack of idle handles under pool->lock, each a CURL easy
+ * handle and the multi handle that runs it.  A request pops one (or makes
+ * one), sets its options, runs the transfer, resets the easy handle and
+ * pushes the pair back; the lock is never held during a transfer.  The
+ * multi handle keeps the connection cache, so a pair that goes back to
+ * the pool carries its keep-alive connection to the next request.  The
+ * stack grows to the peak number of concurrent requests.
  *
  * libcurl is initialised once per process (pthread_once) and never
  * cleaned up: other code in the same process (nbdkit, its other plugins)
@@ -18,8 +19,12 @@
  * caller's data buffer.
  *
  * Every request verifies TLS peers and hosts (libcurl's defaults, never
- * changed), follows no redirects, and gives up after pool->timeout
- * seconds to connect or without a byte moving.
+ * changed), follows no redirects, and gives up after pool->timeout_ms
+ * milliseconds to connect or without a byte moving.  That stall timeout
+ * is kept by this file's own loop around curl_multi_perform, which wakes
+ * up at the deadline: CURLOPT_LOW_SPEED_TIME counts whole seconds, and
+ * a progress callback is called only about once a second while nothing
+ * moves, so neither could time out a stall of 300 ms in 300 ms.
  */
 #include <config.h>
 
@@ -35,15 +40,22 @@
 #include "err.h"
 #include "http.h"
 #include "lock.h"
+#include "util.h"
 
 #define ERROR_BODY_MAX (64 * 1024)
 #define BODY_START 16384
 
+/* A transfer handle: EASY, run by MULTI, which keeps its connections. */
+struct handle {
+  CURL *easy;
+  CURLM *multi;
+};
+
 struct http_pool {
   pthread_mutex_t lock;         /* protects idle, nidle and cap */
-  CURL **idle;
+  struct handle *idle;
   size_t nidle, cap;
-  long timeout;
+  unsigned timeout_ms;
 };
 
 static pthread_once_t init_once = PTHREAD_ONCE_INIT;
@@ -56,7 +68,7 @@ init_curl (void)
 }
 
 struct http_pool *
-http_pool_new (unsigned timeout)
+http_pool_new (unsigned timeout_ms)
 {
   struct http_pool *pool;
 
@@ -72,8 +84,15 @@ http_pool_new (unsigned timeout)
     return NULL;
   }
   pthread_mutex_init (&pool->lock, NULL);
-  pool->timeout = timeout;
+  pool->timeout_ms = timeout_ms;
   return pool;
+}
+
+static void
+handle_close (struct handle *hd)
+{
+  curl_multi_cleanup (hd->multi);     /* closes its connections */
+  curl_easy_cleanup (hd->easy);
 }
 
 void
@@ -82,50 +101,59 @@ http_pool_free (struct http_pool *pool)
   if (pool == NULL)
     return;
   for (size_t i = 0; i < pool->nidle; i++)
-    curl_easy_cleanup (pool->idle[i]);
+    handle_close (&pool->idle[i]);
   free (pool->idle);
   pthread_mutex_destroy (&pool->lock);
   free (pool);
 }
 
-static CURL *
-pool_take (struct http_pool *pool)
+/* An idle handle from the pool, or a new one.  0, or -1 if out of memory. */
+static int
+pool_take (struct http_pool *pool, struct handle *hd)
 {
-  CURL *h = NULL;
-
   {
     LOCK_FOR_SCOPE (&pool->lock);
-    if (pool->nidle > 0)
-      h = pool->idle[--pool->nidle];
+    if (pool->nidle > 0) {
+      *hd = pool->idle[--pool->nidle];
+      return 0;
+    }
   }
-  return h ? h : curl_easy_init ();
+  hd->easy = curl_easy_init ();
+  hd->multi = curl_multi_init ();
+  if (hd->easy && hd->multi)
+    return 0;
+  handle_close (hd);
+  return -1;
 }
 
-/* Return H to the pool, or close it if the stack cannot grow.  Its
- * options are reset first, so no pointer into the finished request (its
- * error buffer, its sink) stays in it; its connections stay open.
+/* Return HD to the pool, or close it if the stack cannot grow.  The easy
+ * handle's options are reset first, so no pointer into the finished
+ * request (its error buffer, its sink) stays in it; the multi handle's
+ * connections stay open.
  */
 static void
-pool_give (struct http_pool *pool, CURL *h)
+pool_give (struct http_pool *pool, struct handle *hd)
 {
-  curl_easy_reset (h);
+  bool kept = false;
+
+  curl_easy_reset (hd->easy);
   {
     LOCK_FOR_SCOPE (&pool->lock);
     if (pool->nidle == pool->cap) {
       size_t cap = pool->cap ? 2 * pool->cap : 8;
-      CURL **idle = realloc (pool->idle, cap * sizeof *idle);
+      struct handle *idle = realloc (pool->idle, cap * sizeof *idle);
       if (idle) {
         pool->idle = idle;
         pool->cap = cap;
       }
     }
     if (pool->nidle < pool->cap) {
-      pool->idle[pool->nidle++] = h;
-      h = NULL;
+      pool->idle[pool->nidle++] = *hd;
+      kept = true;
     }
   }
-  if (h)
-    curl_easy_cleanup (h);
+  if (!kept)
+    handle_close (hd);
 }
 
 /* Where curl's callbacks put the reply, and why one stopped it. */
@@ -302,7 +330,7 @@ header_list (const char *const *headers)
  * the list to send.
  */
 static void
-setup (CURL *h, long timeout, const struct http_request *req,
+setup (CURL *h, unsigned timeout_ms, const struct http_request *req,
        struct curl_slist *headers, struct sink *k, char *errbuf)
 {
   curl_easy_setopt (h, CURLOPT_URL, req->url);
@@ -310,9 +338,7 @@ setup (CURL *h, long timeout, const struct http_request *req,
   curl_easy_setopt (h, CURLOPT_ERRORBUFFER, errbuf);
   curl_easy_setopt (h, CURLOPT_HTTPHEADER, headers);
   curl_easy_setopt (h, CURLOPT_TCP_KEEPALIVE, 1L);
-  curl_easy_setopt (h, CURLOPT_CONNECTTIMEOUT, timeout);
-  curl_easy_setopt (h, CURLOPT_LOW_SPEED_LIMIT, 1L);
-  curl_easy_setopt (h, CURLOPT_LOW_SPEED_TIME, timeout);
+  curl_easy_setopt (h, CURLOPT_CONNECTTIMEOUT_MS, (long) timeout_ms);
   curl_easy_setopt (h, CURLOPT_WRITEFUNCTION, on_body);
   curl_easy_setopt (h, CURLOPT_WRITEDATA, k);
   curl_easy_setopt (h, CURLOPT_HEADERFUNCTION, on_header);
@@ -329,6 +355,62 @@ setup (CURL *h, long timeout, const struct http_request *req,
   }
 }
 
+/* Bytes moved so far by the transfer on H: headers and body received,
+ * body sent.
+ */
+static uint64_t
+bytes_moved (CURL *h)
+{
+  curl_off_t down = 0, up = 0;
+  long headers = 0;
+
+  curl_easy_getinfo (h, CURLINFO_SIZE_DOWNLOAD_T, &down);
+  curl_easy_getinfo (h, CURLINFO_SIZE_UPLOAD_T, &up);
+  curl_easy_getinfo (h, CURLINFO_HEADER_SIZE, &headers);
+  return (uint64_t) down + (uint64_t) up + (uint64_t) headers;
+}
+
+/* Run the transfer set up on HD to its end, or until no byte has moved
+ * for TIMEOUT_MS (then *STALLED).  Its result, CURLE_OPERATION_TIMEDOUT
+ * when stalled.
+ */
+static CURLcode
+perform (struct handle *hd, unsigned timeout_ms, bool *stalled)
+{
+  const uint64_t timeout_ns = (uint64_t) timeout_ms * 1000000;
+  uint64_t moved = 0, last = time_mono_ns (), now;
+  CURLcode result = CURLE_FAILED_INIT;
+  CURLMsg *msg;
+  int running, left;
+
+  *stalled = false;
+  if (curl_multi_add_handle (hd->multi, hd->easy) != CURLM_OK)
+    return CURLE_OUT_OF_MEMORY;
+  while (curl_multi_perform (hd->multi, &running) == CURLM_OK && running) {
+    uint64_t m = bytes_moved (hd->easy);
+    now = time_mono_ns ();
+    if (m != moved) {
+      moved = m;
+      last = now;
+    }
+    else if (now - last >= timeout_ns) {
+      *stalled = true;
+      result = CURLE_OPERATION_TIMEDOUT;
+      break;
+    }
+    /* Wakes up at socket activity, curl's own timers, or the deadline. */
+    if (curl_multi_poll (hd->multi, NULL, 0,
+                         (timeout_ns - (now - last) + 999999) / 1000000,
+                         NULL) != CURLM_OK)
+      break;
+  }
+  while ((msg = curl_multi_info_read (hd->multi, &left)) != NULL)
+    if (msg->msg == CURLMSG_DONE && msg->easy_handle == hd->easy)
+      result = msg->data.result;
+  curl_multi_remove_handle (hd->multi, hd->easy);
+  return result;
+}
+
 int
 http_send (struct http_pool *pool, const struct http_request *req,
            struct http_response *resp)
@@ -336,23 +418,27 @@ http_send (struct http_pool *pool, const struct http_request *req,
   struct sink k = { .req = req, .resp = resp };
   struct curl_slist *headers;
   char errbuf[CURL_ERROR_SIZE] = "";
+  struct handle hd;
+  bool stalled;
   CURLcode c;
   int r = -1;
 
   memset (resp, 0, sizeof *resp);
   resp->content_length = UINT64_MAX;
-  k.h = pool_take (pool);
-  if (k.h == NULL)
+  if (pool_take (pool, &hd) == -1)
     return err_set (ENOMEM, "cannot create a curl handle");
+  k.h = hd.easy;
   headers = header_list (req->headers);
   if (headers == NULL) {
     err_set (ENOMEM, "out of memory for request headers");
     goto out;
   }
-  setup (k.h, pool->timeout, req, headers, &k, errbuf);
-  c = curl_easy_perform (k.h);
+  setup (k.h, pool->timeout_ms, req, headers, &k, errbuf);
+  c = perform (&hd, pool->timeout_ms, &stalled);
   curl_easy_getinfo (k.h, CURLINFO_RESPONSE_CODE, &resp->status);
-  if (c == CURLE_WRITE_ERROR && k.err == EFBIG)
+  if (stalled)
+    err_set (ETIMEDOUT, "%m (no progress for %u ms)", pool->timeout_ms);
+  else if (c == CURLE_WRITE_ERROR && k.err == EFBIG)
     err_set (EFBIG, "reply larger than the limit of %zu bytes", req->max);
   else if (c == CURLE_WRITE_ERROR && k.err == EBADMSG)
     err_set (EBADMSG, "reply longer than the %zu bytes asked for",
@@ -375,7 +461,7 @@ http_send (struct http_pool *pool, const struct http_request *req,
     r = 0;
  out:
   curl_slist_free_all (headers);
-  pool_give (pool, k.h);
+  pool_give (pool, &hd);
   if (r == -1)
     http_response_free (resp);
   return r;

@@ -36,10 +36,10 @@ struct http_response {
   char content_range[96];       /* the Content-Range header, or "" */
 };
 
-/* A pool of connections whose requests give up after TIMEOUT seconds
- * without progress (or to connect).  NULL with err_set.
+/* A pool of connections whose requests give up after TIMEOUT_MS
+ * milliseconds without progress (or to connect).  NULL with err_set.
  */
-struct http_pool *http_pool_new (unsigned timeout);
+struct http_pool *http_pool_new (unsigned timeout_ms);
 /* Close every connection and free POOL; NULL is allowed. */
 void http_pool_free (struct http_pool *pool);
 /* Send REQ and fill *RESP, whatever the HTTP status.  -1 with err_set if

@@ -48,7 +48,7 @@
 #include "util.h"
 #include "xml.h"
 
-#define DEFAULT_TIMEOUT 30
+#define DEFAULT_TIMEOUT_MS 30000
 #define BACKOFF_BASE_MS 100
 #define BACKOFF_CAP_MS 5000
 #define LOWER_DIGITS "abcdefghijklmnopqrstuvwxyz0123456789"
@@ -450,7 +450,8 @@ s3_client_open (const struct store_config *cfg, struct store *st)
     goto err;
   }
   c->retries = cfg->retries;
-  c->pool = http_pool_new (cfg->timeout ? cfg->timeout : DEFAULT_TIMEOUT);
+  c->pool = http_pool_new (cfg->timeout_ms ? cfg->timeout_ms
+                           : DEFAULT_TIMEOUT_MS);
   if (c->pool == NULL)
     goto err;
   return c;

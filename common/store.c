@@ -28,6 +28,28 @@ store_parse_backend (const char *name)
   return -1;
 }
 
+bool
+store_parse_timeout (const char *s, unsigned *ms)
+{
+  unsigned long long n;
+  char *end;
+
+  if (*s < '0' || *s > '9')
+    return false;
+  errno = 0;
+  n = strtoull (s, &end, 10);
+  if (errno)
+    return false;
+  if (*end == '\0' || strcmp (end, "s") == 0)
+    n = n <= 3600 ? n * 1000 : 0;       /* seconds */
+  else if (strcmp (end, "ms") != 0)
+    return false;
+  if (n < 1 || n > 3600 * 1000)
+    return false;
+  *ms = n;
+  return true;
+}
+
 const char *
 store_backend_name (enum store_backend backend)
 {

@@ -37,7 +37,8 @@ struct store_config {
   const char *r2_account_id;    /* r2: derives the endpoint */
   enum store_addressing addressing; /* auto: virtual on AWS, else path */
   unsigned retries;             /* tries after the first (default 5) */
-  unsigned timeout;             /* seconds without progress (default 30) */
+  unsigned timeout_ms;          /* milliseconds without progress, or to
+                                 * connect (default 30000) */
   unsigned file_mode;           /* file: mode of new objects (default 0600;
                                  * directories get x where r is set) */
 };
@@ -49,6 +50,12 @@ struct store_config {
 bool store_key_valid (const char *key, bool is_prefix);
 /* Parse "file", "s3" or "r2"; -1 if unknown. */
 int store_parse_backend (const char *name);
+/* Parse a timeout for store_config.timeout_ms: "1500ms", "2s" or a bare
+ * number of seconds ("30"), from 1 ms to 1 hour, into *MS.  False if S is
+ * not one.
+ */
+bool store_parse_timeout (const char *s, unsigned *ms)
+  __attribute__ ((__nonnull__));
 /* The name of a backend ("file", "s3", "r2"). */
 const char *store_backend_name (enum store_backend backend);
 

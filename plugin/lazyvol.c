@@ -44,7 +44,8 @@
 #define POOL_QUEUE 1024
 
 static struct store_config cfg = { .backend = STORE_S3, .retries = 5,
-                                   .timeout = 30, .file_mode = 0600 };
+                                   .timeout_ms = 30000,
+                                   .file_mode = 0600 };
 static bool backend_given;
 static char *cache_root;
 static char *export_root;
@@ -187,8 +188,14 @@ lazyvol_config (const char *key, const char *value)
   }
   if (strcmp (key, "retries") == 0)
     return parse_unsigned (key, value, &cfg.retries, 0, 100);
-  if (strcmp (key, "timeout") == 0)
-    return parse_unsigned (key, value, &cfg.timeout, 1, 3600);
+  if (strcmp (key, "timeout") == 0) {
+    if (!store_parse_timeout (value, &cfg.timeout_ms)) {
+      nbdkit_error ("timeout must be seconds (30, 2s) or milliseconds "
+                    "(1500ms), from 1ms to 3600s, not %s", value);
+      return -1;
+    }
+    return 0;
+  }
   if (strcmp (key, "discover") == 0) {
     if ((b = nbdkit_parse_bool (value)) == -1)
       return -1;
@@ -268,7 +275,8 @@ lazyvol_config_complete (void)
   "readahead=N             Chunks fetched ahead of sequential reads (8).\n" \
   "fetch-threads=N         Background fetch threads (16).\n" \
   "file-mode=MODE          Mode of new file-store objects (0600).\n" \
-  "retries=N, timeout=SECS Object store retries (5) and stall timeout (30).\n" \
+  "retries=N               Object store retries (5).\n" \
+  "timeout=30|2s|1500ms    Object store stall timeout, seconds or ms (30).\n" \
   "discover=false          Do not load the exports found at start.\n" \
   "host-id=ID              This host's name in owner records (host name).\n" \
   "lease=SECS              Lease period: a host that loses an export stops\n" \

@@ -5,6 +5,7 @@
 #   wait_for SECONDS CMD...  retry CMD until it succeeds or time runs out
 #   start_nbdkit SOCK ARGS   nbdkit with the lazyvol plugin on a Unix socket
 #   start_s3 [cond-put]      a local S3 store (Swift) for this test
+#   start_store_proxy DIR ARGS  tests/store-proxy (faults) in front of it
 #   start_lazyvold DIR ARGS  the daemon, driven with api / api_expect (curl)
 #   fail MESSAGE             print and exit 1
 #   cmd | matches PATTERN    grep -q without cutting cmd short (pipefail)
@@ -141,6 +142,40 @@ start_s3 ()
     export S3_ENDPOINT S3_BUCKET S3_REGION S3_ACCESS_KEY S3_SECRET_KEY
     export AWS_ACCESS_KEY_ID=$S3_ACCESS_KEY
     export AWS_SECRET_ACCESS_KEY=$S3_SECRET_KEY
+}
+
+# start_store_proxy DIR [STORE-PROXY-ARGS...]: tests/store-proxy in front
+# of the store of start_s3 (a fault injector: see store-proxy --help),
+# with its port file, stats file, control socket and fault log in DIR;
+# stopped at exit.  Sets $proxy_url (its endpoint), $proxy_pid and
+# $proxy_dir.  Start another one to start afresh.
+start_store_proxy ()
+{
+    local d=$1
+    shift
+    [ -n "${proxy_pid:-}" ] && kill_wait "$proxy_pid"
+    mkdir -p "$d"
+    rm -f "$d/port"
+    "$STORE_PROXY" --upstream "${S3_ENDPOINT##*:}" --port-file "$d/port" \
+        --stats "$d/stats" --control "$d/ctl.sock" --log "$d/faults.log" \
+        "$@" &
+    proxy_pid=$!
+    proxy_dir=$d
+    cleanup_fn kill_wait "$proxy_pid"
+    wait_for 10 test -s "$d/port" || fail "store-proxy did not start"
+    proxy_url=http://127.0.0.1:$(cat "$d/port")
+}
+
+# proxy_stat NAME: a counter of the last store proxy (requests, reset...).
+proxy_stat ()
+{
+    sed -n "s/^$1 //p" "$proxy_dir/stats"
+}
+
+# proxy_ctl COMMAND...: a command to the last store proxy ("once reset").
+proxy_ctl ()
+{
+    "$STORE_PROXY" ctl "$proxy_dir/ctl.sock" "$@"
 }
 
 # The object store the test runs against: LAZYVOL_TEST_BACKEND=file (a

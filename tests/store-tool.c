@@ -3,7 +3,7 @@
  *
  *   store-tool [--backend file|s3|r2] --bucket B [--endpoint-url URL]
  *              [--region R] [--r2-account-id ID] [--addressing path|virtual]
- *              [--retries N] [--timeout S] COMMAND ARGS...
+ *              [--retries N] [--timeout SECS|Ns|Nms] COMMAND ARGS...
  *
  *   get KEY [MAX]               object (of at most MAX bytes) to stdout
  *   get-range KEY OFFSET LEN    bytes to stdout
@@ -212,7 +212,7 @@ main (int argc, char **argv)
     { NULL, 0, NULL, 0 }
   };
   struct store_config cfg = { .backend = STORE_FILE, .retries = 5,
-                              .timeout = 30, .file_mode = 0600 };
+                              .timeout_ms = 30000, .file_mode = 0600 };
   bool stats = false;
   int c, r;
 
@@ -235,7 +235,12 @@ main (int argc, char **argv)
         : STORE_ADDR_AUTO;
       break;
     case 'R': cfg.retries = atoi (optarg); break;
-    case 't': cfg.timeout = atoi (optarg); break;
+    case 't':
+      if (!store_parse_timeout (optarg, &cfg.timeout_ms)) {
+        fprintf (stderr, "store-tool: bad --timeout %s\n", optarg);
+        return 2;
+      }
+      break;
     case 's': stats = true; break;
     default: return 2;
     }

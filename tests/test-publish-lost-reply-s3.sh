@@ -16,14 +16,12 @@ LAZYVOL_TEST_BACKEND=s3
 start_store "$tmp"
 real=$S3_ENDPOINT
 
-# All of lazyvol's requests go through the fault proxy.
-/usr/bin/python3 "$abs_top_srcdir/tests/fault_proxy.py" "$tmp/port" \
-    "$tmp/seen" "${S3_ENDPOINT##*:}" none 0 volume.json "$tmp/lose" \
-    "$tmp/down" &
-cleanup_fn kill_wait $!
-wait_for 10 test -s "$tmp/port" || fail "the fault proxy did not start"
+# All of lazyvol's requests go through the fault proxy: while $tmp/lose
+# exists, the reply of the next conditional put of a volume.json is lost.
+start_store_proxy "$tmp/proxy" --lose-suffix volume.json \
+    --lose-file "$tmp/lose" --down-file "$tmp/down"
 STORE_ARGS=(storage-backend=s3 "bucket=$S3_BUCKET"
-            "endpoint-url=http://127.0.0.1:$(cat "$tmp/port")" retries=2 timeout=10)
+            "endpoint-url=$proxy_url" retries=2 timeout=10)
 start_lazyvol "$tmp/w" 2> "$tmp/log"
 status () { ctl '{"cmd":"status","export_id":"lr"}'; }
 head_gen () { store_tool get exports/lr/volume.json | jq .generation; }
@@ -37,6 +35,7 @@ nbdcopy "$tmp/image" "$(uri lr)"
 echo once > "$tmp/lose"
 r=$(ctl '{"cmd":"snapshot","export_id":"lr"}')
 [ ! -e "$tmp/lose" ]                  # the fault did happen
+[ "$(proxy_stat lost-reply)" = 1 ]
 [ "$(field "$r" snapshot_created)" = true ]
 [ "$(field "$r" generation)" = 1 ]
 [ "$(head_gen)" = 1 ] && [ "$(manifests)" = 1 ]

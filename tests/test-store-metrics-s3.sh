@@ -15,34 +15,25 @@
 requires nbdkit qemu-io jq /usr/bin/python3
 tmp=$(make_tmpdir)
 start_s3 cond-put
-s3port=${S3_ENDPOINT##*:}
 MiB=1048576
 
-# proxy MODE N: (re)start the proxy; $inj is its endpoint.  While
-# $tmp/down exists it answers 503 to everything.
-proxy ()
-{
-    [ -n "${inj_pid:-}" ] && kill_wait "$inj_pid"
-    rm -f "$tmp/port" "$tmp/seen"
-    /usr/bin/python3 "$abs_top_srcdir/tests/fault_proxy.py" "$tmp/port" \
-        "$tmp/seen" "$s3port" "$1" "$2" /no-such-key "$tmp/lose" "$tmp/down" &
-    inj_pid=$!
-    cleanup_fn kill_wait "$inj_pid"
-    wait_for 10 test -s "$tmp/port" || fail "the fault injector did not start"
-    inj=http://127.0.0.1:$(cat "$tmp/port")
-}
-# serve MODE N: a fresh nbdkit (empty cache) through a fresh proxy, with
-# export m open.
+# serve [COMMAND]: a fresh nbdkit (empty cache) through a fresh proxy
+# (tests/store-proxy) that runs COMMAND ("next 2 corrupt-range": the next
+# two ranged GETs have a byte flipped); from the second call on, with
+# export m open.  While $tmp/down exists the proxy answers 503 to
+# everything.
 n=0
 serve ()
 {
     [ -n "${nbdkit_pid:-}" ] && stop_lazyvol
-    proxy "$1" "$2"
-    STORE_ARGS=(storage-backend=s3 "bucket=$S3_BUCKET" "endpoint-url=$inj"
-                retries=2 timeout=10 readahead=0 discover=false)
     n=$((n + 1))
+    start_store_proxy "$tmp/proxy$n" --down-file "$tmp/down" \
+        ${1+--command "$1"}
+    STORE_ARGS=(storage-backend=s3 "bucket=$S3_BUCKET"
+                "endpoint-url=$proxy_url" retries=2 timeout=10 readahead=0
+                discover=false)
     start_lazyvol "$tmp/$n"
-    [ "$1" = setup ] || ctl '{"cmd":"open","export_id":"m"}' >/dev/null
+    [ "$n" = 1 ] || ctl '{"cmd":"open","export_id":"m"}' >/dev/null
 }
 # count TABLE OP REASON: a cell of the store's failure or retry counters.
 count ()
@@ -53,32 +44,35 @@ count ()
 }
 total () { ctl '{"cmd":"metrics"}' | jq "[.store.$1[].count] | add // 0"; }
 
-serve setup 0
+serve
 ctl '{"cmd":"create","export_id":"m","size":8388608,"chunk_size":1048576}' >/dev/null
 qemu-io -f raw -c 'write -P 0x3c 0 4M' -c flush "$(uri m)" >/dev/null
 ctl '{"cmd":"snapshot","export_id":"m"}' >/dev/null
 ctl '{"cmd":"open","export_id":"missing"}' >/dev/null && fail "opened nothing"
 [ "$(total errors)" = 0 ] || fail "a 404 counted as a failure"
 
-serve corrupt-doc 1
+serve "next 1 corrupt-doc"
+[ "$(proxy_stat corrupt-doc)" = 1 ]
 [ "$(count retries get corrupt)" = 1 ]
 [ "$(total errors)" = 0 ]
 
-serve corrupt 2
+serve "next 2 corrupt-range"
 qemu-io -f raw -c 'read -P 0x3c 0 1M' "$(uri m)" >/dev/null
+[ "$(proxy_stat corrupt-range)" = 2 ]
 [ "$(count retries get_range corrupt)" = 2 ]
 [ "$(total errors)" = 0 ]
 
-serve corrupt 3
+serve "next 3 corrupt-range"
 qemu-io -f raw -c "read $MiB 4k" "$(uri m)" >/dev/null 2>&1 &&
     fail "a chunk that failed its SHA-256 three times was served"
+[ "$(proxy_stat corrupt-range)" = 3 ]
 [ "$(count retries get_range corrupt)" = 2 ]
 [ "$(count errors get_range corrupt)" = 1 ]
 [ "$(total errors)" = 1 ]
 ctl '{"cmd":"metrics"}' | jq -e '.exports[0].fill_errors == 1' >/dev/null
 qemu-io -f raw -c "read -P 0x3c $MiB 1M" "$(uri m)" >/dev/null  # now clean
 
-serve corrupt 0
+serve
 touch "$tmp/down"
 for c in 2 3; do
     qemu-io -f raw -c "read $((c*MiB)) 4k" "$(uri m)" >/dev/null 2>&1 &&

@@ -8,7 +8,7 @@
 #  - 503 and 429 answers are retried with backoff until the store
 #    recovers, and the caller sees only success; 503 forever gives up with
 #    "HTTP 503 after N tries"; a 4xx is final at once.  A fault injector
-#    (a small HTTP proxy in front of Swift) answers the first N requests
+#    (tests/store-proxy in front of Swift) answers the next N requests
 #    with a chosen status, checks every body against its signed SHA-256
 #    (x-amz-content-sha256), and counts the requests and connections it
 #    sees (requests in a row share one); store-tool --stats counts what
@@ -55,73 +55,68 @@ st --endpoint-url "http://127.0.0.1:$down" --retries 2 --stats get k \
 grep -q 'get k: .*(gave up after 3 tries) \[store_unavailable\]$' "$tmp/err"
 grep -q '^requests=3 errors=1 retries=2 ' "$tmp/err"
 
-# --- the fault injector: inject STATUS N starts it in front of Swift,
-# answering the first N requests with STATUS ("hang": never answering);
-# $inj is its endpoint, and $tmp/seen counts the requests it received.
+# --- the fault injector: inject [COMMAND] starts a fresh one in front of
+# Swift that runs COMMAND ("next 3 503": the next 3 requests are answered
+# 503 without reaching the store; "next 1000 hang": never answered); $inj
+# is its endpoint, and proxy_stat counts what it saw.
 inject ()
 {
-    [ -n "${inj_pid:-}" ] && kill_wait "$inj_pid"
-    rm -f "$tmp/port" "$tmp/seen"
-    /usr/bin/python3 "$abs_top_srcdir/tests/fault_proxy.py" "$tmp/port" \
-                     "$tmp/seen" "$s3port" "$1" "$2" &
-    inj_pid=$!
-    cleanup_fn kill_wait "$inj_pid"
-    wait_for 10 test -s "$tmp/port" || fail "the fault injector did not start"
-    inj=http://127.0.0.1:$(cat "$tmp/port")
+    start_store_proxy "$(make_tmpdir)" ${1+--command "$1"}
+    inj=$proxy_url
 }
 
 # Every request carries the SHA-256 of its body (the injector checks it,
 # as AWS does): puts, an empty-bodied one, and each step of an upload.
-inject 503 0
+inject
 : > "$tmp/empty"
 head -c 11000000 /dev/urandom > "$tmp/big"
 st --endpoint-url "$inj" put k3 "$tmp/obj" >/dev/null
 st --endpoint-url "$inj" put k4 "$tmp/empty" >/dev/null
 st --endpoint-url "$inj" upload big "$tmp/big" 5M
 st --endpoint-url "$inj" get big | cmp - "$tmp/big"
-[ "$(cat "$tmp/seen")" = 8 ]
+[ "$(proxy_stat requests)" = 8 ]
 
 # Requests one after another share one kept-alive connection: a listing
 # in three pages of one key (k, k3, k4).
-inject 503 0
+inject
 [ "$(LAZYVOL_S3_MAX_KEYS=1 st --endpoint-url "$inj" list k | wc -l)" = 3 ]
-[ "$(cat "$tmp/seen")" = 3 ]
-[ "$(cat "$tmp/seen.connections")" = 1 ]
+[ "$(proxy_stat requests)" = 3 ]
+[ "$(proxy_stat connections)" = 1 ]
 
 # 503 three times, then the store recovers: the caller sees the object.
-inject 503 3
+inject "next 3 503"
 st --endpoint-url "$inj" --stats get k 2>"$tmp/err" | cmp - "$tmp/obj"
 grep -q '^requests=4 errors=0 retries=3 in=300000 ' "$tmp/err"
-[ "$(cat "$tmp/seen")" = 4 ]
+[ "$(proxy_stat requests)" = 4 ]
 
 # 429 (SlowDown) twice on a put: retried, the object is stored.
-inject 429 2
+inject "next 2 429"
 st --endpoint-url "$inj" --stats put k2 "$tmp/obj" 2>"$tmp/err" >/dev/null
 grep -q '^requests=3 errors=0 retries=2 ' "$tmp/err"
 st --endpoint-url "$S3_ENDPOINT" get k2 | cmp - "$tmp/obj"
 
 # 503 for ever: gives up after the retries, saying so.
-inject 503 1000
+inject "next 1000 503"
 st --endpoint-url "$inj" --retries 2 get k 2>"$tmp/err" &&
     fail "503 for ever succeeded"
 grep -q 'get k: HTTP 503 after 3 tries (SlowDown: injected) \[store_error\]$' "$tmp/err"
-[ "$(cat "$tmp/seen")" = 3 ]
+[ "$(proxy_stat requests)" = 3 ]
 
 # A 400 is final at once: one request only.
-inject 400 1
+inject "next 1 400"
 st --endpoint-url "$inj" --stats get k 2>"$tmp/err" && fail "400 succeeded"
 grep -q 'HTTP 400 (InvalidRequest: injected)' "$tmp/err"
 grep -q '^requests=1 errors=1 retries=0 ' "$tmp/err"
-[ "$(cat "$tmp/seen")" = 1 ]
+[ "$(proxy_stat requests)" = 1 ]
 
 # A store that accepts but never answers times out, each try.
-inject hang 1000
+inject "next 1000 hang"
 t0=$(ms)
 st --endpoint-url "$inj" --timeout 1 --retries 1 get k 2>"$tmp/err" &&
     fail "a silent store answered"
 [ $(( $(ms) - t0 )) -lt 15000 ]
 grep -qi 'timed out.*\[store_unavailable\]$' "$tmp/err"
-[ "$(cat "$tmp/seen")" = 2 ]
+[ "$(proxy_stat requests)" = 2 ]
 
 # --- TLS peers are verified: a self-signed certificate is refused, at
 # once (no retry), and nothing is sent.
