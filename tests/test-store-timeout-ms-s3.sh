@@ -12,7 +12,7 @@
 #    returns the chunk's bytes well within the delay.
 . "$srcdir/functions.sh"
 requires nbdkit qemu-io jq cmp
-start_s3
+start_s3 cond-put
 tmp=$(make_tmpdir)
 
 st () { "$STORE_TOOL" --backend s3 --bucket "$S3_BUCKET" \
