@@ -25,6 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "crash.h"
 #include "err.h"
 #include "fork.h"
 #include "publish.h"
@@ -59,6 +60,7 @@ fork_move_cache (struct volume_env *env, const char *export_id,
 
   if (from == NULL || to == NULL)
     return -1;
+  CRASH_POINT ("fork.after_create");
   if (rename (from, to) == -1)
     return err_set (errno, "move %s to %s: %m", from, to);
   return fsync_dir (env->cache_root);

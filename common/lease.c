@@ -63,6 +63,10 @@ struct lease {
   struct lease_record rec;      /* as last written */
   char etag[128];               /* of rec */
   bool lapsed;                  /* renewals failed past the period */
+  /* The last host found dead, and the etag its record had: another of its
+   * exports need not wait again while the record stays that way.
+   */
+  char dead_key[256], dead_etag[128];
   int error;                    /* of the last renewal, if it failed */
   char why[256];
   struct hold *holds;
@@ -431,6 +435,11 @@ lease_wait_dead (struct lease *l, const char *host_id, const char *cache_id)
       etag[0] = '\0';           /* no record: unchanged, as absent */
     else
       return -1;
+    if (first) {
+      LOCK_FOR_SCOPE (&l->lock);
+      if (strcmp (key, l->dead_key) == 0 && strcmp (etag, l->dead_etag) == 0)
+        return 1;               /* found dead before, and still silent */
+    }
     if (!first && strcmp (etag, seen) != 0) {
       log_info ("host %s renewed its lease during the wait: it is alive",
                 host_id);
@@ -438,8 +447,12 @@ lease_wait_dead (struct lease *l, const char *host_id, const char *cache_id)
     }
     first = false;
     memcpy (seen, etag, sizeof seen);
-    if (time_mono_ns () - since >= ms_to_ns (period * 3 / 2))
+    if (time_mono_ns () - since >= ms_to_ns (period * 3 / 2)) {
+      LOCK_FOR_SCOPE (&l->lock);
+      snprintf (l->dead_key, sizeof l->dead_key, "%s", key);
+      memcpy (l->dead_etag, etag, sizeof l->dead_etag);
       return 1;
+    }
     sleep_ms (period / 6 > POLL_MIN_MS ? period / 6 : POLL_MIN_MS);
   }
 }
@@ -455,6 +468,7 @@ lease_revoke (struct lease *l, const char *host_id, const char *cache_id,
     return -1;
   for (int tries = 0; tries < 5; tries++) {
     struct lease_record rec;
+    struct store_obj obj;
     char etag[128];
 
     if (get_record (l, key, host_id, &rec, etag) == -1)
@@ -472,8 +486,13 @@ lease_revoke (struct lease *l, const char *host_id, const char *cache_id,
       return -1;
     if (store_put (l->st, key, json, strlen (json),
                    l->cfg.unconditional ? STORE_PUT_ANY : STORE_PUT_IF_MATCH,
-                   l->cfg.unconditional ? NULL : etag, NULL) == 0)
+                   l->cfg.unconditional ? NULL : etag, &obj) == 0) {
+      /* Our own write does not make a dead host alive. */
+      LOCK_FOR_SCOPE (&l->lock);
+      if (strcmp (key, l->dead_key) == 0 && strcmp (etag, l->dead_etag) == 0)
+        memcpy (l->dead_etag, obj.etag, sizeof l->dead_etag);
       return 0;
+    }
     if (errno != ESTALE)
       return -1;
   }

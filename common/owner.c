@@ -38,6 +38,7 @@
 #include <sys/random.h>
 #include <unistd.h>
 
+#include "crash.h"
 #include "err.h"
 #include "lease.h"
 #include "owner.h"
@@ -285,16 +286,10 @@ owner_acquire (struct volume_env *env, struct volume_head *head,
       time_now_iso8601 (rec->since);
       if ((json = owner_format (rec)) == NULL)
         return -1;
-      if (put_if (env, key, json, etag, NULL) == -1) {
-        if (errno == ESTALE)
-          continue;             /* another host took it: look again */
-        return -1;
-      }
-      log_info ("export %s: owned by this host (%s) at epoch %ju",
-                head->export_id, env->host_id, (uintmax_t) rec->epoch);
-      took = true;
-      /* Tell the previous owner, in case it is alive after all: its next
-       * renewal finds the revocation, and it stops writing.
+      /* Tell the previous owner first, in case it is alive after all: its
+       * next renewal finds the revocation, and it stops writing, even if
+       * this host dies before its fence.  (Should the take below fail,
+       * the revocation names an epoch that is over anyway.)
        */
       if (cur.host_id[0] &&
           lease_revoke (env->lease, cur.host_id, cur.cache_id,
@@ -302,6 +297,15 @@ owner_acquire (struct volume_env *env, struct volume_head *head,
         log_warn ("export %s: could not tell host %s that it lost it: %s "
                   "(it stops writing when its lease lapses)",
                   cur.export_id, cur.host_id, err_msg ());
+      if (put_if (env, key, json, etag, NULL) == -1) {
+        if (errno == ESTALE)
+          continue;             /* another host took it: look again */
+        return -1;
+      }
+      CRASH_POINT ("takeover.after_owner");
+      log_info ("export %s: owned by this host (%s) at epoch %ju",
+                head->export_id, env->host_id, (uintmax_t) rec->epoch);
+      took = true;
     }
     if (lease_hold (env->lease, head->export_id, rec->epoch, lost) == -1 ||
         fence_head (env, head, head_etag, rec->epoch) == -1) {
@@ -309,6 +313,7 @@ owner_acquire (struct volume_env *env, struct volume_head *head,
         undo_take (env, head->export_id, rec->epoch);
       return -1;
     }
+    CRASH_POINT ("takeover.after_fence");
     *owned = true;
     return took;
   }

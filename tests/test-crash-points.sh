@@ -8,6 +8,13 @@
 #    punched: after the restart nothing is dirty and every chunk reads as
 #    the published image (the stale bytes left in cache.raw are never
 #    served).
+#  - takeover.after_owner: host B dies having revoked the export from a
+#    live owner A and written owner.json, before fencing the head: A
+#    stops accepting writes within its lease period and cannot publish;
+#    B's restart finds the export its own, fences the head and publishes.
+#  - fork.after_create: the new export exists as a plain clone, the
+#    local writes are still the old export's (stale), and a fork to
+#    another name keeps them.
 . "$srcdir/functions.sh"
 requires nbdkit qemu-io jq
 requires_crash_points
@@ -55,4 +62,38 @@ start_lazyvol "$tmp/w"
 r=$(status s)
 [ "$(field "$r" dirty_chunks)" = 0 ] && [ "$(field "$r" resident_chunks)" = 0 ]
 qemu-io -f raw -c 'read -P 0x51 0 4M' -c 'read -P 0 4M 4M' "$(uri s)" >/dev/null
+stop_lazyvol
+
+# A takeover that dies between owner.json and the fence.
+start_lazyvol "$tmp/w" host-id=hosta lease=3
+a_ctl=$ctlsock a_nbd=$nbd a_pid=$nbdkit_pid
+qemu-io -f raw -c 'write -P 0x61 0 1M' "$(uri s)" >/dev/null
+crash_at takeover.after_owner start_lazyvol "$tmp/b" host-id=hostb lease=3 \
+    discover=false
+die '{"cmd":"open","export_id":"s","takeover":"force"}'
+[ "$(store_tool get exports/s/owner.json | jq -r .host_id)" = hostb ]
+nbd=$a_nbd ctlsock=$a_ctl
+a_refuses () { [ "$(field "$(status s)" writable)" = false ]; }
+wait_for 3 a_refuses || fail "the old owner still accepts writes"
+r=$(ctl '{"cmd":"snapshot","export_id":"s"}') && fail "the old owner published"
+nbdkit_pid=$a_pid stop_lazyvol
+start_lazyvol "$tmp/b" host-id=hostb lease=3
+r=$(status s)
+[ "$(field "$r" owner.host_id)" = hostb ] && [ "$(field "$r" writable)" = true ]
+[ "$(store_tool get exports/s/volume.json | jq .epoch)" = "$(field "$r" owner.epoch)" ]
+qemu-io -f raw -c 'write -P 0x62 1M 1M' "$(uri s)" >/dev/null
+ctl '{"cmd":"snapshot","export_id":"s"}' >/dev/null
+stop_lazyvol
+
+# A fork that dies after creating the new export.  (Host A wrote chunk 0
+# and lost the export: its write is kept, and stale since B published.)
+crash_at fork.after_create start_lazyvol "$tmp/w" host-id=hosta lease=3
+[ "$(field "$(status s)" stale)" = true ]
+die '{"cmd":"fork","export_id":"s","new_export_id":"f1"}'
+start_lazyvol "$tmp/w" host-id=hosta lease=3
+[ "$(field "$(status f1)" dirty_chunks)" = 0 ]
+[ "$(field "$(status s)" stale)" = true ]
+r=$(ctl '{"cmd":"fork","export_id":"s","new_export_id":"f2"}')
+[ "$(field "$r" dirty_chunks)" = 1 ] && [ "$(field "$r" writable)" = true ]
+qemu-io -r -f raw -c 'read -P 0x61 0 1M' -c 'read -P 0x51 1M 1M' "$(uri f2)" >/dev/null
 echo OK

@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Failover of a whole host at start: host A owns three exports and dies;
+# host B starts with takeover=true and takes all three once A's lease has
+# expired, waiting for that once (1.5 L), not once per export.  With no
+# takeover, a third host finds them B's and loads them read-only.
+. "$srcdir/functions.sh"
+requires nbdkit qemu-io jq
+tmp=$(make_tmpdir)
+start_store "$tmp"
+L=3
+
+start_lazyvol "$tmp/a" host-id=hosta lease=$L
+for e in e1 e2 e3; do
+    ctl "{\"cmd\":\"create\",\"export_id\":\"$e\",\"size\":4194304,\"chunk_size\":1048576}" >/dev/null
+    qemu-io -f raw -c 'write -P 7 0 1M' "$(uri $e)" >/dev/null
+done
+stop_lazyvol KILL
+
+t0=$(date +%s%N)
+start_lazyvol "$tmp/b" host-id=hostb lease=$L takeover=true
+took=$(( ($(date +%s%N) - t0) / 1000000 ))
+echo "B started in $took ms"
+for e in e1 e2 e3; do
+    s=$(ctl "{\"cmd\":\"status\",\"export_id\":\"$e\"}")
+    [ "$(field "$s" owner.host_id)" = hostb ]
+    [ "$(field "$s" writable)" = true ]
+done
+[ "$took" -ge $((L * 1000)) ] || fail "took A's exports before its lease expired"
+[ "$took" -lt $((L * 1000 * 3)) ] || fail "waited for A's lease once per export"
+
+start_lazyvol "$tmp/c" host-id=hostc lease=$L
+for e in e1 e2 e3; do
+    s=$(ctl "{\"cmd\":\"status\",\"export_id\":\"$e\"}")
+    [ "$(field "$s" owner.host_id)" = hostb ]
+    [ "$(field "$s" writable)" = false ]
+done
+echo OK
