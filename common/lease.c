@@ -140,31 +140,64 @@ apply_revocations (struct lease *l, const struct lease_record *rec)
     }
 }
 
-/* After a lapse: keep only the holds owner.json still gives us. */
-static void
+/* Is export H still ours by owner.json?  1 yes, 0 no, -1 unknown. */
+static int
+still_ours (struct lease *l, const struct hold *h)
+{
+  CLEANUP_FREE char *key = key_owner (l->cfg.root, h->export_id);
+  CLEANUP_FREE char *json = NULL;
+  struct owner_record o;
+  size_t len;
+
+  if (key == NULL)
+    return -1;
+  if (store_get (l->st, key, VOLUME_JSON_MAX, &json, &len, NULL) == -1)
+    return errno == ENOENT ? 0 : -1;
+  if (owner_parse (json, len, h->export_id, &o) == -1)
+    return 0;
+  return strcmp (o.host_id, l->cfg.host_id) == 0 &&
+    strcmp (o.cache_id, l->cfg.cache_id) == 0 && o.epoch == h->epoch;
+}
+
+/* After a lapse: keep only the holds owner.json still gives us.  Called
+ * with l->lock held; drops it around the requests, working on a copy of
+ * the holds (they may change meanwhile).  0, or -1 if some could not be
+ * checked: the lease stays lapsed.
+ */
+static int
 verify_holds (struct lease *l)
 {
-  for (size_t i = 0; i < l->nholds; i++) {
-    struct hold *h = &l->holds[i];
-    CLEANUP_FREE char *key = key_owner (l->cfg.root, h->export_id);
-    CLEANUP_FREE char *json = NULL;
-    struct owner_record o;
-    size_t len;
-    bool ours = false;
+  size_t n = l->nholds;
+  CLEANUP_FREE struct hold *copy = malloc ((n ? n : 1) * sizeof *copy);
+  CLEANUP_FREE signed char *ours = malloc (n ? n : 1);
+  int r = 0;
 
-    if (key && store_get (l->st, key, VOLUME_JSON_MAX, &json, &len,
-                          NULL) == 0 &&
-        owner_parse (json, len, h->export_id, &o) == 0)
-      ours = strcmp (o.host_id, l->cfg.host_id) == 0 &&
-        strcmp (o.cache_id, l->cfg.cache_id) == 0 && o.epoch == h->epoch;
-    if (!ours) {
+  if (copy == NULL || ours == NULL)
+    return err_set (ENOMEM, "out of memory");
+  memcpy (copy, l->holds, n * sizeof *copy);
+  pthread_mutex_unlock (&l->lock);
+  for (size_t i = 0; i < n; i++)
+    if ((ours[i] = still_ours (l, &copy[i])) == -1)
+      r = -1;
+  pthread_mutex_lock (&l->lock);
+  for (size_t i = 0; i < n; i++) {
+    if (ours[i] != 0)
+      continue;
+    for (size_t k = 0; k < l->nholds; k++) {
+      struct hold *h = &l->holds[k];
+
+      if (strcmp (h->export_id, copy[i].export_id) != 0 ||
+          h->epoch != copy[i].epoch)
+        continue;
       log_warn ("export %s: this host's lease lapsed and owner.json no "
                 "longer names it: writes stay refused; unpublished writes "
                 "are kept", h->export_id);
       atomic_store (h->lost, true);
-      l->holds[i--] = l->holds[--l->nholds];
+      l->holds[k] = l->holds[--l->nholds];
+      break;
     }
   }
+  return r;
 }
 
 /* Renew once.  Called with l->lock held; drops it around requests. */
@@ -214,9 +247,11 @@ renew (struct lease *l)
   l->error = 0;
   if (l->lapsed) {
     /* While we could not renew, someone may have taken our exports. */
-    pthread_mutex_unlock (&l->lock);
-    verify_holds (l);
-    pthread_mutex_lock (&l->lock);
+    if (verify_holds (l) == -1) {
+      log_warn ("this host's lease is renewed, but its exports could not be "
+                "checked (%s): writes stay refused", err_msg ());
+      return -1;
+    }
     l->lapsed = false;
     log_info ("this host's lease is renewed again");
   }
