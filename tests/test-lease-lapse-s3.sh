@@ -82,7 +82,8 @@ rm "$tmp/down"
 nbd=$a_nbd ctlsock=$a_ctl
 a_lost () {
     ctl '{"cmd":"status","export_id":"w"}' > "$tmp/a.json"
-    jq -r .notice "$tmp/a.json" | matches 'another host has taken it over'
+    jq -r .notice "$tmp/a.json" | matches 'another host has taken it over' &&
+        [ "$(jq .lease.valid "$tmp/a.json")" = true ]
 }
 wait_for $((2 * L)) a_lost || fail "A did not learn it lost the export"
 [ "$(jq .lease.valid "$tmp/a.json")" = true ]
