@@ -20,9 +20,11 @@
 # "at a random moment" may land elsewhere in a replay, and the checks
 # accept every outcome the rules below allow.
 #
-# Steps (weights in STEPS): writes of 1 byte to 4 MiB at unaligned,
-# aligned, chunk-crossing and end-of-image offsets, of random, patterned
-# or zero data, some with FUA; flushes; trims; zeroes (may-trim or not,
+# Steps (weights in Campaign.steps_table, changed with --weight): writes
+# of 1 byte to 4 MiB at unaligned, aligned, chunk-crossing and
+# end-of-image offsets, of random, patterned or zero data, some with
+# FUA; flushes (some on another connection: the export advertises
+# multi-conn); trims; zeroes (may-trim or not,
 # fast or not, FUA or not); snapshots; compacts; clones (each checked
 # against the snapshot it came from); deletes of snapshots; cache resets
 # (no client connected); close and open; reads of snapshot views
@@ -32,19 +34,26 @@
 # between the two); lazyvold restarted alone (SIGUSR2 or kill -9: it
 # adopts nbdkit and clients keep their connections); nbdkit killed under
 # lazyvold (which restarts it); kill -9 of the whole process tree at a
-# random moment (idle, during writes and flushes, a snapshot, a compact,
-# a clone, a reset, a close, or a start); kills at the named crash points
-# of LAZYVOL_CRASH_AT (see CRASH POINTS in nbdkit-lazyvol-plugin(1));
-# a second host taking over the exports (Takeover); store faults through
-# a proxy (StoreFaults: a hook, with no faults until a proxy is plugged
-# in).
+# random moment (idle, during writes and flushes on two connections, a
+# snapshot, a compact, a clone, a reset, a close, a start, or racing
+# writers with a snapshot racing them); kills at
+# the named crash points of LAZYVOL_CRASH_AT (see CRASH POINTS in
+# nbdkit-lazyvol-plugin(1)), recover.after_discard after one that left a
+# publish to undo; a second host taking over the exports
+# (step_takeover, the hook for ownership); store faults through a proxy
+# (StoreFaults: the hook, with no faults until a proxy is plugged in).
+# Three exports to start with (EXPORTS: 1 MiB, 64 KiB with a short last
+# chunk, and the default 4 MiB chunks), and the clones made on the way
+# (at most MAX_CLONES; older ones are retired).
 #
 # The model, per export (class Export):
 #   - cur: what every read returns now.  Exact while no process dies.
-#   - flushed: the image at the last completed FLUSH (or close, clean
-#     stop, reset, or snapshot without concurrent writers: after a
-#     publish, its chunks are the store's).  A FUA write makes its own
-#     bytes flushed.
+#   - flushed: the image at the last completed FLUSH on any connection
+#     (or close, clean stop, reset, or snapshot without concurrent
+#     writers: after a publish, its chunks are the store's).  A FUA write
+#     makes its own bytes flushed.  (The crashes are kill -9, not power
+#     cuts, so the kernel keeps what it was given either way; the rules
+#     checked are still the NBD ones.)
 #   - pending: the writes (zeroes and whole-chunk trims included) issued
 #     since then, acknowledged or not.
 #   After a crash every byte must hold its flushed value or the value of
@@ -65,6 +74,10 @@
 #   acknowledged before the request and none started after the reply;
 #   and the prefixes must be one point in time: a write in the snapshot
 #   implies every write (of any writer) acknowledged before it started.
+#   A flush on any writer's connection makes durable every write
+#   acknowledged before it was sent; the other racing writes are
+#   pending.  So a crash after such a snapshot landed must keep the
+#   writes flushed after it froze their chunks.
 #
 # Checks after every step: the ranges the step touched and a random
 # sample (the whole of every export every FULL_EVERY steps and after
@@ -77,8 +90,9 @@
 # and snapshot, generations never go backwards, every manifest a head's
 # parent chain reaches and every snapshot the model holds exists, every
 # blob such a manifest names exists with its size, deleted snapshots are
-# gone (their blob too unless a live manifest names it), and no stray
-# snapshot is left once recovery has run.  Every new published snapshot
+# gone (their blob too, unless a live manifest named it when it was
+# deleted: deletes look at their own blob only), and no stray snapshot
+# is left once recovery has run.  Every new published snapshot
 # (a reply, or a publish that landed before a kill) is checked chunk by
 # chunk: its manifest's SHA-256 against the model's image at that
 # snapshot, and its bytes read back through the read-only view
@@ -100,6 +114,7 @@ import socket
 import struct
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import traceback
@@ -273,7 +288,6 @@ class Export:
         self.clone_of = None        # (source export, snapshot)
         self.refs_may_lag = False   # refs/current.json after a crash
         self.kept_blobs = set()     # blobs a delete kept (blob_kept)
-        self.crashed_since_publish = False
 
     @property
     def nchunks(self):
@@ -336,7 +350,6 @@ class Export:
         self.dirty_maybe |= self.dirty_unflushed
         self.dirty_unflushed = set()
         self.h = None
-        self.crashed_since_publish = True
 
     def m_clean(self):
         """Nothing is dirty: everything is the published image's."""
@@ -354,7 +367,6 @@ class Export:
         self.gen, self.head = gen, sid
         self.published = image.copy()
         self.refs_may_lag = False
-        self.crashed_since_publish = False
         kept = [s for s in self.order if self.snaps[s].image is not None]
         for s in kept[:-KEEP_IMAGES]:
             if s != self.head:
@@ -388,7 +400,6 @@ class Store:
     once written, so they are parsed once."""
 
     def __init__(self, params, store_tool):
-        self.params = params
         self.backend = params.get('storage-backend',
                                   's3' if 'bucket' in params else 'file')
         self.root = params.get('export-root', 'exports')
@@ -747,7 +758,8 @@ class Host:
             try:
                 self.proc.wait(timeout=30)
             except subprocess.TimeoutExpired:
-                raise Failure('%s: pid %d did not exit' % (self, self.proc.pid))
+                raise Failure('%s: pid %d did not exit'
+                              % (self, self.proc.pid))
 
     def kill9(self, order_seed=0):
         """kill -9 of every process of the tree, in an order drawn from
@@ -854,7 +866,7 @@ class Background:
 
 
 KILL_VARIANTS = ['idle', 'writes', 'snapshot', 'compact', 'clone', 'reset',
-                 'close', 'startup']
+                 'close', 'startup', 'racing']
 STORE_CODES = ('store_error', 'store_unavailable', 'store_denied',
                'bad_remote_data')
 
@@ -885,6 +897,7 @@ class Campaign:
         self.store_changed = True
         self.step_t0 = time.monotonic()
         self.done = False
+        self.at_exit = None             # what the watchdog runs last
 
     # ------------------------------------------------------------ hosts
 
@@ -1052,12 +1065,25 @@ class Campaign:
         self.stats['written'] += n
 
     def step_flush(self, rng, e=None):
+        """A flush, on the writer's connection or on another one: the
+        export advertises multi-conn, so either covers every write."""
         forced = e is not None
         e = e or self.pick_export(rng)
-        self.note('flush %s%s' % (e.name, ' (%d unflushed writes, %d bytes)'
-                                  % (len(e.pending), e.pending_bytes)
-                                  if forced else ''))
-        self.nbd(e, 'flush')
+        other = rng.random() < 0.3
+        self.note('flush %s%s%s' % (e.name, ' on another connection'
+                                    if other else '',
+                                    ' (%d unflushed writes, %d bytes)'
+                                    % (len(e.pending), e.pending_bytes)
+                                    if forced else ''))
+        if other:
+            h = self.host.connect(e.name)
+            try:
+                h.flush()
+                h.shutdown()
+            except nbd.Error as ex:
+                raise Failure('flush on a second connection: %s' % ex)
+        else:
+            self.nbd(e, 'flush')
         e.m_flush()
 
     def chunk_run(self, rng, e):
@@ -1070,7 +1096,8 @@ class Campaign:
         off, n = self.chunk_run(rng, e) if rng.random() < 0.5 else \
             self.pick_range(rng, e)
         fua = rng.random() < 0.2
-        self.note('trim %s [%d+%d]%s' % (e.name, off, n, ' fua' if fua else ''))
+        self.note('trim %s [%d+%d]%s' % (e.name, off, n,
+                                         ' fua' if fua else ''))
         self.nbd(e, 'trim', n, off, nbd.CMD_FLAG_FUA if fua else 0)
         e.m_trim(off, n, self.n, fua)
         self.touch(e, off, n)
@@ -1145,9 +1172,9 @@ class Campaign:
                               'the published one' % e.name)
             if r['generation'] != e.gen or r.get('snapshot_id') != e.head:
                 raise Failure('%s: no snapshot created, but the reply names '
-                              'generation %s (%s), not %d (%s)' % (
-                                  e.name, r['generation'], r.get('snapshot_id'),
-                                  e.gen, e.head))
+                              'generation %s (%s), not %d (%s)'
+                              % (e.name, r['generation'],
+                                 r.get('snapshot_id'), e.gen, e.head))
             e.m_clean()
             self.remark('nothing to publish')
             return
@@ -1202,7 +1229,7 @@ class Campaign:
         e.m_published(new_sid, 1, 'clone', image, cloned_from=(src.name, sid))
         self.exports[name] = e
         self.new_snap(e, new_sid)
-        self.full.add(name)             # it must equal the snapshot it came from
+        self.full.add(name)     # it must equal the snapshot it came from
         self.stats['clones'] += 1
 
     def snap_image(self, e, snap):
@@ -1323,14 +1350,33 @@ class Campaign:
         self.stats['deletes'] += 1
 
     def step_reset(self, rng, _=None):
+        """A reset, then maybe a fast zero while nothing is cached: one
+        of a part of a chunk the store holds needs a fetch, so it is
+        refused with ENOTSUP."""
         e = self.pick_export(rng)
-        self.note('reset %s' % e.name)
+        fast = rng.random() < 0.5
+        off, n = self.pick_range(rng, e)
+        self.note('reset %s%s' % (e.name, ', then a fast zero [%d+%d]'
+                                  % (off, n) if fast else ''))
         self.close_conn(e)
         self.wait_no_clients(e.name)
-        self.host.cmd('reset', e.name)
+        r = self.host.cmd('reset', e.name)
+        if r['dirty_chunks'] or r['resident_chunks']:
+            raise Failure('%s after a reset: %d dirty and %d resident chunks'
+                          % (e.name, r['dirty_chunks'], r['resident_chunks']))
         e.m_reset()
         self.full.add(e.name)
         self.stats['resets'] += 1
+        if fast:
+            self.touch(e, off, n)
+            try:
+                self.conn(e).zero(n, off, nbd.CMD_FLAG_FAST_ZERO)
+            except nbd.Error as ex:
+                if ex.errnum != errno.ENOTSUP:
+                    raise Failure('fast zero on %s: %s' % (e.name, ex))
+                self.fast_zero_refused(e, off, n)
+                return
+            e.m_zero(off, n, self.n)
 
     def step_close_open(self, rng, _=None):
         e = self.pick_export(rng)
@@ -1392,13 +1438,11 @@ class Campaign:
 
     # ------------------------------------------------ concurrent writers
 
-    def step_concurrent(self, rng, _=None):
-        """Writers on their own connections, each owning pieces of the
-        image (pieces cut at random, so writers share chunks), at queue
-        depth 1; with a snapshot requested while they write, or not."""
-        e = self.pick_export(rng)
+    def plan_writers(self, rng, e):
+        """Two or three writers, each owning pieces of the image (cut at
+        random, so writers share chunks): writes in their own pieces,
+        and now and then a flush."""
         nw = 2 + int(rng.random() * 2)
-        with_snap = rng.random() < 0.5
         cuts = sorted({1 + int(rng.random() * (e.size - 1))
                        for _ in range(nw * (1 + int(rng.random() * 6)))})
         bounds = [0] + cuts + [e.size]
@@ -1410,89 +1454,152 @@ class Campaign:
         for w in range(nw):
             ops = []
             for _ in range(6 + int(rng.random() * 19)):
+                if rng.random() < 0.08:
+                    ops.append({'op': 'flush'})
+                    continue
                 po, pn = own[w][int(rng.random() * len(own[w]))]
                 cap = (16, 4096, 128 * KiB)[int(rng.random() * 3)]
                 n = 1 + int(rng.random() * min(pn, cap))
                 off = po + int(rng.random() * (pn - n + 1))
-                ops.append((off, self.make_data(rng, n)[0],
-                            rng.random() < 0.1))
+                ops.append({'op': 'write', 'off': off,
+                            'data': self.make_data(rng, n)[0],
+                            'fua': rng.random() < 0.1})
+            for op in ops:
+                op['t0'] = op['t1'] = None      # sent, acknowledged
             plans.append(ops)
-        self.note('%d concurrent writers on %s (%s writes)%s'
-                  % (nw, e.name, '+'.join(str(len(p)) for p in plans),
-                     ' with a snapshot' if with_snap else ''))
-        handles = [self.host.connect(e.name) for _ in range(nw)]
-        times = [[None] * len(ops) for ops in plans]
-        done, errors, cond = [0] * nw, [], threading.Condition()
+        return plans
+
+    def run_writers(self, e, plans, during=None):
+        """Each writer on its own connection, at queue depth 1.  DURING()
+        runs once every writer has done a third of its plan.  Returns the
+        errors (time, message) and what DURING returned."""
+        handles = [self.host.connect(e.name) for _ in plans]
+        done, errors, cond = [0] * len(plans), [], threading.Condition()
 
         def writer(w):
+            h = handles[w]
             try:
-                for i, (off, data, fua) in enumerate(plans[w]):
-                    t0 = time.monotonic()
-                    handles[w].pwrite(data, off,
-                                      nbd.CMD_FLAG_FUA if fua else 0)
-                    times[w][i] = (t0, time.monotonic())
+                for i, op in enumerate(plans[w]):
+                    op['t0'] = time.monotonic()
+                    if op['op'] == 'flush':
+                        h.flush()
+                    else:
+                        h.pwrite(op['data'], op['off'],
+                                 nbd.CMD_FLAG_FUA if op['fua'] else 0)
+                    op['t1'] = time.monotonic()
                     with cond:
                         done[w] = i + 1
                         cond.notify_all()
-            except Exception as ex:     # noqa: B902 (reported below)
+            except Exception as ex:     # noqa: B902 (the caller judges)
                 with cond:
-                    errors.append('writer %d: %s' % (w, ex))
+                    errors.append((time.monotonic(),
+                                   'writer %d: %s' % (w, ex)))
                     cond.notify_all()
 
         threads = [threading.Thread(target=writer, args=(w,), daemon=True)
-                   for w in range(nw)]
+                   for w in range(len(plans))]
         for t in threads:
             t.start()
-        reply = None
-        if with_snap:
+        result = None
+        if during:
             with cond:
                 cond.wait_for(lambda: errors or all(
                     d >= max(1, len(p) // 3) for d, p in zip(done, plans)),
                     timeout=60)
+            result = during()
+        for t in threads:
+            t.join(STEP_TIMEOUT)
+        for h in handles:
+            try:
+                h.shutdown()
+            except nbd.Error:
+                pass
+        return errors, result
+
+    def settle_writers(self, e, plans):
+        """The model after the writers: cur holds every write sent (their
+        regions are disjoint, so their order does not matter).  A flush
+        acknowledged on any connection made durable every write
+        acknowledged before it was sent; the other writes are pending.
+        Returns the image before them and the time of that flush."""
+        base = e.cur.copy()
+        t_flush = max((op['t0'] for ops in plans for op in ops
+                       if op['op'] == 'flush' and op['t1'] is not None),
+                      default=None)
+        if t_flush is not None:         # it covers what came before too
+            e.m_flush()
+        for ops in plans:
+            for op in ops:
+                if op['op'] != 'write' or op['t0'] is None:
+                    continue
+                off, data = op['off'], op['data']
+                chunks = e.chunks_of(off, len(data))
+                e.cur.write(off, data)
+                if t_flush is not None and op['t1'] is not None and \
+                        op['t1'] < t_flush:
+                    e.flushed.write(off, data)
+                    e.dirty_sure |= chunks
+                else:
+                    e.pending.append((off, data, self.n))
+                    (e.dirty_unflushed if op['t1'] else e.dirty_maybe).update(
+                        chunks)
+                self.touch(e, off, len(data))
+                self.stats['written'] += len(data)
+        return base, t_flush
+
+    def step_concurrent(self, rng, _=None):
+        """Writers racing each other, with a snapshot racing them, or not."""
+        e = self.pick_export(rng)
+        with_snap = rng.random() < 0.5
+        plans = self.plan_writers(rng, e)
+        self.note('%d concurrent writers on %s (%s operations)%s'
+                  % (len(plans), e.name, '+'.join(str(len(p)) for p in plans),
+                     ' with a snapshot' if with_snap else ''))
+
+        def snapshot():
             t_send = time.monotonic()
             try:
                 reply = self.host.cmd('snapshot', e.name)
             except CtlError as ex:
-                errors.append('snapshot: %s' % ex)
-            t_recv = time.monotonic()
-        for t in threads:
-            t.join(STEP_TIMEOUT)
-        for h in handles:
-            h.shutdown()
+                raise Failure('snapshot during writes: %s' % ex)
+            return t_send, reply, time.monotonic()
+
+        errors, result = self.run_writers(e, plans,
+                                          snapshot if with_snap else None)
         if errors:
-            raise Failure('; '.join(errors))
-        base = e.cur.copy()
-        for ops in plans:
-            for off, data, _ in ops:
-                e.m_write(off, data, self.n)
-                self.touch(e, off, len(data))
-                self.stats['written'] += len(data)
+            raise Failure('; '.join(m for _, m in errors))
+        base, t_flush = self.settle_writers(e, plans)
         self.stats['concurrent'] += 1
         if with_snap:
+            t_send, reply, t_recv = result
             if not reply['snapshot_created']:
                 raise Failure('%s: no snapshot created after acknowledged '
                               'writes' % e.name)
-            self.check_racing_snapshot(e, base, plans, times, t_send, t_recv,
-                                       reply)
+            self.check_racing_snapshot(e, base, plans, t_send, t_recv,
+                                       reply['snapshot_id'],
+                                       reply['generation'], t_flush)
 
-    def check_racing_snapshot(self, e, base, plans, times, t_send, t_recv,
-                              reply):
-        """The snapshot is one instant of the racing writes (see the top of
-        the file); it becomes the model's published image."""
-        sid = reply['snapshot_id']
+    def check_racing_snapshot(self, e, base, plans, t_send, t_end, sid, gen,
+                              t_flush, killed=False):
+        """Snapshot SID, requested at T_SEND and replied (or killed) by
+        T_END, is one instant of the racing writes (see the top of the
+        file); it becomes the model's published image."""
         snap = self.read(e, 0, e.size, name='%s@%s' % (e.name, sid))
         self.close_view(e.name, sid)
+        writes = [[op for op in ops if op['op'] == 'write'] for ops in plans]
         matches = []
-        for w, ops in enumerate(plans):
-            lo = sum(1 for t in times[w] if t[1] < t_send)
-            hi = sum(1 for t in times[w] if t[0] < t_recv)
-            ranges = merge_ranges((off, len(d)) for off, d, _ in ops)
+        for w, ws in enumerate(writes):
+            lo = sum(1 for op in ws if op['t1'] is not None and
+                     op['t1'] < t_send)
+            hi = sum(1 for op in ws if op['t0'] is not None and
+                     op['t0'] < t_end)
+            ranges = merge_ranges((op['off'], len(op['data'])) for op in ws)
             starts = [o for o, _ in ranges]
             state = [bytearray(base.read(o, n)) for o, n in ranges]
             ok = []
-            for j in range(len(ops) + 1):
+            for j in range(len(ws) + 1):
                 if j:
-                    off, d, _ = ops[j - 1]
+                    off, d = ws[j - 1]['off'], ws[j - 1]['data']
                     k = bisect.bisect_right(starts, off) - 1
                     state[k][off - starts[k]:off - starts[k] + len(d)] = d
                 if lo <= j <= hi and all(snap[o:o + n] == state[k]
@@ -1502,17 +1609,18 @@ class Campaign:
                 raise Failure('%s@%s: writer %d\'s bytes are not its state '
                               'after any of its writes %d..%d (of %d): the '
                               'snapshot is not of the instant of the request'
-                              % (e.name, sid, w, lo, hi, len(ops)))
+                              % (e.name, sid, w, lo, hi, len(ws)))
             matches.append(ok)
 
         def one_instant(c):
             # A write in the snapshot implies every write acknowledged
             # before it started.
-            for k in range(len(plans)):
+            for k, ws in enumerate(writes):
                 if c[k]:
-                    start = times[k][c[k] - 1][0]
-                    for i in range(len(plans)):
-                        if c[i] < sum(1 for t in times[i] if t[1] < start):
+                    start = ws[c[k] - 1]['t0']
+                    for i, wi in enumerate(writes):
+                        if c[i] < sum(1 for op in wi if op['t1'] is not None
+                                      and op['t1'] < start):
                             return False
             return True
 
@@ -1523,26 +1631,37 @@ class Campaign:
                           '%s), but together they are not one instant'
                           % (e.name, sid, matches))
         image = base.copy()
-        later, maybe = set(), set()
-        for w, ops in enumerate(plans):
-            for off, d, _ in ops[:combo[w]]:
-                image.write(off, d)
+        sure, later, maybe = set(), set(), set()
+        for w, ws in enumerate(writes):
+            for op in ws[:combo[w]]:
+                image.write(op['off'], op['data'])
             # Writes that change nothing make the prefix ambiguous.
-            for j, (off, d, _) in enumerate(ops):
-                if j >= max(matches[w]):
-                    later |= e.chunks_of(off, len(d))
-                elif j >= min(matches[w]):
-                    maybe |= e.chunks_of(off, len(d))
+            for j, op in enumerate(ws):
+                chunks = e.chunks_of(op['off'], len(op['data']))
+                if j < min(matches[w]):
+                    continue
+                if j < max(matches[w]):
+                    maybe |= chunks
+                elif t_flush is not None and op['t1'] is not None and \
+                        op['t1'] < t_flush:
+                    sure |= chunks
+                else:
+                    later |= chunks
         self.compare(e, 0, snap, image.read(0, e.size), 'snapshot %s' % sid)
-        e.m_published(sid, reply['generation'], 'delta', image)
+        e.m_published(sid, gen, 'delta', image)
         # Chunks written after the freeze stay dirty; the rest is published.
-        e.dirty_sure, e.dirty_maybe, e.dirty_unflushed = set(), maybe, later
+        # After a crash, recovery cleans the chunks whose bytes are the
+        # snapshot's, which may be more.
+        e.dirty_sure, e.dirty_unflushed, e.dirty_maybe = sure, later, maybe
+        if killed:
+            e.dirty_maybe |= sure | later
+            e.dirty_sure, e.dirty_unflushed = set(), set()
         self.new_snap(e, sid)
         self.stats['snapshots'] += 1
         self.stats['racing_snapshots'] += 1
         self.remark('snapshot %s holds writes %s%s; chunks %s stay dirty' % (
             sid, list(combo), ' (or %s)' % matches if any(
-                len(m) > 1 for m in matches) else '', sorted(later)))
+                len(m) > 1 for m in matches) else '', sorted(sure | later)))
 
     # ------------------------------------------------ restarts and kills
 
@@ -1623,7 +1742,7 @@ class Campaign:
         ops = []
         for _ in range(3 + int(rng.random() * 12)):
             if rng.random() < 0.2:
-                ops.append({'op': 'flush'})
+                ops.append({'op': 'flush', 'other': rng.random() < 0.5})
                 continue
             off, n = self.pick_range(rng, e, MiB)
             ops.append({'op': 'write', 'off': off,
@@ -1634,11 +1753,13 @@ class Campaign:
         return ops
 
     @staticmethod
-    def burst(h, ops):
+    def burst(h, h2, ops):
+        """Writes and flushes, in order; a flush on the second connection
+        covers the writes of the first (multi-conn)."""
         for op in ops:
             op['issued'] = True
             if op['op'] == 'flush':
-                h.flush()
+                (h2 if op['other'] else h).flush()
             else:
                 h.pwrite(op['data'], op['off'],
                          nbd.CMD_FLAG_FUA if op['fua'] else 0)
@@ -1713,6 +1834,7 @@ class Campaign:
         e = self.pick_export(rng)
         src = self.pick_export(rng, lambda x: x.gen > 0)
         ops = self.plan_burst(rng, e) if variant == 'writes' else None
+        plans = self.plan_writers(rng, e) if variant == 'racing' else None
         if variant == 'clone' and src is None:
             variant = 'idle'
         self.note('kill -9 of %s %s%s after %d ms, restart as %s' % (
@@ -1722,7 +1844,8 @@ class Campaign:
             delay * 1000, mode))
         bg = name = None
         if variant == 'writes':
-            bg = Background(self.burst, self.conn(e), ops)
+            bg = Background(self.burst, self.conn(e),
+                            self.host.connect(e.name), ops)
         elif variant in ('snapshot', 'compact'):
             bg = Background(self.host.cmd, variant, e.name)
         elif variant == 'clone':
@@ -1737,8 +1860,11 @@ class Campaign:
             self.close_conn(e)
             self.wait_no_clients(e.name)
             bg = Background(self.host.cmd, variant, e.name)
-        time.sleep(delay)
-        self.kill_tree(order)
+        if variant == 'racing':
+            racing = self.kill_racing(e, plans, delay, order)
+        else:
+            time.sleep(delay)
+            self.kill_tree(order)
         if bg:
             bg.join()
         if variant == 'writes':
@@ -1758,8 +1884,42 @@ class Campaign:
             time.sleep(delay)
             self.kill_tree(order)
         self.host.start(mode=mode)
+        if variant == 'racing' and racing:
+            self.check_racing_snapshot(e, *racing, killed=True)
         self.settle_crash()
         self.stats['kills'] += 1
+
+    def kill_racing(self, e, plans, delay, order):
+        """Racing writers, some flushing, and a snapshot racing them,
+        killed part way.  Writes flushed after the snapshot froze their
+        chunks must survive its recovery.  Returns what
+        check_racing_snapshot needs if the snapshot landed."""
+        def snapshot_and_kill():
+            t_send = time.monotonic()
+            bg = Background(self.host.cmd, 'snapshot', e.name)
+            time.sleep(delay)
+            t_kill = time.monotonic()
+            self.kill_tree(order)
+            bg.join()
+            return t_send, t_kill
+
+        errors, (t_send, t_kill) = self.run_writers(e, plans,
+                                                    snapshot_and_kill)
+        early = [m for t, m in errors if t < t_kill]
+        if early:
+            raise Failure('before the kill: %s' % '; '.join(early))
+        base, t_flush = self.settle_writers(e, plans)
+        vj = self.store.head(e.name)
+        if vj['generation'] not in (e.gen, e.gen + 1):
+            raise Failure('%s: the head went from generation %d to %d'
+                          % (e.name, e.gen, vj['generation']))
+        self.remark('the racing snapshot %s' % (
+            'landed' if vj['generation'] == e.gen + 1 else 'did not land'))
+        if vj['generation'] == e.gen:
+            return None
+        self.stats['landed_by_kill'] += 1
+        return (base, plans, t_send, t_kill, vj['snapshot_id'],
+                vj['generation'], t_flush)
 
     # ------------------------------------------------------ crash points
 
@@ -1873,10 +2033,10 @@ class Campaign:
         if first == 'reset.after_meta':
             st = self.host.cmd('status', e.name)
             if st['dirty_chunks'] or st['resident_chunks']:
-                raise Failure('%s: after a crash at reset.after_meta, %d dirty '
-                              'and %d resident chunks' % (
-                                  e.name, st['dirty_chunks'],
-                                  st['resident_chunks']))
+                raise Failure('%s: after a crash at reset.after_meta, %d '
+                              'dirty and %d resident chunks'
+                              % (e.name, st['dirty_chunks'],
+                                 st['resident_chunks']))
 
     def wait_crash(self, point, before, error):
         """Did the host die at POINT?  An operation that failed must have
@@ -2094,7 +2254,8 @@ class Campaign:
             cf = m.get('cloned_from') or {}
             if (cf.get('export_id'), cf.get('snapshot_id')) != \
                     snap.cloned_from:
-                bad.append('cloned_from is %s, not %s' % (cf, snap.cloned_from))
+                bad.append('cloned_from is %s, not %s'
+                           % (cf, snap.cloned_from))
         if bad:
             raise Failure('%s: %s' % (where, '; '.join(bad)))
         own = '%s/snapshots/%s/' % (e.name, snap.sid)
@@ -2348,8 +2509,8 @@ class Campaign:
             self.check_step()
             self.stats['steps'] += 1
             if not self.args.verbose and self.n % 100 == 0:
-                print('torture: step %d, %d s' % (self.n, time.monotonic() - t0),
-                      flush=True)
+                print('torture: step %d, %d s'
+                      % (self.n, time.monotonic() - t0), flush=True)
         self.finish()
         self.done = True
         return time.monotonic() - t0
@@ -2386,6 +2547,8 @@ class Campaign:
                 self.report('the step did not finish in %d s (a hang?)'
                             % STEP_TIMEOUT)
                 self.cleanup()
+                if self.at_exit:
+                    self.at_exit()
                 os._exit(1)
 
     def report(self, why):
@@ -2449,10 +2612,13 @@ class Campaign:
 # ------------------------------------------------------------------ main
 
 class Paths:
+    """The programs under test: from --build, else from make check's
+    environment, else from _build/ next to this directory."""
+
     def __init__(self, build):
         here = os.path.dirname(os.path.abspath(__file__))
+        env = os.environ if build is None else {}
         build = build or os.path.join(here, '..', '_build')
-        env = {} if build != os.path.join(here, '..', '_build') else os.environ
         self.plugin = env.get('LAZYVOL_PLUGIN') or os.path.join(
             build, 'plugin', '.libs', 'nbdkit-lazyvol-plugin.so')
         self.lazyvold = env.get('LAZYVOLD') or os.path.join(build, 'ctl',
@@ -2463,9 +2629,10 @@ class Paths:
 
 
 def start_s3(dirname, srcdir):
-    """A local S3 store (tests/s3-server.sh) for a campaign run by hand."""
+    """A local S3 store (tests/s3-server.sh) for a campaign run by hand,
+    evaluating conditional puts as test-torture-s3.sh's does."""
     r = subprocess.run([os.path.join(srcdir, 's3-server.sh'), 'start',
-                        dirname], stdout=subprocess.PIPE)
+                        dirname, 'cond-put'], stdout=subprocess.PIPE)
     if r.returncode != 0:
         sys.exit('torture: the local S3 store did not start')
     env = dict(line.split('=', 1) for line in
@@ -2499,7 +2666,8 @@ def main():
                     action='store_false',
                     help='no crash-point steps (for a plugin built without)')
     ap.add_argument('--s3', action='store_true',
-                    help='start a local S3 store (tests/s3-server.sh)')
+                    help='start a local S3 store (tests/s3-server.sh, with '
+                    'conditional puts)')
     ap.add_argument('--dir', help='scratch directory (default: a new one '
                     'under $TMPDIR, removed unless the campaign fails)')
     ap.add_argument('--build', help='the build tree (default: '
@@ -2531,7 +2699,7 @@ def main():
             sys.exit('torture: FAIL: the plugin has no crash points: '
                      'configure --enable-crash-points (or --no-crash-points)')
     made_dir = args.dir is None
-    args.dir = os.path.abspath(args.dir or __import__('tempfile').mkdtemp(
+    args.dir = os.path.abspath(args.dir or tempfile.mkdtemp(
         prefix='torture.', dir=os.environ.get('TMPDIR', '/tmp')))
     os.makedirs(args.dir, exist_ok=True)
     s3dir = None
@@ -2548,6 +2716,9 @@ def main():
         '%d s' % args.duration, store.backend, args.mode, args.dir),
         flush=True)
     camp = Campaign(args, paths, store, params, StoreFaults())
+    if s3dir:
+        camp.at_exit = lambda: subprocess.run(
+            [os.path.join(paths.srcdir, 's3-server.sh'), 'stop', s3dir])
     status = 0
     try:
         secs = camp.run()
@@ -2561,9 +2732,8 @@ def main():
         status = 1
     finally:
         camp.done = True
-        if s3dir:
-            subprocess.run([os.path.join(paths.srcdir, 's3-server.sh'),
-                            'stop', s3dir])
+        if camp.at_exit:
+            camp.at_exit()
     if status == 0 and made_dir:
         shutil.rmtree(args.dir, ignore_errors=True)
     elif status:
