@@ -480,6 +480,11 @@ class Store:
     def head(self, export):
         return self.json('%s%s/volume.json' % (self.prefix, export))
 
+    def manifest_ids(self):
+        """(export, snapshot) of every manifest in the store."""
+        return [tuple(k[len(self.prefix):].split('/')[0:3:2])
+                for k in self.list() if k.endswith('/manifest.json')]
+
     def manifest(self, export, sid):
         key = '%s%s/snapshots/%s/manifest.json' % (self.prefix, export, sid)
         if key not in self.manifests:
@@ -615,7 +620,6 @@ class Host:
         self.admin = os.path.join(root, 'admin.sock')
         self.log = os.path.join(root, 'host.log')
         self.proc = None
-        self.crash_at = None
         self.known_pids = set()
         os.makedirs(root, exist_ok=True)
 
@@ -657,7 +661,6 @@ class Host:
         env['LAZYVOL_TORTURE_HOST'] = self.root
         if crash_at:
             env['LAZYVOL_CRASH_AT'] = crash_at
-        self.crash_at = crash_at
         crashes = self.crashes(expect_crash) if expect_crash else 0
         with open(self.log, 'ab') as log:
             log.write(b'=== torture step %d: start %s%s\n'
@@ -707,6 +710,14 @@ class Host:
             with open(self.log, 'rb') as f:
                 return f.read().count(b'crash point %s: killing'
                                       % point.encode())
+        except FileNotFoundError:
+            return 0
+
+    def recoveries(self):
+        """How many interrupted publishes the log says were undone."""
+        try:
+            with open(self.log, 'rb') as f:
+                return f.read().count(b' was interrupted; the head is ')
         except FileNotFoundError:
             return 0
 
@@ -898,6 +909,7 @@ class Campaign:
         self.step_t0 = time.monotonic()
         self.done = False
         self.at_exit = None             # what the watchdog runs last
+        self.t_start = time.monotonic()
 
     # ------------------------------------------------------------ hosts
 
@@ -1328,11 +1340,12 @@ class Campaign:
             e.name, sid, 'base' if e.snaps[sid].kind == 'base' else 'delta')
         if not any(b['key'] == own for b in m['blobs']):
             own = None
+        # Every manifest in the store counts, the orphan of a clone killed
+        # before its head too.
         kept = own is not None and any(
-            b['key'] == own
-            for y in self.exports.values() for s in y.live_snaps()
-            if (y.name, s) != (e.name, sid)
-            for b in self.store.manifest(y.name, s)['blobs'])
+            b['key'] == own for y, s in self.store.manifest_ids()
+            if (y, s) != (e.name, sid)
+            for b in (self.store.manifest(y, s) or {}).get('blobs', []))
         r = self.host.cmd('delete_snapshot', e.name, snapshot_id=sid)
         e.deleted.add(sid)
         if r.get('blob_kept'):
@@ -2011,7 +2024,11 @@ class Campaign:
             return
         self.fired[first] += 1
         self.stats['crash_kills'] += 1
+        recovered = self.host.recoveries()
         self.kill_tree(order)           # lazyvold and its keeper too
+        # lazyvold may have restarted nbdkit, which may have undone the
+        # publish, before the kill.
+        recovered = self.host.recoveries() > recovered
         if op == 'clone':
             self.settle_clone(name, src, src.head, first)
         elif op == 'reset':
@@ -2020,7 +2037,10 @@ class Campaign:
         else:
             self.settle_publish(e, op, point=first)
         self.crash_model()
-        if point == 'recover.after_discard':
+        if point == 'recover.after_discard' and recovered:
+            self.remark('%s not reached: recovered already' % point)
+            self.stats['crash_missed'] += 1
+        elif point == 'recover.after_discard':
             if not self.host.start(crash_at=point, expect_crash=point,
                                    mode=mode):
                 raise Failure('recovery of %s\'s interrupted publish did not '
@@ -2493,7 +2513,7 @@ class Campaign:
         self.check_step()
 
     def run(self):
-        t0 = time.monotonic()
+        t0 = self.t_start = time.monotonic()
         threading.Thread(target=self.watchdog, daemon=True).start()
         self.setup()
         while not (self.args.steps and self.n >= self.args.steps) and \
@@ -2728,7 +2748,7 @@ def main():
             '%s: %s\n%s' % (type(ex).__name__, ex, traceback.format_exc())
         camp.report(why)
         camp.cleanup()
-        camp.summary(time.monotonic() - camp.step_t0)
+        camp.summary(time.monotonic() - camp.t_start)
         status = 1
     finally:
         camp.done = True
