@@ -468,6 +468,16 @@ discover_one (void *opaque, const char *key, uint64_t size, bool is_prefix)
     return 0;
   if (registry_load (id, d->takeover) == 0)
     d->loaded++;
+  else if (errno == EUSERS && d->takeover == OWNER_TAKEOVER_WAIT) {
+    /* Its owner is alive: it keeps the export, which is served here
+     * read-only, as without takeover.
+     */
+    log_warn ("discover: %s; loaded read-only", err_msg ());
+    if (registry_load (id, OWNER_TAKEOVER_NO) == 0)
+      d->loaded++;
+    else
+      log_error ("discover: export %s skipped: %s", id, err_msg ());
+  }
   else if (errno == ENOENT)
     log_debug ("discover: %s has no volume.json, skipped", key);
   else

@@ -2,7 +2,9 @@
 # Failover of a whole host at start: host A owns three exports and dies;
 # host B starts with takeover=true and takes all three once A's lease has
 # expired, waiting for that once (1.5 L), not once per export.  With no
-# takeover, a third host finds them B's and loads them read-only.
+# takeover, a third host finds them B's and loads them read-only; so does
+# a fourth with takeover=true, which sees B renew its lease while it
+# waits (a live owner keeps its exports, and the others still see them).
 . "$srcdir/functions.sh"
 requires nbdkit qemu-io jq
 tmp=$(make_tmpdir)
@@ -34,4 +36,12 @@ for e in e1 e2 e3; do
     [ "$(field "$s" owner.host_id)" = hostb ]
     [ "$(field "$s" writable)" = false ]
 done
+
+start_lazyvol "$tmp/d" host-id=hostd lease=$L takeover=true 2>"$tmp/d.log"
+for e in e1 e2 e3; do
+    s=$(ctl "{\"cmd\":\"status\",\"export_id\":\"$e\"}")
+    [ "$(field "$s" owner.host_id)" = hostb ]
+    [ "$(field "$s" writable)" = false ]
+done
+matches 'its owner, host hostb, is alive.*loaded read-only' < "$tmp/d.log"
 echo OK

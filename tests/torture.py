@@ -144,6 +144,8 @@ CRASH_POINTS = ['publish.after_journal', 'publish.during_upload',
                 'clone.after_manifest', 'clone.after_head',
                 'reset.after_meta', 'recover.after_discard']
 BEFORE_HEAD = CRASH_POINTS[:4]
+TAKEOVER_POINTS = ['takeover.after_owner', 'takeover.after_fence']
+TAKEOVERS = ['handover', 'dead', 'force', 'refused']
 PART_SIZE_MIN = 8 * MiB         # publish.during_upload fires past this
 
 _zeros = {}
@@ -288,6 +290,10 @@ class Export:
         self.clone_of = None        # (source export, snapshot)
         self.refs_may_lag = False   # refs/current.json after a crash
         self.kept_blobs = set()     # blobs a delete kept (blob_kept)
+        # The owner's epoch: learnt from the first status after a host
+        # took the export (at least epoch_min, above every earlier one),
+        # then fixed until the next takeover.
+        self.epoch, self.epoch_min = None, 1
 
     @property
     def nchunks(self):
@@ -619,6 +625,8 @@ class Host:
         self.ctl = os.path.join(root, 'ctl.sock')
         self.admin = os.path.join(root, 'admin.sock')
         self.log = os.path.join(root, 'host.log')
+        self.host_id = os.path.basename(root)
+        self.takeover = None            # of the process started last
         self.proc = None
         self.known_pids = set()
         os.makedirs(root, exist_ok=True)
@@ -629,11 +637,17 @@ class Host:
     def argv(self):
         p = self.camp.paths
         params = self.camp.host_store_params()
+        own = [('host-id', self.host_id), ('lease', str(self.camp.args.lease))]
         if self.mode == 'plugin':
+            if self.takeover:
+                own.append(('takeover', self.takeover))
             return ['nbdkit', '-f', '-U', self.nbd, p.plugin,
                     'cache-root=' + self.cache, 'control=' + self.ctl] + \
-                ['%s=%s' % kv for kv in params]
-        flags = []
+                ['%s=%s' % kv for kv in own + params]
+        flags = ['--%s=%s' % kv for kv in own]
+        if self.takeover:
+            flags.append('--takeover' if self.takeover == 'true'
+                         else '--takeover=' + self.takeover)
         for k, v in params:
             if k in ('bucket', 'storage-backend', 'endpoint-url', 'region',
                      'export-root'):
@@ -644,12 +658,15 @@ class Host:
                 '--cache-root', self.cache, '--listen', self.nbd,
                 '--admin-sock', self.admin] + flags
 
-    def start(self, crash_at=None, expect_crash=None, mode=None, wait=True):
+    def start(self, crash_at=None, expect_crash=None, mode=None, wait=True,
+              takeover=None):
         """Start and (with WAIT) wait until it serves.  With EXPECT_CRASH
         (a crash point hit while starting), return True if it died
-        there."""
+        there.  TAKEOVER ('true' or 'force'): take the exports other hosts
+        own, as the plugin's takeover= and lazyvold's --takeover do."""
         if mode:
             self.mode = mode
+        self.takeover = takeover
         if self.mode == 'plugin':
             # As start_nbdkit does; lazyvold removes a stale socket
             # itself, and must not lose the one of an nbdkit it adopts.
@@ -680,6 +697,9 @@ class Host:
                 return True
             if self.ready():
                 self.remember_pids()
+                if self.camp.host is self:
+                    for e in self.camp.exports.values():
+                        self.camp.relearn_epoch(e)
                 return False
             if self.proc.poll() is not None and self.mode == 'plugin':
                 if expect_crash:
@@ -900,11 +920,15 @@ class Campaign:
              'nbdkit_kills', 'takeovers', 'written', 'verified',
              'fast_zero_refused', 'fast_zero_partial', 'racing_snapshots',
              'landed_by_kill', 'store_faults', 'leaked_blobs',
-             'orphan_clones'), 0)
-        self.fired = dict.fromkeys(CRASH_POINTS, 0)
+             'orphan_clones', 'takeovers_refused', 'came_back',
+             'deposed_ms_max', 'takeover_handover', 'takeover_dead',
+             'takeover_force'), 0)
+        self.fired = dict.fromkeys(CRASH_POINTS + TAKEOVER_POINTS, 0)
+        self.extra = []                 # other hosts running for a while
         self.next_clone = 0
         self.ghosts = set()         # clones killed before their head
         self.max_gen = {}
+        self.max_epoch = {}
         self.store_changed = True
         self.step_t0 = time.monotonic()
         self.done = False
@@ -970,6 +994,14 @@ class Campaign:
         self.host.kill9(order)
         for e in self.exports.values():
             e.h = None
+
+    def relearn_epoch(self, e, bump=False):
+        """E was loaded again: taken again at a new epoch if it had been
+        given back (or, with BUMP, taken from another host), else at the
+        same one."""
+        if e.epoch is not None:
+            e.epoch_min = e.epoch + (1 if bump else 0)
+        e.epoch = None
 
     def crash_model(self):
         for e in self.exports.values():
@@ -1397,7 +1429,14 @@ class Campaign:
         self.note('close and open %s' % e.name)
         self.close_conn(e)
         self.wait_no_clients(e.name)
+        dirty = self.host.cmd('status', e.name)['dirty_chunks']
         self.host.cmd('close', e.name)
+        # Closed, it is given back unless it holds unpublished writes.
+        rec = self.store.json('%s%s/owner.json' % (self.store.prefix, e.name))
+        if (rec['host_id'] is None) != (dirty == 0):
+            raise Failure('%s closed with %d dirty chunks: owner.json names '
+                          '%s' % (e.name, dirty, rec['host_id']))
+        self.relearn_epoch(e)
         if probe:
             try:
                 self.host.cmd('status', e.name)
@@ -2074,35 +2113,187 @@ class Campaign:
     # -------------------------------------------------- hosts and faults
 
     def step_takeover(self, rng, _=None):
-        """A second host takes over: host A stops cleanly, host B (its own
-        cache root, the same store) continues, and A's cache is thrown
-        away.  B sees what A published and nothing else.  This is the
-        hook for ownership, which is being designed: then B will start
-        while A still runs, and A's later writes and publishes must be
-        refused."""
-        publish = rng.random() < 0.5
-        mode = self.pick_mode(rng)
+        """Another host and the exports' ownership (see OWNERSHIP in
+        lazyvold(8)).  A is the host that owns every export, B a new one
+        (its own cache root and host id, the same store):
+          handover: A stops cleanly; B starts with takeover (waiting out
+            A's lease if A kept exports for their unpublished writes);
+          dead: A is killed with kill -9; B starts with takeover, which
+            waits out A's lease;
+          force: A runs on; B takes every export by force; A must stop
+            acknowledging writes within the lease period L, and its
+            publishes fail;
+          refused: A runs on; B starts without takeover (or with it, and
+            sees A renew its lease): B gets every export read-only,
+            refuses writes and publishes, and A goes on as before.
+        After the first three B owns every export at a higher epoch and
+        serves what A published, and A may come back (its own cache
+        root, left as it was): it gets the exports read-only, stale where
+        it has unpublished writes, and can neither write nor publish.  B
+        may die at a takeover crash point first, and start again."""
+        how = TAKEOVERS[int(rng.random() * len(TAKEOVERS))]
+        mode, back_mode = self.pick_mode(rng), self.pick_mode(rng)
+        publish, back = rng.random() < 0.3, rng.random() < 0.5
+        wait = rng.random() < 0.3
+        order = rng.getrandbits(32)
+        probe = self.pick_export(rng)
+        point = None
+        if how != 'refused' and self.args.crash_points and rng.random() < 0.3:
+            point = TAKEOVER_POINTS[int(rng.random() * len(TAKEOVER_POINTS))]
         old = self.host
-        self.note('host %s hands over to a new host as %s%s' % (
-            old, mode, ', after publishing everything' if publish else ''))
+        self.note('%s: host %s and a new host as %s%s%s%s' % (
+            how, old, mode, ', after publishing everything' if publish else '',
+            ', which waits for the lease' if how == 'refused' and wait else '',
+            ', dying at %s first' % point if point else ''))
         if publish:
             for e in list(self.exports.values()):
                 self.after_publish(e, self.host.cmd('snapshot', e.name),
                                    'delta')
-        self.close_all_conns()
-        old.stop()
-        self.host = self.new_host(mode)
-        self.host.start()
-        logs = os.path.join(self.args.dir, 'logs')
-        os.makedirs(logs, exist_ok=True)
-        if os.path.exists(old.log):
-            os.rename(old.log, os.path.join(logs, os.path.basename(old.root)
-                                            + '.log'))
-        shutil.rmtree(old.root)
-        for e in self.exports.values():
+        if how == 'refused':
+            self.refused_takeover(old, mode, wait)
+            return
+        epochs = {n: e.epoch or e.epoch_min for n, e in self.exports.items()}
+        if how == 'handover':
+            self.close_all_conns()
+            old.stop()
+        elif how == 'dead':
+            self.kill_tree(order)
+        new = self.new_host(mode)
+        self.extra.append(new)
+        self.start_taker(new, 'force' if how == 'force' else 'true', point)
+        if how == 'force':
+            self.deposed(old, new, probe)
+            self.close_all_conns()
+            old.stop()
+        self.host = new
+        self.extra.remove(new)
+        for n, e in self.exports.items():
             e.m_reset()                 # B's cache is empty
+            e.epoch, e.epoch_min = None, epochs[n] + 1
         self.after_restart()
         self.stats['takeovers'] += 1
+        self.stats['takeover_' + how] += 1
+        if back:
+            self.comes_back(old, back_mode)
+        self.retire_host(old)
+
+    def start_taker(self, b, takeover, point):
+        """Start B taking the exports; with POINT, it dies there first
+        (at the first export it takes) and starts again."""
+        if point is None:
+            b.start(takeover=takeover)
+            return
+        before = b.crashes(point)
+        if not b.start(takeover=takeover, crash_at=point, expect_crash=point):
+            raise Failure('%s started without reaching %s' % (b, point))
+        self.fired[point] += 1
+        self.stats['crash_kills'] += 1
+        assert b.crashes(point) > before
+        b.kill9()
+        self.remark('died at %s' % point)
+        b.start(takeover=takeover)
+
+    def refused_takeover(self, a, mode, wait):
+        """B, started while A owns and renews: every export read-only."""
+        b = self.new_host(mode)
+        self.extra.append(b)
+        b.start(takeover='true' if wait else None)
+        for e in self.exports.values():
+            self.probe_not_owner(b, a, e, stale=False)
+            # B loaded the head A published, and serves it.
+            off, n = 0, min(e.size, 65536)
+            got = self.read(e, off, n, host=b)
+            self.compare(e, off, got, e.published.read(off, n),
+                         'read on a host that does not own it')
+        b.stop()
+        self.extra.remove(b)
+        self.retire_host(b)
+        for e in self.exports.values():
+            self.full.add(e.name)       # A goes on, untouched
+        self.stats['takeovers_refused'] += 1
+
+    def probe_not_owner(self, h, owner, e, stale):
+        """On host H, export E is owned by OWNER: status says so, and a
+        write and a publish are refused.  STALE: H has unpublished writes
+        for it (True), has none (False), or may have (None)."""
+        st = h.cmd('status', e.name)
+        o = st.get('owner') or {}
+        bad = []
+        if st.get('writable') is not False:
+            bad.append('writable is %s' % st.get('writable'))
+        if (o.get('host_id'), o.get('this_host')) != (owner.host_id, False):
+            bad.append('owner is %s, not %s' % (o, owner.host_id))
+        if stale is not None and st.get('stale') is not stale:
+            bad.append('stale is %s, not %s' % (st.get('stale'), stale))
+        if not st.get('notice'):
+            bad.append('no notice says why it is read-only')
+        if bad:
+            raise Failure('status of %s on %s: %s' % (e.name, h,
+                                                      '; '.join(bad)))
+        c = h.connect(e.name)
+        try:
+            c.pwrite(b'\xa5' * 512, 0)
+            raise Failure('%s acknowledged a write to %s, owned by %s'
+                          % (h, e.name, owner))
+        except nbd.Error:
+            pass
+        finally:
+            c.shutdown()
+        try:
+            h.cmd('snapshot', e.name)
+            raise Failure('%s published %s, owned by %s' % (h, e.name, owner))
+        except CtlError:
+            pass
+
+    def deposed(self, a, b, e):
+        """B took every export from A by force while A runs: A stops
+        acknowledging writes (to E) within the lease period, and cannot
+        publish."""
+        t0, limit = time.monotonic(), self.args.lease + 0.5
+        h = self.conn(e)
+        acked = 0
+        while True:
+            try:
+                h.pwrite(b'\x5a' * 4096, 0)
+                acked += 1
+            except nbd.Error:
+                break
+            if time.monotonic() - t0 > limit:
+                raise Failure('%s still acknowledges writes to %s %.1f s '
+                              'after %s took it by force (lease %d s)'
+                              % (a, e.name, time.monotonic() - t0, b,
+                                 self.args.lease))
+            time.sleep(0.05)
+        ms = int((time.monotonic() - t0) * 1000)
+        self.stats['deposed_ms_max'] = max(self.stats['deposed_ms_max'], ms)
+        self.remark('%s refused writes to %s %d ms after the takeover (%d '
+                    'acknowledged meanwhile)' % (a, e.name, ms, acked))
+        for x in self.exports.values():
+            try:
+                a.cmd('snapshot', x.name)
+                raise Failure('%s published %s after %s took it' % (a, x.name,
+                                                                    b))
+            except CtlError:
+                pass
+
+    def comes_back(self, a, mode):
+        """A starts again on its cache root: the exports are the current
+        host's, and A gets them read-only."""
+        self.extra.append(a)
+        a.start(mode=mode)
+        for e in self.exports.values():
+            self.probe_not_owner(a, self.host, e, stale=None)
+        a.stop()
+        self.extra.remove(a)
+        self.stats['came_back'] += 1
+
+    def retire_host(self, h):
+        logs = os.path.join(self.args.dir, 'logs')
+        os.makedirs(logs, exist_ok=True)
+        if os.path.exists(h.log):
+            os.rename(h.log, os.path.join(logs, os.path.basename(h.root)
+                                          + '.log'))
+        shutil.rmtree(h.root)
 
     def step_store_fault(self, rng, _=None):
         """A publish while the proxy injects a fault: it succeeds, or fails
@@ -2138,9 +2329,13 @@ class Campaign:
 
     # ------------------------------------------------------------ checks
 
-    def read(self, e, off, n, name=None):
-        """Bytes [off, off+n) of E (or of the export NAME) over NBD."""
-        h = self.conn(e) if name is None else self.host.connect(name)
+    def read(self, e, off, n, name=None, host=None):
+        """Bytes [off, off+n) of E (or of the export NAME) over NBD, from
+        the host (or from HOST)."""
+        if host is not None:
+            name = name or e.name
+        h = self.conn(e) if name is None else \
+            (host or self.host).connect(name)
         out = []
         try:
             for p in range(off, off + n, READ_PIECE):
@@ -2254,8 +2449,28 @@ class Campaign:
             bad.append('dirty_chunks is %d, not %s' % (
                 st['dirty_chunks'], lo if lo == hi else '%d..%d' % (lo, hi)))
         self.saw_gen(e.name, st['snapshot_generation'], 'status')
+        bad += self.check_owned(e, st)
         if bad:
             raise Failure('status of %s: %s' % (e.name, '; '.join(bad)))
+
+    def check_owned(self, e, st):
+        """The export is the host's, writable, at the model's epoch."""
+        owner = st.get('owner') or {}
+        if e.epoch is None:
+            e.epoch = st.get('epoch')
+            if not isinstance(e.epoch, int) or e.epoch < e.epoch_min:
+                return ['epoch is %s, not at least %d' % (e.epoch,
+                                                           e.epoch_min)]
+        want = {'writable': True, 'stale': False, 'epoch': e.epoch}
+        bad = ['%s is %s, not %s' % (k, st.get(k), v)
+               for k, v in want.items() if st.get(k) != v]
+        if (owner.get('host_id'), owner.get('epoch'),
+                owner.get('this_host')) != (self.host.host_id, e.epoch, True):
+            bad.append('owner is %s, not %s at epoch %d' % (
+                owner, self.host.host_id, e.epoch))
+        if not (st.get('lease') or {}).get('valid'):
+            bad.append('lease is %s' % st.get('lease'))
+        return bad
 
     def check_manifest(self, e, snap):
         """A published snapshot is the model's image at that snapshot,
@@ -2391,7 +2606,7 @@ class Campaign:
         for k in keys:
             folders.setdefault(k[len(pre):].split('/')[0], []).append(k)
         for f, ks in folders.items():
-            if f in self.exports:
+            if f in self.exports or f == '.hosts':
                 continue
             if f not in self.ghosts or pre + f + '/volume.json' in keys:
                 raise Failure('objects of an unknown export: %s' % ks[:5])
@@ -2432,7 +2647,8 @@ class Campaign:
                     need(pre + b['key'], b['size'],
                          ', but manifest %s names it' % mk)
                     named.add(pre + b['key'])
-            layout = ('volume.json', 'refs/current.json')
+            self.check_owner_record(e, vj)
+            layout = ('volume.json', 'refs/current.json', 'owner.json')
             for k in folders.get(e.name, []):
                 rest = k[len(pre) + len(e.name) + 1:]
                 if rest in layout:
@@ -2459,6 +2675,27 @@ class Campaign:
         self.stats['leaked_blobs'] = max(self.stats['leaked_blobs'], len(
             [k for k in deleted_blobs if k not in named]))
         self.store_changed = False
+
+    def check_owner_record(self, e, vj):
+        """owner.json names the host at the model's epoch, the head
+        carries that epoch, and epochs never go backwards."""
+        rec = self.store.json('%s%s/owner.json' % (self.store.prefix, e.name))
+        if rec is None:
+            raise Failure('%s/owner.json is gone' % e.name)
+        for what, ep in (('owner.json', rec['epoch']),
+                         ('volume.json', vj.get('epoch', 0))):
+            if ep < self.max_epoch.get(e.name, 0):
+                raise Failure('%s: the epoch went backwards: %s says %d, '
+                              'after %d' % (e.name, what, ep,
+                                            self.max_epoch[e.name]))
+        self.max_epoch[e.name] = rec['epoch']
+        if e.epoch is not None and (
+                rec['host_id'], rec['epoch'], vj.get('epoch')) != \
+                (self.host.host_id, e.epoch, e.epoch):
+            raise Failure('%s: owner.json names %s at epoch %d and the head '
+                          'has epoch %s; the model: %s at epoch %d' % (
+                              e.name, rec['host_id'], rec['epoch'],
+                              vj.get('epoch'), self.host.host_id, e.epoch))
 
     def check_step(self):
         crng = self.crng
@@ -2600,15 +2837,18 @@ class Campaign:
         return ' '.join(['/usr/bin/python3', sys.argv[0]] + out)
 
     def cleanup(self):
-        if self.host is not None:
+        for h in [self.host] + self.extra:
+            if h is None:
+                continue
             try:
-                self.host.kill9()
+                h.kill9()
             except Exception:           # noqa: B902 (best effort at exit)
                 pass
 
     def summary(self, secs):
         s = self.stats
-        fired = ', '.join('%s %d' % (p, self.fired[p]) for p in CRASH_POINTS)
+        fired = ', '.join('%s %d' % (p, self.fired[p])
+                          for p in CRASH_POINTS + TAKEOVER_POINTS)
         print('torture: crash points fired: %s; %d not reached' % (
             fired, s['crash_missed']))
         print('torture: left in the store: %d blobs that deletes kept and no '
@@ -2627,6 +2867,13 @@ class Campaign:
                   s['deletes'], s['resets'], s['restarts'],
                   s['lazyvold_alone'], s['nbdkit_kills'], s['takeovers'],
                   s['written'] / MiB, s['verified'] / MiB), flush=True)
+        print('torture: ownership: %d takeovers (%d after a clean stop, %d of '
+              'a dead host, %d by force from a live one: it refused writes '
+              'within %d ms at most, lease %d s), %d refused to a second '
+              'host, %d returns of the previous owner' % (
+                  s['takeovers'], s['takeover_handover'], s['takeover_dead'],
+                  s['takeover_force'], s['deposed_ms_max'], self.args.lease,
+                  s['takeovers_refused'], s['came_back']), flush=True)
 
 
 # ------------------------------------------------------------------ main
@@ -2695,6 +2942,9 @@ def main():
     ap.add_argument('--weight', action='append', default=[],
                     metavar='STEP=W', help='change the weight of a kind of '
                     'step (0: never), to aim a campaign; repeatable')
+    ap.add_argument('--lease', type=int, default=6, metavar='SECS',
+                    help='the hosts\' lease period (default 6: a takeover '
+                    'of a dead host waits 9 s)')
     ap.add_argument('--verbose', '-v', action='store_true',
                     help='print every step')
     ap.add_argument('store', nargs='*', metavar='STORE-PARAM')
