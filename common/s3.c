@@ -15,7 +15,9 @@
  * X-Amz-Date) and sends through the connection pool of http.c.
  *
  * What is tried again: 5xx other than 501, 429 (SlowDown), 400
- * RequestTimeout, a 200 whose body is an <Error> where S3 documents that
+ * RequestTimeout, 400 XAmzContentSHA256Mismatch, BadDigest and
+ * IncompleteBody (the body was damaged or cut on its way: it is sent
+ * again from our copy), a 200 whose body is an <Error> where S3 documents that
  * (CompleteMultipartUpload), and transfers that were refused, timed out,
  * cut off or could not resolve the host.  Up to "retries" tries after
  * the first, each after a random sleep of up to min(5 s, 100 ms * 2^n)
@@ -117,16 +119,31 @@ transient_errno (int e)
 static bool
 transient_status (long status, const char *code)
 {
-  return status == 429 || (status >= 500 && status != 501) ||
-    (status == 400 && strcmp (code, "RequestTimeout") == 0);
+  static const char *const again[] = {
+    "RequestTimeout", "XAmzContentSHA256Mismatch", "BadDigest",
+    "IncompleteBody",
+  };
+
+  if (status == 429 || (status >= 500 && status != 501))
+    return true;
+  if (status == 400)
+    for (size_t i = 0; i < sizeof again / sizeof again[0]; i++)
+      if (strcmp (code, again[i]) == 0)
+        return true;
+  return false;
 }
 
 /* Why a transient status is retried, for the retry counters. */
 static enum store_why
-status_why (long status)
+status_why (long status, const char *code)
 {
-  return status == 429 || status == 503 ? STORE_WHY_THROTTLED
-    : status == 400 ? STORE_WHY_TIMEOUT : STORE_WHY_SERVER;
+  if (status == 429 || status == 503)
+    return STORE_WHY_THROTTLED;
+  if (status == 400)
+    return strcmp (code, "RequestTimeout") == 0 ? STORE_WHY_TIMEOUT
+      : strcmp (code, "IncompleteBody") == 0 ? STORE_WHY_CUT_OFF
+      : STORE_WHY_CORRUPT;
+  return STORE_WHY_SERVER;
 }
 
 /* The errno for a final HTTP status. */
@@ -244,7 +261,7 @@ s3_call (struct s3_client *c, const struct s3_op *op,
       if ((!ok || op->error_in_body) && error_fields (resp, code, msg) && ok)
         resp->status = 500;     /* as S3 says to take it */
       retry = transient_status (resp->status, code);
-      why = status_why (resp->status);
+      why = status_why (resp->status, code);
     }
     if (!retry || tries > c->retries)
       break;
@@ -272,7 +289,7 @@ s3_call (struct s3_client *c, const struct s3_op *op,
   else {
     e = status_errno (resp->status);
     if (transient_status (resp->status, code))
-      store_fail_why (status_why (resp->status));
+      store_fail_why (status_why (resp->status, code));
     if (tries > 1)
       snprintf (tries_str, sizeof tries_str, " after %u tries", tries);
     err_set (e, "%s: %sHTTP %ld%s%s%s%s%s%s", op->what,

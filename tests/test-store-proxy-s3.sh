@@ -10,8 +10,9 @@
 #    reply of a put that landed, and the retry puts it again; a delayed
 #    request is answered late; a request that hangs times out and is
 #    tried again; a byte flipped in a put's body fails the SHA-256 check
-#    (400 XAmzContentSHA256Mismatch, final) and the store keeps the old
-#    object; a byte flipped in a GET reply reaches the client (the first
+#    (400 XAmzContentSHA256Mismatch), and the put is sent again (a part
+#    too), so the new object lands whole; on a link that damages every
+#    put the tries run out and the store keeps the old object; a byte flipped in a GET reply reaches the client (the first
 #    byte: its checks are test-store-metrics-s3.sh's business);
 #  - random faults by probability: the same seed and the same requests
 #    give the same faults, request by request, and another seed others;
@@ -95,20 +96,32 @@ st --stats --timeout 300ms get k 2>"$tmp/err" | cmp - "$tmp/obj"
 [ "$(proxy_stat hang)" = 1 ] && logged hang
 grep -q '^retry get timeout 1$' "$tmp/err"
 
-# A byte flipped in a put's body: refused at once, the old object kept;
-# in a part of an upload, the upload fails and makes no object.
+# A byte flipped in a put's body: refused by the check, sent again, and
+# the new object lands whole; in a part of an upload, the part is sent
+# again.  A link that damages every put: the tries run out, the old
+# object is kept, and a failed upload makes no object.
 head -c 300000 /dev/urandom > "$tmp/new"
 proxy_ctl once corrupt-put
-st --stats put k "$tmp/new" 2>"$tmp/err" && fail "a damaged put was stored"
-grep -q 'put k: HTTP 400 (XAmzContentSHA256Mismatch: ' "$tmp/err"
-grep -q '^requests=1 errors=1 retries=0 ' "$tmp/err"
+st --stats put k "$tmp/new" 2>"$tmp/err"
+grep -q '^requests=2 errors=0 retries=1 ' "$tmp/err"
+grep -q '^retry put corrupt 1$' "$tmp/err"
 [ "$(proxy_stat corrupt-put)" = 1 ] && [ "$(proxy_stat sha256-mismatch)" = 1 ]
-direct get k | cmp - "$tmp/obj"
+direct get k | cmp - "$tmp/new"
 proxy_ctl once corrupt-put
-st upload big2 "$tmp/big" 5M 2>"$tmp/err" && fail "a damaged part was kept"
-grep -q 'XAmzContentSHA256Mismatch' "$tmp/err"
+st upload big2 "$tmp/big" 5M
 [ "$(proxy_stat corrupt-put)" = 2 ] && [ "$(proxy_stat sha256-mismatch)" = 2 ]
-direct head big2 2>/dev/null && fail "a failed upload made an object"
+direct get big2 | cmp - "$tmp/big"
+proxy_ctl set corrupt-put 1
+st --retries 2 put k "$tmp/obj" 2>"$tmp/err" && fail "a damaged put was stored"
+grep -q 'put k: HTTP 400 after 3 tries (XAmzContentSHA256Mismatch: ' "$tmp/err"
+[ "$(proxy_stat corrupt-put)" = 5 ] && [ "$(proxy_stat sha256-mismatch)" = 5 ]
+direct get k | cmp - "$tmp/new"
+st --retries 1 upload big3 "$tmp/big" 5M 2>"$tmp/err" &&
+    fail "a damaged part was kept"
+grep -q 'XAmzContentSHA256Mismatch' "$tmp/err"
+direct head big3 2>/dev/null && fail "a failed upload made an object"
+proxy_ctl clear
+st put k "$tmp/obj" >/dev/null
 
 # A byte flipped in a ranged get's reply, then in a whole object's.
 proxy_ctl once corrupt-range

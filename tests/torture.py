@@ -502,26 +502,106 @@ class Store:
 
 
 class StoreFaults:
-    """The hook for store faults, injected by a proxy between the hosts
-    and the store.  This default injects none, and the store_fault step
-    is never chosen.  A proxy (one with a runtime control interface is
-    being written) plugs in by subclassing: endpoint() gives the URL
-    hosts are started with instead of the store's; inject(rng) arms a
-    fault (errors, hangs, lost replies, damaged bodies for a while) and
-    returns its description; clear() disarms it.  The campaign reads the
-    store directly, never through the proxy, to settle what a publish
-    under a fault did."""
+    """No store faults: the store_fault step is never chosen (the file
+    store, or --no-faults)."""
 
     enabled = False
 
     def endpoint(self, upstream):
         return upstream
 
+    def stop(self):
+        pass
+
+
+# The fault kinds of tests/store-proxy (see store-proxy --help).
+FAULT_KINDS = ['error', 'hang', 'delay', 'reset', 'truncate', 'corrupt-put',
+               'corrupt-range', 'corrupt-doc']
+FAULT_TIMEOUT = '3s'            # the hosts' timeout= under faults
+
+
+class ProxyFaults(StoreFaults):
+    """tests/store-proxy between the hosts and an S3 store, which the
+    campaign itself reads directly to settle what a request under a
+    fault did.  inject(rng) arms one to three kinds of fault, each for
+    the next 1 to 3 requests it applies to, or with a probability for
+    the time of the step; clear() disarms them.  A hang, or a delay past
+    the hosts' timeout (FAULT_TIMEOUT), is armed for one request only:
+    the lease renewals share the link, and a host that cannot renew for
+    a lease period rightly stops taking writes."""
+
+    enabled = True
+
+    def __init__(self, binary, upstream, dirname, seed):
+        self.binary, self.dir = binary, dirname
+        os.makedirs(dirname, exist_ok=True)
+        self.sock = os.path.join(dirname, 'ctl.sock')
+        self.stats_file = os.path.join(dirname, 'stats')
+        port_file = os.path.join(dirname, 'port')
+        self.log = open(os.path.join(dirname, 'proxy.log'), 'ab')
+        self.proc = subprocess.Popen(
+            [binary, '--upstream', upstream.rsplit(':', 1)[1],
+             '--port-file', port_file, '--stats', self.stats_file,
+             '--control', self.sock, '--seed', str(seed),
+             '--log', os.path.join(dirname, 'faults.log')],
+            stdin=subprocess.DEVNULL, stdout=self.log, stderr=self.log)
+        deadline = time.monotonic() + 10
+        while not os.path.exists(port_file):
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise Failure('store-proxy did not start')
+            time.sleep(0.02)
+        with open(port_file) as f:
+            self.url = 'http://127.0.0.1:%s' % f.read().strip()
+
+    def endpoint(self, upstream):
+        return self.url
+
+    def ctl(self, *cmd):
+        r = subprocess.run([self.binary, 'ctl', self.sock] +
+                           [str(c) for c in cmd], stdout=subprocess.PIPE,
+                           stderr=subprocess.STDOUT)
+        if r.returncode != 0:
+            raise Failure('store-proxy ctl %s: %s' % (
+                ' '.join(map(str, cmd)), r.stdout.decode(errors='replace')))
+
     def inject(self, rng):
-        return None
+        what = []
+        for k in rng.sample(FAULT_KINDS, 1 + int(rng.random() * 3)):
+            desc, once = k, k == 'hang'
+            if k == 'delay':
+                ms = 3500 if rng.random() < 0.3 else \
+                    100 + int(rng.random() * 900)
+                self.ctl('set', 'delay-ms', ms)
+                desc, once = 'delay %d ms' % ms, ms == 3500
+            elif k == 'error':
+                status = rng.choice((500, 502, 503, 504, 429))
+                self.ctl('set', 'error-status', status)
+                desc = 'error %d' % status
+            if once or rng.random() < 0.5:
+                n = 1 if once else 1 + int(rng.random() * 3)
+                self.ctl('next', n, k)
+                what.append('%s x%d' % (desc, n))
+            else:
+                pr = 0.05 + int(rng.random() * 25) / 100
+                self.ctl('set', k, pr)
+                what.append('%s p=%.2f' % (desc, pr))
+        return ', '.join(what)
 
     def clear(self):
-        pass
+        self.ctl('clear')
+
+    def counts(self):
+        try:
+            with open(self.stats_file) as f:
+                return dict((k, int(v)) for k, v in
+                            (line.split() for line in f if line.strip()))
+        except (OSError, ValueError):
+            return {}
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(timeout=30)
 
 
 # ----------------------------------------------------------------- hosts
@@ -942,7 +1022,11 @@ class Campaign:
         for k, v in self.store_params:
             if k == 'endpoint-url':
                 v = self.faults.endpoint(v)
+            elif k == 'timeout' and self.faults.enabled:
+                continue
             out.append((k, v))
+        if self.faults.enabled:
+            out.append(('timeout', FAULT_TIMEOUT))
         return out
 
     def new_host(self, mode):
@@ -2296,36 +2380,78 @@ class Campaign:
         shutil.rmtree(h.root)
 
     def step_store_fault(self, rng, _=None):
-        """A publish while the proxy injects a fault: it succeeds, or fails
-        with a store error and leaves the head where it was (or, if the
-        head moved anyway, the export knows it)."""
+        """Faults of the link to the store (errors, hangs, delays, resets,
+        truncated and corrupted bodies) during a snapshot, a compact, or
+        reads of an export just reset (every chunk read is fetched)."""
         e = self.pick_export(rng)
-        kind = 'compact' if rng.random() < 0.3 else 'snapshot'
+        op = rng.choice(('snapshot', 'snapshot', 'compact', 'read'))
+        if op == 'read':
+            self.close_conn(e)
+            self.wait_no_clients(e.name)
+            self.host.cmd('reset', e.name)
+            e.m_reset()
+            self.stats['resets'] += 1
         what = self.faults.inject(rng)
-        self.note('store fault %s during %s of %s' % (what, kind, e.name))
+        self.note('store faults %s during %s of %s' % (what, op, e.name))
         try:
-            r = self.host.cmd(kind, e.name)
-        except CtlError as ex:
-            if ex.code not in STORE_CODES:
-                raise Failure('%s under a store fault: %s' % (kind, ex))
-            r = None
+            if op == 'read':
+                failed = self.read_under_faults(e)
+            else:
+                self.publish_under_faults(e, op)
         finally:
             self.faults.clear()
-        if r is not None:
-            self.after_publish(e, r, 'base' if kind == 'compact' else 'delta')
-        else:
-            vj = self.store.head(e.name)
-            if vj['generation'] != e.gen:
-                st = self.host.cmd('status', e.name)
-                if st['snapshot_generation'] != vj['generation']:
-                    raise Failure('%s: the failed %s moved the head to %d, '
-                                  'but the export is at %d' % (
-                                      e.name, kind, vj['generation'],
-                                      st['snapshot_generation']))
-                e.m_published_all(vj['snapshot_id'], vj['generation'],
-                                  'base' if kind == 'compact' else 'delta')
-                self.new_snap(e, vj['snapshot_id'])
+        if op == 'read':
+            for off, n in failed:       # whole now: the same bytes
+                self.verify(e, off, n)
         self.stats['store_faults'] += 1
+
+    def read_under_faults(self, e):
+        """Every read returns the model's bytes or fails; the ranges that
+        failed."""
+        failed = []
+        for p in range(0, e.size, READ_PIECE):
+            n = min(READ_PIECE, e.size - p)
+            try:
+                got = self.conn(e).pread(n, p)
+            except nbd.Error as ex:
+                if ex.errnum not in (errno.EIO, errno.ETIMEDOUT,
+                                     errno.EAGAIN):
+                    raise Failure('read %s [%d+%d] under faults: %s'
+                                  % (e.name, p, n, ex))
+                failed.append((p, n))
+                continue
+            self.compare(e, p, got, e.cur.read(p, n), 'read under faults')
+            self.stats['verified'] += n
+        if failed:
+            self.remark('%d of %d reads failed' % (
+                len(failed), (e.size + READ_PIECE - 1) // READ_PIECE))
+        return failed
+
+    def publish_under_faults(self, e, op):
+        """The publish succeeds, or fails with a store error and leaves the
+        head where it was (or, if the head moved anyway, the export
+        knows it)."""
+        kind = 'base' if op == 'compact' else 'delta'
+        try:
+            r = self.host.cmd(op, e.name)
+        except CtlError as ex:
+            if ex.code not in STORE_CODES:
+                raise Failure('%s under a store fault: %s' % (op, ex))
+            r = None
+            self.remark('failed: %s' % ex)
+        if r is not None:
+            self.after_publish(e, r, kind)
+            return
+        vj = self.store.head(e.name)
+        if vj['generation'] != e.gen:
+            st = self.host.cmd('status', e.name)
+            if st['snapshot_generation'] != vj['generation']:
+                raise Failure('%s: the failed %s moved the head to %d, but '
+                              'the export is at %d' % (
+                                  e.name, op, vj['generation'],
+                                  st['snapshot_generation']))
+            e.m_published_all(vj['snapshot_id'], vj['generation'], kind)
+            self.new_snap(e, vj['snapshot_id'])
 
     # ------------------------------------------------------------ checks
 
@@ -2867,6 +2993,13 @@ class Campaign:
                   s['deletes'], s['resets'], s['restarts'],
                   s['lazyvold_alone'], s['nbdkit_kills'], s['takeovers'],
                   s['written'] / MiB, s['verified'] / MiB), flush=True)
+        if self.faults.enabled:
+            c = self.faults.counts()
+            print('torture: store faults: %d steps; injected %s; %d of %d '
+                  'requests' % (s['store_faults'], ', '.join(
+                      '%s %d' % (k, c.get(k, 0)) for k in FAULT_KINDS),
+                      sum(c.get(k, 0) for k in FAULT_KINDS),
+                      c.get('requests', 0)), flush=True)
         print('torture: ownership: %d takeovers (%d after a clean stop, %d of '
               'a dead host, %d by force from a live one: it refused writes '
               'within %d ms at most, lease %d s), %d refused to a second '
@@ -2892,6 +3025,8 @@ class Paths:
                                                             'lazyvold')
         self.store_tool = env.get('STORE_TOOL') or os.path.join(
             build, 'tests', 'store-tool')
+        self.store_proxy = env.get('STORE_PROXY') or os.path.join(
+            build, 'tests', 'store-proxy')
         self.srcdir = here
 
 
@@ -2935,6 +3070,9 @@ def main():
     ap.add_argument('--s3', action='store_true',
                     help='start a local S3 store (tests/s3-server.sh, with '
                     'conditional puts)')
+    ap.add_argument('--no-faults', dest='faults', action='store_false',
+                    help='no store-fault steps (by default an S3 store is '
+                    'reached through tests/store-proxy, which injects them)')
     ap.add_argument('--dir', help='scratch directory (default: a new one '
                     'under $TMPDIR, removed unless the campaign fails)')
     ap.add_argument('--build', help='the build tree (default: '
@@ -2985,10 +3123,21 @@ def main():
         args.seed, '%d steps' % args.steps if args.steps else
         '%d s' % args.duration, store.backend, args.mode, args.dir),
         flush=True)
-    camp = Campaign(args, paths, store, params, StoreFaults())
-    if s3dir:
-        camp.at_exit = lambda: subprocess.run(
-            [os.path.join(paths.srcdir, 's3-server.sh'), 'stop', s3dir])
+    faults = StoreFaults()
+    if args.faults and store.backend == 's3':
+        if not os.access(paths.store_proxy, os.X_OK):
+            sys.exit('torture: FAIL: %s is missing (build first, or '
+                     '--no-faults)' % paths.store_proxy)
+        faults = ProxyFaults(paths.store_proxy, dict(params)['endpoint-url'],
+                             os.path.join(args.dir, 'proxy'), args.seed)
+    camp = Campaign(args, paths, store, params, faults)
+
+    def at_exit():
+        faults.stop()
+        if s3dir:
+            subprocess.run([os.path.join(paths.srcdir, 's3-server.sh'),
+                            'stop', s3dir])
+    camp.at_exit = at_exit
     status = 0
     try:
         secs = camp.run()
