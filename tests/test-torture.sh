@@ -5,12 +5,14 @@
 # views, hydration, concurrent writers, clean restarts of nbdkit and of
 # lazyvold, lazyvold restarted alone, nbdkit killed under lazyvold,
 # kill -9 of the whole process tree at random moments, kills at every
-# named crash point and a second host taking over.  After every step the
+# named crash point, other hosts taking over or refused, and (on S3)
+# store faults through tests/store-proxy.  After every step the
 # exports read as the model says (after a crash: each byte as last
 # flushed or as written since), every new snapshot is the model's image
 # chunk by chunk (manifest hashes, blob bytes, its read-only view), and
 # the bucket's heads, chains, manifests and blobs are whole, with
-# generations that never go backwards.  A failure prints the seed, the
+# generations and owner epochs that never go backwards, and only the
+# owner moves a head.  A failure prints the seed, the
 # step and the command that replays it; README "Torture" says how to run
 # a long campaign.
 . "$srcdir/functions.sh"

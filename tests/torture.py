@@ -39,9 +39,14 @@
 # writers with a snapshot racing them); kills at
 # the named crash points of LAZYVOL_CRASH_AT (see CRASH POINTS in
 # nbdkit-lazyvol-plugin(1)), recover.after_discard after one that left a
-# publish to undo; a second host taking over the exports
-# (step_takeover, the hook for ownership); store faults through a proxy
-# (StoreFaults: the hook, with no faults until a proxy is plugged in).
+# publish to undo; other hosts (step_takeover: a clean handover, a dead
+# host's exports taken after its lease, a takeover by force from a live
+# host, which must refuse writes within the lease period and cannot
+# publish, a second host refused while the owner runs; the previous
+# owner may come back and must get every export read-only; the taker
+# may die at takeover.after_owner or takeover.after_fence); on S3, store
+# faults injected by tests/store-proxy (ProxyFaults) during publishes
+# and reads of an export just reset.
 # Three exports to start with (EXPORTS: 1 MiB, 64 KiB with a short last
 # chunk, and the default 4 MiB chunks), and the clones made on the way
 # (at most MAX_CLONES; older ones are retired).
@@ -84,10 +89,14 @@
 # restarts, kills, resets and takeovers) read back as the model says;
 # each export's status (generation, head, image and chunk size, the
 # dirty chunk count between what must and what may be dirty, no failed
-# stop); the store (after every step with the file store, which is read
+# stop; writable, owned by the host at the model's epoch, lease valid);
+# the store (after every step with the file store, which is read
 # directly; after steps that change it and every STORE_EVERY steps with
-# S3, read with tests/store-tool): every head has the model's generation
-# and snapshot, generations never go backwards, every manifest a head's
+# S3, read with tests/store-tool, never through the proxy): every head
+# has the model's generation and snapshot, generations never go
+# backwards, owner.json names the host at the model's epoch and the head
+# carries that epoch (so no other host moved it), epochs never go
+# backwards, every manifest a head's
 # parent chain reaches and every snapshot the model holds exists, every
 # blob such a manifest names exists with its size, deleted snapshots are
 # gone (their blob too, unless a live manifest named it when it was
@@ -564,9 +573,13 @@ class ProxyFaults(StoreFaults):
             raise Failure('store-proxy ctl %s: %s' % (
                 ' '.join(map(str, cmd)), r.stdout.decode(errors='replace')))
 
-    def inject(self, rng):
+    def inject(self, rng, reads=False):
+        """Arm faults; with READS, one of them damages ranged reads."""
         what = []
-        for k in rng.sample(FAULT_KINDS, 1 + int(rng.random() * 3)):
+        kinds = rng.sample(FAULT_KINDS, 1 + int(rng.random() * 3))
+        if reads and 'corrupt-range' not in kinds:
+            kinds[0] = 'corrupt-range'
+        for k in kinds:
             desc, once = k, k == 'hang'
             if k == 'delay':
                 ms = 3500 if rng.random() < 0.3 else \
@@ -2384,14 +2397,14 @@ class Campaign:
         truncated and corrupted bodies) during a snapshot, a compact, or
         reads of an export just reset (every chunk read is fetched)."""
         e = self.pick_export(rng)
-        op = rng.choice(('snapshot', 'snapshot', 'compact', 'read'))
+        op = rng.choice(('snapshot', 'snapshot', 'compact', 'read', 'read'))
         if op == 'read':
             self.close_conn(e)
             self.wait_no_clients(e.name)
             self.host.cmd('reset', e.name)
             e.m_reset()
             self.stats['resets'] += 1
-        what = self.faults.inject(rng)
+        what = self.faults.inject(rng, reads=op == 'read')
         self.note('store faults %s during %s of %s' % (what, op, e.name))
         try:
             if op == 'read':
