@@ -290,20 +290,31 @@ show_status (json_object *st)
     line ("unsafe", "no conditional puts: ownership is not enforced");
 }
 
+/* The array KEY of REPLY, and its length; if it is empty, say EMPTY. */
+static size_t
+array (json_object *reply, const char *key, const char *empty,
+       json_object **a)
+{
+  size_t n;
+
+  *a = NULL;
+  json_object_object_get_ex (reply, key, a);
+  n = json_object_is_type (*a, json_type_array)
+    ? json_object_array_length (*a) : 0;
+  if (n == 0)
+    printf ("%s\n", empty);
+  return n;
+}
+
 void
 show_list (json_object *reply)
 {
   struct table t = { .ncols = 8, .align = "lrrrrrll" };
-  json_object *a = NULL;
-  size_t n;
+  json_object *a;
+  size_t n = array (reply, "exports", "no exports are loaded", &a);
 
-  json_object_object_get_ex (reply, "exports", &a);
-  n = json_object_is_type (a, json_type_array) ? json_object_array_length (a)
-    : 0;
-  if (n == 0) {
-    printf ("no exports are loaded\n");
+  if (n == 0)
     return;
-  }
   table_row (&t, "EXPORT", "SIZE", "CHUNK", "RESIDENT", "DIRTY", "GEN",
              "OPERATION", "NOTE");
   for (size_t i = 0; i < n; i++) {
@@ -328,16 +339,11 @@ void
 show_snapshots (json_object *reply)
 {
   struct table t = { .ncols = 6, .align = "lrlrrl" };
-  json_object *a = NULL;
-  size_t n;
+  json_object *a;
+  size_t n = array (reply, "snapshots", "no snapshots are published", &a);
 
-  json_object_object_get_ex (reply, "snapshots", &a);
-  n = json_object_is_type (a, json_type_array) ? json_object_array_length (a)
-    : 0;
-  if (n == 0) {
-    printf ("no snapshots are published\n");
+  if (n == 0)
     return;
-  }
   table_row (&t, "SNAPSHOT", "GEN", "CREATED", "SIZE", "CHUNKS", "KIND");
   for (size_t i = 0; i < n; i++) {
     json_object *e = json_object_array_get_idx (a, i);

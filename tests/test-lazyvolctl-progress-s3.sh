@@ -33,19 +33,26 @@ matches -Ex 'published snapshot [0-9a-f]{32} of big \(generation 1\)' "$tmp/out"
 matches -Ex 'snapshot big: [0-9]+/48 chunks \([0-9.]+ [KMG]?i?B of 48 MiB\), [0-9]+%, (-|[0-9.]+ [KMG]?i?B/s), ETA (-|[0-9]+ s)' "$tmp/err"
 matches -v '^snapshot big: ' "$tmp/err" && fail "other lines on stderr"
 
+# detach OP: run lazyvolctl OP big, press Ctrl-C once its progress shows;
+# it exits 130 at once, saying that the operation goes on.
+detach ()
+{
+    local pid s=0
+    "$LAZYVOLCTL" "$1" big > "$tmp/out" 2> "$tmp/err" &
+    pid=$!
+    wait_for 30 matches "^$1 big: " "$tmp/err" ||
+        fail "no progress line: $(cat "$tmp/err")"
+    kill -INT "$pid"
+    wait "$pid" || s=$?
+    [ "$s" = 130 ] || fail "lazyvolctl exited $s after SIGINT: $(cat "$tmp/err")"
+    matches -x "lazyvolctl: detached: the $1 goes on in lazyvold; follow it with lazyvolctl status big" "$tmp/err"
+    [ ! -s "$tmp/out" ]
+}
+
 # Detach from a hydrate: it goes on and fills every chunk with data.
 wait_for 30 api_no_clients big
 "$LAZYVOLCTL" reset big >/dev/null
-"$LAZYVOLCTL" hydrate big > "$tmp/out" 2> "$tmp/err" &
-pid=$!
-wait_for 30 matches '^hydrate big: ' "$tmp/err" ||
-    fail "no progress line: $(cat "$tmp/err")"
-kill -INT "$pid"
-s=0
-wait "$pid" || s=$?
-[ "$s" = 130 ] || fail "lazyvolctl exited $s after SIGINT: $(cat "$tmp/err")"
-matches -x 'lazyvolctl: detached: the hydrate goes on in lazyvold; follow it with lazyvolctl status big' "$tmp/err"
-[ ! -s "$tmp/out" ]
+detach hydrate
 hydrated () {
     "$LAZYVOLCTL" --json status big | /usr/bin/python3 -c 'import json, sys
 d = json.load(sys.stdin)
@@ -57,15 +64,7 @@ wait_for 60 hydrated
 
 # Detach from a snapshot: it is published all the same.
 qemu-io -f raw -c 'write -P 8 0 32M' "$(uri big)" >/dev/null
-"$LAZYVOLCTL" snapshot big > "$tmp/out" 2> "$tmp/err" &
-pid=$!
-wait_for 30 matches '^snapshot big: ' "$tmp/err" ||
-    fail "no progress line: $(cat "$tmp/err")"
-kill -INT "$pid"
-s=0
-wait "$pid" || s=$?
-[ "$s" = 130 ]
-matches -x 'lazyvolctl: detached: the snapshot goes on in lazyvold; follow it with lazyvolctl status big' "$tmp/err"
+detach snapshot
 published () {
     [ "$("$LAZYVOLCTL" --json status big | jq '.snapshot_generation, .dirty_chunks' | tr '\n' ' ')" = "2 0 " ]
 }
