@@ -42,7 +42,7 @@ show_u64 (json_object *o, const char *key)
   return 0;
 }
 
-int
+bool
 show_bool (json_object *o, const char *key)
 {
   json_object *v;
@@ -306,6 +306,14 @@ array (json_object *reply, const char *key, const char *empty,
   return n;
 }
 
+/* The integer field KEY of O, in decimal, into BUF. */
+static const char *
+number (json_object *o, const char *key, char buf[SHOW_BUF])
+{
+  snprintf (buf, SHOW_BUF, "%" PRIu64, show_u64 (o, key));
+  return buf;
+}
+
 void
 show_list (json_object *reply)
 {
@@ -322,15 +330,14 @@ show_list (json_object *reply)
     char size[SHOW_BUF], chunk[SHOW_BUF], res[SHOW_BUF], dirty[SHOW_BUF],
       gen[SHOW_BUF], op[SHOW_BUF];
 
-    show_bytes (show_u64 (e, "image_size"), size);
-    show_bytes (show_u64 (e, "chunk_size"), chunk);
     snprintf (res, sizeof res, "%" PRIu64 "/%" PRIu64,
               show_u64 (e, "resident_chunks"), show_u64 (e, "chunk_count"));
-    snprintf (dirty, sizeof dirty, "%" PRIu64, show_u64 (e, "dirty_chunks"));
-    snprintf (gen, sizeof gen, "%" PRIu64,
-              show_u64 (e, "snapshot_generation"));
-    table_row (&t, show_str (e, "export_id") ?: "-", size, chunk, res, dirty,
-               gen, operation (e, op), note (e));
+    table_row (&t, show_str (e, "export_id") ?: "-",
+               show_bytes (show_u64 (e, "image_size"), size),
+               show_bytes (show_u64 (e, "chunk_size"), chunk), res,
+               number (e, "dirty_chunks", dirty),
+               number (e, "snapshot_generation", gen), operation (e, op),
+               note (e));
   }
   table_print (&t);
 }
@@ -350,14 +357,13 @@ show_snapshots (json_object *reply)
     char gen[SHOW_BUF], ago[SHOW_BUF], size[SHOW_BUF], nchunks[SHOW_BUF],
       kind[SHOW_BUF];
 
-    snprintf (gen, sizeof gen, "%" PRIu64, show_u64 (e, "generation"));
-    show_ago (show_str (e, "created") ?: "-", ago);
-    show_bytes (show_u64 (e, "blob_size"), size);
-    snprintf (nchunks, sizeof nchunks, "%" PRIu64, show_u64 (e, "chunks"));
     snprintf (kind, sizeof kind, "%s%s", show_str (e, "kind") ?: "-",
               show_bool (e, "current") ? " (current)" : "");
-    table_row (&t, show_str (e, "snapshot_id") ?: "-", gen, ago, size,
-               nchunks, kind);
+    table_row (&t, show_str (e, "snapshot_id") ?: "-",
+               number (e, "generation", gen),
+               show_ago (show_str (e, "created") ?: "-", ago),
+               show_bytes (show_u64 (e, "blob_size"), size),
+               number (e, "chunks", nchunks), kind);
   }
   table_print (&t);
 }

@@ -8,6 +8,7 @@
 #ifndef LAZYVOLCTL_SHOW_H
 #define LAZYVOLCTL_SHOW_H
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 
@@ -22,7 +23,7 @@ const char *show_str (json_object *o, const char *key);
 /* The integer field KEY of O, or 0 if it is missing or not a number. */
 uint64_t show_u64 (json_object *o, const char *key);
 /* The boolean field KEY of O (false if missing). */
-int show_bool (json_object *o, const char *key);
+bool show_bool (json_object *o, const char *key);
 
 /* N bytes in IEC units into BUF: "512 B", "4 MiB", "1.5 GiB". */
 const char *show_bytes (uint64_t n, char buf[SHOW_BUF])
