@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # lazyvolctl shows the progress of a long operation and Ctrl-C detaches
 # from it without cancelling it.  lazyvold reaches a local S3 store
-# through tests/store-proxy, which holds every request 250 ms, so that a
-# snapshot of 48 MiB and a hydrate of 64 chunks take a few seconds.
+# through tests/store-proxy, which holds every request 250 ms (60 ms for
+# the hydrate, whose fetches of one blob follow each other), so that a
+# snapshot of 48 MiB and a hydrate of its 48 chunks take a few seconds.
 # Without a terminal, progress comes as plain lines on stderr ("snapshot
 # big: N/48 chunks (...), P%, ..."), stdout has the result alone, and
 # --json shows no progress.  SIGINT during a hydrate or a snapshot makes
@@ -52,6 +53,7 @@ detach ()
 # Detach from a hydrate: it goes on and fills every chunk with data.
 wait_for 30 api_no_clients big
 "$LAZYVOLCTL" reset big >/dev/null
+proxy_ctl set delay-ms 60
 detach hydrate
 hydrated () {
     "$LAZYVOLCTL" --json status big | /usr/bin/python3 -c 'import json, sys
@@ -61,6 +63,7 @@ sys.exit(not (d["operation_state"] == "idle" and d["resident_chunks"] == 48))'
 "$LAZYVOLCTL" --json status big | jq -e '.operation_state == "hydrating"' ||
     fail "the hydrate was over before the SIGINT"
 wait_for 60 hydrated
+proxy_ctl set delay-ms 250
 
 # Detach from a snapshot: it is published all the same.
 qemu-io -f raw -c 'write -P 8 0 32M' "$(uri big)" >/dev/null
