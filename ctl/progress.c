@@ -149,6 +149,7 @@ progress_wait (const struct progress_op *op, struct client_call *call,
   struct sigaction sa = { .sa_handler = on_sigint }, old;
   struct client_call *poll = NULL;
   uint64_t next_poll = 0;
+  bool detached = false;
   int r = -1;
 
   memset (reply, 0, sizeof *reply);
@@ -156,7 +157,7 @@ progress_wait (const struct progress_op *op, struct client_call *call,
   sigemptyset (&sa.sa_mask);
   sigaction (SIGINT, &sa, &old);
   for (;;) {
-    if (interrupted)
+    if ((detached = interrupted))
       break;
     if (call && client_done (call)) {
       r = client_finish (call, reply);
@@ -192,12 +193,11 @@ progress_wait (const struct progress_op *op, struct client_call *call,
     drop (poll);
   if (call)
     drop (call);
-  if (interrupted) {
+  if (detached) {
     err_clear ();
     fprintf (stderr, "lazyvolctl: detached: the %s goes on in lazyvold; "
              "follow it with lazyvolctl status %s\n", op->verb,
              op->export_id);
-    client_reply_free (reply);
     return 1;
   }
   return r;
