@@ -519,6 +519,8 @@ parse_size (const char *s, uint64_t *out)
   case 'p': case 'P': shift = 50; end++; break;
   default: return false;
   }
+  if (shift && end[0] == 'i' && end[1] == 'B')
+    end += 2;                   /* "KiB": the same powers of 1024 */
   if (*end != '\0' || (shift && v > (UINT64_MAX >> shift)))
     return false;
   *out = (uint64_t) v << shift;

@@ -114,7 +114,9 @@ void time_now_iso8601 (char out[32]);
 /* Monotonic clock in nanoseconds. */
 uint64_t time_mono_ns (void);
 
-/* Parse a size like "1G", "4M", "1073741824" into *OUT; false if bad. */
+/* Parse a size like "1G", "4MiB", "1073741824" into *OUT (K, M, G, T, P
+ * with an optional "iB" are powers of 1024); false if bad.
+ */
 bool parse_size (const char *s, uint64_t *out);
 
 #endif /* LAZYVOL_UTIL_H */

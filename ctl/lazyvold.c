@@ -15,7 +15,10 @@
  *                  two cannot supervise one nbdkit
  *   nbdkit.pid     written by nbdkit; names the process to adopt
  *   control.sock   the plugin's control socket
- *   admin.sock     the admin API, unless --admin-sock says otherwise
+ *
+ * The admin API listens on --admin-sock, by default on the socket
+ * lazyvolctl looks for (adminsock.h), whose directory is created if
+ * missing.
  *
  * Signals: TERM and INT stop nbdkit (it flushes every export) and exit;
  * USR2 exits at once, leaving nbdkit serving for the next lazyvold to
@@ -40,6 +43,7 @@
 
 #include <event2/event.h>
 
+#include "adminsock.h"
 #include "api.h"
 #include "dump.h"
 #include "err.h"
@@ -62,7 +66,7 @@ static struct {
   const char *storage_backend, *endpoint_url, *region, *r2_account_id;
   const char **filters, **params;
   size_t nfilters, nparams;
-  bool foreground;
+  bool foreground, admin_sock_default;
   int log_level;
 } opt = {
   .export_root = "exports", .listen = DEFAULT_LISTEN,
@@ -78,7 +82,7 @@ usage (FILE *f)
 {
   fprintf (f,
 "Usage: lazyvold serve --cache-root DIR [OPTIONS]\n"
-"       lazyvold serve --control SOCKET --admin-sock SOCKET [OPTIONS]\n"
+"       lazyvold serve --control SOCKET [OPTIONS]\n"
 "       lazyvold dump-dirty --cache-root DIR EXPORT FILE\n"
 "       lazyvold --help | --version\n"
 "\n"
@@ -117,9 +121,10 @@ usage (FILE *f)
 "                           options are refused\n"
 "\n"
 "Both:\n"
-"  --admin-sock PATH        admin API socket (DIR/" RUN_DIR_NAME
-"/admin.sock;\n"
-"                           required with --control)\n"
+"  --admin-sock PATH        admin API socket (" ADMINSOCK_ROOT_DIR "/"
+ADMINSOCK_NAME " for root,\n"
+"                           else $XDG_RUNTIME_DIR/lazyvol/" ADMINSOCK_NAME
+")\n"
 "  --admin-group GROUP      make the admin socket 0660 for GROUP (0600)\n"
 "  --admin-timeout SECS     drop an admin connection on which nothing\n"
 "                           arrives for SECS (30)\n"
@@ -281,6 +286,19 @@ static const struct option long_options[] = {
   { NULL },
 };
 
+/* Without --admin-sock, listen where lazyvolctl looks; exits if there is
+ * no such place for this user.
+ */
+static void
+default_admin_sock (void)
+{
+  if (opt.admin_sock)
+    return;
+  if ((opt.admin_sock = adminsock_default ()) == NULL)
+    usage_error ("%s: give --admin-sock PATH", err_msg ());
+  opt.admin_sock_default = true;
+}
+
 /* Parse "serve ARGS..."; exits on a usage error. */
 static void
 parse_serve (int argc, char **argv)
@@ -352,8 +370,7 @@ parse_serve (int argc, char **argv)
       usage_error ("with --control, lazyvold runs no nbdkit: give the "
                    "storage, --listen, --filter and plugin options to "
                    "your nbdkit instead");
-    if (opt.admin_sock == NULL)
-      usage_error ("--control needs --admin-sock");
+    default_admin_sock ();
     return;
   }
   if (opt.cache_root == NULL)
@@ -365,9 +382,7 @@ parse_serve (int argc, char **argv)
   if (opt.bucket && opt.storage_backend &&
       strcmp (opt.storage_backend, "file") == 0)
     opt.bucket = absolute (opt.bucket);
-  if (opt.admin_sock == NULL)
-    opt.admin_sock = xasprintf ("%s/" RUN_DIR_NAME "/admin.sock",
-                                opt.cache_root);
+  default_admin_sock ();
   if (opt.plugin == NULL)
     opt.plugin = xasprintf ("%s", PLUGINDIR "/nbdkit-lazyvol-plugin.so");
 }
@@ -647,6 +662,7 @@ main (int argc, char **argv)
   }
   if (relay_init (base, opt.control ? opt.control : cfg.control) == -1 ||
       (run_dir && lock_run_dir (run_dir) == -1) ||
+      (opt.admin_sock_default && adminsock_make_dir (opt.admin_sock) == -1) ||
       api_start (base, opt.admin_sock, gid, opt.admin_timeout) == -1)
     startup_failed ();
   else if (opt.control)

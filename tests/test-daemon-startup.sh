@@ -3,12 +3,13 @@
 # usage errors exit 2 with a message naming the problem; an nbdkit that
 # cannot start makes lazyvold exit 1 with nbdkit's reason above its own;
 # a second lazyvold on one cache root, or on an admin socket in use, is
-# refused; --admin-group makes the socket 0660 for that group; without
+# refused; a user who is not root and has no XDG_RUNTIME_DIR has no
+# default admin socket (see test-lazyvolctl.sh for the default itself); --admin-group makes the socket 0660 for that group; without
 # --foreground lazyvold returns once ready, writes --pidfile, and on
 # SIGTERM stops everything and removes it, and a failing start in the
 # background is reported on the terminal with exit 1.
 . "$srcdir/functions.sh"
-requires "$LAZYVOLD" curl jq stat id
+requires "$LAZYVOLD" curl jq stat id unshare
 tmp=$(make_tmpdir)
 start_store "$tmp"
 pod=$abs_top_srcdir/man/lazyvold.pod
@@ -38,7 +39,11 @@ usage_error '--log-level must be' serve --cache-root "$tmp/c" --log-level loud
 usage_error 'bad port' serve --cache-root "$tmp/c" --listen 127.0.0.1:99999
 usage_error '--listen wants' serve --cache-root "$tmp/c" --listen nbd.sock
 usage_error 'no group named' serve --cache-root "$tmp/c" --admin-group no-such-group-x
-usage_error '--control needs --admin-sock' serve --control "$tmp/ctl.sock"
+s=0
+unshare --map-user=1000 env -u XDG_RUNTIME_DIR \
+    "$LAZYVOLD" serve --control "$tmp/ctl.sock" 2> "$tmp/err" || s=$?
+[ "$s" = 2 ]
+grep -qF 'no default admin socket: XDG_RUNTIME_DIR is not set: give --admin-sock PATH' "$tmp/err"
 usage_error 'unexpected argument' serve --cache-root "$tmp/c" extra
 [ ! -e "$tmp/c" ]
 
@@ -69,18 +74,19 @@ api GET /v1/health >/dev/null
 stop_lazyvold
 
 # In the background.
+admin=$tmp/d/admin.sock
 "$LAZYVOLD" serve --plugin "$LAZYVOL_PLUGIN" --cache-root "$tmp/d/cache" \
-    --listen "$tmp/d/nbd.sock" --pidfile "$tmp/d/lazyvold.pid"
+    --listen "$tmp/d/nbd.sock" --admin-sock "$admin" \
+    --pidfile "$tmp/d/lazyvold.pid"
 pid=$(cat "$tmp/d/lazyvold.pid")
 cleanup_fn stop_lazyvold_at_exit "$pid" "$tmp/d/cache"
-admin=$tmp/d/cache/.lazyvold/admin.sock
 api GET /v1/health | jq -e '.status == "ok"'
 kill "$pid"
 wait_for 60 sh -c "! kill -0 $pid 2>/dev/null"
 [ ! -e "$tmp/d/lazyvold.pid" ] && [ ! -e "$admin" ]
 s=0
 "$LAZYVOLD" serve --plugin "$LAZYVOL_PLUGIN" --cache-root "$tmp/d/cache" \
-    --listen "$tmp/d/nbd.sock" --param readahead=lots 2> "$tmp/err" || s=$?
+    --listen "$tmp/d/nbd.sock" --admin-sock "$admin" --param readahead=lots 2> "$tmp/err" || s=$?
 [ "$s" = 1 ]
 grep -q 'lazyvold: nbdkit exited with status 1 before it was ready' "$tmp/err"
 echo OK

@@ -1,0 +1,49 @@
+/* lazyvol: the default admin socket (see adminsock.h).
+ *
+ * The rule lives here alone: lazyvold listens where lazyvolctl looks.
+ * The euid decides, not the uid, so that a set-uid wrapper or "sudo -E"
+ * finds root's socket.  The directory is created 0700 when lazyvold
+ * finds it missing; one that exists (systemd's RuntimeDirectory, which
+ * an --admin-group deployment makes 0750) is left as it is.
+ */
+#include <config.h>
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "adminsock.h"
+#include "err.h"
+#include "util.h"
+
+char *
+adminsock_default (void)
+{
+  const char *xdg = getenv ("XDG_RUNTIME_DIR");
+
+  if (geteuid () == 0)
+    return str_printf ("%s/%s", ADMINSOCK_ROOT_DIR, ADMINSOCK_NAME);
+  if (xdg == NULL || xdg[0] != '/') {
+    err_set (ENOENT, "no default admin socket: XDG_RUNTIME_DIR is %s",
+             xdg ? "not an absolute path" : "not set");
+    return NULL;
+  }
+  return str_printf ("%s/lazyvol/%s", xdg, ADMINSOCK_NAME);
+}
+
+int
+adminsock_make_dir (const char *path)
+{
+  CLEANUP_FREE char *dir = strdup (path);
+  char *slash = dir ? strrchr (dir, '/') : NULL;
+
+  if (dir == NULL)
+    return err_set (ENOMEM, "admin socket %s: out of memory", path);
+  if (slash == NULL || slash == dir)
+    return 0;
+  *slash = '\0';
+  if (mkdir_p (dir, 0700) == -1)
+    return err_prefix ("admin socket %s", path);
+  return 0;
+}
