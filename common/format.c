@@ -1084,6 +1084,16 @@ lease_parse (const char *json, size_t len, const char *host_id,
       get_time (&d, obj, "renewed", l.renewed) == -1 ||
       get_revocations (&d, obj, &l) == -1)
     return -1;
+  {
+    struct json_object *o;
+
+    l.overflow = false;
+    if (json_object_object_get_ex (obj, "overflow", &o)) {
+      if (!json_object_is_type (o, json_type_boolean))
+        return bad (&d, "overflow: not true or false");
+      l.overflow = json_object_get_boolean (o);
+    }
+  }
   *out = l;
   return 0;
 }
@@ -1105,6 +1115,8 @@ write_lease (FILE *f, const void *arg)
     fprintf (f, ", \"epoch\": %" PRIu64 "}", l->revoked[i].epoch);
   }
   fputs ("],\n", f);
+  if (l->overflow)
+    fputs ("  \"overflow\": true,\n", f);
 }
 
 char *

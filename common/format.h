@@ -101,6 +101,7 @@ struct lease_record {
   char renewed[32];
   struct lease_revocation revoked[LEASE_REVOKED_MAX];
   size_t nrevoked;
+  bool overflow;                /* revocations were dropped: check all */
 };
 
 /* Is S a valid host id ([A-Za-z0-9][A-Za-z0-9._-]{0,63})? */

@@ -22,6 +22,20 @@
  *     condition; the owner reads the record, gives up the revoked
  *     exports (their *lost flags), and writes the record back without
  *     them.  A live owner so stops writing within L/3 plus a request.
+ *     The taker revokes before its put of owner.json (so that a taker
+ *     dying before its fence still stops the owner) and again after it;
+ *     the owner, on loading an export, re-reads owner.json after it has
+ *     registered its hold.  Revocations of exports not held are dropped
+ *     at renewal, so without those two steps a revocation written while
+ *     the owner was between reading owner.json and holding the export
+ *     would be lost.  Now either the re-read sees the taker's owner.json,
+ *     or the hold came before the taker's put, and so before the second
+ *     revocation, which the next renewal then applies.
+ *   - A record holds at most LEASE_REVOKED_MAX revocations.  A taker
+ *     that finds it full drops the oldest and sets "overflow"; the
+ *     owner then checks every export it holds against owner.json before
+ *     it writes its record back without the flag.  A record that someone
+ *     deleted is written afresh, after the same check.
  *
  * The renewal thread holds l->lock only for bookkeeping; requests are made
  * without it.  valid_until is atomic, read lock-free by the data path.
@@ -42,6 +56,7 @@
 
 #define HOLDS_MAX 4096
 #define POLL_MIN_MS 100
+#define DEAD_MAX 16
 
 struct hold {
   char export_id[EXPORT_ID_MAX + 1];
@@ -63,10 +78,13 @@ struct lease {
   struct lease_record rec;      /* as last written */
   char etag[128];               /* of rec */
   bool lapsed;                  /* renewals failed past the period */
-  /* The last host found dead, and the etag its record had: another of its
-   * exports need not wait again while the record stays that way.
+  /* Hosts found dead, and the etags their records had: another of their
+   * exports need not wait again while a record stays that way.
    */
-  char dead_key[256], dead_etag[128];
+  struct {
+    char key[256], etag[128];
+  } dead[DEAD_MAX];
+  unsigned ndead;               /* entries used; the next goes at ndead % */
   int error;                    /* of the last renewal, if it failed */
   char why[256];
   struct hold *holds;
@@ -200,6 +218,17 @@ verify_holds (struct lease *l)
   return r;
 }
 
+/* After a failed renewal, the next comes sooner than L/3: a burst of
+ * errors on the link must not cost a third of the lease each time.
+ */
+static unsigned
+retry_ms (const struct lease *l)
+{
+  unsigned ms = l->cfg.period_ms / 12;
+
+  return ms > POLL_MIN_MS ? ms : POLL_MIN_MS;
+}
+
 /* Renew once.  Called with l->lock held; drops it around requests. */
 static int
 renew (struct lease *l)
@@ -212,28 +241,45 @@ renew (struct lease *l)
   memcpy (etag, l->etag, sizeof etag);
   rec.count++;
   rec.nrevoked = 0;
+  rec.overflow = false;
   time_now_iso8601 (rec.renewed);
   pthread_mutex_unlock (&l->lock);
   r = put_record (l, &rec, etag);
-  if (r == -1 && errno == ESTALE) {
-    /* Someone wrote our record: revocations.  Read, obey, write back. */
-    struct lease_record cur;
+  if (r == -1 && (errno == ESTALE || errno == ENOENT)) {
+    /* Someone wrote our record (revocations: read, obey, write back), or
+     * deleted it (write it afresh).  Where revocations may have been
+     * lost, check every hold first.
+     */
+    struct lease_record cur = { .nrevoked = 0 };
+    bool check = false;
 
     if (get_record (l, l->key, l->cfg.host_id, &cur, etag) == 0) {
+      check = cur.overflow;
+      rec.count = cur.count + 1;
+      r = 0;
+    }
+    else if (errno == ENOENT) {
+      log_warn ("this host's lease record is gone: writing it again");
+      etag[0] = '\0';
+      check = true;
+      r = 0;
+    }
+    if (r == 0) {
       pthread_mutex_lock (&l->lock);
       apply_revocations (l, &cur);
+      if (check && verify_holds (l) == -1)
+        r = err_prefix ("revocations may have been lost, and the exports "
+                        "this host holds could not be checked");
       pthread_mutex_unlock (&l->lock);
-      rec.count = cur.count + 1;
-      r = put_record (l, &rec, etag);
     }
-    else
-      r = -1;
+    if (r == 0)
+      r = put_record (l, &rec, etag);
   }
   pthread_mutex_lock (&l->lock);
   if (r == -1) {
     if (l->error == 0 && err_errno () != ENOTSUP)
       log_warn ("renew this host's lease: %s (retrying every %u ms)",
-                err_msg (), l->cfg.period_ms / 3);
+                err_msg (), retry_ms (l));
     l->error = err_errno ();
     snprintf (l->why, sizeof l->why, "%s", err_msg ());
     if (time_mono_ns () > atomic_load (&l->valid_until_ns) && !l->lapsed &&
@@ -271,7 +317,8 @@ renewer (void *arg)
     uint64_t ns;
 
     clock_gettime (CLOCK_MONOTONIC, &ts);
-    ns = ts.tv_nsec + ms_to_ns (l->cfg.period_ms / 3);
+    ns = ts.tv_nsec + ms_to_ns (l->error ? retry_ms (l)
+                                : l->cfg.period_ms / 3);
     ts.tv_sec += ns / 1000000000;
     ts.tv_nsec = ns % 1000000000;
     pthread_cond_timedwait (&l->wake, &l->lock, &ts);
@@ -329,7 +376,7 @@ lease_start (struct store *st, const struct lease_config *cfg)
     l->etag[0] = '\0';
   {
     /* A store that is down now must not stop the host: the thread keeps
-     * trying, and exports load read-only until the lease is held.
+     * trying, and the exports loaded meanwhile are read-only (owner.c).
      */
     LOCK_FOR_SCOPE (&l->lock);
     if (renew (l) == -1 && l->error == ENOTSUP) {
@@ -441,6 +488,53 @@ lease_drop (struct lease *l, const char *export_id)
     }
 }
 
+/* The entry of dead host KEY, or NULL.  With l->lock. */
+static unsigned
+dead_index (struct lease *l, const char *key)
+{
+  for (unsigned i = 0; i < l->ndead && i < DEAD_MAX; i++)
+    if (strcmp (key, l->dead[i].key) == 0)
+      return i;
+  return DEAD_MAX;
+}
+
+/* Was host KEY found dead, with its record at ETAG since? */
+static bool
+dead_find (struct lease *l, const char *key, const char *etag)
+{
+  LOCK_FOR_SCOPE (&l->lock);
+  unsigned i = dead_index (l, key);
+
+  return i < DEAD_MAX && strcmp (etag, l->dead[i].etag) == 0;
+}
+
+/* We rewrote dead host KEY's record from ETAG to NEW_ETAG (a revocation):
+ * our own write does not make it alive.
+ */
+static void
+dead_rewritten (struct lease *l, const char *key, const char *etag,
+                const char *new_etag)
+{
+  LOCK_FOR_SCOPE (&l->lock);
+  unsigned i = dead_index (l, key);
+
+  if (i < DEAD_MAX && strcmp (etag, l->dead[i].etag) == 0)
+    snprintf (l->dead[i].etag, sizeof l->dead[i].etag, "%s", new_etag);
+}
+
+/* Remember host KEY as dead while its record has ETAG. */
+static void
+dead_add (struct lease *l, const char *key, const char *etag)
+{
+  LOCK_FOR_SCOPE (&l->lock);
+  unsigned i = dead_index (l, key);
+
+  if (i == DEAD_MAX)
+    i = l->ndead++ % DEAD_MAX;
+  snprintf (l->dead[i].key, sizeof l->dead[i].key, "%s", key);
+  snprintf (l->dead[i].etag, sizeof l->dead[i].etag, "%s", etag);
+}
+
 /* Sleep MS milliseconds. */
 static void
 sleep_ms (uint64_t ms)
@@ -470,11 +564,8 @@ lease_wait_dead (struct lease *l, const char *host_id, const char *cache_id)
       etag[0] = '\0';           /* no record: unchanged, as absent */
     else
       return -1;
-    if (first) {
-      LOCK_FOR_SCOPE (&l->lock);
-      if (strcmp (key, l->dead_key) == 0 && strcmp (etag, l->dead_etag) == 0)
-        return 1;               /* found dead before, and still silent */
-    }
+    if (first && dead_find (l, key, etag))
+      return 1;                 /* found dead before, and still silent */
     if (!first && strcmp (etag, seen) != 0) {
       log_info ("host %s renewed its lease during the wait: it is alive",
                 host_id);
@@ -483,9 +574,7 @@ lease_wait_dead (struct lease *l, const char *host_id, const char *cache_id)
     first = false;
     memcpy (seen, etag, sizeof seen);
     if (time_mono_ns () - since >= ms_to_ns (period * 3 / 2)) {
-      LOCK_FOR_SCOPE (&l->lock);
-      snprintf (l->dead_key, sizeof l->dead_key, "%s", key);
-      memcpy (l->dead_etag, etag, sizeof l->dead_etag);
+      dead_add (l, key, etag);
       return 1;
     }
     sleep_ms (period / 6 > POLL_MIN_MS ? period / 6 : POLL_MIN_MS);
@@ -509,9 +598,10 @@ lease_revoke (struct lease *l, const char *host_id, const char *cache_id,
     if (get_record (l, key, host_id, &rec, etag) == -1)
       return errno == ENOENT ? 0 : -1;
     if (rec.nrevoked == LEASE_REVOKED_MAX) {
-      /* The oldest goes: that host has not read it for long. */
+      /* The oldest goes, and the flag makes the owner check them all. */
       memmove (&rec.revoked[0], &rec.revoked[1],
                --rec.nrevoked * sizeof rec.revoked[0]);
+      rec.overflow = true;
     }
     snprintf (rec.revoked[rec.nrevoked].export_id, EXPORT_ID_MAX + 1, "%s",
               export_id);
@@ -522,10 +612,7 @@ lease_revoke (struct lease *l, const char *host_id, const char *cache_id,
     if (store_put (l->st, key, json, strlen (json),
                    l->cfg.unconditional ? STORE_PUT_ANY : STORE_PUT_IF_MATCH,
                    l->cfg.unconditional ? NULL : etag, &obj) == 0) {
-      /* Our own write does not make a dead host alive. */
-      LOCK_FOR_SCOPE (&l->lock);
-      if (strcmp (key, l->dead_key) == 0 && strcmp (etag, l->dead_etag) == 0)
-        memcpy (l->dead_etag, obj.etag, sizeof l->dead_etag);
+      dead_rewritten (l, key, etag, obj.etag);
       return 0;
     }
     if (errno != ESTALE)

@@ -210,6 +210,18 @@ undo_take (struct volume_env *env, const char *export_id, uint64_t epoch)
   err_restore (&why);
 }
 
+/* Tell the owner in REC that it lost the export, if there is one. */
+static void
+owner_revoke_old (struct volume_env *env, const struct owner_record *rec)
+{
+  if (rec->host_id[0] &&
+      lease_revoke (env->lease, rec->host_id, rec->cache_id, rec->export_id,
+                    rec->epoch) == -1)
+    log_warn ("export %s: could not tell host %s that it lost it: %s (it "
+              "stops writing when its lease lapses)", rec->export_id,
+              rec->host_id, err_msg ());
+}
+
 /* Another host owns the export: may we take it?  0 yes, 1 no, -1 error. */
 static int
 may_take (struct volume_env *env, const struct owner_record *rec,
@@ -250,10 +262,17 @@ owner_acquire (struct volume_env *env, struct volume_head *head,
   why[0] = '\0';
   if (key == NULL)
     return -1;
-  /* Without a lease this host could not tell when it lost the export. */
-  if (lease_check (env->lease) == -1)
-    return errno == ENOTSUP ? refuse_unconditional (env)
-      : err_prefix ("export %s: cannot own it", head->export_id);
+  /* Without a lease this host could not tell when it lost the export:
+   * read-only, until it is opened again with the lease held.
+   */
+  if (lease_check (env->lease) == -1) {
+    if (errno == ENOTSUP)
+      return refuse_unconditional (env);
+    snprintf (why, 256, "%s; close and open it again once the lease is "
+              "held", err_msg ());
+    log_warn ("export %s: loaded read-only: %s", head->export_id, why);
+    return 0;
+  }
   for (int tries = 0; tries < TRIES; tries++) {
     struct owner_record cur = { .epoch = 0 };
     CLEANUP_FREE char *json = NULL;
@@ -289,33 +308,48 @@ owner_acquire (struct volume_env *env, struct volume_head *head,
       /* Tell the previous owner first, in case it is alive after all: its
        * next renewal finds the revocation, and it stops writing, even if
        * this host dies before its fence.  (Should the take below fail,
-       * the revocation names an epoch that is over anyway.)
+       * the revocation names an epoch that is over anyway.)  And again
+       * after the put: a previous owner that was loading the export may
+       * have dropped the first, as it did not hold it yet (lease.c).
        */
-      if (cur.host_id[0] &&
-          lease_revoke (env->lease, cur.host_id, cur.cache_id,
-                        cur.export_id, cur.epoch) == -1)
-        log_warn ("export %s: could not tell host %s that it lost it: %s "
-                  "(it stops writing when its lease lapses)",
-                  cur.export_id, cur.host_id, err_msg ());
+      owner_revoke_old (env, &cur);
       if (put_if (env, key, json, etag, NULL) == -1) {
         if (errno == ESTALE)
           continue;             /* another host took it: look again */
         return -1;
       }
+      owner_revoke_old (env, &cur);
       CRASH_POINT ("takeover.after_owner");
       log_info ("export %s: owned by this host (%s) at epoch %ju",
                 head->export_id, env->host_id, (uintmax_t) rec->epoch);
       took = true;
     }
-    if (lease_hold (env->lease, head->export_id, rec->epoch, lost) == -1 ||
-        fence_head (env, head, head_etag, rec->epoch) == -1) {
-      if (took)
-        undo_take (env, head->export_id, rec->epoch);
-      return -1;
+    if (lease_hold (env->lease, head->export_id, rec->epoch, lost) == -1)
+      goto err;
+    /* Held now, so a revocation from here on is applied; one written
+     * before, which the renewal may have dropped, came with a taker's
+     * owner.json, which this read sees (see lease.c).
+     */
+    r = get_owner (env, key, head->export_id, &cur, etag);
+    if (r == -1)
+      goto err;
+    if (r == 1 || !is_mine (env, &cur) || cur.epoch != rec->epoch) {
+      log_info ("export %s: taken by another host meanwhile: looking again",
+                head->export_id);
+      lease_drop (env->lease, head->export_id);
+      continue;
     }
+    if (fence_head (env, head, head_etag, rec->epoch) == -1)
+      goto err;
     CRASH_POINT ("takeover.after_fence");
     *owned = true;
     return took;
+
+  err:
+    lease_drop (env->lease, head->export_id);
+    if (took)
+      undo_take (env, head->export_id, rec->epoch);
+    return -1;
   }
   return err_set (ESTALE, "export %s: owner.json keeps changing",
                   head->export_id);

@@ -38,8 +38,8 @@ void owner_default_host_id (char out[HOST_ID_MAX + 1])
  * epoch, the head is rewritten with that epoch (*HEAD and HEAD_ETAG are
  * updated), so that a publish of the previous owner fails its condition;
  * the lease then watches the ownership, setting *LOST if it goes.  When
- * another host owns the export and TAKEOVER does not take it, *OWNED is
- * false and WHY says so.  1 if this host took the export now (at a new
+ * another host owns the export and TAKEOVER does not take it, or this
+ * host's lease is not held, *OWNED is false and WHY says so.  1 if this host took the export now (at a new
  * epoch), 0 if it was its already or is another's, or -1 with err_set
  * (EUSERS: the owner is alive; ENOTSUP: the store cannot evaluate
  * conditional puts).

@@ -294,7 +294,9 @@ put_head (struct publish *p, const char *key, const char *json,
               store_describe (env->st));
   if (volume_fetch_head (env, p->v->export_id, &cur, NULL) == -1)
     return -1;
+  /* The epoch too: a new owner's fence changes only that. */
   if (cur.generation != p->old_head.generation ||
+      cur.epoch != p->old_head.epoch ||
       strcmp (cur.snapshot_id, p->old_head.snapshot_id) != 0)
     return err_set (ESTALE, "changed");
   *tried = true;
