@@ -574,11 +574,14 @@ class ProxyFaults(StoreFaults):
                 ' '.join(map(str, cmd)), r.stdout.decode(errors='replace')))
 
     def inject(self, rng, reads=False):
-        """Arm faults; with READS, one of them damages ranged reads."""
+        """Arm faults; with READS, one of them damages ranged reads, else
+        often one damages whole documents (volume.json, manifests)."""
         what = []
         kinds = rng.sample(FAULT_KINDS, 1 + int(rng.random() * 3))
-        if reads and 'corrupt-range' not in kinds:
-            kinds[0] = 'corrupt-range'
+        aim = 'corrupt-range' if reads else \
+            'corrupt-doc' if rng.random() < 0.4 else None
+        if aim and aim not in kinds:
+            kinds[0] = aim
         for k in kinds:
             desc, once = k, k == 'hang'
             if k == 'delay':
