@@ -150,9 +150,10 @@ apply_revocations (struct lease *l, const struct lease_record *rec)
       if (strcmp (h->export_id, rec->revoked[r].export_id) != 0 ||
           h->epoch > rec->revoked[r].epoch)
         continue;
-      log_warn ("export %s: another host took it over (epoch %ju): writes "
-                "are refused from now on; unpublished writes are kept",
-                h->export_id, (uintmax_t) rec->revoked[r].epoch);
+      log_warn ("export %s: another host took it over from this one (which "
+                "owned it at epoch %ju): writes are refused from now on; "
+                "unpublished writes are kept",
+                h->export_id, (uintmax_t) h->epoch);
       atomic_store (h->lost, true);
       l->holds[i--] = l->holds[--l->nholds];
     }

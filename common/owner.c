@@ -356,6 +356,16 @@ owner_acquire (struct volume_env *env, struct volume_head *head,
 }
 
 int
+owner_read (struct volume_env *env, const char *export_id,
+            struct owner_record *rec)
+{
+  CLEANUP_FREE char *key = key_owner (env->root, export_id);
+  char etag[128];
+
+  return key == NULL ? -1 : get_owner (env, key, export_id, rec, etag);
+}
+
+int
 owner_release (struct volume_env *env, const char *export_id, uint64_t epoch)
 {
   CLEANUP_FREE char *key = key_owner (env->root, export_id);

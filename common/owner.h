@@ -49,6 +49,13 @@ int owner_acquire (struct volume_env *env, struct volume_head *head,
                    _Atomic bool *lost, bool *owned,
                    struct owner_record *rec, char why[256])
   __attribute__ ((__nonnull__));
+/* Read owner.json of EXPORT_ID into *REC.  0, 1 if there is none, or -1
+ * with err_set.
+ */
+int owner_read (struct volume_env *env, const char *export_id,
+                struct owner_record *rec)
+  __attribute__ ((__nonnull__ (1, 2, 3)));
+
 /* Give up the ownership of EXPORT_ID taken at EPOCH (owner.json keeps the
  * epoch, with no host).  0 or -1.
  */

@@ -675,6 +675,13 @@ volume_status (struct volume *v, struct volume_status *out)
   out->stale = cache_stale (v->cache, &out->base);
   out->owned = v->owned && !atomic_load (&v->lost);
   out->owner = v->owner;
+  /* Lost: name the new owner, not the record as it was at load. */
+  if (v->owned && !out->owned) {
+    struct owner_record now;
+
+    if (owner_read (v->env, v->export_id, &now) == 0)
+      out->owner = now;
+  }
   out->writable = volume_check_owner (v) == 0 && !out->stale &&
     !out->cache.failed;
   if (!v->readonly && !out->writable)

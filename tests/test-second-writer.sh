@@ -103,6 +103,9 @@ wait_for 3 a_refuses || fail "the old owner still accepts writes after L"
 s=$(ctl '{"cmd":"status","export_id":"w"}')
 field "$s" notice | matches 'another host has taken it over'
 [ "$(field "$s" dirty_chunks)" = 1 ]
+# Its status names the new owner, as owner.json does now.
+[ "$(field "$s" owner.host_id)" = hostb ] && [ "$(field "$s" owner.this_host)" = false ]
+[ "$(field "$s" owner.epoch)" = $((epoch + 1)) ]
 qemu-io -f raw -c 'write -P 6 5M 1M' "$(uri w)" 2>/dev/null &&
     fail "the old owner accepted a write"
 qemu-io -r -f raw -c 'read -P 4 6M 1M' "$(uri w)" >/dev/null
