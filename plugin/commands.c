@@ -310,8 +310,26 @@ cmd_open (json_object *req, json_object *res)
   if (takeover != OWNER_TAKEOVER_NO && strchr (name, '@'))
     return err_set (EINVAL, "a snapshot view is read-only: nothing to take "
                     "over");
-  if (registry_load (name, takeover) == -1)
+  /* Loaded read-only (found at start while another host owned it): a
+   * takeover loads it again.
+   */
+  bool reload = takeover != OWNER_TAKEOVER_NO &&
+    registry_loaded_read_only (name);
+
+  if (reload && registry_unload (name) == -1)
+    return err_prefix ("take over %s", name);
+  if (registry_load (name, takeover) == -1) {
+    if (reload) {
+      /* Not taken: back to read-only, as it was. */
+      struct err_saved why;
+
+      err_save (&why);
+      if (registry_load (name, OWNER_TAKEOVER_NO) == -1)
+        log_warn ("%s", err_msg ());
+      err_restore (&why);
+    }
     return -1;
+  }
   return reply_status (res, name);
 }
 

@@ -345,6 +345,15 @@ registry_loaded (const char *name)
   return find (name) != NULL;
 }
 
+bool
+registry_loaded_read_only (const char *name)
+{
+  LOCK_FOR_SCOPE (&lock);
+  struct entry *e = find (name);
+
+  return e && e->v && !e->view && !volume_writable (e->v);
+}
+
 unsigned
 registry_connections (const char *name)
 {

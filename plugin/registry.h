@@ -58,6 +58,11 @@ int registry_unload_then (const char *name, const char *what,
   __attribute__ ((__nonnull__ (1, 2)));
 /* Is export NAME loaded (or loading)? */
 bool registry_loaded (const char *name) __attribute__ ((__nonnull__));
+/* Is export NAME loaded, and not writable here (another host's, stale,
+ * failed stop)?  Not a snapshot view.
+ */
+bool registry_loaded_read_only (const char *name)
+  __attribute__ ((__nonnull__));
 /* Number of NBD clients connected to export NAME. */
 unsigned registry_connections (const char *name);
 /* Called by registry_foreach for each loaded export, in load order. */

@@ -30,12 +30,20 @@ done
 [ "$took" -ge $((L * 1000)) ] || fail "took A's exports before its lease expired"
 [ "$took" -lt $((L * 1000 * 3)) ] || fail "waited for A's lease once per export"
 
+b_pid=$nbdkit_pid
 start_lazyvol "$tmp/c" host-id=hostc lease=$L
+c_ctl=$ctlsock
 for e in e1 e2 e3; do
     s=$(ctl "{\"cmd\":\"status\",\"export_id\":\"$e\"}")
     [ "$(field "$s" owner.host_id)" = hostb ]
     [ "$(field "$s" writable)" = false ]
 done
+# A takeover of one loaded read-only: B is alive, so 409 owned, and it
+# stays loaded read-only.
+r=$(ctl '{"cmd":"open","export_id":"e1","takeover":true}') &&
+    fail "took e1 from a live owner"
+[ "$(field "$r" code)" = owned ]
+[ "$(field "$(ctl '{"cmd":"status","export_id":"e1"}')" writable)" = false ]
 
 start_lazyvol "$tmp/d" host-id=hostd lease=$L takeover=true 2>"$tmp/d.log"
 for e in e1 e2 e3; do
@@ -44,4 +52,10 @@ for e in e1 e2 e3; do
     [ "$(field "$s" writable)" = false ]
 done
 matches 'its owner, host hostb, is alive.*loaded read-only' < "$tmp/d.log"
+
+# B dies: C takes e1 it had loaded read-only, without closing it first.
+kill -9 "$b_pid"
+s=$(ctlsock=$c_ctl ctl '{"cmd":"open","export_id":"e1","takeover":true}')
+[ "$(field "$s" owner.host_id)" = hostc ]
+[ "$(field "$s" writable)" = true ]
 echo OK
