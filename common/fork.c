@@ -62,6 +62,8 @@ fork_move_cache (struct volume_env *env, const char *export_id,
     return -1;
   CRASH_POINT ("fork.after_create");
   if (rename (from, to) == -1)
-    return err_set (errno, "move %s to %s: %m", from, to);
+    return err_set (errno, "export %s was created, but the local writes "
+                    "could not be moved into it (rename %s to %s: %m): they "
+                    "stay with export %s", new_id, from, to, export_id);
   return fsync_dir (env->cache_root);
 }

@@ -455,8 +455,18 @@ cmd_fork (json_object *req, json_object *res)
     return -1;
   if (strcmp (a.id, a.new_id) == 0)
     return err_set (EINVAL, "an export cannot be forked onto itself");
-  if (registry_unload_then (a.id, "fork", fork_before, fork_after, &a) == -1)
+  if (registry_unload_then (a.id, "fork", fork_before, fork_after, &a) == -1) {
+    /* Unloaded before it failed: load it again, as it was. */
+    if (!registry_loaded (a.id)) {
+      struct err_saved why;
+
+      err_save (&why);
+      if (registry_load (a.id, OWNER_TAKEOVER_NO) == -1)
+        log_warn ("%s", err_msg ());
+      err_restore (&why);
+    }
     return -1;
+  }
   log_info ("forked the local writes of %s into export %s", a.id, a.new_id);
   if (registry_load (a.id, OWNER_TAKEOVER_NO) == -1)
     log_warn ("%s (after the fork into %s)", err_msg (), a.new_id);

@@ -90,6 +90,16 @@ a_dies_with_write
 b_takes_over_and_publishes
 start_lazyvol "$tmp/a" host-id=hosta "${OWN[@]}"
 [ "$(field "$(status w)" stale)" = true ]
+# A fork onto an id with a local cache directory already: refused before
+# anything is made, and w stays loaded, stale, with its write.
+mkdir -p "$tmp/a/cache/w-x" && touch "$tmp/a/cache/w-x/keep"
+r=$(ctl '{"cmd":"fork","export_id":"w","new_export_id":"w-x"}') &&
+    fail "forked onto an existing cache directory"
+[ "$(field "$r" code)" = already_exists ]
+store_tool get exports/w-x/volume.json >/dev/null 2>&1 &&
+    fail "a failed fork created its export"
+s=$(status w)
+[ "$(field "$s" stale)" = true ] && [ "$(field "$s" dirty_chunks)" = 1 ]
 s=$(ctl '{"cmd":"reset","export_id":"w"}')
 [ "$(field "$s" stale)" = false ]
 [ "$(field "$s" dirty_chunks)" = 0 ]
