@@ -637,6 +637,13 @@ main (int argc, char **argv)
     gid = group_id ("--admin-group", opt.admin_group);
   cfg.nbd_socket_gid = opt.listen_group
     ? group_id ("--listen-group", opt.listen_group) : (gid_t) -1;
+  /* --takeover waits 1.5 L for each dead owner of a discovered export
+   * (the plugin remembers 16): time for that, besides the start.
+   */
+  if (opt.takeover && strcmp (opt.takeover, "true") == 0)
+    cfg.ready_timeout_s = 60 + 24 * (opt.lease ? parse_seconds ("--lease",
+                                                                opt.lease)
+                                     : 30);
   if (opt.control)
     supervise_attach ();
   else {

@@ -4,7 +4,8 @@
  *
  *   STARTING  spawned or adopted; pinged every PING_INTERVAL_MS until it
  *             answers as the process its pid file names (UP), or
- *             READY_TIMEOUT_S passes
+ *             the ready timeout passes (READY_TIMEOUT_S, or longer when
+ *             the start waits for dead owners' leases)
  *   UP        answering; commands are relayed to it
  *   DOWN      dead; a timer spawns the next one after the backoff
  *   STOPPING  sent SIGTERM by supervise_stop; waiting for it to exit
@@ -97,6 +98,13 @@ static struct {
 } sv = { .pidfd = -1, .backoff_ms = BACKOFF_MIN_MS, .state = ATTACHED };
 
 static int spawn (void);
+
+/* How long a start may take to answer. */
+static unsigned
+ready_timeout_s (void)
+{
+  return sv.cfg->ready_timeout_s ? sv.cfg->ready_timeout_s : READY_TIMEOUT_S;
+}
 
 static void
 timer_in_ms (unsigned ms)
@@ -225,7 +233,7 @@ watch (pid_t pid, bool adopted)
   }
   sv.state = STARTING;
   sv.failure[0] = '\0';
-  sv.deadline_ns = time_mono_ns () + READY_TIMEOUT_S * 1000000000ULL;
+  sv.deadline_ns = time_mono_ns () + ready_timeout_s () * 1000000000ULL;
   timer_in_ms (0);
   return 0;
 }
@@ -375,7 +383,7 @@ static void
 starting_timed_out (void)
 {
   snprintf (sv.failure, sizeof sv.failure, "nbdkit did not answer on %s "
-            "within %d s", sv.cfg->control, READY_TIMEOUT_S);
+            "within %u s", sv.cfg->control, ready_timeout_s ());
   if (sv.adopted) {
     /* Not ours to kill: it may be serving clients. */
     char why[sizeof sv.failure + 128];

@@ -21,6 +21,7 @@ struct supervise_config {
   const char *control;          /* the plugin's control= socket */
   const char *nbd_socket;       /* nbdkit's -U socket, or NULL for TCP */
   gid_t nbd_socket_gid;         /* its group (mode 0660), or (gid_t) -1 */
+  unsigned ready_timeout_s;     /* to answer after a start (0: 60 s) */
 };
 
 /* Called once: OK when the first nbdkit answers, else !OK with err_msg()
