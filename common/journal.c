@@ -169,8 +169,9 @@ journal_sweep (struct volume_env *env, const char *export_id)
               export_id, err_msg ());
 }
 
-void
-journal_discard (struct volume_env *env, const struct journal *j)
+/* journal_discard, but for keeping the caller's error. */
+static void
+discard_objects (struct volume_env *env, const struct journal *j)
 {
   CLEANUP_FREE char *rel = key_blob_rel (j->export_id, j->snapshot_id,
                                          j->kind);
@@ -195,6 +196,19 @@ journal_discard (struct volume_env *env, const struct journal *j)
     log_warn ("%s: keeping %s, which a manifest names", j->export_id, blob);
   else if (store_delete (env->st, blob) == -1)
     log_warn ("%s", err_msg ());
+}
+
+void
+journal_discard (struct volume_env *env, const struct journal *j)
+{
+  struct err_saved why;
+
+  /* Its requests may fail, or set an error and succeed (a 404 is fine):
+   * the error of the publish it cleans up after is the one to report.
+   */
+  err_save (&why);
+  discard_objects (env, j);
+  err_restore (&why);
 }
 
 /* Read the string field KEY of journal object O, or "" if absent. */

@@ -52,7 +52,8 @@ void journal_sweep (struct volume_env *env, const char *export_id)
   __attribute__ ((__nonnull__));
 /* Remove the objects of journaled publish J, which did not move the
  * head: the upload under way, the manifest, and the blob unless some
- * manifest names it.  Failures are logged (they leave only orphans).
+ * manifest names it.  Failures are logged (they leave only orphans), and
+ * the caller's error is kept.
  */
 void journal_discard (struct volume_env *env, const struct journal *j)
   __attribute__ ((__nonnull__));

@@ -476,15 +476,22 @@ upload_free (struct s3_upload *up)
   free (up);
 }
 
+/* Abandon an upload after a failure, keeping the error that caused it.
+ * An upload the store no longer knows (404: a complete that landed but
+ * whose reply was lost, or an abort retried) has nothing left to drop.
+ */
 static void
 s3_upload_abort (struct store_upload *u)
 {
   CLEANUP_FREE char *what = str_printf ("abort upload of %s", u->key);
+  struct err_saved why;
 
-  if (what == NULL)
-    err_prefix ("abort upload of %s", u->key);
-  if (what == NULL || delete_op (u->st, what, u->key, u->id) == -1)
-    log_warn ("%s (its parts stay in the bucket until deleted)", err_msg ());
+  err_save (&why);
+  if (what == NULL ||
+      (delete_op (u->st, what, u->key, u->id) == -1 && errno != ENOENT))
+    log_warn ("abort upload of %s: %s (its parts stay in the bucket until "
+              "deleted)", u->key, err_msg ());
+  err_restore (&why);
   upload_free ((struct s3_upload *) u);
 }
 
@@ -524,8 +531,6 @@ s3_upload_complete (struct store_upload *u)
   CLEANUP_FREE char *what = str_printf ("complete upload of %s", u->key);
   CLEANUP_FREE char *xml = NULL;
   struct http_response resp;
-  char msg[1024];
-  int e;
 
   /* The caller has joined every part's thread: no lock needed. */
   if (what == NULL)
@@ -548,11 +553,8 @@ s3_upload_complete (struct store_upload *u)
       return 0;
     }
   }
-  /* Keep the reason across the abort, which may set its own error. */
-  e = err_errno ();
-  snprintf (msg, sizeof msg, "%s", err_msg ());
   s3_upload_abort (u);
-  return err_set (e, "%s", msg);
+  return -1;
 }
 
 static int
