@@ -174,8 +174,8 @@ dump_dirty_main (int argc, char **argv)
   if (copy_dirty (m, raw, raw_path, out, file, ranges, &n) == -1)
     goto err;
   json_object_object_add (report, "dirty_chunks", json_object_new_uint64 (n));
-  printf ("%s\n", json_object_to_json_string_ext (report,
-                                                  JSON_C_TO_STRING_PRETTY));
+  printf ("%s\n", json_object_to_json_string_ext
+          (report, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE));
   fprintf (stderr, "lazyvold: wrote %ju dirty chunks of %s to %s\n",
            (uintmax_t) n, export_id, file);
   status = 0;

@@ -135,6 +135,7 @@ ctl '{"cmd":"close","export_id":"w"}' >/dev/null
 [ "$(jq -c .ranges "$tmp/dump.json")" = "[{\"offset\":$((2*MiB)),\"length\":$MiB}]" ]
 [ "$(jq -r .based_on.snapshot_id "$tmp/dump.json")" = "$s3" ]
 [ "$(stat -c %s "$tmp/dump.raw")" = 8388608 ]
+matches -F "\"$tmp/dump.raw\"" < "$tmp/dump.json"    # as written, no \/
 qemu-io -r -f raw -c "read -P 0xa2 $((2*MiB)) 1M" "$tmp/dump.raw" >/dev/null
 # It needs the export closed, and never overwrites a file.
 if "$LAZYVOLD" dump-dirty --cache-root "$tmp/a/cache" w "$tmp/dump.raw" 2> "$tmp/err"; then
