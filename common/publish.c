@@ -248,8 +248,8 @@ build_manifest (struct publish *p, uint64_t blob_size)
 /* After a head put that failed, re-read volume.json: a put can land
  * although its reply was lost, and then a retried conditional put fails
  * with ESTALE against our own write.  Returns 1 if the head names P's
- * snapshot (sets *ETAG), 0 if it does not, -1 if it cannot be read.  The
- * put's error stays this thread's error.
+ * snapshot (sets *ETAG), 0 if it does not (the put's error stays this
+ * thread's error), -1 if it cannot be read (with that error).
  */
 static int
 head_landed (struct publish *p, char etag[128])
@@ -263,7 +263,7 @@ head_landed (struct publish *p, char etag[128])
     : strcmp (cur.snapshot_id, p->j.snapshot_id) == 0;
   if (r == 0 && cur.epoch != p->old_head.epoch)
     atomic_store (&p->v->lost, true);   /* taken over: writes stop too */
-  if (r != 1)
+  if (r == 0)
     err_restore (&why);
   return r;
 }
@@ -330,7 +330,10 @@ move_head (struct publish *p, const struct volume_head *head,
     int landed = head_landed (p, etag);
     if (landed == 1)
       r = 0;
-    *unknown = landed == -1;
+    if ((*unknown = landed == -1))
+      return err_prefix ("export %s: the put of volume.json failed, maybe "
+                         "after it landed, and it cannot be read again",
+                         head->export_id);
   }
   if (r == -1 && errno == ESTALE)
     return err_set (ESTALE, "export %s: volume.json changed during the "

@@ -48,6 +48,9 @@ dd if=/dev/zero bs=1M count=2 status=none | tr '\0' '\10' |
 echo then-down > "$tmp/lose"
 r=$(ctl '{"cmd":"snapshot","export_id":"lr"}') && fail "published blind"
 [ -e "$tmp/down" ]
+# A store error that says so, not a conflict with "another writer".
+field "$r" code | matches -E '^store_(unavailable|error)$'
+field "$r" error | matches 'maybe after it landed, and it cannot be read again'
 grep -q 'cannot tell whether volume.json now names snapshot' "$tmp/log"
 [ -e "$tmp/w/cache/lr/snapshot.journal.json" ]
 [ "$(head_gen)" = 2 ]                  # it did land...

@@ -2409,16 +2409,20 @@ class Campaign:
             self.stats['resets'] += 1
         what = self.faults.inject(rng, reads=op == 'read')
         self.note('store faults %s during %s of %s' % (what, op, e.name))
+        unsettled = False
         try:
             if op == 'read':
                 failed = self.read_under_faults(e)
             else:
-                self.publish_under_faults(e, op)
+                unsettled = self.publish_under_faults(e, op)
         finally:
             self.faults.clear()
         if op == 'read':
             for off, n in failed:       # whole now: the same bytes
                 self.verify(e, off, n)
+        if unsettled:
+            # The next publish settles what the failed one left.
+            self.after_publish(e, self.host.cmd('snapshot', e.name), 'delta')
         self.stats['store_faults'] += 1
 
     def read_under_faults(self, e):
@@ -2445,29 +2449,32 @@ class Campaign:
 
     def publish_under_faults(self, e, op):
         """The publish succeeds, or fails with a store error and leaves the
-        head where it was (or, if the head moved anyway, the export
-        knows it)."""
+        head where it was, or moved it anyway: then the export knows it,
+        or (if it could not read the head again) says it cannot tell,
+        and its next publish settles it.  True in that last case."""
         kind = 'base' if op == 'compact' else 'delta'
         try:
             r = self.host.cmd(op, e.name)
         except CtlError as ex:
             if ex.code not in STORE_CODES:
                 raise Failure('%s under a store fault: %s' % (op, ex))
-            r = None
+            r, why = None, ex.message or ''
             self.remark('failed: %s' % ex)
         if r is not None:
             self.after_publish(e, r, kind)
-            return
+            return False
         vj = self.store.head(e.name)
-        if vj['generation'] != e.gen:
-            st = self.host.cmd('status', e.name)
-            if st['snapshot_generation'] != vj['generation']:
-                raise Failure('%s: the failed %s moved the head to %d, but '
-                              'the export is at %d' % (
-                                  e.name, op, vj['generation'],
-                                  st['snapshot_generation']))
-            e.m_published_all(vj['snapshot_id'], vj['generation'], kind)
-            self.new_snap(e, vj['snapshot_id'])
+        if vj['generation'] == e.gen:
+            return False
+        st = self.host.cmd('status', e.name)
+        unsettled = st['snapshot_generation'] != vj['generation']
+        if unsettled and 'cannot be read again' not in why:
+            raise Failure('%s: the failed %s moved the head to %d, but the '
+                          'export is at %d' % (e.name, op, vj['generation'],
+                                               st['snapshot_generation']))
+        e.m_published_all(vj['snapshot_id'], vj['generation'], kind)
+        self.new_snap(e, vj['snapshot_id'])
+        return unsettled
 
     # ------------------------------------------------------------ checks
 
