@@ -55,6 +55,8 @@
 enum id_kind {
   ANY,                          /* not an id: the plugin checks it */
   EXPORT,                       /* an export id */
+  WRITABLE,                     /* an export id, to change it: a snapshot
+                                   view is refused as read-only */
   NAME,                         /* an export id, or "<export_id>@<snapshot>" */
   SNAPSHOT,                     /* a snapshot id */
 };
@@ -104,18 +106,18 @@ static const struct route routes[] = {
   { POST, "/v1/exports/open", CMD_open, ANY, open_body, 200, REPLY_JSON },
   { POST, "/v1/exports/clone", CMD_clone, ANY, clone_body, 201, REPLY_JSON },
   { GET, "/v1/exports/*/status", CMD_status, NAME, NULL, 200, REPLY_JSON },
-  { POST, "/v1/exports/*/snapshot", CMD_snapshot, EXPORT, NULL, 200,
+  { POST, "/v1/exports/*/snapshot", CMD_snapshot, WRITABLE, NULL, 200,
     REPLY_JSON },
-  { POST, "/v1/exports/*/compact", CMD_compact, EXPORT, NULL, 200,
+  { POST, "/v1/exports/*/compact", CMD_compact, WRITABLE, NULL, 200,
     REPLY_JSON },
-  { POST, "/v1/exports/*/cache/reset", CMD_reset, EXPORT, NULL, 200,
+  { POST, "/v1/exports/*/cache/reset", CMD_reset, WRITABLE, NULL, 200,
     REPLY_JSON },
   { GET, "/v1/exports/*/snapshots", CMD_snapshots, EXPORT, NULL, 200,
     REPLY_JSON },
-  { DELETE, "/v1/exports/*/snapshots/**", CMD_delete_snapshot, EXPORT, NULL,
-    200, REPLY_JSON },
+  { DELETE, "/v1/exports/*/snapshots/**", CMD_delete_snapshot, WRITABLE,
+    NULL, 200, REPLY_JSON },
   { POST, "/v1/exports/*/close", CMD_close, NAME, NULL, 200, REPLY_JSON },
-  { POST, "/v1/exports/*/fork", CMD_fork, EXPORT, fork_body, 201,
+  { POST, "/v1/exports/*/fork", CMD_fork, WRITABLE, fork_body, 201,
     REPLY_JSON },
   { POST, "/v1/exports/*/hydrate", CMD_hydrate, NAME, NULL, 202,
     REPLY_JSON },
@@ -218,6 +220,11 @@ check_id (enum id_kind kind, const char *what, const char *s)
   switch (kind) {
   case ANY: return 0;
   case EXPORT: return id_export_check (what, s);
+  case WRITABLE:
+    if (strchr (s, '@') && id_name_check (what, s) == 0)
+      return err_set (EROFS, "%s is a snapshot view, which is read-only: "
+                      "name the export itself", s);
+    return id_export_check (what, s);
   case NAME: return id_name_check (what, s);
   case SNAPSHOT: return id_snapshot_check (what, s);
   }
@@ -474,7 +481,9 @@ api_handle (struct evhttp_request *req, void *arg)
     return;
   }
   if ((cmd = build_command (req, route, export, snap)) == NULL) {
-    respond_error (req, 400, "bad_request", err_msg ());
+    const char *code = err_code (err_errno ());    /* bad_request mostly */
+
+    respond_error (req, err_code_status (code), code, err_msg ());
     return;
   }
   if ((why = supervise_unavailable ()) != NULL) {

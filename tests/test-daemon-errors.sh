@@ -67,6 +67,12 @@ expect 400 bad_request GET '/v1/exports/..%2Fetc/status'
 expect 400 bad_request GET /v1/exports/.hidden/status
 expect 400 bad_request GET "/v1/exports/$(printf 'x%.0s' $(seq 200))/status"
 expect 400 bad_request POST /v1/exports/v@0123/snapshot
+# A snapshot view is read-only: what would change it is refused as such.
+view=v@0195d4f7a7c84b8d9a4cf59d1c4c7c9e
+for op in snapshot compact cache/reset; do
+    expect 409 read_only POST "/v1/exports/$view/$op"
+done
+expect 409 read_only POST "/v1/exports/$view/fork" '{"new_export_id":"f"}'
 expect 400 bad_request DELETE /v1/exports/v/snapshots/NOTHEX
 expect 400 bad_request DELETE /v1/exports/v/snapshots/0195d4f7a7c84b8d9a4cf59d1c4c7c9
 
