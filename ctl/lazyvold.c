@@ -50,6 +50,7 @@
 #include "format.h"
 #include "relay.h"
 #include "supervise.h"
+#include "unixsock.h"
 #include "util.h"
 
 #define DEFAULT_LISTEN "127.0.0.1:10809"
@@ -584,6 +585,25 @@ on_ready (bool ok)
   notify_parent (NULL);
 }
 
+/* Attach mode: ready if someone answers on the control socket.  (A
+ * mistyped path would otherwise give a daemon whose health says 503.)
+ */
+static void
+attach_ready (void)
+{
+  int fd = unixsock_connect (opt.control);
+
+  if (fd == -1) {
+    err_prefix ("--control %s: no nbdkit answers there (start nbdkit with "
+                "the lazyvol plugin's control=%s first)", opt.control,
+                opt.control);
+    startup_failed ();
+    return;
+  }
+  close (fd);
+  on_ready (true);
+}
+
 static void
 on_stopped (void)
 {
@@ -673,7 +693,7 @@ main (int argc, char **argv)
       api_start (base, opt.admin_sock, gid, opt.admin_timeout) == -1)
     startup_failed ();
   else if (opt.control)
-    on_ready (true);
+    attach_ready ();
   else if (supervise_start (base, &cfg, on_ready) == -1)
     startup_failed ();
   event_base_dispatch (base);

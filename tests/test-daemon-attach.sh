@@ -6,7 +6,8 @@
 # as data); health says mode "attach"; with nbdkit stopped the API answers
 # 503 (metrics: lazyvold_nbdkit_up 0) and comes back when the user starts
 # nbdkit again; SIGTERM stops lazyvold only.  Flags that configure a
-# spawned nbdkit are refused with --control.
+# spawned nbdkit are refused with --control, and so is a control socket
+# nobody answers on.
 . "$srcdir/functions.sh"
 requires "$LAZYVOLD" nbdkit curl jq nbdinfo qemu-io
 tmp=$(make_tmpdir)
@@ -20,6 +21,14 @@ if "$LAZYVOLD" serve --control "$ctlsock" --admin-sock "$tmp/x.sock" \
     fail "--listen accepted with --control"
 fi
 grep -q 'with --control, lazyvold runs no nbdkit' "$tmp/err"
+
+# A control socket nobody answers on is an error at start, in the
+# parent of the daemon too (it exited 0, and health then said 503).
+if "$LAZYVOLD" serve --control "$tmp/nonexistent.sock" \
+    --admin-sock "$tmp/y.sock" 2>"$tmp/err"; then
+    fail "lazyvold started on a control socket nobody answers"
+fi
+grep -q "control $tmp/nonexistent.sock: no nbdkit answers there" "$tmp/err"
 
 admin=$tmp/admin.sock api_body=$tmp/api.body
 "$LAZYVOLD" serve --foreground --control "$ctlsock" --admin-sock "$admin" \
