@@ -48,6 +48,7 @@
 #include "dump.h"
 #include "err.h"
 #include "format.h"
+#include "keeper.h"
 #include "relay.h"
 #include "supervise.h"
 #include "unixsock.h"
@@ -446,8 +447,6 @@ nbdkit_argv (const char *pidfile, const char *control)
   append (&argv, &n, pidfile);
   if (opt.log_level == LOG_LV_DEBUG)
     append (&argv, &n, "-v");
-  if (!opt.foreground)
-    append (&argv, &n, "--log=syslog");
   listen_args (&argv, &n);
   for (size_t i = 0; i < opt.nfilters; i++)
     append (&argv, &n, xasprintf ("--filter=%s", opt.filters[i]));
@@ -646,7 +645,7 @@ main (int argc, char **argv)
     return 0;
   }
   if (argc >= 3 && strcmp (argv[1], "keep") == 0)
-    return supervise_keep (argv + 2);
+    return keeper_main (argv + 2);
   if (argc >= 2 && strcmp (argv[1], "dump-dirty") == 0)
     return dump_dirty_main (argc - 1, argv + 1);
   if (argc < 2 || strcmp (argv[1], "serve") != 0)
@@ -669,6 +668,8 @@ main (int argc, char **argv)
   else {
     run_dir = xasprintf ("%s/" RUN_DIR_NAME, opt.cache_root);
     cfg.pidfile = xasprintf ("%s/nbdkit.pid", run_dir);
+    if (!opt.foreground)
+      cfg.log_file = xasprintf ("%s/nbdkit.log", run_dir);
     cfg.control = xasprintf ("%s/control.sock", run_dir);
     cfg.nbd_socket = opt.listen[0] == '/' ? opt.listen : NULL;
     cfg.argv = nbdkit_argv (cfg.pidfile, cfg.control);

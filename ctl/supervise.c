@@ -11,14 +11,11 @@
  *   STOPPING  sent SIGTERM by supervise_stop; waiting for it to exit
  *   ATTACHED  attach mode: someone else's nbdkit, never signalled
  *
- * The keeper.  nbdkit 1.32 sets PR_SET_PDEATHSIG(SIGTERM) even without
- * --exit-with-parent (its main() calls set_exit_with_parent()
- * unconditionally), so an nbdkit dies with its parent.  lazyvold must be
- * able to exit or crash while nbdkit serves on, so nbdkit's parent is a
- * keeper, "lazyvold keep NBDKIT-ARGV...", in a session of its own: it
- * runs nbdkit, forwards SIGTERM and SIGINT to it, waits for it and exits
- * the way it exited.  Its parent is lazyvold, which so learns nbdkit's
- * exit status; if lazyvold goes away, the keeper stays with nbdkit.
+ * The keeper (keeper.c): nbdkit dies with its parent, so its parent is
+ * "lazyvold keep NBDKIT-ARGV...", in a session of its own, which exits
+ * the way nbdkit exited.  Its parent is lazyvold, which so learns
+ * nbdkit's exit status; if lazyvold goes away, the keeper stays with
+ * nbdkit.  A first start that fails quotes nbdkit's last log lines.
  *
  * The process watched (sv.pid) is the keeper of a spawned nbdkit, or an
  * adopted nbdkit itself.  Its exit is learnt from a pidfd, which works for
@@ -56,6 +53,7 @@
 #include <json-c/json.h>
 
 #include "err.h"
+#include "keeper.h"
 #include "relay.h"
 #include "supervise.h"
 #include "unixsock.h"
@@ -150,6 +148,23 @@ reap (char *how, size_t n)
     snprintf (how, n, "%s exited with status %d", who, WEXITSTATUS (status));
 }
 
+/* WHY, and what nbdkit said last (in daemon mode, where its output is
+ * not on the terminal).  A static buffer: one failure at a time.
+ */
+static const char *
+with_log_tail (const char *why)
+{
+  static char out[2048];
+  char tail[1024];
+
+  if (sv.cfg->log_file == NULL)
+    return why;
+  keeper_log_tail (sv.cfg->log_file, tail, sizeof tail);
+  snprintf (out, sizeof out, "%s%s%s", why, tail[0] ? "; nbdkit said: " : "",
+            tail);
+  return out;
+}
+
 /* The first nbdkit failed because of WHY (NULL: the recorded error):
  * tell the caller, which exits.
  */
@@ -205,7 +220,7 @@ on_nbdkit_exit (evutil_socket_t fd, short what, void *arg)
     return;
   }
   if (sv.ready) {
-    fail_first (sv.failure);
+    fail_first (with_log_tail (sv.failure));
     return;
   }
   if (sv.state == UP &&
@@ -433,12 +448,20 @@ supervise_start (struct event_base *base, const struct supervise_config *cfg,
   sv.timer = evtimer_new (base, on_timer, NULL);
   while (cfg->argv[n])
     n++;
-  sv.keeper_argv = calloc (n + 3, sizeof *sv.keeper_argv);
+  sv.keeper_argv = calloc (n + 5, sizeof *sv.keeper_argv);
   if (sv.timer == NULL || sv.keeper_argv == NULL)
     return err_set (ENOMEM, "out of memory");
-  sv.keeper_argv[0] = (char *) "lazyvold";
-  sv.keeper_argv[1] = (char *) "keep";
-  memcpy (sv.keeper_argv + 2, cfg->argv, n * sizeof *cfg->argv);
+  {
+    size_t k = 0;
+
+    sv.keeper_argv[k++] = (char *) "lazyvold";
+    sv.keeper_argv[k++] = (char *) "keep";
+    if (cfg->log_file) {
+      sv.keeper_argv[k++] = (char *) "--log";
+      sv.keeper_argv[k++] = (char *) cfg->log_file;
+    }
+    memcpy (sv.keeper_argv + k, cfg->argv, n * sizeof *cfg->argv);
+  }
   pid = running_nbdkit ();
   if (pid > 0 && watch (pid, true) == 0) {
     log_info ("found nbdkit pid %d in %s; waiting for it to answer",
@@ -523,54 +546,4 @@ supervise_detach (void)
   if (sv.state != ATTACHED)
     sv.state = DOWN;
   return pid;
-}
-
-/* The keeper's signal handler: pass the signal on to nbdkit. */
-static volatile pid_t kept_pid;
-
-static void
-forward_signal (int sig)
-{
-  kill (kept_pid, sig);
-}
-
-int
-supervise_keep (char **argv)
-{
-  struct sigaction sa = { .sa_handler = forward_signal };
-  posix_spawnattr_t attr;
-  sigset_t block, old;
-  int status, r;
-  pid_t pid;
-
-  /* A signal arriving before nbdkit's pid is known waits until it is;
-   * nbdkit itself starts with the mask the keeper was started with.
-   */
-  sigemptyset (&block);
-  sigaddset (&block, SIGTERM);
-  sigaddset (&block, SIGINT);
-  sigprocmask (SIG_BLOCK, &block, &old);
-  sigaction (SIGTERM, &sa, NULL);
-  sigaction (SIGINT, &sa, NULL);
-  posix_spawnattr_init (&attr);
-  posix_spawnattr_setflags (&attr, POSIX_SPAWN_SETSIGMASK);
-  posix_spawnattr_setsigmask (&attr, &old);
-  r = posix_spawnp (&pid, argv[0], NULL, &attr, argv, environ);
-  posix_spawnattr_destroy (&attr);
-  if (r != 0) {
-    errno = r;
-    fprintf (stderr, "lazyvold keep: cannot run %s: %m\n", argv[0]);
-    return 127;
-  }
-  kept_pid = pid;
-  sigprocmask (SIG_SETMASK, &old, NULL);
-  while (waitpid (pid, &status, 0) == -1)
-    if (errno != EINTR)
-      return 127;
-  if (WIFSIGNALED (status)) {
-    /* End the same way, so lazyvold sees nbdkit's signal. */
-    signal (WTERMSIG (status), SIG_DFL);
-    raise (WTERMSIG (status));
-  }
-  return WEXITSTATUS (status);
 }

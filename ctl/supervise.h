@@ -22,6 +22,8 @@ struct supervise_config {
   const char *nbd_socket;       /* nbdkit's -U socket, or NULL for TCP */
   gid_t nbd_socket_gid;         /* its group (mode 0660), or (gid_t) -1 */
   unsigned ready_timeout_s;     /* to answer after a start (0: 60 s) */
+  const char *log_file;         /* nbdkit's output (keeper.c), or NULL:
+                                   lazyvold's stderr */
 };
 
 /* Called once: OK when the first nbdkit answers, else !OK with err_msg()
@@ -57,12 +59,5 @@ unsigned supervise_restarts (void);
 void supervise_stop (void (*done) (void)) __attribute__ ((__nonnull__));
 /* Stop watching nbdkit and leave it serving; returns its pid (0 if none). */
 pid_t supervise_detach (void);
-
-/* "lazyvold keep NBDKIT-ARGV...": run nbdkit as its parent, pass SIGTERM
- * and SIGINT on to it, and end as it ended (see supervise.c for why).
- * Returns the exit status for main, or does not return if nbdkit was
- * killed by a signal.
- */
-int supervise_keep (char **argv) __attribute__ ((__nonnull__));
 
 #endif /* LAZYVOLD_SUPERVISE_H */

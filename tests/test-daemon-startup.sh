@@ -7,7 +7,8 @@
 # default admin socket (see test-lazyvolctl.sh for the default itself); --admin-group makes the socket 0660 for that group; without
 # --foreground lazyvold returns once ready, writes --pidfile, and on
 # SIGTERM stops everything and removes it, and a failing start in the
-# background is reported on the terminal with exit 1.
+# background is reported on the terminal with exit 1 and nbdkit's own
+# error lines (kept in the run directory's nbdkit.log too).
 . "$srcdir/functions.sh"
 requires "$LAZYVOLD" curl jq stat id unshare
 tmp=$(make_tmpdir)
@@ -89,4 +90,8 @@ s=0
     --listen "$tmp/d/nbd.sock" --admin-sock "$admin" --param readahead=lots 2> "$tmp/err" || s=$?
 [ "$s" = 1 ]
 grep -q 'lazyvold: nbdkit exited with status 1 before it was ready' "$tmp/err"
+# ...with nbdkit's own reason, which is also in the run directory's log.
+grep -q 'nbdkit said: .*readahead' "$tmp/err"
+grep -q 'readahead' "$tmp/d/cache/.lazyvold/nbdkit.log"
+[ "$(stat -c %a "$tmp/d/cache/.lazyvold/nbdkit.log")" = 600 ]
 echo OK
