@@ -541,8 +541,8 @@ class ProxyFaults(StoreFaults):
 
     enabled = True
 
-    def __init__(self, binary, upstream, dirname, seed):
-        self.binary, self.dir = binary, dirname
+    def __init__(self, binary, upstream, dirname, seed, kinds=FAULT_KINDS):
+        self.binary, self.dir, self.kinds = binary, dirname, kinds
         os.makedirs(dirname, exist_ok=True)
         self.sock = os.path.join(dirname, 'ctl.sock')
         self.stats_file = os.path.join(dirname, 'stats')
@@ -577,10 +577,11 @@ class ProxyFaults(StoreFaults):
         """Arm faults; with READS, one of them damages ranged reads, else
         often one damages whole documents (volume.json, manifests)."""
         what = []
-        kinds = rng.sample(FAULT_KINDS, 1 + int(rng.random() * 3))
+        pool = self.kinds
+        kinds = rng.sample(pool, min(len(pool), 1 + int(rng.random() * 3)))
         aim = 'corrupt-range' if reads else \
             'corrupt-doc' if rng.random() < 0.4 else None
-        if aim and aim not in kinds:
+        if aim in pool and aim not in kinds:
             kinds[0] = aim
         for k in kinds:
             desc, once = k, k == 'hang'
@@ -2401,6 +2402,8 @@ class Campaign:
         reads of an export just reset (every chunk read is fetched)."""
         e = self.pick_export(rng)
         op = rng.choice(('snapshot', 'snapshot', 'compact', 'read', 'read'))
+        if op != 'read' and rng.random() < 0.7:
+            self.step_write(rng, e)     # something for the publish to put
         if op == 'read':
             self.close_conn(e)
             self.wait_no_clients(e.name)
@@ -3096,6 +3099,9 @@ def main():
     ap.add_argument('--no-faults', dest='faults', action='store_false',
                     help='no store-fault steps (by default an S3 store is '
                     'reached through tests/store-proxy, which injects them)')
+    ap.add_argument('--faults', dest='fault_list', metavar='KIND,...',
+                    help='inject only these kinds of store fault (of %s)'
+                    % ', '.join(FAULT_KINDS))
     ap.add_argument('--dir', help='scratch directory (default: a new one '
                     'under $TMPDIR, removed unless the campaign fails)')
     ap.add_argument('--build', help='the build tree (default: '
@@ -3112,6 +3118,10 @@ def main():
     args = ap.parse_args()
     args.seed = random.SystemRandom().randrange(1 << 32) \
         if args.seed == 'random' else int(args.seed)
+    args.fault_kinds = args.fault_list.split(',') if args.fault_list \
+        else FAULT_KINDS
+    if not set(args.fault_kinds) <= set(FAULT_KINDS):
+        ap.error('--faults: kinds are %s' % ', '.join(FAULT_KINDS))
     args.weights = {k: float(v) for k, v in
                     (w.split('=', 1) for w in args.weight)}
     if not args.steps and not args.duration:
@@ -3152,7 +3162,8 @@ def main():
             sys.exit('torture: FAIL: %s is missing (build first, or '
                      '--no-faults)' % paths.store_proxy)
         faults = ProxyFaults(paths.store_proxy, dict(params)['endpoint-url'],
-                             os.path.join(args.dir, 'proxy'), args.seed)
+                             os.path.join(args.dir, 'proxy'), args.seed,
+                             args.fault_kinds)
     camp = Campaign(args, paths, store, params, faults)
 
     def at_exit():
