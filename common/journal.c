@@ -170,7 +170,7 @@ journal_sweep (struct volume_env *env, const char *export_id)
 }
 
 /* journal_discard, but for keeping the caller's error. */
-static void
+static bool
 discard_objects (struct volume_env *env, const struct journal *j)
 {
   CLEANUP_FREE char *rel = key_blob_rel (j->export_id, j->snapshot_id,
@@ -180,35 +180,52 @@ discard_objects (struct volume_env *env, const struct journal *j)
                                               j->snapshot_id);
   bool used = true;
 
+  bool done = true;
+
   if (blob == NULL || manifest == NULL) {
     log_warn ("%s: %s; the objects of snapshot %s are left", j->export_id,
               err_msg (), j->snapshot_id);
-    return;
+    return false;
   }
   if (j->upload_id[0] &&
-      store_upload_abort_id (env->st, blob, j->upload_id) == -1)
+      store_upload_abort_id (env->st, blob, j->upload_id) == -1) {
     log_warn ("%s", err_msg ());
-  if (store_delete (env->st, manifest) == -1)
+    done = false;
+  }
+  if (store_delete (env->st, manifest) == -1) {
     log_warn ("%s", err_msg ());
-  if (publish_blob_used (env, rel, &used) == -1)
+    done = false;
+  }
+  if (publish_blob_used (env, rel, &used) == -1) {
     log_warn ("%s; keeping %s", err_msg (), blob);
+    done = false;
+  }
   else if (used)
     log_warn ("%s: keeping %s, which a manifest names", j->export_id, blob);
-  else if (store_delete (env->st, blob) == -1)
+  else if (store_delete (env->st, blob) == -1) {
     log_warn ("%s", err_msg ());
+    done = false;
+  }
+  return done;
 }
 
-void
+bool
 journal_discard (struct volume_env *env, const struct journal *j)
 {
   struct err_saved why;
+  bool done;
 
   /* Its requests may fail, or set an error and succeed (a 404 is fine):
    * the error of the publish it cleans up after is the one to report.
    */
   err_save (&why);
-  discard_objects (env, j);
+  done = discard_objects (env, j);
   err_restore (&why);
+  if (!done)
+    log_warn ("%s: the journal of snapshot %s stays until its objects are "
+              "removed (at the next publish, or start)", j->export_id,
+              j->snapshot_id);
+  return done;
 }
 
 /* Read the string field KEY of journal object O, or "" if absent. */
@@ -357,7 +374,10 @@ journal_recover (struct volume_env *env, const struct volume_head *head,
               "%s and the dirty chunks stay dirty", head->export_id,
               j.snapshot_id, head->snapshot_id[0] ? head->snapshot_id
               : "empty");
-    journal_discard (env, &j);
+    if (!journal_discard (env, &j)) {
+      journal_sweep (env, head->export_id);
+      return 0;                 /* the journal stays: tried again later */
+    }
     CRASH_POINT ("recover.after_discard");
   }
  done:

@@ -36,7 +36,8 @@ void journal_remove (const char *cache_dir) __attribute__ ((__nonnull__));
  * head move of unknown outcome) interrupted, given the export's current
  * remote HEAD: remove staging and temporary files; if the journaled
  * snapshot never landed, abort and delete the unfinished upload's
- * objects (never a blob a manifest names); if it is the head, repair
+ * objects (never a blob a manifest names; if some cannot be deleted now,
+ * the journal stays, to try again later); if it is the head, repair
  * refs/current.json.  See journal.c for how it is decided.  Dirty bits
  * are not touched here.  The caller holds the cache's lock.  LANDED (may
  * be NULL) receives the journaled snapshot's id if it was published,
@@ -52,10 +53,11 @@ void journal_sweep (struct volume_env *env, const char *export_id)
   __attribute__ ((__nonnull__));
 /* Remove the objects of journaled publish J, which did not move the
  * head: the upload under way, the manifest, and the blob unless some
- * manifest names it.  Failures are logged (they leave only orphans), and
- * the caller's error is kept.
+ * manifest names it.  Failures are logged, and the caller's error is
+ * kept.  True if none is left (but a blob kept on purpose): the journal
+ * may go; false: keep it, so that they are removed later.
  */
-void journal_discard (struct volume_env *env, const struct journal *j)
+bool journal_discard (struct volume_env *env, const struct journal *j)
   __attribute__ ((__nonnull__));
 
 #endif /* LAZYVOL_JOURNAL_H */

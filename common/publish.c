@@ -469,8 +469,8 @@ publish_frozen (struct publish *p, int64_t n, struct publish_result *out)
                p->j.snapshot_id);
     return -1;
   }
-  journal_discard (v->env, &p->j);
-  journal_remove (v->cache_dir);
+  if (journal_discard (v->env, &p->j))
+    journal_remove (v->cache_dir);
   return -1;
 }
 
@@ -510,6 +510,12 @@ settle_journal (struct volume *v)
   if (volume_fetch_head (v->env, v->export_id, &cur, etag) == -1 ||
       journal_recover (v->env, &cur, v->cache_dir, landed) == -1)
     return -1;
+  /* Its objects could not all be removed: a new journal must not take
+   * its place, or they would never be.
+   */
+  if (journal_exists (v->cache_dir))
+    return err_set (EIO, "%s: the objects of an earlier failed publish "
+                    "could not all be removed yet; try again", v->name);
   if (strcmp (landed, cur.snapshot_id) != 0)
     return 0;         /* not ours, or superseded: check_head refuses next */
   if ((m = volume_fetch_current (v->env, &cur)) == NULL)

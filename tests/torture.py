@@ -2814,7 +2814,8 @@ class Campaign:
                         raise Failure('%s stayed after its snapshot was '
                                       'deleted' % k)
                     deleted_blobs.append(k)
-                elif parts[1] not in e.snaps:
+                elif parts[1] not in e.snaps and \
+                        parts[1] != self.journaled(e):
                     raise Failure('%s belongs to no snapshot (left by an '
                                   'interrupted publish?)' % k)
         # A blob a delete kept (another manifest used it) stays even once
@@ -2827,6 +2828,16 @@ class Campaign:
         self.stats['leaked_blobs'] = max(self.stats['leaked_blobs'], len(
             [k for k in deleted_blobs if k not in named]))
         self.store_changed = False
+
+    def journaled(self, e):
+        """The snapshot of the publish journal E's cache keeps (a failed
+        publish whose objects could not all be removed yet), or None."""
+        try:
+            with open(os.path.join(self.host.cache, e.name,
+                                   'snapshot.journal.json')) as f:
+                return json.load(f).get('snapshot_id')
+        except (OSError, ValueError):
+            return None
 
     def check_owner_record(self, e, vj):
         """owner.json names the host at the model's epoch, the head
