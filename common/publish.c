@@ -138,8 +138,14 @@ static int
 pack_blob (struct publish *p, struct upload *up)
 {
   struct volume *v = p->v;
-  uint64_t chunk, i = 0, k = 0;
+  uint64_t chunk, i = 0, k = 0, bytes = 0, total;
+  uint64_t last = chunk_count (v->head.image_size, v->head.chunk_size) - 1;
 
+  /* Every chunk of the set is whole, but perhaps the image's last. */
+  total = p->n * v->head.chunk_size;
+  if (p->n > 0 && cache_publish_next (v->cache, last, &chunk))
+    total -= v->head.chunk_size - chunk_len (v->head.image_size,
+                                             v->head.chunk_size, last);
   for (uint64_t from = 0; cache_publish_next (v->cache, from, &chunk);
        from = chunk + 1) {
     uint32_t len = chunk_len (v->head.image_size, v->head.chunk_size, chunk);
@@ -163,7 +169,8 @@ pack_blob (struct publish *p, struct upload *up)
       if (pc->offset >= PART_SIZE_MIN)
         CRASH_POINT ("publish.during_upload");
     }
-    volume_op_progress (v, i, p->n);
+    bytes += len;
+    volume_op_progress (v, i, p->n, bytes, total);
   }
   p->n = i;
   return 0;
@@ -570,38 +577,36 @@ publish (struct volume *v, bool base, struct publish_result *out)
   return r;
 }
 
-/* Run a snapshot or compact as the export's long operation. */
-static int
-run (struct volume *v, enum volume_op op, struct publish_result *out)
+int
+publish_begin (struct volume *v, bool compact)
+{
+  if (volume_check_owner (v) == -1)
+    return -1;
+  return volume_op_begin (v, compact ? VOLUME_COMPACT : VOLUME_SNAPSHOT);
+}
+
+int
+publish_run (struct volume *v, bool compact, struct publish_result *out)
 {
   uint64_t t0 = time_mono_ns ();
   int r;
 
-  if (volume_check_owner (v) == -1 || volume_op_begin (v, op) == -1)
-    return -1;
-  r = publish (v, op == VOLUME_COMPACT, out);
+  assert (volume_current_op (v) == (compact ? VOLUME_COMPACT
+                                    : VOLUME_SNAPSHOT));
+  r = publish (v, compact, out);
   if (r == -1)
-    err_prefix ("%s %s", op == VOLUME_COMPACT ? "compact" : "snapshot",
-                v->name);
-  else if (out->created) {
-    uint64_t ns = time_mono_ns () - t0;
-    volume_count_publish (v, ns);
-    log_info ("%s: published %s snapshot %s (generation %ju) in %.3f s",
-              v->name, op == VOLUME_COMPACT ? "base" : "delta",
-              out->snapshot_id, (uintmax_t) out->generation, ns / 1e9);
+    err_prefix ("%s %s", compact ? "compact" : "snapshot", v->name);
+  else {
+    volume_op_published (v, out->snapshot_id, out->generation, out->created);
+    if (out->created) {
+      uint64_t ns = time_mono_ns () - t0;
+
+      volume_count_publish (v, ns);
+      log_info ("%s: published %s snapshot %s (generation %ju) in %.3f s",
+                v->name, compact ? "base" : "delta", out->snapshot_id,
+                (uintmax_t) out->generation, ns / 1e9);
+    }
   }
   volume_op_end (v, r == 0);
   return r;
-}
-
-int
-publish_snapshot (struct volume *v, struct publish_result *out)
-{
-  return run (v, VOLUME_SNAPSHOT, out);
-}
-
-int
-publish_compact (struct volume *v, struct publish_result *out)
-{
-  return run (v, VOLUME_COMPACT, out);
 }

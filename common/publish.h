@@ -28,15 +28,20 @@ struct publish_result {
   char snapshot_id[SNAPSHOT_ID_LEN + 1];
 };
 
-/* Publish the dirty chunks of V as a new snapshot (a delta over the
- * current one, or the first, sparse snapshot).  0 or -1; EBUSY if an
- * operation runs, ESTALE if another writer moved the head.
+/* Claim V for a snapshot, or with COMPACT a compact, as its long
+ * operation: this host must own it (EROFS) and no other operation may run
+ * (EBUSY).  0 or -1.
  */
-int publish_snapshot (struct volume *v, struct publish_result *out);
-/* Rewrite the whole image of V into a fresh base blob and a manifest that
- * needs no older blob.  0 or -1.
+int publish_begin (struct volume *v, bool compact) __attribute__ ((__nonnull__));
+/* Run the publish publish_begin claimed, then release V.  A snapshot
+ * publishes the dirty chunks as a new snapshot (a delta over the current
+ * one, or the first, sparse snapshot); a compact rewrites the whole image
+ * into a fresh base blob and a manifest that needs no older blob.  0 or -1
+ * (ESTALE if another writer moved the head); either way the outcome is in
+ * V's status as its last operation.
  */
-int publish_compact (struct volume *v, struct publish_result *out);
+int publish_run (struct volume *v, bool compact, struct publish_result *out)
+  __attribute__ ((__nonnull__));
 /* Create export EXPORT_ID whose first snapshot is SOURCE_SNAPSHOT_ID of
  * SOURCE_EXPORT_ID (NULL: the source's current snapshot).  Copies only
  * the manifest; the blobs are shared.  0 or -1.

@@ -48,7 +48,10 @@ struct volume {
 
   pthread_mutex_t oplock;
   enum volume_op op;
-  uint64_t op_done, op_total;
+  struct volume_progress progress;      /* elapsed_ns: set at the end */
+  uint64_t op_ns;                       /* when OP began (monotonic) */
+  struct volume_outcome outcome;        /* OP's, filled in as it goes */
+  struct volume_outcome last;           /* of the last operation to end */
   char last_error[256];
   uint64_t publishes, publish_ns, last_publish_ns;
   pthread_t hydrate_threads[HYDRATE_WORKERS];

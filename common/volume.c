@@ -50,6 +50,30 @@ volume_op_name (enum volume_op op)
   abort ();
 }
 
+const char *
+volume_op_kind (enum volume_op op)
+{
+  switch (op) {
+  case VOLUME_IDLE: return "none";
+  case VOLUME_SNAPSHOT: return "snapshot";
+  case VOLUME_COMPACT: return "compact";
+  case VOLUME_HYDRATE: return "hydrate";
+  case VOLUME_RESET: return "reset";
+  }
+  abort ();
+}
+
+const char *
+volume_result_name (enum volume_result r)
+{
+  switch (r) {
+  case VOLUME_DONE: return "done";
+  case VOLUME_FAILED: return "failed";
+  case VOLUME_CANCELLED: return "cancelled";
+  }
+  abort ();
+}
+
 static bool
 source_has (void *opaque, uint64_t chunk)
 {
@@ -702,8 +726,10 @@ volume_status (struct volume *v, struct volume_status *out)
   }
   LOCK_FOR_SCOPE (&v->oplock);
   out->op = v->op;
-  out->op_done = v->op_done;
-  out->op_total = v->op_total;
+  out->progress = v->progress;
+  if (v->op != VOLUME_IDLE)
+    out->progress.elapsed_ns = time_mono_ns () - v->op_ns;
+  out->last = v->last;
   memcpy (out->last_error, v->last_error, sizeof out->last_error);
   out->publishes = v->publishes;
   out->publish_ns = v->publish_ns;
@@ -849,26 +875,63 @@ volume_op_begin (struct volume *v, enum volume_op op)
   if (v->op != VOLUME_IDLE)
     return err_set (EBUSY, "%s is busy %s", v->name, volume_op_name (v->op));
   v->op = op;
-  v->op_done = v->op_total = 0;
+  memset (&v->progress, 0, sizeof v->progress);
+  time_now_iso8601 (v->progress.started_at);
+  v->op_ns = time_mono_ns ();
+  memset (&v->outcome, 0, sizeof v->outcome);
   return 0;
 }
 
 void
-volume_op_progress (struct volume *v, uint64_t done, uint64_t total)
+volume_op_progress (struct volume *v, uint64_t done, uint64_t total,
+                    uint64_t done_bytes, uint64_t total_bytes)
 {
   LOCK_FOR_SCOPE (&v->oplock);
-  v->op_done = done;
-  v->op_total = total;
+  v->progress.done = done;
+  v->progress.total = total;
+  v->progress.done_bytes = done_bytes;
+  v->progress.total_bytes = total_bytes;
+}
+
+void
+volume_op_published (struct volume *v, const char *snapshot_id,
+                     uint64_t generation, bool created)
+{
+  LOCK_FOR_SCOPE (&v->oplock);
+  snprintf (v->outcome.snapshot_id, sizeof v->outcome.snapshot_id, "%s",
+            snapshot_id);
+  v->outcome.generation = generation;
+  v->outcome.created = created;
+}
+
+/* End the running operation with RESULT; if it failed, ERROR says why
+ * (NULL: outcome.error does already).  Called with oplock held.
+ */
+static void
+op_finish (struct volume *v, enum volume_result result, const char *error)
+{
+  struct volume_outcome *o = &v->outcome;
+
+  o->op = v->op;
+  o->result = result;
+  if (result == VOLUME_FAILED) {
+    if (error)
+      snprintf (o->error, sizeof o->error, "%s", error);
+    snprintf (v->last_error, sizeof v->last_error, "%s: %.200s",
+              volume_op_name (v->op), o->error);
+  }
+  memcpy (o->started_at, v->progress.started_at, sizeof o->started_at);
+  time_now_iso8601 (o->finished_at);
+  o->ns = v->progress.elapsed_ns = time_mono_ns () - v->op_ns;
+  v->last = *o;
+  v->op = VOLUME_IDLE;
 }
 
 void
 volume_op_end (struct volume *v, bool ok)
 {
   LOCK_FOR_SCOPE (&v->oplock);
-  if (!ok)
-    snprintf (v->last_error, sizeof v->last_error, "%s: %s",
-              volume_op_name (v->op), err_msg ());
-  v->op = VOLUME_IDLE;
+  op_finish (v, ok ? VOLUME_DONE : VOLUME_FAILED, err_msg ());
 }
 
 /* cache_match_fn: do BUF's bytes of CHUNK match manifest OPAQUE? */
@@ -943,6 +1006,16 @@ volume_count_publish (struct volume *v, uint64_t ns)
   v->last_publish_ns = ns;
 }
 
+/* The last hydrate worker has finished: end the operation.  Called with
+ * oplock held.
+ */
+static void
+hydrate_finish (struct volume *v)
+{
+  op_finish (v, v->hydrate_failed ? VOLUME_FAILED : v->hydrate_cancel
+             ? VOLUME_CANCELLED : VOLUME_DONE, NULL);
+}
+
 /* A hydrate worker: claim the next extent of the manifest, fetch its
  * chunks, until none is left, one failed, or the hydrate is cancelled.
  * The last worker to finish ends the operation.
@@ -971,12 +1044,14 @@ hydrate_worker (void *arg)
       break;
     for (uint64_t c = first; c < first + n && !stop; c++) {
       int r = cache_prefetch (v->cache, c);
+      uint32_t len = chunk_len (v->head.image_size, v->head.chunk_size, c);
       LOCK_FOR_SCOPE (&v->oplock);
 
-      v->op_done++;
+      v->progress.done++;
+      v->progress.done_bytes += len;
       if (r == -1 && !v->hydrate_failed) {
         v->hydrate_failed = true;
-        snprintf (v->last_error, sizeof v->last_error, "hydrating: %s",
+        snprintf (v->outcome.error, sizeof v->outcome.error, "%s",
                   err_msg ());
       }
       stop = v->hydrate_cancel || v->hydrate_failed;
@@ -984,8 +1059,28 @@ hydrate_worker (void *arg)
   }
   LOCK_FOR_SCOPE (&v->oplock);
   if (--v->hydrate_active == 0)
-    v->op = VOLUME_IDLE;
+    hydrate_finish (v);
   return NULL;
+}
+
+/* The bytes of the chunks the manifest lists (all full but perhaps the
+ * image's last).  Called with mlock held.
+ */
+static uint64_t
+listed_bytes (struct volume *v)
+{
+  uint64_t chunks = chunk_count (v->head.image_size, v->head.chunk_size);
+  uint64_t bytes, off;
+  const unsigned char *sha;
+  const char *key;
+
+  if (v->manifest == NULL || chunks == 0)
+    return 0;
+  bytes = v->manifest->nsha * v->head.chunk_size;
+  if (manifest_find (v->manifest, chunks - 1, &key, &off, &sha))
+    bytes -= v->head.chunk_size - chunk_len (v->head.image_size,
+                                             v->head.chunk_size, chunks - 1);
+  return bytes;
 }
 
 int
@@ -999,7 +1094,8 @@ volume_hydrate (struct volume *v)
   {
     RDLOCK_FOR_SCOPE (&v->mlock);
     LOCK_FOR_SCOPE (&v->oplock);
-    v->op_total = v->manifest ? v->manifest->nsha : 0;
+    v->progress.total = v->manifest ? v->manifest->nsha : 0;
+    v->progress.total_bytes = listed_bytes (v);
     v->hydrate_next = 0;
     v->hydrate_cancel = v->hydrate_failed = false;
     v->hydrate_active = HYDRATE_WORKERS;
@@ -1021,8 +1117,12 @@ volume_hydrate (struct volume *v)
    */
   if (started < HYDRATE_WORKERS) {
     v->hydrate_active -= HYDRATE_WORKERS - started;
+    if (v->hydrate_active == 0 && started == 0) {
+      v->hydrate_failed = true;
+      snprintf (v->outcome.error, sizeof v->outcome.error, "%s", err_msg ());
+    }
     if (v->hydrate_active == 0)
-      v->op = VOLUME_IDLE;
+      hydrate_finish (v);
   }
   return started > 0 ? 0 : -1;
 }

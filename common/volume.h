@@ -37,6 +37,32 @@ enum volume_op {
   VOLUME_IDLE, VOLUME_SNAPSHOT, VOLUME_COMPACT, VOLUME_HYDRATE, VOLUME_RESET,
 };
 
+/* How far the running long operation is, or how far the last one got. */
+struct volume_progress {
+  uint64_t done, total;                   /* chunks */
+  uint64_t done_bytes, total_bytes;
+  char started_at[32];                    /* ISO 8601, UTC */
+  uint64_t elapsed_ns;
+};
+
+/* How the last long operation to end ended. */
+struct volume_outcome {
+  enum volume_op op;                      /* VOLUME_IDLE: none has ended */
+  enum volume_result {
+    VOLUME_DONE, VOLUME_FAILED, VOLUME_CANCELLED,
+  } result;
+  char error[256];                        /* why, if it failed */
+  char started_at[32], finished_at[32];   /* ISO 8601, UTC */
+  uint64_t ns;                            /* how long it ran */
+  /* A snapshot's or compact's: the snapshot it left as the head, and
+   * whether it made that snapshot (a snapshot with nothing to publish
+   * makes none).
+   */
+  char snapshot_id[SNAPSHOT_ID_LEN + 1];
+  uint64_t generation;
+  bool created;
+};
+
 struct volume_status {
   char export_id[EXPORT_ID_MAX + 1];
   char snapshot_id[SNAPSHOT_ID_LEN + 1];  /* the published image's, or "" */
@@ -56,7 +82,8 @@ struct volume_status {
   uint64_t snapshot_generation;           /* of the local state's base */
   uint64_t remote_head_generation;        /* as last read or written */
   enum volume_op op;
-  uint64_t op_done, op_total;
+  struct volume_progress progress;        /* of OP */
+  struct volume_outcome last;
   char last_error[256];                   /* of the last failed operation */
   uint64_t publishes;                     /* snapshots and compacts */
   uint64_t publish_ns;                    /* their total time */
@@ -67,6 +94,10 @@ struct volume;
 
 /* The name of an operation as shown in status ("idle", "snapshotting"...). */
 const char *volume_op_name (enum volume_op op);
+/* Its kind, as in last_operation ("snapshot", "hydrate"...). */
+const char *volume_op_kind (enum volume_op op);
+/* The name of a result ("done", "failed", "cancelled"). */
+const char *volume_result_name (enum volume_result r);
 
 /* Create export EXPORT_ID: write its volume.json (no snapshot yet; fails
  * with EEXIST if it exists) and its empty local cache.  0 or -1.
@@ -125,9 +156,18 @@ enum volume_op volume_current_op (struct volume *v)
  * operation if another one runs.  0 or -1.
  */
 int volume_op_begin (struct volume *v, enum volume_op op);
-/* Report progress of the running operation. */
-void volume_op_progress (struct volume *v, uint64_t done, uint64_t total);
-/* Release the export; on failure keep err_msg() as the last error. */
+/* Report progress of the running operation: DONE of TOTAL chunks, and
+ * the same in bytes.
+ */
+void volume_op_progress (struct volume *v, uint64_t done, uint64_t total,
+                         uint64_t done_bytes, uint64_t total_bytes);
+/* Record what the running publish leaves as the head (last_operation). */
+void volume_op_published (struct volume *v, const char *snapshot_id,
+                          uint64_t generation, bool created)
+  __attribute__ ((__nonnull__));
+/* Release the export and record how the operation ended; on failure keep
+ * err_msg() as the last error.
+ */
 void volume_op_end (struct volume *v, bool ok);
 
 /* Start fetching every chunk of the published image in the background

@@ -91,6 +91,10 @@ static const struct field open_body[] = {
 static const struct field fork_body[] = {
   { "new_export_id", EXPORT, true }, { NULL, ANY, false },
 };
+/* "wait": false answers 202 at once, the publish going on. */
+static const struct field publish_body[] = {
+  { "wait", ANY, false }, { NULL, ANY, false },
+};
 static const struct field clone_body[] = {
   { "export_id", EXPORT, true }, { "source_export_id", EXPORT, true },
   { "source_snapshot_id", SNAPSHOT, false }, { NULL, ANY, false },
@@ -106,10 +110,10 @@ static const struct route routes[] = {
   { POST, "/v1/exports/open", CMD_open, ANY, open_body, 200, REPLY_JSON },
   { POST, "/v1/exports/clone", CMD_clone, ANY, clone_body, 201, REPLY_JSON },
   { GET, "/v1/exports/*/status", CMD_status, NAME, NULL, 200, REPLY_JSON },
-  { POST, "/v1/exports/*/snapshot", CMD_snapshot, WRITABLE, NULL, 200,
-    REPLY_JSON },
-  { POST, "/v1/exports/*/compact", CMD_compact, WRITABLE, NULL, 200,
-    REPLY_JSON },
+  { POST, "/v1/exports/*/snapshot", CMD_snapshot, WRITABLE, publish_body,
+    200, REPLY_JSON },
+  { POST, "/v1/exports/*/compact", CMD_compact, WRITABLE, publish_body,
+    200, REPLY_JSON },
   { POST, "/v1/exports/*/cache/reset", CMD_reset, WRITABLE, NULL, 200,
     REPLY_JSON },
   { GET, "/v1/exports/*/snapshots", CMD_snapshots, EXPORT, NULL, 200,
@@ -132,6 +136,7 @@ static const struct route routes[] = {
 struct call {
   struct evhttp_request *req;
   const struct route *route;
+  int status;                   /* on success */
 };
 
 static struct evhttp *http;
@@ -323,6 +328,31 @@ add_body (json_object *cmd, const struct route *route, json_object *body)
   return 0;
 }
 
+/* Must ROUTE's requests have a body?  Not if all its fields are optional. */
+static bool
+body_required (const struct route *route)
+{
+  for (const struct field *f = route->body; f->name; f++)
+    if (f->required)
+      return true;
+  return false;
+}
+
+/* The status of a successful reply to CMD on ROUTE: 202 for a request
+ * that asked not to wait.
+ */
+static int
+success_status (const struct route *route, json_object *cmd)
+{
+  json_object *wait;
+
+  if (json_object_object_get_ex (cmd, "wait", &wait) &&
+      json_object_is_type (wait, json_type_boolean) &&
+      !json_object_get_boolean (wait))
+    return 202;
+  return route->status;
+}
+
 /* The control command for REQ on ROUTE, or NULL with err_set. */
 static json_object *
 build_command (struct evhttp_request *req, const struct route *route,
@@ -345,7 +375,9 @@ build_command (struct evhttp_request *req, const struct route *route,
     json_object_object_add (cmd, "snapshot_id",
                             json_object_new_string (snap));
   }
-  if (route->body) {
+  if (route->body && (body_required (route) ||
+                      evbuffer_get_length (evhttp_request_get_input_buffer
+                                           (req)) > 0)) {
     if ((body = parse_body (req)) == NULL ||
         add_body (cmd, route, body) == -1)
       goto err;
@@ -426,7 +458,7 @@ on_reply (json_object *reply, void *opaque)
     json_object_object_del (reply, "ok");
     switch (c->route->reply) {
     case REPLY_JSON:
-      respond_json (c->req, c->route->status, reply);
+      respond_json (c->req, c->status, reply);
       break;
     case REPLY_HEALTH:
       respond_health (c->req, reply);
@@ -498,6 +530,7 @@ api_handle (struct evhttp_request *req, void *arg)
   }
   c->req = req;
   c->route = route;
+  c->status = success_status (route, cmd);
   if (relay_send (cmd, on_reply, c) == -1) {
     respond_error (req, 500, "internal", err_msg ());
     free (c);

@@ -34,12 +34,12 @@
 /* Options, and which commands take them. */
 enum {
   O_CHUNK_SIZE = 1 << 0, O_TAKEOVER = 1 << 1, O_FORCE = 1 << 2,
-  O_SNAPSHOT = 1 << 3, O_QUIET = 1 << 4,
+  O_SNAPSHOT = 1 << 3, O_QUIET = 1 << 4, O_NO_WAIT = 1 << 5,
 };
 
 static struct {
   const char *socket;
-  bool json, quiet;
+  bool json, quiet, no_wait;
   const char *chunk_size, *snapshot;
   const char *takeover;         /* NULL, "true" or "force" */
   unsigned given;               /* the O_* options seen */
@@ -305,7 +305,8 @@ cmd_clone (char **args)
 }
 
 /* POST /v1/exports/ID/WHAT, a long operation in operation_state STATE,
- * showing its progress.  0 with *REPLY, or the exit code.
+ * showing its progress.  0 with *REPLY, or the exit code.  With
+ * --no-wait, only start it: 0 with *REPLY NULL, having said so.
  */
 static int
 long_request (const char *id, const char *what, const char *state,
@@ -316,10 +317,22 @@ long_request (const char *id, const char *what, const char *state,
     .sock = opt.socket, .export_id = id, .verb = what, .state = state,
     .quiet = opt.json,
   };
-  struct client_call *call = client_start (opt.socket, "POST", path, NULL);
+  struct client_call *call;
+  json_object *body;
   int r;
 
-  if (call == NULL)
+  if (opt.no_wait) {
+    body = json_object_new_object ();
+    json_object_object_add (body, "wait", json_object_new_boolean (false));
+    if ((r = request ("POST", path, body, reply)) != 0)
+      return r;
+    if (!printed_json (reply))
+      printf ("started the %s of %s; follow it with lazyvolctl status %s\n",
+              what, id, id);
+    client_reply_free (reply);          /* so reply->json is NULL */
+    return 0;
+  }
+  if ((call = client_start (opt.socket, "POST", path, NULL)) == NULL)
     return failed ();
   r = progress_wait (&op, call, reply);
   if (r == 1)
@@ -334,7 +347,7 @@ cmd_snapshot (char **args)
   int e = long_request (checked (id_export_check, "ID", args[0]), "snapshot",
                         "snapshotting", &r);
 
-  if (e)
+  if (e || r.json == NULL)
     return e;
   if (printed_json (&r))
     ;
@@ -356,7 +369,7 @@ cmd_compact (char **args)
   int e = long_request (checked (id_export_check, "ID", args[0]), "compact",
                         "compacting", &r);
 
-  if (e)
+  if (e || r.json == NULL)
     return e;
   if (!printed_json (&r))
     printf ("compacted %s into snapshot %s (generation %" PRIu64 ")\n",
@@ -367,9 +380,9 @@ cmd_compact (char **args)
 }
 
 /* Hydrate answers at once (202) and runs in the background: follow the
- * status until the export is no longer hydrating.  It stopped short if
- * fewer chunks were done than it set out to fetch (a fetch failed, or a
- * close or reset cancelled it): then its last_error says why.
+ * status until the export is no longer hydrating; its last_operation
+ * then says whether it was done, failed (and why) or was cancelled (by
+ * a reset or a close).
  */
 static int
 cmd_hydrate (char **args)
@@ -380,7 +393,8 @@ cmd_hydrate (char **args)
     .state = "hydrating", .quiet = opt.json,
   };
   struct client_reply r;
-  json_object *p = NULL;
+  json_object *last = NULL;
+  const char *result;
   char b[SHOW_BUF];
   int e = export_request ("POST", id, "hydrate", &r);
 
@@ -393,12 +407,13 @@ cmd_hydrate (char **args)
     return failed ();
   if ((e = reply_result (&r)) != 0)
     return e;
-  json_object_object_get_ex (r.json, "operation_progress", &p);
-  if (show_u64 (p, "done") < show_u64 (p, "total")) {
-    fprintf (stderr, "lazyvolctl: the hydrate of %s stopped after %" PRIu64
-             " of %" PRIu64 " chunks: %s\n", id, show_u64 (p, "done"),
-             show_u64 (p, "total"),
-             show_str (r.json, "last_error") ?: "cancelled");
+  json_object_object_get_ex (r.json, "last_operation", &last);
+  result = show_str (last, "result") ?: "-";
+  if (strcmp (result, "done") != 0) {
+    fprintf (stderr, "lazyvolctl: the hydrate of %s %s: %s\n", id,
+             strcmp (result, "cancelled") == 0 ? "was cancelled"
+             : "failed", show_str (last, "error")
+             ?: "a close or a reset stopped it");
     client_reply_free (&r);
     return CLIENT_EXIT_ERROR;
   }
@@ -531,10 +546,11 @@ static const struct command commands[] = {
     "a new export from a snapshot",
     "Create export ID from a published snapshot of SOURCE (its current\n"
     "one, or SID), sharing its data." },
-  { "snapshot", "ID", 1, 0, cmd_snapshot,
+  { "snapshot", "ID [--no-wait]", 1, O_NO_WAIT, cmd_snapshot,
     "publish the unpublished writes",
     "Publish the chunks written since the last snapshot, showing the\n"
-    "progress.  Ctrl-C detaches: the snapshot goes on in lazyvold." },
+    "progress.  Ctrl-C detaches: the snapshot goes on in lazyvold.\n"
+    "--no-wait only starts it; status shows how it goes and ended." },
   { "snapshots", "ID [-q]", 1, O_QUIET, cmd_snapshots,
     "the published snapshots",
     "List an export's published snapshots, oldest first.\n"
@@ -543,10 +559,11 @@ static const struct command commands[] = {
     "delete a snapshot",
     "Delete snapshot SID of export ID (not the current one); its blob is\n"
     "kept while another snapshot uses it." },
-  { "compact", "ID", 1, 0, cmd_compact,
+  { "compact", "ID [--no-wait]", 1, O_NO_WAIT, cmd_compact,
     "rewrite the image into one base",
     "Rewrite an export's whole image into one new base snapshot, showing\n"
-    "the progress.  Ctrl-C detaches: the compact goes on in lazyvold." },
+    "the progress.  Ctrl-C detaches: the compact goes on in lazyvold.\n"
+    "--no-wait only starts it; status shows how it goes and ended." },
   { "hydrate", "ID", 1, 0, cmd_hydrate,
     "fetch every chunk into the cache",
     "Fetch every chunk of an export into the cache, showing the progress\n"
@@ -628,7 +645,7 @@ cmd_help (char **args)
 
 enum {
   OPT_SOCKET = 256, OPT_JSON, OPT_CHUNK_SIZE, OPT_TAKEOVER, OPT_FORCE,
-  OPT_SNAPSHOT, OPT_HELP, OPT_VERSION,
+  OPT_SNAPSHOT, OPT_NO_WAIT, OPT_HELP, OPT_VERSION,
 };
 
 static const struct option long_options[] = {
@@ -638,6 +655,7 @@ static const struct option long_options[] = {
   { "takeover", no_argument, NULL, OPT_TAKEOVER },
   { "force-takeover", no_argument, NULL, OPT_FORCE },
   { "snapshot", required_argument, NULL, OPT_SNAPSHOT },
+  { "no-wait", no_argument, NULL, OPT_NO_WAIT },
   { "quiet", no_argument, NULL, 'q' },
   { "help", no_argument, NULL, OPT_HELP },
   { "version", no_argument, NULL, OPT_VERSION },
@@ -661,6 +679,7 @@ parse (int argc, char **argv)
     case OPT_TAKEOVER: opt.takeover = "true"; opt.given |= O_TAKEOVER; break;
     case OPT_FORCE: opt.takeover = "force"; opt.given |= O_FORCE; break;
     case OPT_SNAPSHOT: opt.snapshot = optarg; opt.given |= O_SNAPSHOT; break;
+    case OPT_NO_WAIT: opt.no_wait = true; opt.given |= O_NO_WAIT; break;
     case 'q': opt.quiet = true; opt.given |= O_QUIET; break;
     case OPT_HELP: usage (stdout); exit (0);
     case OPT_VERSION: printf ("lazyvolctl %s\n", VERSION); exit (0);

@@ -1,14 +1,13 @@
 /* lazyvolctl: progress of a long operation (see progress.h).
  *
  * lazyvold's blocking POST says nothing until the operation is over, but
- * the export's status counts its chunks as they go (operation_progress
- * {done, total}).  So while the POST is in flight, a status request runs
- * beside it on a connection of its own, one at a time, a new one 200 ms
- * after the last reply; both move on in client_run.  A status that shows
- * another state (the operation has not begun yet, or is already over)
- * shows nothing.  The rate is measured here, from the first sample that
- * had progress, so it is the rate of this operation and not of the
- * daemon's lifetime; the ETA follows from it.
+ * the export's status counts its chunks and bytes as they go, with the
+ * operation's rate so far (operation_progress).  So while the POST is in
+ * flight, a status request runs beside it on a connection of its own,
+ * one at a time, a new one 200 ms after the last reply; both move on in
+ * client_run.  A status that shows another state (the operation has not
+ * begun yet, or is already over) shows nothing.  The ETA is the bytes
+ * left at that rate.
  *
  * Ctrl-C detaches.  SIGINT only sets a flag (installed without
  * SA_RESTART, so the wait returns at once); the loop then leaves the
@@ -46,8 +45,6 @@ on_sigint (int sig)
 struct view {
   const struct progress_op *op;
   bool tty, drawn;              /* a bar is on the terminal's last line */
-  uint64_t start_ns, start_done;   /* the first sample with progress */
-  bool started;
   uint64_t last_line_ns, last_done;
 };
 
@@ -56,34 +53,28 @@ static void
 view_update (struct view *v, json_object *status)
 {
   json_object *p = NULL;
-  uint64_t now = time_mono_ns (), done, total, chunk;
+  uint64_t now = time_mono_ns (), done, total, done_b, total_b, rate;
   const char *state = show_str (status, "operation_state");
   char d[SHOW_BUF], t[SHOW_BUF], rate_s[SHOW_BUF], eta_s[SHOW_BUF];
-  double secs, rate = 0;
   int pct, fill;
 
   json_object_object_get_ex (status, "operation_progress", &p);
   done = show_u64 (p, "done");
   total = show_u64 (p, "total");
-  chunk = show_u64 (status, "chunk_size");
+  done_b = show_u64 (p, "done_bytes");
+  total_b = show_u64 (p, "total_bytes");
+  rate = show_u64 (p, "bytes_per_s");
   if (v->op->quiet || state == NULL || strcmp (state, v->op->state) != 0 ||
       total == 0)
     return;
-  if (!v->started) {
-    v->started = true;
-    v->start_ns = now;
-    v->start_done = done;
-  }
-  secs = (now - v->start_ns) / 1e9;
-  if (secs > 0.5 && done > v->start_done)
-    rate = (done - v->start_done) / secs;           /* chunks per second */
   pct = done >= total ? 100 : (int) (100 * done / total);
-  show_bytes (done * chunk, d);
-  show_bytes (total * chunk, t);
-  if (rate > 0) {
-    show_bytes ((uint64_t) (rate * chunk), rate_s);
+  show_bytes (done_b, d);
+  show_bytes (total_b, t);
+  if (rate > 0 && done > 0) {
+    show_bytes (rate, rate_s);
     strcat (rate_s, "/s");
-    show_duration ((total - done) / rate, eta_s);
+    show_duration ((double) (total_b > done_b ? total_b - done_b : 0) / rate,
+                   eta_s);
   }
   else {
     strcpy (rate_s, "-");

@@ -42,6 +42,18 @@ show_u64 (json_object *o, const char *key)
   return 0;
 }
 
+double
+show_f64 (json_object *o, const char *key)
+{
+  json_object *v;
+
+  if (o && json_object_object_get_ex (o, key, &v) &&
+      (json_object_is_type (v, json_type_double) ||
+       json_object_is_type (v, json_type_int)))
+    return json_object_get_double (v);
+  return 0;
+}
+
 bool
 show_bool (json_object *o, const char *key)
 {
@@ -204,10 +216,48 @@ operation (json_object *status, char buf[SHOW_BUF])
   json_object_object_get_ex (status, "operation_progress", &p);
   done = show_u64 (p, "done");
   total = show_u64 (p, "total");
-  if (state && strcmp (state, "idle") != 0 && total > 0)
-    snprintf (buf, SHOW_BUF, "%s %.0f%%", state, 100.0 * done / total);
+  if (state && strcmp (state, "idle") != 0 && total > 0) {
+    char d[SHOW_BUF], t[SHOW_BUF], r[SHOW_BUF];
+
+    snprintf (buf, SHOW_BUF, "%s %.0f%%: %s of %s, %s/s", state,
+              100.0 * done / total, show_bytes (show_u64 (p, "done_bytes"), d),
+              show_bytes (show_u64 (p, "total_bytes"), t),
+              show_bytes (show_u64 (p, "bytes_per_s"), r));
+  }
   else
     snprintf (buf, SHOW_BUF, "%s", state ? state : "-");
+  return buf;
+}
+
+/* How STATUS's last operation ended ("snapshot done 2 min ago in 1.2 s,
+ * snapshot ...", "hydrate failed 5 s ago: ...") into BUF, or NULL if
+ * none has ended.
+ */
+static const char *
+last_operation (json_object *status, char buf[2 * SHOW_BUF])
+{
+  json_object *l = NULL;
+  const char *result, *snap;
+  char ago[SHOW_BUF], took[SHOW_BUF];
+  int n;
+
+  json_object_object_get_ex (status, "last_operation", &l);
+  if (l == NULL)
+    return NULL;
+  result = show_str (l, "result") ?: "-";
+  snap = show_str (l, "snapshot_id");
+  n = snprintf (buf, 2 * SHOW_BUF, "%s %s %s in %s",
+                show_str (l, "kind") ?: "-", result,
+                show_ago (show_str (l, "finished_at") ?: "-", ago),
+                show_duration (show_f64 (l, "duration_s"), took));
+  if (strcmp (result, "failed") == 0)
+    snprintf (buf + n, 2 * SHOW_BUF - n, ": %s",
+              show_str (l, "error") ?: "-");
+  else if (snap && show_bool (l, "snapshot_created"))
+    snprintf (buf + n, 2 * SHOW_BUF - n, ": snapshot %s (generation %"
+              PRIu64 ")", snap, show_u64 (l, "generation"));
+  else if (snap)
+    snprintf (buf + n, 2 * SHOW_BUF - n, ": nothing to publish");
   return buf;
 }
 
@@ -253,6 +303,8 @@ show_status (json_object *st)
   line ("resident", "%s", chunks (st, show_u64 (st, "resident_chunks"), c));
   line ("dirty", "%s", chunks (st, show_u64 (st, "dirty_chunks"), c));
   line ("operation", "%s", operation (st, b1));
+  if (last_operation (st, c))
+    line ("last op", "%s", c);
   line ("clients", "%" PRIu64, show_u64 (st, "connections"));
   if (show_bool (st, "readonly"))
     line ("writable", "no: a read-only view of a snapshot");

@@ -22,6 +22,8 @@
 const char *show_str (json_object *o, const char *key);
 /* The integer field KEY of O, or 0 if it is missing or not a number. */
 uint64_t show_u64 (json_object *o, const char *key);
+/* The number field KEY of O, or 0 if it is missing or not a number. */
+double show_f64 (json_object *o, const char *key);
 /* The boolean field KEY of O (false if missing). */
 bool show_bool (json_object *o, const char *key);
 

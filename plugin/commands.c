@@ -21,6 +21,7 @@
 #include "err.h"
 #include "fork.h"
 #include "format.h"
+#include "jobs.h"
 #include "owner.h"
 #include "protocol.h"
 #include "publish.h"
@@ -82,6 +83,22 @@ arg_snapshot_id (json_object *req, const char *key, bool required,
   if (arg_string (req, key, required, out) == -1)
     return -1;
   return *out ? id_snapshot_check (key, *out) : 0;
+}
+
+/* Boolean KEY of REQ into *OUT, or DEFAULT_ if it is absent or null. */
+static int
+arg_bool (json_object *req, const char *key, bool default_, bool *out)
+{
+  json_object *o;
+
+  *out = default_;
+  if (!json_object_object_get_ex (req, key, &o) ||
+      json_object_is_type (o, json_type_null))
+    return 0;
+  if (!json_object_is_type (o, json_type_boolean))
+    return err_set (EINVAL, "\"%s\" must be true or false", key);
+  *out = json_object_get_boolean (o);
+  return 0;
 }
 
 static int
@@ -173,11 +190,57 @@ add_ownership (json_object *o, const struct volume_status *s)
                           json_object_new_boolean (env->unconditional));
 }
 
+/* operation_progress: how far the running operation is, or the last one
+ * went (zeros and nulls before the first), with its rate in bytes per
+ * second.
+ */
+static json_object *
+new_progress (const struct volume_status *s)
+{
+  const struct volume_progress *p = &s->progress;
+  json_object *o = json_object_new_object ();
+  double secs = p->elapsed_ns / 1e9;
+
+  add_u64 (o, "done", p->done);
+  add_u64 (o, "total", p->total);
+  add_u64 (o, "done_bytes", p->done_bytes);
+  add_u64 (o, "total_bytes", p->total_bytes);
+  add_str (o, "started_at", p->started_at);
+  json_object_object_add (o, "elapsed_s", p->started_at[0] == '\0' ? NULL
+                          : json_object_new_double (secs));
+  add_u64 (o, "bytes_per_s", secs > 0 ? p->done_bytes / secs : 0);
+  return o;
+}
+
+/* last_operation: how the last operation to end ended, or null. */
+static json_object *
+new_last_operation (const struct volume_outcome *l)
+{
+  json_object *o;
+
+  if (l->op == VOLUME_IDLE)
+    return NULL;
+  o = json_object_new_object ();
+  add_str (o, "kind", volume_op_kind (l->op));
+  add_str (o, "result", volume_result_name (l->result));
+  add_str (o, "error", l->result == VOLUME_FAILED ? l->error : NULL);
+  add_str (o, "started_at", l->started_at);
+  add_str (o, "finished_at", l->finished_at);
+  json_object_object_add (o, "duration_s", json_object_new_double
+                          (l->ns / 1e9));
+  if (l->op == VOLUME_SNAPSHOT || l->op == VOLUME_COMPACT) {
+    add_str (o, "snapshot_id", l->snapshot_id);
+    add_u64 (o, "generation", l->generation);
+    json_object_object_add (o, "snapshot_created",
+                            json_object_new_boolean (l->created));
+  }
+  return o;
+}
+
 static void
 add_status (json_object *o, struct volume *v)
 {
   struct volume_status s;
-  json_object *progress = json_object_new_object ();
 
   volume_status (v, &s);
   json_object_object_add (o, "export_id",
@@ -193,9 +256,9 @@ add_status (json_object *o, struct volume *v)
   add_u64 (o, "remote_head_generation", s.remote_head_generation);
   json_object_object_add (o, "operation_state",
                           json_object_new_string (volume_op_name (s.op)));
-  add_u64 (progress, "done", s.op_done);
-  add_u64 (progress, "total", s.op_total);
-  json_object_object_add (o, "operation_progress", progress);
+  json_object_object_add (o, "operation_progress", new_progress (&s));
+  json_object_object_add (o, "last_operation",
+                          new_last_operation (&s.last));
   add_u64 (o, "connections", registry_connections (volume_name (v)));
   json_object_object_add (o, "failed_stop",
                           json_object_new_boolean (s.cache.failed));
@@ -353,48 +416,58 @@ cmd_status (json_object *req, json_object *res)
   return reply_status (res, name);
 }
 
-/* Run FN (publish_snapshot or publish_compact) on the export named in
- * REQ and reply with the new generation and snapshot id.
+/* Snapshot (or with COMPACT compact) the export named in REQ and reply
+ * with the new generation and snapshot id; with "wait": false, start it
+ * in the background and reply with the export's status at once.
  */
 static int
-run_publish (json_object *req, json_object *res,
-             int (*fn) (struct volume *, struct publish_result *))
+run_publish (json_object *req, json_object *res, bool compact)
 {
   struct publish_result pr;
   struct volume *v;
   const char *id;
+  bool wait;
   int r;
 
   if (arg_export_id (req, "export_id", &id) == -1 ||
+      arg_bool (req, "wait", true, &wait) == -1 ||
       (v = registry_get (id, false, false)) == NULL)
     return -1;
-  r = fn (v, &pr);
+  if (publish_begin (v, compact) == -1) {
+    registry_put (v, false);
+    return -1;
+  }
+  if (!wait) {
+    add_status (res, v);        /* before the job may release V */
+    if (jobs_publish (v, compact) == 0)
+      return 0;
+    registry_put (v, false);
+    return -1;
+  }
+  r = publish_run (v, compact, &pr);
   registry_put (v, false);
   if (r == -1)
     return -1;
   add_u64 (res, "generation", pr.generation);
   add_str (res, "snapshot_id", pr.snapshot_id);
+  if (!compact)
+    json_object_object_add (res, "snapshot_created",
+                            json_object_new_boolean (pr.created));
   if (pr.created)
     registry_refresh_snapshots (id);
-  return pr.created;
+  return 0;
 }
 
 static int
 cmd_snapshot (json_object *req, json_object *res)
 {
-  int created = run_publish (req, res, publish_snapshot);
-
-  if (created == -1)
-    return -1;
-  json_object_object_add (res, "snapshot_created",
-                          json_object_new_boolean (created));
-  return 0;
+  return run_publish (req, res, false);
 }
 
 static int
 cmd_compact (json_object *req, json_object *res)
 {
-  return run_publish (req, res, publish_compact) == -1 ? -1 : 0;
+  return run_publish (req, res, true);
 }
 
 static int

@@ -33,6 +33,7 @@
 #include "crash.h"
 #include "err.h"
 #include "format.h"
+#include "jobs.h"
 #include "lease.h"
 #include "owner.h"
 #include "pool.h"
@@ -344,6 +345,7 @@ static void
 lazyvol_cleanup (void)
 {
   control_stop ();
+  jobs_wait ();
   registry_shutdown ();
   lease_stop (env.lease);
   pool_free (env.pool);

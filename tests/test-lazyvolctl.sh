@@ -123,6 +123,8 @@ lv 0 compact vm01
 s3=$(sed -n 's/^compacted vm01 into snapshot \([0-9a-f]\{32\}\) (generation 3)$/\1/p' "$tmp/out")
 [ -n "$s3" ]
 nbdcopy "$(uri vm01)" "$tmp/s3.img"
+lv 0 status vm01
+matches -Ex "last op     compact done (just now|[0-9]+ s ago) in [0-9.]+ (ms|s): snapshot $s3 \(generation 3\)" "$tmp/out"
 lv 0 snapshots vm01
 matches -Ex 'SNAPSHOT +GEN +CREATED +SIZE +CHUNKS +KIND' "$tmp/out"
 matches -Ex "$s1 +1 +(just now|[0-9]+ s ago) +3 MiB +3 +delta" "$tmp/out"
@@ -159,6 +161,7 @@ lv 0 hydrate vm01
 [ "$(cat "$tmp/out")" = "hydrated vm01: 4 of 16 chunks resident (4 MiB)" ]
 lv 0 --json hydrate vm01
 json 'd["operation_state"] == "idle" and d["resident_chunks"] == 4'
+json 'd["last_operation"]["kind"] == "hydrate" and d["last_operation"]["result"] == "done"'
 nbdcopy "$(uri vm01)" "$tmp/after.img"
 cmp "$tmp/s3.img" "$tmp/after.img"
 lv 0 health
@@ -178,6 +181,18 @@ lv 0 close vm01
 lv 0 --json open vm01 --force-takeover
 json 'd["writable"] is True and d["owner"]["this_host"] is True'
 lv 4 fork vm01 vm02
+
+# --no-wait: started, not waited for; status says how it ended.
+qemu-io -f raw -c 'write -P 5 8M 1M' "$(uri vm01)" >/dev/null
+lv 0 snapshot vm01 --no-wait
+[ "$(cat "$tmp/out")" = "started the snapshot of vm01; follow it with lazyvolctl status vm01" ]
+[ ! -s "$tmp/err" ]
+wait_for 30 sh -c "'$LAZYVOLCTL' status vm01 | grep -q '^operation   idle'"
+lv 0 status vm01
+matches -Ex "last op     snapshot done .*: snapshot [0-9a-f]{32} \(generation 4\)" "$tmp/out"
+lv 0 --json compact vm01 --no-wait
+json 'd["operation_state"] == "compacting"'
+lv 2 hydrate vm01 --no-wait
 
 # Bad remote data is an object-store failure: 5.
 lv 0 close vm03
