@@ -141,6 +141,7 @@ struct call {
 
 static struct evhttp *http;
 static struct evhttp_bound_socket *bound;
+static const char *publish_warning;
 static char *sock_path;
 static uint64_t start_ns;
 
@@ -456,6 +457,10 @@ on_reply (json_object *reply, void *opaque)
   }
   else {
     json_object_object_del (reply, "ok");
+    if (publish_warning && (c->route->cmd == CMD_snapshot ||
+                            c->route->cmd == CMD_compact))
+      json_object_object_add (reply, "warning",
+                              json_object_new_string (publish_warning));
     switch (c->route->reply) {
     case REPLY_JSON:
       respond_json (c->req, c->status, reply);
@@ -583,6 +588,12 @@ api_start (struct event_base *base, const char *path, gid_t gid,
   evhttp_set_gencb (http, api_handle, NULL);
   log_info ("admin API listening on %s", path);
   return 0;
+}
+
+void
+api_warn_publishes (const char *warning)
+{
+  publish_warning = warning;
 }
 
 void

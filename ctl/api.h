@@ -20,6 +20,10 @@
 int api_start (struct event_base *base, const char *path, gid_t gid,
                unsigned timeout)
   __attribute__ ((__nonnull__));
+/* Add "warning": WARNING (kept, not copied) to every successful snapshot
+ * and compact reply: the publishes may miss writes (lazyvold.c).
+ */
+void api_warn_publishes (const char *warning) __attribute__ ((__nonnull__));
 /* Stop accepting connections and remove the socket; requests in flight
  * still get their replies while the loop runs.
  */

@@ -603,6 +603,42 @@ attach_ready (void)
   on_ready (true);
 }
 
+/* The warning for a filter of the stack that buffers writes in nbdkit,
+ * out of the plugin's sight -- so that snapshots miss them -- or NULL.
+ * cow never passes writes on; cache does when a client flushes, unless
+ * cache=writethrough (its default is writeback).
+ */
+static const char *
+buffering_filter_warning (void)
+{
+  static char msg[256];
+
+  for (size_t i = 0; i < opt.nfilters; i++) {
+    const char *f = strrchr (opt.filters[i], '/');
+    bool writethrough = false;
+
+    f = f ? f + 1 : opt.filters[i];
+    if (strcmp (f, "cow") == 0 || strcmp (f, "nbdkit-cow-filter.so") == 0) {
+      snprintf (msg, sizeof msg, "--filter %s keeps every write in nbdkit: "
+                "no write reaches lazyvol, so snapshots never contain them",
+                opt.filters[i]);
+      return msg;
+    }
+    if (strcmp (f, "cache") != 0 && strcmp (f, "nbdkit-cache-filter.so") != 0)
+      continue;
+    for (size_t p = 0; p < opt.nparams; p++)
+      writethrough |= strcmp (opt.params[p], "cache=writethrough") == 0;
+    if (!writethrough) {
+      snprintf (msg, sizeof msg, "--filter %s buffers writes in nbdkit until "
+                "a client flushes: a snapshot misses those not yet flushed "
+                "(--param cache=writethrough passes every write on)",
+                opt.filters[i]);
+      return msg;
+    }
+  }
+  return NULL;
+}
+
 static void
 on_stopped (void)
 {
@@ -633,6 +669,7 @@ main (int argc, char **argv)
   struct event *sigev[3] = { NULL };
   struct supervise_config cfg = { NULL };
   CLEANUP_FREE char *run_dir = NULL;
+  const char *warning;
   gid_t gid = (gid_t) -1;
 
   log_set_sink (log_to_stderr);
@@ -687,6 +724,10 @@ main (int argc, char **argv)
     sigev[i] = evsignal_new (base, signals[i], on_signal, NULL);
     if (sigev[i] == NULL || event_add (sigev[i], NULL) == -1)
       abort ();
+  }
+  if ((warning = buffering_filter_warning ()) != NULL) {
+    log_warn ("%s", warning);
+    api_warn_publishes (warning);
   }
   if (relay_init (base, opt.control ? opt.control : cfg.control) == -1 ||
       (run_dir && lock_run_dir (run_dir) == -1) ||
