@@ -648,6 +648,8 @@ on_stopped (void)
 static void
 on_signal (evutil_socket_t sig, short what, void *arg)
 {
+  static bool stopping;
+
   api_stop ();
   if (sig == SIGUSR2) {
     pid_t pid = supervise_detach ();
@@ -658,6 +660,13 @@ on_signal (evutil_socket_t sig, short what, void *arg)
     event_base_loopexit (base, NULL);
     return;
   }
+  /* A second Ctrl-C while nbdkit finishes its work changes nothing. */
+  if (stopping) {
+    log_info ("%s: still shutting down: nbdkit is finishing its requests",
+              strsignal (sig));
+    return;
+  }
+  stopping = true;
   log_info ("%s: shutting down", strsignal (sig));
   supervise_stop (on_stopped);
 }

@@ -12,8 +12,13 @@
 #   error in last_operation; a hydrate's outcome has every byte done;
 # - bodies are checked: "wait" must be a boolean, no unknown field, and
 #   no body at all is still the blocking request of the seed;
-# - lazyvold stopped during a background snapshot: nbdkit finishes it
-#   before it exits, so the snapshot is the head after a restart.
+# - SIGUSR2 during a blocking snapshot: lazyvold exits without waiting
+#   for it (its client loses the connection), nbdkit finishes it, and the
+#   next lazyvold adopts nbdkit and shows how it ended;
+# - lazyvold stopped by Ctrl-C during a background snapshot: nbdkit
+#   finishes it before it exits, so the snapshot is the head after a
+#   restart; a second Ctrl-C meanwhile is logged as such, not as a second
+#   "shutting down".
 LAZYVOL_TEST_BACKEND=s3
 . "$srcdir/functions.sh"
 requires "$LAZYVOLD" curl jq qemu-io
@@ -130,22 +135,59 @@ jq -e '.last_operation | .kind == "hydrate" and .result == "done" and
     (has("snapshot_id") | not)' <<<"$st" >/dev/null || fail "$st"
 [ "$(jq .resident_chunks <<<"$st")" = 24 ] || fail "$st"
 
-# lazyvold stopped during a background snapshot: it still lands.
-qemu-io -f raw -c 'write -P 9 0 16M' "$(uri big)" >/dev/null
+# running: the snapshot is under way (some chunks done).
+running ()
+{
+    wait_for 30 sh -c "curl -sS --unix-socket $admin \
+        http://localhost/v1/exports/big/status |
+        jq -e '.operation_progress.done > 0' >/dev/null" ||
+        fail "the snapshot did not start"
+}
+
+# SIGUSR2 leaves a blocking snapshot to nbdkit.
+qemu-io -f raw -c 'write -P 6 0 8M' "$(uri big)" >/dev/null
+proxy_ctl set delay-ms 300 >/dev/null
 proxy_ctl set delay 1 >/dev/null
-api_expect 202 POST /v1/exports/big/snapshot '{"wait": false}' >/dev/null
-wait_for 30 sh -c "curl -sS --unix-socket $admin \
-    http://localhost/v1/exports/big/status |
-    jq -e '.operation_progress.done > 0' >/dev/null" ||
-    fail "the snapshot did not start"
+s=0
+curl -sS --unix-socket "$admin" -X POST -o "$tmp/usr2.body" \
+    http://localhost/v1/exports/big/snapshot 2> "$tmp/usr2.err" &
+curl_pid=$!
+running
 nbdkit=$(nbdkit_pid_of "$tmp/d")
-stop_lazyvold
+stop_lazyvold USR2
 [ "$lazyvold_status" = 0 ] || fail "lazyvold exited $lazyvold_status"
+wait "$curl_pid" || s=$?
+[ "$s" != 0 ] || fail "the snapshot's reply came before lazyvold exited"
+kill -0 "$nbdkit" || fail "nbdkit did not keep serving"
+start_lazyvold "$tmp/d"
+matches "adopted running nbdkit pid $nbdkit" "$tmp/d/lazyvold.log"
+wait_for 60 sh -c "[ \"\$(curl -sS --unix-socket $admin \
+    http://localhost/v1/exports/big/status | jq -r .operation_state)\" = idle ]" ||
+    fail "the snapshot did not end"
+l=$(status | jq -c .last_operation)
+jq -e '.kind == "snapshot" and .result == "done" and .generation == 3' \
+    <<<"$l" >/dev/null || fail "$l"
+
+# Ctrl-C, twice, during a background snapshot: it still lands.
+qemu-io -f raw -c 'write -P 9 0 16M' "$(uri big)" >/dev/null
+api_expect 202 POST /v1/exports/big/snapshot '{"wait": false}' >/dev/null
+running
+nbdkit=$(nbdkit_pid_of "$tmp/d")
+kill -INT "$lazyvold_pid"
+wait_for 30 matches 'Interrupt: shutting down' "$tmp/d/lazyvold.log" ||
+    fail "no shutdown"
+kill -0 "$nbdkit" || fail "nbdkit did not wait for the snapshot"
+stop_lazyvold INT
+[ "$lazyvold_status" = 0 ] || fail "lazyvold exited $lazyvold_status"
+[ "$(grep -c 'shutting down' "$tmp/d/lazyvold.log")" = 2 ] &&
+    [ "$(grep -c 'Interrupt: still shutting down: nbdkit is finishing' \
+        "$tmp/d/lazyvold.log")" = 1 ] ||
+    fail "$(grep 'shutting down' "$tmp/d/lazyvold.log")"
 wait_for 60 sh -c "! kill -0 $nbdkit 2>/dev/null" || fail "nbdkit did not exit"
 proxy_ctl clear >/dev/null
 start_lazyvold "$tmp/d"
 st=$(status)
-[ "$(jq .snapshot_generation <<<"$st")" = 3 ] ||
+[ "$(jq .snapshot_generation <<<"$st")" = 4 ] ||
     fail "the background snapshot did not land: $st"
 [ "$(jq .dirty_chunks <<<"$st")" = 0 ] || fail "$st"
 qemu-io -f raw -c 'read -P 9 0 16M' -c 'read -P 7 16M 8M' "$(uri big)" \
