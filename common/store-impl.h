@@ -37,6 +37,7 @@ struct store_ops {
 struct store_counters {
   _Atomic uint64_t requests, bytes_in, bytes_out;
   _Atomic uint64_t range_gets, range_get_ns;
+  _Atomic uint64_t range_get_buckets[STORE_LATENCY_BUCKETS];
   _Atomic uint64_t retries[STORE_OPS][STORE_WHYS];
   _Atomic uint64_t errors[STORE_OPS][STORE_WHYS];
 };

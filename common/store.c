@@ -231,6 +231,22 @@ store_get (struct store *st, const char *key, size_t max,
                   st->ops->get (st, key, max, data, len, info));
 }
 
+/* Count a ranged GET that took NS. */
+static void
+count_latency (struct store *st, uint64_t ns)
+{
+  static const uint64_t bounds[] = STORE_LATENCY_BOUNDS_NS;
+  size_t b = 0;
+
+  _Static_assert (sizeof bounds / sizeof bounds[0] + 1 ==
+                  STORE_LATENCY_BUCKETS, "one bucket above the bounds");
+  while (b < STORE_LATENCY_BUCKETS - 1 && ns > bounds[b])
+    b++;
+  add (&st->stats.range_gets, 1);
+  add (&st->stats.range_get_ns, ns);
+  add (&st->stats.range_get_buckets[b], 1);
+}
+
 int
 store_get_range (struct store *st, const char *key,
                  uint64_t offset, size_t len, void *buf)
@@ -244,8 +260,7 @@ store_get_range (struct store *st, const char *key,
   if (counted (st, STORE_OP_GET_RANGE,
                st->ops->get_range (st, key, offset, len, buf)) == -1)
     return -1;
-  add (&st->stats.range_gets, 1);
-  add (&st->stats.range_get_ns, time_mono_ns () - t0);
+  count_latency (st, time_mono_ns () - t0);
   return 0;
 }
 
@@ -374,4 +389,7 @@ store_get_stats (const struct store *st, struct store_stats *out)
     atomic_load_explicit (&c->range_gets, memory_order_relaxed);
   out->range_get_ns =
     atomic_load_explicit (&c->range_get_ns, memory_order_relaxed);
+  for (size_t b = 0; b < STORE_LATENCY_BUCKETS; b++)
+    out->range_get_buckets[b] =
+      atomic_load_explicit (&c->range_get_buckets[b], memory_order_relaxed);
 }

@@ -191,6 +191,14 @@ void store_count_retry (struct store *st, enum store_op op,
 void store_count_failure (struct store *st, enum store_op op,
                           enum store_why why) __attribute__ ((__nonnull__));
 
+/* The upper bounds of the latency buckets of ranged GETs, in ns (the
+ * last bucket, above them all, has none).
+ */
+#define STORE_LATENCY_BOUNDS_NS \
+  { 1000000, 5000000, 10000000, 25000000, 50000000, 100000000, 250000000, \
+    500000000, 1000000000, 2500000000, 5000000000, 10000000000 }
+#define STORE_LATENCY_BUCKETS 13
+
 /* Counters for metrics; every field only grows. */
 struct store_stats {
   uint64_t requests;            /* every request sent, retries included */
@@ -198,6 +206,10 @@ struct store_stats {
   uint64_t bytes_out;           /* payload bytes sent */
   uint64_t range_gets;          /* store_get_range calls that succeeded */
   uint64_t range_get_ns;        /* their total latency */
+  /* How many took at most each bound of STORE_LATENCY_BOUNDS_NS and
+   * above the one before; the last above them all.
+   */
+  uint64_t range_get_buckets[STORE_LATENCY_BUCKETS];
   uint64_t retries[STORE_OPS][STORE_WHYS];
   uint64_t errors[STORE_OPS][STORE_WHYS];       /* failures, see above */
 };

@@ -157,6 +157,41 @@ format_by_reason (struct evbuffer *out, const char *name, const char *help,
   return 0;
 }
 
+/* The buckets NAME{le="SECONDS"} of a histogram, cumulative as the format
+ * wants, from the plugin's range_get_buckets ([{le_ns, count}], the last
+ * with le_ns null: +Inf).
+ */
+static int
+format_buckets (struct evbuffer *out, const char *name, json_object *store)
+{
+  json_object *buckets = NULL;
+  uint64_t sum = 0;
+
+  json_object_object_get_ex (store, "range_get_buckets", &buckets);
+  for (size_t i = 0; json_object_is_type (buckets, json_type_array) &&
+         i < json_object_array_length (buckets); i++) {
+    json_object *b = json_object_array_get_idx (buckets, i), *le = NULL;
+    char bound[32];
+
+    sum += field (b, "count");
+    json_object_object_get_ex (b, "le_ns", &le);
+    if (le) {
+      uint64_t ns = json_object_get_uint64 (le);
+      int n = snprintf (bound, sizeof bound, "%" PRIu64 ".%09" PRIu64,
+                        ns / 1000000000, ns % 1000000000);
+
+      while (n > 2 && bound[n - 1] == '0' && bound[n - 2] != '.')
+        bound[--n] = '\0';
+    }
+    else
+      strcpy (bound, "+Inf");
+    if (evbuffer_add_printf (out, "%s{le=\"%s\"} %" PRIu64 "\n", name, bound,
+                             sum) == -1)
+      return -1;
+  }
+  return 0;
+}
+
 static int
 format_store (struct evbuffer *out, json_object *store)
 {
@@ -177,8 +212,10 @@ format_store (struct evbuffer *out, json_object *store)
       format_by_reason (out, "lazyvol_store_retries_total",
                         "Object store requests tried again, by why the try "
                         "failed.", retries) == -1 ||
-      header (out, "lazyvol_store_fetch_seconds", "summary",
+      header (out, "lazyvol_store_fetch_seconds", "histogram",
               "Latency of the ranged GETs that fetch chunks.") == -1 ||
+      format_buckets (out, "lazyvol_store_fetch_seconds_bucket",
+                      store) == -1 ||
       sample (out, "lazyvol_store_fetch_seconds_sum", "",
               field (store, "range_get_ns"), true) == -1 ||
       sample (out, "lazyvol_store_fetch_seconds_count", "",

@@ -685,6 +685,27 @@ add_counter_table (json_object *o, const char *key,
   json_object_object_add (o, key, a);
 }
 
+/* The latency buckets of ranged GETs, as [{"le_ns": BOUND, "count": N}]
+ * (N of them took at most BOUND and more than the bound before); the
+ * last bucket's le_ns is null (above every bound).
+ */
+static json_object *
+new_latency_buckets (const struct store_stats *ss)
+{
+  static const uint64_t bounds[] = STORE_LATENCY_BOUNDS_NS;
+  json_object *a = json_object_new_array ();
+
+  for (size_t b = 0; b < STORE_LATENCY_BUCKETS; b++) {
+    json_object *o = json_object_new_object ();
+
+    json_object_object_add (o, "le_ns", b < STORE_LATENCY_BUCKETS - 1
+                            ? json_object_new_uint64 (bounds[b]) : NULL);
+    add_u64 (o, "count", ss->range_get_buckets[b]);
+    json_object_array_add (a, o);
+  }
+  return a;
+}
+
 static int
 cmd_metrics (json_object *req, json_object *res)
 {
@@ -700,6 +721,7 @@ cmd_metrics (json_object *req, json_object *res)
   add_u64 (st, "bytes_out", ss.bytes_out);
   add_u64 (st, "range_gets", ss.range_gets);
   add_u64 (st, "range_get_ns", ss.range_get_ns);
+  json_object_object_add (st, "range_get_buckets", new_latency_buckets (&ss));
   json_object_object_add (res, "store", st);
   json_object_object_add (res, "exports", a);
   return registry_foreach (metrics_add, a);

@@ -46,15 +46,17 @@ for line in text.splitlines():
     elif line.startswith("# TYPE "):
         _, _, fam, typ = line.split(" ")
         assert re.fullmatch(name, fam) and fam not in types, line
-        assert typ in ("counter", "gauge", "summary"), line
+        assert typ in ("counter", "gauge", "summary", "histogram"), line
         types[fam] = typ
         seen.append(fam)
     else:
         m = sample.match(line)
         assert m, "bad sample line: %r" % line
         fam = m.group(1)
-        if types.get(seen[-1]) == "summary":
-            assert fam in (seen[-1] + "_sum", seen[-1] + "_count"), line
+        if types.get(seen[-1]) in ("summary", "histogram"):
+            parts = ("_sum", "_count") + (("_bucket",)
+                     if types[seen[-1]] == "histogram" else ())
+            assert fam in [seen[-1] + p for p in parts], line
         else:
             assert fam == seen[-1], "sample outside its family: " + line
         values[fam + (m.group(2) or "")] = float(m.group(3))
@@ -83,5 +85,16 @@ assert v("lazyvol_store_sent_bytes_total") >= 2 * 1048576
 assert v("lazyvol_store_received_bytes_total") >= 1048576
 assert v("lazyvol_store_fetch_seconds_count") >= 1
 assert v("lazyvol_store_fetch_seconds_sum") > 0
+# The fetch latency histogram: bounds rising to +Inf, counts cumulative,
+# the +Inf bucket the count.
+assert types["lazyvol_store_fetch_seconds"] == "histogram"
+b = [(k[len('lazyvol_store_fetch_seconds_bucket{le="'):-2], n)
+     for k, n in values.items()
+     if k.startswith("lazyvol_store_fetch_seconds_bucket")]
+assert len(b) == 13 and b[-1][0] == "+Inf", b
+bounds = [float(le) for le, _ in b[:-1]]
+assert bounds == sorted(bounds) and bounds[0] == 0.001 and bounds[-1] == 10, b
+assert all(b[i][1] <= b[i + 1][1] for i in range(len(b) - 1)), b
+assert b[-1][1] == v("lazyvol_store_fetch_seconds_count"), b
 PY
 echo OK
