@@ -5,13 +5,17 @@
 # ./quickstart-state), a 1 GiB demo export, NBD on 127.0.0.1:10809.
 # It prints the commands to try.  Ctrl-C stops everything cleanly.
 #
+# The build's output goes to a log, named if the build fails.
+#
 #   LAZYVOL_STATE=DIR   state directory (./quickstart-state)
 #   LAZYVOL_LISTEN=H:P  NBD listener (127.0.0.1:10809)
+#   LAZYVOL_BUILD=DIR   build directory (./_build)
 set -eu
 cd "$(dirname "$0")"
 top=$(pwd)
 state=${LAZYVOL_STATE:-$top/quickstart-state}
 listen=${LAZYVOL_LISTEN:-127.0.0.1:10809}
+build=${LAZYVOL_BUILD:-$top/_build}
 admin=$state/admin.sock
 
 PACKAGES="build-essential autoconf automake libtool pkg-config perl
@@ -20,14 +24,26 @@ PACKAGES="build-essential autoconf automake libtool pkg-config perl
 # shellcheck disable=SC2086
 ./install-deps.sh $PACKAGES
 
-[ -x configure ] && [ configure -nt configure.ac ] || ./bootstrap.sh
-mkdir -p _build
-(cd _build && { [ -f Makefile ] || ../configure; } && make -j"$(nproc)")
+mkdir -p "$build"
+log=$build/quickstart-build.log
+echo "quickstart: building lazyvol in $build (log: $log)"
+if ! {
+    if [ ! -f "$build/Makefile" ]; then
+        { [ -x configure ] && [ configure -nt configure.ac ]; } ||
+            ./bootstrap.sh
+        (cd "$build" && "$top/configure")
+    fi
+    make -C "$build" -j"$(nproc)"
+} > "$log" 2>&1; then
+    tail -n 30 "$log" >&2
+    echo "quickstart: the build failed; its output is in $log" >&2
+    exit 1
+fi
 
 mkdir -p "$state"
-_build/ctl/lazyvold serve --cache-root "$state" --listen "$listen" \
+"$build/ctl/lazyvold" serve --cache-root "$state" --listen "$listen" \
     --admin-sock "$admin" \
-    --plugin "$top/_build/plugin/.libs/nbdkit-lazyvol-plugin.so" \
+    --plugin "$build/plugin/.libs/nbdkit-lazyvol-plugin.so" \
     --foreground &
 pid=$!
 trap 'kill -TERM $pid 2>/dev/null; wait $pid; exit 0' INT TERM
@@ -46,7 +62,17 @@ if ! api -f -o /dev/null http://localhost/v1/exports/demo/status 2>/dev/null; th
         http://localhost/v1/exports/create >/dev/null
 fi
 
+# Attaching a kernel block device needs nbd-client and root.
 host=${listen%:*} port=${listen##*:}
+if [ "$(id -u)" = 0 ]; then sudo=; else sudo="sudo "; fi
+if ! command -v nbd-client >/dev/null; then
+    kernel="  (for /dev/nbd0: install nbd-client, then ${sudo}modprobe nbd and
+   ${sudo}nbd-client $host $port /dev/nbd0 -N demo)"
+elif [ -n "$sudo" ] && ! command -v sudo >/dev/null; then
+    kernel="  (for /dev/nbd0, as root: modprobe nbd && nbd-client $host $port /dev/nbd0 -N demo)"
+else
+    kernel="  ${sudo}modprobe nbd && ${sudo}nbd-client $host $port /dev/nbd0 -N demo"
+fi
 cat <<MSG
 
 lazyvol is serving export "demo" (1 GiB) on nbd://$listen/demo
@@ -55,11 +81,11 @@ Object store: $state/.store    Cache: $state/demo    Admin API: $admin
 Try, in another terminal:
   nbdinfo --list nbd://$listen
   qemu-io -f raw -c 'write -P 0x42 0 1M' nbd://$listen/demo
-  curl --unix-socket $admin http://localhost/v1/exports/demo/status
-  curl --unix-socket $admin -X POST http://localhost/v1/exports/demo/snapshot
+  $build/ctl/lazyvolctl --socket $admin status demo
+  $build/ctl/lazyvolctl --socket $admin snapshot demo
   curl --unix-socket $admin http://localhost/v1/exports/demo/snapshots
   ls -R $state/.store/exports/demo
-  sudo modprobe nbd && sudo nbd-client $host $port /dev/nbd0 -N demo
+$kernel
 
 Press Ctrl-C to stop (exports are flushed and closed cleanly).
 MSG
