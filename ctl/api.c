@@ -39,6 +39,7 @@
 #include <json-c/json.h>
 
 #include "api.h"
+#include "discover.h"
 #include "err.h"
 #include "metrics.h"
 #include "protocol.h"
@@ -421,6 +422,7 @@ respond_health (struct evhttp_request *req, json_object *ping)
                           json_object_new_int64 (supervise_restarts ()));
   json_object_object_add (o, "uptime_s", json_object_new_int64
                           ((time_mono_ns () - start_ns) / 1000000000));
+  discover_add_health (o);
   respond_json (req, 200, o);
   json_object_put (o);
 }

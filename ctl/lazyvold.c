@@ -1,10 +1,11 @@
 /* lazyvold: the control plane of lazyvol.  See lazyvold(8).
  *
  * lazyvold is a thin front: it never touches the object store or the
- * cache.  nbdkit with the lazyvol plugin serves NBD and does all the work
- * (including discovering the exports at start); lazyvold serves the admin
- * API and turns each request into a command on the plugin's control
- * socket.  It either spawns and supervises that nbdkit (supervise.c) or
+ * cache.  nbdkit with the lazyvol plugin serves NBD and does all the work;
+ * lazyvold serves the admin API and turns each request into a command on
+ * the plugin's control socket, and in spawn mode opens the exports the
+ * plugin lists in the store once nbdkit is up (discover.c), so that
+ * nbdkit serves from its first second whatever the size of the bucket.  It either spawns and supervises that nbdkit (supervise.c) or
  * attaches to the control socket of one the user runs (--control).
  *
  * This file owns the command line, the run directory, logging, signals
@@ -45,6 +46,7 @@
 
 #include "adminsock.h"
 #include "api.h"
+#include "discover.h"
 #include "dump.h"
 #include "err.h"
 #include "format.h"
@@ -235,6 +237,7 @@ static const char *const owned_params[][2] = {
   { "host-id", "--host-id" }, { "lease", "--lease" },
   { "takeover", "--takeover" },
   { "unsafe-no-conditional-puts", "--unsafe-no-conditional-puts" },
+  { "discover", "nothing: lazyvold discovers the exports itself" },
 };
 
 static void
@@ -461,7 +464,7 @@ nbdkit_argv (const char *pidfile, const char *control)
   param (&argv, &n, "control", control);
   param (&argv, &n, "host-id", opt.host_id);
   param (&argv, &n, "lease", opt.lease);
-  param (&argv, &n, "takeover", opt.takeover);
+  param (&argv, &n, "discover", "false");       /* discover.c does */
   param (&argv, &n, "unsafe-no-conditional-puts",
          opt.unconditional ? "true" : NULL);
   for (size_t i = 0; i < opt.nparams; i++)
@@ -702,13 +705,6 @@ main (int argc, char **argv)
     gid = group_id ("--admin-group", opt.admin_group);
   cfg.nbd_socket_gid = opt.listen_group
     ? group_id ("--listen-group", opt.listen_group) : (gid_t) -1;
-  /* --takeover waits 1.5 L for each dead owner of a discovered export
-   * (the plugin remembers 16): time for that, besides the start.
-   */
-  if (opt.takeover && strcmp (opt.takeover, "true") == 0)
-    cfg.ready_timeout_s = 60 + 24 * (opt.lease ? parse_seconds ("--lease",
-                                                                opt.lease)
-                                     : 30);
   if (opt.control)
     supervise_attach ();
   else {
@@ -738,7 +734,11 @@ main (int argc, char **argv)
     log_warn ("%s", warning);
     api_warn_publishes (warning);
   }
+  if (!opt.control)
+    cfg.up = discover_start;
   if (relay_init (base, opt.control ? opt.control : cfg.control) == -1 ||
+      discover_init (base, opt.takeover,
+                     getenv ("LAZYVOLD_TEST_HOLD_DISCOVERY")) == -1 ||
       (run_dir && lock_run_dir (run_dir) == -1) ||
       (opt.admin_sock_default && adminsock_make_dir (opt.admin_sock) == -1) ||
       api_start (base, opt.admin_sock, gid, opt.admin_timeout) == -1)
@@ -750,6 +750,7 @@ main (int argc, char **argv)
   event_base_dispatch (base);
 
   relay_shutdown ();
+  discover_free ();
   api_free ();
   supervise_detach ();
   for (int i = 0; i < 3; i++)

@@ -375,6 +375,8 @@ on_ping (json_object *reply, void *opaque)
     log_info ("adopted running nbdkit pid %d", (int) sv.nbdkit_pid);
   else
     log_info ("nbdkit pid %d is ready", (int) sv.nbdkit_pid);
+  if (sv.cfg->up)
+    sv.cfg->up ();
   if (sv.ready) {
     supervise_ready_fn ready = sv.ready;
     sv.ready = NULL;

@@ -727,6 +727,24 @@ cmd_metrics (json_object *req, json_object *res)
   return registry_foreach (metrics_add, a);
 }
 
+/* registry_id_fn: add ID to array OPAQUE. */
+static int
+add_id (void *opaque, const char *id)
+{
+  json_object_array_add (opaque, json_object_new_string (id));
+  return 0;
+}
+
+/* The export ids of the store, for lazyvold to open (discovery). */
+static int
+cmd_discover (json_object *req, json_object *res)
+{
+  json_object *a = json_object_new_array ();
+
+  json_object_object_add (res, "export_ids", a);
+  return registry_list_ids (add_id, a);
+}
+
 typedef int (*command_fn) (json_object *req, json_object *res);
 static const command_fn commands[CMD_COUNT] = {
 #define HANDLER(name) [CMD_##name] = cmd_##name,

@@ -454,16 +454,17 @@ registry_default_name (char out[EXPORT_ID_MAX + 1])
   return n == 1;
 }
 
-/* Called by store_list for each "<root>/<id>/" prefix. */
-struct discovery {
-  int takeover;
-  int loaded;
+/* What registry_list_ids passes store_list. */
+struct id_lister {
+  registry_id_fn fn;
+  void *opaque;
 };
 
+/* Called by store_list for each "<root>/<id>/" prefix. */
 static int
-discover_one (void *opaque, const char *key, uint64_t size, bool is_prefix)
+list_one (void *opaque, const char *key, uint64_t size, bool is_prefix)
 {
-  struct discovery *d = opaque;
+  struct id_lister *l = opaque;
   size_t rootlen = strlen (env->root);
   char id[EXPORT_ID_MAX + 2];
   const char *start = key + (rootlen ? rootlen + 1 : 0);
@@ -473,8 +474,34 @@ discover_one (void *opaque, const char *key, uint64_t size, bool is_prefix)
     return 0;
   memcpy (id, start, len - 1);  /* without the trailing "/" */
   id[len - 1] = '\0';
-  if (!id_export_valid (id))
-    return 0;
+  return id_export_valid (id) ? l->fn (l->opaque, id) : 0;
+}
+
+int
+registry_list_ids (registry_id_fn fn, void *opaque)
+{
+  CLEANUP_FREE char *prefix = str_printf ("%s%s", env->root,
+                                         env->root[0] ? "/" : "");
+  struct id_lister l = { .fn = fn, .opaque = opaque };
+
+  if (prefix == NULL)
+    return err_set (ENOMEM, "list exports: out of memory");
+  if (store_list (env->st, prefix, "/", list_one, &l) == -1)
+    return err_prefix ("list exports under \"%s\"", prefix);
+  return 0;
+}
+
+struct discovery {
+  int takeover;
+  int loaded;
+};
+
+/* registry_id_fn: load export ID. */
+static int
+discover_one (void *opaque, const char *id)
+{
+  struct discovery *d = opaque;
+
   if (registry_load (id, d->takeover) == 0)
     d->loaded++;
   else if (errno == EUSERS && d->takeover == OWNER_TAKEOVER_WAIT) {
@@ -488,7 +515,7 @@ discover_one (void *opaque, const char *key, uint64_t size, bool is_prefix)
       log_error ("discover: export %s skipped: %s", id, err_msg ());
   }
   else if (errno == ENOENT)
-    log_debug ("discover: %s has no volume.json, skipped", key);
+    log_debug ("discover: %s has no volume.json, skipped", id);
   else
     log_error ("discover: export %s skipped: %s", id, err_msg ());
   return 0;
@@ -497,18 +524,11 @@ discover_one (void *opaque, const char *key, uint64_t size, bool is_prefix)
 int
 registry_discover (int takeover)
 {
-  CLEANUP_FREE char *prefix = str_printf ("%s%s", env->root,
-                                         env->root[0] ? "/" : "");
   struct discovery d = { .takeover = takeover };
 
-  if (prefix == NULL) {
-    log_error ("discover exports: %s", err_msg ());
-    return 0;
-  }
-  if (store_list (env->st, prefix, "/", discover_one, &d) == -1)
-    log_error ("discover exports under \"%s\": %s", prefix, err_msg ());
-  log_info ("discovered %d export%s under \"%s\"", d.loaded,
-            d.loaded == 1 ? "" : "s", prefix);
+  if (registry_list_ids (discover_one, &d) == -1)
+    log_error ("discover: %s", err_msg ());
+  log_info ("discovered %d export%s", d.loaded, d.loaded == 1 ? "" : "s");
   return d.loaded;
 }
 

@@ -20,6 +20,15 @@ void registry_init (struct volume_env *env);
  * loaded.
  */
 int registry_discover (int takeover);
+/* Called with each export id found under the export root; non-zero stops
+ * the listing.
+ */
+typedef int (*registry_id_fn) (void *opaque, const char *export_id);
+/* Call FN for each "<root>/<id>/" folder of the store whose name is a
+ * valid export id (it may hold no volume.json).  0 or -1 with err_set.
+ */
+int registry_list_ids (registry_id_fn fn, void *opaque)
+  __attribute__ ((__nonnull__ (1)));
 /* Load export NAME, taking it over from another host as TAKEOVER (enum
  * owner_takeover) allows.  EEXIST if it is already loaded (or loading).
  * 0 or -1.

@@ -194,8 +194,9 @@ start_store ()
             else
                 start_s3 cond-put
             fi
+            # The plugin's retries, and time: a loaded machine is slow.
             STORE_ARGS=(storage-backend=s3 "bucket=$S3_BUCKET"
-                        "endpoint-url=$S3_ENDPOINT" retries=2 timeout=10)
+                        "endpoint-url=$S3_ENDPOINT" retries=5 timeout=30)
             ;;
         *) fail "unknown LAZYVOL_TEST_BACKEND=$LAZYVOL_TEST_BACKEND" ;;
     esac
@@ -291,6 +292,17 @@ start_lazyvold ()
     cleanup_fn stop_lazyvold_at_exit "$lazyvold_pid" "$d/cache"
     wait_for 30 api_ready ||
         fail "lazyvold did not become ready: $(tail -5 "$d/lazyvold.log")"
+    # Unless a test holds it, discovery ends soon after: wait for it.
+    [ -n "${LAZYVOLD_TEST_HOLD_DISCOVERY:-}" ] || wait_for 120 api_discovered ||
+        fail "lazyvold's discovery did not end: $(tail -5 "$d/lazyvold.log")"
+}
+
+# api_discovered: lazyvold's discovery of exports is over (or off).
+api_discovered ()
+{
+    api_call GET /v1/health >/dev/null 2>&1 &&
+        jq -e '.discovery.state | IN("done", "failed", "off")' "$api_body" \
+            >/dev/null
 }
 
 # stop_lazyvold [SIGNAL]: signal lazyvold (TERM) and wait until it has

@@ -1,0 +1,34 @@
+/* lazyvold: discovery of the exports in the store, after nbdkit is up.
+ * nbdkit starts with the plugin's own discovery off (discover=false) and
+ * serves at once; lazyvold then asks the plugin for the export ids of the
+ * store and opens each over the control channel, a few at a time, so
+ * that a slow or large bucket never delays nbdkit's start, and an export
+ * that fails to open is counted, with its error, without holding up the
+ * others.  /v1/health shows how far it got.
+ */
+#ifndef LAZYVOLD_DISCOVER_H
+#define LAZYVOLD_DISCOVER_H
+
+#include <event2/event.h>
+#include <json-c/json.h>
+
+/* Run discoveries from loop BASE, opening exports with TAKEOVER (NULL,
+ * "true" or "force", as lazyvold's --takeover).  HOLD_FILE (test hook,
+ * NULL: none): while that file exists, a discovery waits before it asks
+ * for anything.  0, or -1 with err_set (ENOMEM).
+ */
+int discover_init (struct event_base *base, const char *takeover,
+                   const char *hold_file)
+  __attribute__ ((__nonnull__ (1)));
+/* Discover again (each time nbdkit has started or been adopted); the
+ * discovery running, if any, is forgotten.
+ */
+void discover_start (void);
+/* Add "discovery" (state, discovered, loaded, failed, failures) to the
+ * health reply O.
+ */
+void discover_add_health (json_object *o) __attribute__ ((__nonnull__));
+/* Free what discover_init made (at exit). */
+void discover_free (void);
+
+#endif /* LAZYVOLD_DISCOVER_H */
