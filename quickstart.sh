@@ -9,8 +9,13 @@
 #
 #   LAZYVOL_STATE=DIR   state directory (./quickstart-state)
 #   LAZYVOL_LISTEN=H:P  NBD listener (127.0.0.1:10809)
-#   LAZYVOL_BUILD=DIR   build directory (./_build)
+#   LAZYVOL_BUILD=DIR   an existing build to use as it is (default: build
+#                       in ./_build)
 set -eu
+# LAZYVOL_BUILD as an absolute path, before the cd.
+if [ -n "${LAZYVOL_BUILD:-}" ]; then
+    LAZYVOL_BUILD=$(cd "$LAZYVOL_BUILD" && pwd)
+fi
 cd "$(dirname "$0")"
 top=$(pwd)
 state=${LAZYVOL_STATE:-$top/quickstart-state}
@@ -26,8 +31,14 @@ PACKAGES="build-essential autoconf automake libtool pkg-config perl
 
 mkdir -p "$build"
 log=$build/quickstart-build.log
-echo "quickstart: building lazyvol in $build (log: $log)"
-if ! {
+if [ -n "${LAZYVOL_BUILD:-}" ]; then
+    echo "quickstart: using the build in $build"
+    [ -x "$build/ctl/lazyvold" ] ||
+        { echo "quickstart: no lazyvold built in $build" >&2; exit 1; }
+else
+    echo "quickstart: building lazyvol in $build (log: $log)"
+fi
+if [ -z "${LAZYVOL_BUILD:-}" ] && ! {
     if [ ! -f "$build/Makefile" ]; then
         { [ -x configure ] && [ configure -nt configure.ac ]; } ||
             ./bootstrap.sh
@@ -49,8 +60,13 @@ pid=$!
 trap 'kill -TERM $pid 2>/dev/null; wait $pid; exit 0' INT TERM
 
 api () { curl -sS --unix-socket "$admin" "$@"; }
+# Up, and done opening the exports it found (demo, from an earlier run).
+discovered () {
+    api -f http://localhost/v1/health 2>/dev/null |
+        grep -Eq '"state": *"(done|failed|interrupted|adopted)"'
+}
 i=0
-until api -o /dev/null -f http://localhost/v1/health 2>/dev/null; do
+until discovered; do
     kill -0 $pid 2>/dev/null || { echo "quickstart: lazyvold failed" >&2; exit 1; }
     i=$((i + 1))
     [ $i -lt 300 ] || { echo "quickstart: lazyvold did not start" >&2; kill $pid; exit 1; }
@@ -65,11 +81,11 @@ fi
 # Attaching a kernel block device needs nbd-client and root.
 host=${listen%:*} port=${listen##*:}
 if [ "$(id -u)" = 0 ]; then sudo=; else sudo="sudo "; fi
-if ! command -v nbd-client >/dev/null; then
+if [ -n "$sudo" ] && ! command -v sudo >/dev/null; then
+    kernel="  (for /dev/nbd0, as root: modprobe nbd && nbd-client $host $port /dev/nbd0 -N demo)"
+elif ! command -v nbd-client >/dev/null; then
     kernel="  (for /dev/nbd0: install nbd-client, then ${sudo}modprobe nbd and
    ${sudo}nbd-client $host $port /dev/nbd0 -N demo)"
-elif [ -n "$sudo" ] && ! command -v sudo >/dev/null; then
-    kernel="  (for /dev/nbd0, as root: modprobe nbd && nbd-client $host $port /dev/nbd0 -N demo)"
 else
     kernel="  ${sudo}modprobe nbd && ${sudo}nbd-client $host $port /dev/nbd0 -N demo"
 fi

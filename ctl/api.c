@@ -263,6 +263,16 @@ match (const char *pat, const char *path, char export[NAME_MAX_LEN + 2],
   return *pat == '\0' && *path == '\0';
 }
 
+/* Are the LEN bytes at S (not NUL-terminated) all white space? */
+static bool
+all_space (const char *s, size_t len)
+{
+  for (size_t i = 0; i < len; i++)
+    if (s[i] != ' ' && s[i] != '\t' && s[i] != '\r' && s[i] != '\n')
+      return false;
+  return true;
+}
+
 /* The body of REQ as a JSON object, or NULL with err_set (EINVAL). */
 static json_object *
 parse_body (struct evhttp_request *req)
@@ -288,7 +298,7 @@ parse_body (struct evhttp_request *req)
   if (o == NULL)
     err_set (EINVAL, "malformed JSON body: %s",
              json_tokener_error_desc (json_tokener_get_error (tok)));
-  else if (end + strspn (s + end, " \t\r\n") < len) {
+  else if (!all_space (s + end, len - end)) {
     err_set (EINVAL, "malformed JSON body: data after the object");
     json_object_put (o);
     o = NULL;
@@ -340,6 +350,17 @@ body_required (const struct route *route)
   return false;
 }
 
+/* Has REQ a body other than white space? */
+static bool
+body_present (struct evhttp_request *req)
+{
+  struct evbuffer *in = evhttp_request_get_input_buffer (req);
+  size_t len = evbuffer_get_length (in);
+  const char *s = (const char *) evbuffer_pullup (in, -1);
+
+  return !all_space (s, len);
+}
+
 /* The status of a successful reply to CMD on ROUTE: 202 for a request
  * that asked not to wait.
  */
@@ -377,9 +398,7 @@ build_command (struct evhttp_request *req, const struct route *route,
     json_object_object_add (cmd, "snapshot_id",
                             json_object_new_string (snap));
   }
-  if (route->body && (body_required (route) ||
-                      evbuffer_get_length (evhttp_request_get_input_buffer
-                                           (req)) > 0)) {
+  if (route->body && (body_required (route) || body_present (req))) {
     if ((body = parse_body (req)) == NULL ||
         add_body (cmd, route, body) == -1)
       goto err;

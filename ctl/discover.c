@@ -4,7 +4,12 @@
  * HOLD_POLL_MS), listing (the plugin's "discover" command lists the
  * store's export folders), opening (an "open" per id, at most
  * OPEN_PARALLEL in flight, so that admin requests still find free control
- * connections), then done -- or failed, if the listing failed.  nbdkit
+ * connections), then done -- or failed, if the listing failed, or
+ * interrupted, if nbdkit stopped answering (it died, and its restart
+ * discovers again; or lazyvold is shutting down).  An adopted nbdkit is
+ * not discovered at all ("adopted"): its exports are as the admin left
+ * them, and opening every export of the store again would load the ones
+ * closed since and take over again the ones given up.  nbdkit
  * serves meanwhile: an NBD client that asks for an export not loaded yet
  * is refused as for an unknown export, and gets it once it is loaded.
  *
@@ -37,9 +42,11 @@
 #define FAILURES_MAX 16
 #define HOLD_POLL_MS 100
 
-enum state { OFF, HELD, LISTING, OPENING, DONE, FAILED };
+enum state { OFF, HELD, LISTING, OPENING, DONE, FAILED, INTERRUPTED,
+             ADOPTED };
 static const char *const state_names[] = {
-  "off", "held", "listing", "opening", "done", "failed",
+  "off", "held", "listing", "opening", "done", "failed", "interrupted",
+  "adopted",
 };
 
 static struct {
@@ -64,40 +71,52 @@ struct open_call {
 static void pump (void);
 static void on_open (json_object *reply, void *opaque);
 
+/* End the discovery in STATE (FAILED or INTERRUPTED), WHY saying why. */
 static void
-fail (const char *why)
+stop (enum state state, const char *why)
 {
-  d.state = FAILED;
+  d.state = state;
+  d.gen++;                      /* replies still to come are dropped */
   snprintf (d.error, sizeof d.error, "%s", why);
-  log_error ("discovery: %s", why);
+  if (state == FAILED)
+    log_error ("discovery failed: %s", why);
+  else
+    log_warn ("discovery interrupted: %s", why);
 }
 
+/* Open export ID, with TAKEOVER as lazyvold's --takeover says.  0, or -1
+ * with err_set.
+ */
 static int
 send_open (const char *id, bool takeover)
 {
   struct open_call *c = malloc (sizeof *c + strlen (id) + 1);
   json_object *cmd = json_object_new_object ();
-  int r = -1;
 
-  if (c && cmd) {
-    c->gen = d.gen;
-    c->takeover = takeover;
-    strcpy (c->id, id);
-    json_object_object_add (cmd, "cmd", json_object_new_string ("open"));
-    json_object_object_add (cmd, "export_id", json_object_new_string (id));
-    if (takeover)
-      json_object_object_add (cmd, "takeover",
-                              strcmp (d.takeover, "force") == 0
-                              ? json_object_new_string ("force")
-                              : json_object_new_boolean (true));
-    r = relay_send (cmd, on_open, c);
+  if (c == NULL || cmd == NULL) {
+    err_set (ENOMEM, "out of memory");
+    goto err;
   }
+  c->gen = d.gen;
+  c->takeover = takeover;
+  strcpy (c->id, id);
+  json_object_object_add (cmd, "cmd", json_object_new_string ("open"));
+  json_object_object_add (cmd, "export_id", json_object_new_string (id));
+  if (takeover)
+    json_object_object_add (cmd, "takeover",
+                            strcmp (d.takeover, "force") == 0
+                            ? json_object_new_string ("force")
+                            : json_object_new_boolean (true));
+  if (relay_send (cmd, on_open, c) == -1)
+    goto err;
   json_object_put (cmd);
-  if (r == -1)
-    free (c);
-  else
-    d.in_flight++;
-  return r;
+  d.in_flight++;
+  return 0;
+
+ err:
+  json_object_put (cmd);
+  free (c);
+  return -1;
 }
 
 /* Count a failure to open ID for WHY. */
@@ -116,6 +135,7 @@ failed (const char *id, const char *why)
   json_object_array_add (d.failures, f);
 }
 
+/* relay_reply_fn: the outcome of an open; then open the next. */
 static void
 on_open (json_object *reply, void *opaque)
 {
@@ -128,21 +148,26 @@ on_open (json_object *reply, void *opaque)
     return;
   }
   d.in_flight--;
-  if (reply) {
+  if (reply == NULL) {          /* nbdkit is gone: the others would fail too */
+    stop (INTERRUPTED, err_msg ());
+    free (c);
+    return;
+  }
+  {
     json_object_object_get_ex (reply, "ok", &ok);
     json_object_object_get_ex (reply, "code", &code);
     json_object_object_get_ex (reply, "error", &error);
   }
   code_s = code ? json_object_get_string (code) : "";
-  if (reply && json_object_get_boolean (ok))
+  if (json_object_get_boolean (ok))
     d.loaded++;
-  else if (reply && strcmp (code_s, "already_exists") == 0)
+  else if (strcmp (code_s, "already_exists") == 0)
     d.loaded++;
-  else if (reply && strcmp (code_s, "not_found") == 0) {
+  else if (strcmp (code_s, "not_found") == 0) {
     d.discovered--;
     log_debug ("discovery: %s has no volume.json, skipped", c->id);
   }
-  else if (reply && c->takeover && strcmp (code_s, "owned") == 0 &&
+  else if (c->takeover && strcmp (code_s, "owned") == 0 &&
            strcmp (d.takeover, "true") == 0) {
     log_warn ("discovery: %s; loading it read-only",
               error ? json_object_get_string (error) : c->id);
@@ -150,8 +175,7 @@ on_open (json_object *reply, void *opaque)
       failed (c->id, err_msg ());
   }
   else
-    failed (c->id, reply == NULL ? err_msg ()
-            : error ? json_object_get_string (error) : "open failed");
+    failed (c->id, error ? json_object_get_string (error) : "open failed");
   free (c);
   pump ();
 }
@@ -178,6 +202,7 @@ pump (void)
   }
 }
 
+/* relay_reply_fn: the plugin's list of export ids; open them. */
 static void
 on_list (json_object *reply, void *opaque)
 {
@@ -186,7 +211,7 @@ on_list (json_object *reply, void *opaque)
   if ((uintptr_t) opaque != d.gen)
     return;
   if (reply == NULL) {
-    fail (err_msg ());
+    stop (INTERRUPTED, err_msg ());
     return;
   }
   json_object_object_get_ex (reply, "ok", &ok);
@@ -194,7 +219,7 @@ on_list (json_object *reply, void *opaque)
   if (!json_object_get_boolean (ok) ||
       !json_object_object_get_ex (reply, "export_ids", &ids) ||
       !json_object_is_type (ids, json_type_array)) {
-    fail (error ? json_object_get_string (error)
+    stop (FAILED, error ? json_object_get_string (error)
           : "the plugin's reply lists no export ids");
     return;
   }
@@ -204,6 +229,7 @@ on_list (json_object *reply, void *opaque)
   pump ();
 }
 
+/* Ask the plugin for the export ids of the store. */
 static void
 list (void)
 {
@@ -212,10 +238,11 @@ list (void)
   d.state = LISTING;
   json_object_object_add (cmd, "cmd", json_object_new_string ("discover"));
   if (relay_send (cmd, on_list, (void *) (uintptr_t) d.gen) == -1)
-    fail (err_msg ());
+    stop (FAILED, err_msg ());
   json_object_put (cmd);
 }
 
+/* Wait while the hold file exists, then list. */
 static void
 on_hold_timer (evutil_socket_t fd, short what, void *arg)
 {
@@ -241,7 +268,7 @@ discover_init (struct event_base *base, const char *takeover,
 }
 
 void
-discover_start (void)
+discover_start (bool adopted)
 {
   d.gen++;
   json_object_put (d.ids);
@@ -252,13 +279,23 @@ discover_start (void)
   d.discovered = d.loaded = d.failed = 0;
   d.error[0] = '\0';
   evtimer_del (d.hold_timer);
-  if (d.hold_file && access (d.hold_file, F_OK) == 0) {
+  if (adopted)
+    d.state = ADOPTED;
+  else if (d.hold_file && access (d.hold_file, F_OK) == 0) {
     d.state = HELD;
     log_info ("discovery: held while %s exists", d.hold_file);
     on_hold_timer (-1, 0, NULL);
   }
   else
     list ();
+}
+
+void
+discover_stop (void)
+{
+  evtimer_del (d.hold_timer);
+  if (d.state == HELD || d.state == LISTING || d.state == OPENING)
+    stop (INTERRUPTED, "lazyvold is shutting down");
 }
 
 void

@@ -20,10 +20,14 @@
 int discover_init (struct event_base *base, const char *takeover,
                    const char *hold_file)
   __attribute__ ((__nonnull__ (1)));
-/* Discover again (each time nbdkit has started or been adopted); the
- * discovery running, if any, is forgotten.
+/* Discover again each time nbdkit has started; the discovery running, if
+ * any, is forgotten.  An ADOPTED nbdkit keeps the exports it has: none
+ * is opened (an export the admin closed stays closed, and none is taken
+ * over again).
  */
-void discover_start (void);
+void discover_start (bool adopted);
+/* Forget the discovery running: nbdkit is going away (at shutdown). */
+void discover_stop (void);
 /* Add "discovery" (state, discovered, loaded, failed, failures) to the
  * health reply O.
  */

@@ -304,6 +304,18 @@ cmd_clone (char **args)
   return 0;
 }
 
+/* Show the "warning" of REPLY, if it has one (a filter that holds
+ * writes back from snapshots), on stderr.
+ */
+static void
+print_warning (const struct client_reply *reply)
+{
+  const char *w = show_str (reply->json, "warning");
+
+  if (w)
+    fprintf (stderr, "lazyvolctl: warning: %s\n", w);
+}
+
 /* POST /v1/exports/ID/WHAT, a long operation in operation_state STATE,
  * showing its progress.  0 with *REPLY, or the exit code.  With
  * --no-wait, only start it: 0 with *REPLY NULL, having said so.
@@ -326,6 +338,7 @@ long_request (const char *id, const char *what, const char *state,
     json_object_object_add (body, "wait", json_object_new_boolean (false));
     if ((r = request ("POST", path, body, reply)) != 0)
       return r;
+    print_warning (reply);
     if (!printed_json (reply))
       printf ("started the %s of %s; follow it with lazyvolctl status %s\n",
               what, id, id);
@@ -337,7 +350,11 @@ long_request (const char *id, const char *what, const char *state,
   r = progress_wait (&op, call, reply);
   if (r == 1)
     return CLIENT_EXIT_DETACHED;
-  return r == -1 ? failed () : reply_result (reply);
+  if (r == -1)
+    return failed ();
+  if ((r = reply_result (reply)) == 0)
+    print_warning (reply);
+  return r;
 }
 
 static int
@@ -413,7 +430,7 @@ cmd_hydrate (char **args)
     fprintf (stderr, "lazyvolctl: the hydrate of %s %s: %s\n", id,
              strcmp (result, "cancelled") == 0 ? "was cancelled"
              : "failed", show_str (last, "error")
-             ?: "a close or a reset stopped it");
+             ?: "the export was unloaded");
     client_reply_free (&r);
     return CLIENT_EXIT_ERROR;
   }

@@ -237,7 +237,7 @@ static const char *const owned_params[][2] = {
   { "host-id", "--host-id" }, { "lease", "--lease" },
   { "takeover", "--takeover" },
   { "unsafe-no-conditional-puts", "--unsafe-no-conditional-puts" },
-  { "discover", "nothing: lazyvold discovers the exports itself" },
+  { "discover", "lazyvold opens the exports of the store itself" },
 };
 
 static void
@@ -250,7 +250,9 @@ check_param (const char *param)
   for (size_t i = 0; i < sizeof owned_params / sizeof owned_params[0]; i++)
     if (strlen (owned_params[i][0]) == (size_t) (eq - param) &&
         strncmp (param, owned_params[i][0], eq - param) == 0)
-      usage_error ("--param %s: use %s instead", param, owned_params[i][1]);
+      usage_error (strncmp (owned_params[i][1], "--", 2) == 0
+                   ? "--param %s: use %s instead" : "--param %s: %s", param,
+                   owned_params[i][1]);
 }
 
 enum {
@@ -671,6 +673,7 @@ on_signal (evutil_socket_t sig, short what, void *arg)
   }
   stopping = true;
   log_info ("%s: shutting down", strsignal (sig));
+  discover_stop ();
   supervise_stop (on_stopped);
 }
 

@@ -376,7 +376,7 @@ on_ping (json_object *reply, void *opaque)
   else
     log_info ("nbdkit pid %d is ready", (int) sv.nbdkit_pid);
   if (sv.cfg->up)
-    sv.cfg->up ();
+    sv.cfg->up (sv.adopted);
   if (sv.ready) {
     supervise_ready_fn ready = sv.ready;
     sv.ready = NULL;

@@ -24,7 +24,7 @@ struct supervise_config {
   unsigned ready_timeout_s;     /* to answer after a start (0: 60 s) */
   const char *log_file;         /* nbdkit's output (keeper.c), or NULL:
                                    lazyvold's stderr */
-  void (*up) (void);            /* called each time an nbdkit answers */
+  void (*up) (bool adopted);    /* called each time an nbdkit answers */
 };
 
 /* Called once: OK when the first nbdkit answers, else !OK with err_msg()

@@ -301,8 +301,9 @@ start_lazyvold ()
 api_discovered ()
 {
     api_call GET /v1/health >/dev/null 2>&1 &&
-        jq -e '.discovery.state | IN("done", "failed", "off")' "$api_body" \
-            >/dev/null
+        jq -e '.discovery.state |
+            IN("done", "failed", "interrupted", "off", "adopted")' \
+            "$api_body" >/dev/null
 }
 
 # stop_lazyvold [SIGNAL]: signal lazyvold (TERM) and wait until it has

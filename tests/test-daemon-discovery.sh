@@ -6,9 +6,10 @@
 # - once released: every export loaded but a broken one, which is
 #   counted and named with its error in health; a folder without
 #   volume.json is no export; the data reads back;
-# - after nbdkit dies and is restarted, and after lazyvold is restarted
-#   alone (SIGUSR2) and adopts nbdkit, discovery runs again and counts
-#   the same exports loaded;
+# - after nbdkit dies and is restarted, discovery runs again and counts
+#   the same exports loaded; a lazyvold restarted alone (SIGUSR2) adopts
+#   nbdkit and opens nothing ("adopted"): an export closed before stays
+#   closed;
 # - the plugin without lazyvold still discovers on its own (discover=,
 #   default true), and lazyvold refuses --param discover=.
 . "$srcdir/functions.sh"
@@ -65,12 +66,16 @@ wait_for 60 sh -c "curl -sS --unix-socket $admin http://localhost/v1/health |
 [ "$(health '.discovery | [.loaded, .failed]')" = '[3,1]' ] ||
     fail "$(health .)"
 
-# lazyvold alone restarted: it adopts nbdkit, whose exports are loaded.
+# lazyvold alone restarted: it adopts nbdkit, whose exports stay as
+# they were.
+wait_for 30 api_no_clients a
+api POST /v1/exports/a/close >/dev/null
 stop_lazyvold USR2
 start_lazyvold "$tmp/d"
 [ "$(health '[.adopted, .discovery.state, .discovery.loaded]')" = \
-    '[true,"done",3]' ] || fail "$(health .)"
-api POST /v1/exports/a/close >/dev/null
+    '[true,"adopted",0]' ] || fail "$(health .)"
+[ "$(api GET /v1/exports | jq -c '[.exports[].export_id] | sort')" = \
+    '["b","c"]' ] || fail "$(api GET /v1/exports)"
 stop_lazyvold
 
 # --param discover= is lazyvold's.

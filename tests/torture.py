@@ -816,8 +816,10 @@ class Host:
             if self.mode == 'plugin':
                 return os.path.exists(self.nbd) and \
                     ctl_request(self.ctl, {'cmd': 'ping'}, 5).get('ok')
-            status, _ = http_request(self.admin, 'GET', '/v1/health', None, 5)
-            return status == 200
+            # Up, and done discovering the exports.
+            status, h = http_request(self.admin, 'GET', '/v1/health', None, 5)
+            return status == 200 and h.get('discovery', {}).get('state') in \
+                ('done', 'failed', 'off', 'adopted', 'interrupted')
         except (HostDied, ValueError):
             return False
 
