@@ -4,7 +4,11 @@
  * HOLD_POLL_MS), listing (the plugin's "discover" command lists the
  * store's export folders), opening (an "open" per id, at most
  * OPEN_PARALLEL in flight, so that admin requests still find free control
- * connections), then done -- or failed, if the listing failed, or
+ * connections; one at a time with --takeover, whose opens wait out the
+ * lease of a dead owner: a second take of the same owner's exports
+ * meanwhile would fence its lease record, which the first would take for
+ * a renewal -- an owner alive -- while the plugin, one at a time,
+ * remembers the dead owner and waits for it once), then done -- or failed, if the listing failed, or
  * interrupted, if nbdkit stopped answering (it died, and its restart
  * discovers again; or lazyvold is shutting down).  An adopted nbdkit is
  * not discovered at all ("adopted"): its exports are as the admin left
@@ -188,7 +192,7 @@ pump (void)
 {
   size_t n = json_object_array_length (d.ids);
 
-  while (d.in_flight < OPEN_PARALLEL && d.next < n) {
+  while (d.in_flight < (d.takeover ? 1 : OPEN_PARALLEL) && d.next < n) {
     const char *id = json_object_get_string
       (json_object_array_get_idx (d.ids, d.next++));
 

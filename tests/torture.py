@@ -1869,7 +1869,9 @@ class Campaign:
         deadline = time.monotonic() + 90
         while True:
             try:
-                if self.host.cmd('ping', timeout=5)['nbdkit_pid'] != old:
+                # The new nbdkit, with its exports discovered.
+                if self.host.cmd('ping', timeout=5)['nbdkit_pid'] != old \
+                        and self.host.ready():
                     break
             except (CtlError, HostDied):
                 pass
