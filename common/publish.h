@@ -81,8 +81,9 @@ int publish_delete (struct volume_env *env, const char *export_id,
                     const char *snapshot_id, bool *blob_kept);
 
 /* Does any manifest under the export root name blob BLOB_REL (relative
- * to the root)?  Reads every manifest; one that cannot be read counts as
- * naming it.  0 with *USED set, or -1.
+ * to the root)?  Reads every manifest; one that cannot be parsed counts
+ * as naming it.  0 with *USED set, or -1 (also if the store failed to
+ * give a manifest: then nobody can tell yet).
  */
 int publish_blob_used (struct volume_env *env, const char *blob_rel,
                        bool *used);

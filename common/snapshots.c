@@ -140,7 +140,11 @@ struct blob_users {
 };
 
 /* store_list callback over every key under the root: for each
- * "<E>/snapshots/<S>/manifest.json", check its blobs.
+ * "<E>/snapshots/<S>/manifest.json", check its blobs.  A manifest that
+ * cannot be parsed counts as using the blob; one the store fails to give
+ * stops the scan (-1): counting it as a user would orphan the blob for
+ * good, since nothing looks again, so the caller keeps what it would
+ * have deleted and says why (a journal kept retries at the next start).
  */
 static int
 check_manifest (void *opaque, const char *key, uint64_t size, bool is_prefix)
@@ -164,11 +168,16 @@ check_manifest (void *opaque, const char *key, uint64_t size, bool is_prefix)
   if (!id_export_valid (export_id) || !id_snapshot_valid (sid))
     return 0;
   m = volume_fetch_manifest (b->env, export_id, sid, 0);
-  if (m == NULL) {
+  if (m == NULL && err_errno () == ENOENT)
+    return 0;                   /* deleted since the listing: names nothing */
+  if (m == NULL && err_errno () == EBADMSG) {
+    /* It will not read better later: keep what it may name. */
     log_warn ("%s: %s; keeping the blob it may use", key, err_msg ());
     b->used = true;
     return 0;
   }
+  if (m == NULL)                /* the store failed: nobody knows yet */
+    return err_prefix ("cannot tell whether %s names %s", key, b->blob_rel);
   for (size_t i = 0; i < m->nblobs && !b->used; i++)
     b->used = strcmp (m->blobs[i].key, b->blob_rel) == 0;
   manifest_free (m);

@@ -11,7 +11,8 @@
  * FILE (FILE.new, then renamed), and forwards to 127.0.0.1:PORT.  The
  * commands (from --command, or one per line on the control socket; "ctl"
  * sends one) are: set KIND P, set delay-ms N, set error-status N,
- * set seed N, next N KIND|STATUS, once KIND|STATUS, clear, stats.  The
+ * set match TEXT, set seed N, next N KIND|STATUS, once KIND|STATUS,
+ * clear, stats.  The
  * fault kinds, the counters and the file triggers are described by
  * --help (usage() below), the one reference.
  *
@@ -114,10 +115,13 @@ usage (FILE *f)
 "  set delay-ms N       length of a delay (default 1000)\n"
 "  set error-status N   status of an error fault, 400 to 599 (default 503)\n"
 "  set seed N           seed of the random draws\n"
+"  set match TEXT       faults only for requests whose path contains TEXT\n"
+"                       (\"-\": every request, the default)\n"
 "  next N KIND          the next N requests that KIND applies to take it\n"
 "  next N STATUS        the next N requests are answered STATUS (400-599)\n"
 "  once KIND|STATUS     next 1 KIND|STATUS\n"
-"  clear                every probability 0, every pending next dropped\n"
+"  clear                every probability 0, every pending next dropped,\n"
+"                       no match\n"
 "  stats                the counters, \"NAME VALUE\" per line\n"
 "\n"
 "Fault kinds (a body fault needs a body of known length, Content-Length):\n"
@@ -166,6 +170,7 @@ static struct {
   int next_status;              /* of "next N STATUS"; 0: error_status */
   int error_status;
   unsigned delay_ms;
+  char match[256];              /* faults only where the path has it */
   uint64_t count[COUNTERS];
 } px = { .seed = 1, .error_status = 503, .delay_ms = 1000 };
 
@@ -224,17 +229,6 @@ draw (uint64_t n, unsigned what)
   return splitmix64 (splitmix64 (px.seed ^ splitmix64 (n)) + what);
 }
 
-/* Does request N take fault K?  A pending "next" first, else K's odds. */
-static bool
-take (uint64_t n, enum counter k)
-{
-  if (px.next[k] > 0) {
-    px.next[k]--;
-    return true;
-  }
-  return px.p[k] > 0 && (double) (draw (n, k) >> 11) * 0x1p-53 < px.p[k];
-}
-
 /* ---- Connections ---- */
 
 enum state {
@@ -269,6 +263,21 @@ struct conn {
   bool client_paused, store_paused;     /* reading paused: the other
                                          * side's output is full */
 };
+
+/* Does C's request take fault K?  Not if "set match" names what its path
+ * lacks; else a pending "next" first, else K's odds.
+ */
+static bool
+take (struct conn *c, enum counter k)
+{
+  if (px.match[0] && strstr (c->req.path, px.match) == NULL)
+    return false;
+  if (px.next[k] > 0) {
+    px.next[k]--;
+    return true;
+  }
+  return px.p[k] > 0 && (double) (draw (c->n, k) >> 11) * 0x1p-53 < px.p[k];
+}
 
 static void client_read (struct bufferevent *bev, void *arg);
 static void client_write (struct bufferevent *bev, void *arg);
@@ -423,19 +432,19 @@ decide (struct conn *c)
   const char *v;
 
   c->action = FORWARD;
-  if (take (c->n, K_ERROR)) {
+  if (take (c, K_ERROR)) {
     c->action = ANSWER;
     c->why = K_ERROR;
     c->status = forced && px.next_status ? px.next_status : px.error_status;
   }
-  else if (take (c->n, K_HANG))
+  else if (take (c, K_HANG))
     c->action = HANG;
   else if (px.down_path && access (px.down_path, F_OK) == 0) {
     c->action = ANSWER;
     c->why = N_DOWN;
     c->status = 503;
   }
-  c->delay = c->action != HANG && take (c->n, K_DELAY);
+  c->delay = c->action != HANG && take (c, K_DELAY);
 
   v = frame_header (&c->req, "x-amz-content-sha256", &len);
   c->check_sha = !(v && len == 16 && memcmp (v, "UNSIGNED-PAYLOAD", 16) == 0);
@@ -493,7 +502,7 @@ request_start (struct conn *c)
     out = bufferevent_get_output (c->store);
     if (c->check_sha)
       c->rq.held = c->held;
-    if (c->rq.state == FRAME_B_LENGTH && take (c->n, K_CORRUPT_PUT)) {
+    if (c->rq.state == FRAME_B_LENGTH && take (c, K_CORRUPT_PUT)) {
       c->rq.flip_at = 0;
       note (c, K_CORRUPT_PUT);
     }
@@ -719,7 +728,7 @@ reply_start (struct conn *c)
     return;
   }
   length = c->rp.state == FRAME_B_LENGTH ? c->rp.length : 0;
-  if (take (c->n, K_RESET)) {
+  if (take (c, K_RESET)) {
     c->rst = true;
     c->rp.cut_at = length ? draw (c->n, DRAW_CUT) % length : 0;
     note (c, K_RESET);
@@ -728,7 +737,7 @@ reply_start (struct conn *c)
       return;
     }
   }
-  else if (length && take (c->n, K_TRUNCATE)) {
+  else if (length && take (c, K_TRUNCATE)) {
     c->rp.cut_at = draw (c->n, DRAW_CUT) % length;
     note (c, K_TRUNCATE);
   }
@@ -736,7 +745,7 @@ reply_start (struct conn *c)
       strcmp (c->req.method, "GET") == 0) {
     enum counter k = frame_header (&c->req, "Range", &(size_t) { 0 })
       ? K_CORRUPT_RANGE : K_CORRUPT_DOC;
-    if (take (c->n, k)) {
+    if (take (c, k)) {
       c->rp.flip_at = 0;
       note (c, k);
     }
@@ -926,6 +935,9 @@ cmd_set (const char *name, const char *value)
     px.error_status = v;
   else if (strcmp (name, "seed") == 0 && parse_u64 (value, UINT64_MAX, &v))
     px.seed = v;
+  else if (strcmp (name, "match") == 0 && strlen (value) < sizeof px.match)
+    snprintf (px.match, sizeof px.match, "%s", strcmp (value, "-") == 0
+              ? "" : value);
   else
     return -1;
   return 0;
@@ -969,6 +981,7 @@ command (char *line, struct evbuffer *out)
   else if (n == 1 && strcmp (w[0], "clear") == 0) {
     memset (px.p, 0, sizeof px.p);
     memset (px.next, 0, sizeof px.next);
+    px.match[0] = '\0';
     r = 0;
   }
   else if (n == 1 && strcmp (w[0], "stats") == 0) {
