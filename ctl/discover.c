@@ -24,6 +24,13 @@
  * plugin's own discovery does; any other failure is counted and its
  * error kept (the first FAILURES_MAX), logged, and the next id is opened.
  *
+ * Discovery and the admin API meet on the same exports.  A create, open
+ * or clone of an id discovery then opens finds it loaded: counted as
+ * loaded.  A close of an export discovery has not opened yet does not
+ * keep it closed: discovery opens it afterwards -- a close during the
+ * first seconds after a start is undone, as a restart of nbdkit undoes
+ * every close (closes are not remembered; see lazyvold(8)).
+ *
  * Every discover_start begins a new generation; a reply that carries an
  * older one (nbdkit restarted meanwhile) is dropped.  One thread, the
  * event loop's: no locks.

@@ -302,7 +302,7 @@ api_discovered ()
 {
     api_call GET /v1/health >/dev/null 2>&1 &&
         jq -e '.discovery.state |
-            IN("done", "failed", "interrupted", "off", "adopted")' \
+            IN("done", "failed", "off", "adopted")' \
             "$api_body" >/dev/null
 }
 

@@ -819,7 +819,7 @@ class Host:
             # Up, and done discovering the exports.
             status, h = http_request(self.admin, 'GET', '/v1/health', None, 5)
             return status == 200 and h.get('discovery', {}).get('state') in \
-                ('done', 'failed', 'off', 'adopted', 'interrupted')
+                ('done', 'failed', 'off', 'adopted')
         except (HostDied, ValueError):
             return False
 
