@@ -1,4 +1,6 @@
 #!/bin/sh
+# SPDX-License-Identifier: BSD-3-Clause
+# Copyright (C) 2026 The lazyvol Authors.  See COPYING.
 # check.sh: install what is missing (Debian or Ubuntu, with apt-get as root
 # or through sudo), build lazyvol out of tree in _build/, and run the test
 # suite (make check).  The test summary is the last thing printed; the

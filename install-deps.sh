@@ -1,4 +1,6 @@
 #!/bin/sh
+# SPDX-License-Identifier: BSD-3-Clause
+# Copyright (C) 2026 The lazyvol Authors.  See COPYING.
 # install-deps.sh PACKAGE...: install the Debian/Ubuntu packages that are
 # missing, with apt-get as root or through sudo.  Used by check.sh and
 # quickstart.sh.

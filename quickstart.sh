@@ -1,4 +1,6 @@
 #!/bin/sh
+# SPDX-License-Identifier: BSD-3-Clause
+# Copyright (C) 2026 The lazyvol Authors.  See COPYING.
 # quickstart.sh: install what is missing (Debian or Ubuntu; apt-get as
 # root or through sudo), build lazyvol, and run lazyvold in the foreground
 # on the embedded store: a local directory as the object store (under

@@ -1,4 +1,6 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: BSD-3-Clause
+# Copyright (C) 2026 The lazyvol Authors.  See COPYING.
 # multipart.py FILE KEY: the "plain upload" peer of run.sh.  Uploads FILE
 # as KEY to the S3 store in S3_ENDPOINT / S3_BUCKET (credentials from
 # AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, region S3_REGION) with

@@ -1,4 +1,6 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
+# Copyright (C) 2026 The lazyvol Authors.  See COPYING.
 # ranged-get.sh KEY SIZE RANGE PARALLEL [OUTDIR]: the "parallel curl"
 # peer of run.sh.  Fetches object KEY (SIZE bytes) from the S3 store in
 # S3_ENDPOINT / S3_BUCKET with SigV4-signed ranged GETs of RANGE bytes,

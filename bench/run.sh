@@ -1,4 +1,6 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
+# Copyright (C) 2026 The lazyvol Authors.  See COPYING.
 # bench/run.sh: measure lazyvol side by side with a peer doing the same
 # work, in one run on this machine, and print a table of ratios.
 #

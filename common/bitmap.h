@@ -1,3 +1,6 @@
+/* SPDX-License-Identifier: BSD-3-Clause
+ * Copyright (C) 2026 The lazyvol Authors.  See COPYING.
+ */
 /* lazyvol: fixed-size bitmaps of chunk state, one bit per chunk, stored as
  * 64-bit words so that scans skip 64 clean chunks at a time.  Callers do
  * their own locking.

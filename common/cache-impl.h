@@ -1,3 +1,6 @@
+/* SPDX-License-Identifier: BSD-3-Clause
+ * Copyright (C) 2026 The lazyvol Authors.  See COPYING.
+ */
 /* lazyvol: the inside of the chunk cache, shared by cache.c (the data
  * path), cache-publish.c (freezing chunks for a publish; reset) and
  * cache-open.c (the files, and what survives a restart).  The chunk

@@ -1,3 +1,6 @@
+/* SPDX-License-Identifier: BSD-3-Clause
+ * Copyright (C) 2026 The lazyvol Authors.  See COPYING.
+ */
 /* lazyvol: opening and closing the chunk cache (see cache.h): its files,
  * and which chunk state survives a restart.
  *

@@ -1,3 +1,6 @@
+/* SPDX-License-Identifier: BSD-3-Clause
+ * Copyright (C) 2026 The lazyvol Authors.  See COPYING.
+ */
 /* lazyvol: freezing the chunk cache for a point-in-time publish, and
  * resetting it (see cache.h; states and locks in cache.c).
  *

@@ -1,3 +1,6 @@
+/* SPDX-License-Identifier: BSD-3-Clause
+ * Copyright (C) 2026 The lazyvol Authors.  See COPYING.
+ */
 /* lazyvol: the chunk cache of one export — cache.raw, cache.meta and the
  * per-chunk state machine that makes lazy fills, local writes, flushes and
  * point-in-time publishes safe under nbdkit's PARALLEL thread model.

@@ -1,3 +1,6 @@
+/* SPDX-License-Identifier: BSD-3-Clause
+ * Copyright (C) 2026 The lazyvol Authors.  See COPYING.
+ */
 /* lazyvol: named crash points, for tests of crash recovery.
  *
  * CRASH_POINT ("publish.after_manifest") marks a step after which a

@@ -1,3 +1,6 @@
+/* SPDX-License-Identifier: BSD-3-Clause
+ * Copyright (C) 2026 The lazyvol Authors.  See COPYING.
+ */
 /* lazyvol: errors and logging shared by the plugin and the daemon.
  *
  * An error is reported once, where its context is known: the failing

@@ -1,3 +1,6 @@
+/* SPDX-License-Identifier: BSD-3-Clause
+ * Copyright (C) 2026 The lazyvol Authors.  See COPYING.
+ */
 /* lazyvol: the remote format — volume.json (the head) and manifest.json
  * (the map of one snapshot), and the object keys derived from ids.
  * Documented for users in lazyvol-format(5).

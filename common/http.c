@@ -1,3 +1,6 @@
+/* SPDX-License-Identifier: BSD-3-Clause
+ * Copyright (C) 2026 The lazyvol Authors.  See COPYING.
+ */
 /* lazyvol: HTTP requests over pooled libcurl handles (see http.h).
  *
  * The pool is a stack of idle handles under pool->lock, each a CURL easy

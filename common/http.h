@@ -1,3 +1,6 @@
+/* SPDX-License-Identifier: BSD-3-Clause
+ * Copyright (C) 2026 The lazyvol Authors.  See COPYING.
+ */
 /* lazyvol: a small HTTP client on libcurl, for the S3 backend.
  *
  * One request at a time per call, any number of calls at once: each takes

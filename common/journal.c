@@ -1,3 +1,6 @@
+/* SPDX-License-Identifier: BSD-3-Clause
+ * Copyright (C) 2026 The lazyvol Authors.  See COPYING.
+ */
 /* lazyvol: the publish journal and recovery from an interrupted publish
  * (see journal.h).
  *

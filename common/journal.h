@@ -1,3 +1,6 @@
+/* SPDX-License-Identifier: BSD-3-Clause
+ * Copyright (C) 2026 The lazyvol Authors.  See COPYING.
+ */
 /* lazyvol: the publish journal, snapshot.journal.json in an export's
  * cache directory, and what a publish that did not move the head leaves
  * behind.  See journal.c for the format's use and the recovery rules.

@@ -1,3 +1,6 @@
+/* SPDX-License-Identifier: BSD-3-Clause
+ * Copyright (C) 2026 The lazyvol Authors.  See COPYING.
+ */
 /* lazyvol: this host's lease (see lease.h).
  *
  * Ownership of an export (owner.c) names a host; whether that host is

@@ -1,3 +1,6 @@
+/* SPDX-License-Identifier: BSD-3-Clause
+ * Copyright (C) 2026 The lazyvol Authors.  See COPYING.
+ */
 /* lazyvol: this host's lease, the liveness half of ownership (owner.c is
  * the other half).  See lease.c for the protocol and its timing rules.
  */

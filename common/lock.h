@@ -1,3 +1,6 @@
+/* SPDX-License-Identifier: BSD-3-Clause
+ * Copyright (C) 2026 The lazyvol Authors.  See COPYING.
+ */
 /* lazyvol: locks held for the rest of a C scope.
  *
  * A lock taken with LOCK_FOR_SCOPE (or RDLOCK_/WRLOCK_FOR_SCOPE for a

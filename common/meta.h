@@ -1,3 +1,6 @@
+/* SPDX-License-Identifier: BSD-3-Clause
+ * Copyright (C) 2026 The lazyvol Authors.  See COPYING.
+ */
 /* lazyvol: cache.meta, the on-disk state of a chunk cache.
  *
  * Layout (all integers little-endian):

@@ -1,3 +1,6 @@
+/* SPDX-License-Identifier: BSD-3-Clause
+ * Copyright (C) 2026 The lazyvol Authors.  See COPYING.
+ */
 /* lazyvol: one owner per export across hosts (see owner.h).
  *
  * The guarantee: only the owner of an export can move its head; a host

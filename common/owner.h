@@ -1,3 +1,6 @@
+/* SPDX-License-Identifier: BSD-3-Clause
+ * Copyright (C) 2026 The lazyvol Authors.  See COPYING.
+ */
 /* lazyvol: one owner per export across hosts.  See owner.c for the
  * protocol and the guarantee; lease.c for the liveness half.
  */

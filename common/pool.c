@@ -1,3 +1,6 @@
+/* SPDX-License-Identifier: BSD-3-Clause
+ * Copyright (C) 2026 The lazyvol Authors.  See COPYING.
+ */
 /* lazyvol: background thread pool (see pool.h).
  *
  * One mutex protects the ring of queued jobs and the table of running

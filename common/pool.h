@@ -1,3 +1,6 @@
+/* SPDX-License-Identifier: BSD-3-Clause
+ * Copyright (C) 2026 The lazyvol Authors.  See COPYING.
+ */
 /* lazyvol: a small pool of background threads for chunk fetches
  * (readahead, hydrate), shared by every export of a process.
  *

@@ -1,3 +1,6 @@
+/* SPDX-License-Identifier: BSD-3-Clause
+ * Copyright (C) 2026 The lazyvol Authors.  See COPYING.
+ */
 /* lazyvol: the vocabulary of the control protocol, defined once: the
  * plugin dispatches on these commands and lazyvold's routes name them.
  * Error codes and their HTTP statuses are in err.h (err_code).  The

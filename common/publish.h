@@ -1,3 +1,6 @@
+/* SPDX-License-Identifier: BSD-3-Clause
+ * Copyright (C) 2026 The lazyvol Authors.  See COPYING.
+ */
 /* lazyvol: publishing — snapshot, compact, clone, snapshot listing and
  * deletion, and recovery from a publish interrupted by a crash.
  *

@@ -1,3 +1,6 @@
+/* SPDX-License-Identifier: BSD-3-Clause
+ * Copyright (C) 2026 The lazyvol Authors.  See COPYING.
+ */
 /* lazyvol: one S3 operation, signed, sent and retried (see s3.h).
  *
  * Where requests go: the endpoint URL (http[s]://HOST[:PORT], nothing

@@ -1,3 +1,6 @@
+/* SPDX-License-Identifier: BSD-3-Clause
+ * Copyright (C) 2026 The lazyvol Authors.  See COPYING.
+ */
 /* lazyvol: requests to an S3-compatible store, signed and retried.
  *
  * store-s3.c maps the store interface onto S3 operations; this module

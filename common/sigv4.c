@@ -1,3 +1,6 @@
+/* SPDX-License-Identifier: BSD-3-Clause
+ * Copyright (C) 2026 The lazyvol Authors.  See COPYING.
+ */
 /* lazyvol: AWS Signature Version 4 (see sigv4.h).
  *
  * Why by hand: libcurl's CURLOPT_AWS_SIGV4 in the curl our distributions

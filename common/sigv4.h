@@ -1,3 +1,6 @@
+/* SPDX-License-Identifier: BSD-3-Clause
+ * Copyright (C) 2026 The lazyvol Authors.  See COPYING.
+ */
 /* lazyvol: AWS Signature Version 4, as pure functions (no network).
  *
  * The caller lists every header it will send (they are all signed, so

@@ -1,3 +1,6 @@
+/* SPDX-License-Identifier: BSD-3-Clause
+ * Copyright (C) 2026 The lazyvol Authors.  See COPYING.
+ */
 /* lazyvol: clones, and listing and deleting snapshots (see publish.h).
  *
  * A clone is a metadata operation: the new export's first manifest is a

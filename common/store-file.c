@@ -1,3 +1,6 @@
+/* SPDX-License-Identifier: BSD-3-Clause
+ * Copyright (C) 2026 The lazyvol Authors.  See COPYING.
+ */
 /* lazyvol: a local directory as the object store ("file" backend).
  *
  * Object key K is the file DIR/K, so the layout can be read with ls and

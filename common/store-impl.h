@@ -1,3 +1,6 @@
+/* SPDX-License-Identifier: BSD-3-Clause
+ * Copyright (C) 2026 The lazyvol Authors.  See COPYING.
+ */
 /* lazyvol: what a store backend implements (private to common/store*.c).
  *
  * store.c owns the public functions: it validates arguments, counts

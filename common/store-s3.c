@@ -1,3 +1,6 @@
+/* SPDX-License-Identifier: BSD-3-Clause
+ * Copyright (C) 2026 The lazyvol Authors.  See COPYING.
+ */
 /* lazyvol: S3 and Cloudflare R2 as the object store ("s3", "r2").
  *
  * Each store operation is one or more S3 REST operations, sent by

@@ -1,3 +1,6 @@
+/* SPDX-License-Identifier: BSD-3-Clause
+ * Copyright (C) 2026 The lazyvol Authors.  See COPYING.
+ */
 /* lazyvol: the public face of the object stores (see store.h).
  *
  * This file checks what every backend would otherwise check again (keys

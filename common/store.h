@@ -1,3 +1,6 @@
+/* SPDX-License-Identifier: BSD-3-Clause
+ * Copyright (C) 2026 The lazyvol Authors.  See COPYING.
+ */
 /* lazyvol: one small interface for object stores.
  *
  * Backends: "file" (a local directory is the bucket; key K is the file

@@ -1,3 +1,6 @@
+/* SPDX-License-Identifier: BSD-3-Clause
+ * Copyright (C) 2026 The lazyvol Authors.  See COPYING.
+ */
 /* lazyvol: Unix socket files (see unixsock.h).
  *
  * A socket file outlives a process killed with SIGKILL, and bind() on it

@@ -1,3 +1,6 @@
+/* SPDX-License-Identifier: BSD-3-Clause
+ * Copyright (C) 2026 The lazyvol Authors.  See COPYING.
+ */
 /* lazyvol: Unix socket files — connecting to one, creating one with
  * the right mode, and telling a stale socket (its process died) from one
  * in use.

@@ -1,3 +1,6 @@
+/* SPDX-License-Identifier: BSD-3-Clause
+ * Copyright (C) 2026 The lazyvol Authors.  See COPYING.
+ */
 /* lazyvol: ordered, parallel blob upload (see upload.h).
  *
  * u->lock guards the queue of full parts, the free buffers and the first

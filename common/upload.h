@@ -1,3 +1,6 @@
+/* SPDX-License-Identifier: BSD-3-Clause
+ * Copyright (C) 2026 The lazyvol Authors.  See COPYING.
+ */
 /* lazyvol: upload one blob whose bytes are produced in order, in parts
  * uploaded in parallel by worker threads.
  *

@@ -1,3 +1,6 @@
+/* SPDX-License-Identifier: BSD-3-Clause
+ * Copyright (C) 2026 The lazyvol Authors.  See COPYING.
+ */
 /* lazyvol: small helpers used everywhere: id validation, files that must
  * reach the disk atomically, full reads and writes, time and hex.
  *

@@ -1,3 +1,6 @@
+/* SPDX-License-Identifier: BSD-3-Clause
+ * Copyright (C) 2026 The lazyvol Authors.  See COPYING.
+ */
 /* lazyvol: the inside of an export, shared by volume.c and publish.c only.
  *
  * Locks: v->mlock (rwlock) guards the head, its etag and the manifest:

@@ -1,3 +1,6 @@
+/* SPDX-License-Identifier: BSD-3-Clause
+ * Copyright (C) 2026 The lazyvol Authors.  See COPYING.
+ */
 /* lazyvol: an export (see volume.h and volume-impl.h).
  *
  * The export is the cache's source: has() looks a chunk up in the current

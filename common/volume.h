@@ -1,3 +1,6 @@
+/* SPDX-License-Identifier: BSD-3-Clause
+ * Copyright (C) 2026 The lazyvol Authors.  See COPYING.
+ */
 /* lazyvol: an export — the head and manifest read from the store, the
  * local chunk cache, readahead, and the one long operation that may run on
  * it.  Both the plugin (data path, control socket) and the publish code

@@ -1,3 +1,6 @@
+/* SPDX-License-Identifier: BSD-3-Clause
+ * Copyright (C) 2026 The lazyvol Authors.  See COPYING.
+ */
 /* lazyvol: a minimal extractor for S3's XML replies (see xml.h).
  *
  * Why not a parser: the dependencies are fixed (libcurl, OpenSSL, json-c,

@@ -1,3 +1,6 @@
+/* SPDX-License-Identifier: BSD-3-Clause
+ * Copyright (C) 2026 The lazyvol Authors.  See COPYING.
+ */
 /* lazyvol: just enough XML to read S3's replies (no XML library).
  *
  * A reply is walked as spans of the original buffer: find a child

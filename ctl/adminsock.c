@@ -1,3 +1,6 @@
+/* SPDX-License-Identifier: BSD-3-Clause
+ * Copyright (C) 2026 The lazyvol Authors.  See COPYING.
+ */
 /* lazyvol: the default admin socket (see adminsock.h).
  *
  * The rule lives here alone: lazyvold listens where lazyvolctl looks.

@@ -1,3 +1,6 @@
+/* SPDX-License-Identifier: BSD-3-Clause
+ * Copyright (C) 2026 The lazyvol Authors.  See COPYING.
+ */
 /* lazyvold: the admin API (see api.h).
  *
  * The routes are one table: method, path pattern ("*" is one segment),

@@ -1,3 +1,6 @@
+/* SPDX-License-Identifier: BSD-3-Clause
+ * Copyright (C) 2026 The lazyvol Authors.  See COPYING.
+ */
 /* lazyvold: the admin API, HTTP/1.1 with JSON bodies on a Unix socket.
  *
  * Each endpoint becomes one command on the plugin's control socket

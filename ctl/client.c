@@ -1,3 +1,6 @@
+/* SPDX-License-Identifier: BSD-3-Clause
+ * Copyright (C) 2026 The lazyvol Authors.  See COPYING.
+ */
 /* lazyvolctl: requests to lazyvold's admin API (see client.h).
  *
  * Every request is a libcurl easy handle in one multi handle, so that a

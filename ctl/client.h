@@ -1,3 +1,6 @@
+/* SPDX-License-Identifier: BSD-3-Clause
+ * Copyright (C) 2026 The lazyvol Authors.  See COPYING.
+ */
 /* lazyvolctl: requests to lazyvold's admin API, HTTP/1.1 with JSON
  * bodies on its Unix socket (libcurl, CURLOPT_UNIX_SOCKET_PATH).
  *

@@ -1,3 +1,6 @@
+/* SPDX-License-Identifier: BSD-3-Clause
+ * Copyright (C) 2026 The lazyvol Authors.  See COPYING.
+ */
 /* lazyvold: discovery of the exports (see discover.h).
  *
  * A discovery is: held (the test hook's file exists; polled every

@@ -1,3 +1,6 @@
+/* SPDX-License-Identifier: BSD-3-Clause
+ * Copyright (C) 2026 The lazyvol Authors.  See COPYING.
+ */
 /* lazyvold: discovery of the exports in the store, after nbdkit is up.
  * nbdkit starts with the plugin's own discovery off (discover=false) and
  * serves at once; lazyvold then asks the plugin for the export ids of the

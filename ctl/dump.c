@@ -1,3 +1,6 @@
+/* SPDX-License-Identifier: BSD-3-Clause
+ * Copyright (C) 2026 The lazyvol Authors.  See COPYING.
+ */
 /* lazyvold dump-dirty: save an export's unpublished writes to a file.
  *
  * The last way out for local writes that cannot be published (lazyvold(8),

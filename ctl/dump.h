@@ -1,3 +1,6 @@
+/* SPDX-License-Identifier: BSD-3-Clause
+ * Copyright (C) 2026 The lazyvol Authors.  See COPYING.
+ */
 /* lazyvold dump-dirty (see dump.c). */
 #ifndef LAZYVOLD_DUMP_H
 #define LAZYVOLD_DUMP_H

@@ -1,3 +1,6 @@
+/* SPDX-License-Identifier: BSD-3-Clause
+ * Copyright (C) 2026 The lazyvol Authors.  See COPYING.
+ */
 /* lazyvold: the keeper, nbdkit's parent (see keeper.h).
  *
  * Why a keeper: nbdkit 1.32 sets PR_SET_PDEATHSIG(SIGTERM) even without

@@ -1,3 +1,6 @@
+/* SPDX-License-Identifier: BSD-3-Clause
+ * Copyright (C) 2026 The lazyvol Authors.  See COPYING.
+ */
 /* lazyvold: the keeper, the parent of a spawned nbdkit (see keeper.c). */
 #ifndef LAZYVOLD_KEEPER_H
 #define LAZYVOLD_KEEPER_H

@@ -1,3 +1,6 @@
+/* SPDX-License-Identifier: BSD-3-Clause
+ * Copyright (C) 2026 The lazyvol Authors.  See COPYING.
+ */
 /* lazyvolctl: the command line of lazyvol's admin API.  See lazyvolctl(8).
  *
  * One command, one request (two for hydrate, which answers at once and

@@ -1,3 +1,6 @@
+/* SPDX-License-Identifier: BSD-3-Clause
+ * Copyright (C) 2026 The lazyvol Authors.  See COPYING.
+ */
 /* lazyvold: the control plane of lazyvol.  See lazyvold(8).
  *
  * lazyvold is a thin front: it never touches the object store or the

@@ -1,3 +1,6 @@
+/* SPDX-License-Identifier: BSD-3-Clause
+ * Copyright (C) 2026 The lazyvol Authors.  See COPYING.
+ */
 /* lazyvold: the Prometheus text exposition (see metrics.h).
  *
  * The plugin keeps the counters; lazyvold only renames them.  Each

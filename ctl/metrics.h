@@ -1,3 +1,6 @@
+/* SPDX-License-Identifier: BSD-3-Clause
+ * Copyright (C) 2026 The lazyvol Authors.  See COPYING.
+ */
 /* lazyvold: GET /v1/metrics, the plugin's counters (the reply of its
  * "metrics" command) and lazyvold's own in the Prometheus text format.
  */

@@ -1,3 +1,6 @@
+/* SPDX-License-Identifier: BSD-3-Clause
+ * Copyright (C) 2026 The lazyvol Authors.  See COPYING.
+ */
 /* lazyvolctl: progress of a long operation (see progress.h).
  *
  * lazyvold's blocking POST says nothing until the operation is over, but

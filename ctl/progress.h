@@ -1,3 +1,6 @@
+/* SPDX-License-Identifier: BSD-3-Clause
+ * Copyright (C) 2026 The lazyvol Authors.  See COPYING.
+ */
 /* lazyvolctl: the progress of a long operation (snapshot, compact,
  * hydrate), from the export's status, while it runs.
  */

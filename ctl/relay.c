@@ -1,3 +1,6 @@
+/* SPDX-License-Identifier: BSD-3-Clause
+ * Copyright (C) 2026 The lazyvol Authors.  See COPYING.
+ */
 /* lazyvold: relays to the plugin's control socket (see relay.h).
  *
  * Requests travel over a pool of at most POOL_MAX connections, each

@@ -1,3 +1,6 @@
+/* SPDX-License-Identifier: BSD-3-Clause
+ * Copyright (C) 2026 The lazyvol Authors.  See COPYING.
+ */
 /* lazyvold: the client side of the plugin's control socket.
  *
  * Each request line goes out on a connection of its own (from a small

@@ -1,3 +1,6 @@
+/* SPDX-License-Identifier: BSD-3-Clause
+ * Copyright (C) 2026 The lazyvol Authors.  See COPYING.
+ */
 /* lazyvolctl: replies as text for people (see show.h).
  *
  * Tables are built whole, then printed with each column as wide as its

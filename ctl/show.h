@@ -1,3 +1,6 @@
+/* SPDX-License-Identifier: BSD-3-Clause
+ * Copyright (C) 2026 The lazyvol Authors.  See COPYING.
+ */
 /* lazyvolctl: lazyvold's JSON replies as text for people: aligned
  * tables, sizes in IEC units, times relative to now.
  *

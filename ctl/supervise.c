@@ -1,3 +1,6 @@
+/* SPDX-License-Identifier: BSD-3-Clause
+ * Copyright (C) 2026 The lazyvol Authors.  See COPYING.
+ */
 /* lazyvold: supervising nbdkit (see supervise.h).
  *
  * One nbdkit at a time, in one of these states:

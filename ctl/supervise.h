@@ -1,3 +1,6 @@
+/* SPDX-License-Identifier: BSD-3-Clause
+ * Copyright (C) 2026 The lazyvol Authors.  See COPYING.
+ */
 /* lazyvold: the nbdkit process behind the admin API.
  *
  * In spawn mode lazyvold adopts the nbdkit its pid file names if that

@@ -1,3 +1,6 @@
+/* SPDX-License-Identifier: BSD-3-Clause
+ * Copyright (C) 2026 The lazyvol Authors.  See COPYING.
+ */
 /* lazyvol plugin: the commands of the control socket (see commands.h).
  *
  * Requests are untrusted: JSON depth is limited, strings must be UTF-8,

@@ -1,3 +1,6 @@
+/* SPDX-License-Identifier: BSD-3-Clause
+ * Copyright (C) 2026 The lazyvol Authors.  See COPYING.
+ */
 /* lazyvol plugin: the commands of the control socket, one JSON request
  * in, one JSON reply out (the protocol is in nbdkit-lazyvol-plugin(1),
  * CONTROL PROTOCOL; its vocabulary in protocol.h).  control.c serves

@@ -1,3 +1,6 @@
+/* SPDX-License-Identifier: BSD-3-Clause
+ * Copyright (C) 2026 The lazyvol Authors.  See COPYING.
+ */
 /* lazyvol plugin: the control socket, a Unix stream socket (mode 0600)
  * that speaks one JSON object per line in each direction:
  *

@@ -1,3 +1,6 @@
+/* SPDX-License-Identifier: BSD-3-Clause
+ * Copyright (C) 2026 The lazyvol Authors.  See COPYING.
+ */
 /* lazyvol plugin: background publishes (see jobs.h).
  *
  * A background publish is the blocking one moved to a thread: the

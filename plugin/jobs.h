@@ -1,3 +1,6 @@
+/* SPDX-License-Identifier: BSD-3-Clause
+ * Copyright (C) 2026 The lazyvol Authors.  See COPYING.
+ */
 /* lazyvol plugin: publishes that run in the background ("wait": false),
  * each in a thread of its own, so that the control command answers at
  * once and its progress and outcome are read from the export's status.

@@ -1,3 +1,6 @@
+/* SPDX-License-Identifier: BSD-3-Clause
+ * Copyright (C) 2026 The lazyvol Authors.  See COPYING.
+ */
 /* nbdkit-lazyvol-plugin: block devices whose durable home is an object
  * store, with a lazily filled local cache.
  *

@@ -1,3 +1,6 @@
+/* SPDX-License-Identifier: BSD-3-Clause
+ * Copyright (C) 2026 The lazyvol Authors.  See COPYING.
+ */
 /* lazyvol plugin: the registry of loaded exports (see registry.h).
  *
  * A linked list under one mutex ("lock", which protects the list and

@@ -1,3 +1,6 @@
+/* SPDX-License-Identifier: BSD-3-Clause
+ * Copyright (C) 2026 The lazyvol Authors.  See COPYING.
+ */
 /* lazyvol plugin: the exports this nbdkit process serves, by name.
  *
  * Names are export ids ("vm01") for writable exports and

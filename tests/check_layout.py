@@ -1,4 +1,6 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: BSD-3-Clause
+# Copyright (C) 2026 The lazyvol Authors.  See COPYING.
 # check_layout.py ENDPOINT BUCKET PREFIX: check a lazyvol bucket with an
 # independent S3 client (boto3), credentials from AWS_* variables.
 #   - every volume.json and refs/current.json is valid JSON and agrees;

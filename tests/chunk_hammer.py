@@ -1,4 +1,6 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: BSD-3-Clause
+# Copyright (C) 2026 The lazyvol Authors.  See COPYING.
 # chunk_hammer.py URI IMAGE CHUNK_SIZE CHUNKS THREADS
 #
 # Hammers the first CHUNKS chunks of an export that are not cached yet:

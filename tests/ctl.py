@@ -1,4 +1,6 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: BSD-3-Clause
+# Copyright (C) 2026 The lazyvol Authors.  See COPYING.
 # ctl.py [--time] SOCKET JSON-REQUEST: send one request to a lazyvol
 # control socket and print the reply line.  With --time, print
 # "SECONDS REPLY": how long the request took, from the first byte sent to

@@ -1,3 +1,6 @@
+/* SPDX-License-Identifier: BSD-3-Clause
+ * Copyright (C) 2026 The lazyvol Authors.  See COPYING.
+ */
 /* failsync.so: an LD_PRELOAD shim for tests that need a write-back
  * error.  While the file named by $LAZYVOL_TEST_FAILSYNC exists,
  * fdatasync and fsync of a file whose name ends in "/cache.raw" fail

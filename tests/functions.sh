@@ -1,3 +1,5 @@
+# SPDX-License-Identifier: BSD-3-Clause
+# Copyright (C) 2026 The lazyvol Authors.  See COPYING.
 # Shared helpers for lazyvol's shell tests.  Source it, then:
 #   requires CMD...          the test fails (not skips) if a tool is missing
 #   tmp=$(make_tmpdir)       a scratch directory removed at exit

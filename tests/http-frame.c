@@ -1,3 +1,6 @@
+/* SPDX-License-Identifier: BSD-3-Clause
+ * Copyright (C) 2026 The lazyvol Authors.  See COPYING.
+ */
 /* http-frame: HTTP/1.1 framing for tests/store-proxy (see http-frame.h).
  *
  * Nothing is copied that need not be: body bytes move between evbuffers

@@ -1,3 +1,6 @@
+/* SPDX-License-Identifier: BSD-3-Clause
+ * Copyright (C) 2026 The lazyvol Authors.  See COPYING.
+ */
 /* http-frame: the HTTP/1.1 framing that tests/store-proxy parses, and no
  * more: a message's head (request or status line, headers kept as
  * received) and where its body ends (Content-Length, chunked, or the

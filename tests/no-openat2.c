@@ -1,3 +1,6 @@
+/* SPDX-License-Identifier: BSD-3-Clause
+ * Copyright (C) 2026 The lazyvol Authors.  See COPYING.
+ */
 /* no-openat2: run a command on which openat2(2) fails with ENOSYS, as on
  * a kernel older than 5.6, so that tests exercise the file store's
  * fallback (common/beneath.c walks a path one component at a time).

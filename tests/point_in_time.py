@@ -1,4 +1,6 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: BSD-3-Clause
+# Copyright (C) 2026 The lazyvol Authors.  See COPYING.
 # point_in_time.py NBD-URI-PREFIX CTL-SOCKET EXPORT MIB
 #
 # Writes version 0 to every 64 KiB block of the first MIB MiB of EXPORT,

@@ -1,4 +1,6 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
+# Copyright (C) 2026 The lazyvol Authors.  See COPYING.
 # A throw-away S3 store for lazyvol's tests: OpenStack Swift with its S3
 # API (s3api, which checks SigV4 signatures) and tempauth, one node, bound
 # to 127.0.0.1, everything under one directory.  Needs only the

@@ -1,3 +1,5 @@
+# SPDX-License-Identifier: BSD-3-Clause
+# Copyright (C) 2026 The lazyvol Authors.  See COPYING.
 """Run one OpenStack Swift server of lazyvol's test S3 store.
 
     /usr/bin/python3 s3_server.py DIR SERVER     (account, container,

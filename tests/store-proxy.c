@@ -1,3 +1,6 @@
+/* SPDX-License-Identifier: BSD-3-Clause
+ * Copyright (C) 2026 The lazyvol Authors.  See COPYING.
+ */
 /* store-proxy: an HTTP proxy that injects faults between an object-store
  * client and the test store (tests/s3-server.sh), on command.
  *

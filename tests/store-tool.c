@@ -1,3 +1,6 @@
+/* SPDX-License-Identifier: BSD-3-Clause
+ * Copyright (C) 2026 The lazyvol Authors.  See COPYING.
+ */
 /* store-tool: drive the object-store interface (common/store.h) from the
  * shell, so tests can exercise every backend the same way.
  *

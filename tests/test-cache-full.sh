@@ -1,4 +1,6 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
+# Copyright (C) 2026 The lazyvol Authors.  See COPYING.
 # A full cache disk is an error the client and the admin can name, and it
 # does not stop a publish that needs no space.  With the cache root on a
 # 24 MiB tmpfs: writes past the space fail with ENOSPC (not EIO), and the

@@ -1,3 +1,6 @@
+/* SPDX-License-Identifier: BSD-3-Clause
+ * Copyright (C) 2026 The lazyvol Authors.  See COPYING.
+ */
 /* test-cache: the chunk cache's state machine (common/cache.h), driven
  * directly with a fake published image, so that races can be forced.
  *

@@ -1,4 +1,6 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
+# Copyright (C) 2026 The lazyvol Authors.  See COPYING.
 # Closing and resetting an export while other commands run.
 #  - list and metrics (what a Prometheus scrape or nbdinfo --list does)
 #    run in a loop while the export is closed and opened again and again:

@@ -1,4 +1,6 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
+# Copyright (C) 2026 The lazyvol Authors.  See COPYING.
 # Concurrent writers and readers on the same chunks from several
 # connections, while those chunks are being fetched: every read sees
 # published or written bytes, never a half-filled chunk; no write is lost

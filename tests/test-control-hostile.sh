@@ -1,4 +1,6 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
+# Copyright (C) 2026 The lazyvol Authors.  See COPYING.
 # The plugin's control socket under hostile or careless use.
 #  - control= naming a file that is not a socket is an error at start,
 #    and the file is left as it was (a mistyped path deletes nothing);

@@ -1,4 +1,6 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
+# Copyright (C) 2026 The lazyvol Authors.  See COPYING.
 # The control socket: created mode 0600; every malformed or hostile
 # request gets a JSON error with a fitting code and the connection and
 # the server keep going; ids are validated before they touch a path;

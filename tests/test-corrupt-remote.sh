@@ -1,4 +1,6 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
+# Copyright (C) 2026 The lazyvol Authors.  See COPYING.
 # Bad remote data is an error for that export only.  With one export's
 # volume.json truncated, another's oversized, a third's manifest hostile
 # and a fourth's volume.json naming a generation its manifest does not

@@ -1,4 +1,6 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
+# Copyright (C) 2026 The lazyvol Authors.  See COPYING.
 # What crashed writers leave is cleaned up, and only that.  A journal
 # temporary file in the export's cache directory (its writer is gone:
 # the cache's lock is free) and an old temporary object in the file store

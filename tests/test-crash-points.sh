@@ -1,4 +1,6 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
+# Copyright (C) 2026 The lazyvol Authors.  See COPYING.
 # Crashes inside clone and reset (named crash points) leave a usable state.
 #  - clone.after_manifest: the clone does not exist (no head); the source
 #    is untouched; cloning again works.

@@ -1,4 +1,6 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
+# Copyright (C) 2026 The lazyvol Authors.  See COPYING.
 # create refuses an image whose local cache could never exist here, and
 # writes nothing then: with the cache root on a small ext4 (whose files
 # stop at 16 TiB), a 32 TiB export is refused (too_large, naming the file

@@ -1,4 +1,6 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
+# Copyright (C) 2026 The lazyvol Authors.  See COPYING.
 # Attach mode: the user runs nbdkit (here under a filter stack, with the
 # plugin's control socket) and "lazyvold serve --control SOCKET" serves
 # the admin API for it, running and signalling nothing.  Requests work and

@@ -1,4 +1,6 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
+# Copyright (C) 2026 The lazyvol Authors.  See COPYING.
 # A burst of requests is served, not refused: 500 HTTP requests sent at
 # once on 500 connections all get 200 with the export list.  (The plugin
 # takes at most 64 control connections and answers more with "busy";

@@ -1,4 +1,6 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
+# Copyright (C) 2026 The lazyvol Authors.  See COPYING.
 # lazyvold restarts alone without cutting NBD clients.  One client holds
 # one connection and writes, flushes and reads back throughout.  SIGUSR2
 # makes lazyvold exit 0, remove its admin socket and leave nbdkit serving;

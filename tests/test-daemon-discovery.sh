@@ -1,4 +1,6 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
+# Copyright (C) 2026 The lazyvol Authors.  See COPYING.
 # lazyvold discovers the exports of the store itself, after nbdkit is up:
 # - with discovery held (the test hook LAZYVOLD_TEST_HOLD_DISCOVERY),
 #   /v1/health answers and NBD serves: an export not loaded yet is

@@ -1,4 +1,6 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
+# Copyright (C) 2026 The lazyvol Authors.  See COPYING.
 # Every error of the admin API has a fitting status and, except libevent's
 # own 413, the body {"error":...,"code":...}; none changes anything.
 # 404: unknown endpoint or export.  405: wrong method, with Allow.  413: a

@@ -1,4 +1,6 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
+# Copyright (C) 2026 The lazyvol Authors.  See COPYING.
 # --filter NAME stacks nbdkit filters in front of the plugin, in order,
 # and --param KEY=VALUE configures them: with --filter retry --filter
 # stats --param statsfile=FILE, clients read and write through the stack,

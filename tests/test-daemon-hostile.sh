@@ -1,4 +1,6 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
+# Copyright (C) 2026 The lazyvol Authors.  See COPYING.
 # The admin API under hostile or slow clients.
 #  - A body that is not UTF-8, and ids whose error message would cut a
 #    character in two, get a 400 whose body is valid JSON.

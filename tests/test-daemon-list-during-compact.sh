@@ -1,4 +1,6 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
+# Copyright (C) 2026 The lazyvol Authors.  See COPYING.
 # A long operation holds only its own request.  The S3 store is paused
 # (SIGSTOP) so that a compact stays in progress for as long as the test
 # needs: meanwhile GET /v1/exports, GET .../status, health and metrics

@@ -1,4 +1,6 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
+# Copyright (C) 2026 The lazyvol Authors.  See COPYING.
 # One nbdkit serves every export on its one listener, by name: two
 # exports written and read back by two clients at the same time, byte for
 # byte, over TCP (--listen 127.0.0.1:PORT) and over a Unix socket

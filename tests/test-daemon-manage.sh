@@ -1,4 +1,6 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
+# Copyright (C) 2026 The lazyvol Authors.  See COPYING.
 # The endpoints that manage exports, beyond the seed's sequence: the
 # snapshot list (kinds, generations, which is current) and deleting a
 # snapshot (200 with blob_kept; 404 once gone); close then open (the

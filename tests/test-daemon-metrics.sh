@@ -1,4 +1,6 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
+# Copyright (C) 2026 The lazyvol Authors.  See COPYING.
 # GET /v1/metrics is valid Prometheus text (version 0.0.4): each family
 # has one HELP and one TYPE line before its samples, every other line is
 # NAME[{LABELS}] VALUE with valid names and escaped label values, and no

@@ -1,4 +1,6 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
+# Copyright (C) 2026 The lazyvol Authors.  See COPYING.
 # nbdkit killed under lazyvold (SIGKILL) is restarted.  lazyvold logs how
 # it died; while it is down the API answers 503 with the reason (metrics
 # still answer, with lazyvold_nbdkit_up 0); a restart that fails (here

@@ -1,4 +1,6 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
+# Copyright (C) 2026 The lazyvol Authors.  See COPYING.
 # What lazyvold and its nbdkit leave on disk is private by default: the
 # NBD and admin Unix sockets are 0600, nbdkit's pid file 0600, cache
 # directories 0700 and cache files 0600, the publish journal 0600.  With

@@ -1,4 +1,6 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
+# Copyright (C) 2026 The lazyvol Authors.  See COPYING.
 # Progress and outcome of long operations in status, and "wait": false.
 # lazyvold reaches a local S3 store through tests/store-proxy, which holds
 # every request 150 ms, so that a snapshot of 24 chunks takes seconds.

@@ -1,4 +1,6 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
+# Copyright (C) 2026 The lazyvol Authors.  See COPYING.
 # A full restart of lazyvold loses nothing.  SIGTERM makes lazyvold stop
 # its nbdkit (which flushes every export and marks its cache cleanly
 # shut down), remove the admin socket and exit 0.  The next "lazyvold

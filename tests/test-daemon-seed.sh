@@ -1,4 +1,6 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
+# Copyright (C) 2026 The lazyvol Authors.  See COPYING.
 # The user's own sequence (seed 000), through lazyvold with the curl
 # commands of its README as written: create, write with an NBD client,
 # snapshot, snapshot with nothing dirty (snapshot_created false), write,

@@ -1,4 +1,6 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
+# Copyright (C) 2026 The lazyvol Authors.  See COPYING.
 # Starting lazyvold: --help lists exactly the flags lazyvold(8) documents;
 # usage errors exit 2 with a message naming the problem; an nbdkit that
 # cannot start makes lazyvold exit 1 with nbdkit's reason above its own;

@@ -1,4 +1,6 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
+# Copyright (C) 2026 The lazyvol Authors.  See COPYING.
 # Deleting a snapshot removes its manifest; its blob goes only if no other
 # manifest — of this export or of any clone — still uses it.  The current
 # snapshot cannot be deleted.  A clone made from a deleted snapshot keeps

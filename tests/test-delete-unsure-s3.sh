@@ -1,4 +1,6 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
+# Copyright (C) 2026 The lazyvol Authors.  See COPYING.
 # Deleting a snapshot while the store fails to give another export's
 # manifest (store-proxy's "set match"): whether that manifest names the
 # blob is unknown, so the delete keeps the blob and fails saying why (502).

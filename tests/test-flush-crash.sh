@@ -1,4 +1,6 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
+# Copyright (C) 2026 The lazyvol Authors.  See COPYING.
 # Local durability.  After FLUSH, and after a write with FUA, the data and
 # its dirty bits survive kill -9: nothing acknowledged as durable is lost,
 # and the chunks stay dirty (authoritative) without the object store.

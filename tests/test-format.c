@@ -1,3 +1,6 @@
+/* SPDX-License-Identifier: BSD-3-Clause
+ * Copyright (C) 2026 The lazyvol Authors.  See COPYING.
+ */
 /* test-format: volume.json and manifest.json (common/format.h).
  *
  * What must hold, because every reader of a snapshot depends on it:

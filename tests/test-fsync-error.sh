@@ -1,4 +1,6 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
+# Copyright (C) 2026 The lazyvol Authors.  See COPYING.
 # Fail-stop after a write-back error ("fsyncgate").  Once an fdatasync of
 # cache.raw has failed, the kernel may have dropped the unwritten pages,
 # and a later fdatasync can succeed without them.  So after the first

@@ -1,4 +1,6 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
+# Copyright (C) 2026 The lazyvol Authors.  See COPYING.
 # Lazy fetch: an image written and published by one nbdkit process is read
 # by a second process with an empty cache.  The second process fetches a
 # chunk only when it is read, once; chunks the manifest does not list

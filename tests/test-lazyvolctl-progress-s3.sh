@@ -1,4 +1,6 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
+# Copyright (C) 2026 The lazyvol Authors.  See COPYING.
 # lazyvolctl shows the progress of a long operation and Ctrl-C detaches
 # from it without cancelling it.  lazyvold reaches a local S3 store
 # through tests/store-proxy, which holds every request 250 ms (60 ms for

@@ -1,4 +1,6 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
+# Copyright (C) 2026 The lazyvol Authors.  See COPYING.
 # lazyvolctl drives every admin operation with the grammar and exit codes
 # of lazyvolctl(8), against a real lazyvold on the file store: create,
 # list, status, snapshot, snapshots, clone, compact, delete-snapshot,

@@ -1,4 +1,6 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
+# Copyright (C) 2026 The lazyvol Authors.  See COPYING.
 # A host cut off from the store stops acknowledging writes within one
 # lease period L, and another host can then take its export over.
 # Host A (lease 3 s) reaches the store through tests/store-proxy; a

@@ -1,4 +1,6 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
+# Copyright (C) 2026 The lazyvol Authors.  See COPYING.
 # The bucket, read by an independent S3 client (boto3), is what
 # lazyvol-format(5) says: heads naming existing manifests, manifests
 # naming only existing blobs with correct sizes and per-chunk SHA-256,

@@ -1,4 +1,6 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
+# Copyright (C) 2026 The lazyvol Authors.  See COPYING.
 # Writes to chunks that are not cached: a partial write first materializes
 # the chunk from the remote image and merges (the rest of the chunk keeps
 # its published bytes), a write covering a whole chunk needs no fetch, and

@@ -1,4 +1,6 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
+# Copyright (C) 2026 The lazyvol Authors.  See COPYING.
 # A publish killed at any step (kill -9, simulated exactly with the crash
 # points publish.after_journal ... publish.after_refs) loses nothing and
 # leaves a usable state:

@@ -1,4 +1,6 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
+# Copyright (C) 2026 The lazyvol Authors.  See COPYING.
 # The head move can reach the store although its reply is lost; the
 # client's retry of the conditional put then fails against its own write.
 # A publish must find out by re-reading volume.json instead of deleting

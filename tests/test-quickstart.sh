@@ -1,4 +1,6 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
+# Copyright (C) 2026 The lazyvol Authors.  See COPYING.
 # quickstart.sh, on the tree's own build (LAZYVOL_BUILD: used as it is):
 # one line before its banner besides lazyvold's log, a demo export that takes writes at the
 # URI it prints, lazyvolctl commands that work as printed, and a hint for

@@ -1,4 +1,6 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
+# Copyright (C) 2026 The lazyvol Authors.  See COPYING.
 # A second process on the same cache root cannot disturb a live publish.
 # While process A publishes (held before its head move with
 # -D lazyvol.publish_delay), process B starts on the same cache root and

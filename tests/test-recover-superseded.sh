@@ -1,4 +1,6 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
+# Copyright (C) 2026 The lazyvol Authors.  See COPYING.
 # Recovery never deletes what a reachable manifest uses.  Host A crashes
 # just after its head put of snapshot S1 (chunks 1 and 5) landed
 # (crash point publish.after_head), and host B (its own cache root, same

@@ -1,4 +1,6 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
+# Copyright (C) 2026 The lazyvol Authors.  See COPYING.
 # A cache reset never overlaps I/O.  Clients connect, read a random chunk
 # and disconnect in a tight loop while resets are requested in another:
 # each reset either is refused (busy: a client is connected) or runs

@@ -1,4 +1,6 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
+# Copyright (C) 2026 The lazyvol Authors.  See COPYING.
 # Revocations reach a live owner however many there are, and a lease
 # record that someone deleted is written again.
 #  - Host A owns 70 exports; host B takes all of them by force at once.

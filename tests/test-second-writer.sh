@@ -1,4 +1,6 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
+# Copyright (C) 2026 The lazyvol Authors.  See COPYING.
 # One owner per export (lazyvold(8), OWNERSHIP).
 #  - Two processes never share a cache directory.
 #  - A second host (its own cache root) gets the export read-only: NBD

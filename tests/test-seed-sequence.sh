@@ -1,4 +1,6 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
+# Copyright (C) 2026 The lazyvol Authors.  See COPYING.
 # The user's whole publishing sequence: create, write, snapshot (a sparse
 # first manifest, one blob of only the dirty chunks), snapshot with
 # nothing dirty (snapshot_created false, no new object), write, snapshot

@@ -1,3 +1,6 @@
+/* SPDX-License-Identifier: BSD-3-Clause
+ * Copyright (C) 2026 The lazyvol Authors.  See COPYING.
+ */
 /* The SigV4 signer must produce, stage by stage, what AWS publishes: the
  * Signature Version 4 test suite (credentials AKIDEXAMPLE, 20150830T123600Z,
  * us-east-1, service "service") and the worked examples of the S3

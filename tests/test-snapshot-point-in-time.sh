@@ -1,4 +1,6 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
+# Copyright (C) 2026 The lazyvol Authors.  See COPYING.
 # A snapshot is one point in time: it holds every write acknowledged
 # before the request and no torn or later state, while writers keep
 # running during the whole upload (they are not paused longer than a

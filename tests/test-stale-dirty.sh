@@ -1,4 +1,6 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
+# Copyright (C) 2026 The lazyvol Authors.  See COPYING.
 # Local writes over a base the head has moved past are never published
 # over it.  Host A publishes S1, writes chunk 2 and dies; host B takes the
 # export over once A's lease has expired, and publishes S2.  When A comes

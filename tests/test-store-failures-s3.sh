@@ -1,4 +1,6 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
+# Copyright (C) 2026 The lazyvol Authors.  See COPYING.
 # Object-store failures reach the user as clear errors and lose nothing.
 # With a wrong secret the exports cannot load: the error names the
 # store's refusal, nbdkit keeps running, and the secret never appears in

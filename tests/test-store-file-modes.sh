@@ -1,4 +1,6 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
+# Copyright (C) 2026 The lazyvol Authors.  See COPYING.
 # The file store is private by default, so that other local users cannot
 # read disk images: objects are created mode 0600 and directories 0700
 # whatever the umask, the bucket directory too when the store creates

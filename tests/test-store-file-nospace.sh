@@ -1,4 +1,6 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
+# Copyright (C) 2026 The lazyvol Authors.  See COPYING.
 # A full disk under the file store is ENOSPC, code no_space, so that
 # callers can tell "the bucket is full" from a fault: a put or a multipart
 # upload that does not fit in a 1 MiB tmpfs fails with that code, leaves

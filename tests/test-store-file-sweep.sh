@@ -1,4 +1,6 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
+# Copyright (C) 2026 The lazyvol Authors.  See COPYING.
 # store_sweep_temps removes a temporary file of the file store only when
 # its writer is gone.  Every writer holds an exclusive flock on its
 # temporary file for the file's whole life, and the sweep takes that lock

@@ -1,4 +1,6 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
+# Copyright (C) 2026 The lazyvol Authors.  See COPYING.
 # The file store never follows a symbolic link inside its bucket: anyone
 # who can write there could otherwise make lazyvol serve, parse or
 # overwrite files outside it.  A key whose path meets a link is refused

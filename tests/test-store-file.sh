@@ -1,4 +1,6 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
+# Copyright (C) 2026 The lazyvol Authors.  See COPYING.
 # The file store keeps object key K as the file DIR/K: puts are atomic
 # (no temporary file is ever listed), ranged gets return exact bytes,
 # conditional puts behave as compare-and-swap, listing is sorted and honours

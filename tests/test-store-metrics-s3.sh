@@ -1,4 +1,6 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
+# Copyright (C) 2026 The lazyvol Authors.  See COPYING.
 # Bodies damaged on the way are fetched again, and the store's counters
 # say what happened, by operation and reason.  Through a proxy in front of
 # the S3 store that flips a byte of chosen replies:

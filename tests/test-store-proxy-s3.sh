@@ -1,4 +1,6 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
+# Copyright (C) 2026 The lazyvol Authors.  See COPYING.
 # tests/store-proxy, the fault injector of the S3 tests, does what it is
 # told while it runs, counts what it did, and the S3 client copes:
 #  - it forwards requests and replies byte for byte, the Host header the

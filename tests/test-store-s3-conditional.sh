@@ -1,4 +1,6 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
+# Copyright (C) 2026 The lazyvol Authors.  See COPYING.
 # Conditional puts on S3.  A store that cannot evaluate them (stock Swift
 # 2.30 answers HTTP 501) makes them fail with not_supported and a message
 # saying so, and nothing is written.  A store that evaluates them (AWS S3;

@@ -1,4 +1,6 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
+# Copyright (C) 2026 The lazyvol Authors.  See COPYING.
 # What the s3 and r2 backends accept as configuration.  A bad bucket
 # name, region or endpoint URL, an ambiguous or missing R2 endpoint, and
 # virtual-hosted R2 are refused at open with bad_request, before any

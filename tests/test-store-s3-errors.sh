@@ -1,4 +1,6 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
+# Copyright (C) 2026 The lazyvol Authors.  See COPYING.
 # How the S3 backend fails, and when it tries again.
 #  - A wrong secret is store_denied, once (no retry), naming the store's
 #    refusal (SignatureDoesNotMatch); no secret ever reaches stderr.

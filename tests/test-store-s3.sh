@@ -1,4 +1,6 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
+# Copyright (C) 2026 The lazyvol Authors.  See COPYING.
 # The S3 backend keeps the file backend's promises against a real,
 # signature-checking S3 store (Swift with s3api on loopback): what it puts
 # reads back exactly, through lazyvol and through an independent client

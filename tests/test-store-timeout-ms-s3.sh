@@ -1,4 +1,6 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
+# Copyright (C) 2026 The lazyvol Authors.  See COPYING.
 # A stall timeout given in milliseconds is kept to the millisecond, and a
 # request that stalls past it is tried again at once:
 #  - the plugin's timeout= and store-tool's --timeout take "1500ms", "2s"

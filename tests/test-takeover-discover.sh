@@ -1,4 +1,6 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
+# Copyright (C) 2026 The lazyvol Authors.  See COPYING.
 # Failover of a whole host at start: host A owns three exports and dies;
 # host B starts with takeover=true and takes all three once A's lease has
 # expired, waiting for that once (1.5 L), not once per export.  With no

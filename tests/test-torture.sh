@@ -1,4 +1,6 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
+# Copyright (C) 2026 The lazyvol Authors.  See COPYING.
 # A short torture campaign (tests/torture.py, with a fixed seed): a
 # seeded random sequence of writes, flushes, FUA, trims, zeroes,
 # snapshots, compacts, clones, deletes, resets, close and open, snapshot

@@ -1,4 +1,6 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
+# Copyright (C) 2026 The lazyvol Authors.  See COPYING.
 # TRIM and WRITE_ZEROES: whole chunks become holes (reported as hole,zero
 # by BLOCK_STATUS and deallocated in cache.raw), partial ranges read back
 # as zeros, zeroing a chunk the manifest does not list is free, a FAST_ZERO

@@ -1,4 +1,6 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
+# Copyright (C) 2026 The lazyvol Authors.  See COPYING.
 # A store that cannot evaluate conditional puts (stock Swift answers 501)
 # cannot make one host the only writer of an export.  There, exports load
 # read-only and say why (a new one too); with

@@ -1,3 +1,6 @@
+/* SPDX-License-Identifier: BSD-3-Clause
+ * Copyright (C) 2026 The lazyvol Authors.  See COPYING.
+ */
 /* The XML extractor reads what S3 sends (a ListObjectsV2 page with
  * repeated Contents and CommonPrefixes, entities, comments, a namespace
  * attribute) and treats anything malformed or hostile as an error: a

@@ -1,4 +1,6 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: BSD-3-Clause
+# Copyright (C) 2026 The lazyvol Authors.  See COPYING.
 # torture.py: a seeded random campaign of steps against lazyvol, each
 # step checked against a model of what every export must hold.
 #
