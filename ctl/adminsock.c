@@ -5,7 +5,9 @@
  *
  * The rule lives here alone: lazyvold listens where lazyvolctl looks.
  * The euid decides, not the uid, so that a set-uid wrapper or "sudo -E"
- * finds root's socket.  The directory is created 0700 when lazyvold
+ * finds root's socket.  lazyvolctl alone falls back on root's socket:
+ * lazyvold must never listen anywhere but where it was told.  The
+ * directory is created 0700 when lazyvold
  * finds it missing; one that exists (systemd's RuntimeDirectory, which
  * an --admin-group deployment makes 0750) is left as it is.
  */
@@ -14,6 +16,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "adminsock.h"
@@ -33,6 +36,20 @@ adminsock_default (void)
     return NULL;
   }
   return str_printf ("%s/lazyvol/%s", xdg, ADMINSOCK_NAME);
+}
+
+char *
+adminsock_find (void)
+{
+  static const char root[] = ADMINSOCK_ROOT_DIR "/" ADMINSOCK_NAME;
+  char *own = adminsock_default ();
+  struct stat st;
+
+  if (geteuid () == 0 || (own && (stat (own, &st) == 0 || errno != ENOENT)) ||
+      stat (root, &st) == -1)
+    return own;
+  free (own);
+  return str_printf ("%s", root);
 }
 
 int

@@ -7,7 +7,10 @@
  * One fixed default, shared by both programs so that "lazyvold serve"
  * and "lazyvolctl list" find each other with no option at all:
  * /run/lazyvol/admin.sock for root (systemd's RuntimeDirectory=lazyvol),
- * $XDG_RUNTIME_DIR/lazyvol/admin.sock for any other user.
+ * $XDG_RUNTIME_DIR/lazyvol/admin.sock for any other user.  lazyvolctl,
+ * run by another user, falls back on root's socket when its own is
+ * missing: a member of lazyvold.service's --admin-group finds the
+ * system service with no option.
  */
 #ifndef LAZYVOL_ADMINSOCK_H
 #define LAZYVOL_ADMINSOCK_H
@@ -24,6 +27,12 @@
  * an absolute path.
  */
 char *adminsock_default (void);
+/* The socket lazyvolctl talks to when none is named, malloc'd: the
+ * default of adminsock_default, or root's if that is missing (or there
+ * is none) and root's exists and can be reached.  NULL with err_set as
+ * adminsock_default.
+ */
+char *adminsock_find (void);
 /* Create the directory of the default socket PATH (mode 0700) if it is
  * missing.  0 or -1 with err_set.
  */

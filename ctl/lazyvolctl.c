@@ -736,7 +736,7 @@ main (int argc, char **argv)
       opt.socket[0] == '\0')
     opt.socket = NULL;
   if (opt.socket == NULL &&
-      (opt.socket = adminsock_default ()) == NULL)
+      (opt.socket = adminsock_find ()) == NULL)
     usage_error ("%s: name lazyvold's socket with --socket PATH or $"
                  ADMINSOCK_ENV, err_msg ());
   if (client_init () == -1)

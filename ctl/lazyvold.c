@@ -55,6 +55,7 @@
 #include "format.h"
 #include "keeper.h"
 #include "relay.h"
+#include "sdnotify.h"
 #include "supervise.h"
 #include "unixsock.h"
 #include "util.h"
@@ -497,8 +498,10 @@ daemonize (void)
     close (p[1]);
     while ((n = read (p[0], buf + got, sizeof buf - 1 - got)) > 0)
       got += n;
-    if (got == 1 && buf[0] == '\0')
+    if (got == 1 && buf[0] == '\0') {
+      sdnotify ("READY=1\nMAINPID=%d", (int) pid);  /* the child serves */
       exit (0);
+    }
     buf[got] = '\0';
     fprintf (stderr, "lazyvold: %s\n",
              got ? buf : "the daemon exited while starting (see syslog)");
@@ -537,6 +540,7 @@ static void
 startup_failed (void)
 {
   log_error ("%s", err_msg ());
+  sdnotify ("STATUS=startup failed: %s", err_msg ());
   notify_parent (err_msg ());
   exit_status = 1;
   api_stop ();
@@ -570,7 +574,7 @@ lock_run_dir (const char *run_dir)
 static void
 on_ready (bool ok)
 {
-  CLEANUP_FREE char *pid = NULL;
+  CLEANUP_FREE char *pid = NULL, *what = NULL;
 
   if (!ok) {
     startup_failed ();
@@ -584,11 +588,14 @@ on_ready (bool ok)
     }
   }
   if (opt.control)
-    log_info ("ready: admin API on %s for nbdkit's control socket %s",
-              opt.admin_sock, opt.control);
+    what = xasprintf ("admin API on %s for nbdkit's control socket %s",
+                      opt.admin_sock, opt.control);
   else
-    log_info ("ready: NBD on %s, admin API on %s", opt.listen,
-              opt.admin_sock);
+    what = xasprintf ("NBD on %s, admin API on %s", opt.listen,
+                      opt.admin_sock);
+  log_info ("ready: %s", what);
+  if (notify_fd == -1)          /* else the parent tells systemd */
+    sdnotify ("READY=1\nSTATUS=ready: %s", what);
   notify_parent (NULL);
 }
 
@@ -659,6 +666,7 @@ on_signal (evutil_socket_t sig, short what, void *arg)
   static bool stopping;
 
   api_stop ();
+  sdnotify ("STOPPING=1\nSTATUS=%s: shutting down", strsignal (sig));
   if (sig == SIGUSR2) {
     pid_t pid = supervise_detach ();
     if (pid)
@@ -707,6 +715,7 @@ main (int argc, char **argv)
     usage_error ("expected a command: serve or dump-dirty (try --help)");
   parse_serve (argc - 1, argv + 1);
   log_set_level (opt.log_level);
+  sdnotify_init ();
   if (opt.admin_group)
     gid = group_id ("--admin-group", opt.admin_group);
   cfg.nbd_socket_gid = opt.listen_group
