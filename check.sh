@@ -3,8 +3,9 @@
 # Copyright (C) 2026 The lazyvol Authors.  See COPYING.
 # check.sh: install what is missing (Debian or Ubuntu, with apt-get as root
 # or through sudo), build lazyvol out of tree in _build/, and run the test
-# suite (make check).  The test summary is the last thing printed; the
-# exit status is make check's.
+# suite (make check); then build the Debian packages from make dist's
+# tarball and try them (tests/check-deb.sh).  The summary is the last
+# thing printed; the exit status is non-zero if either failed.
 set -eu
 cd "$(dirname "$0")"
 
@@ -14,7 +15,8 @@ cd "$(dirname "$0")"
 PACKAGES="build-essential autoconf automake libtool pkg-config perl
   nbdkit nbdkit-plugin-dev libcurl4-openssl-dev libssl-dev libjson-c-dev
   libevent-dev libnbd-bin python3-libnbd qemu-utils python3-swift
-  python3-boto3 curl jq socat procps util-linux util-linux-extra"
+  python3-boto3 curl jq socat procps util-linux util-linux-extra
+  debhelper lintian systemd"
 
 # shellcheck disable=SC2086
 ./install-deps.sh $PACKAGES
@@ -38,7 +40,17 @@ if [ $status != 0 ]; then
         fi
     done
 fi
+# The Debian packages, built and tried (its log: _build/check-deb.log).
+deb=FAIL
+if sh ../tests/check-deb.sh . > check-deb.log 2>&1; then
+    deb=PASS
+else
+    echo "===== check-deb.log (last 60 lines)"
+    tail -n 60 check-deb.log
+    [ $status != 0 ] || status=1
+fi
 # The summary, last.
 echo "===== lazyvol test summary"
 grep -E '^# (TOTAL|PASS|SKIP|XFAIL|FAIL|XPASS|ERROR):' tests/test-suite.log || true
+echo "# Debian packages (build, lintian, smoke, systemd-analyze): $deb"
 exit $status
