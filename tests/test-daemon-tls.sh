@@ -5,13 +5,13 @@
 # --tls-verify-peer to nbdkit.  With a PSK file (psktool) and TLS
 # required, a client holding the key writes an export and reads the same
 # bytes back, over TCP (nbds://) and over a Unix socket (nbds+unix://),
-# while a plain NBD client and a client with another key are refused; a
-# PSK file that others may read is warned about.  With X.509 certificates
-# made here (a CA, a server certificate for localhost and 127.0.0.1, a
-# client certificate), --tls=on admits plain clients too, and
-# --tls-verify-peer admits only a client showing a certificate the CA
-# signed.  The ready line says the TLS mode.  (The usage errors of the
-# TLS options are in test-daemon-startup.sh.)
+# while a plain NBD client and a client with another key are refused.
+# With X.509 certificates made here (a CA, a server certificate for
+# localhost and 127.0.0.1, a client certificate), --tls=on admits plain
+# clients too, and --tls-verify-peer admits only a client showing a
+# certificate the CA signed.  A PSK file or server key that others may
+# read is warned about; the ready line says the TLS mode.  (The usage
+# errors of the TLS options are in test-daemon-startup.sh.)
 . "$srcdir/functions.sh"
 requires "$LAZYVOLD" curl jq psktool certtool nbdcopy nbdinfo cmp dd
 tmp=$(make_tmpdir)
@@ -101,19 +101,27 @@ mkdir -p "$pki/server" "$pki/client" "$pki/anonymous"
     cp ca-cert.pem anonymous/
 )
 
-# --tls=on: TLS for clients that ask, plain NBD for the others.
+# --tls=on: TLS for clients that ask, plain NBD for the others.  The
+# server's key is readable by all: a warning.
+chmod 0644 "$pki/server/server-key.pem"
 port=$(free_port)
 start_lazyvold "$tmp/on" --listen "127.0.0.1:$port" --export-root on \
     --tls=on --tls-certificates "$pki/server"
 ready_line "$tmp/on" | matches -F "NBD on 127.0.0.1:$port (TLS optional),"
+matches -F -- "--tls-certificates: $pki/server/server-key.pem is mode 0644" \
+    "$tmp/on/lazyvold.log"
 round_trip o "nbds://localhost:$port/o?tls-certificates=$pki/anonymous"
 nbdinfo "nbd://127.0.0.1:$port/o" | matches -x 'protocol: .* without TLS, .*'
 stop_lazyvold
 
 # --tls-verify-peer: only a client with a certificate the CA signed.
+chmod 0600 "$pki/server/server-key.pem"
 port=$(free_port)
 start_lazyvold "$tmp/verify" --listen "127.0.0.1:$port" --export-root verify \
     --tls-certificates "$pki/server" --tls-verify-peer
+if matches 'secret key' "$tmp/verify/lazyvold.log"; then
+    fail "a server key of mode 0600 was warned about"
+fi
 ready_line "$tmp/verify" |
     matches -F "(TLS required, client certificates verified),"
 round_trip c "nbds://127.0.0.1:$port/c?tls-certificates=$pki/client"
