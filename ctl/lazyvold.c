@@ -8,8 +8,9 @@
  * lazyvold serves the admin API and turns each request into a command on
  * the plugin's control socket, and in spawn mode opens the exports the
  * plugin lists in the store once nbdkit is up (discover.c), so that
- * nbdkit serves from its first second whatever the size of the bucket.  It either spawns and supervises that nbdkit (supervise.c) or
- * attaches to the control socket of one the user runs (--control).
+ * nbdkit serves from its first second whatever the size of the bucket.
+ * It either spawns and supervises that nbdkit (supervise.c) or attaches
+ * to the control socket of one the user runs (--control).
  *
  * This file owns the command line, the run directory, logging, signals
  * and daemonizing.  State on disk, for spawn mode, in RUN_DIR =
@@ -19,6 +20,11 @@
  *                  two cannot supervise one nbdkit
  *   nbdkit.pid     written by nbdkit; names the process to adopt
  *   control.sock   the plugin's control socket
+ *
+ * NBD over TLS (--tls ...) is nbdkit's: lazyvold checks the options and
+ * that nbdkit will find its files, and passes them on.  TLS is off unless
+ * asked for, so that certificates nbdkit would find in its default
+ * directory never turn it on behind the user's back.
  *
  * The admin API listens on --admin-sock, by default on the socket
  * lazyvolctl looks for (adminsock.h), whose directory is created if
@@ -41,6 +47,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/stat.h>
 #include <syslog.h>
 #include <time.h>
 #include <unistd.h>
@@ -63,11 +70,26 @@
 #define DEFAULT_LISTEN "127.0.0.1:10809"
 #define RUN_DIR_NAME ".lazyvold"
 
+/* nbdkit's --tls modes, and how the log says each.  TLS_UNSET: no --tls
+ * given yet (check_tls settles it).
+ */
+enum tls_mode { TLS_OFF, TLS_ON, TLS_REQUIRE, TLS_UNSET };
+static const struct {
+  const char *name, *text;
+} tls_modes[] = {
+  [TLS_OFF] = { "off", "no TLS" },
+  [TLS_ON] = { "on", "TLS optional" },
+  [TLS_REQUIRE] = { "require", "TLS required" },
+};
+
 /* The serve command line. */
 static struct {
   char *cache_root, *admin_sock, *control, *pidfile, *plugin;
   const char *export_root, *bucket, *listen, *nbdkit, *admin_group;
   const char *listen_group;
+  enum tls_mode tls;
+  char *tls_certificates, *tls_psk;
+  bool tls_verify_peer;
   const char *host_id, *lease, *takeover;
   bool unconditional;
   unsigned admin_timeout;
@@ -79,6 +101,7 @@ static struct {
 } opt = {
   .export_root = "exports", .listen = DEFAULT_LISTEN,
   .nbdkit = NBDKIT_PATH, .log_level = LOG_LV_INFO, .admin_timeout = 30,
+  .tls = TLS_UNSET,
 };
 
 static struct event_base *base;
@@ -115,8 +138,17 @@ usage (FILE *f)
 "                           evaluate conditional puts (two hosts may write)\n"
 "  --listen HOST:PORT|PATH  NBD listener: TCP ([v6]:port too) or an\n"
 "                           absolute Unix socket path (" DEFAULT_LISTEN ");\n"
-"                           any local user can use a TCP listener\n"
+"                           any local user can use a TCP listener,\n"
+"                           unless --tls=require with --tls-psk or\n"
+"                           --tls-verify-peer\n"
 "  --listen-group GROUP     make the NBD Unix socket 0660 for GROUP (0600)\n"
+"  --tls off|on|require     NBD over TLS: none, optional or required (off;\n"
+"                           require if a PSK file or certificates are given)\n"
+"  --tls-psk FILE           TLS pre-shared keys, made with psktool\n"
+"  --tls-certificates DIR   X.509: DIR holds ca-cert.pem, server-cert.pem\n"
+"                           and server-key.pem\n"
+"  --tls-verify-peer        admit only clients showing a certificate signed\n"
+"                           by DIR's CA\n"
 "  --filter NAME            add an nbdkit filter (repeatable, in order)\n"
 "  --param KEY=VALUE        extra nbdkit parameter for a filter or the\n"
 "                           plugin, e.g. statsfile=FILE (repeatable)\n"
@@ -265,7 +297,8 @@ enum {
   OPT_R2_ACCOUNT_ID, OPT_FILTER, OPT_PARAM, OPT_NBDKIT, OPT_PLUGIN,
   OPT_CONTROL, OPT_ADMIN_GROUP, OPT_FOREGROUND, OPT_PIDFILE, OPT_LOG_LEVEL,
   OPT_LISTEN_GROUP, OPT_ADMIN_TIMEOUT, OPT_HOST_ID, OPT_LEASE, OPT_TAKEOVER,
-  OPT_UNCONDITIONAL, OPT_HELP,
+  OPT_UNCONDITIONAL, OPT_TLS, OPT_TLS_CERTIFICATES, OPT_TLS_PSK,
+  OPT_TLS_VERIFY_PEER, OPT_HELP,
 };
 
 static const struct option long_options[] = {
@@ -293,6 +326,10 @@ static const struct option long_options[] = {
   { "lease", required_argument, NULL, OPT_LEASE },
   { "takeover", optional_argument, NULL, OPT_TAKEOVER },
   { "unsafe-no-conditional-puts", no_argument, NULL, OPT_UNCONDITIONAL },
+  { "tls", required_argument, NULL, OPT_TLS },
+  { "tls-certificates", required_argument, NULL, OPT_TLS_CERTIFICATES },
+  { "tls-psk", required_argument, NULL, OPT_TLS_PSK },
+  { "tls-verify-peer", no_argument, NULL, OPT_TLS_VERIFY_PEER },
   { "help", no_argument, NULL, OPT_HELP },
   { NULL },
 };
@@ -308,6 +345,79 @@ default_admin_sock (void)
   if ((opt.admin_sock = adminsock_default ()) == NULL)
     usage_error ("%s: give --admin-sock PATH", err_msg ());
   opt.admin_sock_default = true;
+}
+
+/* The --tls mode named S; exits if there is none. */
+static enum tls_mode
+parse_tls (const char *s)
+{
+  for (enum tls_mode m = TLS_OFF; m < TLS_UNSET; m++)
+    if (strcmp (s, tls_modes[m].name) == 0)
+      return m;
+  usage_error ("--tls must be off, on or require, not \"%s\"", s);
+}
+
+/* Check that nbdkit can read FILE, given with FLAG (it would fail only
+ * once spawned, and less clearly), and warn if FILE holds a SECRET that
+ * users other than its owner may read.  Exits on a usage error.
+ */
+static void
+check_tls_file (const char *flag, const char *file, bool secret)
+{
+  struct stat st;
+  int fd = open (file, O_RDONLY | O_CLOEXEC);
+
+  if (fd == -1 || fstat (fd, &st) == -1)
+    usage_error ("%s: %s: %m", flag, file);
+  close (fd);
+  if (!S_ISREG (st.st_mode))
+    usage_error ("%s: %s is not a regular file", flag, file);
+  if (secret && (st.st_mode & 077))
+    log_warn ("%s: %s is mode %04o: other users may read the secret key "
+              "in it (chmod 0600 it)", flag, file,
+              (unsigned) (st.st_mode & 07777));
+}
+
+/* Settle opt.tls from the TLS options and check them; exits on a usage
+ * error.  A PSK file or certificates alone mean --tls=require: whoever
+ * gives keys wants them asked for.
+ */
+static void
+check_tls (void)
+{
+  static const char *const cert_files[] = {
+    "ca-cert.pem", "server-cert.pem", "server-key.pem",
+  };
+  bool keys = opt.tls_certificates || opt.tls_psk;
+
+  /* nbdkit would take the PSK file and ignore the certificates. */
+  if (opt.tls_certificates && opt.tls_psk)
+    usage_error ("--tls-certificates and --tls-psk exclude each other");
+  if (opt.tls_verify_peer && !opt.tls_certificates)
+    usage_error ("--tls-verify-peer checks X.509 client certificates: it "
+                 "needs --tls-certificates DIR");
+  if (opt.tls == TLS_UNSET)
+    opt.tls = keys ? TLS_REQUIRE : TLS_OFF;
+  if (opt.tls == TLS_OFF) {
+    if (keys)
+      usage_error ("--tls=off with %s: drop one of them",
+                   opt.tls_psk ? "--tls-psk" : "--tls-certificates");
+    return;
+  }
+  /* Else nbdkit would look in a default directory of its own. */
+  if (!keys)
+    usage_error ("--tls=%s needs --tls-certificates DIR or --tls-psk FILE",
+                 tls_modes[opt.tls].name);
+  if (opt.tls_psk) {
+    check_tls_file ("--tls-psk", opt.tls_psk, true);
+    return;
+  }
+  for (size_t i = 0; i < sizeof cert_files / sizeof cert_files[0]; i++) {
+    CLEANUP_FREE char *path = xasprintf ("%s/%s", opt.tls_certificates,
+                                         cert_files[i]);
+    check_tls_file ("--tls-certificates", path,
+                    strcmp (cert_files[i], "server-key.pem") == 0);
+  }
 }
 
 /* Parse "serve ARGS..."; exits on a usage error. */
@@ -364,6 +474,12 @@ parse_serve (int argc, char **argv)
       opt.takeover = optarg ? "force" : "true";
       break;
     case OPT_UNCONDITIONAL: opt.unconditional = true; break;
+    case OPT_TLS: opt.tls = parse_tls (optarg); break;
+    case OPT_TLS_CERTIFICATES:
+      opt.tls_certificates = absolute (optarg);
+      break;
+    case OPT_TLS_PSK: opt.tls_psk = absolute (optarg); break;
+    case OPT_TLS_VERIFY_PEER: opt.tls_verify_peer = true; break;
     case OPT_FOREGROUND: opt.foreground = true; break;
     case OPT_PIDFILE: opt.pidfile = absolute (optarg); break;
     case OPT_LOG_LEVEL:
@@ -379,8 +495,8 @@ parse_serve (int argc, char **argv)
   if (opt.control) {
     if (spawn_flags)
       usage_error ("with --control, lazyvold runs no nbdkit: give the "
-                   "storage, --listen, --filter and plugin options to "
-                   "your nbdkit instead");
+                   "storage, --listen, --tls, --filter and plugin options "
+                   "to your nbdkit instead");
     default_admin_sock ();
     return;
   }
@@ -389,6 +505,7 @@ parse_serve (int argc, char **argv)
   if (opt.listen_group && opt.listen[0] != '/')
     usage_error ("--listen-group needs a Unix socket --listen PATH: any "
                  "local user can connect to a TCP listener");
+  check_tls ();
   /* The file store's bucket is a directory; nbdkit may run in /. */
   if (opt.bucket && opt.storage_backend &&
       strcmp (opt.storage_backend, "file") == 0)
@@ -457,6 +574,11 @@ nbdkit_argv (const char *pidfile, const char *control)
   if (opt.log_level == LOG_LV_DEBUG)
     append (&argv, &n, "-v");
   listen_args (&argv, &n);
+  append (&argv, &n, xasprintf ("--tls=%s", tls_modes[opt.tls].name));
+  param (&argv, &n, "--tls-certificates", opt.tls_certificates);
+  param (&argv, &n, "--tls-psk", opt.tls_psk);
+  if (opt.tls_verify_peer)
+    append (&argv, &n, "--tls-verify-peer");
   for (size_t i = 0; i < opt.nfilters; i++)
     append (&argv, &n, xasprintf ("--filter=%s", opt.filters[i]));
   append (&argv, &n, opt.plugin);
@@ -591,8 +713,10 @@ on_ready (bool ok)
     what = xasprintf ("admin API on %s for nbdkit's control socket %s",
                       opt.admin_sock, opt.control);
   else
-    what = xasprintf ("NBD on %s, admin API on %s", opt.listen,
-                      opt.admin_sock);
+    what = xasprintf ("NBD on %s (%s%s), admin API on %s", opt.listen,
+                      tls_modes[opt.tls].text,
+                      opt.tls_verify_peer ? ", client certificates verified"
+                      : "", opt.admin_sock);
   log_info ("ready: %s", what);
   if (notify_fd == -1)          /* else the parent tells systemd */
     sdnotify ("READY=1\nSTATUS=ready: %s", what);

@@ -28,7 +28,7 @@ listen "$tmp/notify" "$tmp/fg.log"
 NOTIFY_SOCKET=$tmp/notify start_lazyvold "$tmp/fg"
 wait_for 10 grep -q 'READY=1' "$tmp/fg.log" || fail "no READY=1"
 cat "$tmp/fg.log"
-grep -qx "pid=$lazyvold_pid READY=1 STATUS=ready: NBD on $tmp/fg/nbd.sock, admin API on $tmp/fg/admin.sock" "$tmp/fg.log"
+grep -qx "pid=$lazyvold_pid READY=1 STATUS=ready: NBD on $tmp/fg/nbd.sock (no TLS), admin API on $tmp/fg/admin.sock" "$tmp/fg.log"
 nbdkit_pid=$(nbdkit_pid_of "$tmp/fg")
 tr '\0' '\n' < "/proc/$nbdkit_pid/environ" > "$tmp/nbdkit.env"
 grep -q '^LC_ALL=' "$tmp/nbdkit.env"      # the environment was read...

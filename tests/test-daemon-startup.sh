@@ -42,6 +42,22 @@ usage_error '--log-level must be' serve --cache-root "$tmp/c" --log-level loud
 usage_error 'bad port' serve --cache-root "$tmp/c" --listen 127.0.0.1:99999
 usage_error '--listen wants' serve --cache-root "$tmp/c" --listen nbd.sock
 usage_error 'no group named' serve --cache-root "$tmp/c" --admin-group no-such-group-x
+# TLS: nbdkit's modes only, keys for any mode but off, and nbdkit's files
+# there to read (the checks come before any file is touched).
+usage_error '--tls must be off, on or require, not "maybe"' serve --cache-root "$tmp/c" --tls=maybe
+usage_error '--tls-certificates and --tls-psk exclude each other' \
+    serve --cache-root "$tmp/c" --tls-psk "$tmp/k.psk" --tls-certificates "$tmp"
+usage_error '--tls=require needs --tls-certificates DIR or --tls-psk FILE' \
+    serve --cache-root "$tmp/c" --tls=require
+usage_error '--tls=off with --tls-psk' serve --cache-root "$tmp/c" --tls=off --tls-psk "$tmp/k.psk"
+usage_error '--tls-verify-peer checks X.509 client certificates' \
+    serve --cache-root "$tmp/c" --tls-psk "$tmp/k.psk" --tls-verify-peer
+(cd "$tmp" && usage_error "--tls-psk: $tmp/k.psk: No such file or directory" \
+     serve --cache-root "$tmp/c" --tls-psk k.psk)
+usage_error "--tls-certificates: $tmp/ca-cert.pem: No such file or directory" \
+    serve --cache-root "$tmp/c" --tls=on --tls-certificates "$tmp"
+usage_error 'with --control, lazyvold runs no nbdkit' \
+    serve --control "$tmp/ctl.sock" --tls-psk "$tmp/k.psk"
 s=0
 unshare --map-user=1000 env -u XDG_RUNTIME_DIR \
     "$LAZYVOLD" serve --control "$tmp/ctl.sock" 2> "$tmp/err" || s=$?
