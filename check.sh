@@ -13,13 +13,13 @@ cd "$(dirname "$0")"
 # clients (libnbd tools, python3-libnbd, qemu-img/qemu-io) and a local
 # signature-validating S3 server (OpenStack Swift from python3-swift);
 # psktool and certtool (gnutls-bin) make the keys of the TLS tests;
-# debhelper, lintian and systemd (systemd-analyze) build and check the
-# Debian packages.
+# debhelper, lintian and systemd (systemd-analyze, which reads the man
+# pages a unit names: man-db) build and check the Debian packages.
 PACKAGES="build-essential autoconf automake libtool pkg-config perl
   nbdkit nbdkit-plugin-dev libcurl4-openssl-dev libssl-dev libjson-c-dev
   libevent-dev libnbd-bin python3-libnbd qemu-utils python3-swift
   python3-boto3 curl jq socat procps util-linux util-linux-extra
-  gnutls-bin debhelper lintian systemd"
+  gnutls-bin debhelper lintian systemd man-db"
 
 # shellcheck disable=SC2086
 ./install-deps.sh $PACKAGES

@@ -5,11 +5,12 @@
  *
  * The rule lives here alone: lazyvold listens where lazyvolctl looks.
  * The euid decides, not the uid, so that a set-uid wrapper or "sudo -E"
- * finds root's socket.  lazyvolctl alone falls back on root's socket:
- * lazyvold must never listen anywhere but where it was told.  The
- * directory is created 0700 when lazyvold
- * finds it missing; one that exists (systemd's RuntimeDirectory, which
- * an --admin-group deployment makes 0750) is left as it is.
+ * finds root's socket.  lazyvolctl alone falls back on root's socket,
+ * which is the system service's: lazyvold must never listen anywhere but
+ * where it was told.  The directory is created 0700 when lazyvold finds
+ * it missing; one that exists (systemd's RuntimeDirectory, 0755 in
+ * lazyvold.service, where the socket's own mode admits its group) is
+ * left as it is.
  */
 #include <config.h>
 
@@ -45,8 +46,11 @@ adminsock_find (void)
   char *own = adminsock_default ();
   struct stat st;
 
+  /* Root's socket when it exists, or its directory cannot be entered:
+   * "permission denied" then says more than "no socket" of one's own.
+   */
   if (geteuid () == 0 || (own && (stat (own, &st) == 0 || errno != ENOENT)) ||
-      stat (root, &st) == -1)
+      (stat (root, &st) == -1 && errno != EACCES))
     return own;
   free (own);
   return str_printf ("%s", root);

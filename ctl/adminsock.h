@@ -29,8 +29,8 @@
 char *adminsock_default (void);
 /* The socket lazyvolctl talks to when none is named, malloc'd: the
  * default of adminsock_default, or root's if that is missing (or there
- * is none) and root's exists and can be reached.  NULL with err_set as
- * adminsock_default.
+ * is none) and root's exists or its directory refuses this user.  NULL
+ * with err_set as adminsock_default.
  */
 char *adminsock_find (void);
 /* Create the directory of the default socket PATH (mode 0700) if it is

@@ -22,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <curl/curl.h>
 
@@ -159,6 +160,10 @@ set_transfer_error (const struct client_call *c)
   if (c->result != CURLE_COULDNT_CONNECT)
     err_set (EIO, "lazyvold on %s: %s", c->sock,
              c->errbuf[0] ? c->errbuf : curl_easy_strerror (c->result));
+  else if (access (c->sock, R_OK | W_OK) == -1 && errno == EACCES)
+    err_set (EACCES, "cannot connect to lazyvold on %s: permission denied; "
+             "it admits its own user and the group of --admin-group "
+             "(lazyvold.service's: lazyvol)", c->sock);
   else if (stat (c->sock, &st) == -1)
     err_set (ENOENT, "cannot connect to lazyvold: no socket %s (%m); is "
              "lazyvold running?  Name its socket with --socket PATH or "

@@ -630,7 +630,7 @@ usage (FILE *f)
 "  --socket PATH  lazyvold's admin socket (default: $" ADMINSOCK_ENV ", else\n"
 "                 " ADMINSOCK_ROOT_DIR "/" ADMINSOCK_NAME " for root,\n"
 "                 $XDG_RUNTIME_DIR/lazyvol/" ADMINSOCK_NAME " for others,\n"
-"                 or root's if theirs is missing)\n"
+"                 or the system service's if theirs is missing)\n"
 "  --json         print lazyvold's JSON reply, and no progress\n"
 "\n"
 "Exit status: 0 ok, 1 error, 2 usage, 3 not found, 4 conflict,\n"

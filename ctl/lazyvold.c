@@ -790,9 +790,10 @@ on_signal (evutil_socket_t sig, short what, void *arg)
   static bool stopping;
 
   api_stop ();
-  sdnotify ("STOPPING=1\nSTATUS=%s: shutting down", strsignal (sig));
   if (sig == SIGUSR2) {
     pid_t pid = supervise_detach ();
+
+    sdnotify ("STOPPING=1\nSTATUS=SIGUSR2: exiting; nbdkit keeps serving");
     if (pid)
       log_info ("SIGUSR2: exiting; nbdkit pid %d keeps serving", (int) pid);
     else
@@ -808,6 +809,7 @@ on_signal (evutil_socket_t sig, short what, void *arg)
   }
   stopping = true;
   log_info ("%s: shutting down", strsignal (sig));
+  sdnotify ("STOPPING=1\nSTATUS=%s: shutting down", strsignal (sig));
   discover_stop ();
   supervise_stop (on_stopped);
 }

@@ -35,3 +35,26 @@ AC_DEFUN([LV_CHECK_INSTALL_DIR], [
     [AC_MSG_WARN([$1 is $lv_got, but $2 looks in $lv_want: $5.
 Configure with $4=$lv_want to install there.])])
 ])
+
+# LV_WITH_INSTALL_DIR(OPTION, VARIABLE, DEFAULT, DEFAULT-TEXT, HELP,
+#                     PKG, PKG-VARIABLE, CONSEQUENCE, [ALSO-SEARCHED],
+#                     [NO-ALLOWED])
+# ---------------------------------------------------------------------
+# --with-OPTION=DIR: an install directory in VARIABLE (AC_SUBST), DEFAULT
+# unless given; "yes" means the default, "no" is refused unless
+# NO-ALLOWED (then VARIABLE is "no"), anything else must be absolute.
+# Then LV_CHECK_INSTALL_DIR warns if PKG looks elsewhere.
+AC_DEFUN([LV_WITH_INSTALL_DIR], [
+  AC_ARG_WITH([$1], [AS_HELP_STRING([--with-$1=DIR], [$5 @<:@$4@:>@])],
+    [], [with_[]m4_translit([$1], [-], [_])=yes])
+  lv_dir=$with_[]m4_translit([$1], [-], [_])
+  AS_CASE([$lv_dir],
+    [yes], [$2=$3],
+    [no], [m4_ifval([$10], [$2=no],
+            [AC_MSG_ERROR([--without-$1: lazyvol needs this directory])])],
+    [/*], [$2=$lv_dir],
+    [AC_MSG_ERROR([--with-$1=$lv_dir: not an absolute path])])
+  AC_SUBST([$2])
+  AS_IF([test "x[$]$2" != xno],
+    [LV_CHECK_INSTALL_DIR([$2], [$6], [$7], [--with-$1], [$8], [$9])])
+])

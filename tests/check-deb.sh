@@ -15,9 +15,12 @@
 #     runs the unpacked lazyvold and plugin (serve, create, write,
 #     snapshot, read back);
 #  4. dpkg -i: systemd-analyze verify on the installed unit (it needs
-#     the ExecStart binary, and no systemd as PID 1), the smoke test
-#     again against the installed packages, then dpkg --purge.  Skipped,
-#     with a message, only if lazyvol is already installed here.
+#     the ExecStart binary and the man pages Documentation= names, and no
+#     systemd as PID 1), the smoke test again against the installed
+#     packages, then dpkg --purge, and the user lazyvol is removed if the
+#     install created it.  Not done, with a message, where lazyvol is
+#     installed already, or where systemd runs as PID 1 (the package
+#     would start lazyvold.service) unless LAZYVOL_CHECK_DEB_INSTALL=1.
 set -eu
 build=$(cd "$1" && pwd)
 out=$build/deb
@@ -50,7 +53,7 @@ if grep 'configure: WARNING' "$out/build.log"; then
 fi
 
 step "lintian"
-lintian --info --display-info "$out"/*.changes
+lintian --info --display-info --fail-on error,warning "$out"/*.changes
 
 step "smoke test of the unpacked packages"
 for deb in "$out"/*.deb; do
@@ -63,8 +66,21 @@ then
     step "lazyvol is installed on this machine: not installing over it"
     exit 0
 fi
+if [ -d /run/systemd/system ] && [ "${LAZYVOL_CHECK_DEB_INSTALL:-}" != 1 ]
+then
+    step "systemd runs here, and would start lazyvold.service: not" \
+         "installing (LAZYVOL_CHECK_DEB_INSTALL=1 does)"
+    exit 0
+fi
 step "dpkg -i, systemd-analyze verify, smoke test of the installed packages"
-trap '$sudo dpkg --purge lazyvol nbdkit-plugin-lazyvol > /dev/null' EXIT
+had_user=false
+getent passwd lazyvol > /dev/null && had_user=true
+cleanup ()
+{
+    $sudo dpkg --purge lazyvol nbdkit-plugin-lazyvol > /dev/null
+    $had_user || ! getent passwd lazyvol > /dev/null || $sudo userdel lazyvol
+}
+trap cleanup EXIT
 $sudo dpkg -i "$out"/lazyvol_*.deb "$out"/nbdkit-plugin-lazyvol_*.deb
 unit=$(dpkg -L lazyvol | grep '/lazyvold\.service$')
 systemd-analyze verify "$unit" > "$out/verify.log" 2>&1 ||

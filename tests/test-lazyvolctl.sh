@@ -19,7 +19,7 @@
 # commands and export ids.
 [ "${LAZYVOL_TEST_MOUNT_NS-}" = 1 ] || exec "$srcdir/in-mount-ns.sh" "$0" "$@"
 . "$srcdir/functions.sh"
-requires "$LAZYVOLD" "$LAZYVOLCTL" curl jq qemu-io nbdcopy cmp mount umount \
+requires "$LAZYVOLD" "$LAZYVOLCTL" curl jq setpriv qemu-io nbdcopy cmp mount umount \
     unshare stat /usr/bin/python3
 tmp=$(make_tmpdir)
 mount -t tmpfs -o mode=0755 tmpfs /run || fail "cannot mount a tmpfs on /run"
@@ -231,6 +231,12 @@ mkdir -p "$tmp/xdg/lazyvol"
 ln -s "$admin" "$tmp/xdg/lazyvol/admin.sock"
 [ "$(XDG_RUNTIME_DIR=$tmp/xdg as_user "$LAZYVOLCTL" list -q | sort | tr '\n' ' ')" = "vm01 vm02 " ]
 rm "$tmp/xdg/lazyvol/admin.sock"
+# Someone outside the socket's group (/run/lazyvol is 0700 here) is told
+# permission is denied, not that there is no socket of their own.
+s=0
+setpriv --reuid=65534 --regid=65534 --clear-groups \
+    env -u LAZYVOL_SOCKET -u XDG_RUNTIME_DIR "$LAZYVOLCTL" list 2> "$tmp/err" || s=$?
+[ "$s" = 1 ] && matches -F "cannot connect to lazyvold on /run/lazyvol/admin.sock: permission denied" "$tmp/err"
 stop_lazyvold_at_exit "$other_pid" "$tmp/e/cache"
 XDG_RUNTIME_DIR=$tmp/xdg as_user "$LAZYVOLCTL" list 2> "$tmp/err" && fail "connected"
 matches -F "no socket $tmp/xdg/lazyvol/admin.sock" "$tmp/err"

@@ -4,7 +4,8 @@
 # Every source file carries the licence header, and COPYING is the
 # BSD-3-Clause text the headers name.  Build trees (a directory holding
 # config.status), what bootstrap.sh and configure generate (build-aux/,
-# config.h) and debian/ (covered by debian/copyright) are not sources.
+# config.h, libtool's m4 files) and debian/'s data files (covered by
+# debian/copyright) are not sources; debian/'s scripts are.
 set -eu
 . "$srcdir/functions.sh"
 
@@ -20,8 +21,17 @@ tmp=$(make_tmpdir)
               -o -exec test -f '{}/config.status' \; \) -prune -o \
          -type f \( -name '*.c' -o -name '*.h' -o -name '*.sh' \
                     -o -name '*.py' -o -name '*.am' -o -name '*.ac' \
-                    -o -name '*.pod' \) \
-         ! -name config.h -print
+                    -o -name '*.pod' -o -name '*.m4' -o -name '*.syms' \
+                    -o -name '*.fio' -o -name '*.service.in' \
+                    -o -name '*.sysusers' \) \
+         ! -name config.h ! -name aclocal.m4 ! -name libtool.m4 \
+         ! -name 'lt*.m4' -print
+    # Scripts and configuration files without a telling extension.
+    for f in .ci/run completion/lazyvolctl systemd/lazyvold.conf \
+             systemd/credentials debian/rules debian/lazyvol.postinst \
+             debian/tests/smoke; do
+        [ ! -e "$f" ] || echo "./$f"
+    done
 ) | sort > "$tmp/files"
 count=$(wc -l < "$tmp/files")
 [ "$count" -ge 150 ] || fail "only $count source files found under $top"
