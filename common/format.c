@@ -32,6 +32,7 @@
  */
 #include <config.h>
 
+#include <assert.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <limits.h>
@@ -104,15 +105,41 @@ run_bytes (const struct manifest *m, uint64_t chunk, uint64_t count)
     chunk_len (m->image_size, m->chunk_size, chunk + count - 1);
 }
 
+/* The piece number in NAME, "KIND.blob" (0) or "KIND.N.blob" (N in
+ * [1, BLOB_PIECES_MAX), no leading zero), or -1.
+ */
+static long
+blob_piece (const char *name, const char *kind)
+{
+  size_t n = strlen (kind);
+  char *end;
+  long piece;
+
+  if (strncmp (name, kind, n) != 0 || name[n] != '.')
+    return -1;
+  name += n + 1;
+  if (strcmp (name, "blob") == 0)
+    return 0;
+  if (name[0] < '1' || name[0] > '9')
+    return -1;
+  errno = 0;
+  piece = strtol (name, &end, 10);
+  if (errno || piece >= BLOB_PIECES_MAX || strcmp (end, ".blob") != 0)
+    return -1;
+  return piece;
+}
+
 /* The kind of blob KEY names, if it is "E/snapshots/S/delta.blob" or
- * "E/snapshots/S/base.blob" with valid ids: MANIFEST_DELTA or
- * MANIFEST_BASE.  -1 for anything else.  The id alphabets exclude "/", so
- * the key cannot climb out of the export root or name another object.
+ * "E/snapshots/S/base.blob" (or a further piece, "delta.N.blob") with
+ * valid ids: MANIFEST_DELTA or MANIFEST_BASE.  -1 for anything else.
+ * The id alphabets exclude "/", so the key cannot climb out of the
+ * export root or name another object.
  */
 static int
 blob_key_kind (const char *key)
 {
-  char buf[EXPORT_ID_MAX + SNAPSHOT_ID_LEN + sizeof "/snapshots//delta.blob"];
+  char buf[EXPORT_ID_MAX + SNAPSHOT_ID_LEN + sizeof "/snapshots//delta.blob"
+           + 8];
   char *rest = buf, *export_id, *dir, *snapshot_id;
 
   if (strlen (key) >= sizeof buf)
@@ -125,9 +152,9 @@ blob_key_kind (const char *key)
   if (rest == NULL || !id_export_valid (export_id) ||
       strcmp (dir, "snapshots") != 0 || !id_snapshot_valid (snapshot_id))
     return -1;
-  if (strcmp (rest, "delta.blob") == 0)
+  if (blob_piece (rest, "delta") >= 0)
     return MANIFEST_DELTA;
-  if (strcmp (rest, "base.blob") == 0)
+  if (blob_piece (rest, "base") >= 0)
     return MANIFEST_BASE;
   return -1;
 }
@@ -1275,6 +1302,31 @@ char *
 key_blob_rel (const char *export_id, const char *snapshot_id,
               enum manifest_kind kind)
 {
-  return str_printf ("%s/snapshots/%s/%s.blob", export_id, snapshot_id,
-                     kind == MANIFEST_BASE ? "base" : "delta");
+  return key_blob_piece_rel (export_id, snapshot_id, kind, 0);
+}
+
+char *
+key_blob_piece_rel (const char *export_id, const char *snapshot_id,
+                    enum manifest_kind kind, unsigned piece)
+{
+  const char *name = kind == MANIFEST_BASE ? "base" : "delta";
+
+  assert (piece < BLOB_PIECES_MAX);
+  if (piece == 0)
+    return str_printf ("%s/snapshots/%s/%s.blob", export_id, snapshot_id,
+                       name);
+  return str_printf ("%s/snapshots/%s/%s.%u.blob", export_id, snapshot_id,
+                     name, piece);
+}
+
+bool
+key_blob_is_own (const char *key, const char *export_id,
+                 const char *snapshot_id)
+{
+  size_t e = strlen (export_id);
+
+  return blob_key_kind (key) != -1 && strncmp (key, export_id, e) == 0 &&
+    strncmp (key + e, "/snapshots/", 11) == 0 &&
+    strncmp (key + e + 11, snapshot_id, SNAPSHOT_ID_LEN) == 0 &&
+    key[e + 11 + SNAPSHOT_ID_LEN] == '/';
 }

@@ -211,6 +211,18 @@ char *key_manifest (const char *root, const char *export_id,
 /* Relative blob key as stored in manifests: "E/snapshots/S/KIND.blob". */
 char *key_blob_rel (const char *export_id, const char *snapshot_id,
                     enum manifest_kind kind);
+/* A snapshot's blob is one object unless it would be larger than the
+ * store takes (store_object_max): then it is split into pieces,
+ * "KIND.blob", "KIND.1.blob", "KIND.2.blob" ..., each holding whole
+ * chunks.  The relative key of piece PIECE (< BLOB_PIECES_MAX).
+ */
+#define BLOB_PIECES_MAX 1000000
+char *key_blob_piece_rel (const char *export_id, const char *snapshot_id,
+                          enum manifest_kind kind, unsigned piece);
+/* Is KEY a blob (piece) that snapshot SNAPSHOT_ID of EXPORT_ID wrote? */
+bool key_blob_is_own (const char *key, const char *export_id,
+                      const char *snapshot_id)
+  __attribute__ ((__nonnull__));
 /* Full key of a relative key REL under ROOT. */
 char *key_join (const char *root, const char *rel);
 

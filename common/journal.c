@@ -126,6 +126,7 @@ journal_write (const char *cache_dir, const struct journal *j)
                           json_object_new_uint64 (j->generation));
   json_object_object_add (o, "previous_snapshot_id",
                           json_object_new_string (j->previous));
+  json_object_object_add (o, "pieces", json_object_new_uint64 (j->pieces));
   json_object_object_add (o, "upload_id", j->upload_id[0]
                           ? json_object_new_string (j->upload_id) : NULL);
   s = json_object_to_json_string_ext (o, JSON_C_TO_STRING_PRETTY);
@@ -176,22 +177,23 @@ journal_sweep (struct volume_env *env, const char *export_id)
 static bool
 discard_objects (struct volume_env *env, const struct journal *j)
 {
-  CLEANUP_FREE char *rel = key_blob_rel (j->export_id, j->snapshot_id,
-                                         j->kind);
-  CLEANUP_FREE char *blob = rel ? key_join (env->root, rel) : NULL;
   CLEANUP_FREE char *manifest = key_manifest (env->root, j->export_id,
                                               j->snapshot_id);
-  bool used = true;
-
+  struct blob_set blobs = { 0 };
   bool done = true;
 
-  if (blob == NULL || manifest == NULL) {
+  if (manifest == NULL ||
+      blob_set_own (&blobs, env, j->export_id, j->snapshot_id, j->kind,
+                    j->pieces) == -1) {
     log_warn ("%s: %s; the objects of snapshot %s are left", j->export_id,
               err_msg (), j->snapshot_id);
+    blob_set_free (&blobs);
     return false;
   }
+  /* The upload under way is the last piece's. */
   if (j->upload_id[0] &&
-      store_upload_abort_id (env->st, blob, j->upload_id) == -1) {
+      store_upload_abort_id (env->st, blobs.keys[j->pieces - 1],
+                             j->upload_id) == -1) {
     log_warn ("%s", err_msg ());
     done = false;
   }
@@ -199,16 +201,11 @@ discard_objects (struct volume_env *env, const struct journal *j)
     log_warn ("%s", err_msg ());
     done = false;
   }
-  if (publish_blob_used (env, rel, &used) == -1) {
-    log_warn ("%s; keeping %s", err_msg (), blob);
-    done = false;
-  }
-  else if (used)
-    log_warn ("%s: keeping %s, which a manifest names", j->export_id, blob);
-  else if (store_delete (env->st, blob) == -1) {
+  if (publish_delete_unused (env, &blobs) == -1) {
     log_warn ("%s", err_msg ());
     done = false;
   }
+  blob_set_free (&blobs);
   return done;
 }
 
@@ -253,7 +250,7 @@ journal_read (const char *cache_dir, const char *export_id,
 {
   CLEANUP_FREE char *path = str_printf ("%s/" JOURNAL, cache_dir);
   CLEANUP_FREE char *text = NULL;
-  json_object *o, *gen;
+  json_object *o, *gen, *pieces;
   int r = 0;
 
   if (path == NULL)
@@ -271,6 +268,13 @@ journal_read (const char *cache_dir, const char *export_id,
     if (json_object_object_get_ex (o, "generation", &gen) &&
         json_object_is_type (gen, json_type_int))
       j->generation = json_object_get_uint64 (gen);
+    /* Written before blobs were split: one piece. */
+    j->pieces = 1;
+    if (json_object_object_get_ex (o, "pieces", &pieces) &&
+        json_object_is_type (pieces, json_type_int) &&
+        json_object_get_uint64 (pieces) >= 1 &&
+        json_object_get_uint64 (pieces) <= BLOB_PIECES_MAX)
+      j->pieces = json_object_get_uint64 (pieces);
     snprintf (j->upload_id, sizeof j->upload_id, "%s",
               journal_str (o, "upload_id"));
     r = 1;

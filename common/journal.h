@@ -21,7 +21,8 @@ struct journal {
   enum manifest_kind kind;                      /* DELTA or BASE */
   uint64_t generation;                          /* it will have */
   char previous[SNAPSHOT_ID_LEN + 1];           /* the head it builds on */
-  char upload_id[512];                          /* "" until one starts */
+  unsigned pieces;              /* blob pieces it may have written (1..) */
+  char upload_id[512];          /* of the last piece; "" until one starts */
 };
 
 /* Write J as CACHE_DIR's journal, atomically and durably (on a full disk

@@ -12,7 +12,11 @@
  *   4. packs the chunks' point-in-time bytes, in chunk order and skipping
  *      all-zero chunks, into one blob (delta.blob or base.blob), uploaded
  *      in parallel parts while writes to the export go on; each part's
- *      chunks are hashed by the thread that uploads it;
+ *      chunks are hashed by the thread that uploads it.  The parts come
+ *      from a fixed memory budget, whatever the image size; a blob that
+ *      would pass the store's object limit or its part count is split
+ *      into pieces (delta.1.blob, ...), uploaded one after another, each
+ *      piece journaled before it starts;
  *   5. writes manifest.json: the new chunks, merged in chunk order with the
  *      previous manifest's chunks that were not republished;
  *   6. moves the head: volume.json with If-Match on the etag read in 1,
@@ -60,13 +64,19 @@
 
 #define PART_SIZE_MIN (8 * 1024 * 1024)
 #define UPLOAD_THREADS 4
+/* The parts of an upload in memory at once (threads + 1) take at most
+ * this, unless a single chunk is larger than a share of it: then fewer
+ * threads upload parts of one chunk.
+ */
+#define UPLOAD_MEMORY (128 * 1024 * 1024)
 
 int publish_delay_ms;
 
 /* One chunk of the publish set, in chunk order. */
 struct pchunk {
   uint64_t chunk;
-  uint64_t offset;              /* in the new blob */
+  uint32_t piece;               /* of the new blob */
+  uint64_t offset;              /* in that piece */
   bool zero;                    /* all zeros: not listed */
   unsigned char sha[32];
 };
@@ -78,11 +88,17 @@ struct publish {
   struct journal j;             /* the new snapshot's id, generation ... */
   struct volume_head old_head;
   char etag[128];
-  char *blob_rel, *blob_key, *manifest_key;
+  char *blob_rel, *manifest_key;     /* blob_rel: piece 0 */
   struct pchunk *list;
   uint64_t n;
   uint64_t *packed;             /* packed[K]: the list index of the Kth
-                                   chunk in the blob */
+                                   chunk in the blob, over every piece */
+  size_t part_size;             /* bytes of a part, and parts in flight */
+  unsigned threads;
+  uint64_t piece_max;           /* bytes of a piece, whole chunks */
+  uint64_t *piece_size;         /* [j.pieces]: bytes of each piece */
+  uint64_t piece_first;         /* packed index of the current piece's
+                                   first chunk */
 };
 
 static int
@@ -94,17 +110,40 @@ journal_upload_started (void *opaque, const char *upload_id)
   return journal_write (p->v->cache_dir, &p->j);
 }
 
-/* Part size: at least PART_SIZE_MIN and one chunk, a multiple of the
- * chunk size, and large enough that N chunks fit in the store's part
- * count limit.
+/* Part size and upload threads.  Parts are whole chunks, at least
+ * PART_SIZE_MIN, and large enough for the publish set's P->N chunks to
+ * fit in the store's part count -- but no more than a share of
+ * UPLOAD_MEMORY (threads + 1 parts are in memory): a larger blob is
+ * split into pieces instead.  A chunk larger than a share fills a part
+ * alone, with as many threads as the budget holds (at least one).  Then
+ * the largest piece: whole chunks, no more than the store takes in one
+ * object or in its part count.
  */
-static size_t
-part_size (uint32_t chunk_size, uint64_t n)
+static void
+upload_geometry (struct publish *p)
 {
-  uint64_t need = n * chunk_size / (STORE_PART_MAX_COUNT - 1) + 1;
-  uint64_t size = need > PART_SIZE_MIN ? need : PART_SIZE_MIN;
+  uint32_t cs = p->v->head.chunk_size;
+  uint64_t share = UPLOAD_MEMORY / (UPLOAD_THREADS + 1), max;
+  uint64_t size = p->n * cs / (STORE_PART_MAX_COUNT - 1) + 1;
 
-  return (size + chunk_size - 1) / chunk_size * chunk_size;
+  if (size < PART_SIZE_MIN)
+    size = PART_SIZE_MIN;
+  if (size > share)
+    size = share;
+  size = (size + cs - 1) / cs * cs;
+  if (size > share && size > cs)
+    size -= cs;                 /* back within the share */
+  p->part_size = size;
+  p->threads = UPLOAD_THREADS;
+  if (p->part_size > share) {
+    uint64_t parts = UPLOAD_MEMORY / p->part_size;
+
+    p->threads = parts > 1 ? parts - 1 : 1;
+  }
+  max = (uint64_t) p->part_size * STORE_PART_MAX_COUNT;
+  if (store_object_max () < max)
+    max = store_object_max ();
+  p->piece_max = max >= cs ? max / cs * cs : cs;
 }
 
 /* Upload hook: hash the chunks in one part of the blob, in the thread
@@ -122,7 +161,8 @@ hash_part (void *opaque, const void *buf, size_t len, uint64_t offset)
 
   assert (offset % cs == 0);
   for (size_t pos = 0; pos < len; pos += cs) {
-    struct pchunk *pc = &p->list[p->packed[(offset + pos) / cs]];
+    struct pchunk *pc = &p->list[p->packed[p->piece_first +
+                                           (offset + pos) / cs]];
     size_t n = len - pos < cs ? len - pos : cs;
 
     assert (pc->offset == offset + pos);
@@ -134,13 +174,63 @@ hash_part (void *opaque, const void *buf, size_t len, uint64_t offset)
   return 0;
 }
 
-/* Step 4: read every frozen chunk and pack the non-zero ones into the
- * blob (hash_part hashes them).  Fills p->list and p->packed.
+/* Start the upload of the blob's next piece, whose first chunk will be
+ * the Kth packed one.  Every piece but the first is journaled before it
+ * starts, so that a crash leaves it to be removed.  NULL with err_set.
  */
-static int
-pack_blob (struct publish *p, struct upload *up)
+static struct upload *
+start_piece (struct publish *p, bool first, uint64_t k)
 {
   struct volume *v = p->v;
+  unsigned piece = first ? 0 : p->j.pieces;
+  CLEANUP_FREE char *rel = key_blob_piece_rel (v->export_id,
+                                               p->j.snapshot_id, p->j.kind,
+                                               piece);
+  CLEANUP_FREE char *key = rel ? key_join (v->env->root, rel) : NULL;
+  uint64_t *sizes = reallocarray (p->piece_size, piece + 1, sizeof *sizes);
+
+  if (sizes)
+    p->piece_size = sizes;
+  if (key == NULL || sizes == NULL) {
+    err_set (ENOMEM, "publish %s: out of memory", v->name);
+    return NULL;
+  }
+  if (piece == BLOB_PIECES_MAX - 1) {
+    err_set (EFBIG, "publish %s: the blob needs more than %d pieces",
+             v->name, BLOB_PIECES_MAX);
+    return NULL;
+  }
+  sizes[piece] = 0;
+  p->piece_first = k;
+  if (!first) {
+    p->j.pieces = piece + 1;
+    p->j.upload_id[0] = '\0';
+    if (journal_write (v->cache_dir, &p->j) == -1)
+      return NULL;
+  }
+  return upload_new (v->env->st, key, p->part_size, p->threads,
+                     journal_upload_started, hash_part, p);
+}
+
+/* Upload what is left of the current piece UP and record its size.
+ * Frees UP.  0 or -1.
+ */
+static int
+finish_piece (struct publish *p, struct upload *up)
+{
+  p->piece_size[p->j.pieces - 1] = upload_size (up);
+  return upload_finish (up);
+}
+
+/* Step 4: read every frozen chunk and pack the non-zero ones into the
+ * blob's pieces (hash_part hashes them).  Fills p->list, p->packed and
+ * p->piece_size.
+ */
+static int
+pack_blob (struct publish *p)
+{
+  struct volume *v = p->v;
+  struct upload *up = NULL;
   uint64_t chunk, i = 0, k = 0, bytes = 0, total;
   uint64_t last = chunk_count (v->head.image_size, v->head.chunk_size) - 1;
 
@@ -153,19 +243,29 @@ pack_blob (struct publish *p, struct upload *up)
        from = chunk + 1) {
     uint32_t len = chunk_len (v->head.image_size, v->head.chunk_size, chunk);
     struct pchunk *pc = &p->list[i++];
-    void *buf = upload_reserve (up, len);
+    void *buf;
     int r;
 
-    if (buf == NULL)
+    if (up && upload_size (up) + len > p->piece_max) {
+      r = finish_piece (p, up);
+      up = NULL;
+      if (r == -1)
+        return -1;
+      CRASH_POINT ("publish.between_pieces");
+    }
+    if (up == NULL && (up = start_piece (p, i == 1, k)) == NULL)
       return -1;
+    if ((buf = upload_reserve (up, len)) == NULL)
+      goto err;
     pc->chunk = chunk;
     r = cache_publish_read (v->cache, chunk, buf);
     if (r == 0)                 /* not local: the published bytes */
       r = volume_fetch_chunk (v, chunk, buf, len) == -1 ? -1 : 1;
     if (r == -1)
-      return -1;
+      goto err;
     pc->zero = is_zero (buf, len);
     if (!pc->zero) {
+      pc->piece = p->j.pieces - 1;
       pc->offset = upload_size (up);
       p->packed[k++] = i - 1;
       upload_commit (up, len);
@@ -176,7 +276,11 @@ pack_blob (struct publish *p, struct upload *up)
     volume_op_progress (v, i, p->n, bytes, total);
   }
   p->n = i;
-  return 0;
+  return up ? finish_piece (p, up) : 0;
+
+ err:
+  upload_abort (up);
+  return -1;
 }
 
 /* Step 5: the new manifest.  Chunks of the publish set come from the new
@@ -184,14 +288,14 @@ pack_blob (struct publish *p, struct upload *up)
  * manifest.  Old blobs are listed only if still used.
  */
 static struct manifest *
-build_manifest (struct publish *p, uint64_t blob_size)
+build_manifest (struct publish *p)
 {
   struct volume *v = p->v;
   const struct manifest *old = p->base ? NULL : v->manifest;
   CLEANUP_FREE int *blob_map = NULL;
+  CLEANUP_FREE int *piece_map = NULL;
   struct manifest *m;
   uint64_t i = 0, e = 0, k = 0;
-  int new_blob = -1;
 
   m = manifest_new (v->export_id, p->j.snapshot_id, p->base ? MANIFEST_BASE
                     : MANIFEST_DELTA, p->j.generation, v->head.image_size,
@@ -208,6 +312,11 @@ build_manifest (struct publish *p, uint64_t blob_size)
     goto nomem;
   for (size_t b = 0; old && b < old->nblobs; b++)
     blob_map[b] = -1;
+  /* The new blob's pieces are listed as their first chunk comes. */
+  if ((piece_map = malloc (p->j.pieces * sizeof *piece_map)) == NULL)
+    goto nomem;
+  for (unsigned b = 0; b < p->j.pieces; b++)
+    piece_map[b] = -1;
 
   for (;;) {
     uint64_t next_new = i < p->n ? p->list[i].chunk : UINT64_MAX;
@@ -220,10 +329,16 @@ build_manifest (struct publish *p, uint64_t blob_size)
     if (next_new <= next_old) {
       const struct pchunk *pc = &p->list[i++];
       if (!pc->zero) {
-        if (new_blob == -1 &&
-            (new_blob = manifest_add_blob (m, p->blob_rel, blob_size)) == -1)
+        int *b = &piece_map[pc->piece];
+        CLEANUP_FREE char *rel = NULL;
+
+        if (*b == -1 &&
+            ((rel = key_blob_piece_rel (v->export_id, p->j.snapshot_id,
+                                        p->j.kind, pc->piece)) == NULL ||
+             (*b = manifest_add_blob (m, rel,
+                                      p->piece_size[pc->piece])) == -1))
           goto nomem;
-        r = manifest_add_chunk (m, pc->chunk, new_blob, pc->offset, pc->sha);
+        r = manifest_add_chunk (m, pc->chunk, *b, pc->offset, pc->sha);
       }
       if (next_new != next_old)
         continue;
@@ -398,12 +513,10 @@ publish_frozen (struct publish *p, int64_t n, struct publish_result *out)
   struct volume *v = p->v;
   struct volume_head head = p->old_head;
   struct manifest *m = NULL;
-  struct upload *up = NULL;
   CLEANUP_FREE char *json = NULL;
   struct meta_base published = { .generation = 0 };
   char etag[128];
   bool head_moved = false, unknown = false;
-  uint64_t blob_size;
 
   p->n = n;
   p->list = calloc (n ? n : 1, sizeof *p->list);
@@ -415,19 +528,11 @@ publish_frozen (struct publish *p, int64_t n, struct publish_result *out)
   if (journal_write (v->cache_dir, &p->j) == -1)
     goto err;
   CRASH_POINT ("publish.after_journal");
-  up = upload_new (v->env->st, p->blob_key,
-                   part_size (v->head.chunk_size, n), UPLOAD_THREADS,
-                   journal_upload_started, hash_part, p);
-  if (up == NULL || pack_blob (p, up) == -1)
+  upload_geometry (p);
+  if (pack_blob (p) == -1)
     goto err;
-  blob_size = upload_size (up);
-  if (upload_finish (up) == -1) {
-    up = NULL;
-    goto err;
-  }
-  up = NULL;
   CRASH_POINT ("publish.after_blob");
-  m = build_manifest (p, blob_size);
+  m = build_manifest (p);
   if (m == NULL || (json = manifest_format (m)) == NULL ||
       store_put (v->env->st, p->manifest_key, json, strlen (json),
                  STORE_PUT_ANY, NULL, NULL) == -1)
@@ -465,7 +570,6 @@ publish_frozen (struct publish *p, int64_t n, struct publish_result *out)
   return 0;
 
  err:
-  upload_abort (up);
   manifest_free (m);
   if (head_moved)
     return -1;
@@ -564,19 +668,19 @@ publish (struct volume *v, bool base, struct publish_result *out)
   id_snapshot_new (p.j.snapshot_id);
   p.j.kind = base ? MANIFEST_BASE : MANIFEST_DELTA;
   p.j.generation = p.old_head.generation + 1;
+  p.j.pieces = 1;
   memcpy (p.j.previous, p.old_head.snapshot_id, sizeof p.j.previous);
   p.blob_rel = key_blob_rel (v->export_id, p.j.snapshot_id, p.j.kind);
-  p.blob_key = p.blob_rel ? key_join (v->env->root, p.blob_rel) : NULL;
   p.manifest_key = key_manifest (v->env->root, v->export_id, p.j.snapshot_id);
-  if (p.blob_key && p.manifest_key)
+  if (p.blob_rel && p.manifest_key)
     r = publish_frozen (&p, n, out);
   else
     cache_publish_end (v->cache, false, NULL);
   free (p.blob_rel);
-  free (p.blob_key);
   free (p.manifest_key);
   free (p.list);
   free (p.packed);
+  free (p.piece_size);
   return r;
 }
 

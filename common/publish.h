@@ -76,20 +76,42 @@ int publish_snapshot_ids (struct volume_env *env, const char *export_id,
 int publish_list (struct volume_env *env, const char *export_id,
                   struct snapshot_info **out, size_t *n);
 /* Delete snapshot SNAPSHOT_ID of EXPORT_ID: its manifest, and its blob
- * unless another manifest (of any export under the root) still uses it.
- * The current snapshot cannot be deleted (EBUSY).  *BLOB_KEPT tells
- * whether the blob stayed.  0 or -1.
+ * (each piece) unless another manifest (of any export under the root)
+ * still uses it.  The current snapshot cannot be deleted (EBUSY).
+ * *BLOB_KEPT tells whether the blob, or a piece of it, stayed.  0 or -1.
  */
 int publish_delete (struct volume_env *env, const char *export_id,
                     const char *snapshot_id, bool *blob_kept);
 
-/* Does any manifest under the export root name blob BLOB_REL (relative
- * to the root)?  Reads every manifest; one that cannot be parsed counts
- * as naming it.  0 with *USED set, or -1 (also if the store failed to
- * give a manifest: then nobody can tell yet).
+/* Blobs being deleted: their keys relative to the export root (as
+ * manifests name them), their full keys, and whether a manifest uses
+ * each (publish_delete_unused).
  */
-int publish_blob_used (struct volume_env *env, const char *blob_rel,
-                       bool *used);
+struct blob_set {
+  char **rels, **keys;
+  bool *used;
+  size_t n;
+};
+/* Add the blob REL to S.  0 or -1 (ENOMEM). */
+int blob_set_add (struct blob_set *s, struct volume_env *env, const char *rel)
+  __attribute__ ((__nonnull__));
+/* Add the keys of pieces 0 to PIECES-1 of the blob that snapshot
+ * SNAPSHOT_ID of EXPORT_ID writes.  0 or -1.
+ */
+int blob_set_own (struct blob_set *s, struct volume_env *env,
+                  const char *export_id, const char *snapshot_id,
+                  enum manifest_kind kind, unsigned pieces)
+  __attribute__ ((__nonnull__));
+/* Free the keys of S and empty it. */
+void blob_set_free (struct blob_set *s) __attribute__ ((__nonnull__));
+/* Delete the blobs of SET that no manifest under the export root names:
+ * one listing and one read of every manifest for the whole set; a
+ * manifest that cannot be parsed names them all.  Sets SET->used.  0, or
+ * -1 if a delete failed or nobody can tell yet (the store failed to give
+ * a manifest: nothing is deleted).
+ */
+int publish_delete_unused (struct volume_env *env, struct blob_set *set)
+  __attribute__ ((__nonnull__));
 
 
 #endif /* LAZYVOL_PUBLISH_H */

@@ -11,7 +11,8 @@
  *
  * Deleting a snapshot removes its manifest first, then looks at every
  * other manifest under the export root (all exports: clones included);
- * the snapshot's own blob goes only if none of them names it.  A manifest
+ * each piece of the snapshot's own blob goes only if none of them names
+ * it (one scan for all the pieces).  A manifest
  * that cannot be read counts as a user, so a blob is never deleted on a
  * guess.  A clone made from the snapshot while it is being deleted can
  * race with this scan: do not delete a snapshot you are cloning.
@@ -85,17 +86,18 @@ publish_snapshot_ids (struct volume_env *env, const char *export_id,
   return 0;
 }
 
-/* The size of the blob snapshot M wrote itself (0 for a clone). */
+/* The bytes of the blob snapshot M wrote itself, all its pieces (0 for
+ * a clone).
+ */
 static uint64_t
 own_blob_size (const struct manifest *m)
 {
-  CLEANUP_FREE char *own = key_blob_rel (m->export_id, m->snapshot_id,
-                                         m->kind);
+  uint64_t bytes = 0;
 
-  for (size_t i = 0; own && m->kind != MANIFEST_CLONE && i < m->nblobs; i++)
-    if (strcmp (m->blobs[i].key, own) == 0)
-      return m->blobs[i].size;
-  return 0;
+  for (size_t i = 0; m->kind != MANIFEST_CLONE && i < m->nblobs; i++)
+    if (key_blob_is_own (m->blobs[i].key, m->export_id, m->snapshot_id))
+      bytes += m->blobs[i].size;
+  return bytes;
 }
 
 int
@@ -134,31 +136,90 @@ publish_list (struct volume_env *env, const char *export_id,
   return 0;
 }
 
-/* Scan state for "does any manifest still use this blob?". */
+int
+blob_set_add (struct blob_set *s, struct volume_env *env, const char *rel)
+{
+  char **rels = reallocarray (s->rels, s->n + 1, sizeof *s->rels);
+  char **keys = rels ? reallocarray (s->keys, s->n + 1, sizeof *s->keys)
+    : NULL;
+  bool *used = keys ? reallocarray (s->used, s->n + 1, sizeof *s->used)
+    : NULL;
+
+  if (rels)
+    s->rels = rels;
+  if (keys)
+    s->keys = keys;
+  if (used)
+    s->used = used;
+  if (used == NULL)
+    return err_set (ENOMEM, "out of memory");
+  s->rels[s->n] = strdup (rel);
+  s->keys[s->n] = key_join (env->root, rel);
+  s->used[s->n] = false;
+  if (s->rels[s->n] == NULL || s->keys[s->n] == NULL) {
+    free (s->rels[s->n]);
+    free (s->keys[s->n]);
+    return err_set (ENOMEM, "out of memory");
+  }
+  s->n++;
+  return 0;
+}
+
+int
+blob_set_own (struct blob_set *s, struct volume_env *env,
+              const char *export_id, const char *snapshot_id,
+              enum manifest_kind kind, unsigned pieces)
+{
+  for (unsigned i = 0; i < pieces; i++) {
+    CLEANUP_FREE char *rel = key_blob_piece_rel (export_id, snapshot_id,
+                                                 kind, i);
+
+    if (rel == NULL || blob_set_add (s, env, rel) == -1)
+      return err_set (ENOMEM, "out of memory");
+  }
+  return 0;
+}
+
+void
+blob_set_free (struct blob_set *s)
+{
+  for (size_t i = 0; i < s->n; i++) {
+    free (s->rels[i]);
+    free (s->keys[i]);
+  }
+  free (s->rels);
+  free (s->keys);
+  free (s->used);
+  memset (s, 0, sizeof *s);
+}
+
+/* Scan state for "does any manifest still use these blobs?". */
 struct blob_users {
   struct volume_env *env;
   size_t plen;                  /* length of "<root>/" */
-  const char *blob_rel;
-  bool used;
+  struct blob_set *set;
+  size_t unused;                /* blobs of the set no manifest names yet */
 };
 
 /* store_list callback over every key under the root: for each
- * "<E>/snapshots/<S>/manifest.json", check its blobs.  A manifest that
- * cannot be parsed counts as using the blob; one the store fails to give
- * stops the scan (-1): counting it as a user would orphan the blob for
- * good, since nothing looks again, so the caller keeps what it would
- * have deleted and says why (a journal kept retries at the next start).
+ * "<E>/snapshots/<S>/manifest.json", mark the blobs of the set it names.
+ * A manifest that cannot be parsed counts as naming them all; one the
+ * store fails to give stops the scan (-1): counting it as a user would
+ * orphan the blobs for good, since nothing looks again, so the caller
+ * keeps what it would have deleted and says why (a journal kept retries
+ * at the next start).
  */
 static int
 check_manifest (void *opaque, const char *key, uint64_t size, bool is_prefix)
 {
   struct blob_users *b = opaque;
+  struct blob_set *set = b->set;
   char export_id[EXPORT_ID_MAX + 1], sid[SNAPSHOT_ID_LEN + 1];
   const char *rel = key + b->plen, *slash = strchr (rel, '/');
   const char *tail = "/snapshots/";
   struct manifest *m;
 
-  if (b->used || slash == NULL || slash - rel > EXPORT_ID_MAX ||
+  if (b->unused == 0 || slash == NULL || slash - rel > EXPORT_ID_MAX ||
       strncmp (slash, tail, strlen (tail)) != 0 ||
       strlen (slash + strlen (tail)) != SNAPSHOT_ID_LEN + 1 +
       strlen (MANIFEST_NAME) ||
@@ -176,15 +237,60 @@ check_manifest (void *opaque, const char *key, uint64_t size, bool is_prefix)
   if (m == NULL && err_errno () == EBADMSG) {
     /* It will not read better later: keep what it may name. */
     log_warn ("%s: %s; keeping the blob it may use", key, err_msg ());
-    b->used = true;
+    for (size_t i = 0; i < set->n; i++)
+      set->used[i] = true;
+    b->unused = 0;
     return 0;
   }
   if (m == NULL)                /* the store failed: nobody knows yet */
-    return err_prefix ("cannot tell whether %s names %s", key, b->blob_rel);
-  for (size_t i = 0; i < m->nblobs && !b->used; i++)
-    b->used = strcmp (m->blobs[i].key, b->blob_rel) == 0;
+    return err_prefix ("cannot tell whether %s names %s", key,
+                       set->rels[0]);
+  for (size_t i = 0; i < m->nblobs; i++)
+    for (size_t j = 0; j < set->n; j++)
+      if (!set->used[j] && strcmp (m->blobs[i].key, set->rels[j]) == 0) {
+        set->used[j] = true;
+        b->unused--;
+      }
   manifest_free (m);
   return 0;
+}
+
+/* Mark the blobs of SET that some manifest under the export root names;
+ * one listing and one read of every manifest for the whole set.  0 or
+ * -1 (also if the store failed to give a manifest: then nobody can tell
+ * yet).
+ */
+static int
+blobs_used (struct volume_env *env, struct blob_set *set)
+{
+  CLEANUP_FREE char *root = env->root[0] ? str_printf ("%s/", env->root)
+    : strdup ("");
+  struct blob_users b = { .env = env, .set = set, .unused = set->n };
+
+  if (root == NULL)
+    return err_set (ENOMEM, "out of memory");
+  b.plen = strlen (root);
+  for (size_t i = 0; i < set->n; i++)
+    set->used[i] = false;
+  if (set->n && store_list (env->st, root, NULL, check_manifest, &b) != 0)
+    return -1;
+  return 0;
+}
+
+int
+publish_delete_unused (struct volume_env *env, struct blob_set *set)
+{
+  int r = 0;
+
+  if (blobs_used (env, set) == -1)
+    return -1;
+  for (size_t i = 0; i < set->n; i++) {
+    if (set->used[i])
+      log_info ("blob %s kept: another snapshot uses it", set->rels[i]);
+    else if (store_delete (env->st, set->keys[i]) == -1)
+      r = -1;
+  }
+  return r;
 }
 
 int
@@ -192,11 +298,10 @@ publish_delete (struct volume_env *env, const char *export_id,
                 const char *snapshot_id, bool *blob_kept)
 {
   CLEANUP_FREE char *manifest_key = NULL;
-  CLEANUP_FREE char *blob_rel = NULL;
-  CLEANUP_FREE char *blob_key = NULL;
+  struct blob_set own = { 0 };
   struct volume_head head;
   struct manifest *m;
-  bool clone;
+  int r = -1;
 
   if (!id_export_valid (export_id) || !id_snapshot_valid (snapshot_id))
     return err_set (EINVAL, "invalid export or snapshot id");
@@ -208,48 +313,28 @@ publish_delete (struct volume_env *env, const char *export_id,
   m = volume_fetch_manifest (env, export_id, snapshot_id, 0);
   if (m == NULL)
     return -1;
-  clone = m->kind == MANIFEST_CLONE;
-  manifest_key = key_manifest (env->root, export_id, snapshot_id);
-  if (!clone)
-    blob_rel = key_blob_rel (export_id, snapshot_id, m->kind);
+  /* Its own blob's pieces are those it names (a clone wrote none). */
+  for (size_t i = 0; i < m->nblobs; i++)
+    if (key_blob_is_own (m->blobs[i].key, export_id, snapshot_id) &&
+        blob_set_add (&own, env, m->blobs[i].key) == -1)
+      goto out;
   manifest_free (m);
-  if (manifest_key == NULL || (!clone && blob_rel == NULL))
-    return -1;
-
-  if (store_delete (env->st, manifest_key) == -1)
-    return -1;
+  m = NULL;
+  if ((manifest_key = key_manifest (env->root, export_id,
+                                    snapshot_id)) == NULL ||
+      store_delete (env->st, manifest_key) == -1)
+    goto out;
   log_info ("%s: deleted snapshot %s", export_id, snapshot_id);
-  *blob_kept = false;
-  if (blob_rel == NULL)
-    return 0;                   /* a clone's manifest owns no blob */
-
-  if (publish_blob_used (env, blob_rel, blob_kept) == -1)
-    return err_prefix ("snapshot %s deleted, but its blob was kept",
-                       snapshot_id);
-  if (*blob_kept) {
-    log_info ("%s: blob %s kept: another snapshot uses it", export_id,
-              blob_rel);
-    return 0;
-  }
-  if ((blob_key = key_join (env->root, blob_rel)) == NULL)
-    return -1;
-  return store_delete (env->st, blob_key);
-}
-
-int
-publish_blob_used (struct volume_env *env, const char *blob_rel, bool *used)
-{
-  CLEANUP_FREE char *root = env->root[0] ? str_printf ("%s/", env->root)
-    : strdup ("");
-  struct blob_users b = { .env = env, .blob_rel = blob_rel };
-
-  if (root == NULL)
-    return err_set (ENOMEM, "out of memory");
-  b.plen = strlen (root);
-  if (store_list (env->st, root, NULL, check_manifest, &b) != 0)
-    return -1;
-  *used = b.used;
-  return 0;
+  r = publish_delete_unused (env, &own);
+  *blob_kept = r == -1;
+  for (size_t i = 0; i < own.n; i++)
+    *blob_kept |= own.used[i];
+  if (r == -1)
+    err_prefix ("snapshot %s deleted, but its blob was kept", snapshot_id);
+ out:
+  manifest_free (m);
+  blob_set_free (&own);
+  return r;
 }
 
 int

@@ -118,6 +118,17 @@ store_open (const struct store_config *cfg)
   return NULL;
 }
 
+uint64_t
+store_object_max (void)
+{
+  const char *s = getenv ("LAZYVOL_TEST_OBJECT_MAX");
+  uint64_t max;
+
+  if (s && parse_size (s, &max) && max > 0 && max < STORE_OBJECT_MAX)
+    return max;
+  return STORE_OBJECT_MAX;
+}
+
 void
 store_close (struct store *st)
 {

@@ -132,6 +132,15 @@ int store_sweep_temps (struct store *st, const char *prefix);
  */
 #define STORE_PART_MIN (5 * 1024 * 1024)
 #define STORE_PART_MAX_COUNT 10000
+/* The largest object S3 stores (R2's limit too). */
+#define STORE_OBJECT_MAX (UINT64_C (5) << 40)
+
+/* The largest object lazyvol writes to any store, STORE_OBJECT_MAX (so
+ * that a directory store's objects can be copied to S3), or less if the
+ * environment variable LAZYVOL_TEST_OBJECT_MAX sets it: tests split
+ * blobs with it on a small disk.
+ */
+uint64_t store_object_max (void);
 struct store_upload;
 
 /* Start a multipart upload of KEY.  NULL with err_set. */

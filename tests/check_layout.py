@@ -8,11 +8,12 @@
 #   - every manifest is valid JSON naming only blobs that exist, at their
 #     recorded sizes, and every listed chunk lies inside its blob with the
 #     recorded SHA-256 (the bytes are fetched with ranged GETs);
-#   - a snapshot's own blob holds exactly the chunks its manifest takes
-#     from it: no zero chunk, nothing unreferenced.
+#   - a snapshot's own blob (each of its pieces) holds exactly the chunks
+#     its manifest takes from it: no zero chunk, nothing unreferenced.
 # Prints one line per snapshot; exits non-zero on the first violation.
 import hashlib
 import json
+import re
 import sys
 
 import boto3
@@ -48,9 +49,12 @@ for hk in heads:
 for mk in sorted(k for k in keys if k.endswith("/manifest.json")):
     m = json.loads(get(mk))
     cs = m["chunk_size"]
-    own = mk[len(prefix) + 1:-len("manifest.json")] + \
-        ("base.blob" if m["kind"] == "base" else "delta.blob")
-    own_ranges = []
+    # The snapshot's own blob: KIND.blob, and KIND.N.blob for its further
+    # pieces (a blob larger than the store's object limit is split).
+    own_dir = mk[len(prefix) + 1:-len("manifest.json")]
+    kind = "base" if m["kind"] == "base" else "delta"
+    own_re = re.compile(re.escape(own_dir + kind) + r"(\.[1-9][0-9]*)?\.blob$")
+    own_ranges = {}
     for i, b in enumerate(m["blobs"]):
         key = prefix + "/" + b["key"]
         assert key in keys, "%s names a missing blob %s" % (mk, key)
@@ -67,16 +71,24 @@ for mk in sorted(k for k in keys if k.endswith("/manifest.json")):
             assert hashlib.sha256(data).hexdigest() == x["sha256"][k], \
                 "%s: chunk %d does not match its SHA-256" % (mk, chunk)
             assert data.count(0) != length, "%s: chunk %d is all zeros" % (mk, chunk)
-            if m["blobs"][x["blob"]]["key"] == own:
-                own_ranges.append((off, length))
+            if own_re.match(m["blobs"][x["blob"]]["key"]):
+                own_ranges.setdefault(m["blobs"][x["blob"]]["key"],
+                                      []).append((off, length))
     if m["kind"] != "clone":
-        size = keys.get(prefix + "/" + own, 0)
-        own_ranges.sort()
-        pos = 0
-        for off, length in own_ranges:
-            assert off == pos, "%s: gap or overlap in its blob at %d" % (mk, off)
-            pos += length
-        assert pos == size, "%s: its blob has %d bytes, chunks use %d" % (
-            mk, size, pos)
-    print("%s: %s, generation %d, %d chunks from its own blob" % (
-        mk, m["kind"], m["generation"], len(own_ranges)))
+        stored = [k[len(prefix) + 1:] for k in keys
+                  if own_re.match(k[len(prefix) + 1:])]
+        for piece in stored:
+            assert piece in own_ranges, "%s: %s is not named" % (mk, piece)
+        for piece, ranges in own_ranges.items():
+            size = keys.get(prefix + "/" + piece, 0)
+            ranges.sort()
+            pos = 0
+            for off, length in ranges:
+                assert off == pos, "%s: gap or overlap in %s at %d" % (
+                    mk, piece, off)
+                pos += length
+            assert pos == size, "%s: %s has %d bytes, chunks use %d" % (
+                mk, piece, size, pos)
+    print("%s: %s, generation %d, %d chunks from its own blob (%d pieces)" % (
+        mk, m["kind"], m["generation"],
+        sum(len(r) for r in own_ranges.values()), len(own_ranges)))
