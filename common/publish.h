@@ -24,6 +24,11 @@
  * a test race another writer into that window).  -D lazyvol.publish_delay.
  */
 extern int publish_delay_ms;
+/* Test hook: a clone sleeps this many milliseconds after it has read its
+ * source's manifest (to let a test delete the source snapshot in that
+ * window).  -D lazyvol.clone_delay.
+ */
+extern int clone_delay_ms;
 
 struct publish_result {
   bool created;                 /* false: nothing was dirty */

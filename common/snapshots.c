@@ -14,8 +14,18 @@
  * each piece of the snapshot's own blob goes only if none of them names
  * it (one scan for all the pieces).  A manifest
  * that cannot be read counts as a user, so a blob is never deleted on a
- * guess.  A clone made from the snapshot while it is being deleted can
- * race with this scan: do not delete a snapshot you are cloning.
+ * guess.
+ *
+ * A clone racing the delete of its source snapshot.  The rule: a delete
+ * removes the manifest first and scans after; a clone writes its own
+ * manifest first and then checks that the source's manifest is still
+ * there, and moves its head only if it is.  If the clone's check comes
+ * after the delete's removal, the clone fails (and removes its
+ * manifest); if it comes before, the clone's manifest was written
+ * before the removal, so the delete's scan, which comes after it, sees
+ * the clone's manifest and keeps the blobs.  Either the clone fails or
+ * the blobs stay; a clone never names a deleted blob.  (The store must
+ * read its own writes and list them, as S3 and the directory store do.)
  */
 #include <config.h>
 
@@ -24,6 +34,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "crash.h"
 #include "err.h"
@@ -31,6 +42,8 @@
 #include "volume-impl.h"
 
 #define MANIFEST_NAME "manifest.json"
+
+int clone_delay_ms;
 
 struct id_list {
   size_t plen;                  /* length of the listing prefix */
@@ -337,6 +350,27 @@ publish_delete (struct volume_env *env, const char *export_id,
   return r;
 }
 
+/* Is the manifest of the snapshot being cloned still there?  0, or -1:
+ * ENOENT if it was deleted meanwhile (its blobs may be gone), or the
+ * store's error.
+ */
+static int
+source_still_there (struct volume_env *env, const char *export_id,
+                    const char *snapshot_id)
+{
+  CLEANUP_FREE char *key = key_manifest (env->root, export_id, snapshot_id);
+  struct store_obj obj;
+
+  if (key == NULL)
+    return err_set (ENOMEM, "out of memory");
+  if (store_head (env->st, key, &obj) == 0)
+    return 0;
+  if (err_errno () == ENOENT)
+    return err_set (ENOENT, "snapshot %s of %s was deleted while it was "
+                    "being cloned", snapshot_id, export_id);
+  return -1;
+}
+
 int
 publish_clone (struct volume_env *env, const char *export_id,
                const char *source_export_id, const char *source_snapshot_id,
@@ -364,6 +398,8 @@ publish_clone (struct volume_env *env, const char *export_id,
   m = volume_fetch_manifest (env, source_export_id, source_snapshot_id, 0);
   if (m == NULL)
     return -1;
+  if (clone_delay_ms > 0)
+    usleep (clone_delay_ms * 1000);
 
   /* The clone's first snapshot: the same chunks and blobs, a new identity. */
   snprintf (m->cloned_export, sizeof m->cloned_export, "%s", source_export_id);
@@ -387,12 +423,15 @@ publish_clone (struct volume_env *env, const char *export_id,
   if (json == NULL || manifest_key == NULL)
     return err_set (ENOMEM, "clone: out of memory");
 
-  /* Manifest first, head last; the head must not exist yet. */
+  /* Manifest first, then the source's manifest must still be there (the
+   * rule at the top), head last; the head must not exist yet.
+   */
   if (store_put (env->st, manifest_key, json, strlen (json), STORE_PUT_ANY,
                  NULL, NULL) == -1)
     return -1;
   CRASH_POINT ("clone.after_manifest");
-  if (volume_put_new_head (env, &head) == -1) {
+  if (source_still_there (env, source_export_id, source_snapshot_id) == -1 ||
+      volume_put_new_head (env, &head) == -1) {
     struct err_saved why;
 
     /* Keep the reason; a failed clean-up only leaves an orphan. */

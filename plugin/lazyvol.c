@@ -69,6 +69,7 @@ static struct volume_env env;
 
 /* Debug flags, set with nbdkit -D lazyvol.FLAG=N (see the man page). */
 NBDKIT_DLL_PUBLIC int lazyvol_debug_publish_delay = 0;
+NBDKIT_DLL_PUBLIC int lazyvol_debug_clone_delay = 0;
 
 static void
 log_sink (enum log_level level, const char *msg)
@@ -316,6 +317,7 @@ lazyvol_get_ready (void)
   env.cache_id = cache_id;
   env.unconditional = unconditional;
   publish_delay_ms = lazyvol_debug_publish_delay;
+  clone_delay_ms = lazyvol_debug_clone_delay;
   return 0;
 }
 
