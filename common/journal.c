@@ -285,6 +285,19 @@ journal_read (const char *cache_dir, const char *export_id,
   return r;
 }
 
+int
+journal_pending (const char *cache_dir, const char *export_id,
+                 char snapshot_id[SNAPSHOT_ID_LEN + 1])
+{
+  struct journal j;
+  int r = journal_read (cache_dir, export_id, &j);
+
+  snapshot_id[0] = '\0';
+  if (r == 1)
+    memcpy (snapshot_id, j.snapshot_id, SNAPSHOT_ID_LEN + 1);
+  return r;
+}
+
 /* Did journaled snapshot J land before head HEAD moved past it?  Walks
  * HEAD's parents back to J's generation.  1 yes, 0 no, -1 cannot tell.
  */

@@ -63,5 +63,12 @@ void journal_sweep (struct volume_env *env, const char *export_id)
  */
 bool journal_discard (struct volume_env *env, const struct journal *j)
   __attribute__ ((__nonnull__));
+/* The snapshot that the journal in CACHE_DIR (of EXPORT_ID) names, into
+ * SNAPSHOT_ID: a publish under way, or one interrupted and not settled.
+ * 1, 0 if there is no journal (SNAPSHOT_ID is then ""), or -1.
+ */
+int journal_pending (const char *cache_dir, const char *export_id,
+                     char snapshot_id[SNAPSHOT_ID_LEN + 1])
+  __attribute__ ((__nonnull__));
 
 #endif /* LAZYVOL_JOURNAL_H */

@@ -109,6 +109,13 @@ int blob_set_own (struct blob_set *s, struct volume_env *env,
   __attribute__ ((__nonnull__));
 /* Free the keys of S and empty it. */
 void blob_set_free (struct blob_set *s) __attribute__ ((__nonnull__));
+/* Mark the blobs of SET that some manifest under the export root names
+ * (SET->used): one listing and one read of every manifest for the whole
+ * set; a manifest that cannot be parsed names them all.  0 or -1 (also
+ * if the store failed to give a manifest: then nobody can tell yet).
+ */
+int publish_blobs_used (struct volume_env *env, struct blob_set *set)
+  __attribute__ ((__nonnull__));
 /* Delete the blobs of SET that no manifest under the export root names:
  * one listing and one read of every manifest for the whole set; a
  * manifest that cannot be parsed names them all.  Sets SET->used.  0, or

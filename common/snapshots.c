@@ -268,13 +268,8 @@ check_manifest (void *opaque, const char *key, uint64_t size, bool is_prefix)
   return 0;
 }
 
-/* Mark the blobs of SET that some manifest under the export root names;
- * one listing and one read of every manifest for the whole set.  0 or
- * -1 (also if the store failed to give a manifest: then nobody can tell
- * yet).
- */
-static int
-blobs_used (struct volume_env *env, struct blob_set *set)
+int
+publish_blobs_used (struct volume_env *env, struct blob_set *set)
 {
   CLEANUP_FREE char *root = env->root[0] ? str_printf ("%s/", env->root)
     : strdup ("");
@@ -295,7 +290,7 @@ publish_delete_unused (struct volume_env *env, struct blob_set *set)
 {
   int r = 0;
 
-  if (blobs_used (env, set) == -1)
+  if (publish_blobs_used (env, set) == -1)
     return -1;
   for (size_t i = 0; i < set->n; i++) {
     if (set->used[i])

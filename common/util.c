@@ -4,6 +4,7 @@
 /* lazyvol: small helpers (see util.h). */
 #include <config.h>
 
+#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -67,6 +68,26 @@ id_snapshot_valid (const char *s)
     if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
       return false;
   return s[i] == '\0';
+}
+
+uint64_t
+id_snapshot_ms (const char *s)
+{
+  uint64_t ms = 0;
+
+  assert (id_snapshot_valid (s));
+  for (int i = 0; i < 12; i++)          /* 48 bits of milliseconds */
+    ms = ms * 16 + (s[i] <= '9' ? s[i] - '0' : s[i] - 'a' + 10);
+  return ms;
+}
+
+uint64_t
+time_real_ms (void)
+{
+  struct timespec ts;
+
+  clock_gettime (CLOCK_REALTIME, &ts);
+  return (uint64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 bool
@@ -140,8 +161,7 @@ id_snapshot_new (char out[SNAPSHOT_ID_LEN + 1])
     clock_gettime (CLOCK_MONOTONIC, &ts);
     memcpy (b, &ts, sizeof ts < sizeof b ? sizeof ts : sizeof b);
   }
-  clock_gettime (CLOCK_REALTIME, &ts);
-  ms = (uint64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+  ms = time_real_ms ();
 
   {
     LOCK_FOR_SCOPE (&lock);

@@ -56,6 +56,10 @@ int id_name_check (const char *what, const char *s)
   __attribute__ ((__nonnull__));
 /* Write a new time-ordered snapshot id (UUIDv7, 32 hex + NUL) to OUT. */
 void id_snapshot_new (char out[SNAPSHOT_ID_LEN + 1]);
+/* When the valid snapshot id S was made, in ms since the epoch (its
+ * first 48 bits).
+ */
+uint64_t id_snapshot_ms (const char *s) __attribute__ ((__nonnull__));
 
 /* printf into a new string, or NULL with err_set (ENOMEM).  Everything
  * that runs while serving uses this and unwinds: inside nbdkit an
@@ -116,6 +120,8 @@ bool hex_decode (const char *in, unsigned char *out, size_t len);
 void time_now_iso8601 (char out[32]);
 /* Monotonic clock in nanoseconds. */
 uint64_t time_mono_ns (void);
+/* The real-time clock in milliseconds since the epoch. */
+uint64_t time_real_ms (void);
 
 /* Parse a size like "1G", "4MiB", "1073741824" into *OUT (K, M, G, T, P
  * with an optional "iB" are powers of 1024); false if bad.

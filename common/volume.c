@@ -49,6 +49,7 @@ volume_op_name (enum volume_op op)
   case VOLUME_COMPACT: return "compacting";
   case VOLUME_HYDRATE: return "hydrating";
   case VOLUME_RESET: return "resetting";
+  case VOLUME_GC: return "collecting";
   }
   abort ();
 }
@@ -62,6 +63,7 @@ volume_op_kind (enum volume_op op)
   case VOLUME_COMPACT: return "compact";
   case VOLUME_HYDRATE: return "hydrate";
   case VOLUME_RESET: return "reset";
+  case VOLUME_GC: return "gc";
   }
   abort ();
 }

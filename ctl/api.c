@@ -99,6 +99,10 @@ static const struct field fork_body[] = {
 static const struct field publish_body[] = {
   { "wait", ANY, false }, { NULL, ANY, false },
 };
+/* gc is a dry run unless "delete": true. */
+static const struct field gc_body[] = {
+  { "delete", ANY, false }, { "grace_s", ANY, false }, { NULL, ANY, false },
+};
 static const struct field clone_body[] = {
   { "export_id", EXPORT, true }, { "source_export_id", EXPORT, true },
   { "source_snapshot_id", SNAPSHOT, false }, { NULL, ANY, false },
@@ -129,6 +133,7 @@ static const struct route routes[] = {
     REPLY_JSON },
   { POST, "/v1/exports/*/hydrate", CMD_hydrate, NAME, NULL, 202,
     REPLY_JSON },
+  { POST, "/v1/exports/*/gc", CMD_gc, WRITABLE, gc_body, 200, REPLY_JSON },
   { GET, "/v1/health", CMD_ping, ANY, NULL, 200, REPLY_HEALTH },
   { GET, "/v1/metrics", CMD_metrics, ANY, NULL, 200, REPLY_METRICS },
 };

@@ -17,6 +17,7 @@
  */
 #include <config.h>
 
+#include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
 #include <stdarg.h>
@@ -38,12 +39,13 @@
 enum {
   O_CHUNK_SIZE = 1 << 0, O_TAKEOVER = 1 << 1, O_FORCE = 1 << 2,
   O_SNAPSHOT = 1 << 3, O_QUIET = 1 << 4, O_NO_WAIT = 1 << 5,
+  O_DELETE = 1 << 6, O_GRACE = 1 << 7,
 };
 
 static struct {
   const char *socket;
-  bool json, quiet, no_wait;
-  const char *chunk_size, *snapshot;
+  bool json, quiet, no_wait, delete;
+  const char *chunk_size, *snapshot, *grace;
   const char *takeover;         /* NULL, "true" or "force" */
   unsigned given;               /* the O_* options seen */
 } opt;
@@ -100,6 +102,20 @@ size_arg (const char *what, const char *s)
   if (!parse_size (s, &n) || n == 0)
     usage_error ("%s must be a number of bytes with an optional K, M, G, T "
                  "(or KiB, MiB ...) suffix, not \"%s\"", what, s);
+  return n;
+}
+
+/* Parse a number of seconds for WHAT ("--grace"); exits if it is bad. */
+static uint64_t
+seconds_arg (const char *what, const char *s)
+{
+  unsigned long long n;
+  char *end;
+
+  errno = 0;
+  n = strtoull (s, &end, 10);
+  if (errno || end == s || *end || s[0] < '0' || s[0] > '9')
+    usage_error ("%s must be a number of seconds, not \"%s\"", what, s);
   return n;
 }
 
@@ -502,6 +518,51 @@ cmd_delete_snapshot (char **args)
 }
 
 static int
+cmd_gc (char **args)
+{
+  CLEANUP_FREE char *path =
+    xasprintf ("/v1/exports/%s/gc", checked (id_export_check, "ID", args[0]));
+  json_object *body = json_object_new_object (), *objs;
+  struct client_reply r;
+  char b[SHOW_BUF];
+  size_t n;
+  int e;
+
+  json_object_object_add (body, "delete",
+                          json_object_new_boolean (opt.delete));
+  if (opt.grace)
+    json_object_object_add (body, "grace_s", json_object_new_int64
+                            (seconds_arg ("--grace", opt.grace)));
+  if ((e = request ("POST", path, body, &r)) != 0)
+    return e;
+  if (!printed_json (&r)) {
+    objs = json_object_object_get (r.json, "objects");
+    n = json_object_is_type (objs, json_type_array)
+      ? json_object_array_length (objs) : 0;
+    for (size_t i = 0; i < n; i++) {
+      json_object *o = json_object_array_get_idx (objs, i);
+
+      printf ("%s  %s%s\n", show_str (o, "key"),
+              show_bytes (show_u64 (o, "size"), b),
+              show_bool (o, "deleted") ? "  deleted" : "");
+    }
+    printf ("%zu unused object%s, %s%s\n", n, n == 1 ? "" : "s",
+            show_bytes (show_u64 (r.json, "bytes"), b),
+            opt.delete ? "" : " (a dry run: --delete deletes them)");
+    if (show_u64 (r.json, "young") || show_u64 (r.json, "busy"))
+      printf ("kept: %" PRIu64 " younger than the grace period, %" PRIu64
+              " of the publish under way\n", show_u64 (r.json, "young"),
+              show_u64 (r.json, "busy"));
+    if (show_u64 (r.json, "unexpected"))
+      printf ("%" PRIu64 " object%s that lazyvol does not write (see "
+              "lazyvold's log), left alone\n", show_u64 (r.json, "unexpected"),
+              show_u64 (r.json, "unexpected") == 1 ? "" : "s");
+  }
+  client_reply_free (&r);
+  return 0;
+}
+
+static int
 cmd_fork (char **args)
 {
   CLEANUP_FREE char *path =
@@ -588,6 +649,12 @@ static const struct command commands[] = {
     "fetch every chunk into the cache",
     "Fetch every chunk of an export into the cache, showing the progress\n"
     "until it is done.  Ctrl-C detaches: the hydrate goes on in lazyvold." },
+  { "gc", "ID [--delete] [--grace SECS]", 1, O_DELETE | O_GRACE, cmd_gc,
+    "find (and delete) unused objects",
+    "List the objects in export ID's folder that no manifest or journal\n"
+    "names: blobs of deleted or never published snapshots.  A dry run\n"
+    "unless --delete.  Objects of snapshots younger than --grace seconds\n"
+    "(a day) are kept." },
   { "reset", "ID", 1, 0, cmd_reset,
     "drop the local state (writes are lost)",
     "Drop an export's local state: unpublished writes are LOST, and it\n"
@@ -666,7 +733,7 @@ cmd_help (char **args)
 
 enum {
   OPT_SOCKET = 256, OPT_JSON, OPT_CHUNK_SIZE, OPT_TAKEOVER, OPT_FORCE,
-  OPT_SNAPSHOT, OPT_NO_WAIT, OPT_HELP, OPT_VERSION,
+  OPT_SNAPSHOT, OPT_NO_WAIT, OPT_DELETE, OPT_GRACE, OPT_HELP, OPT_VERSION,
 };
 
 static const struct option long_options[] = {
@@ -677,6 +744,8 @@ static const struct option long_options[] = {
   { "force-takeover", no_argument, NULL, OPT_FORCE },
   { "snapshot", required_argument, NULL, OPT_SNAPSHOT },
   { "no-wait", no_argument, NULL, OPT_NO_WAIT },
+  { "delete", no_argument, NULL, OPT_DELETE },
+  { "grace", required_argument, NULL, OPT_GRACE },
   { "quiet", no_argument, NULL, 'q' },
   { "help", no_argument, NULL, OPT_HELP },
   { "version", no_argument, NULL, OPT_VERSION },
@@ -701,6 +770,8 @@ parse (int argc, char **argv)
     case OPT_FORCE: opt.takeover = "force"; opt.given |= O_FORCE; break;
     case OPT_SNAPSHOT: opt.snapshot = optarg; opt.given |= O_SNAPSHOT; break;
     case OPT_NO_WAIT: opt.no_wait = true; opt.given |= O_NO_WAIT; break;
+    case OPT_DELETE: opt.delete = true; opt.given |= O_DELETE; break;
+    case OPT_GRACE: opt.grace = optarg; opt.given |= O_GRACE; break;
     case 'q': opt.quiet = true; opt.given |= O_QUIET; break;
     case OPT_HELP: usage (stdout); exit (0);
     case OPT_VERSION: printf ("lazyvolctl %s\n", VERSION); exit (0);

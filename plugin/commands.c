@@ -24,6 +24,7 @@
 #include "err.h"
 #include "fork.h"
 #include "format.h"
+#include "gc.h"
 #include "jobs.h"
 #include "owner.h"
 #include "protocol.h"
@@ -749,6 +750,52 @@ cmd_discover (json_object *req, json_object *res)
 }
 
 typedef int (*command_fn) (json_object *req, json_object *res);
+/* Collect V's garbage: a dry run unless "delete" is true.  The export
+ * is claimed as a long operation, so no publish runs meanwhile.
+ */
+static int
+cmd_gc (json_object *req, json_object *res)
+{
+  struct gc_report r;
+  struct volume *v;
+  const char *id;
+  uint64_t grace = GC_GRACE_DEFAULT_S;
+  bool delete;
+  json_object *a;
+  int ret;
+
+  if (arg_export_id (req, "export_id", &id) == -1 ||
+      arg_bool (req, "delete", false, &delete) == -1 ||
+      arg_u64 (req, "grace_s", false, &grace) == -1 ||
+      (v = registry_get (id, false, false)) == NULL)
+    return -1;
+  if (volume_op_begin (v, VOLUME_GC) == -1) {
+    registry_put (v, false);
+    return -1;
+  }
+  ret = gc_run (v, delete, grace, &r);
+  volume_op_end (v, ret == 0);
+  registry_put (v, false);
+  a = json_object_new_array ();
+  for (size_t i = 0; i < r.n; i++) {
+    json_object *o = json_object_new_object ();
+
+    add_str (o, "key", r.objects[i].key);
+    add_u64 (o, "size", r.objects[i].size);
+    json_object_object_add (o, "deleted",
+                            json_object_new_boolean (r.objects[i].deleted));
+    json_object_array_add (a, o);
+  }
+  json_object_object_add (res, "objects", a);
+  add_u64 (res, "bytes", r.bytes);
+  add_u64 (res, "young", r.young);
+  add_u64 (res, "busy", r.busy);
+  add_u64 (res, "unexpected", r.unexpected);
+  json_object_object_add (res, "dry_run", json_object_new_boolean (!delete));
+  gc_report_free (&r);
+  return ret;
+}
+
 static const command_fn commands[CMD_COUNT] = {
 #define HANDLER(name) [CMD_##name] = cmd_##name,
   PROTOCOL_COMMANDS (HANDLER)

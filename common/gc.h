@@ -1,0 +1,48 @@
+/* SPDX-License-Identifier: BSD-3-Clause
+ * Copyright (C) 2026 The lazyvol Authors.  See COPYING.
+ */
+/* lazyvol: garbage collection of an export's folder (see gc.c). */
+#ifndef LAZYVOL_GC_H
+#define LAZYVOL_GC_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "volume.h"
+
+/* The default grace period: objects of a snapshot younger than this are
+ * never collected.
+ */
+#define GC_GRACE_DEFAULT_S (24 * 3600)
+
+/* One object gc found unused. */
+struct gc_object {
+  char *key;                    /* relative to the export root */
+  uint64_t size;
+  bool deleted;
+};
+
+/* What a run of gc found, and did. */
+struct gc_report {
+  struct gc_object *objects;
+  size_t n;
+  uint64_t bytes;               /* of the objects */
+  size_t young;                 /* unused, but inside the grace period */
+  size_t busy;                  /* of the publish under way or journaled */
+  size_t unexpected;            /* not lazyvol's: listed in the log, kept */
+};
+
+/* Find the objects in V's folder that no reachable manifest or live
+ * journal names, older than GRACE_S seconds; with DELETE, delete them.
+ * V must be claimed for VOLUME_GC (no publish runs meanwhile).  0, or
+ * -1 with err_set (a delete that failed, or a store failure that leaves
+ * gc unable to tell: then nothing is deleted).  *R is filled in either
+ * case; free it with gc_report_free.
+ */
+int gc_run (struct volume *v, bool delete, uint64_t grace_s,
+            struct gc_report *r) __attribute__ ((__nonnull__));
+/* Free what a gc_report holds. */
+void gc_report_free (struct gc_report *r) __attribute__ ((__nonnull__));
+
+#endif /* LAZYVOL_GC_H */

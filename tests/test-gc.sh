@@ -1,0 +1,86 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
+# Copyright (C) 2026 The lazyvol Authors.  See COPYING.
+# gc (POST /v1/exports/E/gc, lazyvolctl gc) finds the objects of an
+# export's folder that no manifest or journal names:
+#  - a blob kept for a clone when its snapshot was deleted is orphaned
+#    for good once the clone is gone: gc lists it (a dry run by default,
+#    and with no body), and deletes it with "delete": true;
+#  - a never-published snapshot's blob is found too; a snapshot younger
+#    than the grace period (a day by default) is left, counted "young";
+#  - an object lazyvol does not write is counted "unexpected" and left;
+#  - blobs that manifests name are never touched: the export reads the
+#    same from a fresh cache afterwards;
+#  - gc claims the export like a publish: while one runs, gc is 409, and
+#    a read-only view or an export not loaded is refused.
+. "$srcdir/functions.sh"
+requires "$LAZYVOLD" "$LAZYVOLCTL" curl jq qemu-io nbdcopy cmp
+tmp=$(make_tmpdir)
+start_store "$tmp"
+objects () { store_tool list exports/ | cut -d' ' -f1; }
+# Publishes wait 2 s before moving the head, so that one is under way
+# when gc asks.
+printf '#!/bin/sh\nexec nbdkit -D lazyvol.publish_delay=2000 "$@"\n' > "$tmp/nbdkit"
+chmod +x "$tmp/nbdkit"
+start_lazyvold "$tmp/d" --nbdkit "$tmp/nbdkit"
+lv () { "$LAZYVOLCTL" --socket "$admin" "$@"; }
+
+lv create e 4M --chunk-size 1M >/dev/null
+qemu-io -f raw -c 'write -P 1 0 2M' "$(uri e)" >/dev/null
+s1=$(lv --json snapshot e | jq -r .snapshot_id)
+lv clone c e >/dev/null
+qemu-io -f raw -c 'write -P 2 0 2M' "$(uri e)" >/dev/null
+lv snapshot e >/dev/null
+lv delete-snapshot e "$s1" | matches 'blob is kept'
+# The clone goes, as an admin would remove it: s1's blob is orphaned.
+lv close c >/dev/null
+for k in $(objects | grep '^exports/c/'); do store_tool delete "$k"; done
+objects | matches "e/snapshots/$s1/delta.blob"
+
+# A dry run, with no body: the blob is young (a day's grace).
+r=$(api POST /v1/exports/e/gc)
+[ "$(jq '.objects | length' <<<"$r")" = 0 ] && [ "$(jq .young <<<"$r")" = 1 ]
+[ "$(jq .dry_run <<<"$r")" = true ]
+# A never-published snapshot from long ago, and a stranger.
+old=0180000000007000800000000000beef
+printf 'x%.0s' $(seq 1000) > "$tmp/junk"
+store_tool put "exports/e/snapshots/$old/delta.blob" "$tmp/junk" >/dev/null
+store_tool put "exports/e/snapshots/$old/notes.txt" "$tmp/junk" >/dev/null
+r=$(api POST /v1/exports/e/gc '{"grace_s": 0}')
+jq -e --arg a "e/snapshots/$s1/delta.blob" --arg b "e/snapshots/$old/delta.blob" \
+    '[.objects[].key] | sort == ([$a, $b] | sort)' <<<"$r" >/dev/null ||
+    fail "gc found: $r"
+[ "$(jq .bytes <<<"$r")" = $((2 * 1048576 + 1000)) ]
+[ "$(jq .unexpected <<<"$r")" = 1 ] && [ "$(jq '[.objects[].deleted] | any' <<<"$r")" = false ]
+objects | matches "e/snapshots/$s1/delta.blob"
+lv gc e --grace 0 | matches '2 unused objects, 2.0 MiB (a dry run: --delete deletes them)'
+
+# Delete.
+lv gc e --grace 0 --delete > "$tmp/gc.out"
+cat "$tmp/gc.out"
+matches "e/snapshots/$s1/delta.blob .* deleted" "$tmp/gc.out"
+objects > "$tmp/objects"
+! grep -q "$s1/\|$old/delta.blob" "$tmp/objects" || fail "left: $(cat "$tmp/objects")"
+matches "$old/notes.txt" "$tmp/objects"
+[ "$(api POST /v1/exports/e/gc '{"grace_s": 0}' | jq '.objects | length')" = 0 ]
+lv status e | matches 'last op'
+
+# Named blobs stay: the export reads the same from a fresh cache.
+nbdcopy "$(uri e)" "$tmp/before"
+lv close e >/dev/null
+rm -rf "$tmp/d/cache/e"
+lv open e >/dev/null
+nbdcopy "$(uri e)" "$tmp/after"
+cmp "$tmp/before" "$tmp/after"
+qemu-io -f raw -c 'read -P 2 0 2M' "$(uri e)" | matches 'read 2097152/2097152'
+
+# Refused: during a publish (409), on a view, on an export not loaded.
+qemu-io -f raw -c 'write -P 3 0 1M' "$(uri e)" >/dev/null
+api_expect 202 POST /v1/exports/e/compact '{"wait": false}' >/dev/null
+r=$(api_expect 409 POST /v1/exports/e/gc)
+matches 'compacting' <<<"$r"
+wait_for 60 sh -c "\"$LAZYVOLCTL\" --socket \"$admin\" status e | grep -q 'idle'"
+s2=$(lv --json status e | jq -r .snapshot_id)
+api_expect 409 POST "/v1/exports/e@$s2/gc" | matches 'read-only'
+api_expect 404 POST /v1/exports/nope/gc >/dev/null
+echo OK
