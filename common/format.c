@@ -833,7 +833,7 @@ get_extents (struct doc *d, struct json_object *obj, struct manifest *m)
   return 0;
 }
 
-/* base_ref, if present, names a base blob. */
+/* base_ref, if present, names a base blob: its first piece. */
 static int
 get_base_ref (const struct doc *d, struct json_object *obj,
               struct manifest *m)
@@ -845,7 +845,8 @@ get_base_ref (const struct doc *d, struct json_object *obj,
     return -1;
   if (s == NULL)
     return 0;
-  if (blob_key_kind (s) != MANIFEST_BASE)
+  if (blob_key_kind (s) != MANIFEST_BASE ||
+      strcmp (s + strlen (s) - strlen ("/base.blob"), "/base.blob") != 0)
     return bad (d, "base_ref: \"%s\" is not EXPORT/snapshots/SNAPSHOT/"
                 "base.blob", printable (s, p));
   m->base_ref = strdup (s);

@@ -23,9 +23,10 @@
  * failure stops everything.  A clone that names a blob of a snapshot
  * deleted while it was cloned does not exist (the rule in snapshots.c).
  *
- * Anything else in the folder -- a key that is not volume.json,
- * refs/current.json, owner.json, a manifest or a blob -- is not
- * lazyvol's: it is counted and logged, never deleted.
+ * gc looks at the snapshots folder only (E/snapshots/): anything there
+ * that is neither a manifest nor a blob piece is not lazyvol's, and is
+ * counted and logged, never deleted.  The owner is checked at the start
+ * and again before the first delete, as the scan may outlast the lease.
  */
 #include <config.h>
 
@@ -40,8 +41,6 @@
 #include "journal.h"
 #include "publish.h"
 #include "volume-impl.h"
-
-#define MANIFEST_NAME "manifest.json"
 
 /* One snapshot folder, as listed. */
 struct gc_snapshot {
@@ -117,7 +116,7 @@ list_key (void *opaque, const char *key, uint64_t size, bool is_prefix)
     goto unexpected;
   if ((s = snapshot_of (l, id)) == NULL)
     return -1;
-  if (strcmp (name, MANIFEST_NAME) == 0) {
+  if (strcmp (name, PUBLISH_MANIFEST_NAME) == 0) {
     s->manifest = true;
     return 0;
   }
@@ -138,9 +137,11 @@ list_key (void *opaque, const char *key, uint64_t size, bool is_prefix)
  */
 static int
 candidates (struct gc_listing *l, const char *busy, uint64_t grace_s,
-            struct blob_set *set)
+            struct publish_blobs *set)
 {
   uint64_t now_ms = time_real_ms ();
+  uint64_t grace_ms = grace_s > UINT64_MAX / 1000 ? UINT64_MAX
+    : grace_s * 1000;
 
   for (size_t i = 0; i < l->nsnaps; i++) {
     struct gc_snapshot *s = &l->snaps[i];
@@ -151,12 +152,14 @@ candidates (struct gc_listing *l, const char *busy, uint64_t grace_s,
       l->r->busy += s->nblobs;
       continue;
     }
-    if (now_ms < id_snapshot_ms (s->id) + grace_s * 1000) {
+    /* An id from the future (a clock set wrong) is young too. */
+    if (id_snapshot_ms (s->id) > now_ms ||
+        now_ms - id_snapshot_ms (s->id) < grace_ms) {
       l->r->young += s->nblobs;
       continue;
     }
     for (size_t b = 0; b < s->nblobs; b++)
-      if (blob_set_add (set, l->v->env, s->blobs[b]) == -1)
+      if (publish_blobs_add (set, l->v->env, s->blobs[b]) == -1)
         return -1;
   }
   return 0;
@@ -175,7 +178,7 @@ listed_size (const struct gc_listing *l, const char *rel)
 
 /* Report the unused blobs of SET, and delete them if DELETE. */
 static int
-collect (struct gc_listing *l, struct blob_set *set, bool delete)
+collect (struct gc_listing *l, struct publish_blobs *set, bool delete)
 {
   struct gc_report *r = l->r;
   int ret = 0;
@@ -215,7 +218,7 @@ gc_run (struct volume *v, bool delete, uint64_t grace_s, struct gc_report *r)
   CLEANUP_FREE char *prefix = key_snapshots_prefix (v->env->root,
                                                     v->export_id);
   struct gc_listing l = { .v = v, .r = r };
-  struct blob_set set = { 0 };
+  struct publish_blobs set = { 0 };
   char busy[SNAPSHOT_ID_LEN + 1] = "";
   int ret = -1;
 
@@ -224,10 +227,12 @@ gc_run (struct volume *v, bool delete, uint64_t grace_s, struct gc_report *r)
   if (prefix == NULL)
     return err_set (ENOMEM, "gc: out of memory");
   l.plen = strlen (prefix);
-  if (journal_pending (v->cache_dir, v->export_id, busy) == -1 ||
+  if (volume_check_owner (v) == -1 ||
+      journal_pending (v->cache_dir, v->export_id, busy) == -1 ||
       store_list (v->env->st, prefix, NULL, list_key, &l) != 0 ||
       candidates (&l, busy, grace_s, &set) == -1 ||
-      publish_blobs_used (v->env, &set) == -1)
+      publish_blobs_used (v->env, &set) == -1 ||
+      (delete && volume_check_owner (v) == -1))
     goto out;
   ret = collect (&l, &set, delete);
  out:
@@ -240,7 +245,7 @@ gc_run (struct volume *v, bool delete, uint64_t grace_s, struct gc_report *r)
     free (l.snaps[i].sizes);
   }
   free (l.snaps);
-  blob_set_free (&set);
+  publish_blobs_free (&set);
   return ret;
 }
 

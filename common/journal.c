@@ -179,15 +179,15 @@ discard_objects (struct volume_env *env, const struct journal *j)
 {
   CLEANUP_FREE char *manifest = key_manifest (env->root, j->export_id,
                                               j->snapshot_id);
-  struct blob_set blobs = { 0 };
+  struct publish_blobs blobs = { 0 };
   bool done = true;
 
   if (manifest == NULL ||
-      blob_set_own (&blobs, env, j->export_id, j->snapshot_id, j->kind,
+      publish_blobs_own (&blobs, env, j->export_id, j->snapshot_id, j->kind,
                     j->pieces) == -1) {
     log_warn ("%s: %s; the objects of snapshot %s are left", j->export_id,
               err_msg (), j->snapshot_id);
-    blob_set_free (&blobs);
+    publish_blobs_free (&blobs);
     return false;
   }
   /* The upload under way is the last piece's. */
@@ -205,7 +205,7 @@ discard_objects (struct volume_env *env, const struct journal *j)
     log_warn ("%s", err_msg ());
     done = false;
   }
-  blob_set_free (&blobs);
+  publish_blobs_free (&blobs);
   return done;
 }
 

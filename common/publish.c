@@ -75,9 +75,9 @@ int publish_delay_ms;
 /* One chunk of the publish set, in chunk order. */
 struct pchunk {
   uint64_t chunk;
-  uint32_t piece;               /* of the new blob */
-  uint64_t offset;              /* in that piece */
+  uint64_t offset;              /* in its piece */
   bool zero;                    /* all zeros: not listed */
+  uint32_t piece;               /* of the new blob */
   unsigned char sha[32];
 };
 
@@ -119,7 +119,7 @@ journal_upload_started (void *opaque, const char *upload_id)
  * the largest piece: whole chunks, no more than the store takes in one
  * object or in its part count.
  */
-static void
+static int
 upload_geometry (struct publish *p)
 {
   uint32_t cs = p->v->head.chunk_size;
@@ -144,6 +144,12 @@ upload_geometry (struct publish *p)
   if (store_object_max () < max)
     max = store_object_max ();
   p->piece_max = max >= cs ? max / cs * cs : cs;
+  /* A blob of every chunk of the set needs this many pieces at most. */
+  if (p->n / (p->piece_max / cs) >= BLOB_PIECES_MAX)
+    return err_set (EFBIG, "publish %s: the blob would need more than %d "
+                    "pieces of %ju bytes", p->v->name, BLOB_PIECES_MAX,
+                    (uintmax_t) p->piece_max);
+  return 0;
 }
 
 /* Upload hook: hash the chunks in one part of the blob, in the thread
@@ -193,11 +199,6 @@ start_piece (struct publish *p, bool first, uint64_t k)
     p->piece_size = sizes;
   if (key == NULL || sizes == NULL) {
     err_set (ENOMEM, "publish %s: out of memory", v->name);
-    return NULL;
-  }
-  if (piece == BLOB_PIECES_MAX - 1) {
-    err_set (EFBIG, "publish %s: the blob needs more than %d pieces",
-             v->name, BLOB_PIECES_MAX);
     return NULL;
   }
   sizes[piece] = 0;
@@ -528,8 +529,7 @@ publish_frozen (struct publish *p, int64_t n, struct publish_result *out)
   if (journal_write (v->cache_dir, &p->j) == -1)
     goto err;
   CRASH_POINT ("publish.after_journal");
-  upload_geometry (p);
-  if (pack_blob (p) == -1)
+  if (upload_geometry (p) == -1 || pack_blob (p) == -1)
     goto err;
   CRASH_POINT ("publish.after_blob");
   m = build_manifest (p);

@@ -88,33 +88,36 @@ int publish_list (struct volume_env *env, const char *export_id,
 int publish_delete (struct volume_env *env, const char *export_id,
                     const char *snapshot_id, bool *blob_kept);
 
+/* The name of a snapshot's manifest in its folder. */
+#define PUBLISH_MANIFEST_NAME "manifest.json"
+
 /* Blobs being deleted: their keys relative to the export root (as
  * manifests name them), their full keys, and whether a manifest uses
  * each (publish_delete_unused).
  */
-struct blob_set {
+struct publish_blobs {
   char **rels, **keys;
   bool *used;
   size_t n;
 };
 /* Add the blob REL to S.  0 or -1 (ENOMEM). */
-int blob_set_add (struct blob_set *s, struct volume_env *env, const char *rel)
+int publish_blobs_add (struct publish_blobs *s, struct volume_env *env, const char *rel)
   __attribute__ ((__nonnull__));
 /* Add the keys of pieces 0 to PIECES-1 of the blob that snapshot
  * SNAPSHOT_ID of EXPORT_ID writes.  0 or -1.
  */
-int blob_set_own (struct blob_set *s, struct volume_env *env,
+int publish_blobs_own (struct publish_blobs *s, struct volume_env *env,
                   const char *export_id, const char *snapshot_id,
                   enum manifest_kind kind, unsigned pieces)
   __attribute__ ((__nonnull__));
 /* Free the keys of S and empty it. */
-void blob_set_free (struct blob_set *s) __attribute__ ((__nonnull__));
+void publish_blobs_free (struct publish_blobs *s) __attribute__ ((__nonnull__));
 /* Mark the blobs of SET that some manifest under the export root names
  * (SET->used): one listing and one read of every manifest for the whole
  * set; a manifest that cannot be parsed names them all.  0 or -1 (also
  * if the store failed to give a manifest: then nobody can tell yet).
  */
-int publish_blobs_used (struct volume_env *env, struct blob_set *set)
+int publish_blobs_used (struct volume_env *env, struct publish_blobs *set)
   __attribute__ ((__nonnull__));
 /* Delete the blobs of SET that no manifest under the export root names:
  * one listing and one read of every manifest for the whole set; a
@@ -122,7 +125,7 @@ int publish_blobs_used (struct volume_env *env, struct blob_set *set)
  * -1 if a delete failed or nobody can tell yet (the store failed to give
  * a manifest: nothing is deleted).
  */
-int publish_delete_unused (struct volume_env *env, struct blob_set *set)
+int publish_delete_unused (struct volume_env *env, struct publish_blobs *set)
   __attribute__ ((__nonnull__));
 
 

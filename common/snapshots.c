@@ -41,7 +41,7 @@
 #include "publish.h"
 #include "volume-impl.h"
 
-#define MANIFEST_NAME "manifest.json"
+#define MANIFEST_NAME PUBLISH_MANIFEST_NAME
 
 int clone_delay_ms;
 
@@ -107,9 +107,11 @@ own_blob_size (const struct manifest *m)
 {
   uint64_t bytes = 0;
 
+  /* Sizes are at most INT64_MAX each: saturate on hostile ones. */
   for (size_t i = 0; m->kind != MANIFEST_CLONE && i < m->nblobs; i++)
     if (key_blob_is_own (m->blobs[i].key, m->export_id, m->snapshot_id))
-      bytes += m->blobs[i].size;
+      bytes = m->blobs[i].size > UINT64_MAX - bytes ? UINT64_MAX
+        : bytes + m->blobs[i].size;
   return bytes;
 }
 
@@ -150,7 +152,7 @@ publish_list (struct volume_env *env, const char *export_id,
 }
 
 int
-blob_set_add (struct blob_set *s, struct volume_env *env, const char *rel)
+publish_blobs_add (struct publish_blobs *s, struct volume_env *env, const char *rel)
 {
   char **rels = reallocarray (s->rels, s->n + 1, sizeof *s->rels);
   char **keys = rels ? reallocarray (s->keys, s->n + 1, sizeof *s->keys)
@@ -179,7 +181,7 @@ blob_set_add (struct blob_set *s, struct volume_env *env, const char *rel)
 }
 
 int
-blob_set_own (struct blob_set *s, struct volume_env *env,
+publish_blobs_own (struct publish_blobs *s, struct volume_env *env,
               const char *export_id, const char *snapshot_id,
               enum manifest_kind kind, unsigned pieces)
 {
@@ -187,14 +189,14 @@ blob_set_own (struct blob_set *s, struct volume_env *env,
     CLEANUP_FREE char *rel = key_blob_piece_rel (export_id, snapshot_id,
                                                  kind, i);
 
-    if (rel == NULL || blob_set_add (s, env, rel) == -1)
+    if (rel == NULL || publish_blobs_add (s, env, rel) == -1)
       return err_set (ENOMEM, "out of memory");
   }
   return 0;
 }
 
 void
-blob_set_free (struct blob_set *s)
+publish_blobs_free (struct publish_blobs *s)
 {
   for (size_t i = 0; i < s->n; i++) {
     free (s->rels[i]);
@@ -210,8 +212,9 @@ blob_set_free (struct blob_set *s)
 struct blob_users {
   struct volume_env *env;
   size_t plen;                  /* length of "<root>/" */
-  struct blob_set *set;
+  struct publish_blobs *set;
   size_t unused;                /* blobs of the set no manifest names yet */
+  bool vanished;                /* a listed manifest was gone when read */
 };
 
 /* store_list callback over every key under the root: for each
@@ -226,7 +229,7 @@ static int
 check_manifest (void *opaque, const char *key, uint64_t size, bool is_prefix)
 {
   struct blob_users *b = opaque;
-  struct blob_set *set = b->set;
+  struct publish_blobs *set = b->set;
   char export_id[EXPORT_ID_MAX + 1], sid[SNAPSHOT_ID_LEN + 1];
   const char *rel = key + b->plen, *slash = strchr (rel, '/');
   const char *tail = "/snapshots/";
@@ -245,8 +248,14 @@ check_manifest (void *opaque, const char *key, uint64_t size, bool is_prefix)
   if (!id_export_valid (export_id) || !id_snapshot_valid (sid))
     return 0;
   m = volume_fetch_manifest (b->env, export_id, sid, 0);
-  if (m == NULL && err_errno () == ENOENT)
-    return 0;                   /* deleted since the listing: names nothing */
+  if (m == NULL && err_errno () == ENOENT) {
+    /* Deleted since the listing.  A clone of it made meanwhile wrote
+     * its own manifest before the removal (the rule at the top), maybe
+     * after the listing: the caller lists again.
+     */
+    b->vanished = true;
+    return 0;
+  }
   if (m == NULL && err_errno () == EBADMSG) {
     /* It will not read better later: keep what it may name. */
     log_warn ("%s: %s; keeping the blob it may use", key, err_msg ());
@@ -256,8 +265,8 @@ check_manifest (void *opaque, const char *key, uint64_t size, bool is_prefix)
     return 0;
   }
   if (m == NULL)                /* the store failed: nobody knows yet */
-    return err_prefix ("cannot tell whether %s names %s", key,
-                       set->rels[0]);
+    return err_prefix ("cannot tell whether %s names %s%s", key,
+                       set->rels[0], set->n > 1 ? " (and the others)" : "");
   for (size_t i = 0; i < m->nblobs; i++)
     for (size_t j = 0; j < set->n; j++)
       if (!set->used[j] && strcmp (m->blobs[i].key, set->rels[j]) == 0) {
@@ -268,8 +277,11 @@ check_manifest (void *opaque, const char *key, uint64_t size, bool is_prefix)
   return 0;
 }
 
+/* Scans when manifests keep vanishing under one (deletes running). */
+#define SCAN_TRIES 4
+
 int
-publish_blobs_used (struct volume_env *env, struct blob_set *set)
+publish_blobs_used (struct volume_env *env, struct publish_blobs *set)
 {
   CLEANUP_FREE char *root = env->root[0] ? str_printf ("%s/", env->root)
     : strdup ("");
@@ -280,13 +292,25 @@ publish_blobs_used (struct volume_env *env, struct blob_set *set)
   b.plen = strlen (root);
   for (size_t i = 0; i < set->n; i++)
     set->used[i] = false;
-  if (set->n && store_list (env->st, root, NULL, check_manifest, &b) != 0)
-    return -1;
+  /* A blob marked used stays so; a scan in which a manifest vanished is
+   * repeated for the others, as a clone may have been listed too late.
+   */
+  for (unsigned tries = 1; b.unused > 0; tries++) {
+    b.vanished = false;
+    if (store_list (env->st, root, NULL, check_manifest, &b) != 0)
+      return -1;
+    if (!b.vanished)
+      return 0;
+    if (tries == SCAN_TRIES)
+      return err_set (EAGAIN, "cannot tell whether %s is used: manifests "
+                      "were deleted during %d scans", set->rels[0],
+                      SCAN_TRIES);
+  }
   return 0;
 }
 
 int
-publish_delete_unused (struct volume_env *env, struct blob_set *set)
+publish_delete_unused (struct volume_env *env, struct publish_blobs *set)
 {
   int r = 0;
 
@@ -306,7 +330,7 @@ publish_delete (struct volume_env *env, const char *export_id,
                 const char *snapshot_id, bool *blob_kept)
 {
   CLEANUP_FREE char *manifest_key = NULL;
-  struct blob_set own = { 0 };
+  struct publish_blobs own = { 0 };
   struct volume_head head;
   struct manifest *m;
   int r = -1;
@@ -324,7 +348,7 @@ publish_delete (struct volume_env *env, const char *export_id,
   /* Its own blob's pieces are those it names (a clone wrote none). */
   for (size_t i = 0; i < m->nblobs; i++)
     if (key_blob_is_own (m->blobs[i].key, export_id, snapshot_id) &&
-        blob_set_add (&own, env, m->blobs[i].key) == -1)
+        publish_blobs_add (&own, env, m->blobs[i].key) == -1)
       goto out;
   manifest_free (m);
   m = NULL;
@@ -341,7 +365,7 @@ publish_delete (struct volume_env *env, const char *export_id,
     err_prefix ("snapshot %s deleted, but its blob was kept", snapshot_id);
  out:
   manifest_free (m);
-  blob_set_free (&own);
+  publish_blobs_free (&own);
   return r;
 }
 

@@ -15,7 +15,9 @@ tmp=$(make_tmpdir)
 start_store "$tmp"
 objects () { store_tool list exports/ | cut -d' ' -f1; }
 NBDKIT_OPTS=(-D lazyvol.clone_delay=3000)
-start_lazyvol "$tmp/a"
+# A long lease: no renewal counts as a store request below.
+start_lazyvol "$tmp/a" lease=600
+requests () { ctl '{"cmd":"metrics"}' | jq .store.requests; }
 
 ctl '{"cmd":"create","export_id":"src","size":4194304,"chunk_size":1048576}' >/dev/null
 qemu-io -f raw -c 'write -P 1 0 1M' "$(uri src)" >/dev/null
@@ -24,10 +26,13 @@ s1=$(field "$(ctl '{"cmd":"snapshot","export_id":"src"}')" snapshot_id)
 ctl '{"cmd":"compact","export_id":"src"}' >/dev/null
 objects | matches "$s1/delta.blob"
 
+before=$(requests)
 ctl "{\"cmd\":\"clone\",\"export_id\":\"cl\",\"source_export_id\":\"src\",\"source_snapshot_id\":\"$s1\"}" \
     > "$tmp/clone.out" 2>&1 &
 clone=$!
-sleep 1                         # the clone has read s1's manifest
+# The clone's one request before its delay reads s1's manifest.
+clone_has_read () { [ "$(requests)" -gt "$before" ]; }
+wait_for 10 clone_has_read || fail "the clone did not read the manifest"
 r=$(ctl "{\"cmd\":\"delete_snapshot\",\"export_id\":\"src\",\"snapshot_id\":\"$s1\"}")
 [ "$(field "$r" blob_kept)" = false ]
 ! objects | grep -q "$s1/" || fail "s1's objects are left"

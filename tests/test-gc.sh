@@ -4,15 +4,19 @@
 # gc (POST /v1/exports/E/gc, lazyvolctl gc) finds the objects of an
 # export's folder that no manifest or journal names:
 #  - a blob kept for a clone when its snapshot was deleted is orphaned
-#    for good once the clone is gone: gc lists it (a dry run by default,
-#    and with no body), and deletes it with "delete": true;
+#    for good once the clone is gone: gc lists it, every piece (blobs are
+#    split at 1 MiB here), in a dry run by default and with no body, and
+#    deletes it with "delete": true;
 #  - a never-published snapshot's blob is found too; a snapshot younger
 #    than the grace period (a day by default) is left, counted "young";
-#  - an object lazyvol does not write is counted "unexpected" and left;
+#  - an object lazyvol does not write (delta.01.blob is not a piece's
+#    name) is counted "unexpected" and left; a grace period too large to
+#    count in milliseconds keeps everything;
 #  - blobs that manifests name are never touched: the export reads the
 #    same from a fresh cache afterwards;
 #  - gc claims the export like a publish: while one runs, gc is 409, and
-#    a read-only view or an export not loaded is refused.
+#    a read-only view, an export not loaded, and an export another host
+#    owns (loaded read-only) are refused.
 . "$srcdir/functions.sh"
 requires "$LAZYVOLD" "$LAZYVOLCTL" curl jq qemu-io nbdcopy cmp
 tmp=$(make_tmpdir)
@@ -22,6 +26,7 @@ objects () { store_tool list exports/ | cut -d' ' -f1; }
 # when gc asks.
 printf '#!/bin/sh\nexec nbdkit -D lazyvol.publish_delay=2000 "$@"\n' > "$tmp/nbdkit"
 chmod +x "$tmp/nbdkit"
+export LAZYVOL_TEST_OBJECT_MAX=1M
 start_lazyvold "$tmp/d" --nbdkit "$tmp/nbdkit"
 lv () { "$LAZYVOLCTL" --socket "$admin" "$@"; }
 
@@ -35,25 +40,30 @@ lv delete-snapshot e "$s1" | matches 'blob is kept'
 # The clone goes, as an admin would remove it: s1's blob is orphaned.
 lv close c >/dev/null
 for k in $(objects | grep '^exports/c/'); do store_tool delete "$k"; done
-objects | matches "e/snapshots/$s1/delta.blob"
+objects | matches "e/snapshots/$s1/delta.1.blob"
 
 # A dry run, with no body: the blob is young (a day's grace).
 r=$(api POST /v1/exports/e/gc)
-[ "$(jq '.objects | length' <<<"$r")" = 0 ] && [ "$(jq .young <<<"$r")" = 1 ]
+[ "$(jq '.objects | length' <<<"$r")" = 0 ] && [ "$(jq .young <<<"$r")" = 2 ]
 [ "$(jq .dry_run <<<"$r")" = true ]
 # A never-published snapshot from long ago, and a stranger.
 old=0180000000007000800000000000beef
 printf 'x%.0s' $(seq 1000) > "$tmp/junk"
 store_tool put "exports/e/snapshots/$old/delta.blob" "$tmp/junk" >/dev/null
 store_tool put "exports/e/snapshots/$old/notes.txt" "$tmp/junk" >/dev/null
+store_tool put "exports/e/snapshots/$old/delta.01.blob" "$tmp/junk" >/dev/null
 r=$(api POST /v1/exports/e/gc '{"grace_s": 0}')
-jq -e --arg a "e/snapshots/$s1/delta.blob" --arg b "e/snapshots/$old/delta.blob" \
-    '[.objects[].key] | sort == ([$a, $b] | sort)' <<<"$r" >/dev/null ||
+p=e/snapshots/$s1/
+jq -e --arg a "${p}delta.blob" --arg b "${p}delta.1.blob" \
+    --arg c "e/snapshots/$old/delta.blob" \
+    '[.objects[].key] | sort == ([$a, $b, $c] | sort)' <<<"$r" >/dev/null ||
     fail "gc found: $r"
 [ "$(jq .bytes <<<"$r")" = $((2 * 1048576 + 1000)) ]
-[ "$(jq .unexpected <<<"$r")" = 1 ] && [ "$(jq '[.objects[].deleted] | any' <<<"$r")" = false ]
+[ "$(jq .unexpected <<<"$r")" = 2 ] && [ "$(jq '[.objects[].deleted] | any' <<<"$r")" = false ]
 objects | matches "e/snapshots/$s1/delta.blob"
-lv gc e --grace 0 | matches '2 unused objects, 2.0 MiB (a dry run: --delete deletes them)'
+lv gc e --grace 0 | matches '3 unused objects, 2.0 MiB (a dry run: --delete deletes them)'
+r=$(api POST /v1/exports/e/gc '{"grace_s": 9223372036854775807}')
+[ "$(jq '.objects | length' <<<"$r")" = 0 ] && [ "$(jq .young <<<"$r")" = 3 ]
 
 # Delete.
 lv gc e --grace 0 --delete > "$tmp/gc.out"
@@ -62,6 +72,7 @@ matches "e/snapshots/$s1/delta.blob .* deleted" "$tmp/gc.out"
 objects > "$tmp/objects"
 ! grep -q "$s1/\|$old/delta.blob" "$tmp/objects" || fail "left: $(cat "$tmp/objects")"
 matches "$old/notes.txt" "$tmp/objects"
+matches "$old/delta.01.blob" "$tmp/objects"
 [ "$(api POST /v1/exports/e/gc '{"grace_s": 0}' | jq '.objects | length')" = 0 ]
 lv status e | matches 'last op'
 
@@ -83,4 +94,13 @@ wait_for 60 sh -c "\"$LAZYVOLCTL\" --socket \"$admin\" status e | grep -q 'idle'
 s2=$(lv --json status e | jq -r .snapshot_id)
 api_expect 409 POST "/v1/exports/e@$s2/gc" | matches 'read-only'
 api_expect 404 POST /v1/exports/nope/gc >/dev/null
+# Another host loads e read-only (it finds it at start): its gc is refused.
+start_lazyvol "$tmp/other"
+loaded_e () { ctl '{"cmd":"status","export_id":"e"}' >/dev/null 2>&1; }
+wait_for 30 loaded_e || fail "the other host did not load e"
+ctl '{"cmd":"status","export_id":"e"}' | jq -e '.writable == false' >/dev/null
+if r=$(ctl '{"cmd":"gc","export_id":"e","grace_s":0}'); then
+    fail "gc on a host that does not own e: $r"
+fi
+[ "$(field "$r" code)" = read_only ]
 echo OK

@@ -12,7 +12,12 @@
 #  - deleting the snapshot after the compact removes all its pieces, and
 #    deleting a snapshot whose pieces a clone uses keeps them;
 #  - a crash between two pieces (crash point publish.between_pieces)
-#    leaves the old head, and the restart removes the pieces written.
+#    leaves the old head, and the restart removes the pieces written;
+#  - pieces larger than a part (20 MiB, parts of 8 MiB) are multipart
+#    uploads: a crash inside the second one's upload leaves the old head,
+#    and the restart removes the first piece and abandons the upload;
+#    then a snapshot of 44 MiB makes pieces of 20, 20 and 4 MiB that read
+#    back through a clone from a fresh cache.
 . "$srcdir/functions.sh"
 requires nbdkit nbdcopy qemu-io qemu-img jq cmp
 requires_crash_points
@@ -88,4 +93,36 @@ objects > "$tmp/objects"
 s3=$(snap v snapshot)
 manifest v "$s3" | jq -e '(.blobs | map(select(.key | contains("delta"))) | length) == 4' >/dev/null
 qemu-io -f raw -c 'read -P 7 0 640K' "$(uri v)" | matches 'read 655360/655360'
+
+# Multipart pieces.
+stop_lazyvol
+export LAZYVOL_TEST_OBJECT_MAX=20M
+start_lazyvol "$tmp/b"
+ctl '{"cmd":"create","export_id":"big","size":67108864,"chunk_size":1048576}' >/dev/null
+head -c 46137344 /dev/urandom > "$tmp/big"
+nbdcopy "$tmp/big" "$(uri big)"
+stop_lazyvol
+# The 14th chunk past 8 MiB into a piece: the second piece's, at 9 MiB.
+crash_at publish.during_upload:14 start_lazyvol "$tmp/b"
+if ctl '{"cmd":"snapshot","export_id":"big"}' >/dev/null; then
+    fail "the snapshot survived its crash point"
+fi
+wait_for 30 sh -c "! kill -0 $nbdkit_pid 2>/dev/null" || fail "nbdkit lives"
+objects > "$tmp/objects"
+matches '^exports/big/snapshots/.*/delta\.blob$' "$tmp/objects" ||
+    fail "the first piece was not written before the crash"
+! grep -q '^exports/big/snapshots/.*/delta\.1\.blob$' "$tmp/objects" ||
+    fail "the second piece is complete"
+start_lazyvol "$tmp/b"
+! objects | grep -q '^exports/big/snapshots/' ||
+    fail "objects left: $(objects | grep '^exports/big/')"
+s4=$(snap big snapshot)
+manifest big "$s4" > "$tmp/m4"
+jq -e '[.blobs[].size] == [20971520, 20971520, 4194304]' "$tmp/m4" >/dev/null ||
+    fail "pieces: $(jq -c '.blobs' "$tmp/m4")"
+ctl "{\"cmd\":\"clone\",\"export_id\":\"bc\",\"source_export_id\":\"big\"}" >/dev/null
+stop_lazyvol
+start_lazyvol "$tmp/c"
+nbdcopy "$(uri bc)" "$tmp/bc.img"
+head -c 46137344 "$tmp/bc.img" | cmp - "$tmp/big"
 echo OK
