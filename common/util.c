@@ -457,7 +457,7 @@ hex_encode (const unsigned char *in, size_t len, char *out)
   out[2 * len] = '\0';
 }
 
-static int
+int
 hex_value (char c)
 {
   if (c >= '0' && c <= '9') return c - '0';

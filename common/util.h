@@ -109,6 +109,8 @@ void utf8_sanitize (char *s) __attribute__ ((__nonnull__));
 bool is_zero (const void *buf, size_t len);
 /* Lowercase hex of LEN bytes into OUT (2*LEN+1 bytes). */
 void hex_encode (const unsigned char *in, size_t len, char *out);
+/* The value of hex digit C (either case), or -1. */
+int hex_value (char c);
 /* Parse exactly 2*LEN hex digits; false if malformed. */
 bool hex_decode (const char *in, unsigned char *out, size_t len);
 
