@@ -39,7 +39,7 @@
 #include "format-impl.h"
 #include "util.h"
 
-#define ARRAY_MAP_MIN (1024 * 1024)
+#define ARRAY_MAP_MIN (64 * 1024)
 
 static const char *const kind_names[] = {
   [MANIFEST_DELTA] = "delta", [MANIFEST_BASE] = "base",
