@@ -3,7 +3,10 @@
  */
 /* lazyvol: the remote format — volume.json (the head) and manifest.json
  * (the map of one snapshot), and the object keys derived from ids.
- * Documented for users in lazyvol-format(5).
+ * Documented for users in lazyvol-format(5).  The small documents and
+ * the keys are format.c; a manifest in memory is manifest.c, its reader
+ * manifest-read.c (streaming: a manifest grows with the image), its
+ * writer manifest-write.c.
  *
  * Layout under the export root R of the bucket, for export E:
  *   R/E/volume.json                         the head: current snapshot
@@ -21,7 +24,8 @@
  *
  * Parsing is defensive: sizes are capped, every field is type- and
  * range-checked, extents must be sorted, disjoint and inside their blobs.
- * A bad document is EBADMSG with a message naming the problem.
+ * A bad document is EBADMSG with a message naming the problem.  The
+ * checks of the manifest are listed in manifest-read.c.
  */
 #ifndef LAZYVOL_FORMAT_H
 #define LAZYVOL_FORMAT_H
@@ -33,10 +37,11 @@
 #include "util.h"
 
 /* The versions this code writes, and the newest it reads.  volume.json
- * 2 added the owner's epoch; every older version stays readable.
+ * 2 added the owner's epoch; manifest.json 2 writes hashes in base64
+ * instead of hex.  Every older version stays readable.
  */
 #define VOLUME_FORMAT_VERSION 2
-#define MANIFEST_FORMAT_VERSION 1
+#define MANIFEST_FORMAT_VERSION 2
 #define OWNER_FORMAT_VERSION 1
 #define LEASE_FORMAT_VERSION 1
 #define CHUNK_SIZE_MIN (64 * 1024)
@@ -148,12 +153,38 @@ struct manifest {
   size_t nextents;
   unsigned char (*sha)[32];     /* one per listed chunk, in extent order */
   size_t nsha;
+  size_t blobs_cap, extents_cap, sha_cap;       /* allocated (manifest.c) */
 };
 
 /* Largest manifest.json accepted for an image of CHUNK_COUNT chunks. */
 size_t manifest_max_size (uint64_t chunk_count);
-/* Parse manifest.json.  NULL with EBADMSG if the document is not a valid
- * manifest; EXPORT_ID and SNAPSHOT_ID, if not NULL, must match it.
+
+/* A reader of one manifest.json, fed its bytes as they arrive. */
+struct manifest_reader;
+
+/* A reader for the manifest of EXPORT_ID's snapshot SNAPSHOT_ID; each, if
+ * not NULL, must match the document's, and must outlive the reader.  NULL
+ * with ENOMEM.
+ */
+struct manifest_reader *manifest_reader_new (const char *export_id,
+                                             const char *snapshot_id);
+/* Read the next LEN bytes of the document (pieces of any size).  0, or
+ * -1 with EBADMSG (ENOMEM) as soon as the document is known to be no
+ * valid manifest; after a failure only manifest_reader_free may follow.
+ */
+int manifest_reader_feed (struct manifest_reader *r, const void *buf,
+                          size_t len) __attribute__ ((__nonnull__ (1)));
+/* The document has ended: the manifest (the caller's, to free with
+ * manifest_free), or NULL with EBADMSG (ENOMEM).  Then only
+ * manifest_reader_free may follow.
+ */
+struct manifest *manifest_reader_finish (struct manifest_reader *r)
+  __attribute__ ((__nonnull__));
+/* Free R (and the manifest it was building, if any); NULL is allowed. */
+void manifest_reader_free (struct manifest_reader *r);
+/* Parse a whole manifest.json (a reader fed once).  NULL with EBADMSG if
+ * the document is not a valid manifest; EXPORT_ID and SNAPSHOT_ID, if
+ * not NULL, must match it.
  */
 struct manifest *manifest_parse (const char *json, size_t len,
                                  const char *export_id,

@@ -16,10 +16,11 @@
  * may be using it too.
  *
  * Reply bodies: a 2xx body goes to the caller's buffer (which it must
- * fill exactly) or to a growing buffer limited to req->max; a body with
+ * fill exactly), to the caller's sink piece by piece (req->max bytes at
+ * most in all), or to a growing buffer limited to req->max; a body with
  * any other status is an error document and goes to the growing buffer,
  * keeping its first ERROR_BODY_MAX bytes, so an error never lands in the
- * caller's data buffer.
+ * caller's data buffer or sink.
  *
  * Every request verifies TLS peers and hosts (libcurl's defaults, never
  * changed), follows no redirects, and gives up after pool->timeout_ms
@@ -166,6 +167,7 @@ struct sink {
   struct http_response *resp;
   size_t cap;                   /* bytes allocated at resp->body */
   int err;                      /* 0, EFBIG, EBADMSG or ENOMEM */
+  int stop;                     /* the sink's, if it stopped the transfer */
 };
 
 /* Make room for LEN more bytes (plus a NUL) in the growing body, up to
@@ -217,6 +219,14 @@ on_body (char *data, size_t size, size_t n, void *opaque)
       return 0;
     }
     memcpy ((char *) req->buf + r->len, data, len);
+  }
+  else if (ok && req->sink) {
+    if (len > req->max - r->len) {
+      k->err = EFBIG;
+      return 0;
+    }
+    if ((k->stop = req->sink (req->sink_opaque, data, len)) != 0)
+      return 0;
   }
   else if (sink_grow (k, len, ok ? req->max : ERROR_BODY_MAX)) {
     memcpy (r->body + r->len, data, len);
@@ -439,7 +449,9 @@ http_send (struct http_pool *pool, const struct http_request *req,
   setup (k.h, pool->timeout_ms, req, headers, &k, errbuf);
   c = perform (&hd, pool->timeout_ms, &stalled);
   curl_easy_getinfo (k.h, CURLINFO_RESPONSE_CODE, &resp->status);
-  if (stalled)
+  if (c == CURLE_WRITE_ERROR && k.stop)
+    r = k.stop;                 /* the sink said why */
+  else if (stalled)
     err_set (ETIMEDOUT, "%m (no progress for %u ms)", pool->timeout_ms);
   else if (c == CURLE_WRITE_ERROR && k.err == EFBIG)
     err_set (EFBIG, "reply larger than the limit of %zu bytes", req->max);
@@ -465,7 +477,7 @@ http_send (struct http_pool *pool, const struct http_request *req,
  out:
   curl_slist_free_all (headers);
   pool_give (pool, &hd);
-  if (r == -1)
+  if (r != 0)
     http_response_free (resp);
   return r;
 }

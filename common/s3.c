@@ -17,6 +17,12 @@
  * a body damaged on the way); then for each try signs afresh (a new
  * X-Amz-Date) and sends through the connection pool of http.c.
  *
+ * A streamed GET hands its 2xx body to the caller's sink as it arrives;
+ * a try that fails after part of it was handed over is tried again from
+ * the start, so the sink is told first to forget what it received.  Its
+ * own stop (a positive return) ends the call at once, not retried, its
+ * error recorded by the sink.
+ *
  * What is tried again: 5xx other than 501, 429 (SlowDown), 400
  * RequestTimeout, 400 XAmzContentSHA256Mismatch, BadDigest and
  * IncompleteBody (the body was damaged or cut on its way: it is sent
@@ -222,6 +228,7 @@ try_once (struct s3_client *c, const struct s3_op *op, const char *path,
         .headers = (const char *const *) lines,
         .body = op->body, .body_len = op->body_len,
         .buf = op->buf, .buf_len = op->buf_len, .max = op->max,
+        .sink = op->sink, .sink_opaque = op->sink_opaque,
       }, resp);
   while (i > 0)
     free (lines[--i]);
@@ -254,6 +261,8 @@ s3_call (struct s3_client *c, const struct s3_op *op,
     bool retry;
 
     r = try_once (c, op, path, url, hash, resp);
+    if (r > 0)
+      break;                    /* the sink stopped it: its error stands */
     if (r == -1) {
       retry = transient_errno (errno);
       why = store_why_of_errno (errno);
@@ -271,7 +280,17 @@ s3_call (struct s3_client *c, const struct s3_op *op,
     store_count_retry (c->st, op->op, why);
     if (r == 0)
       http_response_free (resp);
+    /* Part of a streamed body may have reached the sink: the next try
+     * sends it all again.
+     */
+    if (op->sink && (r = op->sink (op->sink_opaque, NULL, 0)) != 0)
+      break;
     backoff (tries);
+  }
+
+  if (r > 0) {
+    store_count (c->st, tries, resp->len, op->body_len);
+    return r;
   }
 
   if (r == 0 && resp->status / 100 == 2) {

@@ -33,7 +33,9 @@ struct s3_op {
   size_t body_len;
   void *buf;                    /* ranged GET: a 2xx body goes here, */
   size_t buf_len;               /*   exactly BUF_LEN bytes */
-  size_t max;                   /* otherwise the most a reply may hold */
+  store_stream_fn sink;         /* streamed GET: a 2xx body goes here */
+  void *sink_opaque;
+  size_t max;                   /* but in BUF, the most a reply may hold */
   bool error_in_body;           /* a 200 may hold an <Error> (Complete) */
 };
 
@@ -48,9 +50,10 @@ struct s3_client *s3_client_open (const struct store_config *cfg,
   __attribute__ ((__nonnull__));
 /* Close the connections and wipe the secret; NULL is allowed. */
 void s3_client_close (struct s3_client *c);
-/* Perform OP, trying again what may succeed later.  0 if the final reply
- * is 2xx (free *RESP with http_response_free), else -1 with err_set and
- * the errno of store.h.
+/* Perform OP, trying again what may succeed later (a streamed GET tells
+ * its sink to start over first).  0 if the final reply is 2xx (free
+ * *RESP with http_response_free); the sink's positive return if it
+ * stopped; else -1 with err_set and the errno of store.h.
  */
 int s3_call (struct s3_client *c, const struct s3_op *op,
              struct http_response *resp)

@@ -171,11 +171,12 @@ etag_of (int fd, const struct stat *st, const char *what, char *etag)
 }
 
 /* Open object KEY for reading (for OP, named in errors) and fill INFO.
- * -1 with ENOENT if missing, ELOOP if a link is in the way.
+ * -1 with ENOENT if missing, ELOOP if a link is in the way, EFBIG if it
+ * is larger than MAX bytes.
  */
 static int
 open_object (struct file_store *fs, const char *op, const char *key,
-             struct store_obj *info, bool want_etag)
+             size_t max, struct store_obj *info, bool want_etag)
 {
   struct stat st;
   CLEANUP_CLOSE int fd =
@@ -191,6 +192,9 @@ open_object (struct file_store *fs, const char *op, const char *key,
     return key_error (op, key);
   if (!S_ISREG (st.st_mode))
     return err_set (ENOENT, "%s %s: not an object", op, key);
+  if ((uintmax_t) st.st_size > max)
+    return err_set (EFBIG, "%s %s: %ju bytes is larger than the limit of %zu",
+                    op, key, (uintmax_t) st.st_size, max);
   if (info) {
     info->size = st.st_size;
     info->etag[0] = '\0';
@@ -209,15 +213,11 @@ file_get (struct store *s, const char *key, size_t max,
   struct file_store *fs = (struct file_store *) s;
   struct store_obj obj;
   char *buf;
-  CLEANUP_CLOSE int fd = open_object (fs, "get", key, &obj, info != NULL);
+  CLEANUP_CLOSE int fd = open_object (fs, "get", key, max, &obj,
+                                      info != NULL);
 
   if (fd == -1)
     goto err;
-  if (obj.size > max) {
-    err_set (EFBIG, "get %s: %ju bytes is larger than the limit of %zu",
-             key, (uintmax_t) obj.size, max);
-    goto err;
-  }
   buf = malloc (obj.size + 1);
   if (buf == NULL) {
     err_set (errno, "get %s: malloc: %m", key);
@@ -239,13 +239,54 @@ file_get (struct store *s, const char *key, size_t max,
   return -1;
 }
 
+/* The object is read in pieces of STORE_STREAM_PIECE bytes into one
+ * buffer, up to the size it had when it was opened: a file that grows
+ * meanwhile gives no more, one that shrinks is a short read (EIO).
+ */
+static int
+file_get_stream (struct store *s, const char *key, size_t max,
+                 store_stream_fn fn, void *opaque, struct store_obj *info)
+{
+  struct file_store *fs = (struct file_store *) s;
+  struct store_obj obj;
+  CLEANUP_CLOSE int fd = open_object (fs, "get", key, max, &obj,
+                                      info != NULL);
+  CLEANUP_FREE char *buf = NULL;
+  uint64_t done = 0;
+  int r = -1;
+
+  if (fd >= 0) {
+    buf = malloc (obj.size < STORE_STREAM_PIECE ? obj.size + 1
+                  : STORE_STREAM_PIECE);
+    if (buf == NULL)
+      err_set (errno, "get %s: malloc: %m", key);
+    else
+      r = 0;
+  }
+  while (r == 0 && done < obj.size) {
+    size_t n = obj.size - done < STORE_STREAM_PIECE ? obj.size - done
+      : STORE_STREAM_PIECE;
+
+    if (full_pread (fd, buf, n, done, key) == -1)
+      r = -1;
+    else {
+      done += n;
+      r = fn (opaque, buf, n);
+    }
+  }
+  if (r == 0 && info)
+    *info = obj;
+  store_count (s, 1, done, 0);
+  return r;
+}
+
 static int
 file_get_range (struct store *s, const char *key,
                 uint64_t offset, size_t len, void *buf)
 {
   struct file_store *fs = (struct file_store *) s;
   struct store_obj obj;
-  CLEANUP_CLOSE int fd = open_object (fs, "get", key, &obj, false);
+  CLEANUP_CLOSE int fd = open_object (fs, "get", key, SIZE_MAX, &obj, false);
   int r = -1;
 
   if (fd >= 0) {
@@ -263,7 +304,7 @@ static int
 file_head (struct store *s, const char *key, struct store_obj *info)
 {
   struct file_store *fs = (struct file_store *) s;
-  CLEANUP_CLOSE int fd = open_object (fs, "head", key, info, true);
+  CLEANUP_CLOSE int fd = open_object (fs, "head", key, SIZE_MAX, info, true);
 
   store_count (s, 1, 0, 0);
   return fd == -1 ? -1 : 0;
@@ -338,7 +379,8 @@ commit_temp (struct file_store *fs, int dir, const char *name,
   if (cond != STORE_PUT_ANY) {
     struct store_obj cur;
     CLEANUP_CLOSE int fd =
-      open_object (fs, "put", key, &cur, cond == STORE_PUT_IF_MATCH);
+      open_object (fs, "put", key, SIZE_MAX, &cur,
+                   cond == STORE_PUT_IF_MATCH);
 
     if (fd == -1 && err_errno () != ENOENT)
       return -1;
@@ -791,6 +833,7 @@ file_close (struct store *s)
 
 static const struct store_ops file_ops = {
   .get = file_get,
+  .get_stream = file_get_stream,
   .get_range = file_get_range,
   .head = file_head,
   .put = file_put,

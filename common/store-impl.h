@@ -17,6 +17,9 @@
 struct store_ops {
   int (*get) (struct store *, const char *key, size_t max,
               char **data, size_t *len, struct store_obj *info);
+  int (*get_stream) (struct store *, const char *key, size_t max,
+                     store_stream_fn fn, void *opaque,
+                     struct store_obj *info);
   int (*get_range) (struct store *, const char *key,
                     uint64_t offset, size_t len, void *buf);
   int (*head) (struct store *, const char *key, struct store_obj *info);

@@ -6,6 +6,8 @@
  * Each store operation is one or more S3 REST operations, sent by
  * s3_call (s3.c, which signs, retries and maps errors):
  *   get        GET; the reply grows up to the caller's limit (EFBIG)
+ *   get_stream GET, the body handed on as curl receives it (s3_call
+ *              tells the consumer to start over before a retry)
  *   get_range  GET with Range straight into the caller's buffer: a 206
  *              for exactly that range, or a 200 if it is the whole object
  *   head, put, delete (a missing key is fine)
@@ -78,6 +80,30 @@ s3_get (struct store *s, const char *key, size_t max,
   if (*data == NULL)
     return err_set (ENOMEM, "%s: out of memory", what);
   *len = resp.len;
+  if (info) {
+    info->size = resp.len;
+    snprintf (info->etag, sizeof info->etag, "%s", resp.etag);
+  }
+  return 0;
+}
+
+static int
+s3_get_stream (struct store *s, const char *key, size_t max,
+               store_stream_fn fn, void *opaque, struct store_obj *info)
+{
+  CLEANUP_FREE char *what = str_printf ("get %s", key);
+  struct s3_op op = {
+    .op = STORE_OP_GET, .what = what, .method = "GET", .key = key, .max = max,
+    .sink = fn, .sink_opaque = opaque,
+  };
+  struct http_response resp;
+  int r;
+
+  if (what == NULL)
+    return -1;
+  if ((r = s3_call (client (s), &op, &resp)) != 0)
+    return r;
+  http_response_free (&resp);
   if (info) {
     info->size = resp.len;
     snprintf (info->etag, sizeof info->etag, "%s", resp.etag);
@@ -582,6 +608,7 @@ s3_close (struct store *s)
 
 static const struct store_ops s3_ops = {
   .get = s3_get,
+  .get_stream = s3_get_stream,
   .get_range = s3_get_range,
   .head = s3_head,
   .put = s3_put,

@@ -245,6 +245,19 @@ store_get (struct store *st, const char *key, size_t max,
                   st->ops->get (st, key, max, data, len, info));
 }
 
+int
+store_get_stream (struct store *st, const char *key, size_t max,
+                  store_stream_fn fn, void *opaque, struct store_obj *info)
+{
+  int r;
+
+  if (check_key (key, false) == -1)
+    return -1;
+  r = st->ops->get_stream (st, key, max, fn, opaque, info);
+  /* The consumer's own stop is not the store's failure. */
+  return r == -1 || r == 0 ? counted (st, STORE_OP_GET, r) : r;
+}
+
 /* Count a ranged GET that took NS. */
 static void
 count_latency (struct store *st, uint64_t ns)

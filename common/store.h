@@ -85,6 +85,25 @@ struct store_obj {
  */
 int store_get (struct store *st, const char *key, size_t max,
                char **data, size_t *len, struct store_obj *info);
+/* Receives the body of an object from store_get_stream as it arrives,
+ * LEN bytes at BUF a call.  BUF NULL (and LEN 0) means that the fetch
+ * starts over (a try failed part way and the store tries again): forget
+ * every byte received so far.  0 to go on, or a positive value to stop
+ * the fetch, which store_get_stream then returns.
+ */
+typedef int (*store_stream_fn) (void *opaque, const void *buf, size_t len);
+/* Fetch a whole object of at most MAX bytes, handing its body to FN in
+ * pieces as it arrives (up to STORE_STREAM_PIECE bytes each from the file
+ * store; as the network delivers it from S3), never holding all of it;
+ * INFO may be NULL.  0, -1 (the store failed, counted as a failure of
+ * a get), or FN's positive return (not the store's failure; the error
+ * is whatever FN recorded).
+ */
+#define STORE_STREAM_PIECE (256 * 1024)
+int store_get_stream (struct store *st, const char *key, size_t max,
+                      store_stream_fn fn, void *opaque,
+                      struct store_obj *info)
+  __attribute__ ((__nonnull__ (1, 2, 4)));
 /* Fetch exactly LEN bytes at OFFSET of KEY into BUF (a ranged GET).
  * An object that ends early is EBADMSG.  0 or -1.
  */
@@ -161,7 +180,7 @@ int store_upload_abort_id (struct store *st, const char *key,
                            const char *upload_id);
 
 /* Counting.  An operation is one call of the functions above; it may
- * send several requests (retries).  A failure is an operation that
+ * send several requests (retries).  store_get_stream counts as a get.  A failure is an operation that
  * failed after its retries.  A missing object (ENOENT), a failed
  * condition (ESTALE) and a condition the store cannot evaluate (ENOTSUP,
  * after which the caller falls back) are answers, not failures; an

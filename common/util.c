@@ -477,7 +477,7 @@ hex_encode (const unsigned char *in, size_t len, char *out)
   out[2 * len] = '\0';
 }
 
-static int
+int
 hex_value (char c)
 {
   if (c >= '0' && c <= '9') return c - '0';
@@ -499,6 +499,70 @@ hex_decode (const char *in, unsigned char *out, size_t len)
     out[i] = hi << 4 | lo;
   }
   return in[2 * len] == '\0';
+}
+
+static const char base64_digits[] =
+  "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+void
+base64_encode (const unsigned char *in, size_t len, char *out)
+{
+  for (; len >= 3; in += 3, len -= 3, out += 4) {
+    out[0] = base64_digits[in[0] >> 2];
+    out[1] = base64_digits[(in[0] & 3) << 4 | in[1] >> 4];
+    out[2] = base64_digits[(in[1] & 15) << 2 | in[2] >> 6];
+    out[3] = base64_digits[in[2] & 63];
+  }
+  if (len > 0) {
+    unsigned b = len > 1 ? in[1] : 0;
+    out[0] = base64_digits[in[0] >> 2];
+    out[1] = base64_digits[(in[0] & 3) << 4 | b >> 4];
+    out[2] = len > 1 ? base64_digits[(b & 15) << 2] : '=';
+    out[3] = '=';
+    out += 4;
+  }
+  *out = '\0';
+}
+
+/* The value of base64 digit C, or -1. */
+static int
+base64_value (char c)
+{
+  if (c >= 'A' && c <= 'Z') return c - 'A';
+  if (c >= 'a' && c <= 'z') return c - 'a' + 26;
+  if (c >= '0' && c <= '9') return c - '0' + 52;
+  if (c == '+') return 62;
+  if (c == '/') return 63;
+  return -1;
+}
+
+bool
+base64_decode (const char *in, unsigned char *out, size_t len)
+{
+  for (; len > 0; in += 4) {
+    int v[4];
+    size_t n = len < 3 ? len : 3;
+
+    /* N bytes need N + 1 digits, then '=' up to a group of 4.  Each test
+     * stops at a NUL, so IN is never read past its end.
+     */
+    for (size_t i = 0; i < 4; i++) {
+      v[i] = i <= n ? base64_value (in[i]) : 0;
+      if (v[i] < 0 || (i > n && in[i] != '='))
+        return false;
+    }
+    /* The unused low bits of the last digit must be 0: one text only. */
+    if ((n == 1 && (v[1] & 15)) || (n == 2 && (v[2] & 3)))
+      return false;
+    out[0] = v[0] << 2 | v[1] >> 4;
+    if (n > 1)
+      out[1] = (v[1] & 15) << 4 | v[2] >> 2;
+    if (n > 2)
+      out[2] = (v[2] & 3) << 6 | v[3];
+    out += n;
+    len -= n;
+  }
+  return *in == '\0';
 }
 
 void

@@ -2,7 +2,7 @@
  * Copyright (C) 2026 The lazyvol Authors.  See COPYING.
  */
 /* lazyvol: small helpers used everywhere: id validation, files that must
- * reach the disk atomically, full reads and writes, time and hex.
+ * reach the disk atomically, full reads and writes, time, hex and base64.
  *
  * Every export or snapshot id goes through id_export_valid() or
  * id_snapshot_valid() before it becomes part of a path or an object key:
@@ -113,8 +113,21 @@ void utf8_sanitize (char *s) __attribute__ ((__nonnull__));
 bool is_zero (const void *buf, size_t len);
 /* Lowercase hex of LEN bytes into OUT (2*LEN+1 bytes). */
 void hex_encode (const unsigned char *in, size_t len, char *out);
+/* The value of hex digit C (either case), or -1. */
+int hex_value (char c);
 /* Parse exactly 2*LEN hex digits; false if malformed. */
 bool hex_decode (const char *in, unsigned char *out, size_t len);
+/* Standard base64 (RFC 4648, with '=' padding) of LEN bytes into OUT
+ * (4 * ((LEN + 2) / 3) + 1 bytes).
+ */
+void base64_encode (const unsigned char *in, size_t len, char *out)
+  __attribute__ ((__nonnull__));
+/* Parse the base64 of exactly LEN bytes, as base64_encode writes it and
+ * nothing else: padded, no white space, the unused bits of the last
+ * digit 0.  False if IN is anything else.
+ */
+bool base64_decode (const char *in, unsigned char *out, size_t len)
+  __attribute__ ((__nonnull__));
 
 /* Current UTC time as "2026-11-21T10:00:00Z" into OUT. */
 void time_now_iso8601 (char out[32]);

@@ -16,6 +16,12 @@
  *
  * Hydrate fetches every chunk the manifest lists with HYDRATE_WORKERS
  * threads of its own, claiming one extent at a time; unload cancels it.
+ *
+ * Documents: volume.json is fetched whole; a manifest, which grows with
+ * the image, goes through a manifest reader as it arrives and is never
+ * held whole (a retry of the store starts a new reader).  A document
+ * that does not parse may have been damaged on the way: it is fetched
+ * again, VOLUME_FETCH_TRIES times in all, before it is called corrupt.
  */
 #include <config.h>
 
@@ -146,58 +152,22 @@ source_fetch (void *opaque, uint64_t chunk, void *buf, uint32_t len)
   return volume_fetch_chunk (opaque, chunk, buf, len);
 }
 
-/* Parses a fetched document for fetch_document; 0 or -1 with err_set. */
-typedef int (*document_parser) (const char *json, size_t len, void *opaque);
-
-/* GET KEY (at most MAX bytes) into PARSE, with its etag in *OBJ (which
- * may be NULL).  A
- * document that does not parse may have been damaged on the way: it is
- * fetched again, VOLUME_FETCH_TRIES times in all, before it is called
- * corrupt.  0, or -1 with err_set (ENOENT if it does not exist).
+/* The document KEY did not parse at try TRIES (its error recorded): it
+ * may have been damaged on the way.  True to fetch it again; false after
+ * VOLUME_FETCH_TRIES tries, the failure counted as corrupt and the key
+ * put in front of the error.
  */
-static int
-fetch_document (struct volume_env *env, const char *key, size_t max,
-                document_parser parse, void *opaque, struct store_obj *obj)
+static bool
+fetch_again (struct volume_env *env, const char *key, unsigned tries)
 {
-  for (unsigned tries = 1; ; tries++) {
-    CLEANUP_FREE char *json = NULL;
-    size_t len;
-
-    if (store_get (env->st, key, max, &json, &len, obj) == -1)
-      return -1;
-    if (parse (json, len, opaque) == 0)
-      return 0;
-    if (tries == VOLUME_FETCH_TRIES) {
-      store_count_failure (env->st, STORE_OP_GET, STORE_WHY_CORRUPT);
-      return err_prefix ("%s", key);
-    }
-    store_count_retry (env->st, STORE_OP_GET, STORE_WHY_CORRUPT);
-    log_warn ("%s: %s; fetching it again", key, err_msg ());
+  if (tries == VOLUME_FETCH_TRIES) {
+    store_count_failure (env->st, STORE_OP_GET, STORE_WHY_CORRUPT);
+    err_prefix ("%s", key);
+    return false;
   }
-}
-
-/* What the parsers of volume.json and manifest.json are given. */
-struct document {
-  const char *export_id, *snapshot_id;
-  struct volume_head *head;
-  struct manifest *manifest;
-};
-
-static int
-parse_head (const char *json, size_t len, void *opaque)
-{
-  struct document *d = opaque;
-
-  return volume_parse (json, len, d->export_id, d->head);
-}
-
-static int
-parse_manifest (const char *json, size_t len, void *opaque)
-{
-  struct document *d = opaque;
-
-  d->manifest = manifest_parse (json, len, d->export_id, d->snapshot_id);
-  return d->manifest ? 0 : -1;
+  store_count_retry (env->st, STORE_OP_GET, STORE_WHY_CORRUPT);
+  log_warn ("%s: %s; fetching it again", key, err_msg ());
+  return true;
 }
 
 int
@@ -205,21 +175,49 @@ volume_fetch_head (struct volume_env *env, const char *export_id,
                    struct volume_head *head, char etag[128])
 {
   CLEANUP_FREE char *key = key_volume (env->root, export_id);
-  struct document d = { .export_id = export_id, .head = head };
   struct store_obj obj;
 
   if (key == NULL)
     return -1;
-  if (fetch_document (env, key, VOLUME_JSON_MAX, parse_head, &d,
-                      &obj) == -1) {
-    if (errno == ENOENT)
-      return err_set (ENOENT, "export %s does not exist (no %s)",
-                      export_id, key);
-    return -1;
+  for (unsigned tries = 1; ; tries++) {
+    CLEANUP_FREE char *json = NULL;
+    size_t len;
+
+    if (store_get (env->st, key, VOLUME_JSON_MAX, &json, &len, &obj) == -1) {
+      if (errno == ENOENT)
+        return err_set (ENOENT, "export %s does not exist (no %s)",
+                        export_id, key);
+      return -1;
+    }
+    if (volume_parse (json, len, export_id, head) == 0)
+      break;
+    if (!fetch_again (env, key, tries))
+      return -1;
   }
   if (etag)
     memcpy (etag, obj.etag, 128);
   return 0;
+}
+
+/* A manifest being fetched: who it must be, and the reader its bytes go
+ * to, which is replaced by a new one when the store starts over.
+ */
+struct manifest_fetch {
+  const char *export_id, *snapshot_id;
+  struct manifest_reader *r;
+};
+
+static int
+manifest_bytes (void *opaque, const void *buf, size_t len)
+{
+  struct manifest_fetch *f = opaque;
+
+  if (buf == NULL) {
+    manifest_reader_free (f->r);
+    f->r = manifest_reader_new (f->export_id, f->snapshot_id);
+    return f->r ? 0 : 1;
+  }
+  return manifest_reader_feed (f->r, buf, len) == 0 ? 0 : 1;
 }
 
 struct manifest *
@@ -227,20 +225,38 @@ volume_fetch_manifest (struct volume_env *env, const char *export_id,
                        const char *snapshot_id, uint64_t chunks)
 {
   CLEANUP_FREE char *key = key_manifest (env->root, export_id, snapshot_id);
-  struct document d = { .export_id = export_id, .snapshot_id = snapshot_id };
+  struct manifest_fetch f = { .export_id = export_id,
+                              .snapshot_id = snapshot_id };
   uint64_t max_chunks = IMAGE_SIZE_MAX / CHUNK_SIZE_MIN;
+  size_t max = manifest_max_size (chunks ? chunks : max_chunks);
 
   if (key == NULL)
     return NULL;
-  if (fetch_document (env, key, manifest_max_size (chunks ? chunks
-                                                   : max_chunks),
-                      parse_manifest, &d, NULL) == -1) {
-    if (errno == ENOENT)
-      err_set (ENOENT, "snapshot %s of export %s does not exist (no %s)",
-               snapshot_id, export_id, key);
-    return NULL;
+  /* The document goes through a reader as it arrives: a manifest grows
+   * with the image, and is never held whole.
+   */
+  for (unsigned tries = 1; ; tries++) {
+    struct manifest *m = NULL;
+    int r;
+
+    f.r = manifest_reader_new (export_id, snapshot_id);
+    if (f.r == NULL)
+      return NULL;
+    r = store_get_stream (env->st, key, max, manifest_bytes, &f, NULL);
+    if (r == 0)
+      m = manifest_reader_finish (f.r);
+    manifest_reader_free (f.r);
+    if (m)
+      return m;
+    if (r == -1) {
+      if (errno == ENOENT)
+        err_set (ENOENT, "snapshot %s of export %s does not exist (no %s)",
+                 snapshot_id, export_id, key);
+      return NULL;
+    }
+    if (!fetch_again (env, key, tries))
+      return NULL;
   }
-  return d.manifest;
 }
 
 struct manifest *

@@ -9,6 +9,9 @@
  *              [--retries N] [--timeout SECS|Ns|Nms] COMMAND ARGS...
  *
  *   get KEY [MAX]               object (of at most MAX bytes) to stdout
+ *   get-stream KEY [MAX]        the same, received piece by piece; each
+ *                               time the store starts over, "restart
+ *                               after N bytes" on stderr
  *   get-range KEY OFFSET LEN    bytes to stdout
  *   head KEY                    "SIZE ETAG"
  *   put KEY FILE [if-absent | if-match ETAG]   prints the new etag
@@ -52,6 +55,35 @@ print_entry (void *opaque, const char *key, uint64_t size, bool is_prefix)
     printf ("%s -\n", key);
   else
     printf ("%s %ju\n", key, (uintmax_t) size);
+  return 0;
+}
+
+/* The body of a get-stream so far. */
+struct body {
+  char *data;
+  size_t len, cap;
+};
+
+static int
+on_piece (void *opaque, const void *buf, size_t len)
+{
+  struct body *b = opaque;
+
+  if (buf == NULL) {
+    fprintf (stderr, "restart after %zu bytes\n", b->len);
+    b->len = 0;
+    return 0;
+  }
+  if (b->len + len > b->cap) {
+    size_t cap = 2 * (b->len + len);
+    char *p = realloc (b->data, cap);
+    if (p == NULL)
+      return err_set (ENOMEM, "get-stream: out of memory"), 1;
+    b->data = p;
+    b->cap = cap;
+  }
+  memcpy (b->data + b->len, buf, len);
+  b->len += len;
   return 0;
 }
 
@@ -126,15 +158,19 @@ run (int argc, char **argv)
 {
   const char *cmd = argv[0];
 
-  if (strcmp (cmd, "get") == 0 && (argc == 2 || argc == 3)) {
+  if ((strcmp (cmd, "get") == 0 || strcmp (cmd, "get-stream") == 0) &&
+      (argc == 2 || argc == 3)) {
+    struct body b = { NULL };
     CLEANUP_FREE char *data = NULL;
     uint64_t max = SIZE_MAX / 2;
-    size_t len;
     if (argc == 3 && !parse_size (argv[2], &max))
       return err_set (EINVAL, "bad size %s", argv[2]), fail ();
-    if (store_get (st, argv[1], max, &data, &len, NULL) == -1)
-      return fail ();
-    fwrite (data, 1, len, stdout);
+    if (strcmp (cmd, "get") == 0
+        ? store_get (st, argv[1], max, &data, &b.len, NULL) == -1
+        : store_get_stream (st, argv[1], max, on_piece, &b, NULL) != 0)
+      return free (b.data), fail ();
+    fwrite (data ? data : b.data, 1, b.len, stdout);
+    free (b.data);
     return 0;
   }
   if (strcmp (cmd, "get-range") == 0 && argc == 4) {

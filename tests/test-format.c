@@ -15,6 +15,10 @@
  *    overlapping, escaping the export root, too large, too deep, with a
  *    NUL) is refused with EBADMSG and a message naming the problem, and
  *    unknown fields are ignored;
+ *  - a manifest reads the same, to the byte of its error, whether it is
+ *    fed whole or a byte at a time, and whatever the order of members;
+ *  - manifests are written in version 2 (hashes in base64, strictly
+ *    checked), and version 1 (hex) is read as ever; a version 3 is not;
  *  - a manifest listing 262144 chunks formats and parses in well under a
  *    second (the timings are printed) and stays within manifest_max_size.
  */
@@ -30,6 +34,7 @@
 
 #include "err.h"
 #include "format.h"
+#include "jsontok.h"
 #include "util.h"
 
 #define S1 "0195d4f0a1b24c3d8e4f5a6b7c8d9e0f"
@@ -181,6 +186,110 @@ struct mutation {
   const char *value;            /* its new JSON text, or NULL: delete it */
   const char *message;          /* expected in the error; NULL: valid */
 };
+
+/* DOC, printed by json-c (its members in their order), and freed.  The
+ * text ends in a newline, as lazyvol's do.  Malloc'd.
+ */
+static char *
+print_json (struct json_object *doc)
+{
+  char *out = xasprintf ("%s\n", json_object_to_json_string_ext
+                         (doc, JSON_C_TO_STRING_PRETTY));
+
+  json_object_put (doc);
+  return out;
+}
+
+/* The manifest TEXT (version 2, as manifest_format writes it) as the first
+ * lazyvol wrote it: version 1, hashes in hex.  Malloc'd.
+ */
+static char *
+to_v1 (const char *text)
+{
+  struct json_object *doc = json_tokener_parse (text);
+  struct json_object *extents = json_object_object_get (doc, "extents");
+
+  json_object_object_add (doc, "version", json_object_new_int (1));
+  for (size_t i = 0; i < json_object_array_length (extents); i++) {
+    struct json_object *sha =
+      json_object_object_get (json_object_array_get_idx (extents, i),
+                              "sha256");
+
+    for (size_t j = 0; j < json_object_array_length (sha); j++) {
+      unsigned char d[32];
+      char hex[65];
+
+      CHECK (base64_decode (json_object_get_string
+                            (json_object_array_get_idx (sha, j)), d, 32));
+      hex_encode (d, 32, hex);
+      json_object_array_put_idx (sha, j, json_object_new_string (hex));
+    }
+  }
+  return print_json (doc);
+}
+
+/* V with the members of every object in reverse order (a new object). */
+static struct json_object *
+reverse (struct json_object *v)
+{
+  struct json_object *out;
+
+  if (json_object_is_type (v, json_type_array)) {
+    out = json_object_new_array ();
+    for (size_t i = 0; i < json_object_array_length (v); i++)
+      json_object_array_add (out, reverse (json_object_array_get_idx (v, i)));
+    return out;
+  }
+  if (!json_object_is_type (v, json_type_object))
+    return json_object_get (v);
+  out = json_object_new_object ();
+  {
+    size_t n = json_object_object_length (v), i = n;
+    CLEANUP_FREE const char **keys = calloc (n + 1, sizeof *keys);
+    CLEANUP_FREE struct json_object **vals = calloc (n + 1, sizeof *vals);
+
+    json_object_object_foreach (v, key, val) {
+      i--;
+      keys[i] = key;
+      vals[i] = val;
+    }
+    for (i = 0; i < n; i++)
+      json_object_object_add (out, keys[i], reverse (vals[i]));
+  }
+  return out;
+}
+
+/* TEXT with every object's members in reverse order: the manifest's
+ * extents come first, its format and version last.  Malloc'd.
+ */
+static char *
+reversed (const char *text)
+{
+  struct json_object *doc = json_tokener_parse (text);
+  struct json_object *rev = reverse (doc);
+
+  json_object_put (doc);
+  return print_json (rev);
+}
+
+/* Parse manifest TEXT fed to a reader in pieces of PIECE bytes. */
+static struct manifest *
+parse_in_pieces (const char *text, size_t len, size_t piece,
+                 const char *export_id, const char *snapshot_id)
+{
+  struct manifest_reader *r = manifest_reader_new (export_id, snapshot_id);
+  struct manifest *m = NULL;
+  size_t off;
+
+  for (off = 0; off < len; off += piece)
+    if (manifest_reader_feed (r, text + off,
+                              len - off < piece ? len - off : piece) == -1)
+      break;
+  if (off >= len)
+    m = manifest_reader_finish (r);
+  manifest_reader_free (r);
+  return m;
+}
 
 /* volume.json */
 
@@ -520,7 +629,7 @@ static const struct mutation manifest_bad[] = {
     "(format \"lazyvol-volume\")" },
   { "/format", NULL, "manifest vm01/" S2 ": missing field \"format\"" },
   { "/format", "7", "format: expected string, got int" },
-  { "/version", "2", "format version 2 is newer than this lazyvol reads (1)" },
+  { "/version", "3", "format version 3 is newer than this lazyvol reads (2)" },
   { "/version", "0", "version: 0 is out of range" },
   { "/version", "\"1\"", "version: expected int, got string" },
   { "/export_id", "\"vm02\"", "export_id: \"vm02\" is not the expected \"vm01\"" },
@@ -544,7 +653,17 @@ static const struct mutation manifest_bad[] = {
   { "/generation", "-9223372036854775809", "generation: must not be negative" },
   { "/generation", "1.5", "generation: expected int, got double" },
   { "/generation", "1e3", "generation: expected int, got double" },
-  { "/generation", "NaN", "generation: expected int, got double" },
+  /* json-c read these as doubles; they are not JSON (RFC 8259). */
+  { "/generation", "NaN", "invalid JSON at byte" },
+  { "/generation", "Infinity", "invalid JSON at byte" },
+  { "/generation", "-Infinity", "invalid JSON at byte" },
+  { "/generation", "01", "invalid JSON at byte" },
+  { "/generation", "1.", "invalid JSON at byte" },
+  { "/generation", "+1", "invalid JSON at byte" },
+  { "/generation", "1e", "invalid JSON at byte" },
+  { "/generation", "0x10", "invalid JSON at byte" },
+  { "/generation", "-0", "generation: 0 is out of range" },
+  { "/generation", "2E+1", "generation: expected int, got double" },
   { "/generation", "\"7\"", "generation: expected int, got string" },
   { "/generation", "true", "generation: expected int, got boolean" },
   { "/generation", "99999999999999999999999", "generation: number too large" },
@@ -622,13 +741,68 @@ static const struct mutation manifest_bad[] = {
   { "/extents/2/sha256/0", "null", "extents[2]: sha256[0]: not a string" },
   { "/future", "[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]",
     "nesting too deep" },
+  { "/future", "[[[[[[[1]]]]]]]", "nesting too deep" },       /* 9 levels */
+  { "/future", "\"\\ud800\"", "invalid JSON at byte" },     /* lone surrogates */
+  { "/future", "\"\\udc00\\ud800\"", "invalid JSON at byte" },
+  { "/future", "\"\\ud800\\u0041\"", "invalid JSON at byte" },
+  { "/future", "\"\xed\xa0\x80\"", "invalid JSON at byte" }, /* UTF-8 surrogate */
+  { "/future", "\"\xc0\xaf\"", "invalid JSON at byte" },     /* overlong */
+  { "/future", "\"\xf4\x90\x80\x80\"", "invalid JSON at byte" }, /* > U+10FFFF */
+  { "/future", "\"\xe2\x82\"", "invalid JSON at byte" },     /* cut short */
+  { "/future", "\"tab\there\"", "invalid JSON at byte" },
+  { "/future", "\"\\x41\"", "invalid JSON at byte" },
+  { "/future", "[1, 2,]", "invalid JSON at byte" },
+  { "/future", "{\"a\": 1,}", "invalid JSON at byte" },
+  { "/future", "[1 2]", "invalid JSON at byte" },
+  { "/future", "/* no */ 1", "invalid JSON at byte" },
+  { "/future", "tru", "invalid JSON at byte" },
+  { "/future", "nulls", "invalid JSON at byte" },
+  { "/kind", "\"delta\", \"kind\": \"base\"", "kind: given twice" },
+  { "/extents/0/count", "2, \"count\": 2", "extents[0]: count: given twice" },
   /* Valid: forward compatibility and optional fields. */
   { "/future", "{\"nested\": [1, {\"x\": null}], \"s\": \"\\u00e9\"}", NULL },
+  { "/future", "[[[[[[1]]]]]]", NULL },        /* 8 levels */
+  { "/future", "[[[[[[[]]]]]]]", NULL },
+  { "/future", "\"\\ud83d\\ude00 \xf0\x9f\x98\x80 \xe2\x82\xac \\u20ac \\/\"", NULL },
+  { "/future", "[-0.5e-3, 1E+2, 0, -1, 18446744073709551616, true, false]", NULL },
+  { "/future", "{\"format\": 1, \"version\": \"x\", \"extents\": {}}", NULL },
+  { "/extents/0/sha256/0", "\"" HEX64 "\"", NULL },
   { "/extents/0/comment", "\"the boot sector\"", NULL },
   { "/blobs/1/storage_class", "\"GLACIER\"", NULL },
   { "/base_ref", "null", NULL },
   { "/base_ref", NULL, NULL },
   { "/parent", "null", NULL },
+};
+
+#define A42 "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"
+#define NOT_B64 "sha256[0]: not a string of 44 base64 characters"
+
+/* Version 2: hashes in base64, exactly as manifest_format writes them. */
+static const struct mutation manifest_bad_v2[] = {
+  { "/version", "3", "format version 3 is newer than this lazyvol reads (2)" },
+  { "/version", "1", "extents[0]: sha256[0]: not a string of 64 hexadecimal "
+    "digits" },
+  { "/extents/0/sha256/1", "\"" HEX64 "\"", "extents[0]: sha256[1]: not a "
+    "string of 44 base64 characters" },
+  { "/extents/2/sha256/0", "\"" A42 "A\"", "extents[2]: " NOT_B64 },
+  { "/extents/0/sha256/0", "\"" A42 "B=\"", NOT_B64 },    /* bits left */
+  { "/extents/0/sha256/0", "\"" A42 "==\"", NOT_B64 },    /* 31 bytes */
+  { "/extents/0/sha256/0", "\"" A42 "AAA\"", NOT_B64 },   /* 33 bytes */
+  { "/extents/0/sha256/0", "\"" A42 "A=A=\"", NOT_B64 },
+  { "/extents/0/sha256/0", "\"-" A42 "=\"", NOT_B64 },    /* base64url */
+  { "/extents/0/sha256/0", "\"_" A42 "=\"", NOT_B64 },
+  { "/extents/0/sha256/0", "\" " A42 "=\"", NOT_B64 },
+  { "/extents/0/sha256/0", "\"" A42 "A=\\n\"", NOT_B64 },
+  { "/extents/0/sha256/0", "\"" A42 "A=\\u0000\"", NOT_B64 },
+  { "/extents/0/sha256/0", "\"" A42 "\\u0000=\"", NOT_B64 },
+  { "/extents/0/sha256/0", "\"\"", NOT_B64 },
+  { "/extents/0/sha256/0", "44", NOT_B64 },
+  { "/extents/0/sha256", "[\"" A42 "A=\"]", "sha256: 1 hashes for 2 chunks" },
+  /* Valid: any 32 bytes, and JSON escapes are JSON's business. */
+  { "/extents/0/sha256/0", "\"" A42 "A=\"", NULL },
+  { "/extents/0/sha256/0", "\"" A42 "A\\u003d\"", NULL },
+  { "/extents/0/sha256/0", "\"//////////////////////////////////////////w=\"",
+    NULL },
 };
 
 /* Does DOC parse as the manifest vm01/S2? */
@@ -707,6 +881,8 @@ test_hostile_bytes (const char *text)
   CHECK (manifest_ok (big, max));
   CHECK (manifest_parse (big, max + 1, "vm01", S2) == NULL);
   CHECK_ERROR (EBADMSG, "bytes is larger than the limit of");
+  CHECK (parse_in_pieces (big, max + 1, 4096, "vm01", S2) == NULL);
+  CHECK_ERROR (EBADMSG, "bytes is larger than the limit of");
   memset (big, ' ', max + 1);
   memcpy (big, volume_text, strlen (volume_text));
   CHECK (volume_parse (big, VOLUME_JSON_MAX, NULL, &h) == 0);
@@ -714,27 +890,186 @@ test_hostile_bytes (const char *text)
   CHECK_ERROR (EBADMSG, "volume.json: 65537 bytes is larger than the limit");
 }
 
+/* Parse each mutation of TEXT in TABLE (N of them).  Each is refused
+ * with its message, or read; and read the same way a byte at a time.
+ */
+static void
+check_mutations (const char *text, const struct mutation *table, size_t n)
+{
+  for (size_t i = 0; i < n; i++) {
+    const struct mutation *t = &table[i];
+    CLEANUP_FREE char *doc = mutate (text, t->pointer, t->value);
+    struct manifest *whole = manifest_parse (doc, strlen (doc), "vm01", S2);
+    struct manifest *bytes;
+    char msg[ERR_MSG_MAX];
+
+    if (t->message == NULL) {
+      if (!check (whole != NULL, t->pointer, __LINE__))
+        fprintf (stderr, "  %s\n", err_msg ());
+    }
+    else if (!check (whole == NULL, t->message, __LINE__))
+      fprintf (stderr, "  read %s = %s\n", t->pointer, t->value);
+    else
+      check_error (EBADMSG, t->message, __LINE__);
+    snprintf (msg, sizeof msg, "%s", err_msg ());
+    bytes = parse_in_pieces (doc, strlen (doc), 1, "vm01", S2);
+    if (!check (whole ? bytes && manifests_equal (whole, bytes)
+                : !bytes && strcmp (msg, err_msg ()) == 0,
+                "the same a byte at a time", __LINE__))
+      fprintf (stderr, "  %s: %s\n  a byte at a time: %s\n", t->pointer,
+               msg, bytes ? "read" : err_msg ());
+    manifest_free (whole);
+    manifest_free (bytes);
+  }
+}
+
+/* The same mutations of TEXT with every object's members in reverse
+ * order: the extents before the blobs and the geometry, the version
+ * last.  The same verdict, and the same message where the checks need
+ * not wait for the end of the manifest.
+ */
+static void
+check_reversed (const char *text, const struct mutation *table, size_t n)
+{
+  CLEANUP_FREE char *rev = reversed (text);
+  struct manifest *a = manifest_parse (text, strlen (text), NULL, NULL);
+  struct manifest *b = manifest_parse (rev, strlen (rev), NULL, NULL);
+
+  CHECK (a && b && manifests_equal (a, b));
+  manifest_free (a);
+  manifest_free (b);
+  check_mutations (rev, table, n);
+}
+
 static void
 test_manifest_hostile (void)
 {
   struct manifest *m = small_manifest ();
   CLEANUP_FREE char *text = manifest_format (m);
+  CLEANUP_FREE char *v1 = to_v1 (text);
 
-  for (size_t i = 0; i < sizeof manifest_bad / sizeof manifest_bad[0]; i++) {
-    const struct mutation *t = &manifest_bad[i];
-    CLEANUP_FREE char *doc = mutate (text, t->pointer, t->value);
-    struct manifest *bad = manifest_parse (doc, strlen (doc), "vm01", S2);
-
-    if (t->message == NULL) {
-      if (!check (bad != NULL, t->pointer, __LINE__))
-        fprintf (stderr, "  %s\n", err_msg ());
-    }
-    else if (check (bad == NULL, t->message, __LINE__))
-      check_error (EBADMSG, t->message, __LINE__);
-    manifest_free (bad);
-  }
+  check_mutations (v1, manifest_bad, sizeof manifest_bad / sizeof *manifest_bad);
+  check_mutations (text, manifest_bad_v2,
+                   sizeof manifest_bad_v2 / sizeof *manifest_bad_v2);
+  check_reversed (v1, manifest_bad, sizeof manifest_bad / sizeof *manifest_bad);
+  check_reversed (text, manifest_bad_v2,
+                  sizeof manifest_bad_v2 / sizeof *manifest_bad_v2);
+  test_hostile_bytes (v1);
   test_hostile_bytes (text);
   manifest_free (m);
+}
+
+/* base64 as RFC 4648 has it (its test vectors), and only that. */
+static void
+test_base64 (void)
+{
+  static const char *const vectors[][2] = {
+    { "", "" }, { "f", "Zg==" }, { "fo", "Zm8=" }, { "foo", "Zm9v" },
+    { "foob", "Zm9vYg==" }, { "fooba", "Zm9vYmE=" }, { "foobar", "Zm9vYmFy" },
+  };
+  static const char *const refused[] = {
+    "Zg=", "Zg", "Zh==", "Zm9=", "Zm8", "Zm9vYg=", "Zm9v\n", " Zm9v", "Zm-v",
+    "Zm9vYg==Zg==", "=m9v",
+  };
+  unsigned char out[8];
+  char text[16];
+
+  for (size_t i = 0; i < sizeof vectors / sizeof vectors[0]; i++) {
+    size_t n = strlen (vectors[i][0]);
+
+    base64_encode ((const unsigned char *) vectors[i][0], n, text);
+    CHECK (strcmp (text, vectors[i][1]) == 0);
+    CHECK (base64_decode (vectors[i][1], out, n) &&
+           memcmp (out, vectors[i][0], n) == 0);
+  }
+  for (size_t i = 0; i < sizeof refused / sizeof refused[0]; i++)
+    for (size_t n = 0; n <= sizeof out; n++)
+      if (!check (!base64_decode (refused[i], out, n), refused[i], __LINE__))
+        fprintf (stderr, "  read as %zu bytes\n", n);
+}
+
+/* What the first lazyvol wrote: version 1, hashes in hex. */
+static const char manifest_v1_text[] =
+  "{\n"
+  "  \"format\": \"lazyvol-manifest\",\n"
+  "  \"version\": 1,\n"
+  "  \"export_id\": \"vm01\",\n"
+  "  \"snapshot_id\": \"" S2 "\",\n"
+  "  \"parent\": null,\n"
+  "  \"kind\": \"delta\",\n"
+  "  \"generation\": 1,\n"
+  "  \"created\": \"2026-11-21T10:00:00Z\",\n"
+  "  \"image_size\": 131072,\n"
+  "  \"chunk_size\": 65536,\n"
+  "  \"blobs\": [\n"
+  "    {\"key\": \"vm01/snapshots/" S2 "/delta.blob\", \"size\": 65536}\n"
+  "  ],\n"
+  "  \"extents\": [\n"
+  "    {\"chunk\": 1, \"count\": 1, \"blob\": 0, \"offset\": 0, \"sha256\": [\n"
+  "      \"" HEX64 "\"]}\n"
+  "  ]\n"
+  "}\n";
+
+/* Parse DOC as vm01/S2: it must fail with MESSAGE. */
+static void
+check_refused (const char *doc, const char *message, int line)
+{
+  struct manifest *m = manifest_parse (doc, strlen (doc), "vm01", S2);
+
+  if (check (m == NULL, message, line))
+    check_error (EBADMSG, message, line);
+  manifest_free (m);
+}
+
+/* Version 1 is read, and written again as version 2.  A newer version
+ * says so even when it comes last, after something this code would
+ * refuse; strings have a length limit only where they are read.
+ */
+static void
+test_manifest_versions (void)
+{
+  struct manifest *m = manifest_parse (manifest_v1_text,
+                                       strlen (manifest_v1_text), "vm01", S2);
+  struct manifest *back;
+  unsigned char want[32];
+  CLEANUP_FREE char *v2 = NULL, *rev = NULL, *old = NULL, *newer = NULL;
+  CLEANUP_FREE char *big = NULL, *longer = NULL, *comment = NULL;
+  char *s;
+
+  if (!CHECK (m != NULL)) {
+    fprintf (stderr, "  %s\n", err_msg ());
+    return;
+  }
+  CHECK (hex_decode (HEX64, want, 32));
+  CHECK (m->nsha == 1 && memcmp (m->sha[0], want, 32) == 0);
+  CHECK (m->nextents == 1 && m->extents[0].chunk == 1);
+  v2 = manifest_format (m);
+  CHECK (strstr (v2, "\"version\": 2,\n") != NULL);
+  CHECK (strstr (v2, "\n      \"ABEiM0RVZneImaq7zN3u/wARIjNEVWZ3iJmqu8zd7v8=\"]}")
+         != NULL);
+  back = manifest_parse (v2, strlen (v2), "vm01", S2);
+  CHECK (back != NULL && manifests_equal (m, back));
+  manifest_free (back);
+  manifest_free (m);
+
+  rev = reversed (v2);
+  old = mutate (rev, "/generation", "0");
+  check_refused (old, "generation: 0 is out of range", __LINE__);
+  newer = mutate (old, "/version", "3");
+  check_refused (newer, "format version 3 is newer than this lazyvol reads "
+                 "(2)", __LINE__);
+
+  big = malloc (JSONTOK_STRING_MAX + 4);         /* "a...a", 4097 a */
+  memset (big, 'a', JSONTOK_STRING_MAX + 3);
+  big[0] = big[JSONTOK_STRING_MAX + 2] = '"';
+  big[JSONTOK_STRING_MAX + 3] = '\0';
+  comment = mutate (v2, "/comment", big);
+  CHECK (manifest_ok (comment, strlen (comment)));
+  longer = mutate (v2, "/created", big);
+  check_refused (longer, "created: longer than 4096 bytes", __LINE__);
+  s = strstr (longer, "aaaa");
+  memmove (s, s + 1, strlen (s));                /* 4096: just fits */
+  check_refused (longer, "created: \"aaaa", __LINE__);
 }
 
 /* 1 TiB of 4 MiB chunks, every chunk listed.  With STRIDE > 0, runs of
@@ -748,7 +1083,7 @@ test_large (unsigned stride)
   const uint64_t size = UINT64_C (1) << 40, n = size / CHUNK_SIZE_DEFAULT;
   struct manifest *m = manifest_new ("vm01", S2, MANIFEST_DELTA, 9, size,
                                      CHUNK_SIZE_DEFAULT);
-  struct manifest *back;
+  struct manifest *back, *pieces;
   uint64_t t0, t1, t2, ndelta = 0;
   CLEANUP_FREE char *text = NULL;
   size_t len;
@@ -772,6 +1107,9 @@ test_large (unsigned stride)
   len = strlen (text);
   back = manifest_parse (text, len, "vm01", S2);
   t2 = time_mono_ns ();
+  pieces = parse_in_pieces (text, len, 65536 + 7, "vm01", S2);
+  CHECK (pieces != NULL && manifests_equal (m, pieces));
+  manifest_free (pieces);
   printf ("manifest of %" PRIu64 " chunks in %zu extents, %.1f MB "
           "(%.0f bytes a chunk, limit %zu): format %.3f s, parse %.3f s\n",
           n, m->nextents, len / 1e6, (double) len / n, manifest_max_size (n),
@@ -797,6 +1135,8 @@ main (void)
   test_find ();
   test_manifest_round_trip ();
   test_manifest_hostile ();
+  test_manifest_versions ();
+  test_base64 ();
   test_large (8);
   test_large (0);
   if (failures)

@@ -5,14 +5,14 @@
 # who can write there could otherwise make lazyvol serve, parse or
 # overwrite files outside it.  A key whose path meets a link is refused
 # ("a component is a symbolic link", code bad_remote_data) by get, head,
-# ranged get, put, upload, delete and list, with the kernel's openat2 and
-# with the fallback walk used where openat2 is missing; listings skip
-# links; nothing outside the bucket is read or written.  End to end: a
-# blob replaced by a link to a file with the very same bytes fails the
-# read with EIO; an export whose manifest.json is a link does not open;
-# a snapshot into a linked snapshots/ directory fails and writes nothing
-# there; an export directory that is a link is not discovered.  A bucket
-# given as a link to a directory works normally.
+# ranged get, streamed get, put, upload, delete and list, with the
+# kernel's openat2 and with the fallback walk used where openat2 is
+# missing; listings skip links; nothing outside the bucket is read or
+# written.  End to end: a blob replaced by a link to a file with the very
+# same bytes fails the read with EIO; an export whose manifest.json is a
+# link does not open; a snapshot into a linked snapshots/ directory fails
+# and writes nothing there; an export directory that is a link is not
+# discovered.  A bucket given as a link to a directory works normally.
 . "$srcdir/functions.sh"
 requires nbdkit qemu-io jq cmp timeout mkfifo /usr/bin/python3
 tmp=$(make_tmpdir)
@@ -45,7 +45,8 @@ store_checks ()
 
     # Reads: refused, and not a byte of the target on stdout.
     for cmd in "get d/link" "head d/link" "get-range d/link 0 3" \
-               "get d/ldir/o" "head d/ldir/o"; do
+               "get-stream d/link" "get d/ldir/o" "head d/ldir/o" \
+               "get-stream d/ldir/o"; do
         if st $cmd > "$tmp/$1/out" 2> "$tmp/$1/err"; then
             fail "$cmd followed a link"
         fi
@@ -53,10 +54,13 @@ store_checks ()
         [ ! -s "$tmp/$1/out" ] || fail "$cmd printed $(cat "$tmp/$1/out")"
     done
     # A FIFO is not an object, and reading it does not hang.
-    if timeout 10 "$STORE_TOOL" --bucket "$b" get d/fifo 2> "$tmp/$1/err"; then
-        fail "a FIFO was read"
-    fi
-    grep -q 'not an object' "$tmp/$1/err"
+    for get in get get-stream; do
+        if timeout 10 "$STORE_TOOL" --bucket "$b" $get d/fifo \
+                   2> "$tmp/$1/err"; then
+            fail "a FIFO was read"
+        fi
+        grep -q 'not an object' "$tmp/$1/err"
+    done
 
     # Writes through a linked directory, or onto a link, change nothing.
     for cmd in "put d/ldir/new $tmp/$1/data" "put d/link $tmp/$1/data" \

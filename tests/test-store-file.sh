@@ -2,7 +2,9 @@
 # SPDX-License-Identifier: BSD-3-Clause
 # Copyright (C) 2026 The lazyvol Authors.  See COPYING.
 # The file store keeps object key K as the file DIR/K: puts are atomic
-# (no temporary file is ever listed), ranged gets return exact bytes,
+# (no temporary file is ever listed), streamed gets deliver an object of
+# several pieces whole (and refuse one over their limit), ranged gets
+# return exact bytes,
 # conditional puts behave as compare-and-swap, listing is sorted and honours
 # the "/" delimiter, deletes remove emptied directories, and multipart
 # uploads assemble parts uploaded in parallel.
@@ -18,6 +20,16 @@ st put a/b/obj "$tmp/obj" >/dev/null
 cmp "$tmp/obj" "$b/a/b/obj"
 st get a/b/obj > "$tmp/got"
 cmp "$tmp/obj" "$tmp/got"
+
+# Streamed get: pieces of 256 KiB, the object whole; an empty one; the
+# limit.
+head -c 600000 /dev/urandom > "$tmp/pieces"
+st put s/pieces "$tmp/pieces" >/dev/null
+st get-stream s/pieces | cmp - "$tmp/pieces"
+st put s/empty /dev/null >/dev/null
+[ "$(st get-stream s/empty | wc -c)" = 0 ]
+if st get-stream s/pieces 599999 2>"$tmp/err"; then fail "limit ignored"; fi
+grep -q '600000 bytes is larger than the limit of 599999 \[too_large\]' "$tmp/err"
 
 # Ranged get: exact bytes, and a range past the end is an error.
 st get-range a/b/obj 1000 5000 > "$tmp/range"

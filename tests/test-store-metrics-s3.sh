@@ -5,7 +5,11 @@
 # say what happened, by operation and reason.  Through a proxy in front of
 # the S3 store that flips a byte of chosen replies:
 #  - a volume.json that does not parse once is fetched again on open
-#    (retries{get,corrupt} = 1);
+#    (retries{get,corrupt} = 1), and so is a manifest, which is read as
+#    it arrives;
+#  - a manifest whose reply is cut off in its body is fetched again by a
+#    new reader (retries{get,cut_off} = 1, nothing corrupt), and the
+#    export reads right;
 #  - a chunk whose body fails its SHA-256 twice is fetched a third time
 #    and reads right (retries{get_range,corrupt} = 2, no failure);
 #  - one that fails three times is EIO (errors{get_range,corrupt} = 1,
@@ -19,18 +23,20 @@ tmp=$(make_tmpdir)
 start_s3 cond-put
 MiB=1048576
 
-# serve [COMMAND]: a fresh nbdkit (empty cache) through a fresh proxy
-# (tests/store-proxy) that runs COMMAND ("next 2 corrupt-range": the next
-# two ranged GETs have a byte flipped); from the second call on, with
-# export m open.  While $tmp/down exists the proxy answers 503 to
+# serve [COMMAND...]: a fresh nbdkit (empty cache) through a fresh proxy
+# (tests/store-proxy) that runs the COMMANDs ("next 2 corrupt-range": the
+# next two ranged GETs have a byte flipped); from the second call on,
+# with export m open.  While $tmp/down exists the proxy answers 503 to
 # everything.
 n=0
 serve ()
 {
+    local commands=() c
+    for c in "$@"; do commands+=(--command "$c"); done
     [ -n "${nbdkit_pid:-}" ] && stop_lazyvol
     n=$((n + 1))
     start_store_proxy "$tmp/proxy$n" --down-file "$tmp/down" \
-        ${1+--command "$1"}
+        ${commands[@]+"${commands[@]}"}
     STORE_ARGS=(storage-backend=s3 "bucket=$S3_BUCKET"
                 "endpoint-url=$proxy_url" retries=2 timeout=10 readahead=0
                 discover=false)
@@ -57,6 +63,18 @@ serve "next 1 corrupt-doc"
 [ "$(proxy_stat corrupt-doc)" = 1 ]
 [ "$(count retries get corrupt)" = 1 ]
 [ "$(total errors)" = 0 ]
+
+serve "set match manifest.json" "next 1 corrupt-doc"
+[ "$(proxy_stat corrupt-doc)" = 1 ]
+[ "$(count retries get corrupt)" = 1 ]
+[ "$(total errors)" = 0 ]
+
+serve "set match manifest.json" "next 1 truncate"
+[ "$(proxy_stat truncate)" = 1 ]
+[ "$(count retries get cut_off)" = 1 ]
+[ "$(count retries get corrupt)" = 0 ]
+[ "$(total errors)" = 0 ]
+qemu-io -f raw -c 'read -P 0x3c 0 4M' "$(uri m)" >/dev/null
 
 serve "next 2 corrupt-range"
 qemu-io -f raw -c 'read -P 0x3c 0 1M' "$(uri m)" >/dev/null

@@ -8,7 +8,8 @@
 #  - each fault kind, asked for once on the control socket, happens once
 #    (its counter and the fault log say so), and the client copes: a reply
 #    reset or truncated in its body, or a 5xx, is retried and the object
-#    read whole; a reset where the reply has no body (a put's) loses the
+#    read whole (a streamed get's consumer, which had part of the body, is
+#    told to start over first, and gets it whole); a reset where the reply has no body (a put's) loses the
 #    reply of a put that landed, and the retry puts it again; a delayed
 #    request is answered late; a request that hangs times out and is
 #    tried again; a byte flipped in a put's body fails the SHA-256 check
@@ -68,6 +69,17 @@ proxy_ctl once truncate
 st --stats get-range big 1000000 2000000 2>"$tmp/err" | cmp - "$tmp/big.part"
 [ "$(proxy_stat truncate)" = 1 ] && logged truncate
 grep -q '^retry get_range cut_off 1$' "$tmp/err"
+
+# The same cuts in a streamed get: the consumer had part of the body
+# when it was told to start over, and got the object whole.
+for kind in truncate reset; do
+    proxy_ctl once $kind
+    st --stats get-stream k 2>"$tmp/err" | cmp - "$tmp/obj"
+    [ "$(proxy_stat $kind)" = 2 ] && logged $kind
+    grep -q '^restart after [1-9][0-9]* bytes$' "$tmp/err"
+    [ "$(grep -c '^restart' "$tmp/err")" = 1 ]
+    grep -q '^retry get cut_off 1$' "$tmp/err"
+done
 
 # A 500 in place of the store's reply: retried as a server error.
 proxy_ctl set error-status 500

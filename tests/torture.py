@@ -111,6 +111,7 @@
 # every export is published and read back by a fresh host with an empty
 # cache.
 import argparse
+import base64
 import bisect
 import errno
 import hashlib
@@ -168,6 +169,14 @@ def zeros(n):
     if z is None:
         z = _zeros[n] = bytes(n)
     return z
+
+
+def hash_hex(m, text):
+    """A chunk's SHA-256 as manifest M writes it (version 1 in hex, 2 in
+    base64), in hex as the model keeps it."""
+    if m['version'] == 1:
+        return text
+    return base64.b64decode(text, validate=True).hex()
 
 
 def merge_ranges(ranges):
@@ -2662,7 +2671,7 @@ class Campaign:
             for k in range(x['count']):
                 listed[x['chunk'] + k] = (m['blobs'][x['blob']]['key'],
                                           x['offset'] + k * e.cs,
-                                          x['sha256'][k])
+                                          hash_hex(m, x['sha256'][k]))
         for i in range(e.nchunks):
             d = snap.digests[i]
             if i in listed and d is None:

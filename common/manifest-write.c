@@ -1,0 +1,92 @@
+/* SPDX-License-Identifier: BSD-3-Clause
+ * Copyright (C) 2026 The lazyvol Authors.  See COPYING.
+ */
+/* lazyvol: manifest.json as lazyvol writes it (see format.h and
+ * lazyvol-format(5)).
+ *
+ * The text is printed by hand, as every document is (format.c says why),
+ * in the current version, MANIFEST_FORMAT_VERSION: hashes in base64.
+ * Members come in the order lazyvol-format(5) lists them; each blob
+ * takes a line, each extent a line, then each of its hashes a line of
+ * its own, so that grep finds a chunk's hash.  A contiguous manifest
+ * takes 54 bytes a listed chunk.  The text is a function of the
+ * manifest: format(parse(format(m))) is format(m).
+ */
+#include <config.h>
+
+#include <inttypes.h>
+#include <stdio.h>
+
+#include "format-impl.h"
+#include "util.h"
+
+static void
+write_cloned_from (FILE *f, const struct manifest *m)
+{
+  fputs ("  \"cloned_from\": {\"export_id\": ", f);
+  format_write_string (f, m->cloned_export);
+  fputs (", \"snapshot_id\": ", f);
+  format_write_string (f, m->cloned_snapshot);
+  fputs ("},\n", f);
+}
+
+static void
+write_blobs (FILE *f, const struct manifest *m)
+{
+  fputs ("  \"blobs\": [", f);
+  for (size_t i = 0; i < m->nblobs; i++) {
+    fputs (i ? ",\n    {\"key\": " : "\n    {\"key\": ", f);
+    format_write_string (f, m->blobs[i].key);
+    fprintf (f, ", \"size\": %" PRIu64 "}", m->blobs[i].size);
+  }
+  fputs (m->nblobs ? "\n  ],\n" : "],\n", f);
+}
+
+static void
+write_extents (FILE *f, const struct manifest *m)
+{
+  char b64[45];
+
+  fputs ("  \"extents\": [", f);
+  for (size_t i = 0; i < m->nextents; i++) {
+    const struct manifest_extent *e = &m->extents[i];
+
+    fprintf (f, "%s\n    {\"chunk\": %" PRIu64 ", \"count\": %" PRIu64
+             ", \"blob\": %" PRIu32 ", \"offset\": %" PRIu64
+             ", \"sha256\": [", i ? "," : "", e->chunk, e->count, e->blob,
+             e->offset);
+    for (uint64_t j = 0; j < e->count; j++) {
+      base64_encode (m->sha[e->hash + j], 32, b64);
+      fprintf (f, "%s\n      \"%s\"", j ? "," : "", b64);
+    }
+    fputs ("]}", f);
+  }
+  fputs (m->nextents ? "\n  ],\n" : "],\n", f);
+}
+
+static void
+write_manifest (FILE *f, const void *arg)
+{
+  const struct manifest *m = arg;
+
+  format_write_str (f, "export_id", m->export_id);
+  format_write_str (f, "snapshot_id", m->snapshot_id);
+  format_write_str (f, "parent", m->parent[0] ? m->parent : NULL);
+  format_write_str (f, "kind", manifest_kind_name (m->kind));
+  format_write_u64 (f, "generation", m->generation);
+  format_write_str (f, "created", m->created);
+  format_write_geometry (f, m->image_size, m->chunk_size);
+  if (m->base_ref)
+    format_write_str (f, "base_ref", m->base_ref);
+  if (m->cloned_export[0])
+    write_cloned_from (f, m);
+  write_blobs (f, m);
+  write_extents (f, m);
+}
+
+char *
+manifest_format (const struct manifest *m)
+{
+  return format_write_document ("lazyvol-manifest", MANIFEST_FORMAT_VERSION,
+                                write_manifest, m);
+}

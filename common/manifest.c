@@ -1,0 +1,407 @@
+/* SPDX-License-Identifier: BSD-3-Clause
+ * Copyright (C) 2026 The lazyvol Authors.  See COPYING.
+ */
+/* lazyvol: a manifest in memory, and the geometry of chunks (see
+ * format.h).  Reading and writing manifest.json are manifest-read.c and
+ * manifest-write.c.
+ *
+ * A manifest satisfies what manifest_find relies on: extents are sorted
+ * by chunk and disjoint, inside the image, their bytes inside their blob,
+ * and sha[] holds one hash per listed chunk in extent order (extent.hash
+ * is where its run starts).  The builder (manifest_add_chunk) checks
+ * those things as it goes, and merges each chunk into the previous
+ * extent when it continues that run, so a publish of N consecutive dirty
+ * chunks is one extent; the reader checks them as it reads.
+ *
+ * Memory.  An export keeps its manifest for as long as it is loaded, so
+ * a manifest costs what its arrays hold and little else: 32 bytes a
+ * listed chunk and one struct an extent.  Arrays grow by doubling; one
+ * of ARRAY_MAP_MIN bytes or more lives in a mapping of its own, which
+ * mremap grows without copying (pages never written are never
+ * resident), and munmap gives back to the system at once.  On the heap,
+ * growing a large array would copy it (the old and the new copy both
+ * resident, a peak of twice the array), and freeing it would leave its
+ * pages to malloc's judgement: after a reload of an export, its process
+ * would keep the old manifest's memory as well.  manifest_shrink fits
+ * the arrays to their elements, for a manifest that is complete.
+ */
+#include <config.h>
+
+#include <assert.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#include "err.h"
+#include "format-impl.h"
+#include "util.h"
+
+#define ARRAY_MAP_MIN (64 * 1024)
+
+static const char *const kind_names[] = {
+  [MANIFEST_DELTA] = "delta", [MANIFEST_BASE] = "base",
+  [MANIFEST_CLONE] = "clone",
+};
+
+bool
+chunk_size_valid (uint64_t chunk_size)
+{
+  return chunk_size >= CHUNK_SIZE_MIN && chunk_size <= CHUNK_SIZE_MAX &&
+    (chunk_size & (chunk_size - 1)) == 0;
+}
+
+uint64_t
+chunk_count (uint64_t image_size, uint32_t chunk_size)
+{
+  return image_size / chunk_size + (image_size % chunk_size != 0);
+}
+
+uint32_t
+chunk_len (uint64_t image_size, uint32_t chunk_size, uint64_t chunk)
+{
+  uint64_t start;
+
+  if (chunk >= chunk_count (image_size, chunk_size))
+    return 0;
+  start = chunk * chunk_size;
+  return image_size - start < chunk_size ? image_size - start : chunk_size;
+}
+
+uint64_t
+manifest_run_bytes (const struct manifest *m, uint64_t chunk, uint64_t count)
+{
+  return (count - 1) * m->chunk_size +
+    chunk_len (m->image_size, m->chunk_size, chunk + count - 1);
+}
+
+const char *
+manifest_kind_name (enum manifest_kind kind)
+{
+  return kind_names[kind];
+}
+
+/* The id alphabets exclude "/", so the key cannot climb out of the export
+ * root or name another object.
+ */
+/* The piece number in NAME, "KIND.blob" (0) or "KIND.N.blob" (N in
+ * [1, BLOB_PIECES_MAX), no leading zero), or -1.
+ */
+static long
+blob_piece (const char *name, const char *kind)
+{
+  size_t n = strlen (kind);
+  char *end;
+  long piece;
+
+  if (strncmp (name, kind, n) != 0 || name[n] != '.')
+    return -1;
+  name += n + 1;
+  if (strcmp (name, "blob") == 0)
+    return 0;
+  if (name[0] < '1' || name[0] > '9')
+    return -1;
+  errno = 0;
+  piece = strtol (name, &end, 10);
+  if (errno || piece >= BLOB_PIECES_MAX || strcmp (end, ".blob") != 0)
+    return -1;
+  return piece;
+}
+
+int
+manifest_blob_kind (const char *key, unsigned *piece)
+{
+  char buf[MANIFEST_BLOB_KEY_MAX];
+  char *rest = buf, *export_id, *dir, *snapshot_id;
+  long n;
+
+  if (strlen (key) >= sizeof buf)
+    return -1;
+  strcpy (buf, key);
+  export_id = strsep (&rest, "/");
+  dir = strsep (&rest, "/");
+  snapshot_id = strsep (&rest, "/");
+  /* REST is the file name; once strsep runs out of "/" it stays NULL. */
+  if (rest == NULL || !id_export_valid (export_id) ||
+      strcmp (dir, "snapshots") != 0 || !id_snapshot_valid (snapshot_id))
+    return -1;
+  if ((n = blob_piece (rest, "delta")) >= 0 ||
+      (n = blob_piece (rest, "base")) >= 0) {
+    if (piece)
+      *piece = n;
+    return rest[0] == 'd' ? MANIFEST_DELTA : MANIFEST_BASE;
+  }
+  return -1;
+}
+
+/* The arrays of a manifest. */
+
+/* Free an array of CAP elements of SIZE bytes. */
+static void
+array_free (void *array, size_t cap, size_t size)
+{
+  if (cap * size >= ARRAY_MAP_MIN)
+    munmap (array, cap * size);
+  else
+    free (array);
+}
+
+/* Move the N elements of ARRAY (of CAP elements of SIZE bytes) to an
+ * array of NEWCAP (>= N, > 0).  The new array, or NULL with ENOMEM (then
+ * ARRAY is unchanged).
+ */
+static void *
+array_resize (void *array, size_t n, size_t cap, size_t newcap, size_t size)
+{
+  size_t old = cap * size, new;
+  void *p;
+
+  if (newcap > SIZE_MAX / size) {
+    err_set (ENOMEM, "manifest: %zu elements of %zu bytes: too many",
+             newcap, size);
+    return NULL;
+  }
+  new = newcap * size;
+  if (old >= ARRAY_MAP_MIN && new >= ARRAY_MAP_MIN) {
+    p = mremap (array, old, new, MREMAP_MAYMOVE);
+    if (p == MAP_FAILED) {
+      err_set (errno, "mremap: %m");
+      return NULL;
+    }
+    return p;
+  }
+  if (old < ARRAY_MAP_MIN && new < ARRAY_MAP_MIN) {
+    p = realloc (array, new);
+    if (p == NULL)
+      err_set (errno, "realloc: %m");
+    return p;
+  }
+  if (new >= ARRAY_MAP_MIN) {
+    p = mmap (NULL, new, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+              -1, 0);
+    if (p == MAP_FAILED) {
+      err_set (errno, "mmap: %m");
+      return NULL;
+    }
+  }
+  else if ((p = malloc (new)) == NULL) {
+    err_set (errno, "malloc: %m");
+    return NULL;
+  }
+  if (n > 0)
+    memcpy (p, array, n * size);
+  array_free (array, cap, size);
+  return p;
+}
+
+/* Make room for element N of ARRAY (elements of SIZE bytes, *CAP of
+ * them allocated), doubling it when it is full.  The array (perhaps
+ * moved), or NULL with ENOMEM.
+ */
+static void *
+grow (void *array, size_t n, size_t *cap, size_t size)
+{
+  void *p;
+
+  if (n < *cap)
+    return array;
+  p = array_resize (array, n, *cap, *cap ? 2 * *cap : 1, size);
+  if (p)
+    *cap = *cap ? 2 * *cap : 1;
+  return p;
+}
+
+/* Fit ARRAY (*CAP elements of SIZE bytes) to its N elements.  The array
+ * (perhaps moved; NULL if N is 0), or NULL with ENOMEM.
+ */
+static void *
+fit (void *array, size_t n, size_t *cap, size_t size)
+{
+  void *p;
+
+  /* Arrays only grow, from nothing: no element, no allocation. */
+  assert (n > 0 || *cap == 0);
+  if (n == *cap)
+    return array;
+  p = array_resize (array, n, *cap, n, size);
+  if (p)
+    *cap = n;
+  return p;
+}
+
+int
+manifest_append_extent (struct manifest *m, const struct manifest_extent *e)
+{
+  struct manifest_extent *p = grow (m->extents, m->nextents, &m->extents_cap,
+                                    sizeof *p);
+
+  if (p == NULL)
+    return -1;
+  m->extents = p;
+  m->extents[m->nextents++] = *e;
+  return 0;
+}
+
+int
+manifest_append_sha (struct manifest *m, const unsigned char sha[32])
+{
+  unsigned char (*p)[32] = grow (m->sha, m->nsha, &m->sha_cap, sizeof *p);
+
+  if (p == NULL)
+    return -1;
+  m->sha = p;
+  memcpy (m->sha[m->nsha++], sha, 32);
+  return 0;
+}
+
+int
+manifest_shrink (struct manifest *m)
+{
+  struct manifest_blob *b = fit (m->blobs, m->nblobs, &m->blobs_cap,
+                                 sizeof *b);
+  struct manifest_extent *e;
+  unsigned char (*s)[32];
+
+  if (b == NULL && m->nblobs)
+    return -1;
+  m->blobs = b;
+  e = fit (m->extents, m->nextents, &m->extents_cap, sizeof *e);
+  if (e == NULL && m->nextents)
+    return -1;
+  m->extents = e;
+  s = fit (m->sha, m->nsha, &m->sha_cap, sizeof *s);
+  if (s == NULL && m->nsha)
+    return -1;
+  m->sha = s;
+  return 0;
+}
+
+/* Building and looking up. */
+
+struct manifest *
+manifest_new (const char *export_id, const char *snapshot_id,
+              enum manifest_kind kind, uint64_t generation,
+              uint64_t image_size, uint32_t chunk_size)
+{
+  struct manifest *m = calloc (1, sizeof *m);
+
+  if (m == NULL) {
+    err_set (errno, "calloc: %m");
+    return NULL;
+  }
+  snprintf (m->export_id, sizeof m->export_id, "%s", export_id);
+  snprintf (m->snapshot_id, sizeof m->snapshot_id, "%s", snapshot_id);
+  m->kind = kind;
+  m->generation = generation;
+  m->image_size = image_size;
+  m->chunk_size = chunk_size;
+  time_now_iso8601 (m->created);
+  return m;
+}
+
+int
+manifest_add_blob (struct manifest *m, const char *key, uint64_t size)
+{
+  struct manifest_blob *p;
+  char *k;
+
+  if (manifest_blob_kind (key, NULL) == -1)
+    return err_set (EINVAL, "manifest %s/%s: \"%s\" is not a blob key",
+                    m->export_id, m->snapshot_id, key);
+  p = grow (m->blobs, m->nblobs, &m->blobs_cap, sizeof *p);
+  if (p == NULL)
+    return -1;
+  m->blobs = p;
+  k = strdup (key);
+  if (k == NULL)
+    return err_set (errno, "strdup: %m");
+  m->blobs[m->nblobs] = (struct manifest_blob) { .key = k, .size = size };
+  return m->nblobs++;
+}
+
+int
+manifest_add_chunk (struct manifest *m, uint64_t chunk, uint32_t blob,
+                    uint64_t offset, const unsigned char sha[32])
+{
+  struct manifest_extent *last =
+    m->nextents ? &m->extents[m->nextents - 1] : NULL;
+  uint64_t nchunks = chunk_count (m->image_size, m->chunk_size);
+  uint32_t len = chunk_len (m->image_size, m->chunk_size, chunk);
+
+  if (chunk >= nchunks)
+    return err_set (EINVAL, "manifest %s/%s: chunk %" PRIu64 " is beyond "
+                    "the image (%" PRIu64 " chunks)",
+                    m->export_id, m->snapshot_id, chunk, nchunks);
+  if (last && chunk < last->chunk + last->count)
+    return err_set (EINVAL, "manifest %s/%s: chunk %" PRIu64 " added after "
+                    "chunk %" PRIu64, m->export_id, m->snapshot_id, chunk,
+                    last->chunk + last->count - 1);
+  if (blob >= m->nblobs)
+    return err_set (EINVAL, "manifest %s/%s: blob %" PRIu32 " does not "
+                    "exist (%zu blobs)", m->export_id, m->snapshot_id,
+                    blob, m->nblobs);
+  if (offset > m->blobs[blob].size || len > m->blobs[blob].size - offset)
+    return err_set (EINVAL, "manifest %s/%s: chunk %" PRIu64 " at offset %"
+                    PRIu64 " goes beyond the end of blob %" PRIu32 " (%"
+                    PRIu64 " bytes)", m->export_id, m->snapshot_id, chunk,
+                    offset, blob, m->blobs[blob].size);
+
+  /* The chunk continues the last run if it is the next chunk, in the same
+   * blob, right after it.  The run's last chunk is then not the image's
+   * last, so it is a full chunk and offsets step by chunk_size.
+   */
+  if (last && last->blob == blob && chunk == last->chunk + last->count &&
+      offset == last->offset + last->count * m->chunk_size)
+    last->count++;
+  else if (manifest_append_extent (m, &(struct manifest_extent) {
+        .chunk = chunk, .count = 1, .blob = blob, .offset = offset,
+        .hash = m->nsha }) == -1)
+    return -1;
+  return manifest_append_sha (m, sha);
+}
+
+static int
+extent_compare (const void *key, const void *elem)
+{
+  uint64_t chunk = *(const uint64_t *) key;
+  const struct manifest_extent *e = elem;
+
+  if (chunk < e->chunk)
+    return -1;
+  return chunk - e->chunk >= e->count;  /* 0 inside the run, 1 after it */
+}
+
+bool
+manifest_find (const struct manifest *m, uint64_t chunk,
+               const char **blob_key, uint64_t *offset,
+               const unsigned char **sha)
+{
+  const struct manifest_extent *e;
+
+  if (m->nextents == 0)
+    return false;
+  /* Extents are sorted and disjoint, so "inside the run" is an order. */
+  e = bsearch (&chunk, m->extents, m->nextents, sizeof *e, extent_compare);
+  if (e == NULL)
+    return false;
+  *blob_key = m->blobs[e->blob].key;
+  *offset = e->offset + (chunk - e->chunk) * m->chunk_size;
+  *sha = m->sha[e->hash + (chunk - e->chunk)];
+  return true;
+}
+
+void
+manifest_free (struct manifest *m)
+{
+  if (m == NULL)
+    return;
+  for (size_t i = 0; i < m->nblobs; i++)
+    free (m->blobs[i].key);
+  array_free (m->blobs, m->blobs_cap, sizeof *m->blobs);
+  array_free (m->extents, m->extents_cap, sizeof *m->extents);
+  array_free (m->sha, m->sha_cap, sizeof *m->sha);
+  free (m->base_ref);
+  free (m);
+}
