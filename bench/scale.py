@@ -25,11 +25,17 @@
 #
 #   bench/scale.py [--build DIR] [--scratch DIR] [--sizes 1k,64k,256k,1M]
 #                  [--layouts contiguous,sparse] [--snapshots S] [--keep]
+#                  [--manifest-version 1|2] [--no-summaries]
+#
+# Manifests are written in version 2 (base64 hashes) with a summary.json
+# each, as lazyvol publishes them; --manifest-version 1 --no-summaries
+# writes what lazyvol wrote before (the list then reads every manifest).
 #
 # --snapshots defaults to 20 (the list figure scales with S; 200 of a
 # 1M-chunk export is 16 GB of manifests).  Nothing is asserted: the
 # table is printed for bench/README and the issue's figures.
 import argparse
+import base64
 import hashlib
 import json
 import os
@@ -58,21 +64,33 @@ def iso(t):
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))
 
 
-def write_manifest(path, export, sid, parent, gen, n, sparse, blob_key):
-    """One manifest.json of N listed chunks, as manifest_format writes v1."""
+def header(f, fmt, version, export, sid, parent, gen, image, blob_key):
+    """The members a manifest and its summary share."""
+    f.write('{\n  "format": "%s",\n  "version": %d,\n' % (fmt, version))
+    f.write('  "export_id": "%s",\n  "snapshot_id": "%s",\n' % (export, sid))
+    f.write('  "parent": %s,\n' % (json.dumps(parent) if parent else "null"))
+    f.write('  "kind": "delta",\n  "generation": %d,\n' % gen)
+    f.write('  "created": "%s",\n' % iso(time.time()))
+    f.write('  "image_size": %d,\n  "chunk_size": %d,\n' % (image, CHUNK))
+    f.write('  "blobs": [\n    {"key": "%s", "size": %d}\n  ],\n'
+            % (blob_key, image))
+
+
+def write_manifest(path, export, sid, parent, gen, n, sparse, blob_key,
+                   version):
+    """One manifest.json of N listed chunks, as lazyvol writes VERSION."""
     image = n * CHUNK
     with open(path, "w") as f:
-        f.write('{\n  "format": "lazyvol-manifest",\n  "version": 1,\n')
-        f.write('  "export_id": "%s",\n  "snapshot_id": "%s",\n' % (export, sid))
-        f.write('  "parent": %s,\n' % (json.dumps(parent) if parent else "null"))
-        f.write('  "kind": "delta",\n  "generation": %d,\n' % gen)
-        f.write('  "created": "%s",\n' % iso(time.time()))
-        f.write('  "image_size": %d,\n  "chunk_size": %d,\n' % (image, CHUNK))
-        f.write('  "blobs": [\n    {"key": "%s", "size": %d}\n  ],\n'
-                % (blob_key, image))
+        header(f, "lazyvol-manifest", version, export, sid, parent, gen,
+               image, blob_key)
         f.write('  "extents": [')
-        hashes = ['"%s"' % hashlib.sha256(b"%d" % c).hexdigest()
-                  for c in range(n)]
+        if version == 1:
+            hashes = ['"%s"' % hashlib.sha256(b"%d" % c).hexdigest()
+                      for c in range(n)]
+        else:
+            hashes = ['"%s"' % base64.b64encode(
+                hashlib.sha256(b"%d" % c).digest()).decode()
+                for c in range(n)]
         if sparse:
             # Chunk c at slot n-1-c: no two chunks can share a run.
             parts = ['\n    {"chunk": %d, "count": 1, "blob": 0, "offset": %d,'
@@ -89,7 +107,16 @@ def write_manifest(path, export, sid, parent, gen, n, sparse, blob_key):
     return image
 
 
-def build_export(bucket, export, n, sparse, nsnap):
+def write_summary(path, export, sid, parent, gen, n, blob_key, own):
+    """Its summary.json (lazyvol-format(5), SUMMARY.JSON)."""
+    with open(path, "w") as f:
+        header(f, "lazyvol-summary", 1, export, sid, parent, gen, n * CHUNK,
+               blob_key)
+        f.write('  "chunks": %d,\n  "bytes": %d\n}\n'
+                % (n, n * CHUNK if own else 0))
+
+
+def build_export(bucket, export, n, sparse, nsnap, version, summaries):
     """Snapshots 1..NSNAP of EXPORT, all naming the first one's blob."""
     edir = os.path.join(bucket, "exports", export)
     first = snapshot_id(1)
@@ -100,7 +127,10 @@ def build_export(bucket, export, n, sparse, nsnap):
         sdir = os.path.join(edir, "snapshots", sid)
         os.makedirs(sdir, mode=0o700)
         image = write_manifest(os.path.join(sdir, "manifest.json"), export,
-                               sid, parent, i, n, sparse, blob_key)
+                               sid, parent, i, n, sparse, blob_key, version)
+        if summaries:
+            write_summary(os.path.join(sdir, "summary.json"), export, sid,
+                          parent, i, n, blob_key, i == 1)
         parent = sid
     with open(os.path.join(edir, "snapshots", first, "delta.blob"), "wb") as b:
         b.truncate(image)
@@ -170,7 +200,8 @@ def measure(args, n, layout):
     bucket = os.path.join(scratch, "bucket")
     os.makedirs(bucket, mode=0o700)
     mbytes = build_export(bucket, "vm01", n, layout == "sparse",
-                          args.snapshots)
+                          args.snapshots, args.manifest_version,
+                          not args.no_summaries)
     k = Nbdkit(args.build, scratch, bucket)
     row = {"n": n, "layout": layout, "manifest_b_per_chunk": mbytes / n}
     try:
@@ -213,11 +244,15 @@ def main():
     p.add_argument("--layouts", default="contiguous,sparse")
     p.add_argument("--snapshots", type=int, default=20)
     p.add_argument("--keep", action="store_true")
+    p.add_argument("--manifest-version", type=int, default=2, choices=(1, 2))
+    p.add_argument("--no-summaries", action="store_true")
     args = p.parse_args()
     sizes = [parse_size(s) for s in args.sizes.split(",")]
-    print("S = %d snapshots, each listing all N chunks (chunk size %d KiB);"
-          " RSS figures are bytes per listed chunk of nbdkit's resident set"
-          % (args.snapshots, CHUNK // 1024))
+    print("S = %d snapshots, each listing all N chunks (chunk size %d KiB), "
+          "manifests of version %d, %s; RSS figures are bytes per listed "
+          "chunk of nbdkit's resident set"
+          % (args.snapshots, CHUNK // 1024, args.manifest_version,
+             "no summaries" if args.no_summaries else "with summaries"))
     hdr = ("%-8s %-10s %8s %8s %9s %9s %8s %9s %9s %10s %8s %9s" %
            ("N", "layout", "B/chunk", "open s", "steady B", "peak B",
             "list s", "after 3L", "publish s", "pub +MiB", "delete s",

@@ -707,14 +707,29 @@ key_snapshots_prefix (const char *root, const char *export_id)
   return key_in_export (root, export_id, "snapshots/");
 }
 
+/* ROOT/EXPORT_ID/snapshots/SNAPSHOT_ID/NAME. */
+static char *
+key_in_snapshot (const char *root, const char *export_id,
+                 const char *snapshot_id, const char *name)
+{
+  CLEANUP_FREE char *path = str_printf ("snapshots/%s/%s", snapshot_id,
+                                        name);
+
+  return path ? key_in_export (root, export_id, path) : NULL;
+}
+
 char *
 key_manifest (const char *root, const char *export_id,
               const char *snapshot_id)
 {
-  CLEANUP_FREE char *path = str_printf ("snapshots/%s/manifest.json",
-                                        snapshot_id);
+  return key_in_snapshot (root, export_id, snapshot_id, "manifest.json");
+}
 
-  return path ? key_in_export (root, export_id, path) : NULL;
+char *
+key_summary (const char *root, const char *export_id,
+             const char *snapshot_id)
+{
+  return key_in_snapshot (root, export_id, snapshot_id, "summary.json");
 }
 
 /* A clone writes no blob of its own (it references its source's), so

@@ -44,6 +44,8 @@
 #define MANIFEST_FORMAT_VERSION 2
 #define OWNER_FORMAT_VERSION 1
 #define LEASE_FORMAT_VERSION 1
+#define SUMMARY_FORMAT_VERSION 1
+#define SUMMARY_JSON_MAX (1024 * 1024)
 #define CHUNK_SIZE_MIN (64 * 1024)
 #define CHUNK_SIZE_MAX (64 * 1024 * 1024)
 #define CHUNK_SIZE_DEFAULT (4 * 1024 * 1024)
@@ -154,6 +156,10 @@ struct manifest {
   unsigned char (*sha)[32];     /* one per listed chunk, in extent order */
   size_t nsha;
   size_t blobs_cap, extents_cap, sha_cap;       /* allocated (manifest.c) */
+  /* Read from a summary (summary_parse), which has no extents: the
+   * manifest's listed chunks and its own blob's bytes.
+   */
+  uint64_t summary_chunks, summary_bytes;
 };
 
 /* Largest manifest.json accepted for an image of CHUNK_COUNT chunks. */
@@ -193,6 +199,24 @@ struct manifest *manifest_parse (const char *json, size_t len,
  * out-of-memory.
  */
 char *manifest_format (const struct manifest *m);
+/* summary.json: what lists and deletes need of snapshot M -- every
+ * member of its manifest but the extents, with "chunks" (listed) and
+ * "bytes" (of its own blob, every piece) -- as JSON (malloc'd); NULL on
+ * out-of-memory.  See lazyvol-format(5), SUMMARY.JSON.
+ */
+char *manifest_summary_format (const struct manifest *m);
+/* Parse summary.json into a manifest without extents, with
+ * summary_chunks and summary_bytes; the ids as for manifest_parse.  NULL
+ * with EBADMSG if it is not a valid summary.
+ */
+struct manifest *summary_parse (const char *json, size_t len,
+                                const char *export_id,
+                                const char *snapshot_id);
+/* Bytes of the blob snapshot M wrote itself, every piece (0 for a
+ * clone); saturates on hostile sizes.
+ */
+uint64_t manifest_own_bytes (const struct manifest *m)
+  __attribute__ ((__nonnull__));
 /* Free a manifest; NULL is allowed. */
 void manifest_free (struct manifest *m);
 
@@ -239,6 +263,8 @@ char *key_refs_current (const char *root, const char *export_id);
 char *key_snapshots_prefix (const char *root, const char *export_id);
 char *key_manifest (const char *root, const char *export_id,
                     const char *snapshot_id);
+char *key_summary (const char *root, const char *export_id,
+                   const char *snapshot_id);
 /* Relative blob key as stored in manifests: "E/snapshots/S/KIND.blob". */
 char *key_blob_rel (const char *export_id, const char *snapshot_id,
                     enum manifest_kind kind);

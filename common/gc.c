@@ -8,7 +8,8 @@
  * the rest: blobs (every piece) of snapshots that have no manifest any
  * more -- deleted while a clone used them, the clone gone since; or never
  * published, their journal lost with the host -- that no manifest under
- * the export root names.
+ * the export root names; and the summaries of snapshots without a
+ * manifest, which nothing reads.
  *
  * Only the owner writes into an export's folder, so gc runs in the
  * process that owns the export, claiming it as a long operation: no
@@ -46,6 +47,9 @@
 struct gc_snapshot {
   char id[SNAPSHOT_ID_LEN + 1];
   bool manifest;
+  bool summary;                 /* summary.json is there too */
+  uint64_t summary_size;
+  bool take_summary;            /* its summary is garbage */
   char **blobs;                 /* relative keys of its blob pieces */
   uint64_t *sizes;
   size_t nblobs;
@@ -120,6 +124,11 @@ list_key (void *opaque, const char *key, uint64_t size, bool is_prefix)
     s->manifest = true;
     return 0;
   }
+  if (strcmp (name, PUBLISH_SUMMARY_NAME) == 0) {
+    s->summary = true;
+    s->summary_size = size;
+    return 0;
+  }
   rel = str_printf ("%s/snapshots/%s", l->v->export_id, rest);
   if (rel == NULL)
     return -1;
@@ -146,18 +155,24 @@ candidates (struct gc_listing *l, const char *busy, uint64_t grace_s,
   for (size_t i = 0; i < l->nsnaps; i++) {
     struct gc_snapshot *s = &l->snaps[i];
 
-    if (s->manifest || s->nblobs == 0)
+    size_t n = s->nblobs + s->summary;
+
+    if (s->manifest || n == 0)
       continue;
     if (strcmp (s->id, busy) == 0) {
-      l->r->busy += s->nblobs;
+      l->r->busy += n;
       continue;
     }
     /* An id from the future (a clock set wrong) is young too. */
     if (id_snapshot_ms (s->id) > now_ms ||
         now_ms - id_snapshot_ms (s->id) < grace_ms) {
-      l->r->young += s->nblobs;
+      l->r->young += n;
       continue;
     }
+    /* A summary names nothing anybody reads: without its manifest it is
+     * garbage, whoever names its blobs.
+     */
+    s->take_summary = s->summary;
     for (size_t b = 0; b < s->nblobs; b++)
       if (publish_blobs_add (set, l->v->env, s->blobs[b]) == -1)
         return -1;
@@ -176,36 +191,69 @@ listed_size (const struct gc_listing *l, const char *rel)
   return 0;
 }
 
-/* Report the unused blobs of SET, and delete them if DELETE. */
+/* Report object REL (full key KEY) of SIZE bytes, and delete it if
+ * DELETE.  Takes REL.  0 or -1 (a failed delete, logged).
+ */
+static int
+take (struct gc_listing *l, char *rel, const char *key, uint64_t size,
+      bool delete)
+{
+  struct gc_object *o = &l->r->objects[l->r->n++];
+
+  o->key = rel;
+  o->size = size;
+  l->r->bytes += size;
+  if (!delete)
+    return 0;
+  if (store_delete (l->v->env->st, key) == -1) {
+    log_warn ("%s: gc: %s", l->v->name, err_msg ());
+    return -1;
+  }
+  o->deleted = true;
+  log_info ("%s: gc: deleted %s (%" PRIu64 " bytes), which nothing names",
+            l->v->name, rel, size);
+  return 0;
+}
+
+/* Report the unused blobs of SET and the summaries without a manifest,
+ * and delete them if DELETE.
+ */
 static int
 collect (struct gc_listing *l, struct publish_blobs *set, bool delete)
 {
   struct gc_report *r = l->r;
+  size_t max = set->n;
   int ret = 0;
 
-  r->objects = calloc (set->n ? set->n : 1, sizeof *r->objects);
+  for (size_t i = 0; i < l->nsnaps; i++)
+    max += l->snaps[i].take_summary;
+  r->objects = calloc (max ? max : 1, sizeof *r->objects);
   if (r->objects == NULL)
     return err_set (ENOMEM, "gc: out of memory");
   for (size_t i = 0; i < set->n; i++) {
-    struct gc_object *o;
-
     if (set->used[i])
       continue;
-    o = &r->objects[r->n++];
-    o->key = set->rels[i];
-    set->rels[i] = NULL;
-    o->size = listed_size (l, o->key);
-    r->bytes += o->size;
-    if (!delete)
-      continue;
-    if (store_delete (l->v->env->st, set->keys[i]) == -1) {
-      log_warn ("%s: gc: %s", l->v->name, err_msg ());
+    if (take (l, set->rels[i], set->keys[i],
+              listed_size (l, set->rels[i]), delete) == -1)
       ret = -1;
+    set->rels[i] = NULL;
+  }
+  for (size_t i = 0; i < l->nsnaps; i++) {
+    struct gc_snapshot *s = &l->snaps[i];
+    CLEANUP_FREE char *key = NULL;
+    char *rel;
+
+    if (!s->take_summary)
       continue;
+    rel = str_printf ("%s/snapshots/%s/" PUBLISH_SUMMARY_NAME,
+                      l->v->export_id, s->id);
+    key = rel ? key_join (l->v->env->root, rel) : NULL;
+    if (key == NULL) {
+      free (rel);
+      return err_set (ENOMEM, "gc: out of memory");
     }
-    o->deleted = true;
-    log_info ("%s: gc: deleted %s (%" PRIu64 " bytes), which no manifest "
-              "names", l->v->name, o->key, o->size);
+    if (take (l, rel, key, s->summary_size, delete) == -1)
+      ret = -1;
   }
   if (ret == -1)
     err_set (EIO, "some deletes failed (see the log)");

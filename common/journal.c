@@ -179,10 +179,12 @@ discard_objects (struct volume_env *env, const struct journal *j)
 {
   CLEANUP_FREE char *manifest = key_manifest (env->root, j->export_id,
                                               j->snapshot_id);
+  CLEANUP_FREE char *summary = key_summary (env->root, j->export_id,
+                                            j->snapshot_id);
   struct publish_blobs blobs = { 0 };
   bool done = true;
 
-  if (manifest == NULL ||
+  if (manifest == NULL || summary == NULL ||
       publish_blobs_own (&blobs, env, j->export_id, j->snapshot_id, j->kind,
                     j->pieces) == -1) {
     log_warn ("%s: %s; the objects of snapshot %s are left", j->export_id,
@@ -197,7 +199,8 @@ discard_objects (struct volume_env *env, const struct journal *j)
     log_warn ("%s", err_msg ());
     done = false;
   }
-  if (store_delete (env->st, manifest) == -1) {
+  if (store_delete (env->st, manifest) == -1 ||
+      store_delete (env->st, summary) == -1) {
     log_warn ("%s", err_msg ());
     done = false;
   }

@@ -77,6 +77,7 @@ enum field {
   F_FROM_EXPORT_ID, F_FROM_SNAPSHOT_ID,         /* in cloned_from */
   F_KEY, F_SIZE,                                /* in a blob */
   F_CHUNK, F_COUNT, F_BLOB, F_OFFSET, F_SHA256, /* in an extent */
+  F_CHUNKS, F_BYTES,                            /* of a summary */
   F_END
 };
 
@@ -121,7 +122,22 @@ static const struct field_info {
   [F_BLOB] = { "blob", W_EXTENT, JSONTOK_INT, false, 0, INT64_MAX },
   [F_OFFSET] = { "offset", W_EXTENT, JSONTOK_INT, false, 0, INT64_MAX },
   [F_SHA256] = { "sha256", W_EXTENT, JSONTOK_ARRAY },
+  [F_CHUNKS] = { "chunks", W_ROOT, JSONTOK_INT, false, 0, INT64_MAX },
+  [F_BYTES] = { "bytes", W_ROOT, JSONTOK_INT, false, 0, INT64_MAX },
 };
+
+/* A summary.json is read by the same reader: the manifest's members but
+ * the extents, and its own chunks and bytes.
+ */
+static bool
+field_known (enum field f, bool summary)
+{
+  if (f == F_EXTENTS)
+    return !summary;
+  if (f == F_CHUNKS || f == F_BYTES)
+    return summary;
+  return true;
+}
 
 /* Where the first hash in an encoding was, while the version is unknown. */
 struct hash_at {
@@ -133,6 +149,7 @@ struct manifest_reader {
   struct format_doc doc;        /* doc.at is filled in for a message */
   const char *export_id, *snapshot_id;  /* expected, or NULL */
   struct jsontok *tok;
+  bool summary;                 /* a summary.json, not a manifest */
   struct manifest *m;           /* being built */
   uint64_t fed;                 /* bytes fed so far */
   bool failed;
@@ -267,10 +284,10 @@ geometry_known (const struct manifest_reader *r)
 static int
 check_size (struct manifest_reader *r)
 {
-  bool geometry = geometry_known (r);
+  bool geometry = geometry_known (r) && !r->summary;
   uint64_t n = geometry ? chunk_count (r->m->image_size, r->m->chunk_size)
     : UINT64_MAX;
-  size_t max = manifest_max_size (n);
+  size_t max = r->summary ? SUMMARY_JSON_MAX : manifest_max_size (n);
 
   if (r->fed <= max)
     return 0;
@@ -397,7 +414,11 @@ manifest_end (struct manifest_reader *r)
                  "is a %s" : "cloned_from: missing in a %s",
                  manifest_kind_name (m->kind));
   if (require (r, W_ROOT, 0, r->seen, F_BLOBS) == -1 ||
-      require (r, W_ROOT, 0, r->seen, F_EXTENTS) == -1 ||
+      (!r->summary &&
+       require (r, W_ROOT, 0, r->seen, F_EXTENTS) == -1) ||
+      (r->summary &&
+       (require (r, W_ROOT, 0, r->seen, F_CHUNKS) == -1 ||
+        require (r, W_ROOT, 0, r->seen, F_BYTES) == -1)) ||
       catch_up (r) == -1)
     return -1;
   r->where = W_DONE;
@@ -439,7 +460,8 @@ version (struct manifest_reader *r, uint64_t v)
 {
   const struct hash_at *other = v == 1 ? &r->b64 : &r->hex;
 
-  if (format_check_version (doc (r), v, MANIFEST_FORMAT_VERSION) == -1)
+  if (format_check_version (doc (r), v, r->summary ? SUMMARY_FORMAT_VERSION
+                            : MANIFEST_FORMAT_VERSION) == -1)
     return -1;
   if (other->met)
     return bad_hash (r, other->extent, other->hash, v);
@@ -456,6 +478,8 @@ integer (struct manifest_reader *r, enum field f, uint64_t v)
   switch (f) {
   case F_VERSION: return version (r, v);
   case F_GENERATION: m->generation = v; return 0;
+  case F_CHUNKS: m->summary_chunks = v; return 0;
+  case F_BYTES: m->summary_bytes = v; return 0;
   case F_SIZE: r->size = v; return 0;
   case F_CHUNK: r->chunk = v; return 0;
   case F_COUNT: r->count = v; return 0;
@@ -499,7 +523,8 @@ string (struct manifest_reader *r, enum field f, const char *s)
 
   switch (f) {
   case F_FORMAT:
-    if (format_check_format (doc (r), "lazyvol-manifest", s) == -1) {
+    if (format_check_format (doc (r), r->summary ? "lazyvol-summary"
+                             : "lazyvol-manifest", s) == -1) {
       r->foreign = true;
       return -1;
     }
@@ -601,7 +626,7 @@ name (struct manifest_reader *r, const struct jsontok_token *t)
 
   r->pending = F_SKIP;
   for (enum field f = F_FORMAT; f < F_END; f++)
-    if (fields[f].in == r->where && t->str &&
+    if (fields[f].in == r->where && field_known (f, r->summary) && t->str &&
         t->len == strlen (fields[f].name) &&
         memcmp (t->str, fields[f].name, t->len) == 0) {
       if (*seen & BIT (f))
@@ -740,8 +765,9 @@ stop (struct manifest_reader *r)
   return -1;
 }
 
-struct manifest_reader *
-manifest_reader_new (const char *export_id, const char *snapshot_id)
+/* A reader of a manifest, or of a SUMMARY. */
+static struct manifest_reader *
+reader_new (const char *export_id, const char *snapshot_id, bool summary)
 {
   struct manifest_reader *r = calloc (1, sizeof *r);
 
@@ -749,7 +775,9 @@ manifest_reader_new (const char *export_id, const char *snapshot_id)
     err_set (errno, "calloc: %m");
     return NULL;
   }
-  snprintf (r->doc.name, sizeof r->doc.name, "manifest%s%s%s%s",
+  r->summary = summary;
+  snprintf (r->doc.name, sizeof r->doc.name, "%s%s%s%s%s",
+            summary ? "summary" : "manifest",
             export_id || snapshot_id ? " " : "", export_id ? export_id : "",
             export_id && snapshot_id ? "/" : "",
             snapshot_id ? snapshot_id : "");
@@ -765,6 +793,12 @@ manifest_reader_new (const char *export_id, const char *snapshot_id)
     return NULL;
   }
   return r;
+}
+
+struct manifest_reader *
+manifest_reader_new (const char *export_id, const char *snapshot_id)
+{
+  return reader_new (export_id, snapshot_id, false);
 }
 
 int
@@ -806,15 +840,30 @@ manifest_reader_free (struct manifest_reader *r)
   free (r);
 }
 
-struct manifest *
-manifest_parse (const char *json, size_t len, const char *export_id,
-                const char *snapshot_id)
+/* Parse a whole document with a new reader. */
+static struct manifest *
+parse_whole (const char *json, size_t len, const char *export_id,
+             const char *snapshot_id, bool summary)
 {
-  struct manifest_reader *r = manifest_reader_new (export_id, snapshot_id);
+  struct manifest_reader *r = reader_new (export_id, snapshot_id, summary);
   struct manifest *m = NULL;
 
   if (r && manifest_reader_feed (r, json, len) == 0)
     m = manifest_reader_finish (r);
   manifest_reader_free (r);
   return m;
+}
+
+struct manifest *
+manifest_parse (const char *json, size_t len, const char *export_id,
+                const char *snapshot_id)
+{
+  return parse_whole (json, len, export_id, snapshot_id, false);
+}
+
+struct manifest *
+summary_parse (const char *json, size_t len, const char *export_id,
+               const char *snapshot_id)
+{
+  return parse_whole (json, len, export_id, snapshot_id, true);
 }

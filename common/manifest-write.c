@@ -64,11 +64,10 @@ write_extents (FILE *f, const struct manifest *m)
   fputs (m->nextents ? "\n  ],\n" : "],\n", f);
 }
 
+/* The members a manifest and its summary share, but the blobs. */
 static void
-write_manifest (FILE *f, const void *arg)
+write_header (FILE *f, const struct manifest *m)
 {
-  const struct manifest *m = arg;
-
   format_write_str (f, "export_id", m->export_id);
   format_write_str (f, "snapshot_id", m->snapshot_id);
   format_write_str (f, "parent", m->parent[0] ? m->parent : NULL);
@@ -80,8 +79,27 @@ write_manifest (FILE *f, const void *arg)
     format_write_str (f, "base_ref", m->base_ref);
   if (m->cloned_export[0])
     write_cloned_from (f, m);
+}
+
+static void
+write_manifest (FILE *f, const void *arg)
+{
+  const struct manifest *m = arg;
+
+  write_header (f, m);
   write_blobs (f, m);
   write_extents (f, m);
+}
+
+static void
+write_summary (FILE *f, const void *arg)
+{
+  const struct manifest *m = arg;
+
+  write_header (f, m);
+  write_blobs (f, m);
+  format_write_u64 (f, "chunks", m->nsha);
+  format_write_u64 (f, "bytes", manifest_own_bytes (m));
 }
 
 char *
@@ -89,4 +107,11 @@ manifest_format (const struct manifest *m)
 {
   return format_write_document ("lazyvol-manifest", MANIFEST_FORMAT_VERSION,
                                 write_manifest, m);
+}
+
+char *
+manifest_summary_format (const struct manifest *m)
+{
+  return format_write_document ("lazyvol-summary", SUMMARY_FORMAT_VERSION,
+                                write_summary, m);
 }

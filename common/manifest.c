@@ -136,6 +136,19 @@ manifest_blob_kind (const char *key, unsigned *piece)
   return -1;
 }
 
+uint64_t
+manifest_own_bytes (const struct manifest *m)
+{
+  uint64_t bytes = 0;
+
+  /* Sizes are at most INT64_MAX each: saturate on hostile ones. */
+  for (size_t i = 0; m->kind != MANIFEST_CLONE && i < m->nblobs; i++)
+    if (key_blob_is_own (m->blobs[i].key, m->export_id, m->snapshot_id))
+      bytes = m->blobs[i].size > UINT64_MAX - bytes ? UINT64_MAX
+        : bytes + m->blobs[i].size;
+  return bytes;
+}
+
 /* The arrays of a manifest. */
 
 /* Free an array of CAP elements of SIZE bytes. */

@@ -538,6 +538,8 @@ publish_frozen (struct publish *p, int64_t n, struct publish_result *out)
                  STORE_PUT_ANY, NULL, NULL) == -1)
     goto err;
   CRASH_POINT ("publish.after_manifest");
+  if (publish_put_summary (v->env, m) == -1)
+    goto err;
 
   head.generation = p->j.generation;
   memcpy (head.snapshot_id, p->j.snapshot_id, sizeof head.snapshot_id);

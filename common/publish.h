@@ -88,8 +88,15 @@ int publish_list (struct volume_env *env, const char *export_id,
 int publish_delete (struct volume_env *env, const char *export_id,
                     const char *snapshot_id, bool *blob_kept);
 
-/* The name of a snapshot's manifest in its folder. */
+/* The names of a snapshot's manifest and summary in its folder. */
 #define PUBLISH_MANIFEST_NAME "manifest.json"
+#define PUBLISH_SUMMARY_NAME "summary.json"
+
+/* Write the summary of snapshot M (summary.json, after its manifest and
+ * before the head moves).  0 or -1.
+ */
+int publish_put_summary (struct volume_env *env, const struct manifest *m)
+  __attribute__ ((__nonnull__));
 
 /* Blobs being deleted: their keys relative to the export root (as
  * manifests name them), their full keys, and whether a manifest uses

@@ -99,20 +99,38 @@ publish_snapshot_ids (struct volume_env *env, const char *export_id,
   return 0;
 }
 
-/* The bytes of the blob snapshot M wrote itself, all its pieces (0 for
- * a clone).
- */
-static uint64_t
-own_blob_size (const struct manifest *m)
+int
+publish_put_summary (struct volume_env *env, const struct manifest *m)
 {
-  uint64_t bytes = 0;
+  CLEANUP_FREE char *key = key_summary (env->root, m->export_id,
+                                        m->snapshot_id);
+  CLEANUP_FREE char *json = manifest_summary_format (m);
 
-  /* Sizes are at most INT64_MAX each: saturate on hostile ones. */
-  for (size_t i = 0; m->kind != MANIFEST_CLONE && i < m->nblobs; i++)
-    if (key_blob_is_own (m->blobs[i].key, m->export_id, m->snapshot_id))
-      bytes = m->blobs[i].size > UINT64_MAX - bytes ? UINT64_MAX
-        : bytes + m->blobs[i].size;
-  return bytes;
+  if (key == NULL || json == NULL)
+    return err_set (ENOMEM, "summary of %s: out of memory", m->snapshot_id);
+  return store_put (env->st, key, json, strlen (json), STORE_PUT_ANY, NULL,
+                    NULL);
+}
+
+/* What a list shows of snapshot SID: its summary, or the manifest of a
+ * snapshot written before summaries (or whose summary does not read),
+ * counted the same way.
+ */
+static struct manifest *
+list_entry (struct volume_env *env, const char *export_id, const char *sid)
+{
+  struct manifest *m = volume_fetch_summary (env, export_id, sid);
+
+  if (m != NULL)
+    return m;
+  if (err_errno () != ENOENT)
+    log_warn ("%s; reading the manifest instead", err_msg ());
+  m = volume_fetch_manifest (env, export_id, sid, 0);
+  if (m != NULL) {
+    m->summary_chunks = m->nsha;
+    m->summary_bytes = manifest_own_bytes (m);
+  }
+  return m;
 }
 
 int
@@ -131,7 +149,7 @@ publish_list (struct volume_env *env, const char *export_id,
   if (list == NULL)
     return err_set (ENOMEM, "list snapshots: out of memory");
   for (size_t i = 0; i < count; i++) {
-    struct manifest *m = volume_fetch_manifest (env, export_id, ids[i], 0);
+    struct manifest *m = list_entry (env, export_id, ids[i]);
     if (m == NULL) {
       free (list);
       return -1;
@@ -141,8 +159,8 @@ publish_list (struct volume_env *env, const char *export_id,
     memcpy (list[i].created, m->created, sizeof list[i].created);
     list[i].generation = m->generation;
     list[i].kind = m->kind;
-    list[i].blob_size = own_blob_size (m);
-    list[i].chunks = m->nsha;
+    list[i].blob_size = m->summary_bytes;
+    list[i].chunks = m->summary_chunks;
     list[i].current = strcmp (ids[i], head.snapshot_id) == 0;
     manifest_free (m);
   }
@@ -330,6 +348,7 @@ publish_delete (struct volume_env *env, const char *export_id,
                 const char *snapshot_id, bool *blob_kept)
 {
   CLEANUP_FREE char *manifest_key = NULL;
+  CLEANUP_FREE char *summary_key = NULL;
   struct publish_blobs own = { 0 };
   struct volume_head head;
   struct manifest *m;
@@ -354,9 +373,16 @@ publish_delete (struct volume_env *env, const char *export_id,
   m = NULL;
   if ((manifest_key = key_manifest (env->root, export_id,
                                     snapshot_id)) == NULL ||
+      (summary_key = key_summary (env->root, export_id,
+                                  snapshot_id)) == NULL ||
       store_delete (env->st, manifest_key) == -1)
     goto out;
   log_info ("%s: deleted snapshot %s", export_id, snapshot_id);
+  /* A summary left behind is ignored (lists go by manifests), and gc
+   * collects it.
+   */
+  if (store_delete (env->st, summary_key) == -1)
+    log_warn ("%s", err_msg ());
   r = publish_delete_unused (env, &own);
   *blob_kept = r == -1;
   for (size_t i = 0; i < own.n; i++)
@@ -397,8 +423,10 @@ publish_clone (struct volume_env *env, const char *export_id,
 {
   CLEANUP_FREE char *json = NULL;
   CLEANUP_FREE char *manifest_key = NULL;
+  CLEANUP_FREE char *summary_key = NULL;
   struct volume_head src, head = { .generation = 1 };
   struct manifest *m;
+  int r;
 
   if (!id_export_valid (export_id) || !id_export_valid (source_export_id))
     return err_set (EINVAL, "invalid export id");
@@ -438,24 +466,32 @@ publish_clone (struct volume_env *env, const char *export_id,
   memcpy (head.updated, m->created, sizeof head.updated);
   json = manifest_format (m);
   manifest_key = key_manifest (env->root, export_id, m->snapshot_id);
-  manifest_free (m);
-  if (json == NULL || manifest_key == NULL)
+  summary_key = key_summary (env->root, export_id, m->snapshot_id);
+  if (json == NULL || manifest_key == NULL || summary_key == NULL) {
+    manifest_free (m);
     return err_set (ENOMEM, "clone: out of memory");
+  }
 
-  /* Manifest first, then the source's manifest must still be there (the
-   * rule at the top), head last; the head must not exist yet.
+  /* Manifest and summary first, then the source's manifest must still be
+   * there (the rule at the top), head last; the head must not exist yet.
    */
   if (store_put (env->st, manifest_key, json, strlen (json), STORE_PUT_ANY,
-                 NULL, NULL) == -1)
+                 NULL, NULL) == -1) {
+    manifest_free (m);
     return -1;
+  }
   CRASH_POINT ("clone.after_manifest");
-  if (source_still_there (env, source_export_id, source_snapshot_id) == -1 ||
+  r = publish_put_summary (env, m);
+  manifest_free (m);
+  if (r == -1 ||
+      source_still_there (env, source_export_id, source_snapshot_id) == -1 ||
       volume_put_new_head (env, &head) == -1) {
     struct err_saved why;
 
     /* Keep the reason; a failed clean-up only leaves an orphan. */
     err_save (&why);
-    if (store_delete (env->st, manifest_key) == -1)
+    if (store_delete (env->st, manifest_key) == -1 ||
+        store_delete (env->st, summary_key) == -1)
       log_warn ("%s", err_msg ());
     return err_restore (&why);
   }

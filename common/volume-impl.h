@@ -97,6 +97,13 @@ struct manifest *volume_fetch_manifest (struct volume_env *env,
                                         const char *export_id,
                                         const char *snapshot_id,
                                         uint64_t chunks);
+/* GET and parse snapshot SNAPSHOT_ID's summary.json (a manifest without
+ * extents, see summary_parse).  NULL with err_set (ENOENT if it has
+ * none).
+ */
+struct manifest *volume_fetch_summary (struct volume_env *env,
+                                       const char *export_id,
+                                       const char *snapshot_id);
 /* -1 with err_set (EEXIST, saying what to do instead) if EXPORT_ID has
  * a local cache, which creating or cloning over would endanger; else 0.
  */

@@ -199,6 +199,28 @@ volume_fetch_head (struct volume_env *env, const char *export_id,
   return 0;
 }
 
+struct manifest *
+volume_fetch_summary (struct volume_env *env, const char *export_id,
+                      const char *snapshot_id)
+{
+  CLEANUP_FREE char *key = key_summary (env->root, export_id, snapshot_id);
+
+  if (key == NULL)
+    return NULL;
+  for (unsigned tries = 1; ; tries++) {
+    CLEANUP_FREE char *json = NULL;
+    struct manifest *m;
+    size_t len;
+
+    if (store_get (env->st, key, SUMMARY_JSON_MAX, &json, &len, NULL) == -1)
+      return NULL;
+    if ((m = summary_parse (json, len, export_id, snapshot_id)) != NULL)
+      return m;
+    if (!fetch_again (env, key, tries))
+      return NULL;
+  }
+}
+
 /* A manifest being fetched: who it must be, and the reader its bytes go
  * to, which is replaced by a new one when the store starts over.
  */

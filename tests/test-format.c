@@ -1124,6 +1124,49 @@ test_large (unsigned stride)
   manifest_free (m);
 }
 
+/* summary.json: the manifest's members but the extents, with chunks and
+ * bytes, read back; and what a summary must not be.
+ */
+static void
+test_summary (void)
+{
+  struct manifest *m = small_manifest ();
+  CLEANUP_FREE char *text = manifest_summary_format (m);
+  CLEANUP_FREE char *mtext = manifest_format (m);
+  CLEANUP_FREE char *bad = NULL;
+  struct manifest *s;
+
+  CHECK (text != NULL && strstr (text, "\"extents\"") == NULL);
+  CHECK (strstr (text, "\"format\": \"lazyvol-summary\"") != NULL);
+  s = summary_parse (text, strlen (text), "vm01", S2);
+  CHECK (s != NULL);
+  if (s) {
+    CHECK (s->nextents == 0 && s->nsha == 0 && s->nblobs == 2);
+    CHECK (s->summary_chunks == 6);             /* 0, 1, 4, 5, 6, 10 */
+    CHECK (s->summary_bytes == 3 * KIB64 + 1000);  /* S2's own blob */
+    CHECK (strcmp (s->parent, S1) == 0 && s->generation == 3);
+    CHECK (strcmp (s->blobs[1].key, "vm01/snapshots/" S2 "/delta.blob") == 0);
+  }
+  manifest_free (s);
+  /* Not a summary; a newer one; for another snapshot; without chunks. */
+  CHECK (summary_parse (mtext, strlen (mtext), "vm01", S2) == NULL);
+  CHECK_ERROR (EBADMSG, "not a lazyvol-summary document");
+  CHECK (summary_parse (text, strlen (text), "vm01", S1) == NULL);
+  CHECK_ERROR (EBADMSG, "summary vm01/" S1 ": snapshot_id:");
+  bad = strdup (text);
+  memcpy (strstr (bad, "\"version\": 1"), "\"version\": 2", 12);
+  CHECK (summary_parse (bad, strlen (bad), "vm01", S2) == NULL);
+  CHECK_ERROR (EBADMSG, "format version 2 is newer than this lazyvol reads (1)");
+  strcpy (bad, text);
+  memcpy (strstr (bad, "\"chunks\""), "\"chunkz\"", 8);
+  CHECK (summary_parse (bad, strlen (bad), "vm01", S2) == NULL);
+  CHECK_ERROR (EBADMSG, "missing field \"chunks\"");
+  /* A manifest reader does not take a summary. */
+  CHECK (manifest_parse (text, strlen (text), "vm01", S2) == NULL);
+  CHECK_ERROR (EBADMSG, "not a lazyvol-manifest document");
+  manifest_free (m);
+}
+
 int
 main (void)
 {
@@ -1136,6 +1179,7 @@ main (void)
   test_manifest_round_trip ();
   test_manifest_hostile ();
   test_manifest_versions ();
+  test_summary ();
   test_base64 ();
   test_large (8);
   test_large (0);

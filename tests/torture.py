@@ -2700,6 +2700,21 @@ class Campaign:
                 raise Failure('%s: its blob is %d bytes, the chunks it takes '
                               'from it %d' % (where, b['size'], sum(
                                   e.cur.clen(i) for i in mine)))
+        # Its summary says the same as the manifest.
+        s = self.store.json('%s%s/snapshots/%s/summary.json'
+                            % (self.store.prefix, e.name, snap.sid))
+        if s is None:
+            raise Failure('%s: no summary.json' % where)
+        want = dict((k, m.get(k)) for k in (
+            'export_id', 'snapshot_id', 'parent', 'kind', 'generation',
+            'created', 'image_size', 'chunk_size', 'cloned_from', 'blobs'))
+        want.update(format='lazyvol-summary', chunks=len(listed),
+                    bytes=sum(b['size'] for b in m['blobs']
+                              if b['key'].startswith(own)))
+        bad = ['%s is %s, not %s' % (k, s.get(k), v)
+               for k, v in want.items() if s.get(k) != v]
+        if bad:
+            raise Failure('%s: summary.json: %s' % (where, '; '.join(bad)))
         if self.store.backend != 'file' and mine:
             mine = [mine[int(self.crng.random() * len(mine))]]
         for i in mine:
@@ -2822,8 +2837,11 @@ class Campaign:
                     continue
                 parts = rest.split('/')
                 if len(parts) != 3 or parts[0] != 'snapshots' or parts[2] \
-                        not in ('manifest.json', 'delta.blob', 'base.blob'):
+                        not in ('manifest.json', 'summary.json', 'delta.blob',
+                                'base.blob'):
                     raise Failure('unexpected object %s' % k)
+                if parts[2] == 'summary.json' and parts[1] in e.deleted:
+                    continue        # a delete that failed to remove it: gc's
                 if parts[1] in e.deleted:
                     if parts[2] == 'manifest.json':
                         raise Failure('%s stayed after its snapshot was '
