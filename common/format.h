@@ -45,7 +45,6 @@
 #define OWNER_FORMAT_VERSION 1
 #define LEASE_FORMAT_VERSION 1
 #define SUMMARY_FORMAT_VERSION 1
-#define SUMMARY_JSON_MAX (1024 * 1024)
 #define CHUNK_SIZE_MIN (64 * 1024)
 #define CHUNK_SIZE_MAX (64 * 1024 * 1024)
 #define CHUNK_SIZE_DEFAULT (4 * 1024 * 1024)
@@ -199,7 +198,7 @@ struct manifest *manifest_parse (const char *json, size_t len,
  * out-of-memory.
  */
 char *manifest_format (const struct manifest *m);
-/* summary.json: what lists and deletes need of snapshot M -- every
+/* summary.json: what lists need of snapshot M -- every
  * member of its manifest but the extents, with "chunks" (listed) and
  * "bytes" (of its own blob, every piece) -- as JSON (malloc'd); NULL on
  * out-of-memory.  See lazyvol-format(5), SUMMARY.JSON.
@@ -212,6 +211,9 @@ char *manifest_summary_format (const struct manifest *m);
 struct manifest *summary_parse (const char *json, size_t len,
                                 const char *export_id,
                                 const char *snapshot_id);
+/* A reader of one summary.json, used as a manifest_reader. */
+struct manifest_reader *summary_reader_new (const char *export_id,
+                                            const char *snapshot_id);
 /* Bytes of the blob snapshot M wrote itself, every piece (0 for a
  * clone); saturates on hostile sizes.
  */

@@ -182,6 +182,13 @@ struct manifest_reader {
   struct err_saved saved;       /*   this one */
 };
 
+/* The newest version of the document this code reads. */
+static uint64_t
+newest_version (const struct manifest_reader *r)
+{
+  return r->summary ? SUMMARY_FORMAT_VERSION : MANIFEST_FORMAT_VERSION;
+}
+
 size_t
 manifest_max_size (uint64_t chunk_count)
 {
@@ -284,10 +291,10 @@ geometry_known (const struct manifest_reader *r)
 static int
 check_size (struct manifest_reader *r)
 {
-  bool geometry = geometry_known (r) && !r->summary;
+  bool geometry = geometry_known (r);
   uint64_t n = geometry ? chunk_count (r->m->image_size, r->m->chunk_size)
     : UINT64_MAX;
-  size_t max = r->summary ? SUMMARY_JSON_MAX : manifest_max_size (n);
+  size_t max = manifest_max_size (n);   /* a summary is never larger */
 
   if (r->fed <= max)
     return 0;
@@ -421,6 +428,15 @@ manifest_end (struct manifest_reader *r)
         require (r, W_ROOT, 0, r->seen, F_BYTES) == -1)) ||
       catch_up (r) == -1)
     return -1;
+  /* What a summary says must be what its blobs and image allow. */
+  if (r->summary &&
+      m->summary_chunks > chunk_count (m->image_size, m->chunk_size))
+    return fail (r, "chunks: %" PRIu64 " is more than the image's %" PRIu64,
+                 m->summary_chunks,
+                 chunk_count (m->image_size, m->chunk_size));
+  if (r->summary && m->summary_bytes != manifest_own_bytes (m))
+    return fail (r, "bytes: %" PRIu64 ", but the snapshot's own blobs hold "
+                 "%" PRIu64, m->summary_bytes, manifest_own_bytes (m));
   r->where = W_DONE;
   return 0;
 }
@@ -460,8 +476,7 @@ version (struct manifest_reader *r, uint64_t v)
 {
   const struct hash_at *other = v == 1 ? &r->b64 : &r->hex;
 
-  if (format_check_version (doc (r), v, r->summary ? SUMMARY_FORMAT_VERSION
-                            : MANIFEST_FORMAT_VERSION) == -1)
+  if (format_check_version (doc (r), v, newest_version (r)) == -1)
     return -1;
   if (other->met)
     return bad_hash (r, other->extent, other->hash, v);
@@ -564,7 +579,8 @@ string (struct manifest_reader *r, enum field f, const char *s)
   case F_KEY:
     if (manifest_blob_kind (s, NULL) == -1)
       return fail (r, "key: \"%s\" is not EXPORT/snapshots/SNAPSHOT/"
-                   "delta.blob or base.blob", format_printable (s, p));
+                   "delta.blob or base.blob (or a piece: KIND.N.blob)",
+                   format_printable (s, p));
     strcpy (r->key, s);         /* a blob key fits */
     return 0;
   default:
@@ -725,7 +741,7 @@ scan (struct manifest_reader *r, const struct jsontok_token *t)
       t->value > INT64_MAX)
     return err_restore (&r->saved);
   if (format_check_version (doc_at (r, W_ROOT, 0), t->value,
-                            MANIFEST_FORMAT_VERSION) == -1)
+                            newest_version (r)) == -1)
     return -1;
   /* A bad hash can now be named in the version's own terms. */
   if (r->bad.met)
@@ -799,6 +815,12 @@ struct manifest_reader *
 manifest_reader_new (const char *export_id, const char *snapshot_id)
 {
   return reader_new (export_id, snapshot_id, false);
+}
+
+struct manifest_reader *
+summary_reader_new (const char *export_id, const char *snapshot_id)
+{
+  return reader_new (export_id, snapshot_id, true);
 }
 
 int

@@ -18,7 +18,8 @@
  *      into pieces (delta.1.blob, ...), uploaded one after another, each
  *      piece journaled before it starts;
  *   5. writes manifest.json: the new chunks, merged in chunk order with the
- *      previous manifest's chunks that were not republished;
+ *      previous manifest's chunks that were not republished; then its
+ *      summary.json, which lists read instead of it;
  *   6. moves the head: volume.json with If-Match on the etag read in 1,
  *      then refs/current.json;
  *   7. marks the published chunks clean (unless rewritten meanwhile),

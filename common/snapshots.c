@@ -9,6 +9,13 @@
  * which are never deleted while any manifest uses them, so the clone keeps
  * working whatever the source does later (publish, compact, close).
  *
+ * Every snapshot has a summary.json beside its manifest (written after
+ * it, before the head moves): a list reads those, so that it does not
+ * grow with the image, and falls back to the manifest for a snapshot
+ * without one (written before summaries) or with a bad one.  Deletes
+ * read manifests: a summary, which anyone who writes to the bucket can
+ * forge, never decides what is deleted.
+ *
  * Deleting a snapshot removes its manifest first, then looks at every
  * other manifest under the export root (all exports: clones included);
  * each piece of the snapshot's own blob goes only if none of them names
@@ -120,10 +127,16 @@ static struct manifest *
 list_entry (struct volume_env *env, const char *export_id, const char *sid)
 {
   struct manifest *m = volume_fetch_summary (env, export_id, sid);
+  int e = err_errno ();
 
   if (m != NULL)
     return m;
-  if (err_errno () != ENOENT)
+  /* No summary, or a bad one: the manifest says it.  A store that fails
+   * would fail the manifest's far larger read too.
+   */
+  if (e != ENOENT && e != EBADMSG && e != EFBIG)
+    return NULL;
+  if (e != ENOENT)
     log_warn ("%s; reading the manifest instead", err_msg ());
   m = volume_fetch_manifest (env, export_id, sid, 0);
   if (m != NULL) {

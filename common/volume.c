@@ -199,35 +199,22 @@ volume_fetch_head (struct volume_env *env, const char *export_id,
   return 0;
 }
 
-struct manifest *
-volume_fetch_summary (struct volume_env *env, const char *export_id,
-                      const char *snapshot_id)
-{
-  CLEANUP_FREE char *key = key_summary (env->root, export_id, snapshot_id);
-
-  if (key == NULL)
-    return NULL;
-  for (unsigned tries = 1; ; tries++) {
-    CLEANUP_FREE char *json = NULL;
-    struct manifest *m;
-    size_t len;
-
-    if (store_get (env->st, key, SUMMARY_JSON_MAX, &json, &len, NULL) == -1)
-      return NULL;
-    if ((m = summary_parse (json, len, export_id, snapshot_id)) != NULL)
-      return m;
-    if (!fetch_again (env, key, tries))
-      return NULL;
-  }
-}
-
 /* A manifest being fetched: who it must be, and the reader its bytes go
  * to, which is replaced by a new one when the store starts over.
  */
 struct manifest_fetch {
   const char *export_id, *snapshot_id;
+  bool summary;                 /* summary.json, not the manifest */
   struct manifest_reader *r;
 };
+
+/* A new reader for F's document. */
+static struct manifest_reader *
+fetch_reader (const struct manifest_fetch *f)
+{
+  return f->summary ? summary_reader_new (f->export_id, f->snapshot_id)
+    : manifest_reader_new (f->export_id, f->snapshot_id);
+}
 
 static int
 manifest_bytes (void *opaque, const void *buf, size_t len)
@@ -236,10 +223,43 @@ manifest_bytes (void *opaque, const void *buf, size_t len)
 
   if (buf == NULL) {
     manifest_reader_free (f->r);
-    f->r = manifest_reader_new (f->export_id, f->snapshot_id);
+    f->r = fetch_reader (f);
     return f->r ? 0 : 1;
   }
   return manifest_reader_feed (f->r, buf, len) == 0 ? 0 : 1;
+}
+
+/* GET document KEY through a reader as it arrives (F says which): a
+ * manifest grows with the image and is never held whole, a summary with
+ * the blobs its manifest names.  A document that does not parse is
+ * fetched again up to TRIES times in all.
+ */
+static struct manifest *
+fetch_streamed (struct volume_env *env, const char *key,
+                struct manifest_fetch *f, size_t max, unsigned tries)
+{
+  for (unsigned t = 1; ; t++) {
+    struct manifest *m = NULL;
+    int r;
+
+    if ((f->r = fetch_reader (f)) == NULL)
+      return NULL;
+    r = store_get_stream (env->st, key, max, manifest_bytes, f, NULL);
+    if (r == 0)
+      m = manifest_reader_finish (f->r);
+    manifest_reader_free (f->r);
+    if (m)
+      return m;
+    if (r == -1) {
+      if (errno == ENOENT)
+        err_set (ENOENT, f->summary ? "snapshot %s of export %s has no "
+                 "summary (no %s)" : "snapshot %s of export %s does not "
+                 "exist (no %s)", f->snapshot_id, f->export_id, key);
+      return NULL;
+    }
+    if (t == tries || !fetch_again (env, key, t))
+      return NULL;
+  }
 }
 
 struct manifest *
@@ -250,35 +270,28 @@ volume_fetch_manifest (struct volume_env *env, const char *export_id,
   struct manifest_fetch f = { .export_id = export_id,
                               .snapshot_id = snapshot_id };
   uint64_t max_chunks = IMAGE_SIZE_MAX / CHUNK_SIZE_MIN;
-  size_t max = manifest_max_size (chunks ? chunks : max_chunks);
 
   if (key == NULL)
     return NULL;
-  /* The document goes through a reader as it arrives: a manifest grows
-   * with the image, and is never held whole.
-   */
-  for (unsigned tries = 1; ; tries++) {
-    struct manifest *m = NULL;
-    int r;
+  return fetch_streamed (env, key, &f, manifest_max_size (chunks ? chunks
+                                                          : max_chunks),
+                         VOLUME_FETCH_TRIES);
+}
 
-    f.r = manifest_reader_new (export_id, snapshot_id);
-    if (f.r == NULL)
-      return NULL;
-    r = store_get_stream (env->st, key, max, manifest_bytes, &f, NULL);
-    if (r == 0)
-      m = manifest_reader_finish (f.r);
-    manifest_reader_free (f.r);
-    if (m)
-      return m;
-    if (r == -1) {
-      if (errno == ENOENT)
-        err_set (ENOENT, "snapshot %s of export %s does not exist (no %s)",
-                 snapshot_id, export_id, key);
-      return NULL;
-    }
-    if (!fetch_again (env, key, tries))
-      return NULL;
-  }
+struct manifest *
+volume_fetch_summary (struct volume_env *env, const char *export_id,
+                      const char *snapshot_id)
+{
+  CLEANUP_FREE char *key = key_summary (env->root, export_id, snapshot_id);
+  struct manifest_fetch f = { .export_id = export_id,
+                              .snapshot_id = snapshot_id, .summary = true };
+
+  if (key == NULL)
+    return NULL;
+  /* Once: the caller reads the manifest instead of a bad summary. */
+  return fetch_streamed (env, key, &f,
+                         manifest_max_size (IMAGE_SIZE_MAX / CHUNK_SIZE_MIN),
+                         1);
 }
 
 struct manifest *

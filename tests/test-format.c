@@ -1161,6 +1161,34 @@ test_summary (void)
   memcpy (strstr (bad, "\"chunks\""), "\"chunkz\"", 8);
   CHECK (summary_parse (bad, strlen (bad), "vm01", S2) == NULL);
   CHECK_ERROR (EBADMSG, "missing field \"chunks\"");
+  strcpy (bad, text);
+  memcpy (strstr (bad, "\"bytes\""), "\"bytez\"", 7);
+  CHECK (summary_parse (bad, strlen (bad), "vm01", S2) == NULL);
+  CHECK_ERROR (EBADMSG, "missing field \"bytes\"");
+  /* Numbers its blobs and image do not allow; a negative one. */
+  free (bad);
+  bad = mutate (text, "/bytes", "7");
+  CHECK (summary_parse (bad, strlen (bad), "vm01", S2) == NULL);
+  CHECK_ERROR (EBADMSG, "bytes: 7, but the snapshot's own blobs hold 197608");
+  free (bad);
+  bad = mutate (text, "/chunks", "12");
+  CHECK (summary_parse (bad, strlen (bad), "vm01", S2) == NULL);
+  CHECK_ERROR (EBADMSG, "chunks: 12 is more than the image's 11");
+  free (bad);
+  bad = mutate (text, "/bytes", "-1");
+  CHECK (summary_parse (bad, strlen (bad), "vm01", S2) == NULL);
+  CHECK_ERROR (EBADMSG, "bytes: must not be negative");
+  /* An error before a newer version: the version is the error. */
+  free (bad);
+  {
+    CLEANUP_FREE char *kind = mutate (text, "/kind", "\"full\"");
+    CLEANUP_FREE char *unversioned = mutate (kind, "/version", NULL);
+
+    bad = mutate (unversioned, "/version", "3");     /* now last */
+    CHECK (strstr (bad, "\"kind\"") < strstr (bad, "\"version\""));
+  }
+  CHECK (summary_parse (bad, strlen (bad), "vm01", S2) == NULL);
+  CHECK_ERROR (EBADMSG, "format version 3 is newer than this lazyvol reads (1)");
   /* A manifest reader does not take a summary. */
   CHECK (manifest_parse (text, strlen (text), "vm01", S2) == NULL);
   CHECK_ERROR (EBADMSG, "not a lazyvol-manifest document");

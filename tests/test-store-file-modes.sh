@@ -60,8 +60,8 @@ qemu-io -f raw -c 'write -P 2 1M 1M' "$(uri v)" >/dev/null
 s2=$(field "$(ctl '{"cmd":"snapshot","export_id":"v"}')" snapshot_id)
 stop_lazyvol
 e=$tmp/bucket/exports/v
-want="700 ./$s1 600 ./$s1/delta.blob 600 ./$s1/manifest.json"
-want+=" 750 ./$s2 640 ./$s2/delta.blob 640 ./$s2/manifest.json "
+want="700 ./$s1 600 ./$s1/delta.blob 600 ./$s1/manifest.json 600 ./$s1/summary.json"
+want+=" 750 ./$s2 640 ./$s2/delta.blob 640 ./$s2/manifest.json 640 ./$s2/summary.json "
 [ "$(modes_of "$e/snapshots")" = "$want" ]
 [ "$(stat -c %a "$e/volume.json")" = 640 ]   # replaced: a new file
 [ "$(stat -c %a "$e")" = 700 ]

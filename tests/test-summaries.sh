@@ -7,8 +7,9 @@
 # summaries, not the manifests: a snapshot whose manifest does not even
 # parse still lists.  A snapshot without a summary (written before
 # summaries existed) lists from its manifest, the same; so does one
-# whose summary is wrong, with a warning.  A delete removes the summary;
-# a summary left without its manifest is gc's.
+# whose summary is wrong (another snapshot's ids, bytes its blobs do not
+# add up to).  A delete removes the summary; a summary left without its
+# manifest is gc's, and gc leaves live summaries alone.
 . "$srcdir/functions.sh"
 requires nbdkit qemu-io jq
 tmp=$(make_tmpdir)
@@ -60,10 +61,14 @@ store_tool put "exports/v/snapshots/$s1/manifest.json" "$tmp/m1" >/dev/null
 # No summary (an older snapshot): the manifest, the same fields.
 store_tool delete "exports/v/snapshots/$s2/summary.json"
 [ "$(list)" = "$(cat "$tmp/list")" ] || fail "list without a summary: $(list)"
-# A wrong summary: the manifest, and a warning.
+# A wrong summary: the manifest.
 get v "$s3" summary.json | jq '.snapshot_id = "'"$s1"'"' > "$tmp/wrong"
 store_tool put "exports/v/snapshots/$s3/summary.json" "$tmp/wrong" >/dev/null
 [ "$(list)" = "$(cat "$tmp/list")" ] || fail "list with a wrong summary: $(list)"
+# A summary whose bytes its blobs do not add up to is refused, too.
+jq '.bytes = 7' "$tmp/wrong" | jq '.snapshot_id = "'"$s3"'"' > "$tmp/wrong2"
+store_tool put "exports/v/snapshots/$s3/summary.json" "$tmp/wrong2" >/dev/null
+[ "$(list)" = "$(cat "$tmp/list")" ] || fail "list with wrong bytes: $(list)"
 
 # A delete removes the summary; gc takes one left without a manifest.
 ctl "{\"cmd\":\"delete_snapshot\",\"export_id\":\"v\",\"snapshot_id\":\"$s1\"}" >/dev/null
@@ -72,7 +77,11 @@ old=0180000000007000800000000000cafe
 store_tool put "exports/v/snapshots/$old/summary.json" "$tmp/wrong" >/dev/null
 r=$(ctl '{"cmd":"gc","export_id":"v","grace_s":0,"delete":true}')
 jq -e --arg k "v/snapshots/$old/summary.json" \
-    '[.objects[] | select(.deleted) | .key] | index($k) != null' <<<"$r" >/dev/null ||
+    '[.objects[] | select(.deleted) | .key] == [$k]' <<<"$r" >/dev/null ||
     fail "gc: $r"
 ! store_tool list exports/v/ | grep -q "$old/" || fail "the orphan summary stayed"
+store_tool list exports/ > "$tmp/objects"
+matches "v/snapshots/$s3/summary.json" "$tmp/objects" &&
+    matches "c/snapshots/$c1/summary.json" "$tmp/objects" ||
+    fail "gc took a live summary: $(cat "$tmp/objects")"
 echo OK

@@ -120,6 +120,7 @@ import itertools
 import json
 import os
 import random
+import re
 import shutil
 import signal
 import socket
@@ -2707,8 +2708,9 @@ class Campaign:
             raise Failure('%s: no summary.json' % where)
         want = dict((k, m.get(k)) for k in (
             'export_id', 'snapshot_id', 'parent', 'kind', 'generation',
-            'created', 'image_size', 'chunk_size', 'cloned_from', 'blobs'))
-        want.update(format='lazyvol-summary', chunks=len(listed),
+            'created', 'image_size', 'chunk_size', 'base_ref', 'cloned_from',
+            'blobs'))
+        want.update(format='lazyvol-summary', version=1, chunks=len(listed),
                     bytes=sum(b['size'] for b in m['blobs']
                               if b['key'].startswith(own)))
         bad = ['%s is %s, not %s' % (k, s.get(k), v)
@@ -2836,9 +2838,10 @@ class Campaign:
                 if rest in layout:
                     continue
                 parts = rest.split('/')
-                if len(parts) != 3 or parts[0] != 'snapshots' or parts[2] \
-                        not in ('manifest.json', 'summary.json', 'delta.blob',
-                                'base.blob'):
+                if len(parts) != 3 or parts[0] != 'snapshots' or \
+                        not re.match(r'(manifest|summary)\.json$|'
+                                     r'(delta|base)(\.[1-9][0-9]*)?\.blob$',
+                                     parts[2]):
                     raise Failure('unexpected object %s' % k)
                 if parts[2] == 'summary.json' and parts[1] in e.deleted:
                     continue        # a delete that failed to remove it: gc's
