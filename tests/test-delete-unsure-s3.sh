@@ -23,6 +23,12 @@ objects () { store_tool list exports/e/snapshots/; }
 
 api POST /v1/exports/create '{"export_id":"e","size":2097152,"chunk_size":1048576}' >/dev/null
 api POST /v1/exports/create '{"export_id":"f","size":1048576,"chunk_size":1048576}' >/dev/null
+# Both are this host's (if taking ownership had failed, say how).
+for x in e f; do
+    api GET "/v1/exports/$x/status" | jq -e .writable >/dev/null ||
+        fail "$x was created read-only: $(api GET "/v1/exports/$x/status" |
+            jq -c '{writable, notice, last_error, owner}')"
+done
 qemu-io -f raw -c 'write -P 1 0 1M' "$(uri f)" >/dev/null
 api POST /v1/exports/f/snapshot >/dev/null
 qemu-io -f raw -c 'write -P 1 0 1M' "$(uri e)" >/dev/null
