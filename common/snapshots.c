@@ -48,8 +48,6 @@
 #include "publish.h"
 #include "volume-impl.h"
 
-#define MANIFEST_NAME PUBLISH_MANIFEST_NAME
-
 int clone_delay_ms;
 
 struct id_list {
@@ -65,9 +63,10 @@ collect_id (void *opaque, const char *key, uint64_t size, bool is_prefix)
   struct id_list *l = opaque;
   const char *rest = key + l->plen;
 
-  if (strlen (rest) != SNAPSHOT_ID_LEN + 1 + strlen (MANIFEST_NAME) ||
+  if (strlen (rest) !=
+      SNAPSHOT_ID_LEN + 1 + strlen (PUBLISH_MANIFEST_NAME) ||
       rest[SNAPSHOT_ID_LEN] != '/' ||
-      strcmp (rest + SNAPSHOT_ID_LEN + 1, MANIFEST_NAME) != 0)
+      strcmp (rest + SNAPSHOT_ID_LEN + 1, PUBLISH_MANIFEST_NAME) != 0)
     return 0;
   if (l->n == l->cap) {
     size_t cap = l->cap ? 2 * l->cap : 16;
@@ -269,8 +268,9 @@ check_manifest (void *opaque, const char *key, uint64_t size, bool is_prefix)
   if (b->unused == 0 || slash == NULL || slash - rel > EXPORT_ID_MAX ||
       strncmp (slash, tail, strlen (tail)) != 0 ||
       strlen (slash + strlen (tail)) != SNAPSHOT_ID_LEN + 1 +
-      strlen (MANIFEST_NAME) ||
-      strcmp (slash + strlen (tail) + SNAPSHOT_ID_LEN + 1, MANIFEST_NAME))
+      strlen (PUBLISH_MANIFEST_NAME) ||
+      strcmp (slash + strlen (tail) + SNAPSHOT_ID_LEN + 1,
+              PUBLISH_MANIFEST_NAME))
     return 0;
   memcpy (export_id, rel, slash - rel);
   export_id[slash - rel] = '\0';
