@@ -79,6 +79,9 @@ void format_write_u64 (FILE *f, const char *key, uint64_t v)
 /* image_size and chunk_size. */
 void format_write_geometry (FILE *f, uint64_t image_size, uint32_t chunk_size)
   __attribute__ ((__nonnull__));
+/* Open a document: the brace, its "format" and "version". */
+void format_write_open (FILE *f, const char *format, unsigned version)
+  __attribute__ ((__nonnull__));
 /* A document: its "format" and "version", the members BODY writes for
  * ARG, then the closing brace.  The text (malloc'd), or NULL with ENOMEM.
  */

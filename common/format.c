@@ -465,9 +465,7 @@ format_write_document (const char *format, unsigned version,
 
   if (f == NULL)
     return NULL;
-  fputs ("{\n", f);
-  format_write_str (f, "format", format);
-  format_write_u64 (f, "version", version);
+  format_write_open (f, format, version);
   body (f, arg);
   /* Every member ends in ",\n": step back over the last one's and close
    * the object there (the size of a memory stream follows the position).
@@ -476,6 +474,14 @@ format_write_document (const char *format, unsigned version,
   fputs ("\n}\n", f);
   memstream_close (f, &buf);
   return buf;
+}
+
+void
+format_write_open (FILE *f, const char *format, unsigned version)
+{
+  fputs ("{\n", f);
+  format_write_str (f, "format", format);
+  format_write_u64 (f, "version", version);
 }
 
 void

@@ -33,6 +33,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "util.h"
 
@@ -198,6 +199,29 @@ struct manifest *manifest_parse (const char *json, size_t len,
  * out-of-memory.
  */
 char *manifest_format (const struct manifest *m);
+
+/* A manifest being built from another one borrows its hashes instead of
+ * copying them (a publish changes a few chunks of a large manifest):
+ * an extent in a blob the new snapshot wrote (OWN[blob]) has its hashes
+ * from OWN_SHA (OPAQUE, extent.hash + j), any other extent's are
+ * FROM's, FROM->sha[extent.hash + j].  manifest_add_run builds such a
+ * manifest, manifest_write writes it, manifest_take_hashes makes it
+ * whole.
+ */
+struct manifest_hashes {
+  const struct manifest *from;          /* NULL: every extent is own */
+  const bool *own;                      /* [nblobs] */
+  const unsigned char *(*own_sha) (void *opaque, uint64_t i);
+  void *opaque;
+};
+
+/* Write manifest M to F as manifest_format does, its hashes from H (M's
+ * own if H is NULL), as it goes: nothing is held but F's buffer.  0, or
+ * -1 if F failed.
+ */
+int manifest_write (FILE *f, const struct manifest *m,
+                    const struct manifest_hashes *h)
+  __attribute__ ((__nonnull__ (1, 2)));
 /* summary.json: what lists need of snapshot M -- every
  * member of its manifest but the extents, with "chunks" (listed) and
  * "bytes" (of its own blob, every piece) -- as JSON (malloc'd); NULL on
@@ -239,6 +263,44 @@ int manifest_add_blob (struct manifest *m, const char *key, uint64_t size);
  */
 int manifest_add_chunk (struct manifest *m, uint64_t chunk, uint32_t blob,
                         uint64_t offset, const unsigned char sha[32]);
+/* Append the run of COUNT chunks from CHUNK, back to back in BLOB from
+ * OFFSET, whose hashes are borrowed (struct manifest_hashes) from index
+ * HASH on; merged into the last extent when it continues it.  The
+ * checks and errors of manifest_add_chunk.  M has no hashes of its own
+ * until manifest_take_hashes.
+ */
+int manifest_add_run (struct manifest *m, uint64_t chunk, uint64_t count,
+                      uint32_t blob, uint64_t offset, uint64_t hash)
+  __attribute__ ((__nonnull__));
+/* For each blob of M, whether M's snapshot wrote it (malloc'd), or NULL
+ * with ENOMEM.
+ */
+bool *manifest_own_blobs (const struct manifest *m)
+  __attribute__ ((__nonnull__));
+/* Hash J of extent E of M, which borrows from H (or has its own if H is
+ * NULL).
+ */
+const unsigned char *manifest_hash (const struct manifest *m,
+                                    const struct manifest_hashes *h,
+                                    const struct manifest_extent *e,
+                                    uint64_t j)
+  __attribute__ ((__nonnull__ (1, 3)));
+/* Make room for N hashes in M's array (which may move: no reader may
+ * look meanwhile), so that manifest_take_hashes cannot fail.  0, or -1
+ * with ENOMEM.
+ */
+int manifest_reserve_hashes (struct manifest *m, size_t n)
+  __attribute__ ((__nonnull__));
+/* M, which borrows its hashes from H, takes them for good: they are
+ * moved, in place, into the array of FROM (H->from, which M was built
+ * from; NULL if none), which M takes over, and FROM is left without
+ * hashes (only to be freed).  The array needs room for M's hashes
+ * (manifest_reserve_hashes on FROM, or on M if FROM is NULL).  Nobody
+ * may read FROM or M meanwhile.  Cannot fail.
+ */
+void manifest_take_hashes (struct manifest *m, struct manifest *from,
+                           const struct manifest_hashes *h)
+  __attribute__ ((__nonnull__ (1, 3)));
 
 /* Where chunk CHUNK lives: false if the manifest does not list it (the
  * chunk is all zeros).  Otherwise sets the blob key (relative to the export

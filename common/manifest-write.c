@@ -2,7 +2,11 @@
  * Copyright (C) 2026 The lazyvol Authors.  See COPYING.
  */
 /* lazyvol: manifest.json as lazyvol writes it (see format.h and
- * lazyvol-format(5)).
+ * lazyvol-format(5)), as a stream: a publish writes a large manifest
+ * straight into its upload, with the hashes of the chunks it did not
+ * change borrowed from the manifest before it (struct manifest_hashes),
+ * so that neither a second copy of the hashes nor the text is ever
+ * held whole.
  *
  * The text is printed by hand, as every document is (format.c says why),
  * in the current version, MANIFEST_FORMAT_VERSION: hashes in base64.
@@ -42,8 +46,10 @@ write_blobs (FILE *f, const struct manifest *m)
   fputs (m->nblobs ? "\n  ],\n" : "],\n", f);
 }
 
+/* The extents, the manifest's last member, and the closing brace. */
 static void
-write_extents (FILE *f, const struct manifest *m)
+write_extents (FILE *f, const struct manifest *m,
+               const struct manifest_hashes *h)
 {
   char b64[45];
 
@@ -56,12 +62,12 @@ write_extents (FILE *f, const struct manifest *m)
              ", \"sha256\": [", i ? "," : "", e->chunk, e->count, e->blob,
              e->offset);
     for (uint64_t j = 0; j < e->count; j++) {
-      base64_encode (m->sha[e->hash + j], 32, b64);
+      base64_encode (manifest_hash (m, h, e, j), 32, b64);
       fprintf (f, "%s\n      \"%s\"", j ? "," : "", b64);
     }
     fputs ("]}", f);
   }
-  fputs (m->nextents ? "\n  ],\n" : "],\n", f);
+  fputs (m->nextents ? "\n  ]\n}\n" : "]\n}\n", f);
 }
 
 /* The members a manifest and its summary share, but the blobs. */
@@ -81,15 +87,6 @@ write_header (FILE *f, const struct manifest *m)
     write_cloned_from (f, m);
 }
 
-static void
-write_manifest (FILE *f, const void *arg)
-{
-  const struct manifest *m = arg;
-
-  write_header (f, m);
-  write_blobs (f, m);
-  write_extents (f, m);
-}
 
 static void
 write_summary (FILE *f, const void *arg)
@@ -102,11 +99,29 @@ write_summary (FILE *f, const void *arg)
   format_write_u64 (f, "bytes", manifest_own_bytes (m));
 }
 
+int
+manifest_write (FILE *f, const struct manifest *m,
+                const struct manifest_hashes *h)
+{
+  format_write_open (f, "lazyvol-manifest", MANIFEST_FORMAT_VERSION);
+  write_header (f, m);
+  write_blobs (f, m);
+  write_extents (f, m, h);
+  return ferror (f) ? -1 : 0;
+}
+
 char *
 manifest_format (const struct manifest *m)
 {
-  return format_write_document ("lazyvol-manifest", MANIFEST_FORMAT_VERSION,
-                                write_manifest, m);
+  char *buf;
+  size_t len;
+  FILE *f = memstream_open (&buf, &len);
+
+  if (f == NULL)
+    return NULL;
+  manifest_write (f, m, NULL);
+  memstream_close (f, &buf);
+  return buf;
 }
 
 char *

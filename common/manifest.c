@@ -24,6 +24,12 @@
  * pages to malloc's judgement: after a reload of an export, its process
  * would keep the old manifest's memory as well.  manifest_shrink fits
  * the arrays to their elements, for a manifest that is complete.
+ *
+ * A publish does not copy the hashes: the new manifest's extents borrow
+ * them (struct manifest_hashes, manifest_add_run), and once the head
+ * has moved it takes the old manifest's array over, rearranged in
+ * place (manifest_take_hashes).  A snapshot of a few chunks of a
+ * million-chunk export holds a few extents more, not 32 MB more.
  */
 #include <config.h>
 
@@ -334,45 +340,174 @@ manifest_add_blob (struct manifest *m, const char *key, uint64_t size)
   return m->nblobs++;
 }
 
-int
-manifest_add_chunk (struct manifest *m, uint64_t chunk, uint32_t blob,
-                    uint64_t offset, const unsigned char sha[32])
+/* Append the run X (sorted after the extents so far, inside the image
+ * and its blob), merged into the last extent when it continues it: the
+ * next chunks, in the same blob right after it, their hashes right after
+ * its hashes.  The last extent's last chunk is then not the image's
+ * last, so it is a full chunk and offsets step by chunk_size.  0, or -1
+ * with EINVAL (ENOMEM).
+ */
+static int
+add_extent (struct manifest *m, const struct manifest_extent *x)
 {
   struct manifest_extent *last =
     m->nextents ? &m->extents[m->nextents - 1] : NULL;
   uint64_t nchunks = chunk_count (m->image_size, m->chunk_size);
-  uint32_t len = chunk_len (m->image_size, m->chunk_size, chunk);
 
-  if (chunk >= nchunks)
+  assert (x->count >= 1);
+  if (x->chunk >= nchunks || x->count > nchunks - x->chunk)
     return err_set (EINVAL, "manifest %s/%s: chunk %" PRIu64 " is beyond "
-                    "the image (%" PRIu64 " chunks)",
-                    m->export_id, m->snapshot_id, chunk, nchunks);
-  if (last && chunk < last->chunk + last->count)
+                    "the image (%" PRIu64 " chunks)", m->export_id,
+                    m->snapshot_id, x->chunk + x->count - 1, nchunks);
+  if (last && x->chunk < last->chunk + last->count)
     return err_set (EINVAL, "manifest %s/%s: chunk %" PRIu64 " added after "
-                    "chunk %" PRIu64, m->export_id, m->snapshot_id, chunk,
+                    "chunk %" PRIu64, m->export_id, m->snapshot_id, x->chunk,
                     last->chunk + last->count - 1);
-  if (blob >= m->nblobs)
+  if (x->blob >= m->nblobs)
     return err_set (EINVAL, "manifest %s/%s: blob %" PRIu32 " does not "
                     "exist (%zu blobs)", m->export_id, m->snapshot_id,
-                    blob, m->nblobs);
-  if (offset > m->blobs[blob].size || len > m->blobs[blob].size - offset)
+                    x->blob, m->nblobs);
+  if (x->offset > m->blobs[x->blob].size ||
+      manifest_run_bytes (m, x->chunk, x->count) >
+      m->blobs[x->blob].size - x->offset)
     return err_set (EINVAL, "manifest %s/%s: chunk %" PRIu64 " at offset %"
                     PRIu64 " goes beyond the end of blob %" PRIu32 " (%"
-                    PRIu64 " bytes)", m->export_id, m->snapshot_id, chunk,
-                    offset, blob, m->blobs[blob].size);
+                    PRIu64 " bytes)", m->export_id, m->snapshot_id,
+                    x->chunk + x->count - 1, x->offset, x->blob,
+                    m->blobs[x->blob].size);
+  if (last && last->blob == x->blob &&
+      x->chunk == last->chunk + last->count &&
+      x->offset == last->offset + last->count * m->chunk_size &&
+      x->hash == last->hash + last->count) {
+    last->count += x->count;
+    return 0;
+  }
+  return manifest_append_extent (m, x);
+}
 
-  /* The chunk continues the last run if it is the next chunk, in the same
-   * blob, right after it.  The run's last chunk is then not the image's
-   * last, so it is a full chunk and offsets step by chunk_size.
-   */
-  if (last && last->blob == blob && chunk == last->chunk + last->count &&
-      offset == last->offset + last->count * m->chunk_size)
-    last->count++;
-  else if (manifest_append_extent (m, &(struct manifest_extent) {
+int
+manifest_add_chunk (struct manifest *m, uint64_t chunk, uint32_t blob,
+                    uint64_t offset, const unsigned char sha[32])
+{
+  assert (m->nsha == 0 || m->sha != NULL);      /* not borrowing hashes */
+  if (add_extent (m, &(struct manifest_extent) {
         .chunk = chunk, .count = 1, .blob = blob, .offset = offset,
         .hash = m->nsha }) == -1)
     return -1;
   return manifest_append_sha (m, sha);
+}
+
+int
+manifest_add_run (struct manifest *m, uint64_t chunk, uint64_t count,
+                  uint32_t blob, uint64_t offset, uint64_t hash)
+{
+  assert (m->sha == NULL);
+  if (count > UINT64_MAX - m->nsha)
+    return err_set (EINVAL, "manifest %s/%s: too many chunks",
+                    m->export_id, m->snapshot_id);
+  if (add_extent (m, &(struct manifest_extent) {
+        .chunk = chunk, .count = count, .blob = blob, .offset = offset,
+        .hash = hash }) == -1)
+    return -1;
+  m->nsha += count;
+  return 0;
+}
+
+bool *
+manifest_own_blobs (const struct manifest *m)
+{
+  bool *own = malloc (m->nblobs + 1);
+
+  if (own == NULL) {
+    err_set (ENOMEM, "manifest %s/%s: out of memory", m->export_id,
+             m->snapshot_id);
+    return NULL;
+  }
+  for (size_t b = 0; b < m->nblobs; b++)
+    own[b] = key_blob_is_own (m->blobs[b].key, m->export_id, m->snapshot_id);
+  return own;
+}
+
+const unsigned char *
+manifest_hash (const struct manifest *m, const struct manifest_hashes *h,
+               const struct manifest_extent *e, uint64_t j)
+{
+  if (h == NULL)
+    return m->sha[e->hash + j];
+  if (h->own[e->blob])
+    return h->own_sha (h->opaque, e->hash + j);
+  return h->from->sha[e->hash + j];
+}
+
+int
+manifest_reserve_hashes (struct manifest *m, size_t n)
+{
+  unsigned char (*p)[32];
+
+  if (n <= m->sha_cap)
+    return 0;
+  p = array_resize (m->sha, m->nsha, m->sha_cap, n, sizeof *p);
+  if (p == NULL)
+    return -1;
+  m->sha = p;
+  m->sha_cap = n;
+  return 0;
+}
+
+/* The hashes M borrows (from H) are moved into H->from's array, which M
+ * takes.  An extent of M in a blob M did not write names a run of
+ * from->sha, and those runs come in order; its place in M's array is
+ * the sum of the counts before it, and all of M's own hashes come from
+ * H->own_sha.  Two passes move each old hash at most twice and need no
+ * second array: forward, the old runs M keeps are packed to the front
+ * (each moves down); then backward, every run goes to its place (each
+ * moves up, past the places not filled yet) and M's own hashes are
+ * copied in between.
+ */
+void
+manifest_take_hashes (struct manifest *m, struct manifest *from,
+                      const struct manifest_hashes *h)
+{
+  struct manifest *arr = from ? from : m;
+  const bool *own = h->own;
+  uint64_t w = 0, f = m->nsha;
+
+  /* manifest_reserve_hashes made the room: nothing here can fail. */
+  assert (h->from == from && arr->sha_cap >= m->nsha);
+  for (size_t i = 0; i < m->nextents; i++) {
+    struct manifest_extent *e = &m->extents[i];
+
+    if (own[e->blob])
+      continue;
+    assert (from && e->hash >= w && e->hash + e->count <= from->nsha);
+    memmove (arr->sha[w], arr->sha[e->hash], e->count * 32);
+    e->hash = w;
+    w += e->count;
+  }
+  for (size_t i = m->nextents; i-- > 0; ) {
+    struct manifest_extent *e = &m->extents[i];
+
+    f -= e->count;
+    if (own[e->blob])
+      for (uint64_t j = 0; j < e->count; j++)
+        memcpy (arr->sha[f + j], h->own_sha (h->opaque, e->hash + j), 32);
+    else
+      memmove (arr->sha[f], arr->sha[e->hash], e->count * 32);
+    e->hash = f;
+  }
+  assert (f == 0);
+  m->sha = arr->sha;
+  m->sha_cap = arr->sha_cap;
+  if (from) {
+    from->sha = NULL;
+    from->sha_cap = from->nsha = 0;
+  }
+  if (m->nsha == 0) {           /* every listed chunk became zeros */
+    array_free (m->sha, m->sha_cap, sizeof *m->sha);
+    m->sha = NULL;
+    m->sha_cap = 0;
+  }
+  manifest_shrink (m);          /* a failure only keeps the room */
 }
 
 static int

@@ -18,12 +18,16 @@
  *      into pieces (delta.1.blob, ...), uploaded one after another, each
  *      piece journaled before it starts;
  *   5. writes manifest.json: the new chunks, merged in chunk order with the
- *      previous manifest's chunks that were not republished; then its
- *      summary.json, which lists read instead of it;
+ *      previous manifest's chunks that were not republished, straight
+ *      into its upload (the new manifest borrows the old one's hashes,
+ *      see build_manifest); then its summary.json, which lists read
+ *      instead of it;
  *   6. moves the head: volume.json with If-Match on the etag read in 1,
  *      then refs/current.json;
- *   7. marks the published chunks clean (unless rewritten meanwhile),
- *      swaps in the new manifest and removes the journal.
+ *   7. swaps in the new manifest, which takes over the old one's hashes
+ *      in place (room was made before 6, so this cannot fail), marks
+ *      the published chunks clean (unless rewritten meanwhile) and
+ *      removes the journal.
  *
  * Crash or failure before 6 leaves the old head, and dirty bits are
  * untouched, so the next publish repeats the work.  A failure cleans up its
@@ -100,6 +104,8 @@ struct publish {
   uint64_t *piece_size;         /* [j.pieces]: bytes of each piece */
   uint64_t piece_first;         /* packed index of the current piece's
                                    first chunk */
+  struct manifest_hashes hashes;  /* what the new manifest borrows */
+  bool *own;                    /* [its blobs]: written by this publish */
 };
 
 static int
@@ -285,19 +291,34 @@ pack_blob (struct publish *p)
   return -1;
 }
 
+/* The hash of the Ith chunk packed into the new blob. */
+static const unsigned char *
+packed_sha (void *opaque, uint64_t i)
+{
+  const struct publish *p = opaque;
+
+  return p->list[p->packed[i]].sha;
+}
+
 /* Step 5: the new manifest.  Chunks of the publish set come from the new
  * blob (or are zeros); every other chunk keeps its place in the old
- * manifest.  Old blobs are listed only if still used.
+ * manifest, in runs.  Old blobs are listed only if still used.  Its
+ * hashes are borrowed (p->hashes): the new blob's from p->list, the
+ * others from the old manifest, whose array the new one takes over when
+ * the head has moved (manifest_take_hashes).  So a publish of a few
+ * chunks of a large manifest holds a few extents more, not a second
+ * copy of every hash.
  */
 static struct manifest *
 build_manifest (struct publish *p)
 {
   struct volume *v = p->v;
   const struct manifest *old = p->base ? NULL : v->manifest;
+  uint32_t cs = v->head.chunk_size;
   CLEANUP_FREE int *blob_map = NULL;
   CLEANUP_FREE int *piece_map = NULL;
   struct manifest *m;
-  uint64_t i = 0, e = 0, k = 0;
+  uint64_t i = 0, e = 0, k = 0, packed = 0;
 
   m = manifest_new (v->export_id, p->j.snapshot_id, p->base ? MANIFEST_BASE
                     : MANIFEST_DELTA, p->j.generation, v->head.image_size,
@@ -321,9 +342,11 @@ build_manifest (struct publish *p)
     piece_map[b] = -1;
 
   for (;;) {
+    const struct manifest_extent *x = old && e < old->nextents
+      ? &old->extents[e] : NULL;
     uint64_t next_new = i < p->n ? p->list[i].chunk : UINT64_MAX;
-    uint64_t next_old = old && e < old->nextents
-      ? old->extents[e].chunk + k : UINT64_MAX;
+    uint64_t next_old = x ? x->chunk + k : UINT64_MAX;
+    uint64_t run = 1;           /* old chunks consumed */
     int r = 0;
 
     if (next_new == UINT64_MAX && next_old == UINT64_MAX)
@@ -340,29 +363,39 @@ build_manifest (struct publish *p)
              (*b = manifest_add_blob (m, rel,
                                       p->piece_size[pc->piece])) == -1))
           goto nomem;
-        r = manifest_add_chunk (m, pc->chunk, *b, pc->offset, pc->sha);
+        r = manifest_add_run (m, pc->chunk, 1, *b, pc->offset, packed++);
       }
-      if (next_new != next_old)
+      if (next_new != next_old) {
+        if (r == -1)
+          goto err;
         continue;
+      }
     }
     else {
-      const struct manifest_extent *x = &old->extents[e];
+      /* The old run, up to the next chunk of the set. */
+      run = x->count - k;
+      if (next_new - next_old < run)
+        run = next_new - next_old;
       if (blob_map[x->blob] == -1 &&
           (blob_map[x->blob] = manifest_add_blob (m, old->blobs[x->blob].key,
                                                   old->blobs[x->blob].size))
           == -1)
         goto nomem;
-      r = manifest_add_chunk (m, next_old, blob_map[x->blob],
-                              x->offset + k * v->head.chunk_size,
-                              old->sha[x->hash + k]);
+      r = manifest_add_run (m, next_old, run, blob_map[x->blob],
+                            x->offset + k * cs, x->hash + k);
     }
     if (r == -1)
       goto err;
-    if (++k == old->extents[e].count) {   /* the old chunk is consumed */
+    if ((k += run) == x->count) {       /* the old extent is consumed */
       e++;
       k = 0;
     }
   }
+  if ((p->own = manifest_own_blobs (m)) == NULL)
+    goto err;
+  p->hashes = (struct manifest_hashes) {
+    .from = v->manifest, .own = p->own, .own_sha = packed_sha, .opaque = p,
+  };
   return m;
 
  nomem:
@@ -370,6 +403,44 @@ build_manifest (struct publish *p)
  err:
   manifest_free (m);
   return NULL;
+}
+
+/* Step 5's upload: manifest M, written into its upload as it is
+ * produced (its hashes borrowed, p->hashes): a manifest of a million
+ * chunks is never held as text.  Parts of STORE_PART_MIN, one in flight.
+ */
+static int
+put_manifest (struct publish *p, const struct manifest *m)
+{
+  struct upload *up = upload_new (p->v->env->st, p->manifest_key,
+                                  STORE_PART_MIN, 1, NULL, NULL, NULL);
+  FILE *f = up ? upload_fopen (up) : NULL;
+  int r;
+
+  if (f == NULL) {
+    upload_abort (up);
+    return -1;
+  }
+  r = manifest_write (f, m, &p->hashes);
+  if (fclose (f) == EOF)
+    r = -1;
+  if (r == -1) {
+    upload_abort (up);
+    return err_prefix ("manifest %s", p->j.snapshot_id);
+  }
+  return upload_finish (up);
+}
+
+/* Room in the array the new manifest M will take its hashes into (the
+ * old manifest's), so that nothing can fail once the head has moved.
+ */
+static int
+reserve_hashes (struct publish *p, struct manifest *m)
+{
+  struct volume *v = p->v;
+  WRLOCK_FOR_SCOPE (&v->mlock);         /* the array may move */
+
+  return manifest_reserve_hashes (v->manifest ? v->manifest : m, m->nsha);
 }
 
 /* After a head put that failed, re-read volume.json: a put can land
@@ -515,7 +586,6 @@ publish_frozen (struct publish *p, int64_t n, struct publish_result *out)
   struct volume *v = p->v;
   struct volume_head head = p->old_head;
   struct manifest *m = NULL;
-  CLEANUP_FREE char *json = NULL;
   struct meta_base published = { .generation = 0 };
   char etag[128];
   bool head_moved = false, unknown = false;
@@ -534,9 +604,7 @@ publish_frozen (struct publish *p, int64_t n, struct publish_result *out)
     goto err;
   CRASH_POINT ("publish.after_blob");
   m = build_manifest (p);
-  if (m == NULL || (json = manifest_format (m)) == NULL ||
-      store_put (v->env->st, p->manifest_key, json, strlen (json),
-                 STORE_PUT_ANY, NULL, NULL) == -1)
+  if (m == NULL || put_manifest (p, m) == -1)
     goto err;
   CRASH_POINT ("publish.after_manifest");
   if (publish_put_summary (v->env, m) == -1)
@@ -550,12 +618,12 @@ publish_frozen (struct publish *p, int64_t n, struct publish_result *out)
   /* Our lease must still hold: a host that lapsed may have lost the
    * export already (its fence would refuse the put anyway).
    */
-  if (volume_check_owner (v) == -1 ||
+  if (reserve_hashes (p, m) == -1 || volume_check_owner (v) == -1 ||
       move_head (p, &head, etag, &unknown) == -1)
     goto err;
   head_moved = true;
   CRASH_POINT ("publish.after_refs");
-  volume_set_published (v, &head, etag, m);
+  volume_set_published (v, &head, etag, m, &p->hashes);
   m = NULL;
   published.generation = head.generation;
   published.epoch = head.epoch;
@@ -637,7 +705,7 @@ settle_journal (struct volume *v)
     return 0;         /* not ours, or superseded: check_head refuses next */
   if ((m = volume_fetch_current (v->env, &cur)) == NULL)
     return -1;
-  volume_set_published (v, &cur, etag, m);
+  volume_set_published (v, &cur, etag, m, NULL);
   log_info ("%s: snapshot %s turned out to be published", v->name,
             cur.snapshot_id);
   /* It is the head: its chunks stay resident, so readers may go on. */
@@ -684,6 +752,7 @@ publish (struct volume *v, bool base, struct publish_result *out)
   free (p.list);
   free (p.packed);
   free (p.piece_size);
+  free (p.own);
   return r;
 }
 

@@ -219,6 +219,41 @@ upload_commit (struct upload *u, size_t len)
   u->cur.len += len;
 }
 
+/* fopencookie's write: fill the current part, then the next ... */
+static ssize_t
+stream_write (void *cookie, const char *buf, size_t len)
+{
+  struct upload *u = cookie;
+  size_t done = 0;
+
+  while (done < len) {
+    size_t room = u->cur.len < u->part_size ? u->part_size - u->cur.len
+      : u->part_size;
+    size_t n = len - done < room ? len - done : room;
+    char *p = upload_reserve (u, n);
+
+    if (p == NULL) {
+      errno = EIO;              /* the reason is this thread's error */
+      return done > 0 ? (ssize_t) done : -1;
+    }
+    memcpy (p, buf + done, n);
+    upload_commit (u, n);
+    done += n;
+  }
+  return done;
+}
+
+FILE *
+upload_fopen (struct upload *u)
+{
+  FILE *f = fopencookie (u, "w", (cookie_io_functions_t) {
+      .write = stream_write });
+
+  if (f == NULL)
+    err_set (errno, "upload %s: fopencookie: %m", u->key);
+  return f;
+}
+
 uint64_t
 upload_size (const struct upload *u)
 {

@@ -18,6 +18,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "store.h"
 
@@ -48,6 +49,11 @@ struct upload *upload_new (struct store *st, const char *key,
 void *upload_reserve (struct upload *u, size_t len);
 /* Keep the first LEN bytes written to the last reserved space. */
 void upload_commit (struct upload *u, size_t len);
+/* A stream whose bytes are committed to U as they are written (fclose
+ * writes what is buffered; U stays the caller's, to finish or abort
+ * after).  NULL with err_set.
+ */
+FILE *upload_fopen (struct upload *u) __attribute__ ((__nonnull__));
 /* Bytes committed so far: the blob offset of the next commit. */
 uint64_t upload_size (const struct upload *u);
 /* Upload what is left and make the object appear (nothing is stored if

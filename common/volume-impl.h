@@ -68,9 +68,13 @@ struct volume {
   _Atomic uint64_t ra_next;     /* first chunk not yet scheduled */
 };
 
-/* Replace the head and manifest after a publish (takes v->mlock). */
+/* Replace the head and manifest after a publish (takes v->mlock); M
+ * takes the hashes it borrows from H (built from v->manifest), if H is
+ * not NULL.
+ */
 void volume_set_published (struct volume *v, const struct volume_head *head,
-                           const char *etag, struct manifest *m);
+                           const char *etag, struct manifest *m,
+                           const struct manifest_hashes *h);
 /* Fetch chunk CHUNK (LEN bytes) of the current manifest into BUF and
  * verify its SHA-256 (zeros if the manifest does not list it).  0 or -1.
  */

@@ -794,12 +794,15 @@ volume_status (struct volume *v, struct volume_status *out)
 
 void
 volume_set_published (struct volume *v, const struct volume_head *head,
-                      const char *etag, struct manifest *m)
+                      const char *etag, struct manifest *m,
+                      const struct manifest_hashes *h)
 {
   struct manifest *old;
 
   {
     WRLOCK_FOR_SCOPE (&v->mlock);
+    if (h)
+      manifest_take_hashes (m, v->manifest, h);
     v->head = *head;
     snprintf (v->head_etag, sizeof v->head_etag, "%s", etag);
     old = v->manifest;
@@ -1214,7 +1217,7 @@ volume_reset (struct volume *v)
     if (head.snapshot_id[0] && (m = volume_fetch_current (v->env, &head)) == NULL)
       r = -1;
     else
-      volume_set_published (v, &head, etag, m);
+      volume_set_published (v, &head, etag, m, NULL);
   }
   if (r == -1)
     err_prefix ("reset %s", v->name);
