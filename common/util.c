@@ -5,6 +5,7 @@
 #include <config.h>
 
 #include <assert.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -379,6 +380,32 @@ file_read_all (const char *path, size_t max, char **data, size_t *len)
  err:
   close (fd);
   return -1;
+}
+
+int
+dir_remove (const char *dir)
+{
+  int fd = open (dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+  DIR *d = fd >= 0 ? fdopendir (fd) : NULL;
+  struct dirent *ent;
+  int r = 0;
+
+  if (d == NULL) {
+    err_set (errno, "%s: %m", dir);
+    if (fd >= 0)
+      close (fd);
+    return -1;
+  }
+  while (r == 0 && (errno = 0, ent = readdir (d)) != NULL)
+    if (strcmp (ent->d_name, ".") != 0 && strcmp (ent->d_name, "..") != 0 &&
+        unlinkat (fd, ent->d_name, 0) == -1)
+      r = err_set (errno, "%s/%s: %m", dir, ent->d_name);
+  if (r == 0 && errno != 0)
+    r = err_set (errno, "%s: readdir: %m", dir);
+  closedir (d);
+  if (r == 0 && rmdir (dir) == -1)
+    r = err_set (errno, "%s: %m", dir);
+  return r;
 }
 
 int

@@ -98,6 +98,10 @@ int file_write_atomic (const char *path, const void *data, size_t len);
  * buffer.  ENOENT if missing, EFBIG if larger than MAX.
  */
 int file_read_all (const char *path, size_t max, char **data, size_t *len);
+/* Remove directory DIR and the files in it (not below: a directory in it
+ * makes it fail), following no symbolic link.  0, or -1 with err_set.
+ */
+int dir_remove (const char *dir) __attribute__ ((__nonnull__));
 /* mkdir -p with MODE, fsyncing the parent of each directory it creates
  * so that the new directories survive a crash; 0 or -1 with err_set.
  */

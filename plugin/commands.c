@@ -385,6 +385,9 @@ cmd_open (json_object *req, json_object *res)
 
   if (reload && registry_unload (name) == -1)
     return err_prefix ("take over %s", name);
+  /* A view a client loaded stays from now on, as if opened here. */
+  if (registry_keep_view (name))
+    return reply_status (res, name);
   if (registry_load (name, takeover) == -1) {
     if (reload) {
       /* Not taken: back to read-only, as it was. */

@@ -6,7 +6,7 @@
  *
  * This file only translates nbdkit callbacks into calls to the core in
  * common/: configuration, the export list, and the data path of one
- * connection (a handle is the connection's volume).  Everything with
+ * connection (handle.c: a connection's volume, a view loaded lazily).  Everything with
  * state — the cache, fills, publishing — lives in common/ and is shared
  * with lazyvold.
  *
@@ -27,6 +27,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 
 #define NBDKIT_API_VERSION 2
 #include <nbdkit-plugin.h>
@@ -36,6 +37,7 @@
 #include "crash.h"
 #include "err.h"
 #include "format.h"
+#include "handle.h"
 #include "jobs.h"
 #include "lease.h"
 #include "owner.h"
@@ -57,6 +59,7 @@ static char *bucket;
 static char *control_path;
 static unsigned readahead = 8;
 static unsigned fetch_threads = 16;
+static unsigned idle_views = IDLE_VIEWS_DEFAULT;
 static bool discover = true;
 static char host_id[HOST_ID_MAX + 1];
 static char cache_id[SNAPSHOT_ID_LEN + 1];
@@ -180,6 +183,8 @@ lazyvol_config (const char *key, const char *value)
     return parse_unsigned (key, value, &readahead, 0, 1024);
   if (strcmp (key, "fetch-threads") == 0)
     return parse_unsigned (key, value, &fetch_threads, 1, 256);
+  if (strcmp (key, "idle-views") == 0)
+    return parse_unsigned (key, value, &idle_views, 0, 100000);
   if (strcmp (key, "file-mode") == 0) {
     char *end;
     errno = 0;
@@ -279,6 +284,7 @@ lazyvol_config_complete (void)
   "control=SOCKET          Control socket (mode 0600).\n" \
   "readahead=N             Chunks fetched ahead of sequential reads (8).\n" \
   "fetch-threads=N         Background fetch threads (16).\n" \
+  "idle-views=N            Unused snapshot views kept loaded (8).\n" \
   "file-mode=MODE          Mode of new file-store objects (0600).\n" \
   "retries=N               Object store retries (5).\n" \
   "timeout=30|2s|1500ms    Object store stall timeout, seconds or ms (30).\n" \
@@ -321,9 +327,30 @@ lazyvol_get_ready (void)
   return 0;
 }
 
+/* Every loaded export holds two descriptors (cache.raw, cache.meta) and
+ * every connection one: the usual soft limit of 1,024 would stop a
+ * process near 500 exports.  Raise it to the hard limit, which the
+ * administrator chose (nbdkit and lazyvol use poll, never select).
+ */
+static void
+raise_fd_limit (void)
+{
+  struct rlimit rl;
+  rlim_t was;
+
+  if (getrlimit (RLIMIT_NOFILE, &rl) == -1 || rl.rlim_cur >= rl.rlim_max)
+    return;
+  was = rl.rlim_cur;
+  rl.rlim_cur = rl.rlim_max;
+  if (setrlimit (RLIMIT_NOFILE, &rl) == 0)
+    nbdkit_debug ("lazyvol: descriptor limit raised from %ju to %ju",
+                  (uintmax_t) was, (uintmax_t) rl.rlim_max);
+}
+
 static int
 lazyvol_after_fork (void)
 {
+  raise_fd_limit ();
   /* Threads only after nbdkit has forked. */
   env.pool = pool_new (fetch_threads, POOL_QUEUE);
   if (env.pool == NULL)
@@ -337,7 +364,7 @@ lazyvol_after_fork (void)
     if (env.lease == NULL)
       return fail ();
   }
-  registry_init (&env);
+  registry_init (&env, idle_views);
   if (discover)
     registry_discover (takeover);
   commands_init (&env);
@@ -395,31 +422,31 @@ static void *
 lazyvol_open (int readonly)
 {
   const char *name = nbdkit_export_name ();
-  struct volume *v;
+  struct handle *h;
 
   if (name == NULL || name[0] == '\0') {
     nbdkit_error ("no export name given and no single default export");
     nbdkit_set_error (ENOENT);
     return NULL;
   }
-  v = registry_get (name, true, true);
-  if (v == NULL) {
+  h = handle_open (name);
+  if (h == NULL) {
     nbdkit_error ("%s", err_msg ());
     nbdkit_set_error (ENOENT);
   }
-  return v;
+  return h;
 }
 
 static void
 lazyvol_close (void *handle)
 {
-  registry_put (handle, true);
+  handle_close (handle);
 }
 
 static int64_t
 lazyvol_get_size (void *handle)
 {
-  return volume_size (handle);
+  return handle_size (handle);
 }
 
 static int
@@ -435,7 +462,7 @@ lazyvol_block_size (void *handle, uint32_t *minimum, uint32_t *preferred,
 static int
 lazyvol_can_write (void *handle)
 {
-  return volume_writable (handle);
+  return handle_writable (handle);
 }
 
 static int
@@ -466,27 +493,43 @@ static int
 lazyvol_pread (void *handle, void *buf, uint32_t count, uint64_t offset,
                uint32_t flags)
 {
-  return volume_pread (handle, buf, count, offset) == -1 ? fail () : 0;
+  struct volume *v = handle_volume (handle);
+
+  if (v == NULL)
+    return fail ();
+  return volume_pread (v, buf, count, offset) == -1 ? fail () : 0;
 }
 
 static int
 lazyvol_pwrite (void *handle, const void *buf, uint32_t count,
                 uint64_t offset, uint32_t flags)
 {
-  return volume_pwrite (handle, buf, count, offset,
+  struct volume *v = handle_volume (handle);
+
+  if (v == NULL)
+    return fail ();
+  return volume_pwrite (v, buf, count, offset,
                         flags & NBDKIT_FLAG_FUA) == -1 ? fail () : 0;
 }
 
 static int
 lazyvol_flush (void *handle, uint32_t flags)
 {
-  return volume_flush (handle) == -1 ? fail () : 0;
+  struct volume *v = handle_volume (handle);
+
+  if (v == NULL)
+    return fail ();
+  return volume_flush (v) == -1 ? fail () : 0;
 }
 
 static int
 lazyvol_trim (void *handle, uint32_t count, uint64_t offset, uint32_t flags)
 {
-  return volume_zero (handle, count, offset,
+  struct volume *v = handle_volume (handle);
+
+  if (v == NULL)
+    return fail ();
+  return volume_zero (v, count, offset,
                       CACHE_ZERO_TRIM | CACHE_ZERO_MAY_TRIM,
                       flags & NBDKIT_FLAG_FUA) == -1 ? fail () : 0;
 }
@@ -496,8 +539,12 @@ lazyvol_zero (void *handle, uint32_t count, uint64_t offset, uint32_t flags)
 {
   unsigned zflags = (flags & NBDKIT_FLAG_MAY_TRIM ? CACHE_ZERO_MAY_TRIM : 0) |
     (flags & NBDKIT_FLAG_FAST_ZERO ? CACHE_ZERO_FAST : 0);
+  struct volume *v = handle_volume (handle);
 
-  if (volume_zero (handle, count, offset, zflags,
+  if (v == NULL)
+    return fail ();
+
+  if (volume_zero (v, count, offset, zflags,
                    flags & NBDKIT_FLAG_FUA) == -1) {
     /* A fast zero that would be slow is not an error to log. */
     if (err_errno () == ENOTSUP && (flags & NBDKIT_FLAG_FAST_ZERO)) {
@@ -521,17 +568,27 @@ static int
 lazyvol_extents (void *handle, uint32_t count, uint64_t offset,
                  uint32_t flags, struct nbdkit_extents *extents)
 {
+  uint32_t cs = handle_chunk_size (handle);
+  struct volume *v = handle_volume (handle);
+
+  if (v == NULL)
+    return fail ();
+
   /* With REQ_ONE nbdkit needs only the first extent; one chunk gives it. */
-  if ((flags & NBDKIT_FLAG_REQ_ONE) && count > volume_chunk_size (handle))
-    count = volume_chunk_size (handle) - offset % volume_chunk_size (handle);
-  return volume_extents (handle, count, offset, add_extent,
+  if ((flags & NBDKIT_FLAG_REQ_ONE) && count > cs)
+    count = cs - offset % cs;
+  return volume_extents (v, count, offset, add_extent,
                          extents) == -1 ? fail () : 0;
 }
 
 static int
 lazyvol_cache (void *handle, uint32_t count, uint64_t offset, uint32_t flags)
 {
-  return volume_prefetch (handle, count, offset) == -1 ? fail () : 0;
+  struct volume *v = handle_volume (handle);
+
+  if (v == NULL)
+    return fail ();
+  return volume_prefetch (v, count, offset) == -1 ? fail () : 0;
 }
 
 static void

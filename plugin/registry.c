@@ -3,8 +3,10 @@
  */
 /* lazyvol plugin: the registry of loaded exports (see registry.h).
  *
- * A linked list under one mutex ("lock", which protects the list and
- * every entry's fields).  Loading does network I/O, so it is not done
+ * A list in load order (what lists show) and a hash table by name (what
+ * lookups use: a process may serve thousands of exports and views),
+ * under one mutex ("lock", which protects both and every entry's
+ * fields).  Loading does network I/O, so it is not done
  * under the mutex: a placeholder entry (v == NULL) is inserted first,
  * which makes a second load of the same name fail with EEXIST and makes
  * registry_get wait on "changed" until the placeholder is filled or
@@ -23,6 +25,14 @@
  * compact runs (it holds a reference for minutes; nobody should wait that
  * long, nor see status hang meanwhile).  registry_foreach still lists an
  * export being reset (its status is safe to read), not one being unloaded.
+ *
+ * Idle views.  A view an NBD client loaded (on demand, registry_get) is
+ * unloaded again once unused, but not at once: the IDLE_VIEWS most
+ * recently used stay loaded, so that a client that reconnects finds its
+ * cache warm.  When one more becomes idle, the least recently used goes,
+ * unloaded by the thread whose release made it one too many.  A view
+ * loaded by a control command (open) stays until closed.  A view's
+ * cache directory goes with it (volume_unload).
  */
 #include <config.h>
 
@@ -41,7 +51,8 @@
 #include "registry.h"
 
 struct entry {
-  struct entry *next;
+  struct entry *next, *prev;    /* the list, in load order */
+  struct entry *hnext;          /* the hash chain */
   char *name;
   char export_id[EXPORT_ID_MAX + 1];
   bool view;                    /* "E@S" */
@@ -49,6 +60,8 @@ struct entry {
   unsigned refs, conns;
   bool exclusive;               /* being unloaded or reset */
   bool unloading;               /* being unloaded: v is going away */
+  bool on_demand;               /* a view loaded by an NBD client */
+  uint64_t used;                /* when its last reference went (tick) */
   char (*snaps)[SNAPSHOT_ID_LEN + 1];   /* known snapshot ids (writable) */
   size_t nsnaps;
 };
@@ -59,33 +72,88 @@ static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
  * use, or loses its last reference.
  */
 static pthread_cond_t changed = PTHREAD_COND_INITIALIZER;
-static struct entry *entries;
+static struct entry *entries, *last;
+static struct entry **table;    /* [nbuckets] hash chains */
+static size_t nbuckets, nentries;
+static uint64_t tick;           /* counts releases, for idle views' age */
+static unsigned idle_views_max = IDLE_VIEWS_DEFAULT;
 
 void
-registry_init (struct volume_env *e)
+registry_init (struct volume_env *e, unsigned idle_views)
 {
   env = e;
+  idle_views_max = idle_views;
+}
+
+/* FNV-1a. */
+static size_t
+hash (const char *name)
+{
+  uint64_t h = UINT64_C (14695981039346656037);
+
+  for (; *name; name++)
+    h = (h ^ (unsigned char) *name) * UINT64_C (1099511628211);
+  return h;
 }
 
 /* Called with lock held. */
 static struct entry *
 find (const char *name)
 {
-  for (struct entry *e = entries; e; e = e->next)
+  if (nbuckets == 0)
+    return NULL;
+  for (struct entry *e = table[hash (name) % nbuckets]; e; e = e->hnext)
     if (strcmp (e->name, name) == 0)
       return e;
   return NULL;
+}
+
+/* Add E to the list and the table, which doubles when it averages two
+ * entries a chain.  Called with lock held.  0, or -1 with ENOMEM.
+ */
+static int
+link_entry (struct entry *e)
+{
+  size_t b;
+
+  if (nentries >= 2 * nbuckets) {
+    size_t n = nbuckets ? 2 * nbuckets : 64;
+    struct entry **t = calloc (n, sizeof *t);
+
+    if (t == NULL)
+      return err_set (ENOMEM, "out of memory");
+    for (struct entry *x = entries; x; x = x->next) {
+      b = hash (x->name) % n;
+      x->hnext = t[b];
+      t[b] = x;
+    }
+    free (table);
+    table = t;
+    nbuckets = n;
+  }
+  b = hash (e->name) % nbuckets;
+  e->hnext = table[b];
+  table[b] = e;
+  e->prev = last;
+  e->next = NULL;
+  *(last ? &last->next : &entries) = e;
+  last = e;
+  nentries++;
+  return 0;
 }
 
 /* Called with lock held. */
 static void
 unlink_entry (struct entry *dead)
 {
-  struct entry **p = &entries;
+  struct entry **p = &table[hash (dead->name) % nbuckets];
 
   while (*p != dead)
-    p = &(*p)->next;
-  *p = dead->next;
+    p = &(*p)->hnext;
+  *p = dead->hnext;
+  *(dead->prev ? &dead->prev->next : &entries) = dead->next;
+  *(dead->next ? &dead->next->prev : &last) = dead->prev;
+  nentries--;
 }
 
 static void
@@ -117,15 +185,15 @@ registry_load (const char *name, int takeover)
 
   {
     LOCK_FOR_SCOPE (&lock);
-    struct entry **tail = &entries;
 
     if (find (name)) {
       free_entry (e);
       return err_set (EEXIST, "export %s is already loaded", name);
     }
-    while (*tail)
-      tail = &(*tail)->next;
-    *tail = e;
+    if (link_entry (e) == -1) {
+      free_entry (e);
+      return err_prefix ("load %s", name);
+    }
   }
 
   v = volume_load (env, id, snap, takeover);
@@ -148,6 +216,19 @@ registry_load (const char *name, int takeover)
   return 0;
 }
 
+int
+registry_view_geometry (const char *name, uint64_t *image_size,
+                        uint32_t *chunk_size)
+{
+  char id[EXPORT_ID_MAX + 1];
+  const char *snap = NULL;
+
+  if (!id_name_parse (name, id, &snap) || snap == NULL)
+    return err_set (EINVAL, "\"%.200s\" is not the name of a snapshot view "
+                    "(EXPORT_ID@SNAPSHOT_ID)", name);
+  return volume_view_geometry (env, id, snap, image_size, chunk_size);
+}
+
 /* Find NAME, waiting while it loads or is in exclusive use.  Called with
  * lock held.
  */
@@ -165,10 +246,10 @@ find_loaded (const char *name)
 static struct entry *
 find_volume (struct volume *v)
 {
-  for (struct entry *e = entries; e; e = e->next)
-    if (e->v == v)
-      return e;
-  abort ();                     /* a reference to a volume not loaded */
+  struct entry *e = find (volume_name (v));
+
+  assert (e && e->v == v);      /* a reference to a volume not loaded */
+  return e;
 }
 
 /* Take a reference to loaded export NAME; NULL with ENOENT if it is not
@@ -196,7 +277,14 @@ registry_get (const char *name, bool load_view, bool connection)
   struct volume *v = get_loaded (name, connection);
 
   if (v == NULL && load_view && strchr (name, '@')) {
-    if (registry_load (name, OWNER_TAKEOVER_NO) == -1 && errno != EEXIST)
+    if (registry_load (name, OWNER_TAKEOVER_NO) == 0) {
+      LOCK_FOR_SCOPE (&lock);
+      struct entry *e = find (name);
+
+      if (e)
+        e->on_demand = true;
+    }
+    else if (errno != EEXIST)
       return NULL;
     v = get_loaded (name, connection);
   }
@@ -215,11 +303,44 @@ put_entry (struct entry *e, bool connection)
     pthread_cond_broadcast (&changed);
 }
 
+/* On-demand view E has just become idle: the name of the idle view to
+ * unload (malloc'd), if there are more than idle_views_max, else NULL.
+ * Called with lock held.
+ */
+static char *
+idle_victim (struct entry *e)
+{
+  struct entry *oldest = NULL;
+  unsigned idle = 0;
+
+  e->used = ++tick;
+  for (struct entry *x = entries; x; x = x->next)
+    if (x->on_demand && x->v && x->refs == 0 && !x->exclusive) {
+      idle++;
+      if (oldest == NULL || x->used < oldest->used)
+        oldest = x;
+    }
+  if (idle <= idle_views_max)
+    return NULL;
+  return strdup (oldest->name);         /* NULL: it stays, no harm */
+}
+
 void
 registry_put (struct volume *v, bool connection)
 {
-  LOCK_FOR_SCOPE (&lock);
-  put_entry (find_volume (v), connection);
+  CLEANUP_FREE char *victim = NULL;
+
+  {
+    LOCK_FOR_SCOPE (&lock);
+    struct entry *e = find_volume (v);
+
+    put_entry (e, connection);
+    if (e->refs == 0 && e->on_demand)
+      victim = idle_victim (e);
+  }
+  /* Refused (EBUSY) if a client took it again meanwhile: then it stays. */
+  if (victim && registry_unload (victim) == -1)
+    log_debug ("idle view %s stays loaded: %s", victim, err_msg ());
 }
 
 /* Mark loaded export NAME exclusive (see the top of this file) for WHAT
@@ -339,6 +460,18 @@ registry_unload_then (const char *name, const char *what,
     log_info ("unloaded export %s", name);
   free_entry (e);
   return r;
+}
+
+bool
+registry_keep_view (const char *name)
+{
+  LOCK_FOR_SCOPE (&lock);
+  struct entry *e = find (name);
+
+  if (e == NULL || !e->on_demand)
+    return false;
+  e->on_demand = false;
+  return true;
 }
 
 bool
@@ -545,7 +678,7 @@ registry_shutdown (void)
       LOCK_FOR_SCOPE (&lock);
       e = entries;
       if (e)
-        entries = e->next;
+        unlink_entry (e);
     }
     if (e == NULL)
       break;

@@ -5,7 +5,8 @@
  *
  * Names are export ids ("vm01") for writable exports and
  * "<export_id>@<snapshot_id>" for read-only snapshot views, which are
- * loaded on first use.  Every user of a volume (an NBD connection, a
+ * loaded on first use and unloaded some time after their last (see
+ * registry.c, "Idle views").  Every user of a volume (an NBD connection, a
  * control command) holds a reference, so an export is never unloaded
  * while in use.
  */
@@ -16,8 +17,22 @@
 
 #include "volume.h"
 
-/* Use ENV (which must outlive the registry) for every export. */
-void registry_init (struct volume_env *env);
+/* How many views loaded by NBD clients stay loaded once unused, by
+ * default (the idle-views parameter).
+ */
+#define IDLE_VIEWS_DEFAULT 8
+
+/* Use ENV (which must outlive the registry) for every export; keep at
+ * most IDLE_VIEWS unused views that NBD clients loaded.
+ */
+void registry_init (struct volume_env *env, unsigned idle_views);
+/* The image size and chunk size of snapshot view NAME ("E@S"), read
+ * from the store without loading it.  0, or -1 with err_set (ENOENT if
+ * there is no such snapshot, EINVAL if NAME is no view's name).
+ */
+int registry_view_geometry (const char *name, uint64_t *image_size,
+                            uint32_t *chunk_size)
+  __attribute__ ((__nonnull__));
 /* Load every export found under the export root (TAKEOVER as in
  * registry_load); broken ones are logged and skipped.  Returns the number
  * loaded.
@@ -37,6 +52,10 @@ int registry_list_ids (registry_id_fn fn, void *opaque)
  * 0 or -1.
  */
 int registry_load (const char *name, int takeover);
+/* If NAME is a view an NBD client loaded, keep it loaded until closed,
+ * as if a control command had opened it, and return true.
+ */
+bool registry_keep_view (const char *name) __attribute__ ((__nonnull__));
 /* Take a reference to export NAME.  A snapshot view that is not loaded
  * yet is loaded if LOAD_VIEW.  CONNECTION counts it as an NBD client.
  * NULL with err_set (ENOENT if not loaded).
