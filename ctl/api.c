@@ -151,6 +151,7 @@ struct call {
 static struct evhttp *http;
 static struct evhttp_bound_socket *bound;
 static const char *publish_warning;
+static unsigned metrics_exports = METRICS_EXPORTS_DEFAULT;
 static char *sock_path;
 static uint64_t start_ns;
 
@@ -425,7 +426,8 @@ respond_metrics (struct evhttp_request *req, json_object *reply)
 {
   struct evbuffer *body = evbuffer_new ();
 
-  if (body && metrics_format (body, reply, supervise_restarts ()) == -1) {
+  if (body && metrics_format (body, reply, supervise_restarts (),
+                              metrics_exports) == -1) {
     evbuffer_free (body);
     body = NULL;
   }
@@ -617,6 +619,12 @@ api_start (struct event_base *base, const char *path, gid_t gid,
   evhttp_set_gencb (http, api_handle, NULL);
   log_info ("admin API listening on %s", path);
   return 0;
+}
+
+void
+api_metrics_exports (unsigned max)
+{
+  metrics_exports = max;
 }
 
 void

@@ -27,6 +27,11 @@ int api_start (struct event_base *base, const char *path, gid_t gid,
  * and compact reply: the publishes may miss writes (lazyvold.c).
  */
 void api_warn_publishes (const char *warning) __attribute__ ((__nonnull__));
+/* Give per-export metrics for at most MAX exports (METRICS_EXPORTS_DEFAULT
+ * unless told).
+ */
+#define METRICS_EXPORTS_DEFAULT 256
+void api_metrics_exports (unsigned max);
 /* Stop accepting connections and remove the socket; requests in flight
  * still get their replies while the loop runs.
  */

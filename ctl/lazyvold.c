@@ -93,6 +93,7 @@ static struct {
   const char *host_id, *lease, *takeover;
   bool unconditional;
   unsigned admin_timeout;
+  unsigned metrics_exports;
   const char *storage_backend, *endpoint_url, *region, *r2_account_id;
   const char **filters, **params;
   size_t nfilters, nparams;
@@ -101,6 +102,7 @@ static struct {
 } opt = {
   .export_root = "exports", .listen = DEFAULT_LISTEN,
   .nbdkit = NBDKIT_PATH, .log_level = LOG_LV_INFO, .admin_timeout = 30,
+  .metrics_exports = METRICS_EXPORTS_DEFAULT,
   .tls = TLS_UNSET,
 };
 
@@ -168,6 +170,7 @@ ADMINSOCK_NAME " for root,\n"
 "  --admin-group GROUP      make the admin socket 0660 for GROUP (0600)\n"
 "  --admin-timeout SECS     drop an admin connection on which nothing\n"
 "                           arrives for SECS (30)\n"
+"  --metrics-exports N      per-export metrics for N exports at most (256)\n"
 "  --foreground             do not daemonize\n"
 "  --pidfile FILE           write lazyvold's pid to FILE once ready\n"
 "  --log-level error|warn|info|debug  (info; debug also runs nbdkit -v)\n"
@@ -240,19 +243,29 @@ group_id (const char *flag, const char *name)
   return g->gr_gid;
 }
 
-/* Parse a number of seconds (1 to 3600) for FLAG; exits if it is bad. */
+/* Parse WHAT ("a number of seconds") from MIN to MAX for FLAG; exits if
+ * it is bad.
+ */
 static unsigned
-parse_seconds (const char *flag, const char *s)
+parse_number (const char *flag, const char *s, unsigned min, unsigned max,
+              const char *what)
 {
   char *end;
   unsigned long n;
 
   errno = 0;
   n = strtoul (s, &end, 10);
-  if (errno || end == s || *end || n < 1 || n > 3600)
-    usage_error ("%s wants a number of seconds from 1 to 3600, not \"%s\"",
-                 flag, s);
+  if (errno || end == s || *end || s[0] == '-' || n < min || n > max)
+    usage_error ("%s wants %s from %u to %u, not \"%s\"", flag, what, min,
+                 max, s);
   return n;
+}
+
+/* Parse a number of seconds (1 to 3600) for FLAG; exits if it is bad. */
+static unsigned
+parse_seconds (const char *flag, const char *s)
+{
+  return parse_number (flag, s, 1, 3600, "a number of seconds");
 }
 
 static void
@@ -296,7 +309,7 @@ enum {
   OPT_ADMIN_SOCK, OPT_STORAGE_BACKEND, OPT_ENDPOINT_URL, OPT_REGION,
   OPT_R2_ACCOUNT_ID, OPT_FILTER, OPT_PARAM, OPT_NBDKIT, OPT_PLUGIN,
   OPT_CONTROL, OPT_ADMIN_GROUP, OPT_FOREGROUND, OPT_PIDFILE, OPT_LOG_LEVEL,
-  OPT_LISTEN_GROUP, OPT_ADMIN_TIMEOUT, OPT_HOST_ID, OPT_LEASE, OPT_TAKEOVER,
+  OPT_LISTEN_GROUP, OPT_ADMIN_TIMEOUT, OPT_METRICS_EXPORTS, OPT_HOST_ID, OPT_LEASE, OPT_TAKEOVER,
   OPT_UNCONDITIONAL, OPT_TLS, OPT_TLS_CERTIFICATES, OPT_TLS_PSK,
   OPT_TLS_VERIFY_PEER, OPT_HELP,
 };
@@ -318,6 +331,7 @@ static const struct option long_options[] = {
   { "control", required_argument, NULL, OPT_CONTROL },
   { "admin-group", required_argument, NULL, OPT_ADMIN_GROUP },
   { "admin-timeout", required_argument, NULL, OPT_ADMIN_TIMEOUT },
+  { "metrics-exports", required_argument, NULL, OPT_METRICS_EXPORTS },
   { "listen-group", required_argument, NULL, OPT_LISTEN_GROUP },
   { "foreground", no_argument, NULL, OPT_FOREGROUND },
   { "pidfile", required_argument, NULL, OPT_PIDFILE },
@@ -429,7 +443,8 @@ parse_serve (int argc, char **argv)
 
   while ((c = getopt_long (argc, argv, "", long_options, NULL)) != -1) {
     spawn_flags |= c != OPT_ADMIN_SOCK && c != OPT_CONTROL &&
-      c != OPT_ADMIN_GROUP && c != OPT_ADMIN_TIMEOUT && c != OPT_FOREGROUND &&
+      c != OPT_ADMIN_GROUP && c != OPT_ADMIN_TIMEOUT &&
+      c != OPT_METRICS_EXPORTS && c != OPT_FOREGROUND &&
       c != OPT_PIDFILE && c != OPT_LOG_LEVEL;
     switch (c) {
     case OPT_CACHE_ROOT: opt.cache_root = absolute (optarg); break;
@@ -455,6 +470,10 @@ parse_serve (int argc, char **argv)
     case OPT_LISTEN_GROUP: opt.listen_group = optarg; break;
     case OPT_ADMIN_TIMEOUT:
       opt.admin_timeout = parse_seconds ("--admin-timeout", optarg);
+      break;
+    case OPT_METRICS_EXPORTS:
+      opt.metrics_exports = parse_number ("--metrics-exports", optarg, 0,
+                                          1000000, "a number");
       break;
     case OPT_HOST_ID:
       if (!host_id_valid (optarg))
@@ -871,6 +890,7 @@ main (int argc, char **argv)
     if (sigev[i] == NULL || event_add (sigev[i], NULL) == -1)
       abort ();
   }
+  api_metrics_exports (opt.metrics_exports);
   if ((warning = buffering_filter_warning ()) != NULL) {
     log_warn ("%s", warning);
     api_warn_publishes (warning);

@@ -9,6 +9,9 @@
  * of a metric right after its HELP and TYPE lines, so the per-export
  * metrics loop over the exports inside the loop over the table.
  * Nanosecond fields are shown in seconds, exactly (integer arithmetic).
+ * Per-export series are given for a bounded number of exports
+ * (--metrics-exports), so that a process serving thousands does not
+ * make every scrape a megabyte: the others are counted, not shown.
  * Every append is checked: out of memory fails the whole exposition
  * rather than serve one with metrics missing.
  */
@@ -227,10 +230,14 @@ format_store (struct evbuffer *out, json_object *store)
   return 0;
 }
 
+/* The per-export series of the first MAX exports of EXPORTS, then how
+ * many exports there are and how many were left out.
+ */
 static int
-format_exports (struct evbuffer *out, json_object *exports)
+format_exports (struct evbuffer *out, json_object *exports, unsigned max)
 {
-  size_t n = json_object_array_length (exports), j;
+  size_t all = json_object_array_length (exports), j;
+  size_t n = all < max ? all : max;
   CLEANUP_FREE char **labels = calloc (n ? n : 1, sizeof *labels);
   int r = -1;
 
@@ -251,6 +258,15 @@ format_exports (struct evbuffer *out, json_object *exports)
                   m->ns) == -1)
         goto out;
   }
+  if (header (out, "lazyvol_exports", "gauge",
+              "Exports and snapshot views loaded.") == -1 ||
+      sample (out, "lazyvol_exports", "", all, false) == -1 ||
+      header (out, "lazyvol_metrics_exports_omitted", "gauge",
+              "Loaded exports whose series were left out "
+              "(lazyvold --metrics-exports).") == -1 ||
+      sample (out, "lazyvol_metrics_exports_omitted", "", all - n,
+              false) == -1)
+    goto out;
   r = 0;
  out:
   /* Labels after a failed one are still NULL (calloc). */
@@ -260,7 +276,8 @@ format_exports (struct evbuffer *out, json_object *exports)
 }
 
 int
-metrics_format (struct evbuffer *out, json_object *reply, unsigned restarts)
+metrics_format (struct evbuffer *out, json_object *reply, unsigned restarts,
+                unsigned max_exports)
 {
   json_object *store, *exports;
 
@@ -279,7 +296,7 @@ metrics_format (struct evbuffer *out, json_object *reply, unsigned restarts)
     goto nomem;
   if (json_object_object_get_ex (reply, "exports", &exports) &&
       json_object_is_type (exports, json_type_array) &&
-      format_exports (out, exports) == -1)
+      format_exports (out, exports, max_exports) == -1)
     goto nomem;
   return 0;
 

@@ -15,11 +15,12 @@
 
 /* Append the exposition to OUT: the plugin's REPLY (NULL when nbdkit is
  * not answering: then only lazyvold's own metrics, with
- * lazyvold_nbdkit_up 0) and RESTARTS, nbdkit's restarts so far.  0, or
+ * lazyvold_nbdkit_up 0) and RESTARTS, nbdkit's restarts so far; the
+ * per-export series of the first MAX_EXPORTS exports only.  0, or
  * -1 with err_set (ENOMEM), OUT then holding part of it.
  */
 int metrics_format (struct evbuffer *out, json_object *reply,
-                    unsigned restarts)
+                    unsigned restarts, unsigned max_exports)
   __attribute__ ((__nonnull__ (1)));
 
 #endif /* LAZYVOLD_METRICS_H */

@@ -7,6 +7,7 @@
 # family appears twice.  The values are the plugin's counters — fetches,
 # hits, misses, resident and dirty chunks and publishes per export, store
 # traffic and fetch latency — and lazyvold's own (nbdkit up, restarts).
+# --metrics-exports bounds the exports given series of their own.
 # A look-up of a missing object is an answer, not a store error: the
 # failure counters (by operation and reason) stay empty.
 . "$srcdir/functions.sh"
@@ -98,5 +99,20 @@ bounds = [float(le) for le, _ in b[:-1]]
 assert bounds == sorted(bounds) and bounds[0] == 0.001 and bounds[-1] == 10, b
 assert all(b[i][1] <= b[i + 1][1] for i in range(len(b) - 1)), b
 assert b[-1][1] == v("lazyvol_store_fetch_seconds_count"), b
+assert v("lazyvol_exports") == 2
+assert v("lazyvol_metrics_exports_omitted") == 0
 PY
+
+# --metrics-exports bounds the per-export series; the others are counted.
+stop_lazyvold
+start_lazyvold "$tmp/b" --metrics-exports 1
+curl -sS --fail --unix-socket "$admin" -o "$tmp/metrics" http://localhost/v1/metrics
+[ "$(grep -c '^lazyvol_export_fills_total{' "$tmp/metrics")" = 1 ]
+grep -qx 'lazyvol_exports 2' "$tmp/metrics"
+grep -qx 'lazyvol_metrics_exports_omitted 1' "$tmp/metrics"
+stop_lazyvold
+if "$LAZYVOLD" serve --metrics-exports -1 2> "$tmp/err"; then
+    fail "--metrics-exports -1 accepted"
+fi
+matches 'metrics-exports wants a number from 0 to 1000000' "$tmp/err"
 echo OK
