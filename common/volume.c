@@ -44,6 +44,7 @@
 #include "meta.h"
 #include "pool.h"
 #include "publish.h"
+#include "refs.h"
 #include "volume-impl.h"
 
 const char *
@@ -403,7 +404,10 @@ volume_create (struct volume_env *env, const char *export_id,
 
   snprintf (head.export_id, sizeof head.export_id, "%s", export_id);
   time_now_iso8601 (head.updated);
-  return volume_put_new_head (env, &head);
+  if (volume_put_new_head (env, &head) == -1)
+    return -1;
+  refs_index_new_root (env, export_id);
+  return 0;
 }
 
 static bool
