@@ -240,6 +240,12 @@ char *manifest_summary_format (const struct manifest *m);
 struct manifest *summary_parse (const char *json, size_t len,
                                 const char *export_id,
                                 const char *snapshot_id);
+/* Does summary S (summary_parse) say what manifest M's summary would:
+ * the same members, blobs in the same order, chunks and bytes?
+ */
+bool manifest_summary_agrees (const struct manifest *m,
+                              const struct manifest *s)
+  __attribute__ ((__nonnull__));
 /* A reader of one summary.json, used as a manifest_reader. */
 struct manifest_reader *summary_reader_new (const char *export_id,
                                             const char *snapshot_id);

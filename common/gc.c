@@ -273,7 +273,8 @@ gc_run (struct volume *v, bool delete, uint64_t grace_s, struct gc_report *r)
   char busy[SNAPSHOT_ID_LEN + 1] = "";
   int ret = -1;
 
-  assert (volume_current_op (v) == VOLUME_GC);
+  assert (volume_current_op (v) == VOLUME_GC ||
+          (volume_current_op (v) == VOLUME_FSCK && !delete));
   memset (r, 0, sizeof *r);
   if (prefix == NULL)
     return err_set (ENOMEM, "gc: out of memory");

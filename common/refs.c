@@ -62,6 +62,7 @@
 #include <config.h>
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -92,7 +93,7 @@ ref_list_has (const struct ref_list *l, const struct ref *r)
 
 /* Append R to L.  0 or -1 (ENOMEM). */
 static int
-ref_list_append (struct ref_list *l, const struct ref *r)
+ref_list_push (struct ref_list *l, const struct ref *r)
 {
   struct ref *a = reallocarray (l->r, l->n + 1, sizeof *a);
 
@@ -101,6 +102,12 @@ ref_list_append (struct ref_list *l, const struct ref *r)
   l->r = a;
   l->r[l->n++] = *r;
   return 0;
+}
+
+int
+ref_list_add (struct ref_list *l, const struct ref *r)
+{
+  return ref_list_has (l, r) ? 0 : ref_list_push (l, r);
 }
 
 void
@@ -119,7 +126,7 @@ refs_needed (const struct manifest *m, struct ref_list *l)
   for (size_t i = 0; i < m->nblobs; i++)
     if (key_blob_writer (m->blobs[i].key, r.writer, r.snapshot) &&
         !refs_covered (m->export_id, m->snapshot_id, r.writer, r.snapshot) &&
-        !ref_list_has (l, &r) && ref_list_append (l, &r) == -1)
+        ref_list_add (l, &r) == -1)
       return -1;
   return 0;
 }
@@ -130,7 +137,9 @@ struct marker_listing {
   struct ref_list *l;
 };
 
-/* store_list callback under "<root>/.refs/": keep the markers. */
+/* store_list callback under "<root>/.refs/": keep the markers (each
+ * key is listed once).
+ */
 static int
 collect_marker (void *opaque, const char *key, uint64_t size, bool is_prefix)
 {
@@ -139,7 +148,7 @@ collect_marker (void *opaque, const char *key, uint64_t size, bool is_prefix)
 
   if (!key_ref_parse (key + ml->plen, r.writer, r.snapshot, r.user))
     return 0;
-  return ref_list_append (ml->l, &r);
+  return ref_list_push (ml->l, &r);
 }
 
 int

@@ -44,6 +44,9 @@ int refs_needed (const struct manifest *m, struct ref_list *l)
 /* Is R in L? */
 bool ref_list_has (const struct ref_list *l, const struct ref *r)
   __attribute__ ((__nonnull__));
+/* Add R to L unless it is there.  0 or -1 (ENOMEM). */
+int ref_list_add (struct ref_list *l, const struct ref *r)
+  __attribute__ ((__nonnull__));
 /* Free what L holds and empty it. */
 void ref_list_free (struct ref_list *l) __attribute__ ((__nonnull__));
 /* Every marker under the export root, into L (one listing; keys that

@@ -57,6 +57,7 @@ volume_op_name (enum volume_op op)
   case VOLUME_HYDRATE: return "hydrating";
   case VOLUME_RESET: return "resetting";
   case VOLUME_GC: return "collecting";
+  case VOLUME_FSCK: return "checking";
   }
   abort ();
 }
@@ -71,6 +72,7 @@ volume_op_kind (enum volume_op op)
   case VOLUME_HYDRATE: return "hydrate";
   case VOLUME_RESET: return "reset";
   case VOLUME_GC: return "gc";
+  case VOLUME_FSCK: return "fsck";
   }
   abort ();
 }

@@ -1185,6 +1185,33 @@ test_summary (void)
   /* A manifest reader does not take a summary. */
   CHECK (manifest_parse (text, strlen (text), "vm01", S2) == NULL);
   CHECK_ERROR (EBADMSG, "not a lazyvol-manifest document");
+  /* fsck: a summary agrees with its manifest, whatever its members'
+   * order, and not once a member differs.
+   */
+  {
+    static const struct { const char *pointer, *value; } changes[] = {
+      { "/generation", "4" }, { "/created", "\"2026-11-21T10:00:01Z\"" },
+      { "/parent", "null" }, { "/blobs/0/size", "1048576" },
+      { "/chunks", "5" }, { "/base_ref", "null" },
+    };
+    CLEANUP_FREE char *moved = mutate (text, "/export_id", NULL);
+    CLEANUP_FREE char *last = mutate (moved, "/export_id", "\"vm01\"");
+
+    s = summary_parse (last, strlen (last), "vm01", S2);
+    CHECK (s && strstr (last, "\"export_id\"") > strstr (last, "\"blobs\""));
+    CHECK (s && manifest_summary_agrees (m, s));
+    manifest_free (s);
+    for (size_t i = 0; i < sizeof changes / sizeof changes[0]; i++) {
+      CLEANUP_FREE char *doc = mutate (text, changes[i].pointer,
+                                       changes[i].value);
+
+      s = summary_parse (doc, strlen (doc), "vm01", S2);
+      if (check (s != NULL, changes[i].pointer, __LINE__))
+        check (!manifest_summary_agrees (m, s), changes[i].pointer,
+               __LINE__);
+      manifest_free (s);
+    }
+  }
   manifest_free (m);
 }
 

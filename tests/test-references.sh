@@ -17,7 +17,13 @@
 #  - a root the first export was created in is indexed (.refs/index.json);
 #    an old root without .refs/ (an older lazyvol's) is scanned whole at
 #    its first delete, which keeps what a clone needs, and writes the
-#    missing markers and the index.
+#    missing markers and the index;
+#  - fsck (lazyvolctl fsck) reports a missing and a wrong summary, a
+#    missing marker, a stale one, a manifest that does not parse and an
+#    unreferenced blob, and exits 1 while problems remain; --repair
+#    writes the summaries and the marker again; once the bad manifest is
+#    gone too, fsck is clean (stale markers and unused blobs are no
+#    problems).
 . "$srcdir/functions.sh"
 requires "$LAZYVOLD" "$LAZYVOLCTL" jq qemu-io qemu-img nbdcopy
 tmp=$(make_tmpdir)
@@ -136,4 +142,59 @@ matches -x index.json "$tmp/refs" && matches -x "o/$o1/h" "$tmp/refs" ||
 matches 'no reference index under the export root' "$log"
 matches "reference marker written: h names blobs of o@$o1" "$log"
 qemu-io -f raw -c 'read -P 7 0 1M' "$(uri h)" | matches 'read 1048576/1048576'
+
+# fsck of h, a clone of o@o1 with a delta on top: clean, then broken.
+put h 8 1M 1M
+h2=$(snap h)
+h1=$(lv snapshots h -q | head -1)
+lv fsck h | matches -x 'h: no problems'
+store_tool delete "exports/h/snapshots/$h1/summary.json"
+store_tool get "exports/h/snapshots/$h2/summary.json" | jq '.generation = 7' > "$tmp/wrong"
+store_tool put "exports/h/snapshots/$h2/summary.json" "$tmp/wrong" >/dev/null
+store_tool delete "exports/.refs/o/$o1/h"
+store_tool put "exports/.refs/src/$s1/h" "$tmp/junk" >/dev/null
+bad=0180000000007000800000000000beef
+store_tool put "exports/h/snapshots/$bad/manifest.json" "$tmp/junk" >/dev/null
+old=0180000000007000800000000000cafe
+store_tool put "exports/h/snapshots/$old/delta.blob" "$tmp/junk" >/dev/null
+s=0
+lv fsck h > "$tmp/fsck" 2> "$tmp/fsck.err" || s=$?
+cat "$tmp/fsck" "$tmp/fsck.err"
+[ "$s" = 1 ] || fail "fsck exited $s"
+matches -x '2 snapshots checked' "$tmp/fsck"
+matches -x "manifest of snapshot $bad: does not parse (fsck cannot repair it)" "$tmp/fsck"
+matches -x "summary of snapshot $h1: missing" "$tmp/fsck"
+matches -x "summary of snapshot $h2: wrong" "$tmp/fsck"
+matches -x "marker .refs/o/$o1/h: missing" "$tmp/fsck"
+matches "^marker .refs/src/$s1/h: stale" "$tmp/fsck"
+matches "^h/snapshots/$old/delta.blob  13 B$" "$tmp/fsck"
+matches 'h: 4 problems left (--repair repairs summaries and markers)' "$tmp/fsck.err"
+lv --json fsck h > "$tmp/fsck.json" || true
+jq -e '.problems == 4 and .repair == false and (.summaries | length) == 2 and
+       (.unreferenced.objects | length) == 1' "$tmp/fsck.json" >/dev/null ||
+    fail "fsck: $(cat "$tmp/fsck.json")"
+refs | matches -x "src/$s1/h"
+! refs | grep -qx "o/$o1/h" || fail "a dry run wrote the marker"
+
+# --repair: the summaries and the marker are written again; the bad
+# manifest stays a problem.
+s=0
+lv fsck h --repair > "$tmp/fsck" 2> "$tmp/fsck.err" || s=$?
+cat "$tmp/fsck" "$tmp/fsck.err"
+[ "$s" = 1 ] || fail "fsck --repair exited $s"
+matches -x "summary of snapshot $h1: missing (written again)" "$tmp/fsck"
+matches -x "summary of snapshot $h2: wrong (written again)" "$tmp/fsck"
+matches -x "marker .refs/o/$o1/h: missing (written)" "$tmp/fsck"
+matches 'h: 1 problem left$' "$tmp/fsck.err"
+refs | matches -x "o/$o1/h"
+store_tool get "exports/h/snapshots/$h2/summary.json" | jq -e '.generation == 2' >/dev/null
+store_tool get "exports/h/snapshots/$h1/summary.json" |
+    jq -e '.kind == "clone" and .cloned_from.export_id == "o"' >/dev/null
+store_tool delete "exports/h/snapshots/$bad/manifest.json"
+lv fsck h > "$tmp/fsck"
+cat "$tmp/fsck"
+matches -x 'h: no problems' "$tmp/fsck"
+matches "^marker .refs/src/$s1/h: stale" "$tmp/fsck"
+matches "^h/snapshots/$old/delta.blob" "$tmp/fsck"
+lv status h | matches 'last op.*fsck'
 echo OK
