@@ -455,10 +455,14 @@ void
 show_fsck (json_object *reply)
 {
   json_object *a, *u = NULL;
-  size_t n;
+  size_t n = show_u64 (reply, "snapshots");
 
-  n = show_u64 (reply, "snapshots");
-  printf ("%zu snapshot%s checked\n", n, n == 1 ? "" : "s");
+  printf ("%zu snapshot%s checked; bad manifests %zu, summaries missing or "
+          "wrong %zu, markers missing %zu, stale markers %zu\n", n,
+          n == 1 ? "" : "s", array (reply, "bad_manifests", NULL, &a),
+          array (reply, "summaries", NULL, &a),
+          array (reply, "markers_missing", NULL, &a),
+          array (reply, "markers_stale", NULL, &a));
   n = array (reply, "bad_manifests", NULL, &a);
   for (size_t i = 0; i < n; i++)
     printf ("manifest of snapshot %s: does not parse (fsck cannot repair "
