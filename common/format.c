@@ -655,6 +655,59 @@ lease_format (const struct lease_record *l)
                          l);
 }
 
+/* The reference index. */
+
+int
+refs_index_parse (const char *json, size_t len)
+{
+  struct format_doc d = { .name = "the reference index, .refs/index.json",
+                          .at = "" };
+  CLEANUP_JSON struct json_object *obj = NULL;
+  char created[32];
+
+  obj = parse_document (&d, json, len, VOLUME_JSON_MAX, "lazyvol-refs",
+                        REFS_INDEX_FORMAT_VERSION, NULL);
+  if (obj == NULL || get_time (&d, obj, "created", created) == -1)
+    return -1;
+  return 0;
+}
+
+static void
+write_created (FILE *f, const void *arg)
+{
+  format_write_str (f, "created", arg);
+}
+
+char *
+refs_index_format (const char *created)
+{
+  return format_write_document ("lazyvol-refs", REFS_INDEX_FORMAT_VERSION,
+                                write_created, created);
+}
+
+/* A marker's members. */
+struct ref_doc {
+  const char *user, *created;
+};
+
+static void
+write_ref (FILE *f, const void *arg)
+{
+  const struct ref_doc *r = arg;
+
+  format_write_str (f, "export_id", r->user);
+  format_write_str (f, "created", r->created);
+}
+
+char *
+ref_format (const char *user, const char *created)
+{
+  struct ref_doc r = { .user = user, .created = created };
+
+  return format_write_document ("lazyvol-ref", REF_FORMAT_VERSION, write_ref,
+                                &r);
+}
+
 /* Object keys. */
 
 char *
@@ -773,4 +826,105 @@ key_blob_is_own (const char *key, const char *export_id,
     strncmp (key + e, "/snapshots/", 11) == 0 &&
     strncmp (key + e + 11, snapshot_id, SNAPSHOT_ID_LEN) == 0 &&
     key[e + 11 + SNAPSHOT_ID_LEN] == '/';
+}
+
+/* Copy the N bytes at S into OUT (of N+1) as a string. */
+static void
+copy_id (char *out, const char *s, size_t n)
+{
+  memcpy (out, s, n);
+  out[n] = '\0';
+}
+
+bool
+key_snapshot_parse (const char *key, char export_id[EXPORT_ID_MAX + 1],
+                    char snapshot_id[SNAPSHOT_ID_LEN + 1], const char **name)
+{
+  const char *slash = strchr (key, '/'), *sid, *tail = "/snapshots/";
+
+  if (slash == NULL || slash - key > EXPORT_ID_MAX ||
+      strncmp (slash, tail, strlen (tail)) != 0)
+    return false;
+  sid = slash + strlen (tail);
+  if (strnlen (sid, SNAPSHOT_ID_LEN + 1) <= SNAPSHOT_ID_LEN ||
+      sid[SNAPSHOT_ID_LEN] != '/')
+    return false;
+  copy_id (export_id, key, slash - key);
+  copy_id (snapshot_id, sid, SNAPSHOT_ID_LEN);
+  *name = sid + SNAPSHOT_ID_LEN + 1;
+  return id_export_valid (export_id) && id_snapshot_valid (snapshot_id);
+}
+
+bool
+key_blob_writer (const char *key, char writer[EXPORT_ID_MAX + 1],
+                 char snapshot[SNAPSHOT_ID_LEN + 1])
+{
+  const char *name;
+
+  return manifest_blob_kind (key, NULL) != -1 &&
+    key_snapshot_parse (key, writer, snapshot, &name);
+}
+
+/* ROOT/.refs/REST. */
+static char *
+key_in_refs (const char *root, const char *rest)
+{
+  CLEANUP_FREE char *rel = str_printf (".refs/%s", rest);
+
+  return rel ? key_join (root, rel) : NULL;
+}
+
+char *
+key_ref (const char *root, const char *writer, const char *snapshot,
+         const char *user)
+{
+  CLEANUP_FREE char *rest = str_printf ("%s/%s/%s", writer, snapshot, user);
+
+  assert (id_export_valid (writer) && id_snapshot_valid (snapshot) &&
+          id_export_valid (user));
+  return rest ? key_in_refs (root, rest) : NULL;
+}
+
+char *
+key_refs_prefix (const char *root, const char *writer, const char *snapshot)
+{
+  CLEANUP_FREE char *rest = writer ? str_printf ("%s/%s/", writer, snapshot)
+    : strdup ("");
+
+  assert (writer == NULL ||
+          (id_export_valid (writer) && id_snapshot_valid (snapshot)));
+  if (rest == NULL) {
+    err_set (ENOMEM, "out of memory");
+    return NULL;
+  }
+  return key_in_refs (root, rest);
+}
+
+char *
+key_refs_index (const char *root)
+{
+  return key_in_refs (root, "index.json");
+}
+
+bool
+key_ref_parse (const char *rel, char writer[EXPORT_ID_MAX + 1],
+               char snapshot[SNAPSHOT_ID_LEN + 1],
+               char user[EXPORT_ID_MAX + 1])
+{
+  const char *slash = strchr (rel, '/'), *sid, *u;
+
+  if (slash == NULL || slash - rel > EXPORT_ID_MAX)
+    return false;
+  sid = slash + 1;
+  if (strnlen (sid, SNAPSHOT_ID_LEN + 1) <= SNAPSHOT_ID_LEN ||
+      sid[SNAPSHOT_ID_LEN] != '/')
+    return false;
+  u = sid + SNAPSHOT_ID_LEN + 1;
+  if (strlen (u) > EXPORT_ID_MAX)
+    return false;
+  copy_id (writer, rel, slash - rel);
+  copy_id (snapshot, sid, SNAPSHOT_ID_LEN);
+  strcpy (user, u);
+  return id_export_valid (writer) && id_snapshot_valid (snapshot) &&
+    id_export_valid (user);
 }

@@ -14,6 +14,9 @@
  *   R/E/snapshots/S/manifest.json           snapshot S: chunk -> blob map
  *   R/E/snapshots/S/delta.blob              chunks dirtied since the parent
  *   R/E/snapshots/S/base.blob               the whole image (compact)
+ *   R/E/snapshots/S/summary.json            the manifest but its extents
+ *   R/.refs/E/S/F                           export F names blobs of E@S
+ *   R/.refs/index.json                      every such F has its marker
  *
  * A manifest lists every chunk that is not all zeros, as extents: runs of
  * consecutive chunks stored back to back in one blob, each chunk with its
@@ -46,6 +49,8 @@
 #define OWNER_FORMAT_VERSION 1
 #define LEASE_FORMAT_VERSION 1
 #define SUMMARY_FORMAT_VERSION 1
+#define REF_FORMAT_VERSION 1
+#define REFS_INDEX_FORMAT_VERSION 1
 #define CHUNK_SIZE_MIN (64 * 1024)
 #define CHUNK_SIZE_MAX (64 * 1024 * 1024)
 #define CHUNK_SIZE_DEFAULT (4 * 1024 * 1024)
@@ -235,6 +240,12 @@ char *manifest_summary_format (const struct manifest *m);
 struct manifest *summary_parse (const char *json, size_t len,
                                 const char *export_id,
                                 const char *snapshot_id);
+/* Does summary S (summary_parse) say what manifest M's summary would:
+ * the same members, blobs in the same order, chunks and bytes?
+ */
+bool manifest_summary_agrees (const struct manifest *m,
+                              const struct manifest *s)
+  __attribute__ ((__nonnull__));
 /* A reader of one summary.json, used as a manifest_reader. */
 struct manifest_reader *summary_reader_new (const char *export_id,
                                             const char *snapshot_id);
@@ -346,5 +357,52 @@ bool key_blob_is_own (const char *key, const char *export_id,
   __attribute__ ((__nonnull__));
 /* Full key of a relative key REL under ROOT. */
 char *key_join (const char *root, const char *rel);
+/* Which snapshot wrote blob KEY (relative, as manifests name blobs):
+ * its export and snapshot ids into WRITER and SNAPSHOT.  False if KEY
+ * is not a blob key (manifest_blob_kind).
+ */
+bool key_blob_writer (const char *key, char writer[EXPORT_ID_MAX + 1],
+                      char snapshot[SNAPSHOT_ID_LEN + 1])
+  __attribute__ ((__nonnull__));
+/* A snapshot's object KEY relative to the export root,
+ * "E/snapshots/S/NAME": E and S into EXPORT_ID and SNAPSHOT_ID (valid
+ * ids), and *NAME pointing into KEY.  False for any other key.
+ */
+bool key_snapshot_parse (const char *key, char export_id[EXPORT_ID_MAX + 1],
+                         char snapshot_id[SNAPSHOT_ID_LEN + 1],
+                         const char **name)
+  __attribute__ ((__nonnull__));
+
+/* Reference markers (see refs.c and lazyvol-format(5), REFERENCES).
+ * ROOT/.refs/W/S/U says that export USER names blobs that snapshot S of
+ * export W wrote; ".refs" can never be an export id (no leading dot).
+ */
+char *key_ref (const char *root, const char *writer, const char *snapshot,
+               const char *user) __attribute__ ((__nonnull__));
+/* The prefix of the markers of W@S's blobs, ROOT/.refs/W/S/; with
+ * WRITER and SNAPSHOT NULL, of every marker, ROOT/.refs/.
+ */
+char *key_refs_prefix (const char *root, const char *writer,
+                       const char *snapshot) __attribute__ ((__nonnull__ (1)));
+/* A marker's key relative to ROOT/.refs/, "W/S/U": W, S and U (valid
+ * ids) into WRITER, SNAPSHOT and USER.  False for any other key.
+ */
+bool key_ref_parse (const char *rel, char writer[EXPORT_ID_MAX + 1],
+                    char snapshot[SNAPSHOT_ID_LEN + 1],
+                    char user[EXPORT_ID_MAX + 1])
+  __attribute__ ((__nonnull__));
+/* ROOT/.refs/index.json: every reference that needs a marker has one. */
+char *key_refs_index (const char *root) __attribute__ ((__nonnull__));
+/* A marker's text, for people: the export USER that names the blobs,
+ * and when (malloc'd); NULL with ENOMEM.  Nothing reads it back: the
+ * key says it all.
+ */
+char *ref_format (const char *user, const char *created)
+  __attribute__ ((__nonnull__));
+/* The text of index.json (malloc'd); NULL with ENOMEM. */
+char *refs_index_format (const char *created) __attribute__ ((__nonnull__));
+/* Parse index.json.  0, or -1 with EBADMSG (a newer version too). */
+int refs_index_parse (const char *json, size_t len)
+  __attribute__ ((__nonnull__));
 
 #endif /* LAZYVOL_FORMAT_H */

@@ -18,11 +18,13 @@
  * write here.  A snapshot's objects are considered only once its id --
  * a UUIDv7, whose first 48 bits are the time it was made -- is older
  * than the grace period, so that a clock set wrong, or a publish gc
- * cannot see, has a day to finish.  A blob stays if any manifest under
- * the root names it: the scan is the one delete uses (snapshots.c),
- * where a manifest that cannot be parsed names everything and a store
- * failure stops everything.  A clone that names a blob of a snapshot
- * deleted while it was cloned does not exist (the rule in snapshots.c).
+ * cannot see, has a day to finish.  A blob stays if any snapshot under
+ * the root names it: the scan is the one delete uses (refs.c: the later
+ * snapshots of the export, and those of the exports its reference
+ * markers name), where a manifest that cannot be parsed names everything
+ * and a store failure stops everything.  A clone that names a blob of a
+ * snapshot deleted while it was cloned does not exist (the rule in
+ * snapshots.c).
  *
  * gc looks at the snapshots folder only (E/snapshots/): anything there
  * that is neither a manifest nor a blob piece is not lazyvol's, and is
@@ -41,6 +43,7 @@
 #include "gc.h"
 #include "journal.h"
 #include "publish.h"
+#include "refs.h"
 #include "volume-impl.h"
 
 /* One snapshot folder, as listed. */
@@ -270,7 +273,8 @@ gc_run (struct volume *v, bool delete, uint64_t grace_s, struct gc_report *r)
   char busy[SNAPSHOT_ID_LEN + 1] = "";
   int ret = -1;
 
-  assert (volume_current_op (v) == VOLUME_GC);
+  assert (volume_current_op (v) == VOLUME_GC ||
+          (volume_current_op (v) == VOLUME_FSCK && !delete));
   memset (r, 0, sizeof *r);
   if (prefix == NULL)
     return err_set (ENOMEM, "gc: out of memory");
@@ -279,7 +283,7 @@ gc_run (struct volume *v, bool delete, uint64_t grace_s, struct gc_report *r)
       journal_pending (v->cache_dir, v->export_id, busy) == -1 ||
       store_list (v->env->st, prefix, NULL, list_key, &l) != 0 ||
       candidates (&l, busy, grace_s, &set) == -1 ||
-      publish_blobs_used (v->env, &set) == -1 ||
+      refs_blobs_used (v->env, &set) == -1 ||
       (delete && volume_check_owner (v) == -1))
     goto out;
   ret = collect (&l, &set, delete);

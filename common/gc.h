@@ -35,7 +35,8 @@ struct gc_report {
 
 /* Find the objects in V's folder that no reachable manifest or live
  * journal names, older than GRACE_S seconds; with DELETE, delete them.
- * V must be claimed for VOLUME_GC (no publish runs meanwhile).  0, or
+ * V must be claimed for VOLUME_GC (no publish runs meanwhile), or for
+ * VOLUME_FSCK without DELETE.  0, or
  * -1 with err_set (a delete that failed, or a store failure that leaves
  * gc unable to tell: then nothing is deleted).  *R is filled in either
  * case; free it with gc_report_free.

@@ -155,6 +155,28 @@ manifest_own_bytes (const struct manifest *m)
   return bytes;
 }
 
+bool
+manifest_summary_agrees (const struct manifest *m, const struct manifest *s)
+{
+  if (strcmp (m->export_id, s->export_id) != 0 ||
+      strcmp (m->snapshot_id, s->snapshot_id) != 0 ||
+      strcmp (m->parent, s->parent) != 0 || m->kind != s->kind ||
+      m->generation != s->generation || m->image_size != s->image_size ||
+      m->chunk_size != s->chunk_size || strcmp (m->created, s->created) != 0 ||
+      (m->base_ref == NULL) != (s->base_ref == NULL) ||
+      (m->base_ref && strcmp (m->base_ref, s->base_ref) != 0) ||
+      strcmp (m->cloned_export, s->cloned_export) != 0 ||
+      strcmp (m->cloned_snapshot, s->cloned_snapshot) != 0 ||
+      m->nblobs != s->nblobs || s->summary_chunks != m->nsha ||
+      s->summary_bytes != manifest_own_bytes (m))
+    return false;
+  for (size_t i = 0; i < m->nblobs; i++)
+    if (strcmp (m->blobs[i].key, s->blobs[i].key) != 0 ||
+        m->blobs[i].size != s->blobs[i].size)
+      return false;
+  return true;
+}
+
 /* The arrays of a manifest. */
 
 /* Free an array of CAP elements of SIZE bytes. */

@@ -736,7 +736,7 @@ publish (struct volume *v, bool base, struct publish_result *out)
     return 0;
   }
   snprintf (p.j.export_id, sizeof p.j.export_id, "%s", v->export_id);
-  id_snapshot_new (p.j.snapshot_id);
+  id_snapshot_new_after (p.j.snapshot_id, p.old_head.snapshot_id);
   p.j.kind = base ? MANIFEST_BASE : MANIFEST_DELTA;
   p.j.generation = p.old_head.generation + 1;
   p.j.pieces = 1;

@@ -75,14 +75,27 @@ struct snapshot_info {
  */
 int publish_snapshot_ids (struct volume_env *env, const char *export_id,
                           char (**ids)[SNAPSHOT_ID_LEN + 1], size_t *n);
+/* What snapshot SNAPSHOT_ID of EXPORT_ID says but its extents: its
+ * summary, or if it has none (with SUMMARY false it is known to have
+ * none, and not asked for) or one that does not read, its manifest, with
+ * summary_chunks and summary_bytes counted from it.  NULL with err_set:
+ * ENOENT if it has no manifest either, EBADMSG if that does not parse,
+ * or the store's error.
+ */
+struct manifest *publish_read_summary (struct volume_env *env,
+                                       const char *export_id,
+                                       const char *snapshot_id,
+                                       bool summary)
+  __attribute__ ((__nonnull__));
 /* Describe every snapshot of EXPORT_ID, oldest first (reads every
- * manifest).  *OUT is malloc'd.  0 or -1.
+ * summary).  *OUT is malloc'd.  0 or -1.
  */
 int publish_list (struct volume_env *env, const char *export_id,
                   struct snapshot_info **out, size_t *n);
 /* Delete snapshot SNAPSHOT_ID of EXPORT_ID: its manifest, and its blob
- * (each piece) unless another manifest (of any export under the root)
- * still uses it.  The current snapshot cannot be deleted (EBUSY).
+ * (each piece) unless another snapshot (of any export under the root)
+ * still uses it (refs_blobs_used).  The current snapshot cannot be
+ * deleted (EBUSY).
  * *BLOB_KEPT tells whether the blob, or a piece of it, stayed.  0 or -1.
  */
 int publish_delete (struct volume_env *env, const char *export_id,
@@ -98,9 +111,9 @@ int publish_delete (struct volume_env *env, const char *export_id,
 int publish_put_summary (struct volume_env *env, const struct manifest *m)
   __attribute__ ((__nonnull__));
 
-/* Blobs being deleted: their keys relative to the export root (as
- * manifests name them), their full keys, and whether a manifest uses
- * each (publish_delete_unused).
+/* Blobs being deleted, the pieces of snapshots of one export: their
+ * keys relative to the export root (as manifests name them), their full
+ * keys, and whether a snapshot uses each (refs_blobs_used).
  */
 struct publish_blobs {
   char **rels, **keys;
@@ -119,18 +132,10 @@ int publish_blobs_own (struct publish_blobs *s, struct volume_env *env,
   __attribute__ ((__nonnull__));
 /* Free the keys of S and empty it. */
 void publish_blobs_free (struct publish_blobs *s) __attribute__ ((__nonnull__));
-/* Mark the blobs of SET that some manifest under the export root names
- * (SET->used): one listing and one read of every manifest for the whole
- * set; a manifest that cannot be parsed names them all.  0 or -1 (also
- * if the store failed to give a manifest: then nobody can tell yet).
- */
-int publish_blobs_used (struct volume_env *env, struct publish_blobs *set)
-  __attribute__ ((__nonnull__));
-/* Delete the blobs of SET that no manifest under the export root names:
- * one listing and one read of every manifest for the whole set; a
- * manifest that cannot be parsed names them all.  Sets SET->used.  0, or
- * -1 if a delete failed or nobody can tell yet (the store failed to give
- * a manifest: nothing is deleted).
+/* Delete the blobs of SET that no snapshot names (refs_blobs_used: one
+ * scan for the whole set; a manifest that cannot be parsed names them
+ * all).  Sets SET->used.  0, or -1 if a delete failed or nobody can tell
+ * yet (the store failed to give a snapshot: nothing is deleted).
  */
 int publish_delete_unused (struct volume_env *env, struct publish_blobs *set)
   __attribute__ ((__nonnull__));

@@ -5,34 +5,49 @@
  *
  * A clone is a metadata operation: the new export's first manifest is a
  * copy of the source snapshot's manifest, with the new identity and a
- * "cloned_from" note.  Its blob keys still name the source export's blobs,
- * which are never deleted while any manifest uses them, so the clone keeps
- * working whatever the source does later (publish, compact, close).
+ * "cloned_from" note.  Its blob keys still name the source export's blobs
+ * (a clone of a clone: their first owner's), which are never deleted
+ * while any manifest uses them, so the clone keeps working whatever the
+ * source does later (publish, compact, close).  Before its manifest, a
+ * clone writes a reference marker for each snapshot whose blobs it names
+ * (refs.c).
  *
  * Every snapshot has a summary.json beside its manifest (written after
  * it, before the head moves): a list reads those, so that it does not
  * grow with the image, and falls back to the manifest for a snapshot
- * without one (written before summaries) or with a bad one.  Deletes
- * read manifests: a summary, which anyone who writes to the bucket can
- * forge, never decides what is deleted.
+ * without one (written before summaries) or with a bad one.  The scan of
+ * a delete reads them the same way.
  *
- * Deleting a snapshot removes its manifest first, then looks at every
- * other manifest under the export root (all exports: clones included);
- * each piece of the snapshot's own blob goes only if none of them names
- * it (one scan for all the pieces).  A manifest
- * that cannot be read counts as a user, so a blob is never deleted on a
- * guess.
+ * Who can name the pieces of snapshot X of export E (refs.c): (a) the
+ * snapshots of E made after X, which are those listed after it (an id
+ * sorts after its parent's); (b) the snapshots of the exports F that
+ * have a marker R/.refs/E/X/F.  Nothing else.  Deleting a snapshot
+ * removes its manifest first, then lists the snapshots of (a), then the
+ * markers of (b) and the snapshots of the exports they name, and reads
+ * them; each piece of the snapshot's own blob goes only if none of them
+ * names it (one scan for all the pieces).  A manifest that cannot be
+ * read counts as a user, so a blob is never deleted on a guess.
  *
  * A clone racing the delete of its source snapshot.  The rule: a delete
- * removes the manifest first and scans after; a clone writes its own
- * manifest first and then checks that the source's manifest is still
- * there, and moves its head only if it is.  If the clone's check comes
- * after the delete's removal, the clone fails (and removes its
- * manifest); if it comes before, the clone's manifest was written
- * before the removal, so the delete's scan, which comes after it, sees
- * the clone's manifest and keeps the blobs.  Either the clone fails or
- * the blobs stay; a clone never names a deleted blob.  (The store must
- * read its own writes and list them, as S3 and the directory store do.)
+ * removes the manifest first and lists after, (a) before (b); a clone
+ * writes its markers, then its own manifest and summary, then checks
+ * that the source's manifest is still there, and moves its head only if
+ * it is.  If the clone's check comes after the delete's removal, the
+ * clone fails (and removes its manifest; its markers stay, which only
+ * costs a later delete a listing); if it comes before, the clone's
+ * markers and manifest were written before the removal, so the delete's
+ * listings, which come after it, see them, and the blobs stay.
+ *
+ * A clone of E@Y also names the pieces of an older X of E that Y names,
+ * and the deletes of X and of Y may race it.  While Y exists it names
+ * them, and a delete of X that lists Y reads it (Y gone by the time it is
+ * read: the scan starts over).  If the delete of X lists E's snapshots
+ * after Y's removal, the clone's check came before that removal (or the
+ * clone fails), and its markers, X's among them, were written before its
+ * check: they are there when that delete lists the markers, after E's
+ * snapshots.  Either way the clone fails or the blobs stay; a clone
+ * never names a deleted blob.  (The store must read its own writes and
+ * list them, as S3 and the directory store do.)
  */
 #include <config.h>
 
@@ -46,6 +61,7 @@
 #include "crash.h"
 #include "err.h"
 #include "publish.h"
+#include "refs.h"
 #include "volume-impl.h"
 
 int clone_delay_ms;
@@ -118,16 +134,17 @@ publish_put_summary (struct volume_env *env, const struct manifest *m)
                     NULL);
 }
 
-/* What a list shows of snapshot SID: its summary, or the manifest of a
- * snapshot written before summaries (or whose summary does not read),
- * counted the same way.
- */
-static struct manifest *
-list_entry (struct volume_env *env, const char *export_id, const char *sid)
+struct manifest *
+publish_read_summary (struct volume_env *env, const char *export_id,
+                      const char *snapshot_id, bool summary)
 {
-  struct manifest *m = volume_fetch_summary (env, export_id, sid);
-  int e = err_errno ();
+  struct manifest *m = NULL;
+  int e = ENOENT;
 
+  if (summary) {
+    m = volume_fetch_summary (env, export_id, snapshot_id);
+    e = err_errno ();
+  }
   if (m != NULL)
     return m;
   /* No summary, or a bad one: the manifest says it.  A store that fails
@@ -137,7 +154,7 @@ list_entry (struct volume_env *env, const char *export_id, const char *sid)
     return NULL;
   if (e != ENOENT)
     log_warn ("%s; reading the manifest instead", err_msg ());
-  m = volume_fetch_manifest (env, export_id, sid, 0);
+  m = volume_fetch_manifest (env, export_id, snapshot_id, 0);
   if (m != NULL) {
     m->summary_chunks = m->nsha;
     m->summary_bytes = manifest_own_bytes (m);
@@ -161,7 +178,7 @@ publish_list (struct volume_env *env, const char *export_id,
   if (list == NULL)
     return err_set (ENOMEM, "list snapshots: out of memory");
   for (size_t i = 0; i < count; i++) {
-    struct manifest *m = list_entry (env, export_id, ids[i]);
+    struct manifest *m = publish_read_summary (env, export_id, ids[i], true);
     if (m == NULL) {
       free (list);
       return -1;
@@ -238,114 +255,12 @@ publish_blobs_free (struct publish_blobs *s)
   memset (s, 0, sizeof *s);
 }
 
-/* Scan state for "does any manifest still use these blobs?". */
-struct blob_users {
-  struct volume_env *env;
-  size_t plen;                  /* length of "<root>/" */
-  struct publish_blobs *set;
-  size_t unused;                /* blobs of the set no manifest names yet */
-  bool vanished;                /* a listed manifest was gone when read */
-};
-
-/* store_list callback over every key under the root: for each
- * "<E>/snapshots/<S>/manifest.json", mark the blobs of the set it names.
- * A manifest that cannot be parsed counts as naming them all; one the
- * store fails to give stops the scan (-1): counting it as a user would
- * orphan the blobs for good, since nothing looks again, so the caller
- * keeps what it would have deleted and says why (a journal kept retries
- * at the next start).
- */
-static int
-check_manifest (void *opaque, const char *key, uint64_t size, bool is_prefix)
-{
-  struct blob_users *b = opaque;
-  struct publish_blobs *set = b->set;
-  char export_id[EXPORT_ID_MAX + 1], sid[SNAPSHOT_ID_LEN + 1];
-  const char *rel = key + b->plen, *slash = strchr (rel, '/');
-  const char *tail = "/snapshots/";
-  struct manifest *m;
-
-  if (b->unused == 0 || slash == NULL || slash - rel > EXPORT_ID_MAX ||
-      strncmp (slash, tail, strlen (tail)) != 0 ||
-      strlen (slash + strlen (tail)) != SNAPSHOT_ID_LEN + 1 +
-      strlen (PUBLISH_MANIFEST_NAME) ||
-      strcmp (slash + strlen (tail) + SNAPSHOT_ID_LEN + 1,
-              PUBLISH_MANIFEST_NAME))
-    return 0;
-  memcpy (export_id, rel, slash - rel);
-  export_id[slash - rel] = '\0';
-  memcpy (sid, slash + strlen (tail), SNAPSHOT_ID_LEN);
-  sid[SNAPSHOT_ID_LEN] = '\0';
-  if (!id_export_valid (export_id) || !id_snapshot_valid (sid))
-    return 0;
-  m = volume_fetch_manifest (b->env, export_id, sid, 0);
-  if (m == NULL && err_errno () == ENOENT) {
-    /* Deleted since the listing.  A clone of it made meanwhile wrote
-     * its own manifest before the removal (the rule at the top), maybe
-     * after the listing: the caller lists again.
-     */
-    b->vanished = true;
-    return 0;
-  }
-  if (m == NULL && err_errno () == EBADMSG) {
-    /* It will not read better later: keep what it may name. */
-    log_warn ("%s: %s; keeping the blob it may use", key, err_msg ());
-    for (size_t i = 0; i < set->n; i++)
-      set->used[i] = true;
-    b->unused = 0;
-    return 0;
-  }
-  if (m == NULL)                /* the store failed: nobody knows yet */
-    return err_prefix ("cannot tell whether %s names %s%s", key,
-                       set->rels[0], set->n > 1 ? " (and the others)" : "");
-  for (size_t i = 0; i < m->nblobs; i++)
-    for (size_t j = 0; j < set->n; j++)
-      if (!set->used[j] && strcmp (m->blobs[i].key, set->rels[j]) == 0) {
-        set->used[j] = true;
-        b->unused--;
-      }
-  manifest_free (m);
-  return 0;
-}
-
-/* Scans when manifests keep vanishing under one (deletes running). */
-#define SCAN_TRIES 4
-
-int
-publish_blobs_used (struct volume_env *env, struct publish_blobs *set)
-{
-  CLEANUP_FREE char *root = env->root[0] ? str_printf ("%s/", env->root)
-    : strdup ("");
-  struct blob_users b = { .env = env, .set = set, .unused = set->n };
-
-  if (root == NULL)
-    return err_set (ENOMEM, "out of memory");
-  b.plen = strlen (root);
-  for (size_t i = 0; i < set->n; i++)
-    set->used[i] = false;
-  /* A blob marked used stays so; a scan in which a manifest vanished is
-   * repeated for the others, as a clone may have been listed too late.
-   */
-  for (unsigned tries = 1; b.unused > 0; tries++) {
-    b.vanished = false;
-    if (store_list (env->st, root, NULL, check_manifest, &b) != 0)
-      return -1;
-    if (!b.vanished)
-      return 0;
-    if (tries == SCAN_TRIES)
-      return err_set (EAGAIN, "cannot tell whether %s is used: manifests "
-                      "were deleted during %d scans", set->rels[0],
-                      SCAN_TRIES);
-  }
-  return 0;
-}
-
 int
 publish_delete_unused (struct volume_env *env, struct publish_blobs *set)
 {
   int r = 0;
 
-  if (publish_blobs_used (env, set) == -1)
+  if (refs_blobs_used (env, set) == -1)
     return -1;
   for (size_t i = 0; i < set->n; i++) {
     if (set->used[i])
@@ -364,6 +279,7 @@ publish_delete (struct volume_env *env, const char *export_id,
   CLEANUP_FREE char *summary_key = NULL;
   struct publish_blobs own = { 0 };
   struct volume_head head;
+  struct store_obj obj;
   struct manifest *m;
   int r = -1;
 
@@ -374,21 +290,30 @@ publish_delete (struct volume_env *env, const char *export_id,
   if (strcmp (head.snapshot_id, snapshot_id) == 0)
     return err_set (EBUSY, "snapshot %s is the current snapshot of %s and "
                     "cannot be deleted", snapshot_id, export_id);
-  m = volume_fetch_manifest (env, export_id, snapshot_id, 0);
+  if ((manifest_key = key_manifest (env->root, export_id,
+                                    snapshot_id)) == NULL ||
+      (summary_key = key_summary (env->root, export_id,
+                                  snapshot_id)) == NULL)
+    return -1;
+  if (store_head (env->st, manifest_key, &obj) == -1)
+    return err_errno () == ENOENT
+      ? err_set (ENOENT, "snapshot %s of export %s does not exist (no %s)",
+                 snapshot_id, export_id, manifest_key) : -1;
+  /* Its own blob's pieces are those it names (a clone wrote none), which
+   * its summary lists without the extents.  A summary that lied could
+   * only leave a piece of this snapshot's for gc, or name another one
+   * of this snapshot's own.
+   */
+  m = publish_read_summary (env, export_id, snapshot_id, true);
   if (m == NULL)
     return -1;
-  /* Its own blob's pieces are those it names (a clone wrote none). */
   for (size_t i = 0; i < m->nblobs; i++)
     if (key_blob_is_own (m->blobs[i].key, export_id, snapshot_id) &&
         publish_blobs_add (&own, env, m->blobs[i].key) == -1)
       goto out;
   manifest_free (m);
   m = NULL;
-  if ((manifest_key = key_manifest (env->root, export_id,
-                                    snapshot_id)) == NULL ||
-      (summary_key = key_summary (env->root, export_id,
-                                  snapshot_id)) == NULL ||
-      store_delete (env->st, manifest_key) == -1)
+  if (store_delete (env->st, manifest_key) == -1)
     goto out;
   log_info ("%s: deleted snapshot %s", export_id, snapshot_id);
   /* A summary left behind is ignored (lists go by manifests), and gc
@@ -485,10 +410,12 @@ publish_clone (struct volume_env *env, const char *export_id,
     return err_set (ENOMEM, "clone: out of memory");
   }
 
-  /* Manifest and summary first, then the source's manifest must still be
-   * there (the rule at the top), head last; the head must not exist yet.
+  /* Markers, manifest and summary first, then the source's manifest
+   * must still be there (the rule at the top), head last; the head must
+   * not exist yet.
    */
-  if (store_put (env->st, manifest_key, json, strlen (json), STORE_PUT_ANY,
+  if (refs_mark (env, m) == -1 ||
+      store_put (env->st, manifest_key, json, strlen (json), STORE_PUT_ANY,
                  NULL, NULL) == -1) {
     manifest_free (m);
     return -1;

@@ -141,20 +141,42 @@ id_name_check (const char *what, const char *s)
 /* UUIDv7 (RFC 9562): 48 bits of Unix milliseconds, version 7, 12 bits of
  * sub-millisecond sequence, variant 10, 62 random bits.  The sequence makes
  * ids created in the same millisecond by this process still sort in
- * creation order.
+ * creation order.  A floor raises the time and sequence the next id
+ * counts from to the floor's, so that the id sorts after it whatever
+ * this host's clock says (the hex text sorts as the bytes do); later ids
+ * of the process follow it, as they must to stay in order.
  */
 void
-id_snapshot_new (char out[SNAPSHOT_ID_LEN + 1])
+id_snapshot_new_after (char out[SNAPSHOT_ID_LEN + 1], const char *floor)
 {
-  /* lock protects last_ms and seq: the time and sequence of the last id. */
+  /* lock protects last_ms and seq: the time and sequence of the last id
+   * (seq -1: none in last_ms, only a floor that any id of it follows).
+   */
   static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
   static uint64_t last_ms;
-  static unsigned seq;
+  static int seq;
+  uint64_t floor_ms = 0;
+  int floor_seq = -1;
   unsigned char b[16];
   struct timespec ts;
   uint64_t ms;
-  unsigned sq;
+  int sq;
 
+  if (floor && floor[0]) {
+    int version;
+
+    assert (id_snapshot_valid (floor));
+    floor_ms = id_snapshot_ms (floor);
+    /* Its version and sequence: an id of another version than 7 sorts
+     * before every one of that millisecond (below 7) or after (above).
+     */
+    version = hex_value (floor[12]);
+    if (version == 7)
+      floor_seq = hex_value (floor[13]) << 8 | hex_value (floor[14]) << 4 |
+        hex_value (floor[15]);
+    else if (version > 7)
+      floor_seq = 0xfff;
+  }
   if (getrandom (b, sizeof b, 0) != sizeof b) {
     /* getrandom cannot fail for 16 bytes once the pool is ready; fall
      * back to the clock so an id is still unique in practice.
@@ -166,6 +188,14 @@ id_snapshot_new (char out[SNAPSHOT_ID_LEN + 1])
 
   {
     LOCK_FOR_SCOPE (&lock);
+    /* A floor in the last millisecond of 48 bits (the year 10889) could
+     * not be followed for long: it is not one lazyvol wrote.
+     */
+    if (floor_ms < ID_MS_MAX &&
+        (floor_ms > last_ms || (floor_ms == last_ms && floor_seq > seq))) {
+      last_ms = floor_ms;
+      seq = floor_seq;
+    }
     if (ms <= last_ms) {
       ms = last_ms;
       if (++seq > 0xfff) {      /* sequence exhausted: borrow the next ms */
@@ -186,6 +216,12 @@ id_snapshot_new (char out[SNAPSHOT_ID_LEN + 1])
   b[7] = sq & 0xff;
   b[8] = 0x80 | (b[8] & 0x3f);
   hex_encode (b, sizeof b, out);
+}
+
+void
+id_snapshot_new (char out[SNAPSHOT_ID_LEN + 1])
+{
+  id_snapshot_new_after (out, NULL);
 }
 
 char *

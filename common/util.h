@@ -56,6 +56,14 @@ int id_name_check (const char *what, const char *s)
   __attribute__ ((__nonnull__));
 /* Write a new time-ordered snapshot id (UUIDv7, 32 hex + NUL) to OUT. */
 void id_snapshot_new (char out[SNAPSHOT_ID_LEN + 1]);
+/* The same, but greater than FLOOR (a valid snapshot id; NULL or "": no
+ * floor) even if this host's clock is behind the one that made FLOOR:
+ * then it is FLOOR's time with a higher sequence, or the millisecond
+ * after.  Unique and a valid UUIDv7 either way.
+ */
+void id_snapshot_new_after (char out[SNAPSHOT_ID_LEN + 1], const char *floor);
+/* The last millisecond a snapshot id can hold (48 bits). */
+#define ID_MS_MAX ((UINT64_C (1) << 48) - 1)
 /* When the valid snapshot id S was made, in ms since the epoch (its
  * first 48 bits).
  */

@@ -44,6 +44,7 @@
 #include "meta.h"
 #include "pool.h"
 #include "publish.h"
+#include "refs.h"
 #include "volume-impl.h"
 
 const char *
@@ -56,6 +57,7 @@ volume_op_name (enum volume_op op)
   case VOLUME_HYDRATE: return "hydrating";
   case VOLUME_RESET: return "resetting";
   case VOLUME_GC: return "collecting";
+  case VOLUME_FSCK: return "checking";
   }
   abort ();
 }
@@ -70,6 +72,7 @@ volume_op_kind (enum volume_op op)
   case VOLUME_HYDRATE: return "hydrate";
   case VOLUME_RESET: return "reset";
   case VOLUME_GC: return "gc";
+  case VOLUME_FSCK: return "fsck";
   }
   abort ();
 }
@@ -439,7 +442,10 @@ volume_create (struct volume_env *env, const char *export_id,
 
   snprintf (head.export_id, sizeof head.export_id, "%s", export_id);
   time_now_iso8601 (head.updated);
-  return volume_put_new_head (env, &head);
+  if (volume_put_new_head (env, &head) == -1)
+    return -1;
+  refs_index_new_root (env, export_id);
+  return 0;
 }
 
 static bool

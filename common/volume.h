@@ -38,7 +38,7 @@ struct volume_env {
 /* The long operations; at most one runs on an export at a time. */
 enum volume_op {
   VOLUME_IDLE, VOLUME_SNAPSHOT, VOLUME_COMPACT, VOLUME_HYDRATE, VOLUME_RESET,
-  VOLUME_GC,
+  VOLUME_GC, VOLUME_FSCK,
 };
 
 /* How far the running long operation is, or how far the last one got. */

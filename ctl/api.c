@@ -103,6 +103,10 @@ static const struct field publish_body[] = {
 static const struct field gc_body[] = {
   { "delete", ANY, false }, { "grace_s", ANY, false }, { NULL, ANY, false },
 };
+/* fsck only reports unless "repair": true. */
+static const struct field fsck_body[] = {
+  { "repair", ANY, false }, { NULL, ANY, false },
+};
 static const struct field clone_body[] = {
   { "export_id", EXPORT, true }, { "source_export_id", EXPORT, true },
   { "source_snapshot_id", SNAPSHOT, false }, { NULL, ANY, false },
@@ -134,6 +138,8 @@ static const struct route routes[] = {
   { POST, "/v1/exports/*/hydrate", CMD_hydrate, NAME, NULL, 202,
     REPLY_JSON },
   { POST, "/v1/exports/*/gc", CMD_gc, WRITABLE, gc_body, 200, REPLY_JSON },
+  { POST, "/v1/exports/*/fsck", CMD_fsck, WRITABLE, fsck_body, 200,
+    REPLY_JSON },
   { GET, "/v1/health", CMD_ping, ANY, NULL, 200, REPLY_HEALTH },
   { GET, "/v1/metrics", CMD_metrics, ANY, NULL, 200, REPLY_METRICS },
 };

@@ -39,12 +39,12 @@
 enum {
   O_CHUNK_SIZE = 1 << 0, O_TAKEOVER = 1 << 1, O_FORCE = 1 << 2,
   O_SNAPSHOT = 1 << 3, O_QUIET = 1 << 4, O_NO_WAIT = 1 << 5,
-  O_DELETE = 1 << 6, O_GRACE = 1 << 7,
+  O_DELETE = 1 << 6, O_GRACE = 1 << 7, O_REPAIR = 1 << 8,
 };
 
 static struct {
   const char *socket;
-  bool json, quiet, no_wait, delete;
+  bool json, quiet, no_wait, delete, repair;
   const char *chunk_size, *snapshot, *grace;
   const char *takeover;         /* NULL, "true" or "force" */
   unsigned given;               /* the O_* options seen */
@@ -522,10 +522,8 @@ cmd_gc (char **args)
 {
   CLEANUP_FREE char *path =
     xasprintf ("/v1/exports/%s/gc", checked (id_export_check, "ID", args[0]));
-  json_object *body = json_object_new_object (), *objs;
+  json_object *body = json_object_new_object ();
   struct client_reply r;
-  char b[SHOW_BUF];
-  size_t n;
   int e;
 
   json_object_object_add (body, "delete",
@@ -535,31 +533,44 @@ cmd_gc (char **args)
                             (seconds_arg ("--grace", opt.grace)));
   if ((e = request ("POST", path, body, &r)) != 0)
     return e;
-  if (!printed_json (&r)) {
-    objs = json_object_object_get (r.json, "objects");
-    n = json_object_is_type (objs, json_type_array)
-      ? json_object_array_length (objs) : 0;
-    for (size_t i = 0; i < n; i++) {
-      json_object *o = json_object_array_get_idx (objs, i);
-
-      printf ("%s  %s%s\n", show_str (o, "key"),
-              show_bytes (show_u64 (o, "size"), b),
-              show_bool (o, "deleted") ? "  deleted" : "");
-    }
-    printf ("%zu unused object%s, %s%s\n", n, n == 1 ? "" : "s",
-            show_bytes (show_u64 (r.json, "bytes"), b),
-            opt.delete ? "" : " (a dry run: --delete deletes them)");
-    if (show_u64 (r.json, "young") || show_u64 (r.json, "busy"))
-      printf ("kept: %" PRIu64 " younger than the grace period, %" PRIu64
-              " of the publish under way\n", show_u64 (r.json, "young"),
-              show_u64 (r.json, "busy"));
-    if (show_u64 (r.json, "unexpected"))
-      printf ("%" PRIu64 " object%s that lazyvol does not write (see "
-              "lazyvold's log), left alone\n", show_u64 (r.json, "unexpected"),
-              show_u64 (r.json, "unexpected") == 1 ? "" : "s");
-  }
+  if (!printed_json (&r))
+    show_unused (r.json, opt.delete ? ""
+                 : " (a dry run: --delete deletes them)");
   client_reply_free (&r);
   return 0;
+}
+
+/* fsck fails (exit 1) if problems remain after it: manifests that do not
+ * parse, summaries and markers it did not repair.
+ */
+static int
+cmd_fsck (char **args)
+{
+  CLEANUP_FREE char *path =
+    xasprintf ("/v1/exports/%s/fsck", checked (id_export_check, "ID",
+                                               args[0]));
+  json_object *body = json_object_new_object ();
+  struct client_reply r;
+  uint64_t problems;
+  int e;
+
+  json_object_object_add (body, "repair",
+                          json_object_new_boolean (opt.repair));
+  if ((e = request ("POST", path, body, &r)) != 0)
+    return e;
+  if (!printed_json (&r))
+    show_fsck (r.json);
+  problems = show_u64 (r.json, "problems");
+  client_reply_free (&r);
+  if (problems == 0) {
+    if (!opt.json)
+      printf ("%s: no problems\n", args[0]);
+    return 0;
+  }
+  fprintf (stderr, "lazyvolctl: %s: %" PRIu64 " problem%s left%s\n", args[0],
+           problems, problems == 1 ? "" : "s",
+           opt.repair ? "" : " (--repair repairs summaries and markers)");
+  return CLIENT_EXIT_ERROR;
 }
 
 static int
@@ -655,6 +666,13 @@ static const struct command commands[] = {
     "names: blobs of deleted or never published snapshots.  A dry run\n"
     "unless --delete.  Objects of snapshots younger than --grace seconds\n"
     "(a day) are kept." },
+  { "fsck", "ID [--repair]", 1, O_REPAIR, cmd_fsck,
+    "check (and repair) an export's objects",
+    "Check export ID's objects in the store: every manifest parses, every\n"
+    "summary says what its manifest says, the reference markers of its\n"
+    "clones' blobs are there; list stale markers and unused objects.\n"
+    "With --repair, write the missing or wrong summaries and markers\n"
+    "again.  Exit 1 if problems remain." },
   { "reset", "ID", 1, 0, cmd_reset,
     "drop the local state (writes are lost)",
     "Drop an export's local state: unpublished writes are LOST, and it\n"
@@ -733,7 +751,8 @@ cmd_help (char **args)
 
 enum {
   OPT_SOCKET = 256, OPT_JSON, OPT_CHUNK_SIZE, OPT_TAKEOVER, OPT_FORCE,
-  OPT_SNAPSHOT, OPT_NO_WAIT, OPT_DELETE, OPT_GRACE, OPT_HELP, OPT_VERSION,
+  OPT_SNAPSHOT, OPT_NO_WAIT, OPT_DELETE, OPT_GRACE, OPT_REPAIR, OPT_HELP,
+  OPT_VERSION,
 };
 
 static const struct option long_options[] = {
@@ -746,6 +765,7 @@ static const struct option long_options[] = {
   { "no-wait", no_argument, NULL, OPT_NO_WAIT },
   { "delete", no_argument, NULL, OPT_DELETE },
   { "grace", required_argument, NULL, OPT_GRACE },
+  { "repair", no_argument, NULL, OPT_REPAIR },
   { "quiet", no_argument, NULL, 'q' },
   { "help", no_argument, NULL, OPT_HELP },
   { "version", no_argument, NULL, OPT_VERSION },
@@ -772,6 +792,7 @@ parse (int argc, char **argv)
     case OPT_NO_WAIT: opt.no_wait = true; opt.given |= O_NO_WAIT; break;
     case OPT_DELETE: opt.delete = true; opt.given |= O_DELETE; break;
     case OPT_GRACE: opt.grace = optarg; opt.given |= O_GRACE; break;
+    case OPT_REPAIR: opt.repair = true; opt.given |= O_REPAIR; break;
     case 'q': opt.quiet = true; opt.given |= O_QUIET; break;
     case OPT_HELP: usage (stdout); exit (0);
     case OPT_VERSION: printf ("lazyvolctl %s\n", VERSION); exit (0);

@@ -345,7 +345,9 @@ show_status (json_object *st)
     line ("unsafe", "no conditional puts: ownership is not enforced");
 }
 
-/* The array KEY of REPLY, and its length; if it is empty, say EMPTY. */
+/* The array KEY of REPLY, and its length; if it is empty, say EMPTY
+ * (unless it is NULL).
+ */
 static size_t
 array (json_object *reply, const char *key, const char *empty,
        json_object **a)
@@ -356,7 +358,7 @@ array (json_object *reply, const char *key, const char *empty,
   json_object_object_get_ex (reply, key, a);
   n = json_object_is_type (*a, json_type_array)
     ? json_object_array_length (*a) : 0;
-  if (n == 0)
+  if (n == 0 && empty)
     printf ("%s\n", empty);
   return n;
 }
@@ -421,6 +423,71 @@ show_snapshots (json_object *reply)
                number (e, "chunks", nchunks), kind);
   }
   table_print (&t);
+}
+
+void
+show_unused (json_object *reply, const char *hint)
+{
+  json_object *a;
+  size_t n = array (reply, "objects", NULL, &a);
+  char b[SHOW_BUF];
+
+  for (size_t i = 0; i < n; i++) {
+    json_object *o = json_object_array_get_idx (a, i);
+
+    printf ("%s  %s%s\n", show_str (o, "key") ?: "-",
+            show_bytes (show_u64 (o, "size"), b),
+            show_bool (o, "deleted") ? "  deleted" : "");
+  }
+  printf ("%zu unused object%s, %s%s\n", n, n == 1 ? "" : "s",
+          show_bytes (show_u64 (reply, "bytes"), b), n ? hint : "");
+  if (show_u64 (reply, "young") || show_u64 (reply, "busy"))
+    printf ("kept: %" PRIu64 " younger than the grace period, %" PRIu64
+            " of the publish under way\n", show_u64 (reply, "young"),
+            show_u64 (reply, "busy"));
+  if (show_u64 (reply, "unexpected"))
+    printf ("%" PRIu64 " object%s that lazyvol does not write (see "
+            "lazyvold's log), left alone\n", show_u64 (reply, "unexpected"),
+            show_u64 (reply, "unexpected") == 1 ? "" : "s");
+}
+
+void
+show_fsck (json_object *reply)
+{
+  json_object *a, *u = NULL;
+  size_t n = show_u64 (reply, "snapshots");
+
+  printf ("%zu snapshot%s checked; bad manifests %zu, summaries missing or "
+          "wrong %zu, markers missing %zu, stale markers %zu\n", n,
+          n == 1 ? "" : "s", array (reply, "bad_manifests", NULL, &a),
+          array (reply, "summaries", NULL, &a),
+          array (reply, "markers_missing", NULL, &a),
+          array (reply, "markers_stale", NULL, &a));
+  n = array (reply, "bad_manifests", NULL, &a);
+  for (size_t i = 0; i < n; i++)
+    printf ("manifest of snapshot %s: does not parse (fsck cannot repair "
+            "it)\n", json_object_get_string (json_object_array_get_idx (a, i)));
+  n = array (reply, "summaries", NULL, &a);
+  for (size_t i = 0; i < n; i++) {
+    json_object *o = json_object_array_get_idx (a, i);
+
+    printf ("summary of snapshot %s: %s%s\n",
+            show_str (o, "snapshot_id") ?: "-", show_str (o, "problem") ?: "-",
+            show_bool (o, "repaired") ? " (written again)" : "");
+  }
+  n = array (reply, "markers_missing", NULL, &a);
+  for (size_t i = 0; i < n; i++) {
+    json_object *o = json_object_array_get_idx (a, i);
+
+    printf ("marker %s: missing%s\n", show_str (o, "key") ?: "-",
+            show_bool (o, "repaired") ? " (written)" : "");
+  }
+  n = array (reply, "markers_stale", NULL, &a);
+  for (size_t i = 0; i < n; i++)
+    printf ("marker %s: stale (names no blob the export uses; left)\n",
+            show_str (json_object_array_get_idx (a, i), "key") ?: "-");
+  json_object_object_get_ex (reply, "unreferenced", &u);
+  show_unused (u, " (lazyvolctl gc --delete deletes them)");
 }
 
 void

@@ -24,6 +24,7 @@
 #include "err.h"
 #include "fork.h"
 #include "format.h"
+#include "fsck.h"
 #include "gc.h"
 #include "jobs.h"
 #include "owner.h"
@@ -753,6 +754,29 @@ cmd_discover (json_object *req, json_object *res)
 }
 
 typedef int (*command_fn) (json_object *req, json_object *res);
+
+/* What gc found (and did), as members of O. */
+static void
+add_gc_report (json_object *o, const struct gc_report *r)
+{
+  json_object *a = json_object_new_array ();
+
+  for (size_t i = 0; i < r->n; i++) {
+    json_object *obj = json_object_new_object ();
+
+    add_str (obj, "key", r->objects[i].key);
+    add_u64 (obj, "size", r->objects[i].size);
+    json_object_object_add (obj, "deleted",
+                            json_object_new_boolean (r->objects[i].deleted));
+    json_object_array_add (a, obj);
+  }
+  json_object_object_add (o, "objects", a);
+  add_u64 (o, "bytes", r->bytes);
+  add_u64 (o, "young", r->young);
+  add_u64 (o, "busy", r->busy);
+  add_u64 (o, "unexpected", r->unexpected);
+}
+
 /* Collect V's garbage: a dry run unless "delete" is true.  The export
  * is claimed as a long operation, so no publish runs meanwhile.
  */
@@ -764,7 +788,6 @@ cmd_gc (json_object *req, json_object *res)
   const char *id;
   uint64_t grace = GC_GRACE_DEFAULT_S;
   bool delete;
-  json_object *a;
   int ret;
 
   if (arg_export_id (req, "export_id", &id) == -1 ||
@@ -779,23 +802,92 @@ cmd_gc (json_object *req, json_object *res)
   ret = gc_run (v, delete, grace, &r);
   volume_op_end (v, ret == 0);
   registry_put (v, false);
-  a = json_object_new_array ();
-  for (size_t i = 0; i < r.n; i++) {
-    json_object *o = json_object_new_object ();
-
-    add_str (o, "key", r.objects[i].key);
-    add_u64 (o, "size", r.objects[i].size);
-    json_object_object_add (o, "deleted",
-                            json_object_new_boolean (r.objects[i].deleted));
-    json_object_array_add (a, o);
-  }
-  json_object_object_add (res, "objects", a);
-  add_u64 (res, "bytes", r.bytes);
-  add_u64 (res, "young", r.young);
-  add_u64 (res, "busy", r.busy);
-  add_u64 (res, "unexpected", r.unexpected);
+  add_gc_report (res, &r);
   json_object_object_add (res, "dry_run", json_object_new_boolean (!delete));
   gc_report_free (&r);
+  return ret;
+}
+
+/* A marker as a reply object: its key relative to the export root and,
+ * if WRITTEN is not NULL, whether fsck wrote it.
+ */
+static json_object *
+new_marker (const struct ref *ref, const bool *written)
+{
+  CLEANUP_FREE char *key = key_ref ("", ref->writer, ref->snapshot,
+                                    ref->user);
+  json_object *o = json_object_new_object ();
+
+  add_str (o, "key", key ? key : "?");
+  if (written)
+    json_object_object_add (o, "repaired",
+                            json_object_new_boolean (*written));
+  return o;
+}
+
+/* fsck's report as the reply RES. */
+static void
+add_fsck_report (json_object *res, const struct fsck_report *r, bool repair)
+{
+  json_object *a, *u = json_object_new_object ();
+
+  json_object_object_add (res, "repair", json_object_new_boolean (repair));
+  add_u64 (res, "snapshots", r->snapshots);
+  a = json_object_new_array ();
+  for (size_t i = 0; i < r->nbad; i++)
+    json_object_array_add (a, json_object_new_string (r->bad_manifests[i]));
+  json_object_object_add (res, "bad_manifests", a);
+  a = json_object_new_array ();
+  for (size_t i = 0; i < r->nsummaries; i++) {
+    json_object *o = json_object_new_object ();
+
+    add_str (o, "snapshot_id", r->summaries[i].snapshot_id);
+    add_str (o, "problem", r->summaries[i].missing ? "missing" : "wrong");
+    json_object_object_add (o, "repaired", json_object_new_boolean
+                            (r->summaries[i].repaired));
+    json_object_array_add (a, o);
+  }
+  json_object_object_add (res, "summaries", a);
+  a = json_object_new_array ();
+  for (size_t i = 0; i < r->nmissing; i++)
+    json_object_array_add (a, new_marker (&r->missing[i].ref,
+                                          &r->missing[i].written));
+  json_object_object_add (res, "markers_missing", a);
+  a = json_object_new_array ();
+  for (size_t i = 0; i < r->stale.n; i++)
+    json_object_array_add (a, new_marker (&r->stale.r[i], NULL));
+  json_object_object_add (res, "markers_stale", a);
+  add_gc_report (u, &r->unreferenced);
+  json_object_object_add (res, "unreferenced", u);
+  add_u64 (res, "problems", fsck_problems (r));
+}
+
+/* Check V's objects in the store; repair what can be with "repair".  The
+ * export is claimed as a long operation, like gc.
+ */
+static int
+cmd_fsck (json_object *req, json_object *res)
+{
+  struct fsck_report r;
+  struct volume *v;
+  const char *id;
+  bool repair;
+  int ret;
+
+  if (arg_export_id (req, "export_id", &id) == -1 ||
+      arg_bool (req, "repair", false, &repair) == -1 ||
+      (v = registry_get (id, false, false)) == NULL)
+    return -1;
+  if (volume_op_begin (v, VOLUME_FSCK) == -1) {
+    registry_put (v, false);
+    return -1;
+  }
+  ret = fsck_run (v, repair, &r);
+  volume_op_end (v, ret == 0);
+  registry_put (v, false);
+  if (ret == 0)
+    add_fsck_report (res, &r, repair);
+  fsck_report_free (&r);
   return ret;
 }
 

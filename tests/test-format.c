@@ -1185,7 +1185,92 @@ test_summary (void)
   /* A manifest reader does not take a summary. */
   CHECK (manifest_parse (text, strlen (text), "vm01", S2) == NULL);
   CHECK_ERROR (EBADMSG, "not a lazyvol-manifest document");
+  /* fsck: a summary agrees with its manifest, whatever its members'
+   * order, and not once a member differs.
+   */
+  {
+    static const struct { const char *pointer, *value; } changes[] = {
+      { "/generation", "4" }, { "/created", "\"2026-11-21T10:00:01Z\"" },
+      { "/parent", "null" }, { "/blobs/0/size", "1048576" },
+      { "/chunks", "5" }, { "/base_ref", "null" },
+    };
+    CLEANUP_FREE char *moved = mutate (text, "/export_id", NULL);
+    CLEANUP_FREE char *last = mutate (moved, "/export_id", "\"vm01\"");
+
+    s = summary_parse (last, strlen (last), "vm01", S2);
+    CHECK (s && strstr (last, "\"export_id\"") > strstr (last, "\"blobs\""));
+    CHECK (s && manifest_summary_agrees (m, s));
+    manifest_free (s);
+    for (size_t i = 0; i < sizeof changes / sizeof changes[0]; i++) {
+      CLEANUP_FREE char *doc = mutate (text, changes[i].pointer,
+                                       changes[i].value);
+
+      s = summary_parse (doc, strlen (doc), "vm01", S2);
+      if (check (s != NULL, changes[i].pointer, __LINE__))
+        check (!manifest_summary_agrees (m, s), changes[i].pointer,
+               __LINE__);
+      manifest_free (s);
+    }
+  }
   manifest_free (m);
+}
+
+/* Reference markers, their keys and the index. */
+static void
+test_refs (void)
+{
+  char w[EXPORT_ID_MAX + 1], x[SNAPSHOT_ID_LEN + 1], u[EXPORT_ID_MAX + 1];
+  CLEANUP_FREE char *marker = ref_format ("vm02", "2026-11-21T10:00:00Z");
+  CLEANUP_FREE char *index = refs_index_format ("2026-11-21T10:00:00Z");
+  CLEANUP_FREE char *newer = NULL;
+  const char *name;
+
+  check_key (key_ref ("exports/", "vm01", S1, "vm02"),
+             "exports/.refs/vm01/" S1 "/vm02", __LINE__);
+  check_key (key_ref ("", "vm01", S1, "vm02"), ".refs/vm01/" S1 "/vm02",
+             __LINE__);
+  check_key (key_refs_prefix ("exports", "vm01", S1),
+             "exports/.refs/vm01/" S1 "/", __LINE__);
+  check_key (key_refs_prefix ("exports//", NULL, NULL), "exports/.refs/",
+             __LINE__);
+  check_key (key_refs_index ("exports"), "exports/.refs/index.json",
+             __LINE__);
+  /* ".refs" is never an export. */
+  CHECK (!id_export_valid (".refs"));
+
+  CHECK (key_ref_parse ("vm01/" S1 "/vm02", w, x, u));
+  CHECK (strcmp (w, "vm01") == 0 && strcmp (x, S1) == 0 &&
+         strcmp (u, "vm02") == 0);
+  CHECK (!key_ref_parse ("index.json", w, x, u));
+  CHECK (!key_ref_parse ("vm01/" S1 "/", w, x, u));
+  CHECK (!key_ref_parse ("vm01/" S1 "/.x", w, x, u));
+  CHECK (!key_ref_parse ("vm01/" S1 "/vm02/more", w, x, u));
+  CHECK (!key_ref_parse ("vm01/0195d4f0/vm02", w, x, u));
+  CHECK (!key_ref_parse ("../" S1 "/vm02", w, x, u));
+
+  CHECK (key_snapshot_parse ("vm01/snapshots/" S1 "/summary.json", w, x,
+                             &name));
+  CHECK (strcmp (w, "vm01") == 0 && strcmp (x, S1) == 0 &&
+         strcmp (name, "summary.json") == 0);
+  CHECK (!key_snapshot_parse (".refs/vm01/" S1 "/vm02", w, x, &name));
+  CHECK (!key_snapshot_parse ("vm01/snapshots/" S1, w, x, &name));
+  CHECK (!key_snapshot_parse ("vm01/volume.json", w, x, &name));
+  CHECK (key_blob_writer ("vm01/snapshots/" S1 "/delta.2.blob", w, x));
+  CHECK (strcmp (w, "vm01") == 0 && strcmp (x, S1) == 0);
+  CHECK (!key_blob_writer ("vm01/snapshots/" S1 "/manifest.json", w, x));
+
+  CHECK (marker && strstr (marker, "\"format\": \"lazyvol-ref\"") &&
+         strstr (marker, "\"export_id\": \"vm02\""));
+  CHECK (index && refs_index_parse (index, strlen (index)) == 0);
+  CHECK (refs_index_parse (marker, strlen (marker)) == -1);
+  CHECK_ERROR (EBADMSG, "not a lazyvol-refs document");
+  newer = mutate (index, "/version", "2");
+  CHECK (refs_index_parse (newer, strlen (newer)) == -1);
+  CHECK_ERROR (EBADMSG, "format version 2 is newer than this lazyvol reads");
+  free (newer);
+  newer = mutate (index, "/created", NULL);
+  CHECK (refs_index_parse (newer, strlen (newer)) == -1);
+  CHECK_ERROR (EBADMSG, "missing field \"created\"");
 }
 
 int
@@ -1201,6 +1286,7 @@ main (void)
   test_manifest_hostile ();
   test_manifest_versions ();
   test_summary ();
+  test_refs ();
   test_base64 ();
   test_large (8);
   test_large (0);

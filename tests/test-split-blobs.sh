@@ -24,7 +24,7 @@ requires_crash_points
 tmp=$(make_tmpdir)
 start_store "$tmp"
 export LAZYVOL_TEST_OBJECT_MAX=192K
-objects () { store_tool list exports/ | cut -d' ' -f1; }
+objects () { store_tool list exports/ | cut -d' ' -f1 | sed '/^exports\/\.refs\//d'; }
 snap () { field "$(ctl "{\"cmd\":\"$2\",\"export_id\":\"$1\"}")" snapshot_id; }
 manifest () { store_tool get "exports/$1/snapshots/$2/manifest.json"; }
 

@@ -2790,7 +2790,7 @@ class Campaign:
         for k in keys:
             folders.setdefault(k[len(pre):].split('/')[0], []).append(k)
         for f, ks in folders.items():
-            if f in self.exports or f == '.hosts':
+            if f in self.exports or f in ('.hosts', '.refs'):
                 continue
             if f not in self.ghosts or pre + f + '/volume.json' in keys:
                 raise Failure('objects of an unknown export: %s' % ks[:5])
