@@ -297,42 +297,6 @@ volume_fetch_summary (struct volume_env *env, const char *export_id,
                          1);
 }
 
-int
-volume_view_geometry (struct volume_env *env, const char *export_id,
-                      const char *snapshot_id, uint64_t *image_size,
-                      uint32_t *chunk_size)
-{
-  CLEANUP_FREE char *key = key_manifest (env->root, export_id, snapshot_id);
-  struct manifest *m;
-  struct store_obj obj;
-  int e;
-
-  if (key == NULL)
-    return -1;
-  m = volume_fetch_summary (env, export_id, snapshot_id);
-  e = err_errno ();
-  /* A summary outlives its manifest for a moment during a delete (and
-   * for good after a crash there): the manifest must be there too.
-   */
-  if (m != NULL && store_head (env->st, key, &obj) == -1) {
-    manifest_free (m);
-    m = NULL;
-    e = err_errno ();
-    if (e != ENOENT)
-      return -1;
-  }
-  else if (m == NULL && (e == ENOENT || e == EBADMSG || e == EFBIG))
-    m = volume_fetch_manifest (env, export_id, snapshot_id, 0);
-  if (m == NULL)
-    return err_errno () == ENOENT
-      ? err_set (ENOENT, "export %s has no snapshot %s", export_id,
-                 snapshot_id) : -1;
-  *image_size = m->image_size;
-  *chunk_size = m->chunk_size;
-  manifest_free (m);
-  return 0;
-}
-
 struct manifest *
 volume_fetch_current (struct volume_env *env, const struct volume_head *head)
 {

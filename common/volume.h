@@ -108,15 +108,6 @@ const char *volume_result_name (enum volume_result r);
  */
 int volume_create (struct volume_env *env, const char *export_id,
                    uint64_t size, uint32_t chunk_size);
-/* The image size and chunk size of snapshot SNAPSHOT_ID of EXPORT_ID,
- * from its summary (its manifest if it has none): what an NBD client
- * that only asks for sizes needs of a view, without loading it.  0, or
- * -1 with err_set (ENOENT if the snapshot does not exist).
- */
-int volume_view_geometry (struct volume_env *env, const char *export_id,
-                          const char *snapshot_id, uint64_t *image_size,
-                          uint32_t *chunk_size)
-  __attribute__ ((__nonnull__));
 /* Load export EXPORT_ID from its remote head, or with SNAPSHOT_ID the
  * read-only view of that snapshot.  A writable export becomes this host's
  * if nobody else owns it, or as TAKEOVER allows (owner.h); else it loads

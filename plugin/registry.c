@@ -223,10 +223,28 @@ registry_view_geometry (const char *name, uint64_t *image_size,
   char id[EXPORT_ID_MAX + 1];
   const char *snap = NULL;
 
+  CLEANUP_FREE char *key = NULL;
+  struct store_obj obj;
+  struct manifest *m;
+
   if (!id_name_parse (name, id, &snap) || snap == NULL)
     return err_set (EINVAL, "\"%.200s\" is not the name of a snapshot view "
                     "(EXPORT_ID@SNAPSHOT_ID)", name);
-  return volume_view_geometry (env, id, snap, image_size, chunk_size);
+  if ((key = key_manifest (env->root, id, snap)) == NULL)
+    return -1;
+  /* A summary outlives its manifest for a moment during a delete (and
+   * for good after a crash there): the manifest must be there too.
+   */
+  m = publish_read_summary (env, id, snap, true);
+  if (m == NULL || store_head (env->st, key, &obj) == -1) {
+    manifest_free (m);
+    return err_errno () == ENOENT
+      ? err_set (ENOENT, "export %s has no snapshot %s", id, snap) : -1;
+  }
+  *image_size = m->image_size;
+  *chunk_size = m->chunk_size;
+  manifest_free (m);
+  return 0;
 }
 
 /* Find NAME, waiting while it loads or is in exclusive use.  Called with
