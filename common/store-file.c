@@ -32,7 +32,11 @@
  * A multipart upload writes each part at its offset in one temporary
  * file and starts the part's writeback at once (sync_file_range), so the
  * fsync at complete mostly waits for writes already under way; complete
- * renames the file to its key as a put does.
+ * renames the file to its key as a put does.  The file's name
+ * (".tmp.BASE.upload.XXXXXX", in the key's directory) is the upload's
+ * id, so an upload can be aborted by key and id, and listed: the uploads
+ * in progress are the files named so, their writers alive or not, and
+ * one was initiated no later than the file's mtime.
  *
  * Temporary files.  Their writer holds an exclusive flock on each one for
  * its whole life: a put from creation until the rename, an upload until
@@ -84,6 +88,7 @@
 #include "util.h"
 
 #define TMP_PREFIX ".tmp."
+#define UPLOAD_SUFFIX_LEN (8 + 6)       /* ".upload.XXXXXX" */
 #define ETAG_HASH_MAX (1024 * 1024)
 #define TEMP_GRACE (10 * 60)    /* seconds before an unlocked temp is swept */
 
@@ -310,6 +315,22 @@ file_head (struct store *s, const char *key, struct store_obj *info)
   return fd == -1 ? -1 : 0;
 }
 
+/* The length of the key's last component in NAME, if NAME is the
+ * temporary file of an upload (TMP_PREFIX, the component, ".upload."
+ * and six characters, as make_temp names it); else 0.
+ */
+static size_t
+upload_base_len (const char *name)
+{
+  size_t n = strlen (name), fixed = strlen (TMP_PREFIX) + UPLOAD_SUFFIX_LEN;
+
+  if (n <= fixed || strncmp (name, TMP_PREFIX, strlen (TMP_PREFIX)) != 0 ||
+      strncmp (name + n - UPLOAD_SUFFIX_LEN, ".upload.", 8) != 0 ||
+      strchr (name, '/'))
+    return 0;
+  return n - fixed;
+}
+
 /* Create and flock a temporary file for OP ("put" or "upload") of KEY,
  * named TMP_PREFIX, KEY's last component, ".", OP, "." and six random
  * characters, in KEY's directory, creating the directories on the way.
@@ -504,18 +525,23 @@ listing_add (struct listing *l, char *name, uint64_t size, bool is_prefix)
   return 0;
 }
 
+/* What a walk visits: objects, temporary files, or the temporary files
+ * of uploads, each under the key of the object it will become.
+ */
+enum walk_files { WALK_OBJECTS, WALK_TEMPS, WALK_UPLOADS };
+
 /* A walk of the bucket's files whose keys start with PREFIX, for a
  * listing or a sweep.  Each directory is opened beneath its parent's fd;
  * links are neither followed nor reported, and only regular files are
- * visited: objects, or with TEMPS temporary files instead.  With DELIM,
- * a directory past the prefix is visited as a common prefix (IS_PREFIX)
- * if it holds an object, and not entered.  VISIT's non-zero return stops
- * the walk and is returned.
+ * visited, as FILES says.  With DELIM, a directory past the prefix is
+ * visited as a common prefix (IS_PREFIX) if it holds an object, and not
+ * entered.  VISIT's non-zero return stops the walk and is returned.
  */
 struct walk {
-  const char *op;               /* "list" or "sweep", for errors */
+  const char *op;               /* "list", "list uploads" or "sweep" */
   const char *prefix;
-  bool delim, temps;
+  bool delim;
+  enum walk_files files;
   int (*visit) (const struct walk *w, int dir, const char *name,
                 const char *key, const struct stat *st, bool is_prefix);
   void *opaque;
@@ -574,14 +600,22 @@ walk_dir (const struct walk *w, int parent, const char *path,
   }
   while (r == 0 && (errno = 0, e = readdir (d)) != NULL) {
     bool temp = strncmp (e->d_name, TMP_PREFIX, strlen (TMP_PREFIX)) == 0;
+    size_t base = temp ? upload_base_len (e->d_name) : 0;
     CLEANUP_FREE char *key = NULL;
     size_t klen;
     struct stat st;
 
-    /* ".", "..", ".lock" and temporary files are not objects. */
-    if (e->d_name[0] == '.' && !(w->temps && temp))
+    /* ".", "..", ".lock" and temporary files are not objects; a put's
+     * temporary file is no upload.
+     */
+    if ((e->d_name[0] == '.' && !(w->files != WALK_OBJECTS && temp)) ||
+        (w->files == WALK_UPLOADS && temp && base == 0))
       continue;
-    key = str_printf ("%s%s", keydir, e->d_name);
+    /* An upload's file goes by the key it is for. */
+    key = w->files == WALK_UPLOADS && temp
+      ? str_printf ("%s%.*s", keydir, (int) base,
+                    e->d_name + strlen (TMP_PREFIX))
+      : str_printf ("%s%s", keydir, e->d_name);
     if (key == NULL) {
       r = -1;
       break;
@@ -596,7 +630,8 @@ walk_dir (const struct walk *w, int parent, const char *path,
       continue;
     if (S_ISDIR (st.st_mode) && !temp)
       r = walk_subdir (w, dirfd (d), e->d_name, key, &st);
-    else if (S_ISREG (st.st_mode) && temp == w->temps && klen >= plen)
+    else if (S_ISREG (st.st_mode) && temp == (w->files != WALK_OBJECTS) &&
+             klen >= plen)
       r = w->visit (w, dirfd (d), e->d_name, key, &st, false);
     /* Anything else, a link above all, is not an object. */
   }
@@ -708,7 +743,7 @@ file_sweep_temps (struct store *s, const char *prefix)
 {
   struct file_store *fs = (struct file_store *) s;
   time_t cutoff = time (NULL) - TEMP_GRACE;
-  struct walk w = { .op = "sweep", .prefix = prefix, .temps = true,
+  struct walk w = { .op = "sweep", .prefix = prefix, .files = WALK_TEMPS,
                     .visit = sweep_visit, .opaque = &cutoff };
   int r = walk_prefix (fs, &w);
 
@@ -808,10 +843,8 @@ file_upload_abort_id (struct store *s, const char *key, const char *id)
   size_t blen = strlen (base);
 
   /* The id is the temporary file's name: TMP_PREFIX base ".upload.XXXXXX". */
-  if (strncmp (id, TMP_PREFIX, strlen (TMP_PREFIX)) != 0 ||
-      strncmp (id + strlen (TMP_PREFIX), base, blen) != 0 ||
-      strncmp (id + strlen (TMP_PREFIX) + blen, ".upload.", 8) != 0 ||
-      strlen (id + strlen (TMP_PREFIX) + blen + 8) != 6 || strchr (id, '/'))
+  if (upload_base_len (id) != blen ||
+      strncmp (id + strlen (TMP_PREFIX), base, blen) != 0)
     return err_set (EINVAL, "abort upload of %s: invalid upload id", key);
   if (dir == -1)
     return errno == ENOENT || errno == ENOTDIR ? 0
@@ -819,6 +852,41 @@ file_upload_abort_id (struct store *s, const char *key, const char *id)
   if (unlinkat (dir, id, 0) == -1 && errno != ENOENT)
     return key_error ("abort upload of", key);
   return 0;
+}
+
+/* Where file_list_uploads reports. */
+struct uploads_walk {
+  store_uploads_fn fn;
+  void *opaque;
+};
+
+/* Report the upload of KEY whose temporary file is NAME (its id). */
+static int
+uploads_visit (const struct walk *w, int dir, const char *name,
+               const char *key, const struct stat *st, bool is_prefix)
+{
+  const struct uploads_walk *u = w->opaque;
+
+  return u->fn (u->opaque, key, name, (uint64_t) st->st_mtim.tv_sec * 1000 +
+                st->st_mtim.tv_nsec / 1000000);
+}
+
+/* An upload in progress is its temporary file, of its writer or left by
+ * one that died; its mtime is the last part written.
+ */
+static int
+file_list_uploads (struct store *s, const char *prefix,
+                   store_uploads_fn fn, void *opaque)
+{
+  struct file_store *fs = (struct file_store *) s;
+  struct uploads_walk u = { .fn = fn, .opaque = opaque };
+  struct walk w = { .op = "list uploads", .prefix = prefix,
+                    .files = WALK_UPLOADS, .visit = uploads_visit,
+                    .opaque = &u };
+  int r = walk_prefix (fs, &w);
+
+  store_count (s, 1, 0, 0);
+  return r;
 }
 
 static void
@@ -845,6 +913,7 @@ static const struct store_ops file_ops = {
   .upload_complete = file_upload_complete,
   .upload_abort = file_upload_abort,
   .upload_abort_id = file_upload_abort_id,
+  .list_uploads = file_list_uploads,
   .close = file_close,
 };
 

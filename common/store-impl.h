@@ -36,6 +36,8 @@ struct store_ops {
   int (*upload_complete) (struct store_upload *);
   void (*upload_abort) (struct store_upload *);
   int (*upload_abort_id) (struct store *, const char *key, const char *id);
+  int (*list_uploads) (struct store *, const char *prefix,
+                       store_uploads_fn fn, void *opaque);
   void (*close) (struct store *);
 };
 

@@ -16,7 +16,9 @@
  *              order across pages is checked, so a confused store cannot
  *              make us report a name twice or page for ever
  *   uploads    CreateMultipartUpload, UploadPart, CompleteMultipartUpload
- *              (aborted if it fails), AbortMultipartUpload
+ *              (aborted if it fails), AbortMultipartUpload; and
+ *              ListMultipartUploads pages, following the markers, never
+ *              back to a page already listed
  * Conditional puts send If-None-Match: * or If-Match: ETAG; etags are
  * kept exactly as the store sent them, quotes included, so they go back
  * as they came.
@@ -26,7 +28,8 @@
  * runs after every part's thread is done (the caller joins them).
  *
  * Test knob: LAZYVOL_S3_MAX_KEYS=N (1..1000) in the environment makes
- * listings ask for pages of N keys, so tests cover pagination cheaply.
+ * listings ask for pages of N keys (or N uploads), so tests cover
+ * pagination cheaply.
  */
 #include <config.h>
 
@@ -35,6 +38,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "err.h"
 #include "lock.h"
@@ -404,6 +408,238 @@ s3_list (struct store *s, const char *prefix, const char *delimiter,
   return r;
 }
 
+/* One upload of a ListMultipartUploads page. */
+struct upload_entry {
+  char *key, *id;
+  uint64_t initiated_ms;
+};
+
+struct upload_page {
+  struct upload_entry *e;
+  size_t n, cap;
+  char *next_key, *next_id;     /* where the next page starts; NULL on the
+                                   last */
+};
+
+static void
+upload_page_free (struct upload_page *pg)
+{
+  for (size_t i = 0; i < pg->n; i++) {
+    free (pg->e[i].key);
+    free (pg->e[i].id);
+  }
+  free (pg->e);
+  free (pg->next_key);
+  free (pg->next_id);
+  memset (pg, 0, sizeof *pg);
+}
+
+/* Append E to PG, which takes its strings (freed if out of memory).
+ * 0, or -1 with err_set (ENOMEM).
+ */
+static int
+upload_page_push (const char *what, struct upload_page *pg,
+                  struct upload_entry e)
+{
+  if (pg->n == pg->cap) {
+    size_t cap = pg->cap ? 2 * pg->cap : 64;
+    struct upload_entry *ne = reallocarray (pg->e, cap, sizeof *ne);
+
+    if (ne == NULL) {
+      free (e.key);
+      free (e.id);
+      return err_set (ENOMEM, "%s: out of memory", what);
+    }
+    pg->e = ne;
+    pg->cap = cap;
+  }
+  pg->e[pg->n++] = e;
+  return 0;
+}
+
+/* Milliseconds since the epoch of an S3 time stamp in UTC,
+ * "2006-02-03T16:45:09.000Z" (the fraction optional).  False if S is
+ * not one.
+ */
+static bool
+parse_s3_time (const char *s, uint64_t *ms)
+{
+  struct tm tm = { .tm_isdst = 0 };
+  const char *p = *s >= '0' && *s <= '9'
+    ? strptime (s, "%Y-%m-%dT%H:%M:%S", &tm) : NULL;
+  unsigned frac = 0, scale = 1000;
+  time_t t;
+
+  if (p == NULL)
+    return false;
+  if (*p == '.') {
+    if (p[1] < '0' || p[1] > '9')
+      return false;
+    for (p++; *p >= '0' && *p <= '9'; p++) {
+      scale /= 10;
+      frac += (*p - '0') * scale;
+    }
+  }
+  if (strcmp (p, "Z") != 0 || (t = timegm (&tm)) < 0)
+    return false;
+  *ms = (uint64_t) t * 1000 + frac;
+  return true;
+}
+
+/* Is ID an upload id we can keep and send back: 1 to 1024 printable
+ * characters?
+ */
+static bool
+upload_id_ok (const char *id)
+{
+  size_t n = id ? strlen (id) : 0;
+
+  if (n == 0 || n > 1024)
+    return false;
+  for (size_t i = 0; i < n; i++)
+    if (id[i] <= ' ' || id[i] > '~')
+      return false;
+  return true;
+}
+
+/* Add the Upload children of ROOT to PG.  0, or -1 with err_set
+ * (EBADMSG, or ENOMEM).
+ */
+static int
+uploads_add (const char *what, struct xml_span root, const char *prefix,
+             struct upload_page *pg)
+{
+  struct xml_span u;
+  size_t pos = 0;
+  int r;
+
+  while ((r = xml_next (root, "Upload", &pos, &u)) == 1) {
+    struct upload_entry e = { NULL };
+    CLEANUP_FREE char *initiated = NULL;
+
+    r = child_text (what, u, "Key", &e.key) == -1 ||
+      child_text (what, u, "UploadId", &e.id) == -1 ||
+      child_text (what, u, "Initiated", &initiated) == -1 ? -1 : 0;
+    if (r == 0 && (e.key == NULL || e.key[0] == '\0' ||
+                   strncmp (e.key, prefix, strlen (prefix)) != 0 ||
+                   !upload_id_ok (e.id) || initiated == NULL ||
+                   !parse_s3_time (initiated, &e.initiated_ms)))
+      r = bad_listing (what, "an upload without a key in the prefix, a "
+                       "valid id, or the time it was initiated");
+    if (r == -1) {
+      free (e.key);
+      free (e.id);
+      return -1;
+    }
+    if (upload_page_push (what, pg, e) == -1)
+      return -1;
+  }
+  return r == -1 ? bad_listing (what, "malformed XML") : 0;
+}
+
+/* Parse one ListMultipartUploads reply into PG.  A truncated page goes
+ * on after NextKeyMarker and NextUploadIdMarker, or, if the store leaves
+ * them empty (Swift does on a page of one upload), after its last
+ * upload.  -1 with err_set (EBADMSG, or ENOMEM).
+ */
+static int
+uploads_page_parse (const char *what, const struct http_response *resp,
+                    const char *prefix, struct upload_page *pg)
+{
+  struct xml_span doc = { resp->body, resp->len }, root;
+  CLEANUP_FREE char *truncated = NULL;
+  size_t pos = 0;
+  int r = resp->body
+    ? xml_next (doc, "ListMultipartUploadsResult", &pos, &root) : 0;
+
+  if (r != 1)
+    return bad_listing (what, r == -1 ? "malformed XML"
+                        : "no ListMultipartUploadsResult");
+  if (uploads_add (what, root, prefix, pg) == -1 ||
+      child_text (what, root, "IsTruncated", &truncated) == -1)
+    return -1;
+  if (truncated == NULL || strcmp (truncated, "true") != 0)
+    return 0;
+  if (child_text (what, root, "NextKeyMarker", &pg->next_key) == -1 ||
+      child_text (what, root, "NextUploadIdMarker", &pg->next_id) == -1)
+    return -1;
+  if (pg->next_key == NULL || pg->next_key[0] == '\0') {
+    free (pg->next_key);
+    free (pg->next_id);
+    pg->next_key = pg->next_id = NULL;
+    if (pg->n == 0)
+      return bad_listing (what, "truncated without a marker");
+    pg->next_key = strdup (pg->e[pg->n - 1].key);
+    pg->next_id = strdup (pg->e[pg->n - 1].id);
+  }
+  else if (pg->next_id == NULL)
+    pg->next_id = strdup ("");
+  if (pg->next_key == NULL || pg->next_id == NULL)
+    return err_set (ENOMEM, "%s: out of memory", what);
+  return 0;
+}
+
+/* Uploads are listed in the store's order, which is not the keys' (AWS
+ * orders a key's uploads by time, Swift by "KEY/ID"), so the order is not
+ * checked; instead a page must not start where an earlier one did, so
+ * that a confused store cannot make us page for ever.
+ */
+static int
+s3_list_uploads (struct store *s, const char *prefix,
+                 store_uploads_fn fn, void *opaque)
+{
+  struct s3_store *st = (struct s3_store *) s;
+  CLEANUP_FREE char *what = str_printf ("list uploads %s", prefix);
+  struct upload_page seen = { 0 };      /* the markers of the pages */
+  char max_uploads[16];
+  bool more = true;
+  int r = 0;
+
+  if (what == NULL)
+    return -1;
+  snprintf (max_uploads, sizeof max_uploads, "%u", st->max_keys);
+  while (r == 0 && more) {
+    struct s3_op op = {
+      .op = STORE_OP_LIST, .what = what, .method = "GET",
+      .max = XML_REPLY_MAX,
+      .query = { { "uploads", "" }, { "prefix", prefix } },
+    };
+    const struct upload_entry *from = seen.n ? &seen.e[seen.n - 1] : NULL;
+    struct http_response resp;
+    struct upload_page pg = { 0 };
+    size_t q = 2;
+
+    if (st->max_keys)
+      op.query[q++] = (struct sigv4_pair) { "max-uploads", max_uploads };
+    if (from)
+      op.query[q++] = (struct sigv4_pair) { "key-marker", from->key };
+    if (from && from->id[0])
+      op.query[q++] = (struct sigv4_pair) { "upload-id-marker", from->id };
+    if (s3_call (st->client, &op, &resp) == -1) {
+      r = -1;
+      break;
+    }
+    r = uploads_page_parse (what, &resp, prefix, &pg);
+    http_response_free (&resp);
+    for (size_t i = 0; r == 0 && i < pg.n; i++)
+      r = fn (opaque, pg.e[i].key, pg.e[i].id, pg.e[i].initiated_ms);
+    more = pg.next_key != NULL;
+    for (size_t i = 0; r == 0 && more && i < seen.n; i++)
+      if (strcmp (seen.e[i].key, pg.next_key) == 0 &&
+          strcmp (seen.e[i].id, pg.next_id) == 0)
+        r = err_set (EBADMSG, "%s: the store went back to a page it listed "
+                     "(after %.100s)", what, pg.next_key);
+    if (r == 0 && more) {
+      r = upload_page_push (what, &seen, (struct upload_entry) {
+          .key = pg.next_key, .id = pg.next_id });
+      pg.next_key = pg.next_id = NULL;
+    }
+    upload_page_free (&pg);
+  }
+  upload_page_free (&seen);
+  return r;
+}
+
 static struct store_upload *
 s3_upload_begin (struct store *s, const char *key)
 {
@@ -619,6 +855,7 @@ static const struct store_ops s3_ops = {
   .upload_complete = s3_upload_complete,
   .upload_abort = s3_upload_abort,
   .upload_abort_id = s3_upload_abort_id,
+  .list_uploads = s3_list_uploads,
   .close = s3_close,
 };
 

@@ -397,6 +397,19 @@ store_upload_abort_id (struct store *st, const char *key,
                   st->ops->upload_abort_id (st, key, upload_id));
 }
 
+int
+store_list_uploads (struct store *st, const char *prefix,
+                    store_uploads_fn fn, void *opaque)
+{
+  int r;
+
+  if (check_key (prefix, true) == -1)
+    return -1;
+  r = st->ops->list_uploads (st, prefix, fn, opaque);
+  /* A callback's own non-zero return is not the store's failure. */
+  return r == -1 ? counted (st, STORE_OP_LIST, r) : r;
+}
+
 void
 store_get_stats (const struct store *st, struct store_stats *out)
 {

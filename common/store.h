@@ -178,10 +178,26 @@ void store_upload_abort (struct store_upload *up);
 /* Abandon an upload known only by KEY and id (from a journal).  0 or -1. */
 int store_upload_abort_id (struct store *st, const char *key,
                            const char *upload_id);
+/* Called by store_list_uploads for each multipart upload in progress
+ * (begun, neither completed nor aborted): its KEY, its ID (for
+ * store_upload_abort_id), and when it was INITIATED, in milliseconds
+ * since the epoch by the store's clock (the file store: when its
+ * temporary file was last written, never before it began).  A non-zero
+ * return stops the listing and is returned by store_list_uploads.
+ */
+typedef int (*store_uploads_fn) (void *opaque, const char *key,
+                                 const char *id, uint64_t initiated_ms);
+/* List the uploads in progress whose keys start with PREFIX, all pages,
+ * in no promised order.  0, -1, or the callback's non-zero return.
+ */
+int store_list_uploads (struct store *st, const char *prefix,
+                        store_uploads_fn fn, void *opaque)
+  __attribute__ ((__nonnull__ (1, 2, 3)));
 
 /* Counting.  An operation is one call of the functions above; it may
- * send several requests (retries).  store_get_stream counts as a get.  A failure is an operation that
- * failed after its retries.  A missing object (ENOENT), a failed
+ * send several requests (retries).  store_get_stream counts as a get,
+ * store_list_uploads as a list.  A failure is an operation that failed
+ * after its retries.  A missing object (ENOENT), a failed
  * condition (ESTALE) and a condition the store cannot evaluate (ENOTSUP,
  * after which the caller falls back) are answers, not failures; an
  * invalid key sends nothing.

@@ -20,6 +20,7 @@
  *   upload KEY FILE PARTSIZE    multipart upload, parts in parallel
  *   begin-upload KEY            start an upload, print its id, leave it
  *   abort-upload KEY ID         abort an upload known by its id
+ *   list-uploads PREFIX         "KEY ID INITIATED-MS" per upload in progress
  *   sweep-temps PREFIX          remove temporary files whose writer is gone
  *   --stats                     after the command, the counters: one line
  *                               "requests=N errors=N retries=N in=N out=N",
@@ -30,6 +31,7 @@
 
 #include <errno.h>
 #include <getopt.h>
+#include <inttypes.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -55,6 +57,14 @@ print_entry (void *opaque, const char *key, uint64_t size, bool is_prefix)
     printf ("%s -\n", key);
   else
     printf ("%s %ju\n", key, (uintmax_t) size);
+  return 0;
+}
+
+static int
+print_upload (void *opaque, const char *key, const char *id,
+              uint64_t initiated_ms)
+{
+  printf ("%s %s %" PRIu64 "\n", key, id, initiated_ms);
   return 0;
 }
 
@@ -228,6 +238,9 @@ run (int argc, char **argv)
   }
   if (strcmp (cmd, "abort-upload") == 0 && argc == 3)
     return store_upload_abort_id (st, argv[1], argv[2]) == -1 ? fail () : 0;
+  if (strcmp (cmd, "list-uploads") == 0 && argc == 2)
+    return store_list_uploads (st, argv[1], print_upload, NULL) == -1
+      ? fail () : 0;
   if (strcmp (cmd, "sweep-temps") == 0 && argc == 2)
     return store_sweep_temps (st, argv[1]) == -1 ? fail () : 0;
   fprintf (stderr, "store-tool: unknown command or wrong arguments: %s\n",

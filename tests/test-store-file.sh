@@ -7,7 +7,11 @@
 # return exact bytes,
 # conditional puts behave as compare-and-swap, listing is sorted and honours
 # the "/" delimiter, deletes remove emptied directories, and multipart
-# uploads assemble parts uploaded in parallel.
+# uploads assemble parts uploaded in parallel.  Uploads left open (as by a
+# crash) are listed under the key they are for, with their ids (the
+# temporary file's name) and their files' mtimes, by key prefix; a put's
+# temporary file, a link and a misnamed file are not uploads; an aborted
+# upload is gone.
 . "$srcdir/functions.sh"
 requires cmp head
 
@@ -74,6 +78,27 @@ st upload big/blob "$tmp/big" 5M
 cmp "$tmp/big" "$b/big/blob"
 ls -a "$b/big" > "$tmp/ls"
 ! matches '^\.tmp\.' "$tmp/ls" || fail "temporary file left"
+
+# Uploads in progress: two of one key, one of another; not a put's
+# temporary file, a link, or a name without a key.
+u1=$(st begin-upload up/d/delta.blob)
+u2=$(st begin-upload up/d/delta.blob)
+u3=$(st begin-upload up/manifest.json)
+touch "$b/up/d/.tmp.delta.blob.put.abcdef" "$b/up/d/.tmp..upload.abcdef"
+ln -s "$u1" "$b/up/d/.tmp.link.upload.abcdef"
+touch -d @1700000000.25 "$b/up/d/$u1"
+st list-uploads up/ | sort > "$tmp/uploads"
+printf '%s\n' "up/d/delta.blob $u1 1700000000250" \
+    "up/d/delta.blob $u2 $(stat -c %.3Y "$b/up/d/$u2" | tr -d .)" \
+    "up/manifest.json $u3 $(stat -c %.3Y "$b/up/$u3" | tr -d .)" |
+    sort | cmp - "$tmp/uploads"
+[ "$(st list-uploads up/d/del | wc -l)" = 2 ]
+[ "$(st list-uploads up/m | cut -d' ' -f2)" = "$u3" ]
+[ -z "$(st list-uploads up/d/x)" ]
+[ -z "$(st list-uploads nope/)" ]
+[ -z "$(st list up/)" ]
+st abort-upload up/d/delta.blob "$u1"
+[ "$(st list-uploads up/ | cut -d' ' -f2 | sort)" = "$(printf '%s\n' "$u2" "$u3" | sort)" ]
 
 # Keys that could escape the bucket are refused before any file access.
 for k in ../evil /abs a//b a/./b 'a/../b'; do

@@ -16,6 +16,13 @@
 #    sees (requests in a row share one); store-tool --stats counts what
 #    the client sent.
 #  - TLS certificates are verified: a self-signed one is refused at once.
+#  - A listing of uploads that is not what S3 sends (malformed XML, a
+#    DTD, an upload outside the prefix, without a valid id or time, a
+#    page truncated with nowhere to go on, pages that lead back to one
+#    already listed) is bad_remote_data, after so many pages and no
+#    more; a good one is followed by NextKeyMarker alone, or from the
+#    last upload of a page that names no marker (as Swift sends a page
+#    of one), and its times are read to the millisecond.
 #  - Virtual-hosted addressing (BUCKET.localhost:PORT) works too.
 . "$srcdir/functions.sh"
 requires grep openssl /usr/bin/python3
@@ -144,6 +151,101 @@ st --endpoint-url "https://127.0.0.1:$(cat "$tmp/tls.port")" --stats get k \
    2>"$tmp/err" && fail "a self-signed certificate was accepted"
 grep -q 'get k: SSL certificate problem: self.signed certificate \[store_error\]$' "$tmp/err"
 grep -q '^requests=1 errors=1 retries=0 ' "$tmp/err"
+
+# --- listings of uploads from a fake store: the page for markers K and
+# I is the file $pages/K,I ('/' as '_'), the first $pages/, (each
+# request's markers are logged to $pages.log).
+pages=$tmp/pages
+mkdir "$pages"
+/usr/bin/python3 - "$pages" <<'EOF' &
+import http.server, os, sys, urllib.parse
+pages = sys.argv[1]
+class Pages(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        q = urllib.parse.parse_qs(urllib.parse.urlsplit(self.path).query)
+        name = '%s,%s' % (q.get('key-marker', [''])[0],
+                          q.get('upload-id-marker', [''])[0])
+        with open(pages + '.log', 'a') as f:
+            f.write(name + '\n')
+        try:
+            with open(os.path.join(pages, name.replace('/', '_')), 'rb') as f:
+                body = f.read()
+        except FileNotFoundError:
+            body = b'<Error><Code>NoSuchPage</Code></Error>'
+        self.send_response(200)
+        self.send_header('Content-Length', str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *args):
+        pass
+server = http.server.HTTPServer(('127.0.0.1', 0), Pages)
+with open(pages + '.new', 'w') as f:
+    f.write('%d\n' % server.server_address[1])
+os.rename(pages + '.new', pages + '.port')
+server.serve_forever()
+EOF
+cleanup_fn kill_wait $!
+wait_for 10 test -s "$pages.port" || fail "the fake store did not start"
+fake () { st --endpoint-url "http://127.0.0.1:$(cat "$pages.port")" "$@"; }
+# page NAME [IsTruncated [NextKeyMarker [NextUploadIdMarker]]] < UPLOADS
+page ()
+{
+    { echo "<ListMultipartUploadsResult><IsTruncated>${2:-false}</IsTruncated>"
+      [ -z "${3:-}" ] || echo "<NextKeyMarker>$3</NextKeyMarker>"
+      [ -z "${4:-}" ] || echo "<NextUploadIdMarker>$4</NextUploadIdMarker>"
+      cat
+      echo "</ListMultipartUploadsResult>"
+    } > "$pages/${1//\//_}"
+}
+# up KEY ID INITIATED: one Upload element.
+up () { echo "<Upload><Key>$1</Key><UploadId>$2</UploadId><Initiated>$3</Initiated></Upload>"; }
+t=2026-01-02T03:04:05.678Z
+# refused WHY [PAGES]: the listing fails with WHY after PAGES requests (1).
+refused ()
+{
+    : > "$pages.log"
+    if fake list-uploads p/ >"$tmp/out" 2>"$tmp/err"; then
+        fail "accepted: $(cat "$tmp/out")"
+    fi
+    grep -q "list uploads p/: .*$1.* \[bad_remote_data\]$" "$tmp/err" ||
+        fail "not '$1': $(cat "$tmp/err")"
+    [ "$(wc -l < "$pages.log")" = "${2:-1}" ]
+}
+bad_upload='an upload without a key in the prefix, a valid id, or the time'
+echo '<ListMultipartUploadsResult><Upload></ListMultipartUploadsResult>' > "$pages/,"
+refused 'malformed XML'
+echo '<ListMultipartUploadsResult><Upload><Key>p/a</Key>' > "$pages/,"
+refused 'malformed XML'
+echo '<Error><Code>Oops</Code></Error>' > "$pages/,"
+refused 'no ListMultipartUploadsResult'
+up '&e;' 1 $t | page ,
+sed -i '1i <!DOCTYPE x [<!ENTITY e "p/a">]>' "$pages/,"
+refused 'malformed XML'
+for u in "q/a 1 $t" "p/a '' $t" "'p/a' 'has space' $t" \
+         "p/a 1 yesterday" "p/a 1 2026-13-02T03:04:05Z" \
+         "p/a 1 2026-01-02T03:04:05" "p/a 1 2026-01-02T03:04:05.Z" \
+         "p/a 1 ''" "p/a 1 ' 2026-01-02T03:04:05Z'"; do
+    eval "up $u" | page ,
+    refused "$bad_upload"
+done
+echo "<Upload><UploadId>1</UploadId><Initiated>$t</Initiated></Upload>" | page ,
+refused "$bad_upload"
+page , true < /dev/null
+refused 'truncated without a marker'
+up p/a 1 $t | page , true p/a 1
+up p/b 2 $t | page p/a,1 true p/b 2
+up p/c 3 $t | page p/b,2 true p/a 1
+refused 'the store went back to a page it listed (after p/a)' 3
+# Good pages: a marker without an upload id; a page of one without
+# markers, followed from its upload; an entity.
+up 'p/a&amp;b' 1 $t | page , true p/a
+up p/b 2 2026-01-02T03:04:05Z | page p/a, true
+up p/c 3 2026-01-02T03:04:05.5Z | page p/b,2
+: > "$pages.log"
+fake list-uploads p/ > "$tmp/out"
+printf '%s\n' 'p/a&b 1 1767323045678' 'p/b 2 1767323045000' \
+    'p/c 3 1767323045500' | cmp - "$tmp/out"
+printf '%s\n' , p/a, p/b,2 | cmp - "$pages.log"
 
 # --- virtual-hosted addressing: curl resolves test.localhost itself.
 vh () { st --addressing virtual --endpoint-url "http://localhost:$s3port" "$@"; }

@@ -13,8 +13,11 @@
 # deletes are idempotent; a get never takes more than its limit; a
 # multipart upload of five parts sent from four threads assembles byte
 # for byte; one the store refuses to complete is aborted, as is one left
-# open, by its id.  Sweeping temporary objects is a no-op that sends no
-# request: an unfinished put leaves nothing on S3.
+# open, by its id.  Uploads left open are listed by key prefix, with the
+# ids boto3 sees and the time they began, in pages of 1 and 2 too (Swift
+# names no next marker on a page of one: the listing goes on after the
+# page's last upload).  Sweeping temporary objects is a no-op that sends
+# no request: an unfinished put leaves nothing on S3.
 . "$srcdir/functions.sh"
 requires cmp head md5sum sort /usr/bin/python3
 start_s3
@@ -155,6 +158,32 @@ id=$(st begin-upload left/open)
 st abort-upload left/open "$id"
 [ -z "$(boto uploads)" ]
 st abort-upload left/open "$id"
+
+# Uploads left open, listed: all pages, by prefix.
+t0=$(date +%s%3N)
+for k in up/d/delta.blob up/d/delta.blob up/manifest.json up-x/k; do
+    st begin-upload "$k" >/dev/null
+done
+t1=$(date +%s%3N)
+boto uploads | grep '^up/' | sort > "$tmp/want"
+[ "$(wc -l < "$tmp/want")" = 3 ]
+st list-uploads up/ > "$tmp/uploads"
+cut -d' ' -f1,2 "$tmp/uploads" | sort | cmp - "$tmp/want"
+# Swift gives the time rounded up to a second.
+while read -r k i ms; do
+    [ "$ms" -ge $((t0 - 1000)) ] && [ "$ms" -le $((t1 + 1000)) ] ||
+        fail "upload $i of $k initiated at $ms, not in [$t0, $t1]"
+done < "$tmp/uploads"
+for n in 1 2; do
+    LAZYVOL_S3_MAX_KEYS=$n st --stats list-uploads up/ 2>"$tmp/stats" |
+        cut -d' ' -f1,2 | sort | cmp - "$tmp/want"
+    grep -q "^requests=$((n == 1 ? 4 : 2)) errors=0 " "$tmp/stats"
+done
+[ "$(st list-uploads up/d/ | wc -l)" = 2 ]
+[ -z "$(st list-uploads nope/)" ]
+while read -r k i; do st abort-upload "$k" "$i"; done < "$tmp/want"
+[ -z "$(st list-uploads up/)" ]
+[ "$(st list-uploads "" | cut -d' ' -f1)" = up-x/k ]
 
 st --stats sweep-temps "" 2>"$tmp/stats"
 grep -q '^requests=0 errors=0 ' "$tmp/stats"
