@@ -609,6 +609,7 @@ publish_frozen (struct publish *p, int64_t n, struct publish_result *out)
   CRASH_POINT ("publish.after_manifest");
   if (publish_put_summary (v->env, m) == -1)
     goto err;
+  CRASH_POINT ("publish.after_summary");
 
   head.generation = p->j.generation;
   memcpy (head.snapshot_id, p->j.snapshot_id, sizeof head.snapshot_id);

@@ -422,6 +422,7 @@ publish_clone (struct volume_env *env, const char *export_id,
   }
   CRASH_POINT ("clone.after_manifest");
   r = publish_put_summary (env, m);
+  CRASH_POINT ("clone.after_summary");
   manifest_free (m);
   if (r == -1 ||
       source_still_there (env, source_export_id, source_snapshot_id) == -1 ||

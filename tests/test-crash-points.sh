@@ -2,8 +2,9 @@
 # SPDX-License-Identifier: BSD-3-Clause
 # Copyright (C) 2026 The lazyvol Authors.  See COPYING.
 # Crashes inside clone and reset (named crash points) leave a usable state.
-#  - clone.after_manifest: the clone does not exist (no head); the source
-#    is untouched; cloning again works.
+#  - clone.after_manifest, clone.after_summary: the clone does not exist
+#    (no head; its summary is written at the second, not yet at the
+#    first); the source is untouched; cloning again works.
 #  - clone.after_head: the clone exists after the restart and reads as
 #    its source's snapshot.
 #  - reset.after_meta: the cleared state is on disk, cache.raw not yet
@@ -37,15 +38,20 @@ die ()
     wait_for 30 sh -c "! kill -0 $nbdkit_pid 2>/dev/null" || fail "nbdkit lives"
 }
 
-crash_at clone.after_manifest start_lazyvol "$tmp/w"
-die '{"cmd":"clone","export_id":"c1","source_export_id":"s"}'
-start_lazyvol "$tmp/w"
-r=$(status c1) && fail "a clone without a head was loaded"
-store_tool head exports/c1/volume.json 2>/dev/null && fail "c1 has a head"
-qemu-io -f raw -c 'read -P 0x51 0 4M' "$(uri s)" >/dev/null
-ctl '{"cmd":"clone","export_id":"c1","source_export_id":"s"}' >/dev/null
-qemu-io -f raw -c 'read -P 0x51 0 4M' "$(uri c1)" >/dev/null
-stop_lazyvol
+summaries () { store_tool list "exports/$1/" | grep -c 'summary\.json' || :; }
+for point in clone.after_manifest clone.after_summary; do
+    c=c-${point#clone.}
+    crash_at $point start_lazyvol "$tmp/w"
+    die "{\"cmd\":\"clone\",\"export_id\":\"$c\",\"source_export_id\":\"s\"}"
+    [ "$(summaries $c)" = "$([ $point = clone.after_summary ] && echo 1 || echo 0)" ]
+    start_lazyvol "$tmp/w"
+    r=$(status $c) && fail "$point: a clone without a head was loaded"
+    store_tool head exports/$c/volume.json 2>/dev/null && fail "$c has a head"
+    qemu-io -f raw -c 'read -P 0x51 0 4M' "$(uri s)" >/dev/null
+    ctl "{\"cmd\":\"clone\",\"export_id\":\"$c\",\"source_export_id\":\"s\"}" >/dev/null
+    qemu-io -f raw -c 'read -P 0x51 0 4M' "$(uri $c)" >/dev/null
+    stop_lazyvol
+done
 
 crash_at clone.after_head start_lazyvol "$tmp/w"
 die '{"cmd":"clone","export_id":"c2","source_export_id":"s"}'

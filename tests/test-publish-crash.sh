@@ -4,14 +4,16 @@
 # A publish killed at any step (kill -9, simulated exactly with the crash
 # points publish.after_journal ... publish.after_refs) loses nothing and
 # leaves a usable state:
-#   steps 1-4 (journal, blob under way, blob done, manifest): the head did
-#     not move; restart removes the unpublished objects and staging files;
-#   steps 5-6 (volume.json, refs/current.json moved): the snapshot is
+#   steps 1-5 (journal, blob under way, blob done, manifest, summary):
+#     the head did not move; restart removes the unpublished objects
+#     (the summary too), aborts the upload under way, and removes the
+#     staging files;
+#   steps 6-7 (volume.json, refs/current.json moved): the snapshot is
 #     published; refs/current.json is repaired, and the chunks it
 #     published, left dirty by the crash, are clean again (their bytes
 #     are the head's).
 # Either way the flushed data reads back, the next snapshot succeeds (and
-# has nothing to publish after steps 5-6), and a fresh process reading
+# has nothing to publish after steps 6-7), and a fresh process reading
 # the new head sees it.
 . "$srcdir/functions.sh"
 requires nbdkit nbdcopy qemu-io jq cmp dd
@@ -30,8 +32,9 @@ ctl '{"cmd":"snapshot","export_id":"p"}' >/dev/null
 gen=1
 
 points=(publish.after_journal publish.during_upload publish.after_blob
-        publish.after_manifest publish.after_head publish.after_refs)
-for step in 1 2 3 4 5 6; do
+        publish.after_manifest publish.after_summary publish.after_head
+        publish.after_refs)
+for step in 1 2 3 4 5 6 7; do
     stop_lazyvol
     crash_at "${points[step - 1]}" start_lazyvol "$tmp/w"
     # 12 MiB of new data (more than one 8 MiB upload part), flushed.
@@ -47,7 +50,7 @@ for step in 1 2 3 4 5 6; do
 
     start_lazyvol "$tmp/w"
     r=$(status)
-    if [ $step -le 4 ]; then
+    if [ $step -le 5 ]; then
         [ "$(field "$r" dirty_chunks)" -ge 12 ]
         [ "$(field "$r" remote_head_generation)" = $gen ]
     else
@@ -60,14 +63,17 @@ for step in 1 2 3 4 5 6; do
     # Exactly one manifest per published generation; no stray objects.
     store_tool list exports/p/snapshots/ > "$tmp/objects"
     [ "$(grep -c 'manifest.json' "$tmp/objects")" = $gen ]
+    [ "$(grep -c 'summary.json' "$tmp/objects")" = $gen ]
     [ "$(grep -c '\.blob ' "$tmp/objects")" = $gen ]
     ! matches '\.tmp\.' "$tmp/objects" || fail "step $step: temporary objects left"
+    [ -z "$(store_tool list-uploads exports/)" ] ||
+        fail "step $step: uploads left: $(store_tool list-uploads exports/)"
     store_tool get exports/p/refs/current.json | jq -e ".generation == $gen" >/dev/null
     nbdcopy "$(uri p)" "$tmp/got"
     cmp "$tmp/expect" "$tmp/got"
 
     r=$(ctl '{"cmd":"snapshot","export_id":"p"}')
-    if [ $step -le 4 ]; then
+    if [ $step -le 5 ]; then
         gen=$((gen + 1))
         [ "$(field "$r" snapshot_created)" = true ]
     else

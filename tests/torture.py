@@ -153,10 +153,11 @@ READ_PIECE = 4 * MiB
 
 CRASH_POINTS = ['publish.after_journal', 'publish.during_upload',
                 'publish.after_blob', 'publish.after_manifest',
-                'publish.after_head', 'publish.after_refs',
-                'clone.after_manifest', 'clone.after_head',
+                'publish.after_summary', 'publish.after_head',
+                'publish.after_refs', 'clone.after_manifest',
+                'clone.after_summary', 'clone.after_head',
                 'reset.after_meta', 'recover.after_discard']
-BEFORE_HEAD = CRASH_POINTS[:4]
+BEFORE_HEAD = CRASH_POINTS[:5]
 TAKEOVER_POINTS = ['takeover.after_owner', 'takeover.after_fence']
 TAKEOVERS = ['handover', 'dead', 'force', 'refused']
 PART_SIZE_MIN = 8 * MiB         # publish.during_upload fires past this
@@ -1984,7 +1985,8 @@ class Campaign:
 
     def settle_clone(self, name, src, sid, point=None):
         vj = self.store.head(name)
-        if point == 'clone.after_manifest' and vj is not None:
+        if point in ('clone.after_manifest', 'clone.after_summary') and \
+                vj is not None:
             raise Failure('clone %s has a head, but it died before it' % name)
         if point == 'clone.after_head' and vj is None:
             raise Failure('clone %s has no head, but it died after it' % name)
