@@ -118,7 +118,8 @@ usage (FILE *f)
 "  set delay-ms N       length of a delay (default 1000)\n"
 "  set error-status N   status of an error fault, 400 to 599 (default 503)\n"
 "  set seed N           seed of the random draws\n"
-"  set match TEXT       faults only for requests whose path contains TEXT\n"
+"  set match TEXT       faults only for requests whose request line (method,\n"
+"                       path and query) contains TEXT\n"
 "                       (\"-\": every request, the default)\n"
 "  next N KIND          the next N requests that KIND applies to take it\n"
 "  next N STATUS        the next N requests are answered STATUS (400-599)\n"
@@ -173,7 +174,7 @@ static struct {
   int next_status;              /* of "next N STATUS"; 0: error_status */
   int error_status;
   unsigned delay_ms;
-  char match[256];              /* faults only where the path has it */
+  char match[256];              /* faults only if the request line has it */
   uint64_t count[COUNTERS];
 } px = { .seed = 1, .error_status = 503, .delay_ms = 1000 };
 
@@ -267,13 +268,14 @@ struct conn {
                                          * side's output is full */
 };
 
-/* Does C's request take fault K?  Not if "set match" names what its path
- * lacks; else a pending "next" first, else K's odds.
+/* Does C's request take fault K?  Not if "set match" names what its
+ * request line lacks; else a pending "next" first, else K's odds.
  */
 static bool
 take (struct conn *c, enum counter k)
 {
-  if (px.match[0] && strstr (c->req.path, px.match) == NULL)
+  if (px.match[0] && memmem (c->req.head, strcspn (c->req.head, "\r"),
+                             px.match, strlen (px.match)) == NULL)
     return false;
   if (px.next[k] > 0) {
     px.next[k]--;
