@@ -26,10 +26,22 @@
  * snapshot deleted while it was cloned does not exist (the rule in
  * snapshots.c).
  *
+ * Uploads.  A multipart upload that was never completed is no object,
+ * but the store keeps its parts (and S3 bills them) until it is aborted:
+ * a publish's blob piece whose journal was lost with the host, or a
+ * manifest being written when the process died (manifests are not
+ * journaled).  gc lists the uploads under the snapshots folder and takes
+ * those initiated longer than the grace period ago (by the store's
+ * clock; the file store's is the last write of its temporary file),
+ * except under the journal's snapshot: that publish may still finish or
+ * be undone by its journal, which aborts its upload itself.  Aborting an
+ * upload never touches an object, not even one of its key.
+ *
  * gc looks at the snapshots folder only (E/snapshots/): anything there
- * that is neither a manifest nor a blob piece is not lazyvol's, and is
- * counted and logged, never deleted.  The owner is checked at the start
- * and again before the first delete, as the scan may outlast the lease.
+ * that is neither a manifest, a summary nor a blob piece is not
+ * lazyvol's, and is counted and logged, never deleted, nor is an upload
+ * of such a key aborted.  The owner is checked at the start and again
+ * before the first delete, as the scan may outlast the lease.
  */
 #include <config.h>
 
@@ -64,7 +76,12 @@ struct gc_listing {
   struct gc_snapshot *snaps;    /* in listing (id) order */
   size_t nsnaps;
   struct gc_report *r;
+  const char *busy;             /* the journal's snapshot, or "" */
+  uint64_t now_ms, grace_ms;
 };
+
+/* What a key under the snapshots folder is. */
+enum gc_kind { GC_STRANGER, GC_MANIFEST, GC_SUMMARY, GC_BLOB };
 
 /* The folder of snapshot ID in L, added if new (ids come sorted). */
 static struct gc_snapshot *
@@ -103,6 +120,38 @@ add_blob (struct gc_snapshot *s, const char *rel, uint64_t size)
   return 0;
 }
 
+/* What KEY, listed under L's snapshots folder, names; for one of
+ * lazyvol's objects, its snapshot's id into ID and its key relative to
+ * the root into *REL (malloc'd).  -1 if out of memory.
+ */
+static int
+classify (const struct gc_listing *l, const char *key,
+          char id[SNAPSHOT_ID_LEN + 1], char **rel)
+{
+  const char *rest = key + l->plen, *name = rest + SNAPSHOT_ID_LEN + 1;
+  enum gc_kind kind = GC_BLOB;
+
+  if (strlen (rest) <= SNAPSHOT_ID_LEN + 1 || rest[SNAPSHOT_ID_LEN] != '/')
+    return GC_STRANGER;
+  memcpy (id, rest, SNAPSHOT_ID_LEN);
+  id[SNAPSHOT_ID_LEN] = '\0';
+  if (!id_snapshot_valid (id))
+    return GC_STRANGER;
+  if (strcmp (name, PUBLISH_MANIFEST_NAME) == 0)
+    kind = GC_MANIFEST;
+  else if (strcmp (name, PUBLISH_SUMMARY_NAME) == 0)
+    kind = GC_SUMMARY;
+  *rel = str_printf ("%s/snapshots/%s", l->v->export_id, rest);
+  if (*rel == NULL)
+    return -1;
+  if (kind == GC_BLOB && !key_blob_is_own (*rel, l->v->export_id, id)) {
+    free (*rel);
+    *rel = NULL;
+    return GC_STRANGER;
+  }
+  return kind;
+}
+
 /* store_list callback over "<root>/<E>/snapshots/": sort each key into
  * its snapshot's folder, or count it as unexpected.
  */
@@ -110,65 +159,113 @@ static int
 list_key (void *opaque, const char *key, uint64_t size, bool is_prefix)
 {
   struct gc_listing *l = opaque;
-  const char *rest = key + l->plen, *name = rest + SNAPSHOT_ID_LEN + 1;
   char id[SNAPSHOT_ID_LEN + 1];
   CLEANUP_FREE char *rel = NULL;
+  int kind = classify (l, key, id, &rel);
   struct gc_snapshot *s;
 
-  if (strlen (rest) <= SNAPSHOT_ID_LEN + 1 || rest[SNAPSHOT_ID_LEN] != '/')
-    goto unexpected;
-  memcpy (id, rest, SNAPSHOT_ID_LEN);
-  id[SNAPSHOT_ID_LEN] = '\0';
-  if (!id_snapshot_valid (id))
-    goto unexpected;
+  if (kind == -1)
+    return -1;
+  if (kind == GC_STRANGER) {
+    log_warn ("%s: gc: %s is not an object lazyvol writes; left as it is",
+              l->v->name, key);
+    l->r->unexpected++;
+    return 0;
+  }
   if ((s = snapshot_of (l, id)) == NULL)
     return -1;
-  if (strcmp (name, PUBLISH_MANIFEST_NAME) == 0) {
+  if (kind == GC_BLOB)
+    return add_blob (s, rel, size);
+  if (kind == GC_MANIFEST)
     s->manifest = true;
-    return 0;
-  }
-  if (strcmp (name, PUBLISH_SUMMARY_NAME) == 0) {
+  else {
     s->summary = true;
     s->summary_size = size;
-    return 0;
   }
-  rel = str_printf ("%s/snapshots/%s", l->v->export_id, rest);
-  if (rel == NULL)
-    return -1;
-  if (key_blob_is_own (rel, l->v->export_id, id))
-    return add_blob (s, rel, size);
- unexpected:
-  log_warn ("%s: gc: %s is not an object lazyvol writes; left as it is",
-            l->v->name, key);
-  l->r->unexpected++;
   return 0;
 }
 
-/* The blobs of L's snapshots with no manifest that gc may take, into
- * SET: not the journal's snapshot BUSY, not younger than GRACE_S.
+/* Is time MS (a snapshot id's, or an upload's start) inside the grace
+ * period?  A time from the future (a clock set wrong) is too.
+ */
+static bool
+young (const struct gc_listing *l, uint64_t ms)
+{
+  return ms > l->now_ms || l->now_ms - ms < l->grace_ms;
+}
+
+/* store_list_uploads callback over "<root>/<E>/snapshots/": an upload of
+ * one of lazyvol's objects, not the journal's and older than the grace
+ * period, joins the report; the others are counted.
  */
 static int
-candidates (struct gc_listing *l, const char *busy, uint64_t grace_s,
-            struct publish_blobs *set)
+list_upload (void *opaque, const char *key, const char *id,
+             uint64_t initiated_ms)
 {
-  uint64_t now_ms = time_real_ms ();
-  uint64_t grace_ms = grace_s > UINT64_MAX / 1000 ? UINT64_MAX
-    : grace_s * 1000;
+  struct gc_listing *l = opaque;
+  struct gc_report *r = l->r;
+  char sid[SNAPSHOT_ID_LEN + 1];
+  CLEANUP_FREE char *rel = NULL;
+  int kind = classify (l, key, sid, &rel);
+  struct gc_upload *u;
 
+  if (kind == -1)
+    return -1;
+  if (kind == GC_STRANGER) {
+    log_warn ("%s: gc: the upload %s of %s is not of an object lazyvol "
+              "writes; left as it is", l->v->name, id, key);
+    r->unexpected++;
+    return 0;
+  }
+  if (strcmp (sid, l->busy) == 0) {
+    r->busy++;
+    return 0;
+  }
+  if (young (l, initiated_ms)) {
+    r->young++;
+    return 0;
+  }
+  u = reallocarray (r->uploads, r->nuploads + 1, sizeof *u);
+  if (u == NULL)
+    return err_set (ENOMEM, "gc: out of memory");
+  r->uploads = u;
+  u = &r->uploads[r->nuploads];
+  *u = (struct gc_upload) { .key = rel, .id = strdup (id),
+                            .initiated_ms = initiated_ms };
+  if (u->id == NULL)
+    return err_set (ENOMEM, "gc: out of memory");
+  rel = NULL;
+  r->nuploads++;
+  return 0;
+}
+
+/* Uploads in key order, a key's by id. */
+static int
+compare_uploads (const void *a, const void *b)
+{
+  const struct gc_upload *x = a, *y = b;
+  int c = strcmp (x->key, y->key);
+
+  return c ? c : strcmp (x->id, y->id);
+}
+
+/* The blobs of L's snapshots with no manifest that gc may take, into
+ * SET: not the journal's snapshot, not inside the grace period.
+ */
+static int
+candidates (struct gc_listing *l, struct publish_blobs *set)
+{
   for (size_t i = 0; i < l->nsnaps; i++) {
     struct gc_snapshot *s = &l->snaps[i];
-
     size_t n = s->nblobs + s->summary;
 
     if (s->manifest || n == 0)
       continue;
-    if (strcmp (s->id, busy) == 0) {
+    if (strcmp (s->id, l->busy) == 0) {
       l->r->busy += n;
       continue;
     }
-    /* An id from the future (a clock set wrong) is young too. */
-    if (id_snapshot_ms (s->id) > now_ms ||
-        now_ms - id_snapshot_ms (s->id) < grace_ms) {
+    if (young (l, id_snapshot_ms (s->id))) {
       l->r->young += n;
       continue;
     }
@@ -218,8 +315,33 @@ take (struct gc_listing *l, char *rel, const char *key, uint64_t size,
   return 0;
 }
 
+/* Abort the uploads of L's report.  0 or -1 (a failed abort, logged). */
+static int
+abort_uploads (struct gc_listing *l)
+{
+  int ret = 0;
+
+  for (size_t i = 0; i < l->r->nuploads; i++) {
+    struct gc_upload *u = &l->r->uploads[i];
+    CLEANUP_FREE char *key = key_join (l->v->env->root, u->key);
+
+    if (key == NULL)
+      return err_set (ENOMEM, "gc: out of memory");
+    if (store_upload_abort_id (l->v->env->st, key, u->id) == -1) {
+      log_warn ("%s: gc: %s", l->v->name, err_msg ());
+      ret = -1;
+      continue;
+    }
+    u->deleted = true;
+    log_info ("%s: gc: aborted the upload %s of %s, begun %" PRIu64
+              " s ago and never completed", l->v->name, u->id, u->key,
+              (l->now_ms - u->initiated_ms) / 1000);
+  }
+  return ret;
+}
+
 /* Report the unused blobs of SET and the summaries without a manifest,
- * and delete them if DELETE.
+ * and delete them and abort the uploads if DELETE.
  */
 static int
 collect (struct gc_listing *l, struct publish_blobs *set, bool delete)
@@ -258,9 +380,30 @@ collect (struct gc_listing *l, struct publish_blobs *set, bool delete)
     if (take (l, rel, key, s->summary_size, delete) == -1)
       ret = -1;
   }
+  if (delete && abort_uploads (l) == -1)
+    ret = -1;
   if (ret == -1)
-    err_set (EIO, "some deletes failed (see the log)");
+    err_set (EIO, "some deletes or aborts failed (see the log)");
   return ret;
+}
+
+/* List the uploads under PREFIX into L's report.  A store that cannot
+ * list them (501) leaves them out, and says so in the log.
+ */
+static int
+list_uploads (struct gc_listing *l, const char *prefix)
+{
+  if (store_list_uploads (l->v->env->st, prefix, list_upload, l) == 0) {
+    if (l->r->nuploads > 1)
+      qsort (l->r->uploads, l->r->nuploads, sizeof *l->r->uploads,
+             compare_uploads);
+    return 0;
+  }
+  if (err_errno () != ENOTSUP)
+    return -1;
+  log_warn ("%s: gc: %s; unfinished uploads are not collected",
+            l->v->name, err_msg ());
+  return 0;
 }
 
 int
@@ -268,9 +411,12 @@ gc_run (struct volume *v, bool delete, uint64_t grace_s, struct gc_report *r)
 {
   CLEANUP_FREE char *prefix = key_snapshots_prefix (v->env->root,
                                                     v->export_id);
-  struct gc_listing l = { .v = v, .r = r };
-  struct publish_blobs set = { 0 };
   char busy[SNAPSHOT_ID_LEN + 1] = "";
+  struct gc_listing l = {
+    .v = v, .r = r, .busy = busy, .now_ms = time_real_ms (),
+    .grace_ms = grace_s > UINT64_MAX / 1000 ? UINT64_MAX : grace_s * 1000,
+  };
+  struct publish_blobs set = { 0 };
   int ret = -1;
 
   assert (volume_current_op (v) == VOLUME_GC ||
@@ -282,7 +428,8 @@ gc_run (struct volume *v, bool delete, uint64_t grace_s, struct gc_report *r)
   if (volume_check_owner (v) == -1 ||
       journal_pending (v->cache_dir, v->export_id, busy) == -1 ||
       store_list (v->env->st, prefix, NULL, list_key, &l) != 0 ||
-      candidates (&l, busy, grace_s, &set) == -1 ||
+      list_uploads (&l, prefix) == -1 ||
+      candidates (&l, &set) == -1 ||
       refs_blobs_used (v->env, &set) == -1 ||
       (delete && volume_check_owner (v) == -1))
     goto out;
@@ -307,5 +454,10 @@ gc_report_free (struct gc_report *r)
   for (size_t i = 0; i < r->n; i++)
     free (r->objects[i].key);
   free (r->objects);
+  for (size_t i = 0; i < r->nuploads; i++) {
+    free (r->uploads[i].key);
+    free (r->uploads[i].id);
+  }
+  free (r->uploads);
   memset (r, 0, sizeof *r);
 }

@@ -23,23 +23,36 @@ struct gc_object {
   bool deleted;
 };
 
-/* What a run of gc found, and did. */
+/* One multipart upload gc found unfinished. */
+struct gc_upload {
+  char *key;                    /* relative to the export root */
+  char *id;                     /* the store's upload id */
+  uint64_t initiated_ms;        /* when it began, ms since the epoch */
+  bool deleted;                 /* aborted */
+};
+
+/* What a run of gc found, and did.  YOUNG, BUSY and UNEXPECTED count
+ * objects and uploads alike.
+ */
 struct gc_report {
   struct gc_object *objects;
   size_t n;
   uint64_t bytes;               /* of the objects */
+  struct gc_upload *uploads;
+  size_t nuploads;
   size_t young;                 /* unused, but inside the grace period */
   size_t busy;                  /* of the publish under way or journaled */
   size_t unexpected;            /* not lazyvol's: listed in the log, kept */
 };
 
 /* Find the objects in V's folder that no reachable manifest or live
- * journal names, older than GRACE_S seconds; with DELETE, delete them.
- * V must be claimed for VOLUME_GC (no publish runs meanwhile), or for
- * VOLUME_FSCK without DELETE.  0, or
- * -1 with err_set (a delete that failed, or a store failure that leaves
- * gc unable to tell: then nothing is deleted).  *R is filled in either
- * case; free it with gc_report_free.
+ * journal names, and the uploads there that were never completed and
+ * are not the journal's, older than GRACE_S seconds; with DELETE, delete
+ * the objects and abort the uploads.  V must be claimed for VOLUME_GC
+ * (no publish runs meanwhile), or for VOLUME_FSCK without DELETE.  0,
+ * or -1 with err_set (a delete or abort that failed, or a store failure
+ * that leaves gc unable to tell: then nothing is deleted).  *R is filled
+ * in either case; free it with gc_report_free.
  */
 int gc_run (struct volume *v, bool delete, uint64_t grace_s,
             struct gc_report *r) __attribute__ ((__nonnull__));

@@ -629,13 +629,19 @@ base64_decode (const char *in, unsigned char *out, size_t len)
 }
 
 void
-time_now_iso8601 (char out[32])
+time_iso8601 (uint64_t ms, char out[32])
 {
-  time_t t = time (NULL);
+  time_t t = ms / 1000;
   struct tm tm;
 
   gmtime_r (&t, &tm);
   strftime (out, 32, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+void
+time_now_iso8601 (char out[32])
+{
+  time_iso8601 (time_real_ms (), out);
 }
 
 uint64_t

@@ -143,6 +143,8 @@ bool base64_decode (const char *in, unsigned char *out, size_t len)
 
 /* Current UTC time as "2026-11-21T10:00:00Z" into OUT. */
 void time_now_iso8601 (char out[32]);
+/* The UTC time MS (milliseconds since the epoch) likewise, in seconds. */
+void time_iso8601 (uint64_t ms, char out[32]);
 /* Monotonic clock in nanoseconds. */
 uint64_t time_mono_ns (void);
 /* The real-time clock in milliseconds since the epoch. */

@@ -663,9 +663,11 @@ static const struct command commands[] = {
   { "gc", "ID [--delete] [--grace SECS]", 1, O_DELETE | O_GRACE, cmd_gc,
     "find (and delete) unused objects",
     "List the objects in export ID's folder that no manifest or journal\n"
-    "names: blobs of deleted or never published snapshots.  A dry run\n"
-    "unless --delete.  Objects of snapshots younger than --grace seconds\n"
-    "(a day) are kept." },
+    "names: blobs of deleted or never published snapshots; and the\n"
+    "uploads there that were never completed, but the journal's.  A dry\n"
+    "run unless --delete, which deletes the objects and aborts the\n"
+    "uploads.  Objects of snapshots younger than --grace seconds (a day),\n"
+    "and uploads begun since, are kept." },
   { "fsck", "ID [--repair]", 1, O_REPAIR, cmd_fsck,
     "check (and repair) an export's objects",
     "Check export ID's objects in the store: every manifest parses, every\n"

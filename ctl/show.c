@@ -441,6 +441,18 @@ show_unused (json_object *reply, const char *hint)
   }
   printf ("%zu unused object%s, %s%s\n", n, n == 1 ? "" : "s",
           show_bytes (show_u64 (reply, "bytes"), b), n ? hint : "");
+  n = array (reply, "uploads", NULL, &a);
+  for (size_t i = 0; i < n; i++) {
+    json_object *o = json_object_array_get_idx (a, i);
+    const char *when = show_str (o, "initiated");
+
+    printf ("%s  upload %s, begun %s%s\n", show_str (o, "key") ?: "-",
+            show_str (o, "upload_id") ?: "-",
+            when ? show_ago (when, b) : "-",
+            show_bool (o, "deleted") ? "  aborted" : "");
+  }
+  if (n)
+    printf ("%zu unfinished upload%s%s\n", n, n == 1 ? "" : "s", hint);
   if (show_u64 (reply, "young") || show_u64 (reply, "busy"))
     printf ("kept: %" PRIu64 " younger than the grace period, %" PRIu64
             " of the publish under way\n", show_u64 (reply, "young"),

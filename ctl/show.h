@@ -50,7 +50,8 @@ void show_snapshots (json_object *reply) __attribute__ ((__nonnull__));
 void show_health (json_object *reply) __attribute__ ((__nonnull__));
 void show_fsck (json_object *reply) __attribute__ ((__nonnull__));
 /* The objects of gc's reply (or of fsck's "unreferenced"), their count
- * and bytes, followed by HINT if there are any; the objects kept.
+ * and bytes, followed by HINT if there are any; its unfinished uploads
+ * and their count, followed by HINT; what was kept.
  */
 void show_unused (json_object *reply, const char *hint)
   __attribute__ ((__nonnull__ (2)));

@@ -772,6 +772,20 @@ add_gc_report (json_object *o, const struct gc_report *r)
   }
   json_object_object_add (o, "objects", a);
   add_u64 (o, "bytes", r->bytes);
+  a = json_object_new_array ();
+  for (size_t i = 0; i < r->nuploads; i++) {
+    json_object *up = json_object_new_object ();
+    char when[32];
+
+    time_iso8601 (r->uploads[i].initiated_ms, when);
+    add_str (up, "key", r->uploads[i].key);
+    add_str (up, "upload_id", r->uploads[i].id);
+    add_str (up, "initiated", when);
+    json_object_object_add (up, "deleted",
+                            json_object_new_boolean (r->uploads[i].deleted));
+    json_object_array_add (a, up);
+  }
+  json_object_object_add (o, "uploads", a);
   add_u64 (o, "young", r->young);
   add_u64 (o, "busy", r->busy);
   add_u64 (o, "unexpected", r->unexpected);

@@ -12,6 +12,12 @@
 #  - an object lazyvol does not write (delta.01.blob is not a piece's
 #    name) is counted "unexpected" and left; a grace period too large to
 #    count in milliseconds keeps everything;
+#  - uploads never completed (as a crash leaves them) of a blob piece and
+#    of a manifest are listed, with their ids and when they began (the
+#    file store's upload is its temporary file, its time the file's
+#    mtime): one begun two days ago is taken within the day's grace, one
+#    just begun is young; "delete" aborts them; an upload of a key
+#    lazyvol does not write is unexpected, and stays;
 #  - blobs that manifests name are never touched: the export reads the
 #    same from a fresh cache afterwards;
 #  - gc claims the export like a publish: while one runs, gc is 409, and
@@ -52,28 +58,59 @@ printf 'x%.0s' $(seq 1000) > "$tmp/junk"
 store_tool put "exports/e/snapshots/$old/delta.blob" "$tmp/junk" >/dev/null
 store_tool put "exports/e/snapshots/$old/notes.txt" "$tmp/junk" >/dev/null
 store_tool put "exports/e/snapshots/$old/delta.01.blob" "$tmp/junk" >/dev/null
+# Uploads left open: of its second piece, begun two days ago; of the
+# manifest of another, just now; of a stranger.
+mid=0190000000007000800000000000cafe
+bucket=${STORE_ARGS[1]#bucket=}
+u_old=$(store_tool begin-upload "exports/e/snapshots/$old/delta.1.blob")
+touch -d '2 days ago' "$bucket/exports/e/snapshots/$old/$u_old"
+u_mid=$(store_tool begin-upload "exports/e/snapshots/$mid/manifest.json")
+u_odd=$(store_tool begin-upload "exports/e/snapshots/$old/notes.txt")
+# Within the day's grace: the old snapshot's blob and upload.
+r=$(api POST /v1/exports/e/gc)
+[ "$(jq -c '[.objects[].key]' <<<"$r")" = "[\"e/snapshots/$old/delta.blob\"]" ] ||
+    fail "gc found: $r"
+jq -e --arg k "e/snapshots/$old/delta.1.blob" --arg i "$u_old" \
+    --arg t "$(date -u -d "@$(stat -c %Y "$bucket/exports/e/snapshots/$old/$u_old")" +%FT%TZ)" \
+    '.uploads == [{"key": $k, "upload_id": $i, "initiated": $t,
+                   "deleted": false}]' <<<"$r" >/dev/null || fail "gc found: $r"
+[ "$(jq .young <<<"$r")" = 3 ] || fail "$r"
+[ "$(jq .unexpected <<<"$r")" = 3 ] || fail "$r"
 r=$(api POST /v1/exports/e/gc '{"grace_s": 0}')
 p=e/snapshots/$s1/
 jq -e --arg a "${p}delta.blob" --arg b "${p}delta.1.blob" \
     --arg c "e/snapshots/$old/delta.blob" \
     '[.objects[].key] | sort == ([$a, $b, $c] | sort)' <<<"$r" >/dev/null ||
     fail "gc found: $r"
+[ "$(jq -c '[.uploads[].upload_id]' <<<"$r")" = "[\"$u_old\",\"$u_mid\"]" ] ||
+    fail "gc found: $r"
 [ "$(jq .bytes <<<"$r")" = $((2 * 1048576 + 1000)) ]
-[ "$(jq .unexpected <<<"$r")" = 2 ] && [ "$(jq '[.objects[].deleted] | any' <<<"$r")" = false ]
+[ "$(jq .unexpected <<<"$r")" = 3 ]
+[ "$(jq '[.objects[].deleted, .uploads[].deleted] | any' <<<"$r")" = false ]
 objects | matches "e/snapshots/$s1/delta.blob"
-lv gc e --grace 0 | matches '3 unused objects, 2.0 MiB (a dry run: --delete deletes them)'
+[ "$(store_tool list-uploads exports/ | wc -l)" = 3 ]
+lv gc e --grace 0 > "$tmp/gc.out"
+matches '3 unused objects, 2.0 MiB (a dry run: --delete deletes them)' "$tmp/gc.out"
+matches "^e/snapshots/$mid/manifest.json  upload $u_mid, begun just now$" "$tmp/gc.out"
+matches '2 unfinished uploads (a dry run: --delete deletes them)' "$tmp/gc.out"
 r=$(api POST /v1/exports/e/gc '{"grace_s": 9223372036854775807}')
-[ "$(jq '.objects | length' <<<"$r")" = 0 ] && [ "$(jq .young <<<"$r")" = 3 ]
+[ "$(jq '.objects | length' <<<"$r")" = 0 ]
+[ "$(jq '.uploads | length' <<<"$r")" = 0 ]
+[ "$(jq .young <<<"$r")" = 5 ]
 
 # Delete.
 lv gc e --grace 0 --delete > "$tmp/gc.out"
 cat "$tmp/gc.out"
 matches "e/snapshots/$s1/delta.blob .* deleted" "$tmp/gc.out"
+matches "e/snapshots/$old/delta.1.blob  upload $u_old, begun 2 days ago  aborted" "$tmp/gc.out"
+matches "^2 unfinished uploads$" "$tmp/gc.out"
 objects > "$tmp/objects"
 ! grep -q "$s1/\|$old/delta.blob" "$tmp/objects" || fail "left: $(cat "$tmp/objects")"
 matches "$old/notes.txt" "$tmp/objects"
 matches "$old/delta.01.blob" "$tmp/objects"
-[ "$(api POST /v1/exports/e/gc '{"grace_s": 0}' | jq '.objects | length')" = 0 ]
+[ "$(store_tool list-uploads exports/ | cut -d' ' -f1,2)" = "exports/e/snapshots/$old/notes.txt $u_odd" ]
+r=$(api POST /v1/exports/e/gc '{"grace_s": 0}')
+[ "$(jq '.objects + .uploads | length' <<<"$r")" = 0 ] || fail "$r"
 lv status e | matches 'last op'
 
 # Named blobs stay: the export reads the same from a fresh cache.
