@@ -7,8 +7,9 @@
 # views, hydration, concurrent writers, clean restarts of nbdkit and of
 # lazyvold, lazyvold restarted alone, nbdkit killed under lazyvold,
 # kill -9 of the whole process tree at random moments, kills at every
-# named crash point, other hosts taking over or refused, and (on S3)
-# store faults through tests/store-proxy.  After every step the
+# named crash point, other hosts taking over or refused, gc, and (on
+# S3) store faults through tests/store-proxy; the seed may split blobs
+# into pieces (a small object limit).  After every step the
 # exports read as the model says (after a crash: each byte as last
 # flushed or as written since), every new snapshot is the model's image
 # chunk by chunk (manifest hashes, blob bytes, its read-only view), and

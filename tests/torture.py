@@ -46,9 +46,16 @@
 # host, which must refuse writes within the lease period and cannot
 # publish, a second host refused while the owner runs; the previous
 # owner may come back and must get every export read-only; the taker
-# may die at takeover.after_owner or takeover.after_fence); on S3, store
-# faults injected by tests/store-proxy (ProxyFaults) during publishes
-# and reads of an export just reset.
+# may die at takeover.after_owner or takeover.after_fence); gc (a dry
+# run with the day's grace, one with none, then a delete; maybe over
+# the blob pieces, summary and uploads that a host which died with its
+# journal would have left, planted first); on S3, store faults injected
+# by tests/store-proxy (ProxyFaults) during publishes and reads of an
+# export just reset.
+# The seed (or --object-max) also draws the largest object lazyvol may
+# write (OBJECT_MAXES, LAZYVOL_TEST_OBJECT_MAX for every host): below
+# S3's, blobs are split into pieces, and publish.between_pieces is among
+# the crash points.
 # Three exports to start with (EXPORTS: 1 MiB, 64 KiB with a short last
 # chunk, and the default 4 MiB chunks), and the clones made on the way
 # (at most MAX_CLONES; older ones are retired).
@@ -103,7 +110,10 @@
 # blob such a manifest names exists with its size, deleted snapshots are
 # gone (their blob too, unless a live manifest named it when it was
 # deleted: deletes look at their own blob only), and no stray snapshot
-# is left once recovery has run.  Every new published snapshot
+# is left once recovery has run.  A gc took exactly the objects of
+# snapshots without a manifest that no manifest names and the uploads,
+# but the journal's; after it every blob that a manifest in the store
+# named is still there.  Every new published snapshot
 # (a reply, or a publish that landed before a kill) is checked chunk by
 # chunk: its manifest's SHA-256 against the model's image at that
 # snapshot, and its bytes read back through the read-only view
@@ -157,7 +167,15 @@ CRASH_POINTS = ['publish.after_journal', 'publish.during_upload',
                 'publish.after_refs', 'clone.after_manifest',
                 'clone.after_summary', 'clone.after_head',
                 'reset.after_meta', 'recover.after_discard']
-BEFORE_HEAD = CRASH_POINTS[:5]
+PIECE_POINTS = ['publish.between_pieces']      # drawn when blobs split
+BEFORE_HEAD = CRASH_POINTS[:5] + PIECE_POINTS
+# The largest object lazyvol may write (LAZYVOL_TEST_OBJECT_MAX), drawn
+# from the seed unless --object-max says: None is S3's 5 TiB (blobs are
+# never split); below, a blob larger than the limit is split into pieces
+# of whole chunks (1 MiB: one piece per chunk of t0, one per 4 MiB chunk
+# of t2; 16 MiB: pieces of two 8 MiB parts, so crashes inside an upload
+# happen inside a piece).
+OBJECT_MAXES = [None, None, None, MiB, 3 * MiB, 16 * MiB]
 TAKEOVER_POINTS = ['takeover.after_owner', 'takeover.after_fence']
 TAKEOVERS = ['handover', 'dead', 'force', 'refused']
 PART_SIZE_MIN = 8 * MiB         # publish.during_upload fires past this
@@ -432,11 +450,11 @@ class Store:
                                   's3' if 'bucket' in params else 'file')
         self.root = params.get('export-root', 'exports')
         self.prefix = self.root + '/' if self.root else ''
+        self.tool = [store_tool, '--backend', self.backend,
+                     '--bucket', params['bucket']]
         if self.backend == 'file':
             self.dir = params['bucket']
         else:
-            self.tool = [store_tool, '--backend', self.backend,
-                         '--bucket', params['bucket']]
             if 'endpoint-url' in params:
                 self.tool += ['--endpoint-url', params['endpoint-url']]
             if 'region' in params:
@@ -490,6 +508,16 @@ class Store:
                 return f.read(n)
         return self._run('get-range', key, str(off), str(n))
 
+    def put(self, key, data):
+        with tempfile.NamedTemporaryFile() as f:
+            f.write(data)
+            f.flush()
+            self._run('put', key, f.name)
+
+    def begin_upload(self, key):
+        """Start an upload of KEY and leave it, as a crash would; its id."""
+        return self._run('begin-upload', key).decode().strip()
+
     def delete(self, key):
         if self.backend == 'file':
             os.unlink(os.path.join(self.dir, key))
@@ -507,6 +535,31 @@ class Store:
 
     def head(self, export):
         return self.json('%s%s/volume.json' % (self.prefix, export))
+
+    def uploads(self, prefix):
+        """{(key, upload id): initiated (ms)} of the uploads in progress
+        under PREFIX: S3's listing, or the file store's temporary files of
+        uploads (and their mtimes)."""
+        if self.backend != 'file':
+            out = {}
+            for line in self._run('list-uploads', prefix).decode() \
+                    .splitlines():
+                key, i, ms = line.split(' ')
+                out[(key, i)] = int(ms)
+            return out
+        out = {}
+        top = os.path.join(self.dir, os.path.dirname(prefix))
+        for d, dirs, files in os.walk(top):
+            dirs[:] = [x for x in dirs if not x.startswith('.')]
+            for f in files:
+                m = re.match(r'\.tmp\.(.+)\.upload\.[A-Za-z0-9]{6}$', f)
+                key = os.path.relpath(os.path.join(d, m.group(1)),
+                                      self.dir) if m else ''
+                if key.startswith(prefix) and \
+                        not os.path.islink(os.path.join(d, f)):
+                    out[(key, f)] = int(os.stat(os.path.join(d, f))
+                                        .st_mtime * 1000)
+        return out
 
     def manifest_ids(self):
         """(export, snapshot) of every manifest in the store."""
@@ -702,6 +755,7 @@ API = {
     'delete_snapshot': ('DELETE', '/v1/exports/%s/snapshots/%s', ()),
     'close': ('POST', '/v1/exports/%s/close', ()),
     'hydrate': ('POST', '/v1/exports/%s/hydrate', ()),
+    'gc': ('POST', '/v1/exports/%s/gc', ('delete', 'grace_s')),
 }
 
 
@@ -1034,8 +1088,13 @@ class Campaign:
              'landed_by_kill', 'store_faults', 'leaked_blobs',
              'orphan_clones', 'takeovers_refused', 'came_back',
              'deposed_ms_max', 'takeover_handover', 'takeover_dead',
-             'takeover_force'), 0)
-        self.fired = dict.fromkeys(CRASH_POINTS + TAKEOVER_POINTS, 0)
+             'takeover_force', 'gcs', 'gc_objects', 'gc_uploads',
+             'gc_busy'), 0)
+        # Blobs are split only with a small object limit: only then can a
+        # publish die between two pieces.
+        self.points = CRASH_POINTS + (PIECE_POINTS if args.object_max
+                                      else [])
+        self.fired = dict.fromkeys(self.points + TAKEOVER_POINTS, 0)
         self.extra = []                 # other hosts running for a while
         self.next_clone = 0
         self.ghosts = set()         # clones killed before their head
@@ -1134,7 +1193,7 @@ class Campaign:
                  ('restart', 3), ('lazyvold_alone', 2 if daemon else 0),
                  ('nbdkit_kill', 2 if daemon else 0), ('kill', 5),
                  ('crash_point', 5 if self.args.crash_points else 0),
-                 ('takeover', 1),
+                 ('takeover', 1), ('gc', 2),
                  ('store_fault', 3 if self.faults.enabled else 0)]
         table = [(k, self.args.weights.get(k, w) if w else 0)
                  for k, w in table]
@@ -1484,22 +1543,22 @@ class Campaign:
         sid = cands[int(x * len(cands))]
         self.note('delete snapshot %s@%s' % (e.name, sid))
         m = self.store.manifest(e.name, sid)
-        own = '%s/snapshots/%s/%s.blob' % (
-            e.name, sid, 'base' if e.snaps[sid].kind == 'base' else 'delta')
-        if not any(b['key'] == own for b in m['blobs']):
-            own = None
+        # Its own blob's pieces (a clone has none).
+        own = [b['key'] for b in m['blobs'] if b['key'].startswith(
+            '%s/snapshots/%s/' % (e.name, sid))]
         # Every manifest in the store counts, the orphan of a clone killed
-        # before its head too.
-        kept = own is not None and any(
-            b['key'] == own for y, s in self.store.manifest_ids()
-            if (y, s) != (e.name, sid)
-            for b in (self.store.manifest(y, s) or {}).get('blobs', []))
+        # before its head too; each piece is kept on its own terms.
+        others = {b['key'] for y, s in self.store.manifest_ids()
+                  if (y, s) != (e.name, sid)
+                  for b in (self.store.manifest(y, s) or {}).get('blobs',
+                                                                 [])}
+        kept = [k for k in own if k in others]
         r = self.host.cmd('delete_snapshot', e.name, snapshot_id=sid)
         e.deleted.add(sid)
         if r.get('blob_kept'):
-            e.kept_blobs.add(self.store.prefix + own)
+            e.kept_blobs |= {self.store.prefix + k for k in kept}
         self.close_view(e.name, sid)
-        if own is not None and r.get('blob_kept') != kept:
+        if own and r.get('blob_kept') != bool(kept):
             raise Failure('%s@%s deleted: blob_kept is %s, but %s'
                           % (e.name, sid, r.get('blob_kept'),
                              'a live manifest names its blob' if kept else
@@ -1509,6 +1568,122 @@ class Campaign:
         self.store_changed = True
         self.list_check.add(e.name)
         self.stats['deletes'] += 1
+
+    def step_gc(self, rng, _=None):
+        """gc of an export, maybe over what a host that died with its
+        journal would have left (planted here): with the day's grace a
+        dry run keeps everything (all of it is new); with no grace a dry
+        run lists exactly the objects of snapshots without a manifest that
+        no manifest names, and the export's uploads in progress, but the
+        journal's snapshot's, changing nothing; then "delete" removes and
+        aborts the same, and only the journal's uploads are left.
+        Afterwards every blob that a manifest in the store names is still
+        there, and the export and one of its snapshots, through a view
+        loaded afresh, read back."""
+        e = self.pick_export(rng)
+        x, plant = rng.random(), rng.random() < 0.7
+        sids = ['%012x7%019x' % (int(time.time() * 1000) - 1000,
+                                 rng.getrandbits(76)) for _ in range(2)]
+        self.note('gc %s: dry runs, then a delete with no grace%s' % (
+            e.name, ', over what a host that lost its journal leaves'
+            if plant else ''))
+        pre = self.store.prefix
+        folder = '%s%s/snapshots/' % (pre, e.name)
+        if plant:
+            # A publish whose host died with its journal: two pieces and
+            # a summary, and the upload of the next; and one that died
+            # writing its manifest.
+            self.store.put(folder + sids[0] + '/delta.blob', b'x' * 1000)
+            self.store.put(folder + sids[0] + '/delta.1.blob', b'y' * 10)
+            self.store.put(folder + sids[0] + '/summary.json', b'{}')
+            self.store.begin_upload(folder + sids[0] + '/delta.2.blob')
+            self.store.begin_upload(folder + sids[1] + '/manifest.json')
+            # S3 rounds an upload's time up to a second: until then it is
+            # young even with no grace.
+            t = max(self.store.uploads(folder).values())
+            while time.time() * 1000 <= t:
+                time.sleep(0.05)
+        busy = self.journaled(e)
+        named = self.named_blobs()
+        keys0 = self.store.list()
+        want = self.gc_garbage(e, busy, named)
+        uploads = {(k[len(pre):], i) for k, i in self.store.uploads(folder)
+                   if k[len(folder):].split('/')[0] != busy}
+        r = self.host.cmd('gc', e.name)
+        if r['objects'] or r['uploads'] or r['unexpected'] or \
+                r['young'] < len(want) + len(uploads) or not r['dry_run']:
+            raise Failure('gc %s within the grace period: %s (the garbage: '
+                          '%s, %s)' % (e.name, r, sorted(want),
+                                       sorted(uploads)))
+        for delete in (False, True):
+            r = self.host.cmd('gc', e.name, grace_s=0, delete=delete)
+            got = {o['key'] for o in r['objects']}
+            got_up = {(u['key'], u['upload_id']) for u in r['uploads']}
+            if got != want or got_up != uploads or r['unexpected'] or \
+                    r['dry_run'] == delete or any(
+                        o['deleted'] != delete
+                        for o in r['objects'] + r['uploads']):
+                raise Failure('gc %s%s: %s, not the garbage: %s, uploads %s'
+                              % (e.name, ' (delete)' if delete else '', r,
+                                 sorted(want), sorted(uploads)))
+        left = {(k[len(pre):], i) for k, i in self.store.uploads(folder)
+                if k[len(folder):].split('/')[0] != busy}
+        keys = self.store.list()
+        gone = [k for k in want if pre + k in keys]
+        if gone or left:
+            raise Failure('gc %s deleted, but left %s and uploads %s'
+                          % (e.name, gone, sorted(left)))
+        # (A manifest may name a blob gone before: the orphan of a clone
+        # killed before its head names its source's, which a retired
+        # export took with it.)
+        lost = sorted(k for k in named if k in keys0 and k not in keys)
+        if lost:
+            raise Failure('gc %s deleted %s, which manifests name' % (
+                e.name, lost))
+        self.stats['gcs'] += 1
+        self.stats['gc_objects'] += len(want)
+        self.stats['gc_uploads'] += len(got_up)
+        self.stats['gc_busy'] += r['busy']
+        self.remark('%d objects, %d uploads; %d busy' % (
+            len(want), len(got_up), r['busy']))
+        self.store_changed = True
+        self.full.add(e.name)
+        # A snapshot read from the store, through a view loaded afresh
+        # (a view's cache goes when it is unloaded).
+        live = e.live_snaps()
+        if live:
+            snap = e.snaps[live[int(x * len(live))]]
+            self.close_view(e.name, snap.sid)
+            self.read_view(e, snap)
+            self.close_view(e.name, snap.sid)
+
+    def named_blobs(self):
+        """The keys of the blobs that the manifests in the store name
+        (of any export, a clone's killed before its head too)."""
+        return {self.store.prefix + b['key']
+                for y, s in self.store.manifest_ids()
+                for b in (self.store.manifest(y, s) or {}).get('blobs', [])}
+
+    def gc_garbage(self, e, busy, named):
+        """What gc with no grace must take in E's snapshots folder: the
+        summaries and blobs of snapshots without a manifest, but BUSY's
+        (the journal's), and but the blobs NAMED."""
+        pre = self.store.prefix
+        folder = '%s%s/snapshots/' % (pre, e.name)
+        keys = [k[len(folder):] for k in self.store.list()
+                if k.startswith(folder)]
+        with_manifest = {k.split('/')[0] for k in keys
+                         if k.endswith('/manifest.json')}
+        out = set()
+        for k in keys:
+            sid, name = k.split('/', 1)
+            rel = '%s/snapshots/%s' % (e.name, k)
+            if sid in with_manifest or sid == busy or pre + rel in named:
+                continue
+            if name == 'summary.json' or re.match(
+                    r'(delta|base)(\.[1-9][0-9]*)?\.blob$', name):
+                out.add(rel)
+        return out
 
     def step_reset(self, rng, _=None):
         """A reset, then maybe a fast zero while nothing is cached: one
@@ -2095,22 +2270,27 @@ class Campaign:
     # ------------------------------------------------------ crash points
 
     def step_crash_point(self, rng, _=None):
-        point = CRASH_POINTS[int(rng.random() * len(CRASH_POINTS))]
-        first = BEFORE_HEAD[int(rng.random() * len(BEFORE_HEAD))] \
+        point = self.points[int(rng.random() * len(self.points))]
+        before = [p for p in BEFORE_HEAD if p in self.points]
+        first = before[int(rng.random() * len(before))] \
             if point == 'recover.after_discard' else point
         nth = 1 + int(rng.random() * 3)
         compact = rng.random() < 0.3 or first == 'publish.during_upload'
         mode, order = self.pick_mode(rng), rng.getrandbits(32)
         big = first == 'publish.during_upload'
+        # Between pieces: a blob of more than one piece.
+        split = (self.args.object_max or 0) + MiB \
+            if first == 'publish.between_pieces' else 0
         e = self.pick_export(rng, (lambda x: x.size >= 12 * MiB) if big
-                             else None)
+                             else (lambda x: x.size >= split + x.cs))
+        e = e or self.pick_export(rng)
         src = self.pick_export(rng, lambda x: x.gen > 0) or e
         writes = []
         for _ in range(1 + int(rng.random() * 3)):
             off, n = self.pick_range(rng, e, MiB)
             writes.append((off, self.make_data(rng, n)[0]))
-        if big:                 # more than a part of the blob to upload
-            n = 9 * MiB
+        if big or split:        # more than a part, or a piece, to upload
+            n = min(e.size, 9 * MiB if big else split + e.cs)
             off = int(rng.random() * ((e.size - n) // e.cs + 1)) * e.cs
             writes.append((off, rng.randbytes(n)))
         spec = '%s:%d' % (first, nth) if big else first
@@ -2685,24 +2865,44 @@ class Campaign:
             if i in listed and listed[i][2] != d:
                 raise Failure('%s: chunk %d has SHA-256 %s, the model %s'
                               % (where, i, listed[i][2], d))
-        if snap.kind == 'base' and any(b['key'] != own + 'base.blob'
-                                       for b in m['blobs']):
+        if snap.kind == 'base' and any(
+                not re.match(re.escape(own) + r'base(\.[1-9][0-9]*)?\.blob$',
+                             b['key']) for b in m['blobs']):
             raise Failure('%s: a base names other blobs: %s'
                           % (where, [b['key'] for b in m['blobs']]))
         # Its own blob holds exactly the chunks it takes from it, back to
-        # back in chunk order; their bytes match (all of them are read
-        # from a file store, one from S3).
+        # back in chunk order, in pieces of whole chunks (KIND.blob,
+        # KIND.1.blob, ...), each no larger than the object limit unless
+        # it is one chunk; their bytes match (all of them are read from a
+        # file store, one from S3).
         mine = sorted(i for i in listed if listed[i][0].startswith(own))
-        for k, i in enumerate(mine):
-            if listed[i][1] != k * e.cs:
-                raise Failure('%s: chunk %d is at %d in its blob, not %d'
-                              % (where, i, listed[i][1], k * e.cs))
+        pieces, at = [], {}
+        for i in mine:
+            key, boff = listed[i][:2]
+            if not pieces or pieces[-1] != key:
+                kind = 'base' if snap.kind == 'base' else 'delta'
+                name = '%s%s%s.blob' % (own, kind, '.%d' % len(pieces)
+                                        if pieces else '')
+                if key != name:
+                    raise Failure('%s: chunk %d is in %s, not in %s'
+                                  % (where, i, key, name))
+                pieces.append(key)
+            if boff != at.get(key, 0):
+                raise Failure('%s: chunk %d is at %d in %s, not %d'
+                              % (where, i, boff, key, at.get(key, 0)))
+            at[key] = boff + e.cur.clen(i)
         for b in m['blobs']:
-            if b['key'].startswith(own) and \
-                    b['size'] != sum(e.cur.clen(i) for i in mine):
-                raise Failure('%s: its blob is %d bytes, the chunks it takes '
-                              'from it %d' % (where, b['size'], sum(
-                                  e.cur.clen(i) for i in mine)))
+            if not b['key'].startswith(own):
+                continue
+            if b['size'] != at.get(b['key'], 0):
+                raise Failure('%s: its blob %s is %d bytes, the chunks it '
+                              'takes from it %d' % (where, b['key'],
+                                                    b['size'],
+                                                    at.get(b['key'], 0)))
+            if b['size'] > max(self.args.object_max or b['size'], e.cs):
+                raise Failure('%s: its blob %s is %d bytes, over the object '
+                              'limit of %d' % (where, b['key'], b['size'],
+                                               self.args.object_max))
         # Its summary says the same as the manifest.
         s = self.store.json('%s%s/snapshots/%s/summary.json'
                             % (self.store.prefix, e.name, snap.sid))
@@ -3049,9 +3249,12 @@ class Campaign:
     def summary(self, secs):
         s = self.stats
         fired = ', '.join('%s %d' % (p, self.fired[p])
-                          for p in CRASH_POINTS + TAKEOVER_POINTS)
+                          for p in self.points + TAKEOVER_POINTS)
         print('torture: crash points fired: %s; %d not reached' % (
             fired, s['crash_missed']))
+        print('torture: gc: %d runs took %d objects and %d uploads; %d '
+              'things of journaled publishes were busy' % (
+                  s['gcs'], s['gc_objects'], s['gc_uploads'], s['gc_busy']))
         print('torture: left in the store: %d blobs that deletes kept and no '
               'manifest names any more, %d manifests of clones killed before '
               'their head; %d fast zeros refused (%d after zeroing chunks)'
@@ -3158,6 +3361,11 @@ def main():
     ap.add_argument('--weight', action='append', default=[],
                     metavar='STEP=W', help='change the weight of a kind of '
                     'step (0: never), to aim a campaign; repeatable')
+    ap.add_argument('--object-max', metavar='SIZE|none|seed', default='seed',
+                    help='the largest object lazyvol writes '
+                    '(LAZYVOL_TEST_OBJECT_MAX; a blob larger is split into '
+                    'pieces): a size (1M), none (S3\'s 5 TiB), or drawn '
+                    'from the seed (default)')
     ap.add_argument('--lease', type=int, default=6, metavar='SECS',
                     help='the hosts\' lease period (default 6: a takeover '
                     'of a dead host waits 9 s)')
@@ -3173,6 +3381,23 @@ def main():
         ap.error('--faults: kinds are %s' % ', '.join(FAULT_KINDS))
     args.weights = {k: float(v) for k, v in
                     (w.split('=', 1) for w in args.weight)}
+    if args.object_max == 'seed':
+        maxes = OBJECT_MAXES
+        args.object_max = maxes[random.Random(args.seed ^ 0x0b7ec7).randrange(
+            len(maxes))]
+    elif args.object_max == 'none':
+        args.object_max = None
+    else:
+        m = re.match(r'([0-9]+)([KMG]?)$', args.object_max)
+        if not m or int(m.group(1)) == 0:
+            ap.error('--object-max: a size (1048576, 64K, 3M), none or seed')
+        args.object_max = int(m.group(1)) << {'': 0, 'K': 10, 'M': 20,
+                                              'G': 30}[m.group(2)]
+    # Every host inherits it (the checks read args.object_max).
+    if args.object_max:
+        os.environ['LAZYVOL_TEST_OBJECT_MAX'] = str(args.object_max)
+    else:
+        os.environ.pop('LAZYVOL_TEST_OBJECT_MAX', None)
     if not args.steps and not args.duration:
         args.steps = 200
     paths = Paths(args.build)
@@ -3201,10 +3426,11 @@ def main():
             [('storage-backend', 'file'),
              ('bucket', os.path.join(args.dir, 'bucket'))]
     store = Store(dict(params), paths.store_tool)
-    print('torture: seed %d, %s, %s store, hosts as %s, in %s' % (
-        args.seed, '%d steps' % args.steps if args.steps else
-        '%d s' % args.duration, store.backend, args.mode, args.dir),
-        flush=True)
+    print('torture: seed %d, %s, %s store, hosts as %s, objects up to %s, '
+          'in %s' % (args.seed, '%d steps' % args.steps if args.steps else
+                     '%d s' % args.duration, store.backend, args.mode,
+                     '%d bytes (blobs split into pieces)' % args.object_max
+                     if args.object_max else '5 TiB', args.dir), flush=True)
     faults = StoreFaults()
     if args.faults and store.backend == 's3':
         if not os.access(paths.store_proxy, os.X_OK):
