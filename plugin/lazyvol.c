@@ -305,7 +305,8 @@ lazyvol_get_ready (void)
     return -1;
   }
   st = store_open (&cfg);
-  if (st == NULL || owner_cache_id (cache_root, cache_id) == -1)
+  if (st == NULL || owner_cache_id (cache_root, cache_id) == -1 ||
+      (env.budget = cache_budget_new (CACHE_NO_LIMIT)) == NULL)
     return fail ();
   if (host_id[0] == '\0')
     owner_default_host_id (host_id);
@@ -354,6 +355,7 @@ lazyvol_cleanup (void)
   registry_shutdown ();
   lease_stop (env.lease);
   pool_free (env.pool);
+  cache_budget_free (env.budget);
   store_close (st);
 }
 
