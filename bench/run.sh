@@ -28,6 +28,8 @@
 #   --keep          keep the scratch directory (logs, stores, and "raw":
 #                   every run's value of every row)
 #   --no-s3         skip the S3 measurements
+#   --param KEY=VALUE  an extra plugin parameter for every lazyvol server
+#                   (repeatable), e.g. --param cache-max-size=2G
 #
 # Nothing is built here.  Every process started is stopped on exit,
 # including on ^C.  The scratch directory is kept if a measurement fails
@@ -47,6 +49,7 @@ scratch_parent=${TMPDIR:-/var/tmp}
 runs=3
 keep=false
 use_s3=true
+params=()
 all="read iops publish sparse clone compact cold"
 selected=()
 
@@ -72,6 +75,8 @@ while [ $# -gt 0 ]; do
         --runs=*) runs=${1#*=} ;;
         --keep) keep=true ;;
         --no-s3) use_s3=false ;;
+        --param) [ $# -ge 2 ] || usage 1; params+=("$2"); shift ;;
+        --param=*) params+=("${1#*=}") ;;
         -h|--help) usage 0 ;;
         -*) echo "bench: unknown option $1" >&2; usage 1 ;;
         *)
@@ -210,7 +215,8 @@ start_lazyvol ()
     local name=$1 d=$work/$1
     shift
     start_server "$name" "$plugin" "cache-root=$d/cache" \
-        "control=$d/ctl.sock" "${store_args[@]}" "$@"
+        "control=$d/ctl.sock" "${store_args[@]}" "$@" \
+        ${params[@]+"${params[@]}"}
     wait_for 60 ctl_ok "$name" '{"cmd":"ping"}' ||
         die "lazyvol ($name) control socket did not answer; see $d/log"
 }

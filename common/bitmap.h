@@ -78,6 +78,35 @@ bitmap_store_word_atomic (uint64_t *w, uint64_t k, uint64_t value)
   __atomic_store_n (&w[k], value, __ATOMIC_SEQ_CST);
 }
 
+/* Relaxed variants, for hints that threads set without a lock and one
+ * thread holding it clears (the cache's referenced bits): a bit lost or
+ * seen late only makes a worse eviction choice, never a wrong one.
+ */
+
+/* Set bit I unless it is set: only a load if it is.  (relaxed) */
+static inline void
+bitmap_mark_relaxed (uint64_t *w, uint64_t i)
+{
+  uint64_t bit = UINT64_C (1) << (i % 64);
+
+  if (!(__atomic_load_n (&w[i / 64], __ATOMIC_RELAXED) & bit))
+    __atomic_fetch_or (&w[i / 64], bit, __ATOMIC_RELAXED);
+}
+
+/* Word K.  (relaxed) */
+static inline uint64_t
+bitmap_word_relaxed (const uint64_t *w, uint64_t k)
+{
+  return __atomic_load_n (&w[k], __ATOMIC_RELAXED);
+}
+
+/* Clear the bits MASK of word K.  (relaxed) */
+static inline void
+bitmap_clear_word_relaxed (uint64_t *w, uint64_t k, uint64_t mask)
+{
+  __atomic_fetch_and (&w[k], ~mask, __ATOMIC_RELAXED);
+}
+
 /* The first set bit at or after FROM, below N; N if there is none. */
 static inline uint64_t
 bitmap_next (const uint64_t *w, uint64_t from, uint64_t n)

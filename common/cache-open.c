@@ -22,12 +22,20 @@
  * are not dirty on disk either, so they read as the published image
  * again (fetched and checked against their SHA-256); those that were
  * dirty keep what the disk holds.
+ *
+ * Whatever cache.raw holds outside the resident and dirty chunks (clean
+ * chunks just dropped, fills a crash cut short) is never read: it is
+ * punched out at open, so that the file takes what the budget counts.
+ * Then the cache joins its budget, and clean chunks over it (or over the
+ * cache's own limit, kept in cache.limit) are evicted before anything
+ * reads; dirty ones are kept, whatever the limit.
  */
 #include <config.h>
 
 #include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/falloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -56,6 +64,7 @@ cache_free (struct cache *c)
     free (c->free_bufs[i]);
   free (c->free_bufs);
   free (c->resident);
+  free (c->referenced);
   free (c->dirty);
   free (c->busy);
   free (c->publishing);
@@ -66,6 +75,7 @@ cache_free (struct cache *c)
   free (c->unflushed[0]);
   free (c->unflushed[1]);
   free (c->suspect_path);
+  free (c->limit_path);
   free (c->dir);
   free (c->raw_path);
   free (c->staging_path);
@@ -82,8 +92,8 @@ static int
 alloc_bitmaps (struct cache *c)
 {
   uint64_t words = c->pages * (META_PAGE / 8);
-  uint64_t **maps[] = { &c->resident, &c->dirty, &c->busy, &c->publishing,
-                        &c->frozen, &c->staged, &c->redirty };
+  uint64_t **maps[] = { &c->resident, &c->referenced, &c->dirty, &c->busy,
+                        &c->publishing, &c->frozen, &c->staged, &c->redirty };
 
   for (size_t i = 0; i < sizeof maps / sizeof maps[0]; i++)
     if ((*maps[i] = calloc (words, 8)) == NULL)
@@ -180,10 +190,13 @@ drop_page_cache (struct cache *c)
   return 0;
 }
 
-/* Drop the clean resident chunks (their bits).  At open or load only. */
+/* Drop the clean resident chunks (their bits).  At open or load only.
+ * The number of chunks dropped; *BYTES gets their bytes.
+ */
 static uint64_t
-drop_clean (struct cache *c)
+drop_clean (struct cache *c, uint64_t *bytes)
 {
+  uint64_t before = cache_bytes (c, c->n_resident, c->resident);
   uint64_t dropped = 0;
 
   for (uint64_t w = 0; w < bitmap_words (c->chunks); w++) {
@@ -191,7 +204,49 @@ drop_clean (struct cache *c)
     bitmap_store_word_atomic (c->resident, w, c->dirty[w]);
   }
   c->n_resident = bitmap_count (c->resident, c->chunks);
+  *bytes = before - cache_bytes (c, c->n_resident, c->resident);
   return dropped;
+}
+
+/* The first chunk at or after FROM that is resident, dirty or BUSY if
+ * USED (else one that is none of these), or c->chunks.  With c->lock.
+ */
+static uint64_t
+next_used (struct cache *c, uint64_t from, bool used)
+{
+  while (from < c->chunks) {
+    uint64_t w = from / 64;
+    uint64_t word = c->resident[w] | c->dirty[w] | c->busy[w];
+
+    word = (used ? word : ~word) >> (from % 64);
+    if (word)
+      return from + __builtin_ctzll (word) < c->chunks
+        ? from + __builtin_ctzll (word) : c->chunks;
+    from = (w + 1) * 64;
+  }
+  return c->chunks;
+}
+
+void
+cache_punch_unused (struct cache *c)
+{
+  for (uint64_t first = 0, end; ; first = end) {
+    {
+      LOCK_FOR_SCOPE (&c->lock);
+      first = next_used (c, first, false);
+      end = next_used (c, first, true);
+    }
+    if (first >= c->chunks)
+      return;
+    if (fallocate (c->raw_fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+                   first * c->chunk_size,
+                   end * c->chunk_size - first * c->chunk_size) == -1) {
+      log_warn ("%s: punch the unused chunks %ju-%ju out of %s: %m (their "
+                "space stays allocated)", c->dir, (uintmax_t) first,
+                (uintmax_t) end - 1, c->raw_path);
+      return;
+    }
+  }
 }
 
 /* Choose what the cache is based on, given the export's HEAD (see the
@@ -204,7 +259,7 @@ choose_base (struct cache *c, const struct meta_base *head)
   const struct meta_base *disk = meta_base (c->meta);
   unsigned flags = meta_flags (c->meta);
   bool same = strcmp (disk->snapshot_id, head->snapshot_id) == 0;
-  uint64_t dropped = 0;
+  uint64_t dropped = 0, bytes;
 
   c->n_dirty = bitmap_count (c->dirty, c->chunks);
   c->stale = c->n_dirty > 0 && !same && !c->readonly;
@@ -213,7 +268,7 @@ choose_base (struct cache *c, const struct meta_base *head)
    * they belong to the image served now: the head, or a stale base.
    */
   if (!(flags & META_CLEAN) || (!same && !c->stale))
-    dropped = drop_clean (c);
+    dropped = drop_clean (c, &bytes);
   else
     c->n_resident = bitmap_count (c->resident, c->chunks);
   if (flags & META_WRITEBACK_ERROR)
@@ -232,15 +287,17 @@ choose_base (struct cache *c, const struct meta_base *head)
 struct cache *
 cache_open (const char *dir, uint64_t image_size, uint32_t chunk_size,
             const struct meta_base *head, unsigned flags,
-            const struct cache_source *src)
+            const struct cache_source *src, struct cache_budget *budget)
 {
   struct cache *c = calloc (1, sizeof *c);
   bool create = flags & CACHE_CREATE;
 
+  assert (budget);
   if (c == NULL) {
     err_set (errno, "calloc: %m");
     return NULL;
   }
+  c->budget = budget;           /* counted in it only once opened */
   c->raw_fd = c->staging_fd = -1;
   c->size = image_size;
   c->chunk_size = chunk_size;
@@ -255,6 +312,7 @@ cache_open (const char *dir, uint64_t image_size, uint32_t chunk_size,
   c->raw_path = str_printf ("%s/cache.raw", dir);
   c->staging_path = str_printf ("%s/snapshot.staging", dir);
   c->suspect_path = str_printf ("%s/cache.suspect", dir);
+  c->limit_path = str_printf ("%s/cache.limit", dir);
   pthread_rwlockattr_t attr;
   pthread_rwlockattr_init (&attr);
   /* A freeze must not starve behind a stream of writes. */
@@ -268,7 +326,7 @@ cache_open (const char *dir, uint64_t image_size, uint32_t chunk_size,
   pthread_cond_init (&c->buf_cond, NULL);
 
   if (c->dir == NULL || c->raw_path == NULL || c->staging_path == NULL ||
-      c->suspect_path == NULL) {
+      c->suspect_path == NULL || c->limit_path == NULL) {
     err_set (ENOMEM, "open cache %s: out of memory", dir);
     goto err;
   }
@@ -296,6 +354,8 @@ cache_open (const char *dir, uint64_t image_size, uint32_t chunk_size,
   if (meta_set_header (c->meta, 0, &c->base) == -1 ||
       (create && fsync_dir (dir) == -1))
     goto err;
+  cache_punch_unused (c);
+  cache_budget_attach (c, budget);
   return c;
 
  err:
@@ -343,13 +403,19 @@ int
 cache_rebase (struct cache *c, const struct meta_base *base, bool stale,
               bool keep)
 {
+  uint64_t dropped = 0;
+
   WRLOCK_FOR_SCOPE (&c->gate);
   {
     LOCK_FOR_SCOPE (&c->lock);
     if (!keep && strcmp (c->base.snapshot_id, base->snapshot_id) != 0)
-      drop_clean (c);
+      drop_clean (c, &dropped);
     c->base = *base;
     c->stale = stale;
+  }
+  if (dropped > 0) {
+    cache_punch_unused (c);
+    cache_budget_release (c, dropped);
   }
   return meta_set_header (c->meta, 0, base) == -1 ? cache_fail_stop (c) : 0;
 }
@@ -359,6 +425,7 @@ cache_close (struct cache *c)
 {
   int r;
 
+  cache_budget_detach (c);      /* no eviction from it from now on */
   {
     WRLOCK_FOR_SCOPE (&c->gate);
     assert (c->n_busy == 0 && c->staging_fd == -1);

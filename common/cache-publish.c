@@ -26,13 +26,14 @@
  * would leave RESIDENT over a hole, and a later partial write would then
  * publish zeros over real data.  So cache_reset holds c->gate exclusively
  * (no write, flush or extents request is in flight or can start), sets
- * c->draining (no fill or slow-path read starts), waits for the fills in
- * flight, clears the bitmaps, waits for the readers still pinning chunks
- * (see "Reads" in cache.c), and only then touches the disk: the cleared
- * bitmaps and the new snapshot id are written and synced first, cache.raw
- * punched after.  A crash in between leaves clean bitmaps over bytes that
- * are never read (a chunk that is not resident is written whole, or
- * zeroed first, before it becomes resident again).
+ * c->draining (no fill, eviction or slow-path read starts), waits for the
+ * fills and evictions in flight, clears the bitmaps, waits for the readers
+ * still pinning chunks (see "Reads" in cache.c), and only then touches the
+ * disk: the cleared bitmaps and the new snapshot id are written and synced
+ * first, cache.raw punched after, and the budget gets the bytes back
+ * last.  A crash in between leaves clean bitmaps over bytes that are
+ * never read (a chunk that is not resident is written whole, or zeroed
+ * first, before it becomes resident again).
  */
 #include <config.h>
 
@@ -134,11 +135,15 @@ forget_suspects (struct cache *c)
   unlink (c->suspect_path);
 }
 
-/* End the publish's bookkeeping under c->lock; see cache_publish_end. */
+/* End the publish's bookkeeping under c->lock; see cache_publish_end.
+ * Holding c->flush_lock, so that the next flush to begin covers the
+ * chunks made clean (see clean_unsynced).
+ */
 static void
 publish_settle (struct cache *c, bool success,
                 const struct meta_base *published)
 {
+  LOCK_FOR_SCOPE (&c->flush_lock);
   LOCK_FOR_SCOPE (&c->lock);
   /* A writer may still be copying into the staging file. */
   while (c->staging_users > 0)
@@ -147,9 +152,10 @@ publish_settle (struct cache *c, bool success,
        i = bitmap_next (c->publishing, i + 1, c->chunks)) {
     if (success && bitmap_get (c->dirty, i) && !bitmap_get (c->redirty, i)) {
       bitmap_clear (c->dirty, i);
-      c->n_dirty--;
+      cache_count_dirty (c, i, -1);
       bitmap_set (c->changed, i / META_PAGE_BITS);
       c->writes++;              /* so the next flush writes the page */
+      c->clean_unsynced = true;
     }
     bitmap_clear (c->publishing, i);
     bitmap_clear (c->frozen, i);
@@ -178,6 +184,7 @@ cache_publish_end (struct cache *c, bool success,
   if (meta_set_header (c->meta, 0, published) == -1)
     return cache_fail_stop (c);
   forget_suspects (c);
+  cache_budget_shrink (c);      /* dirty chunks over a limit are clean now */
   return 0;
 }
 
@@ -186,7 +193,9 @@ cache_settle_published (struct cache *c, cache_match_fn match, void *opaque,
                         bool keep)
 {
   CLEANUP_FREE void *buf = malloc (c->chunk_size);
+  uint64_t dropped = 0;
   int64_t n = 0;
+  int r = 0;
 
   if (buf == NULL)
     return err_set (ENOMEM, "%s: out of memory", c->dir);
@@ -204,38 +213,56 @@ cache_settle_published (struct cache *c, cache_match_fn match, void *opaque,
     if (i >= c->chunks)
       break;
     len = cache_chunk_bytes (c, i);
-    if (full_pread (c->raw_fd, buf, len, i * c->chunk_size,
-                    c->raw_path) == -1)
-      return -1;
+    if ((r = full_pread (c->raw_fd, buf, len, i * c->chunk_size,
+                         c->raw_path)) == -1)
+      break;
     if (!match (opaque, i, buf, len))
       continue;
     LOCK_FOR_SCOPE (&c->lock);
     bitmap_clear (c->dirty, i);
-    c->n_dirty--;
+    cache_count_dirty (c, i, -1);
     bitmap_set (c->changed, i / META_PAGE_BITS);
     c->writes++;
+    c->clean_unsynced = true;   /* no flush before ours: the gate */
     if (!keep) {
       bitmap_clear_atomic (c->resident, i);
       c->n_resident--;
+      dropped += len;
     }
     n++;
   }
-  return n > 0 && cache_flush_gated (c) == -1 ? -1 : n;
+  if (r == 0 && n > 0)
+    r = cache_flush_gated (c);
+  /* Punched only once their clean bits are on disk: a crash must not
+   * leave a dirty chunk over a hole.
+   */
+  if (r == 0 && dropped > 0)
+    cache_punch_unused (c);
+  cache_budget_release (c, dropped);
+  return r == -1 ? -1 : n;
 }
 
 /* Clear every chunk's state for a reset; see the top of this file.
- * Called with c->gate held exclusively and c->lock held.
+ * Called with c->gate held exclusively and c->lock held.  Returns the
+ * bytes of the chunks that were resident, for the budget.
  */
-static void
+static uint64_t
 reset_bitmaps (struct cache *c, const struct meta_base *head)
 {
   uint64_t words = c->pages * (META_PAGE / 8);
+  uint64_t resident;
 
   c->draining = true;
-  while (c->n_busy > 0)         /* fills in flight finishing */
+  while (c->n_busy > 0)         /* fills and evictions in flight finishing */
     pthread_cond_wait (&c->cond, &c->lock);
-  for (uint64_t w = 0; w < words; w++)
+  resident = cache_bytes (c, c->n_resident, c->resident);
+  atomic_fetch_sub (&c->budget->dirty_bytes,
+                    cache_bytes (c, c->n_dirty, c->dirty));
+  for (uint64_t w = 0; w < words; w++) {
     bitmap_store_word_atomic (c->resident, w, 0);
+    bitmap_store_word_atomic (c->referenced, w, 0);
+  }
+  c->clock_hand = 0;
   memset (c->dirty, 0, words * 8);
   memset (c->changed, 0, bitmap_words (c->pages) * 8);
   memset (c->unflushed[0], 0, words * 8);
@@ -245,11 +272,13 @@ reset_bitmaps (struct cache *c, const struct meta_base *head)
   c->base = *head;
   c->stale = false;
   cache_pins_wait (c);          /* readers that saw a chunk resident */
+  return resident;
 }
 
 int
 cache_reset (struct cache *c, const struct meta_base *head)
 {
+  uint64_t dropped;
   int r;
 
   WRLOCK_FOR_SCOPE (&c->gate);
@@ -259,7 +288,7 @@ cache_reset (struct cache *c, const struct meta_base *head)
     return -1;
   {
     LOCK_FOR_SCOPE (&c->lock);
-    reset_bitmaps (c, head);
+    dropped = reset_bitmaps (c, head);
   }
   /* The cleared state reaches the disk before any byte is dropped. */
   r = meta_write_bitmaps (c->meta, c->resident, c->dirty);
@@ -275,6 +304,7 @@ cache_reset (struct cache *c, const struct meta_base *head)
       log_warn ("%s (the space is reclaimed as chunks are written again)",
                 err_msg ());
   }
+  cache_budget_release (c, dropped);    /* once punched, as an eviction */
   {
     LOCK_FOR_SCOPE (&c->lock);
     c->draining = false;

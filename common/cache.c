@@ -26,7 +26,7 @@
  * Reads.  A reader of a resident chunk takes no lock: it pins the chunk
  * (an atomic count in the chunk's stripe of c->pins), then tests RESIDENT,
  * and reads cache.raw only if the bit was set; it unpins after the read.
- * Whoever takes bytes away from cache.raw (reset; later, eviction) clears
+ * Whoever takes bytes away from cache.raw (reset, eviction) clears
  * RESIDENT first and then waits for the pins to drop (cache_pins_wait).
  * Both sides are sequentially consistent, so either the reader sees the
  * bit cleared (and takes the slow path) or the remover sees the pin (and
@@ -35,15 +35,37 @@
  * readers of it wait, so it is fetched once.  A chunk the source does not
  * list reads as zeros without a fetch.  The slow path runs under c->lock
  * and waits while c->draining (a reset) is set, so no fill starts during
- * a reset.
+ * a reset.  A hit also sets the chunk's referenced bit for the CLOCK (a
+ * relaxed load, and a write only if it was clear).
  *
  * Writes (and zero/trim) hold c->gate shared for the whole request.  The
- * fast path — RESIDENT, not FROZEN, not BUSY — writes cache.raw with no
- * chunk lock and then sets DIRTY.  Anything else takes BUSY: a missing
- * chunk is materialized (fetched, or zeroed) and merged with a partial
- * write in one pwrite; a whole-chunk write needs no fetch.  Because a
- * fill holds BUSY until the chunk is RESIDENT, and writers to a non-
- * resident chunk need BUSY, a fill can never land on top of a write.
+ * fast path — RESIDENT, not FROZEN, not BUSY — pins the chunk, writes
+ * cache.raw with no chunk lock, sets DIRTY and unpins.  Anything else
+ * takes BUSY: a missing chunk is materialized (fetched, or zeroed) and
+ * merged with a partial write in one pwrite; a whole-chunk write needs
+ * no fetch.  Because a fill holds BUSY until the chunk is RESIDENT, and
+ * writers to a non-resident chunk need BUSY, a fill can never land on
+ * top of a write.
+ *
+ * The budget (cache-budget.c).  Every cache of a process counts in one
+ * budget (cache-max-size) and perhaps a limit of its own: the bytes of
+ * its resident chunks and of the fills under way.  Before a chunk becomes
+ * resident (a fill, readahead, hydrate, or a write to a chunk that is
+ * not) its bytes are reserved, under BUSY; a failure gives them back.
+ * When there is no room, a read, a write or NBD_CMD_CACHE evicts clean
+ * chunks by CLOCK, and then an eighth of the limit more, which readahead
+ * uses: readahead and hydrate never evict.  A candidate is RESIDENT and
+ * not DIRTY, BUSY, FROZEN or STAGED (a clean chunk a publish has already
+ * read may go); at the hand, one whose referenced bit is set (read since
+ * the hand passed, or just filled) loses the bit and stays for another
+ * turn, one whose bit is clear is evicted.  The evictor takes BUSY on
+ * it, clears RESIDENT, waits for the pins of its stripe, and punches it
+ * out of cache.raw; a fast-path writer that pinned it first has made it
+ * DIRTY meanwhile, and then it stays.  Dirty chunks are never evicted.
+ * With no room to be made, a read is served from a fill buffer and not
+ * kept (a bypass), readahead and hydrate fetch nothing, and a write that
+ * needs a new chunk fails with ENOSPC ("full of unpublished writes"); a
+ * trim is skipped.
  *
  * Point-in-time publish: see cache-publish.c.  Writes to a FROZEN chunk
  * first save its bytes to snapshot.staging (stage_chunk), set STAGED and
@@ -68,10 +90,14 @@
  * page cache, so what is served is what is on disk (see cache-open.c).
  *
  * Lock order: c->gate, then c->flush_lock, then c->lock, then the
- * source's own lock inside has().  BUSY holders may wait for a fill
- * buffer (c->buf_cond); buffer holders never wait for BUSY, so the two
- * cannot deadlock.  A thread never takes c->gate twice (the rwlock
- * prefers writers, so a nested shared lock could wait behind a freeze).
+ * source's own lock inside has().  The budget's lock is never held with
+ * a c->lock: a reservation takes it without any, and an eviction takes
+ * the victim's c->lock only after dropping it.  BUSY holders may wait for
+ * a fill buffer (c->buf_cond), or evict (waiting for pins, which nobody
+ * holds while waiting for BUSY); buffer holders never wait for BUSY, so
+ * none of these can deadlock.  A thread never takes c->gate twice (the
+ * rwlock prefers writers, so a nested shared lock could wait behind a
+ * freeze); an eviction needs no gate.
  */
 #include <config.h>
 
@@ -138,14 +164,27 @@ unpin (struct cache *c, _Atomic unsigned *p)
   }
 }
 
+/* Wait until stripe I has no pin.  Called with c->lock held. */
+static void
+stripe_wait (struct cache *c, unsigned i)
+{
+  atomic_fetch_add (&c->pin_waiters, 1);
+  while (atomic_load (&c->pins[i].n) > 0)
+    pthread_cond_wait (&c->cond, &c->lock);
+  atomic_fetch_sub (&c->pin_waiters, 1);
+}
+
 void
 cache_pins_wait (struct cache *c)
 {
-  atomic_fetch_add (&c->pin_waiters, 1);
   for (unsigned i = 0; i < PIN_STRIPES; i++)
-    while (atomic_load (&c->pins[i].n) > 0)
-      pthread_cond_wait (&c->cond, &c->lock);
-  atomic_fetch_sub (&c->pin_waiters, 1);
+    stripe_wait (c, i);
+}
+
+void
+cache_pins_wait_chunk (struct cache *c, uint64_t chunk)
+{
+  stripe_wait (c, chunk % PIN_STRIPES);
 }
 
 int
@@ -211,9 +250,10 @@ static void
 mark_dirty (struct cache *c, uint64_t chunk)
 {
   mark_resident (c, chunk);
+  bitmap_mark_relaxed (c->referenced, chunk);
   if (!bitmap_get (c->dirty, chunk)) {
     bitmap_set (c->dirty, chunk);
-    c->n_dirty++;
+    cache_count_dirty (c, chunk, 1);
     bitmap_set (c->changed, chunk / META_PAGE_BITS);
   }
   if (bitmap_get (c->publishing, chunk))
@@ -312,19 +352,20 @@ cache_zero_range (int fd, uint64_t offset, uint64_t len, bool may_trim,
   return 0;
 }
 
-/* Fetch CHUNK, on which the caller holds BUSY, into cache.raw, mark it
- * resident and release BUSY.  If OUT is not NULL, also copy its bytes
- * [OFF, OFF+N) there.  0 or -1.
+/* Fetch CHUNK, on which the caller holds BUSY, into cache.raw if KEEP
+ * (its bytes reserved in the budget), mark it resident and release BUSY
+ * and, if it was not kept, the reservation.  If OUT is not NULL (a
+ * read), also copy its bytes [OFF, OFF+N) there.  0 or -1.
  */
 static int
 fill_and_release (struct cache *c, uint64_t chunk, void *out, uint32_t off,
-                  uint32_t n)
+                  uint32_t n, bool keep)
 {
   void *fb = buf_get (c);
   int r = fb ? fetch (c, chunk, fb) : -1;
   bool cached = false;
 
-  if (r == 0) {
+  if (r == 0 && keep) {
     cached = raw_pwrite (c, fb, cache_chunk_bytes (c, chunk),
                          chunk * c->chunk_size) == 0;
     /* A full cache disk costs the caching, not the read: the bytes
@@ -340,10 +381,16 @@ fill_and_release (struct cache *c, uint64_t chunk, void *out, uint32_t off,
     memcpy (out, (char *) fb + off, n);
   buf_put (c, fb);
 
-  LOCK_FOR_SCOPE (&c->lock);
-  if (cached)
-    mark_resident (c, chunk);
-  cache_busy_release (c, chunk);
+  {
+    LOCK_FOR_SCOPE (&c->lock);
+    if (cached) {
+      mark_resident (c, chunk);
+      bitmap_mark_relaxed (c->referenced, chunk);     /* about to be read */
+    }
+    cache_busy_release (c, chunk);
+  }
+  if (keep && !cached)
+    cache_budget_release (c, cache_chunk_bytes (c, chunk));
   return r;
 }
 
@@ -374,16 +421,19 @@ read_chunk (struct cache *c, uint64_t chunk, void *buf, uint32_t off,
             uint32_t n)
 {
   _Atomic unsigned *p = pin (c, chunk);
+  bool keep;
 
-  if (bitmap_get_atomic (c->resident, chunk))
+  if (bitmap_get_atomic (c->resident, chunk)) {
+    bitmap_mark_relaxed (c->referenced, chunk);
     return read_pinned (c, p, chunk, buf, off, n);
+  }
   unpin (c, p);
 
   {
     LOCK_FOR_SCOPE (&c->lock);
     wait_settled (c, chunk);
     if (bitmap_get (c->resident, chunk))
-      p = pin (c, chunk);       /* filled meanwhile; no remover can run */
+      p = pin (c, chunk);       /* filled meanwhile; a remover waits for it */
     else if (!c->src.has (c->src.opaque, chunk)) {
       memset (buf, 0, n);
       return 0;
@@ -396,7 +446,14 @@ read_chunk (struct cache *c, uint64_t chunk, void *buf, uint32_t off,
   if (p)
     return read_pinned (c, p, chunk, buf, off, n);
   count (&c->read_misses, 1);
-  return fill_and_release (c, chunk, buf, off, n);
+  /* No room, even by evicting: serve the bytes without keeping them. */
+  keep = cache_budget_reserve (c, cache_chunk_bytes (c, chunk), true) == 0;
+  if (!keep) {
+    count (&c->bypass_reads, 1);
+    log_debug ("chunk %ju read without caching it: %s", (uintmax_t) chunk,
+               err_msg ());
+  }
+  return fill_and_release (c, chunk, buf, off, n, keep);
 }
 
 int
@@ -516,22 +573,28 @@ modify_slow (struct cache *c, uint64_t chunk, uint32_t off, uint32_t n,
 /* What modify_chunk does with a chunk, decided under c->lock. */
 enum modify_path { MODIFY_FAST, MODIFY_SLOW, MODIFY_NOTHING, MODIFY_NOTSUP };
 
+/* Choose the path, setting *RESIDENT; the fast path gets the chunk
+ * pinned in *PIN.  Called with c->lock held.
+ */
 static enum modify_path
 modify_choose (struct cache *c, uint64_t chunk, bool whole, bool zero,
-               unsigned zflags)
+               unsigned zflags, bool *resident, _Atomic unsigned **pinned)
 {
-  bool resident, frozen, has;
+  bool frozen, has;
 
   while (bitmap_get (c->busy, chunk))
     pthread_cond_wait (&c->cond, &c->lock);
-  resident = bitmap_get (c->resident, chunk);
+  *resident = bitmap_get (c->resident, chunk);
   frozen = bitmap_get (c->frozen, chunk);
-  if (resident && !frozen)
-    /* No BUSY needed: nothing else changes a resident, unfrozen chunk's
-     * state, and c->gate keeps a freeze and a reset out.
+  if (*resident && !frozen) {
+    /* No BUSY needed: c->gate keeps a freeze and a reset out, and an
+     * eviction, the only other change, waits for the pin and then finds
+     * the chunk dirty (see "The budget").
      */
+    *pinned = pin (c, chunk);
     return MODIFY_FAST;
-  has = resident || c->src.has (c->src.opaque, chunk);
+  }
+  has = *resident || c->src.has (c->src.opaque, chunk);
   /* Zeroing zeros changes nothing, unless a publish still needs the
    * chunk: then the slow path keeps the freeze bookkeeping right (it
    * stages nothing, as there are no bytes to save).
@@ -541,7 +604,7 @@ modify_choose (struct cache *c, uint64_t chunk, bool whole, bool zero,
   /* A fast zero must not fetch: a partial zero needs the chunk's bytes to
    * merge with, and a frozen chunk's bytes must be staged first.
    */
-  if (zero && (zflags & CACHE_ZERO_FAST) && !resident && has &&
+  if (zero && (zflags & CACHE_ZERO_FAST) && !*resident && has &&
       (!whole || frozen))
     return MODIFY_NOTSUP;
   cache_busy_take (c, chunk);
@@ -554,17 +617,33 @@ modify_chunk (struct cache *c, uint64_t chunk, uint32_t off, uint32_t n,
               const void *data, unsigned zflags)
 {
   uint64_t pos = chunk * c->chunk_size;
-  bool whole = off == 0 && n == cache_chunk_bytes (c, chunk);
+  uint32_t len = cache_chunk_bytes (c, chunk);
+  bool whole = off == 0 && n == len;
   bool may_trim = zflags & CACHE_ZERO_MAY_TRIM;
+  bool trim = zflags & CACHE_ZERO_TRIM;
+  _Atomic unsigned *p = NULL;
   enum modify_path path;
+  bool resident, done;
   int r;
 
-  if ((zflags & CACHE_ZERO_TRIM) && !whole)
+  if (trim && !whole)
     return 0;                   /* trims below a chunk are only advice */
 
   {
     LOCK_FOR_SCOPE (&c->lock);
-    path = modify_choose (c, chunk, whole, data == NULL, zflags);
+    path = modify_choose (c, chunk, whole, data == NULL, zflags, &resident,
+                          &p);
+  }
+  /* The chunk becomes resident: its bytes need room in the budget.  A
+   * trim that finds none is skipped (it is only advice).
+   */
+  if (path == MODIFY_SLOW && !resident &&
+      cache_budget_reserve (c, len, true) == -1) {
+    if (!trim)
+      count (&c->refused_writes, 1);
+    LOCK_FOR_SCOPE (&c->lock);
+    cache_busy_release (c, chunk);
+    return trim ? 0 : -1;
   }
   switch (path) {
   case MODIFY_NOTHING:
@@ -583,15 +662,22 @@ modify_chunk (struct cache *c, uint64_t chunk, uint32_t off, uint32_t n,
     abort ();
   }
 
-  LOCK_FOR_SCOPE (&c->lock);
-  /* A write that failed half way may have changed a resident chunk's
-   * bytes: they are no longer the published image's, so the chunk is
-   * dirty either way.  A chunk that is not resident is not read.
-   */
-  if (r == 0 || bitmap_get (c->resident, chunk))
-    mark_dirty (c, chunk);
-  if (path == MODIFY_SLOW)
-    cache_busy_release (c, chunk);
+  {
+    LOCK_FOR_SCOPE (&c->lock);
+    /* A write that failed half way may have changed a resident chunk's
+     * bytes: they are no longer the published image's, so the chunk is
+     * dirty either way.  A chunk that is not resident is not read.
+     */
+    done = r == 0 || bitmap_get (c->resident, chunk);
+    if (done)
+      mark_dirty (c, chunk);
+    if (path == MODIFY_SLOW)
+      cache_busy_release (c, chunk);
+  }
+  if (p)
+    unpin (c, p);
+  if (path == MODIFY_SLOW && !resident && !done)
+    cache_budget_release (c, len);
   return r;
 }
 
@@ -715,6 +801,8 @@ cache_flush_gated (struct cache *c)
     LOCK_FOR_SCOPE (&c->lock);
     if (r == 0 && c->flushed_writes < fp.writes)
       c->flushed_writes = fp.writes;
+    if (r == 0)
+      c->clean_unsynced = false;        /* what was made clean is on disk */
     /* After a failure (which fails stop) the pages stay marked, so the
      * state in memory still says what the disk lacks.
      */
@@ -734,7 +822,7 @@ cache_flush (struct cache *c)
 }
 
 int
-cache_prefetch (struct cache *c, uint64_t chunk)
+cache_prefetch (struct cache *c, uint64_t chunk, bool evict)
 {
   if (chunk >= c->chunks)
     return 0;
@@ -745,7 +833,12 @@ cache_prefetch (struct cache *c, uint64_t chunk)
       return 0;                 /* resetting, resident, being filled, zeros */
     cache_busy_take (c, chunk);
   }
-  return fill_and_release (c, chunk, NULL, 0, 0);
+  if (cache_budget_reserve (c, cache_chunk_bytes (c, chunk), evict) == -1) {
+    LOCK_FOR_SCOPE (&c->lock);
+    cache_busy_release (c, chunk);
+    return 1;
+  }
+  return fill_and_release (c, chunk, NULL, 0, 0, true);
 }
 
 bool
@@ -787,26 +880,30 @@ cache_extents (struct cache *c, uint32_t count_, uint64_t offset,
 {
   uint64_t end = offset + count_;
 
-  /* Shared gate: a reset cannot punch cache.raw under the lseeks. */
+  /* Shared gate: a reset cannot punch cache.raw under the lseeks; a pin
+   * keeps an eviction out likewise (see "Reads").
+   */
   RDLOCK_FOR_SCOPE (&c->gate);
   while (offset < end) {
     uint64_t chunk = offset / c->chunk_size;
     uint64_t cend = chunk * c->chunk_size + cache_chunk_bytes (c, chunk);
-    bool resident, has;
-    int r;
+    _Atomic unsigned *p = pin (c, chunk);
+    bool resident = bitmap_get_atomic (c->resident, chunk), has;
+    int r = 0;
 
     if (cend > end)
       cend = end;
-    {
-      LOCK_FOR_SCOPE (&c->lock);
-      resident = bitmap_get (c->resident, chunk);
-      has = !resident && c->src.has (c->src.opaque, chunk);
-    }
     if (resident)
       r = raw_extents (c, offset, cend, fn, opaque);
-    else
+    unpin (c, p);
+    if (!resident) {
+      {
+        LOCK_FOR_SCOPE (&c->lock);
+        has = c->src.has (c->src.opaque, chunk);
+      }
       r = fn (opaque, offset, cend - offset,
               has ? CACHE_EXTENT_DATA : CACHE_EXTENT_HOLE);
+    }
     if (r == -1)
       return -1;
     offset = cend;
@@ -822,6 +919,7 @@ cache_get_stats (struct cache *c, struct cache_stats *out)
     out->chunks = c->chunks;
     out->resident = c->n_resident;
     out->dirty = c->n_dirty;
+    out->dirty_bytes = cache_bytes (c, c->n_dirty, c->dirty);
     out->suspect = c->n_suspect;
   }
   out->failed = atomic_load (&c->failed) != 0;
@@ -830,4 +928,8 @@ cache_get_stats (struct cache *c, struct cache_stats *out)
   out->fills = atomic_load (&c->fills);
   out->fill_bytes = atomic_load (&c->fill_bytes);
   out->fill_errors = atomic_load (&c->fill_errors);
+  out->evictions = atomic_load (&c->evictions);
+  out->bypass_reads = atomic_load (&c->bypass_reads);
+  out->refused_writes = atomic_load (&c->refused_writes);
+  cache_budget_fill_stats (c, out);
 }

@@ -45,11 +45,39 @@ enum { CACHE_EXTENT_DATA = 0, CACHE_EXTENT_HOLE = 3 /* hole and zero */ };
 
 struct cache;
 
+/* Bytes of cache.raw that the caches of a process may fill, shared by
+ * every cache opened with it; clean chunks are evicted to stay within
+ * it (see "The budget" in cache.c).
+ */
+struct cache_budget;
+
+/* No limit: what cache_budget_new and cache_set_max_size take for none. */
+#define CACHE_NO_LIMIT UINT64_MAX
+
+/* A budget of MAX_BYTES (CACHE_NO_LIMIT: none).  NULL with err_set. */
+struct cache_budget *cache_budget_new (uint64_t max_bytes);
+/* Free B, which no open cache uses any more.  NULL is allowed. */
+void cache_budget_free (struct cache_budget *b);
+
+struct cache_budget_stats {
+  uint64_t max_bytes;           /* CACHE_NO_LIMIT: none */
+  uint64_t used_bytes;          /* resident and being filled, every cache */
+  uint64_t dirty_bytes;         /* unpublished, every cache */
+  uint64_t evictions;           /* chunks evicted since the start */
+};
+
+/* Copy B's counters into *OUT. */
+void cache_budget_get_stats (struct cache_budget *b,
+                             struct cache_budget_stats *out)
+  __attribute__ ((__nonnull__));
+
 /* Open the cache in DIR for an image of IMAGE_SIZE bytes split into
  * CHUNK_SIZE chunks, read through SRC, whose export's published head is
- * HEAD (snapshot id "" if none).  Dirty chunks are kept across any
- * restart; clean resident chunks only after a clean shutdown with the
- * same base.  If the cache holds dirty chunks written over another base
+ * HEAD (snapshot id "" if none).  Its cached bytes count in BUDGET, and
+ * in its own limit if cache.limit names one (see cache_set_max_size):
+ * clean chunks over either are evicted at once, dirty ones are kept.
+ * Dirty chunks are kept across any restart; clean resident chunks only
+ * after a clean shutdown with the same base.  If the cache holds dirty chunks written over another base
  * (the head moved on since), it opens stale: its base stays, its image is
  * that base (SRC must serve it), and it refuses writes and publishes
  * (cache_stale).  NULL with err_set (EBUSY if another process has the
@@ -57,7 +85,15 @@ struct cache;
  */
 struct cache *cache_open (const char *dir, uint64_t image_size,
                           uint32_t chunk_size, const struct meta_base *head,
-                          unsigned flags, const struct cache_source *src);
+                          unsigned flags, const struct cache_source *src,
+                          struct cache_budget *budget);
+/* Limit the bytes of this cache's own chunks to MAX_BYTES (CACHE_NO_LIMIT:
+ * only the budget's), for this open and later ones (cache.limit), and
+ * evict clean chunks down to it.  The smaller of it and the budget
+ * applies.  0 or -1 with err_set (EINVAL if MAX_BYTES is below a chunk).
+ */
+int cache_set_max_size (struct cache *c, uint64_t max_bytes)
+  __attribute__ ((__nonnull__));
 /* Is the cache stale (see cache_open)?  *BASE gets its base. */
 bool cache_stale (struct cache *c, struct meta_base *base)
   __attribute__ ((__nonnull__));
@@ -92,10 +128,11 @@ int cache_zero (struct cache *c, uint32_t count, uint64_t offset,
  * do writes and publishes, until the cache is closed and opened again.
  */
 int cache_flush (struct cache *c);
-/* Fetch chunk CHUNK if it is not resident (CACHE, readahead, hydrate).
- * 0 or -1.
+/* Fetch chunk CHUNK if it is not resident (CACHE, readahead, hydrate),
+ * evicting clean chunks for room if EVICT.  0, 1 if there was no room
+ * for it in the budget (nothing fetched), or -1.
  */
-int cache_prefetch (struct cache *c, uint64_t chunk);
+int cache_prefetch (struct cache *c, uint64_t chunk, bool evict);
 /* Is CHUNK resident (no fetch needed to read it)? */
 bool cache_is_resident (struct cache *c, uint64_t chunk);
 
@@ -159,6 +196,18 @@ struct cache_stats {
   uint64_t fills;               /* chunks fetched */
   uint64_t fill_bytes;
   uint64_t fill_errors;
+  /* The budget (see cache_open). */
+  uint64_t max_bytes;           /* this cache's own limit, or CACHE_NO_LIMIT */
+  uint64_t used_bytes;          /* its resident chunks and fills under way */
+  uint64_t dirty_bytes;
+  /* Can room be made for one more chunk?  Not if the dirty bytes fill
+   * the cache's own limit, or those of every cache fill the budget.
+   */
+  enum { CACHE_ROOM, CACHE_FULL_LIMIT, CACHE_FULL_BUDGET } full;
+  uint64_t evictions;           /* chunks evicted from this cache */
+  uint64_t bypass_reads;        /* chunks read without keeping them */
+  uint64_t refused_writes;      /* writes that found no room (ENOSPC) */
+  struct cache_budget_stats budget;     /* the process's */
 };
 
 /* Copy the cache's counters into *OUT. */

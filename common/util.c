@@ -682,3 +682,13 @@ parse_size (const char *s, uint64_t *out)
   *out = (uint64_t) v << shift;
   return true;
 }
+
+int
+size_check (const char *what, const char *s, uint64_t *out)
+{
+  if (!parse_size (s, out) || *out == 0)
+    return err_set (EINVAL, "%s must be a number of bytes with an optional "
+                    "K, M, G, T (or KiB, MiB ...) suffix, not \"%.40s\"",
+                    what, s);
+  return 0;
+}

@@ -154,5 +154,10 @@ uint64_t time_real_ms (void);
  * with an optional "iB" are powers of 1024); false if bad.
  */
 bool parse_size (const char *s, uint64_t *out);
+/* parse_size for a size WHAT ("--chunk-size") that must not be 0: 0, or
+ * -1 with err_set (EINVAL) saying what a size is.
+ */
+int size_check (const char *what, const char *s, uint64_t *out)
+  __attribute__ ((__nonnull__));
 
 #endif /* LAZYVOL_UTIL_H */

@@ -63,6 +63,7 @@ struct volume {
   uint64_t hydrate_next;        /* next extent index to claim */
   bool hydrate_cancel;
   bool hydrate_failed;
+  bool hydrate_full;            /* stopped: no room in the cache budget */
 
   _Atomic uint64_t ra_last;     /* last chunk of the latest read */
   _Atomic uint64_t ra_next;     /* first chunk not yet scheduled */

@@ -16,6 +16,11 @@
  *
  * Hydrate fetches every chunk the manifest lists with HYDRATE_WORKERS
  * threads of its own, claiming one extent at a time; unload cancels it.
+ * It evicts nothing: once the cache budget (or the export's own limit)
+ * has no room left, it stops and ends done, with a warning that says so.
+ * Readahead evicts nothing either: it takes the room that reads leave
+ * free when they evict (see "The budget" in cache.c), and without room
+ * it fetches nothing.  NBD_CMD_CACHE evicts as reads do.
  *
  * Documents: volume.json is fetched whole; a manifest, which grows with
  * the image, goes through a manifest reader as it arrives and is never
@@ -321,7 +326,7 @@ volume_fetch_current (struct volume_env *env, const struct volume_head *head)
 }
 
 /* Can this host hold the local cache of an image of SIZE bytes in
- * CHUNK_SIZE chunks?  Its chunk state lives in memory (7 bits a chunk),
+ * CHUNK_SIZE chunks?  Its chunk state lives in memory (8 bits a chunk),
  * cache.raw is a sparse file of SIZE bytes under the cache root, which
  * the file system must allow (ext4 stops at 16 TiB), and cache.meta is
  * allocated whole, which needs the space now.  Refusing at create beats
@@ -331,7 +336,7 @@ static int
 probe_cache (struct volume_env *env, uint64_t size, uint32_t chunk_size)
 {
   uint64_t chunks = chunk_count (size, chunk_size);
-  uint64_t state = chunks / 8 * 7 + 7;
+  uint64_t state = chunks + 8;
   uint64_t ram = (uint64_t) sysconf (_SC_PHYS_PAGES) * sysconf (_SC_PAGESIZE);
   CLEANUP_FREE char *probe = NULL;
   int fd, e = 0;
@@ -627,7 +632,7 @@ volume_load (struct volume_env *env, const char *export_id,
   v->cache = cache_open (v->cache_dir, v->head.image_size,
                          v->head.chunk_size, &head,
                          CACHE_CREATE | (v->readonly ? CACHE_READONLY : 0),
-                         &src);
+                         &src, env->budget);
   if (v->cache == NULL)
     goto err;
   /* Only now, holding the cache's lock: a second process opening the same
@@ -826,7 +831,7 @@ readahead_job (void *owner, uint64_t chunk)
 {
   struct volume *v = owner;
 
-  if (cache_prefetch (v->cache, chunk) == -1)
+  if (cache_prefetch (v->cache, chunk, false) != 0)
     log_debug ("readahead %s chunk %ju: %s", v->name, (uintmax_t) chunk,
                err_msg ());
 }
@@ -922,10 +927,14 @@ volume_prefetch (struct volume *v, uint32_t count, uint64_t offset)
 {
   uint32_t cs = v->head.chunk_size;
 
+  /* Only advice: with no room left, the rest is not fetched. */
   for (uint64_t c = offset / cs; count > 0 && c <= (offset + count - 1) / cs;
-       c++)
-    if (cache_prefetch (v->cache, c) == -1)
-      return -1;
+       c++) {
+    int r = cache_prefetch (v->cache, c, true);
+
+    if (r != 0)
+      return r == 1 ? 0 : -1;
+  }
   return 0;
 }
 
@@ -1080,13 +1089,25 @@ volume_count_publish (struct volume *v, uint64_t ns)
 static void
 hydrate_finish (struct volume *v)
 {
+  struct volume_outcome *o = &v->outcome;
+
+  if (v->hydrate_full) {
+    char why[sizeof o->warning];
+
+    memcpy (why, o->warning, sizeof why);
+    snprintf (o->warning, sizeof o->warning, "stopped after %ju of %ju "
+              "chunks, evicting nothing: %.150s",
+              (uintmax_t) v->progress.done,
+              (uintmax_t) v->progress.total, why);
+  }
   op_finish (v, v->hydrate_failed ? VOLUME_FAILED : v->hydrate_cancel
              ? VOLUME_CANCELLED : VOLUME_DONE, NULL);
 }
 
 /* A hydrate worker: claim the next extent of the manifest, fetch its
- * chunks, until none is left, one failed, or the hydrate is cancelled.
- * The last worker to finish ends the operation.
+ * chunks, until none is left, one failed, the cache has no room left, or
+ * the hydrate is cancelled.  The last worker to finish ends the
+ * operation.
  */
 static void *
 hydrate_worker (void *arg)
@@ -1111,18 +1132,25 @@ hydrate_worker (void *arg)
     if (n == 0)
       break;
     for (uint64_t c = first; c < first + n && !stop; c++) {
-      int r = cache_prefetch (v->cache, c);
+      int r = cache_prefetch (v->cache, c, false);
       uint32_t len = chunk_len (v->head.image_size, v->head.chunk_size, c);
       LOCK_FOR_SCOPE (&v->oplock);
 
-      v->progress.done++;
-      v->progress.done_bytes += len;
+      if (r == 1 && !v->hydrate_full) {
+        v->hydrate_full = true;
+        snprintf (v->outcome.warning, sizeof v->outcome.warning, "%s",
+                  err_msg ());
+      }
+      if (r == 0) {
+        v->progress.done++;
+        v->progress.done_bytes += len;
+      }
       if (r == -1 && !v->hydrate_failed) {
         v->hydrate_failed = true;
         snprintf (v->outcome.error, sizeof v->outcome.error, "%s",
                   err_msg ());
       }
-      stop = v->hydrate_cancel || v->hydrate_failed;
+      stop = v->hydrate_cancel || v->hydrate_failed || v->hydrate_full;
     }
   }
   LOCK_FOR_SCOPE (&v->oplock);
@@ -1165,7 +1193,7 @@ volume_hydrate (struct volume *v)
     v->progress.total = v->manifest ? v->manifest->nsha : 0;
     v->progress.total_bytes = listed_bytes (v);
     v->hydrate_next = 0;
-    v->hydrate_cancel = v->hydrate_failed = false;
+    v->hydrate_cancel = v->hydrate_failed = v->hydrate_full = false;
     v->hydrate_active = HYDRATE_WORKERS;
   }
 
@@ -1193,6 +1221,12 @@ volume_hydrate (struct volume *v)
       hydrate_finish (v);
   }
   return started > 0 ? 0 : -1;
+}
+
+int
+volume_set_cache_max (struct volume *v, uint64_t max_bytes)
+{
+  return cache_set_max_size (v->cache, max_bytes);
 }
 
 int

@@ -27,6 +27,7 @@ struct volume_env {
   const char *root;             /* export root in the bucket ("" = top) */
   const char *cache_root;       /* absolute local directory */
   struct pool *pool;            /* background fetches */
+  struct cache_budget *budget;  /* of every export's cache (cache-max-size) */
   unsigned readahead;           /* chunks fetched ahead of sequential reads */
   /* Ownership (owner.c, lease.c). */
   struct lease *lease;          /* this host's */
@@ -56,6 +57,7 @@ struct volume_outcome {
     VOLUME_DONE, VOLUME_FAILED, VOLUME_CANCELLED,
   } result;
   char error[256];                        /* why, if it failed */
+  char warning[256];                      /* what it left undone, if done */
   char started_at[32], finished_at[32];   /* ISO 8601, UTC */
   uint64_t ns;                            /* how long it ran */
   /* A snapshot's or compact's: the snapshot it left as the head, and
@@ -174,8 +176,16 @@ void volume_op_published (struct volume *v, const char *snapshot_id,
  */
 void volume_op_end (struct volume *v, bool ok);
 
+/* Limit the bytes V's cache may take to MAX_BYTES (CACHE_NO_LIMIT: only
+ * the budget's), from now on and at later loads (see cache_set_max_size).
+ * 0 or -1.
+ */
+int volume_set_cache_max (struct volume *v, uint64_t max_bytes)
+  __attribute__ ((__nonnull__));
 /* Start fetching every chunk of the published image in the background
- * (progress in status).  0 or -1 (EBUSY if an operation runs).
+ * (progress in status); it stops, done with a warning, when the cache
+ * budget has no room left without evicting.  0 or -1 (EBUSY if an
+ * operation runs).
  */
 int volume_hydrate (struct volume *v);
 /* Drop all local state (destructive).  The caller has the export to

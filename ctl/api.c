@@ -9,8 +9,8 @@
  * route, method, body size and JSON syntax, every id with the same
  * id_export_valid/id_snapshot_valid the plugin uses — and only then
  * relayed, so a malformed request costs the plugin nothing.  Other
- * fields (size, chunk_size) are passed on as given and checked by the
- * plugin, which knows their rules.
+ * fields (size, chunk_size, cache_max_size) are passed on as given and
+ * checked by the plugin, which knows their rules.
  *
  * Nothing here blocks: a request waits for its relay's callback while
  * the loop serves others.  A client that hangs up during a long snapshot
@@ -86,11 +86,12 @@ struct route {
 
 static const struct field create_body[] = {
   { "export_id", EXPORT, true }, { "size", ANY, true },
-  { "chunk_size", ANY, false }, { NULL, ANY, false },
+  { "chunk_size", ANY, false }, { "cache_max_size", ANY, false },
+  { NULL, ANY, false },
 };
 static const struct field open_body[] = {
   { "export_id", NAME, true }, { "takeover", ANY, false },
-  { NULL, ANY, false },
+  { "cache_max_size", ANY, false }, { NULL, ANY, false },
 };
 static const struct field fork_body[] = {
   { "new_export_id", EXPORT, true }, { NULL, ANY, false },
@@ -109,7 +110,8 @@ static const struct field fsck_body[] = {
 };
 static const struct field clone_body[] = {
   { "export_id", EXPORT, true }, { "source_export_id", EXPORT, true },
-  { "source_snapshot_id", SNAPSHOT, false }, { NULL, ANY, false },
+  { "source_snapshot_id", SNAPSHOT, false }, { "cache_max_size", ANY, false },
+  { NULL, ANY, false },
 };
 
 #define GET EVHTTP_REQ_GET

@@ -40,12 +40,13 @@ enum {
   O_CHUNK_SIZE = 1 << 0, O_TAKEOVER = 1 << 1, O_FORCE = 1 << 2,
   O_SNAPSHOT = 1 << 3, O_QUIET = 1 << 4, O_NO_WAIT = 1 << 5,
   O_DELETE = 1 << 6, O_GRACE = 1 << 7, O_REPAIR = 1 << 8,
+  O_CACHE_MAX = 1 << 9,
 };
 
 static struct {
   const char *socket;
   bool json, quiet, no_wait, delete, repair;
-  const char *chunk_size, *snapshot, *grace;
+  const char *chunk_size, *snapshot, *grace, *cache_max_size;
   const char *takeover;         /* NULL, "true" or "force" */
   unsigned given;               /* the O_* options seen */
 } opt;
@@ -99,9 +100,8 @@ size_arg (const char *what, const char *s)
 {
   uint64_t n;
 
-  if (!parse_size (s, &n) || n == 0)
-    usage_error ("%s must be a number of bytes with an optional K, M, G, T "
-                 "(or KiB, MiB ...) suffix, not \"%s\"", what, s);
+  if (size_check (what, s, &n) == -1)
+    usage_error ("%s", err_msg ());
   return n;
 }
 
@@ -234,6 +234,19 @@ geometry (json_object *st, char buf[3 * SHOW_BUF])
   return buf;
 }
 
+/* Add --cache-max-size to BODY, if it was given ("none": 0, no limit of
+ * the export's own).
+ */
+static void
+add_cache_max (json_object *body)
+{
+  if (opt.cache_max_size)
+    json_object_object_add (body, "cache_max_size", json_object_new_uint64
+                            (strcmp (opt.cache_max_size, "none") == 0 ? 0
+                             : size_arg ("--cache-max-size",
+                                         opt.cache_max_size)));
+}
+
 static int
 cmd_create (char **args)
 {
@@ -247,6 +260,7 @@ cmd_create (char **args)
   if (opt.chunk_size)
     json_object_object_add (body, "chunk_size", json_object_new_uint64
                             (size_arg ("--chunk-size", opt.chunk_size)));
+  add_cache_max (body);
   if ((e = request ("POST", "/v1/exports/create", body, &r)) != 0)
     return e;
   if (!printed_json (&r))
@@ -268,6 +282,7 @@ cmd_open (char **args)
     json_object_object_add (body, "takeover", opt.takeover[0] == 't'
                             ? json_object_new_boolean (1)
                             : json_object_new_string ("force"));
+  add_cache_max (body);
   if ((e = request ("POST", "/v1/exports/open", body, &r)) != 0)
     return e;
   if (!printed_json (&r)) {
@@ -314,6 +329,7 @@ cmd_clone (char **args)
                             json_object_new_string
                             (checked (id_snapshot_check, "--snapshot",
                                       opt.snapshot)));
+  add_cache_max (body);
   if ((e = request ("POST", "/v1/exports/clone", body, &r)) != 0)
     return e;
   if (!printed_json (&r))
@@ -417,8 +433,9 @@ cmd_compact (char **args)
 
 /* Hydrate answers at once (202) and runs in the background: follow the
  * status until the export is no longer hydrating; its last_operation
- * then says whether it was done, failed (and why) or was cancelled (by
- * a reset or a close).
+ * then says whether it was done (with a warning if it stopped at the
+ * cache budget), failed (and why) or was cancelled (by a reset or a
+ * close).
  */
 static int
 cmd_hydrate (char **args)
@@ -453,6 +470,9 @@ cmd_hydrate (char **args)
     client_reply_free (&r);
     return CLIENT_EXIT_ERROR;
   }
+  if (show_str (last, "warning"))
+    fprintf (stderr, "lazyvolctl: warning: the hydrate of %s %s\n", id,
+             show_str (last, "warning"));
   if (!printed_json (&r))
     printf ("hydrated %s: %" PRIu64 " of %" PRIu64 " chunks resident (%s)\n",
             id, show_u64 (r.json, "resident_chunks"),
@@ -618,26 +638,32 @@ static const struct command commands[] = {
     "an export's status",
     "Show an export's status: its snapshot, cached and unpublished chunks,\n"
     "the operation running on it, its owner and lease." },
-  { "create", "ID SIZE [--chunk-size N]", 2, O_CHUNK_SIZE, cmd_create,
+  { "create", "ID SIZE [--chunk-size N] [--cache-max-size M]", 2,
+    O_CHUNK_SIZE | O_CACHE_MAX, cmd_create,
     "create and load a new export",
     "Create a new export of SIZE bytes and load it.\n"
-    "SIZE and N take a K, M, G or T suffix (or KiB, MiB ...: powers of\n"
-    "1024).  N is a power of two from 64K to 64M (default 4M)." },
-  { "open", "ID [--takeover|--force-takeover]", 1, O_TAKEOVER | O_FORCE,
-    cmd_open,
+    "SIZE, N and M take a K, M, G or T suffix (or KiB, MiB ...: powers of\n"
+    "1024).  N is a power of two from 64K to 64M (default 4M).  M limits\n"
+    "the bytes the export's cache may take, within lazyvold's\n"
+    "--cache-max-size, from now on (kept in its cache)." },
+  { "open", "ID [--takeover|--force-takeover] [--cache-max-size M|none]", 1,
+    O_TAKEOVER | O_FORCE | O_CACHE_MAX, cmd_open,
     "load an export from the store",
     "Load an export that exists in the store (or ID@SNAPSHOT, a read-only\n"
     "view of a snapshot).  One another host owns loads read-only, unless\n"
     "--takeover takes it once its owner's lease has expired, or\n"
-    "--force-takeover takes it at once (only if that host is dead)." },
+    "--force-takeover takes it at once (only if that host is dead).\n"
+    "--cache-max-size sets the limit of the export's own cache, as for\n"
+    "create; none removes it." },
   { "close", "ID", 1, 0, cmd_close,
     "flush and unload an export",
     "Flush an export and unload it; its data stays in the store and the\n"
     "cache." },
-  { "clone", "ID SOURCE [--snapshot SID]", 2, O_SNAPSHOT, cmd_clone,
+  { "clone", "ID SOURCE [--snapshot SID] [--cache-max-size M]", 2,
+    O_SNAPSHOT | O_CACHE_MAX, cmd_clone,
     "a new export from a snapshot",
     "Create export ID from a published snapshot of SOURCE (its current\n"
-    "one, or SID), sharing its data." },
+    "one, or SID), sharing its data; --cache-max-size as for create." },
   { "snapshot", "ID [--no-wait]", 1, O_NO_WAIT, cmd_snapshot,
     "publish the unpublished writes",
     "Publish the chunks written since the last snapshot, showing the\n"
@@ -753,7 +779,8 @@ cmd_help (char **args)
 
 enum {
   OPT_SOCKET = 256, OPT_JSON, OPT_CHUNK_SIZE, OPT_TAKEOVER, OPT_FORCE,
-  OPT_SNAPSHOT, OPT_NO_WAIT, OPT_DELETE, OPT_GRACE, OPT_REPAIR, OPT_HELP,
+  OPT_SNAPSHOT, OPT_NO_WAIT, OPT_DELETE, OPT_GRACE, OPT_REPAIR, OPT_CACHE_MAX,
+  OPT_HELP,
   OPT_VERSION,
 };
 
@@ -768,6 +795,7 @@ static const struct option long_options[] = {
   { "delete", no_argument, NULL, OPT_DELETE },
   { "grace", required_argument, NULL, OPT_GRACE },
   { "repair", no_argument, NULL, OPT_REPAIR },
+  { "cache-max-size", required_argument, NULL, OPT_CACHE_MAX },
   { "quiet", no_argument, NULL, 'q' },
   { "help", no_argument, NULL, OPT_HELP },
   { "version", no_argument, NULL, OPT_VERSION },
@@ -795,6 +823,10 @@ parse (int argc, char **argv)
     case OPT_DELETE: opt.delete = true; opt.given |= O_DELETE; break;
     case OPT_GRACE: opt.grace = optarg; opt.given |= O_GRACE; break;
     case OPT_REPAIR: opt.repair = true; opt.given |= O_REPAIR; break;
+    case OPT_CACHE_MAX:
+      opt.cache_max_size = optarg;
+      opt.given |= O_CACHE_MAX;
+      break;
     case 'q': opt.quiet = true; opt.given |= O_QUIET; break;
     case OPT_HELP: usage (stdout); exit (0);
     case OPT_VERSION: printf ("lazyvolctl %s\n", VERSION); exit (0);

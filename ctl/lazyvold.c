@@ -90,7 +90,7 @@ static struct {
   enum tls_mode tls;
   char *tls_certificates, *tls_psk;
   bool tls_verify_peer;
-  const char *host_id, *lease, *takeover;
+  const char *host_id, *lease, *takeover, *cache_max_size;
   bool unconditional;
   unsigned admin_timeout;
   unsigned metrics_exports;
@@ -124,6 +124,8 @@ usage (FILE *f)
 "\n"
 "Spawn mode (lazyvold runs and supervises nbdkit):\n"
 "  --cache-root DIR         local cache of every export (required)\n"
+"  --cache-max-size SIZE    bytes all the caches may take together (K, M,\n"
+"                           G, T); clean chunks are evicted (no limit)\n"
 "  --export-root PREFIX     prefix of the exports in the bucket (exports)\n"
 "  --bucket BUCKET          bucket; alone, it means --storage-backend s3\n"
 "  --storage-backend file|s3|r2  object store (default: file under\n"
@@ -268,6 +270,19 @@ parse_seconds (const char *flag, const char *s)
   return parse_number (flag, s, 1, 3600, "a number of seconds");
 }
 
+/* S, if it is a size (a number of bytes, 1G, 512M ...) for FLAG; exits
+ * if it is not.
+ */
+static const char *
+check_size (const char *flag, const char *s)
+{
+  uint64_t n;
+
+  if (size_check (flag, s, &n) == -1)
+    usage_error ("%s", err_msg ());
+  return s;
+}
+
 static void
 append (const char ***list, size_t *n, const char *s)
 {
@@ -280,6 +295,7 @@ append (const char ***list, size_t *n, const char *s)
 /* The nbdkit parameters lazyvold sets itself, and the flag for each. */
 static const char *const owned_params[][2] = {
   { "cache-root", "--cache-root" }, { "export-root", "--export-root" },
+  { "cache-max-size", "--cache-max-size" },
   { "bucket", "--bucket" }, { "storage-backend", "--storage-backend" },
   { "endpoint-url", "--endpoint-url" }, { "region", "--region" },
   { "r2-account-id", "--r2-account-id" }, { "control", "--control" },
@@ -311,11 +327,12 @@ enum {
   OPT_CONTROL, OPT_ADMIN_GROUP, OPT_FOREGROUND, OPT_PIDFILE, OPT_LOG_LEVEL,
   OPT_LISTEN_GROUP, OPT_ADMIN_TIMEOUT, OPT_METRICS_EXPORTS, OPT_HOST_ID, OPT_LEASE, OPT_TAKEOVER,
   OPT_UNCONDITIONAL, OPT_TLS, OPT_TLS_CERTIFICATES, OPT_TLS_PSK,
-  OPT_TLS_VERIFY_PEER, OPT_HELP,
+  OPT_TLS_VERIFY_PEER, OPT_CACHE_MAX_SIZE, OPT_HELP,
 };
 
 static const struct option long_options[] = {
   { "cache-root", required_argument, NULL, OPT_CACHE_ROOT },
+  { "cache-max-size", required_argument, NULL, OPT_CACHE_MAX_SIZE },
   { "export-root", required_argument, NULL, OPT_EXPORT_ROOT },
   { "bucket", required_argument, NULL, OPT_BUCKET },
   { "listen", required_argument, NULL, OPT_LISTEN },
@@ -448,6 +465,9 @@ parse_serve (int argc, char **argv)
       c != OPT_PIDFILE && c != OPT_LOG_LEVEL;
     switch (c) {
     case OPT_CACHE_ROOT: opt.cache_root = absolute (optarg); break;
+    case OPT_CACHE_MAX_SIZE:
+      opt.cache_max_size = check_size ("--cache-max-size", optarg);
+      break;
     case OPT_EXPORT_ROOT: opt.export_root = optarg; break;
     case OPT_BUCKET: opt.bucket = optarg; break;
     case OPT_LISTEN: opt.listen = optarg; break;
@@ -602,6 +622,7 @@ nbdkit_argv (const char *pidfile, const char *control)
     append (&argv, &n, xasprintf ("--filter=%s", opt.filters[i]));
   append (&argv, &n, opt.plugin);
   param (&argv, &n, "cache-root", opt.cache_root);
+  param (&argv, &n, "cache-max-size", opt.cache_max_size);
   param (&argv, &n, "export-root", opt.export_root);
   param (&argv, &n, "bucket", opt.bucket);
   param (&argv, &n, "storage-backend", opt.storage_backend);

@@ -47,6 +47,21 @@ static const struct metric store_metrics[] = {
     "bytes_out", false },
 };
 
+static const struct metric cache_metrics[] = {
+  { "lazyvol_cache_budget_bytes", "gauge",
+    "Bytes all the exports' caches may take together (0: no limit).",
+    "budget_bytes", false },
+  { "lazyvol_cache_used_bytes", "gauge",
+    "Bytes the exports' caches take (resident chunks and fills under way).",
+    "used_bytes", false },
+  { "lazyvol_cache_dirty_bytes", "gauge",
+    "Bytes of the exports' caches written and not published yet.",
+    "dirty_bytes", false },
+  { "lazyvol_cache_evictions_total", "counter",
+    "Clean chunks evicted from the caches to stay within the budget.",
+    "evictions", false },
+};
+
 static const struct metric export_metrics[] = {
   { "lazyvol_export_cache_hits_total", "counter",
     "Chunk reads served from the local cache.",
@@ -69,6 +84,18 @@ static const struct metric export_metrics[] = {
   { "lazyvol_export_dirty_chunks", "gauge",
     "Chunks written locally and not published yet.",
     "dirty_chunks", false },
+  { "lazyvol_export_cache_used_bytes", "gauge",
+    "Bytes the export's cache takes in the budget.",
+    "cache_used_bytes", false },
+  { "lazyvol_export_evictions_total", "counter",
+    "Clean chunks evicted from the export's cache.",
+    "evictions", false },
+  { "lazyvol_export_bypass_reads_total", "counter",
+    "Chunks read without being kept: no room in the cache budget.",
+    "bypass_reads", false },
+  { "lazyvol_export_refused_writes_total", "counter",
+    "Writes refused (ENOSPC): the cache budget is full of unpublished "
+    "writes.", "refused_writes", false },
   { "lazyvol_export_connections", "gauge",
     "NBD clients connected to the export.",
     "connections", false },
@@ -198,17 +225,29 @@ format_buckets (struct evbuffer *out, const char *name, json_object *store)
   return 0;
 }
 
+/* The N metrics of TABLE without labels, from the fields of O. */
+static int
+format_plain (struct evbuffer *out, const struct metric *table, size_t n,
+              json_object *o)
+{
+  for (size_t i = 0; i < n; i++) {
+    const struct metric *m = &table[i];
+    if (header (out, m->name, m->type, m->help) == -1 ||
+        sample (out, m->name, "", field (o, m->field), m->ns) == -1)
+      return -1;
+  }
+  return 0;
+}
+
 static int
 format_store (struct evbuffer *out, json_object *store)
 {
   json_object *errors = NULL, *retries = NULL;
 
-  for (size_t i = 0; i < sizeof store_metrics / sizeof store_metrics[0]; i++) {
-    const struct metric *m = &store_metrics[i];
-    if (header (out, m->name, m->type, m->help) == -1 ||
-        sample (out, m->name, "", field (store, m->field), m->ns) == -1)
-      return -1;
-  }
+  if (format_plain (out, store_metrics,
+                    sizeof store_metrics / sizeof store_metrics[0],
+                    store) == -1)
+    return -1;
   json_object_object_get_ex (store, "errors", &errors);
   json_object_object_get_ex (store, "retries", &retries);
   if (format_by_reason (out, "lazyvol_store_errors_total",
@@ -279,7 +318,7 @@ int
 metrics_format (struct evbuffer *out, json_object *reply, unsigned restarts,
                 unsigned max_exports)
 {
-  json_object *store, *exports;
+  json_object *store, *cache, *exports;
 
   if (header (out, "lazyvold_nbdkit_up", "gauge",
               "Whether nbdkit answers on its control socket.") == -1 ||
@@ -293,6 +332,11 @@ metrics_format (struct evbuffer *out, json_object *reply, unsigned restarts,
     return 0;
   if (json_object_object_get_ex (reply, "store", &store) &&
       format_store (out, store) == -1)
+    goto nomem;
+  if (json_object_object_get_ex (reply, "cache", &cache) &&
+      format_plain (out, cache_metrics,
+                    sizeof cache_metrics / sizeof cache_metrics[0],
+                    cache) == -1)
     goto nomem;
   if (json_object_object_get_ex (reply, "exports", &exports) &&
       json_object_is_type (exports, json_type_array) &&

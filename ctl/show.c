@@ -233,8 +233,8 @@ operation (json_object *status, char buf[SHOW_BUF])
 }
 
 /* How STATUS's last operation ended ("snapshot done 2 min ago in 1.2 s,
- * snapshot ...", "hydrate failed 5 s ago: ...") into BUF, or NULL if
- * none has ended.
+ * snapshot ...", "hydrate failed 5 s ago: ...", or with its warning)
+ * into BUF, or NULL if none has ended.
  */
 static const char *
 last_operation (json_object *status, char buf[2 * SHOW_BUF])
@@ -256,11 +256,41 @@ last_operation (json_object *status, char buf[2 * SHOW_BUF])
   if (strcmp (result, "failed") == 0)
     snprintf (buf + n, 2 * SHOW_BUF - n, ": %s",
               show_str (l, "error") ?: "-");
+  else if (show_str (l, "warning"))
+    snprintf (buf + n, 2 * SHOW_BUF - n, ": %s", show_str (l, "warning"));
   else if (snap && show_bool (l, "snapshot_created"))
     snprintf (buf + n, 2 * SHOW_BUF - n, ": snapshot %s (generation %"
               PRIu64 ")", snap, show_u64 (l, "generation"));
   else if (snap)
     snprintf (buf + n, 2 * SHOW_BUF - n, ": nothing to publish");
+  return buf;
+}
+
+/* The cache budget of STATUS ("12 MiB of its own limit of 64 MiB, 3
+ * chunks evicted; all exports: 40 MiB of the budget of 1 GiB") into BUF.
+ */
+static const char *
+cache_budget (json_object *status, char buf[4 * SHOW_BUF])
+{
+  json_object *b = NULL, *own = NULL, *max = NULL;
+  char used[SHOW_BUF], lim[SHOW_BUF], all[SHOW_BUF], budget[SHOW_BUF];
+  int n;
+
+  json_object_object_get_ex (status, "cache_budget", &b);
+  json_object_object_get_ex (b, "export_max_bytes", &own);
+  json_object_object_get_ex (b, "max_bytes", &max);
+  n = snprintf (buf, 4 * SHOW_BUF, "%s",
+                show_bytes (show_u64 (b, "export_used_bytes"), used));
+  if (own)
+    n += snprintf (buf + n, 4 * SHOW_BUF - n, " of its own limit of %s",
+                   show_bytes (json_object_get_uint64 (own), lim));
+  if (show_u64 (b, "export_evictions"))
+    n += snprintf (buf + n, 4 * SHOW_BUF - n, ", %" PRIu64 " chunks evicted",
+                   show_u64 (b, "export_evictions"));
+  snprintf (buf + n, 4 * SHOW_BUF - n, "; all exports: %s%s%s",
+            show_bytes (show_u64 (b, "used_bytes"), all),
+            max ? " of the budget of " : ", no budget",
+            max ? show_bytes (json_object_get_uint64 (max), budget) : "");
   return buf;
 }
 
@@ -283,12 +313,13 @@ void
 show_status (json_object *st)
 {
   const char *snap = show_str (st, "snapshot_id"), *s;
-  json_object *owner = NULL, *lease = NULL, *base = NULL;
-  char b1[SHOW_BUF], b2[SHOW_BUF], c[2 * SHOW_BUF];
+  json_object *owner = NULL, *lease = NULL, *base = NULL, *budget = NULL;
+  char b1[SHOW_BUF], b2[SHOW_BUF], c[4 * SHOW_BUF];
 
   json_object_object_get_ex (st, "owner", &owner);
   json_object_object_get_ex (st, "lease", &lease);
   json_object_object_get_ex (st, "based_on", &base);
+  json_object_object_get_ex (st, "cache_budget", &budget);
   line ("export", "%s", show_str (st, "export_id") ?: "-");
   if (snap)
     line ("snapshot", "%s (generation %" PRIu64 ")", snap,
@@ -305,6 +336,9 @@ show_status (json_object *st)
         show_bytes (show_u64 (st, "chunk_size"), b2));
   line ("resident", "%s", chunks (st, show_u64 (st, "resident_chunks"), c));
   line ("dirty", "%s", chunks (st, show_u64 (st, "dirty_chunks"), c));
+  line ("cache", "%s", cache_budget (st, c));
+  if (show_bool (budget, "full"))
+    line ("cache full", "%s", show_str (budget, "notice") ?: "-");
   line ("operation", "%s", operation (st, b1));
   if (last_operation (st, c))
     line ("last op", "%s", c);

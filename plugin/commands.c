@@ -128,12 +128,35 @@ arg_u64 (json_object *req, const char *key, bool required, uint64_t *out)
   return 0;
 }
 
+/* "cache_max_size": the export's own cache limit in bytes, 0 for none
+ * (CACHE_NO_LIMIT in *OUT); *GIVEN says whether REQ has one.
+ */
+static int
+arg_cache_max (json_object *req, bool *given, uint64_t *out)
+{
+  *given = json_object_object_get_ex (req, "cache_max_size", NULL);
+  *out = 0;
+  if (arg_u64 (req, "cache_max_size", false, out) == -1)
+    return -1;
+  if (*out == 0)
+    *out = CACHE_NO_LIMIT;
+  return 0;
+}
+
 /* Replies. */
 
 static void
 add_u64 (json_object *o, const char *key, uint64_t v)
 {
   json_object_object_add (o, key, json_object_new_uint64 (v));
+}
+
+/* A limit in bytes, or null for none. */
+static void
+add_limit (json_object *o, const char *key, uint64_t v)
+{
+  json_object_object_add (o, key, v == CACHE_NO_LIMIT ? NULL
+                          : json_object_new_uint64 (v));
 }
 
 static void
@@ -217,6 +240,39 @@ new_progress (const struct volume_status *s)
   return o;
 }
 
+/* cache_budget: what the process's caches may take and take, this
+ * export's share and own limit, and whether no room can be made.
+ */
+static json_object *
+new_cache_budget (const struct cache_stats *c)
+{
+  json_object *o = json_object_new_object ();
+  bool own = c->full == CACHE_FULL_LIMIT;
+  char notice[256] = "";
+
+  add_limit (o, "max_bytes", c->budget.max_bytes);
+  add_u64 (o, "used_bytes", c->budget.used_bytes);
+  add_u64 (o, "dirty_bytes", c->budget.dirty_bytes);
+  add_u64 (o, "evictions", c->budget.evictions);
+  add_limit (o, "export_max_bytes", c->max_bytes);
+  add_u64 (o, "export_used_bytes", c->used_bytes);
+  add_u64 (o, "export_dirty_bytes", c->dirty_bytes);
+  add_u64 (o, "export_evictions", c->evictions);
+  add_u64 (o, "bypass_reads", c->bypass_reads);
+  add_u64 (o, "refused_writes", c->refused_writes);
+  json_object_object_add (o, "full",
+                          json_object_new_boolean (c->full != CACHE_ROOM));
+  if (c->full != CACHE_ROOM)
+    snprintf (notice, sizeof notice, "the %s of %ju bytes is full of "
+              "unpublished writes: chunks not cached are read without "
+              "keeping them, and writes to them fail (ENOSPC) until a "
+              "snapshot publishes the writes", own
+              ? "export's own cache limit" : "cache budget",
+              (uintmax_t) (own ? c->max_bytes : c->budget.max_bytes));
+  add_str (o, "notice", notice);
+  return o;
+}
+
 /* last_operation: how the last operation to end ended, or null. */
 static json_object *
 new_last_operation (const struct volume_outcome *l)
@@ -229,6 +285,7 @@ new_last_operation (const struct volume_outcome *l)
   add_str (o, "kind", volume_op_kind (l->op));
   add_str (o, "result", volume_result_name (l->result));
   add_str (o, "error", l->result == VOLUME_FAILED ? l->error : NULL);
+  add_str (o, "warning", l->warning);
   add_str (o, "started_at", l->started_at);
   add_str (o, "finished_at", l->finished_at);
   json_object_object_add (o, "duration_s", json_object_new_double
@@ -268,6 +325,7 @@ add_status (json_object *o, struct volume *v)
   json_object_object_add (o, "failed_stop",
                           json_object_new_boolean (s.cache.failed));
   add_u64 (o, "suspect_chunks", s.cache.suspect);
+  json_object_object_add (o, "cache_budget", new_cache_budget (&s.cache));
   add_str (o, "last_error", s.last_error);
   add_ownership (o, &s);
 }
@@ -314,6 +372,35 @@ reply_status (json_object *res, const char *name)
   return 0;
 }
 
+/* Load export NAME (TAKEOVER as for registry_load) and, if GIVEN, set
+ * its own cache limit to MAX (see volume_set_cache_max); if that fails,
+ * it is unloaded again.  0 or -1.
+ */
+static int
+load_limited (const char *name, int takeover, bool given, uint64_t max)
+{
+  struct err_saved why;
+  struct volume *v;
+  int r;
+
+  /* A view a client loaded stays from now on, as if opened here. */
+  if (!registry_keep_view (name) && registry_load (name, takeover) == -1)
+    return -1;
+  if (!given)
+    return 0;
+  if ((v = registry_get (name, false, false)) == NULL)
+    return -1;
+  r = volume_set_cache_max (v, max);
+  registry_put (v, false);
+  if (r == 0)
+    return 0;
+  err_save (&why);
+  if (registry_unload (name) == -1)
+    log_warn ("%s", err_msg ());
+  err_restore (&why);
+  return -1;
+}
+
 /* Creating or cloning over a loaded export: say that it is loaded. */
 static int
 refuse_loaded (const char *id)
@@ -327,17 +414,22 @@ static int
 cmd_create (json_object *req, json_object *res)
 {
   const char *id;
-  uint64_t size, chunk_size = CHUNK_SIZE_DEFAULT;
+  uint64_t size, chunk_size = CHUNK_SIZE_DEFAULT, max;
+  bool limited;
 
   if (arg_export_id (req, "export_id", &id) == -1 ||
       arg_u64 (req, "size", true, &size) == -1 ||
-      arg_u64 (req, "chunk_size", false, &chunk_size) == -1)
+      arg_u64 (req, "chunk_size", false, &chunk_size) == -1 ||
+      arg_cache_max (req, &limited, &max) == -1)
     return -1;
   if (chunk_size > UINT32_MAX)
     return err_set (EINVAL, "invalid chunk size %ju", (uintmax_t) chunk_size);
+  if (max < chunk_size)
+    return err_set (EINVAL, "cache_max_size %ju is less than one chunk "
+                    "(%ju bytes)", (uintmax_t) max, (uintmax_t) chunk_size);
   if (refuse_loaded (id) == -1 ||
       volume_create (env, id, size, chunk_size) == -1 ||
-      registry_load (id, OWNER_TAKEOVER_NO) == -1)
+      load_limited (id, OWNER_TAKEOVER_NO, limited, max) == -1)
     return -1;
   log_info ("created export %s (%ju bytes, %ju-byte chunks)", id,
             (uintmax_t) size, (uintmax_t) chunk_size);
@@ -372,8 +464,11 @@ cmd_open (json_object *req, json_object *res)
 {
   const char *name;
   int takeover = OWNER_TAKEOVER_NO;
+  uint64_t max;
+  bool limited;
 
-  if (arg_name (req, &name) == -1 || arg_takeover (req, &takeover) == -1)
+  if (arg_name (req, &name) == -1 || arg_takeover (req, &takeover) == -1 ||
+      arg_cache_max (req, &limited, &max) == -1)
     return -1;
   if (takeover != OWNER_TAKEOVER_NO && strchr (name, '@'))
     return err_set (EINVAL, "a snapshot view is read-only: nothing to take "
@@ -386,10 +481,7 @@ cmd_open (json_object *req, json_object *res)
 
   if (reload && registry_unload (name) == -1)
     return err_prefix ("take over %s", name);
-  /* A view a client loaded stays from now on, as if opened here. */
-  if (registry_keep_view (name))
-    return reply_status (res, name);
-  if (registry_load (name, takeover) == -1) {
+  if (load_limited (name, takeover, limited, max) == -1) {
     if (reload) {
       /* Not taken: back to read-only, as it was. */
       struct err_saved why;
@@ -483,14 +575,17 @@ cmd_clone (json_object *req, json_object *res)
 {
   struct publish_result pr;
   const char *id, *src, *snap;
+  uint64_t max;
+  bool limited;
 
   if (arg_export_id (req, "export_id", &id) == -1 ||
       arg_export_id (req, "source_export_id", &src) == -1 ||
-      arg_snapshot_id (req, "source_snapshot_id", false, &snap) == -1)
+      arg_snapshot_id (req, "source_snapshot_id", false, &snap) == -1 ||
+      arg_cache_max (req, &limited, &max) == -1)
     return -1;
   if (refuse_loaded (id) == -1 ||
       publish_clone (env, id, src, snap, &pr) == -1 ||
-      registry_load (id, OWNER_TAKEOVER_NO) == -1)
+      load_limited (id, OWNER_TAKEOVER_NO, limited, max) == -1)
     return -1;
   return reply_status (res, id);
 }
@@ -666,6 +761,10 @@ metrics_add (void *opaque, struct volume *v)
   add_u64 (o, "fills", s.cache.fills);
   add_u64 (o, "fill_bytes", s.cache.fill_bytes);
   add_u64 (o, "fill_errors", s.cache.fill_errors);
+  add_u64 (o, "cache_used_bytes", s.cache.used_bytes);
+  add_u64 (o, "evictions", s.cache.evictions);
+  add_u64 (o, "bypass_reads", s.cache.bypass_reads);
+  add_u64 (o, "refused_writes", s.cache.refused_writes);
   add_u64 (o, "publishes", s.publishes);
   add_u64 (o, "publish_ns", s.publish_ns);
   add_u64 (o, "last_publish_ns", s.last_publish_ns);
@@ -718,9 +817,18 @@ static int
 cmd_metrics (json_object *req, json_object *res)
 {
   json_object *st = json_object_new_object ();
+  json_object *cache = json_object_new_object ();
   json_object *a = json_object_new_array ();
+  struct cache_budget_stats bs;
   struct store_stats ss;
 
+  cache_budget_get_stats (env->budget, &bs);
+  add_u64 (cache, "budget_bytes",
+           bs.max_bytes == CACHE_NO_LIMIT ? 0 : bs.max_bytes);
+  add_u64 (cache, "used_bytes", bs.used_bytes);
+  add_u64 (cache, "dirty_bytes", bs.dirty_bytes);
+  add_u64 (cache, "evictions", bs.evictions);
+  json_object_object_add (res, "cache", cache);
   store_get_stats (env->st, &ss);
   add_u64 (st, "requests", ss.requests);
   add_counter_table (st, "errors", ss.errors);

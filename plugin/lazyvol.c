@@ -57,6 +57,7 @@ static char *cache_root;
 static char *export_root;
 static char *bucket;
 static char *control_path;
+static uint64_t cache_max_size = CACHE_NO_LIMIT;
 static unsigned readahead = 8;
 static unsigned fetch_threads = 16;
 static unsigned idle_views = IDLE_VIEWS_DEFAULT;
@@ -179,6 +180,13 @@ lazyvol_config (const char *key, const char *value)
   }
   if (strcmp (key, "control") == 0)
     return replace (&control_path, nbdkit_absolute_path (value));
+  if (strcmp (key, "cache-max-size") == 0) {
+    if (size_check (key, value, &cache_max_size) == -1) {
+      nbdkit_error ("%s", err_msg ());
+      return -1;
+    }
+    return 0;
+  }
   if (strcmp (key, "readahead") == 0)
     return parse_unsigned (key, value, &readahead, 0, 1024);
   if (strcmp (key, "fetch-threads") == 0)
@@ -282,6 +290,8 @@ lazyvol_config_complete (void)
   "r2-account-id=ID        Cloudflare account id for storage-backend=r2.\n" \
   "s3-addressing=path|virtual  S3 URL style.\n" \
   "control=SOCKET          Control socket (mode 0600).\n" \
+  "cache-max-size=SIZE     Bytes all the exports' caches may take together;\n" \
+  "                        clean chunks are evicted (no limit).\n" \
   "readahead=N             Chunks fetched ahead of sequential reads (8).\n" \
   "fetch-threads=N         Background fetch threads (16).\n" \
   "idle-views=N            Unused snapshot views kept loaded (8).\n" \
@@ -311,7 +321,8 @@ lazyvol_get_ready (void)
     return -1;
   }
   st = store_open (&cfg);
-  if (st == NULL || owner_cache_id (cache_root, cache_id) == -1)
+  if (st == NULL || owner_cache_id (cache_root, cache_id) == -1 ||
+      (env.budget = cache_budget_new (cache_max_size)) == NULL)
     return fail ();
   if (host_id[0] == '\0')
     owner_default_host_id (host_id);
@@ -381,6 +392,7 @@ lazyvol_cleanup (void)
   registry_shutdown ();
   lease_stop (env.lease);
   pool_free (env.pool);
+  cache_budget_free (env.budget);
   store_close (st);
 }
 

@@ -23,7 +23,18 @@
  *  - crash ordering: a flush syncs cache.raw before it writes cache.meta's
  *    dirty pages, then syncs cache.meta; a reset writes and syncs the
  *    cleared bitmaps before it punches cache.raw; a new cache directory
- *    is synced into its parents, and its files into it.
+ *    is synced into its parents, and its files into it;
+ *  - under a budget, eviction racing lock-free reads never lets a read
+ *    return punched zeros, and racing writes never loses one: a dirty
+ *    chunk is never evicted; the bytes counted are exactly those of the
+ *    resident chunks after any mix of operations, within the limits, and
+ *    what cache.raw allocates; a budget full of dirty chunks refuses a
+ *    write to a new chunk with ENOSPC, skips a trim, and still serves
+ *    reads (without keeping them); caches share one budget, and a
+ *    cache's own limit (kept in cache.limit) binds it alone; at open a
+ *    cache over its budget evicts its clean chunks down to it (dirty ones
+ *    stay), and what a crash or an eviction left in cache.raw is never
+ *    resident again.
  *
  * fdatasync, fsync, pwrite, fallocate and posix_fadvise are wrapped at link time
  * (-Wl,--wrap), to inject a write-back error and to record the order in
@@ -41,6 +52,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <endian.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <openssl/evp.h>
@@ -225,11 +238,13 @@ base (const char *snapshot_id)
   return &b;
 }
 static char dir[] = "/tmp/test-cache.XXXXXX";
+static struct cache_budget *unlimited;  /* the budget of most tests */
 
 static struct cache *
 open_cache (void)
 {
-  struct cache *c = cache_open (dir, SIZE, CS, base (""), CACHE_CREATE, &source);
+  struct cache *c = cache_open (dir, SIZE, CS, base (""), CACHE_CREATE,
+                                &source, unlimited);
 
   if (c == NULL) {
     fprintf (stderr, "test-cache: cache_open: %s\n", err_msg ());
@@ -262,7 +277,7 @@ reads_image (struct cache *c, uint64_t chunk, uint32_t off, uint32_t len)
 struct reader {
   struct cache *c;
   uint64_t chunk;
-  unsigned rounds;
+  uint64_t chunks;              /* read_randomly: chunks below (0: all) */
   unsigned seed;
   _Atomic bool *stop;
   bool ok;
@@ -436,7 +451,7 @@ read_randomly (void *arg)
 
   r->ok = true;
   while (!atomic_load (r->stop)) {
-    uint64_t chunk = rand_r (&r->seed) % CHUNKS;
+    uint64_t chunk = rand_r (&r->seed) % (r->chunks ? r->chunks : CHUNKS);
     uint32_t off = rand_r (&r->seed) % (CS - 4096);
 
     if (!reads_image (r->c, chunk, off, 4096)) {
@@ -592,7 +607,8 @@ test_new_dirs (void)
 
   snprintf (sub, sizeof sub, "%s/a/b", dir);
   record_start ();
-  c = cache_open (sub, SIZE, CS, base (""), CACHE_CREATE, &source);
+  c = cache_open (sub, SIZE, CS, base (""), CACHE_CREATE, &source,
+                  unlimited);
   record_stop ();
   CHECK (c != NULL);
   /* Each new directory is synced into its parent: a crash after create
@@ -610,7 +626,7 @@ static struct cache *
 open_at (const char *snapshot_id)
 {
   return cache_open (dir, SIZE, CS, base (snapshot_id), CACHE_CREATE,
-                     &source);
+                     &source, unlimited);
 }
 
 /* Rewrite cache.meta's header as version 1 wrote it: no base generation
@@ -675,6 +691,566 @@ test_stale (void)
   CHECK (cache_close (c) == 0);
 }
 
+
+/* Budgets.  Evicted chunks are fetched again, so these tests read
+ * through a published image that a publish updates, as a real one does:
+ * every chunk is listed, the fake image's bytes at first.
+ */
+static pthread_mutex_t pub_lock = PTHREAD_MUTEX_INITIALIZER;
+static unsigned char *pub_image;
+
+static bool
+pub_has (void *opaque, uint64_t chunk)
+{
+  return true;
+}
+
+static int
+pub_fetch (void *opaque, uint64_t chunk, void *buf, uint32_t len)
+{
+  pthread_mutex_lock (&pub_lock);
+  memcpy (buf, pub_image + chunk * CS, len);
+  pthread_mutex_unlock (&pub_lock);
+  atomic_fetch_add (&fetches[chunk], 1);
+  return 0;
+}
+
+static const struct cache_source pub_source = { pub_has, pub_fetch, NULL };
+
+/* Make the published image the fake image again, for a new test. */
+static void
+pub_reset (void)
+{
+  pthread_mutex_lock (&pub_lock);
+  for (uint64_t k = 0; k < CHUNKS; k++)
+    for (uint32_t j = 0; j < CS; j++)
+      pub_image[k * CS + j] = listed (k) ? pattern (k, j) : 0;
+  pthread_mutex_unlock (&pub_lock);
+}
+
+/* Copy the published image into EXPECT (SIZE bytes). */
+static void
+pub_copy (unsigned char *expect)
+{
+  pthread_mutex_lock (&pub_lock);
+  memcpy (expect, pub_image, SIZE);
+  pthread_mutex_unlock (&pub_lock);
+}
+
+/* A cache in directory DIR/NAME with BUDGET, reading pub_image. */
+static struct cache *
+open_in (const char *name, struct cache_budget *budget)
+{
+  char sub[sizeof dir + 32];
+  struct cache *c;
+
+  snprintf (sub, sizeof sub, "%s/%s", dir, name);
+  c = cache_open (sub, SIZE, CS, base (""), CACHE_CREATE, &pub_source,
+                  budget);
+  if (c == NULL) {
+    fprintf (stderr, "test-cache: cache_open %s: %s\n", sub, err_msg ());
+    exit (EXIT_FAILURE);
+  }
+  return c;
+}
+
+/* The bytes cache.raw of DIR/NAME allocates. */
+static uint64_t
+allocated (const char *name)
+{
+  char path[sizeof dir + 64];
+  struct stat st;
+
+  snprintf (path, sizeof path, "%s/%s/cache.raw", dir, name);
+  if (stat (path, &st) == -1)
+    return UINT64_MAX;
+  return (uint64_t) st.st_blocks * 512;
+}
+
+/* Is C's accounting exact while nothing is in flight: the bytes counted
+ * are its resident chunks' (all whole), cache.raw of DIR/NAME allocates
+ * no more (but the file system's own blocks for its extents), and they
+ * are within LIMIT (in chunks) unless dirty ones are over it?
+ */
+static bool
+accounting_exact (struct cache *c, const char *name, uint64_t limit)
+{
+  struct cache_stats st;
+
+  cache_get_stats (c, &st);
+  if (st.used_bytes == st.resident * CS &&
+      allocated (name) <= st.used_bytes + 16384 &&
+      (st.used_bytes <= limit * CS || st.dirty > limit))
+    return true;
+  fprintf (stderr, "test-cache: %s: used %ju, resident %ju, dirty %ju, "
+           "allocated %ju, limit %ju chunks\n", name,
+           (uintmax_t) st.used_bytes, (uintmax_t) st.resident,
+           (uintmax_t) st.dirty, (uintmax_t) allocated (name),
+           (uintmax_t) limit);
+  return false;
+}
+
+/* Publish every dirty chunk of C into pub_image as snapshot SNAP: the
+ * image changes before the chunks become clean, as a publish's manifest
+ * does.
+ */
+static bool
+publish_all (struct cache *c, const char *snap)
+{
+  CLEANUP_FREE unsigned char *bytes = malloc (SIZE);
+  CLEANUP_FREE uint64_t *chunks = malloc (CHUNKS * sizeof *chunks);
+  uint64_t chunk, n = 0;
+
+  if (cache_publish_begin (c, NULL) == -1)
+    return false;
+  for (uint64_t from = 0; cache_publish_next (c, from, &chunk);
+       from = chunk + 1) {
+    int r = cache_publish_read (c, chunk, bytes + n * CS);
+
+    if (r == -1)
+      return false;
+    if (r == 1)
+      chunks[n++] = chunk;
+  }
+  pthread_mutex_lock (&pub_lock);
+  for (uint64_t i = 0; i < n; i++)
+    memcpy (pub_image + chunks[i] * CS, bytes + i * CS, CS);
+  pthread_mutex_unlock (&pub_lock);
+  return cache_publish_end (c, true, base (snap)) == 0;
+}
+
+/* cache_extent_fn: count the bytes reported as holes in *OPAQUE. */
+static int
+count_holes (void *opaque, uint64_t offset, uint64_t length, unsigned type)
+{
+  if (type == CACHE_EXTENT_HOLE)
+    *(uint64_t *) opaque += length;
+  return 0;
+}
+
+/* Ask for the extents of random listed chunks: none has a hole. */
+static void *
+extents_randomly (void *arg)
+{
+  struct reader *r = arg;
+
+  r->ok = true;
+  while (!atomic_load (r->stop)) {
+    uint64_t chunk = rand_r (&r->seed) % CHUNKS, holes = 0;
+
+    if (listed (chunk) &&
+        (cache_extents (r->c, CS, chunk * CS, count_holes, &holes) == -1 ||
+         holes > 0)) {
+      r->ok = false;
+      break;
+    }
+  }
+  return NULL;
+}
+
+struct limiter {
+  struct cache *c;
+  _Atomic bool *stop;
+  unsigned rounds;
+};
+
+/* Shrink C's own limit to 2 chunks and let it grow again, repeatedly: an
+ * eviction of whatever is resident, racing the readers.
+ */
+static void *
+limit_toggle (void *arg)
+{
+  struct limiter *l = arg;
+
+  while (!atomic_load (l->stop)) {
+    CHECK (cache_set_max_size (l->c, 2 * CS) == 0);
+    CHECK (cache_set_max_size (l->c, CACHE_NO_LIMIT) == 0);
+    l->rounds++;
+  }
+  return NULL;
+}
+
+/* Readers of a few hot chunks, which are resident most of the time, and
+ * of all of them, which keeps a budget of 16 chunks evicting, a reader
+ * of extents, and a thread that evicts the lot now and then: every read
+ * returns the image's bytes (never zeros: listed chunks have no zero
+ * byte), and no listed chunk has a hole.
+ */
+static void
+test_evict_races_reads (void)
+{
+  struct cache_budget *b = cache_budget_new (16 * CS);
+  struct cache *c = open_in ("evict-reads", b);
+  _Atomic bool stop = false;
+  struct limiter l = { .c = c, .stop = &stop };
+  struct reader r[5];
+  pthread_t th[5], lt;
+  struct cache_stats st;
+
+  pub_reset ();
+  atomic_store (&pread_delay_us, 100);
+  for (int i = 0; i < 5; i++) {
+    r[i] = (struct reader) { .c = c, .seed = 11 + i, .stop = &stop,
+                             .chunks = i < 3 ? 8 : 0 };
+    pthread_create (&th[i], NULL, i < 4 ? read_randomly : extents_randomly,
+                    &r[i]);
+  }
+  pthread_create (&lt, NULL, limit_toggle, &l);
+  usleep (1500000);
+  atomic_store (&stop, true);
+  pthread_join (lt, NULL);
+  for (int i = 0; i < 5; i++) {
+    pthread_join (th[i], NULL);
+    CHECK (r[i].ok);
+  }
+  atomic_store (&pread_delay_us, 0);
+  cache_get_stats (c, &st);
+  CHECK (st.evictions > 0 && st.budget.evictions == st.evictions);
+  CHECK (l.rounds > 0);
+  CHECK (accounting_exact (c, "evict-reads", 16));
+  for (uint64_t chunk = 0; chunk < CHUNKS; chunk += 7)
+    CHECK (reads_image (c, chunk, 0, CS));
+  CHECK (cache_close (c) == 0);
+  cache_budget_free (b);
+}
+
+/* The bytes a writer expects in its chunks. */
+struct writer_set {
+  struct cache *c;
+  uint64_t first;               /* its 8 chunks */
+  unsigned seed;
+  _Atomic bool *stop;
+  unsigned char *expect;        /* 8 chunks */
+  bool ok;
+  unsigned writes;
+};
+
+/* Write 100 bytes at random places of the writer's chunks, remembering
+ * them; a write that finds no room may fail, and then changes nothing.
+ */
+static void *
+write_randomly (void *arg)
+{
+  struct writer_set *w = arg;
+
+  w->ok = true;
+  while (!atomic_load (w->stop)) {
+    unsigned k = rand_r (&w->seed) % 8;
+    uint32_t off = rand_r (&w->seed) % (CS - 100);
+    unsigned char data[100];
+
+    memset (data, rand_r (&w->seed) % 255 + 1, sizeof data);
+    if (cache_pwrite (w->c, data, sizeof data, (w->first + k) * CS + off,
+                      false) == 0) {
+      memcpy (w->expect + k * CS + off, data, sizeof data);
+      w->writes++;
+    }
+    else if (err_errno () != ENOSPC) {
+      w->ok = false;
+      break;
+    }
+  }
+  return NULL;
+}
+
+/* Writers of chunks that publishes keep making clean (so that they can
+ * be evicted between writes), readers of the other chunks keeping the
+ * budget evicting: no write is lost (a dirty chunk is never evicted, and
+ * a write racing the eviction of its chunk lands in it or keeps it).
+ */
+static void
+test_evict_races_writes (void)
+{
+  struct cache_budget *b = cache_budget_new (24 * CS);
+  struct cache *c = open_in ("evict-writes", b);
+  _Atomic bool stop = false;
+  struct writer_set w[2];
+  struct reader r[3];
+  pthread_t wt[2], rt[3];
+  char snap[16];
+
+  pub_reset ();
+  for (int i = 0; i < 2; i++) {
+    w[i] = (struct writer_set) { .c = c, .first = 128 + 8 * i, .seed = 5 + i,
+                                 .stop = &stop, .expect = malloc (8 * CS) };
+    memcpy (w[i].expect, pub_image + w[i].first * CS, 8 * CS);
+    pthread_create (&wt[i], NULL, write_randomly, &w[i]);
+  }
+  for (int i = 0; i < 3; i++) {
+    r[i] = (struct reader) { .c = c, .seed = 21 + i, .stop = &stop,
+                             .chunks = 128 };
+    pthread_create (&rt[i], NULL, read_randomly, &r[i]);
+  }
+  for (int round = 0; round < 60; round++) {
+    usleep (20000);
+    snprintf (snap, sizeof snap, "w%d", round);
+    if (!CHECK (publish_all (c, snap)))
+      break;
+  }
+  atomic_store (&stop, true);
+  for (int i = 0; i < 3; i++) {
+    pthread_join (rt[i], NULL);
+    CHECK (r[i].ok);
+  }
+  for (int i = 0; i < 2; i++) {
+    unsigned char buf[CS];
+
+    pthread_join (wt[i], NULL);
+    CHECK (w[i].ok && w[i].writes > 0);
+    for (uint64_t k = 0; k < 8; k++)
+      CHECK (cache_pread (c, buf, CS, (w[i].first + k) * CS) == 0 &&
+             memcmp (buf, w[i].expect + k * CS, CS) == 0);
+    free (w[i].expect);
+  }
+  CHECK (accounting_exact (c, "evict-writes", 24));
+  CHECK (cache_close (c) == 0);
+  cache_budget_free (b);
+}
+
+/* Random operations, one at a time, under a budget of 12 chunks and an
+ * own limit that comes and goes: the data is what was written, and the
+ * accounting is exact after every operation.
+ */
+static void
+test_budget_accounting (void)
+{
+  struct cache_budget *b = cache_budget_new (12 * CS);
+  struct cache *c = open_in ("accounting", b);
+  unsigned char *expect = malloc (SIZE), buf[CS];
+  unsigned seed = 3, limit = 12;
+  bool ok = true;
+
+  pub_reset ();
+  pub_copy (expect);
+  for (int i = 0; i < 3000 && ok; i++) {
+    uint64_t chunk = rand_r (&seed) % 40;
+    uint32_t off = rand_r (&seed) % (CS - 512);
+    unsigned op = rand_r (&seed) % 100;
+    char snap[16];
+
+    if (op < 40) {
+      ok = cache_pread (c, buf, CS, chunk * CS) == 0 &&
+        memcmp (buf, expect + chunk * CS, CS) == 0;
+    }
+    else if (op < 60 || op < 70) {
+      unsigned char data[512];
+      bool zero = op >= 60;
+      int r;
+
+      memset (data, zero ? 0 : rand_r (&seed) % 255 + 1, sizeof data);
+      r = zero ? cache_zero (c, sizeof data, chunk * CS + off, 0, false)
+        : cache_pwrite (c, data, sizeof data, chunk * CS + off, false);
+      if (r == 0)
+        memcpy (expect + chunk * CS + off, data, sizeof data);
+      else
+        ok = err_errno () == ENOSPC;
+    }
+    else if (op < 85)
+      ok = cache_prefetch (c, chunk, op < 78) != -1;
+    else if (op < 92) {
+      snprintf (snap, sizeof snap, "a%d", i);
+      ok = publish_all (c, snap);
+    }
+    else if (op < 94) {
+      ok = cache_reset (c, base ("")) == 0;
+      pub_copy (expect);
+    }
+    else {
+      limit = limit == 12 ? 5 : 12;
+      ok = cache_set_max_size (c, limit == 12 ? CACHE_NO_LIMIT
+                               : limit * CS) == 0;
+    }
+    if (!CHECK (ok) || !CHECK (accounting_exact (c, "accounting", limit)))
+      fprintf (stderr, "test-cache: operation %d (%u) on chunk %ju\n", i, op,
+               (uintmax_t) chunk);
+  }
+  free (expect);
+  CHECK (cache_close (c) == 0);
+  cache_budget_free (b);          /* asserts that nothing is counted */
+}
+
+/* A budget full of dirty chunks: a write to a new chunk fails with
+ * ENOSPC saying why, a trim of one is skipped, reads are served without
+ * being kept, prefetches fetch nothing; a snapshot makes room.
+ */
+static void
+test_budget_full_of_dirty (void)
+{
+  struct cache_budget *b = cache_budget_new (8 * CS);
+  struct cache *c = open_in ("full", b);
+  struct cache_stats st;
+
+  pub_reset ();
+  for (uint64_t chunk = 0; chunk < 8; chunk++)
+    fill_chunk (c, chunk, 0x40 + chunk);
+  CHECK (cache_pwrite (c, "x", 1, 9 * CS, false) == -1 &&
+         err_errno () == ENOSPC &&
+         strstr (err_msg (), "full of unpublished writes") != NULL);
+  CHECK (cache_zero (c, CS, 10 * CS, CACHE_ZERO_TRIM | CACHE_ZERO_MAY_TRIM,
+                     false) == 0);
+  CHECK (!cache_is_resident (c, 10));
+  reset_fetches ();
+  CHECK (reads_image (c, 12, 0, CS) && reads_image (c, 12, 0, CS));
+  CHECK (atomic_load (&fetches[12]) == 2 && !cache_is_resident (c, 12));
+  CHECK (cache_prefetch (c, 13, true) == 1 && !cache_is_resident (c, 13));
+  cache_get_stats (c, &st);
+  CHECK (st.full == CACHE_FULL_BUDGET);
+  CHECK (st.refused_writes == 1 && st.bypass_reads == 2);
+  CHECK (st.dirty_bytes == 8 * CS && st.budget.dirty_bytes == 8 * CS);
+  for (uint64_t chunk = 0; chunk < 8; chunk++)
+    CHECK (chunk_is (c, chunk, 0x40 + chunk));
+
+  CHECK (publish_all (c, "f1"));
+  cache_get_stats (c, &st);
+  CHECK (st.full == CACHE_ROOM);
+  CHECK (cache_pwrite (c, "x", 1, 9 * CS, false) == 0);
+  CHECK (reads_image (c, 12, 0, CS) && cache_is_resident (c, 12));
+  cache_get_stats (c, &st);
+  CHECK (st.evictions == 2);
+  CHECK (accounting_exact (c, "full", 8));
+  CHECK (cache_close (c) == 0);
+  cache_budget_free (b);
+}
+
+/* Chunks a publish made clean may still be dirty on disk until the next
+ * flush: they are not evicted meanwhile, nor ever if that flush fails,
+ * so the dirty chunks found at the next open still hold their bytes.
+ */
+static void
+test_budget_unsynced (void)
+{
+  struct cache_budget *b = cache_budget_new (4 * CS);
+  struct cache *c = open_in ("unsynced", b);
+  unsigned char buf[CS];
+  struct cache_stats st;
+  uint64_t chunk;
+
+  pub_reset ();
+  for (chunk = 0; chunk < 4; chunk++)
+    fill_chunk (c, chunk, 0x70 + chunk);
+  CHECK (cache_flush (c) == 0);
+  CHECK (cache_publish_begin (c, NULL) == 4);
+  for (uint64_t from = 0; cache_publish_next (c, from, &chunk);
+       from = chunk + 1)
+    CHECK (cache_publish_read (c, chunk, buf) == 1);
+  atomic_store (&fail_sync, "cache.raw");
+  CHECK (cache_publish_end (c, true, base ("u1")) == -1);
+  atomic_store (&fail_sync, NULL);
+  CHECK (reads_image (c, 10, 0, CS) && !cache_is_resident (c, 10));
+  cache_get_stats (c, &st);
+  CHECK (st.dirty == 0 && st.evictions == 0 && st.bypass_reads == 1);
+  CHECK (cache_close (c) == 0);
+  cache_budget_free (b);
+
+  c = open_in ("unsynced", unlimited);
+  cache_get_stats (c, &st);
+  CHECK (st.dirty == 4);
+  for (chunk = 0; chunk < 4; chunk++)
+    CHECK (chunk_is (c, chunk, 0x70 + chunk));
+  CHECK (cache_close (c) == 0);
+}
+
+/* Two caches share one budget; a cache's own limit binds it alone, and
+ * comes back at its next open.
+ */
+static void
+test_budget_shared (void)
+{
+  struct cache_budget *b = cache_budget_new (8 * CS);
+  struct cache *x = open_in ("shared-x", b), *y = open_in ("shared-y", b);
+  struct cache_stats sx, sy;
+
+  pub_reset ();
+  for (uint64_t chunk = 0; chunk < 8; chunk++)
+    CHECK (cache_prefetch (x, chunk, true) == 0);
+  for (uint64_t chunk = 0; chunk < 4; chunk++)
+    CHECK (reads_image (y, chunk, 0, CS));
+  cache_get_stats (x, &sx);
+  cache_get_stats (y, &sy);
+  CHECK (sy.resident == 4 && sx.resident == 4);
+  CHECK (sx.budget.used_bytes == 8 * CS && sx.evictions == 4);
+
+  CHECK (cache_set_max_size (y, CS - 1) == -1 && err_errno () == EINVAL);
+  CHECK (cache_set_max_size (y, 2 * CS) == 0);
+  cache_get_stats (y, &sy);
+  CHECK (sy.resident == 2 && sy.max_bytes == 2 * CS);
+  for (uint64_t chunk = 10; chunk < 20; chunk++)
+    CHECK (reads_image (y, chunk, 0, CS));
+  cache_get_stats (x, &sx);
+  cache_get_stats (y, &sy);
+  CHECK (sy.resident == 2 && sx.resident == 4);
+  CHECK (cache_close (y) == 0);
+  y = open_in ("shared-y", b);
+  cache_get_stats (y, &sy);
+  CHECK (sy.max_bytes == 2 * CS && sy.resident == 2);
+  CHECK (cache_set_max_size (y, CACHE_NO_LIMIT) == 0);
+  CHECK (cache_close (y) == 0);
+  y = open_in ("shared-y", b);
+  cache_get_stats (y, &sy);
+  CHECK (sy.max_bytes == CACHE_NO_LIMIT);
+  CHECK (cache_close (x) == 0);
+  CHECK (cache_close (y) == 0);
+  cache_budget_free (b);
+}
+
+/* Reopening over a smaller budget evicts clean chunks down to it and
+ * keeps dirty ones over it; what eviction punched and what a crash left
+ * in cache.raw never reads as resident again.
+ */
+static void
+test_budget_restart (void)
+{
+  struct cache_budget *b = cache_budget_new (6 * CS);
+  struct cache *c = open_in ("restart", unlimited);
+  struct cache_stats st;
+  pid_t pid;
+  int status;
+
+  pub_reset ();
+  for (uint64_t chunk = 0; chunk < 16; chunk++)
+    CHECK (cache_prefetch (c, chunk, true) == 0);
+  for (uint64_t chunk = 20; chunk < 23; chunk++)
+    fill_chunk (c, chunk, 0x20 + chunk);
+  CHECK (cache_close (c) == 0);
+
+  c = open_in ("restart", b);
+  cache_get_stats (c, &st);
+  CHECK (st.resident == 6 && st.dirty == 3 && st.evictions == 13);
+  CHECK (accounting_exact (c, "restart", 6));
+  CHECK (cache_close (c) == 0);
+  cache_budget_free (b);
+
+  b = cache_budget_new (2 * CS);
+  c = open_in ("restart", b);
+  cache_get_stats (c, &st);
+  CHECK (st.resident == 3 && st.dirty == 3);
+  CHECK (st.full == CACHE_FULL_BUDGET);
+  for (uint64_t chunk = 20; chunk < 23; chunk++)
+    CHECK (chunk_is (c, chunk, 0x20 + chunk));
+  CHECK (cache_close (c) == 0);
+  cache_budget_free (b);
+
+  /* A crash after filling chunks: they are dropped and punched out. */
+  fflush (NULL);
+  if ((pid = fork ()) == 0) {
+    c = open_in ("restart", unlimited);
+    for (uint64_t chunk = 30; chunk < 40; chunk++)
+      cache_prefetch (c, chunk, true);
+    _exit (0);
+  }
+  CHECK (pid > 0 && waitpid (pid, &status, 0) == pid && status == 0);
+  c = open_in ("restart", unlimited);
+  cache_get_stats (c, &st);
+  CHECK (st.resident == 3 && st.dirty == 3);
+  CHECK (accounting_exact (c, "restart", CHUNKS));
+  reset_fetches ();
+  for (uint64_t chunk = 0; chunk < 40; chunk++)
+    if (chunk < 20 || chunk >= 23)
+      CHECK (reads_image (c, chunk, 0, CS));
+  CHECK (atomic_load (&fetches[0]) == 1);       /* evicted: fetched again */
+  CHECK (cache_close (c) == 0);
+}
+
 int
 main (void)
 {
@@ -682,6 +1258,8 @@ main (void)
     perror ("mkdtemp");
     return EXIT_FAILURE;
   }
+  unlimited = cache_budget_new (CACHE_NO_LIMIT);
+  pub_image = malloc (SIZE);
   test_fill_once ();
   test_write_races_fill ();
   test_freeze ();
@@ -692,6 +1270,15 @@ main (void)
   test_crash_order ();
   test_new_dirs ();
   test_stale ();
+  test_evict_races_reads ();
+  test_evict_races_writes ();
+  test_budget_accounting ();
+  test_budget_full_of_dirty ();
+  test_budget_unsynced ();
+  test_budget_shared ();
+  test_budget_restart ();
+  cache_budget_free (unlimited);
+  free (pub_image);
   {
     char cmd[sizeof dir + 16];
     snprintf (cmd, sizeof cmd, "rm -rf '%s'", dir);

@@ -5,8 +5,9 @@
 # has one HELP and one TYPE line before its samples, every other line is
 # NAME[{LABELS}] VALUE with valid names and escaped label values, and no
 # family appears twice.  The values are the plugin's counters — fetches,
-# hits, misses, resident and dirty chunks and publishes per export, store
-# traffic and fetch latency — and lazyvold's own (nbdkit up, restarts).
+# hits, misses, resident and dirty chunks, cache bytes and publishes per
+# export, the cache budget, store traffic and fetch latency — and
+# lazyvold's own (nbdkit up, restarts).
 # --metrics-exports bounds the exports given series of their own.
 # A look-up of a missing object is an answer, not a store error: the
 # failure counters (by operation and reason) stay empty.
@@ -81,6 +82,15 @@ assert v("lazyvol_export_publishes_total" + e1) == 1
 assert v("lazyvol_export_publish_seconds_total" + e1) > 0
 assert v("lazyvol_export_last_publish_seconds" + e1) > 0
 assert v('lazyvol_export_publishes_total{export="e2"}') == 0
+# No cache budget: the bytes are counted, nothing is evicted or refused.
+assert v("lazyvol_cache_budget_bytes") == 0
+assert v("lazyvol_cache_used_bytes") == 2 * 1048576
+assert v("lazyvol_cache_dirty_bytes") == 1048576
+assert v("lazyvol_cache_evictions_total") == 0
+assert v("lazyvol_export_cache_used_bytes" + e1) == 2 * 1048576
+assert v("lazyvol_export_evictions_total" + e1) == 0
+assert v("lazyvol_export_bypass_reads_total" + e1) == 0
+assert v("lazyvol_export_refused_writes_total" + e1) == 0
 assert v("lazyvol_store_requests_total") > 0
 assert "lazyvol_store_errors_total" in types
 assert not [k for k in values if k.startswith("lazyvol_store_errors_total")]

@@ -61,13 +61,15 @@ if not eval(sys.argv[2]):
 # Usage errors: exit 2, and no request.
 lv 2
 lv 2 frobnicate
-lv_error 2 'create wants ID SIZE [--chunk-size N] (try lazyvolctl help create)' create vm01
+lv_error 2 'create wants ID SIZE [--chunk-size N] [--cache-max-size M] (try lazyvolctl help create)' create vm01
 lv 2 create vm01 12Q
 lv 2 create vm01 16M --chunk-size lots
 lv 2 status 'no/such'
 lv 2 delete-snapshot vm01 not-a-snapshot-id
 lv 2 list --chunk-size 1M
 lv 2 open vm01 --takeover --force-takeover
+lv 2 open vm01 --cache-max-size lots
+lv 2 status vm01 --cache-max-size 1G
 lv 2 --colour red list
 lv 0 list
 [ "$(cat "$tmp/out")" = "no exports are loaded" ]
@@ -104,6 +106,7 @@ matches -x 'export      vm01' "$tmp/out"
 matches -x 'snapshot    none yet' "$tmp/out"
 matches -x 'size        16 MiB in 16 chunks of 1 MiB' "$tmp/out"
 matches -x 'dirty       3 chunks, 3 MiB (19%)' "$tmp/out"
+matches -x 'cache       3 MiB; all exports: 3 MiB, no budget' "$tmp/out"
 matches -x 'operation   idle' "$tmp/out"
 matches -x 'writable    yes' "$tmp/out"
 matches -E '^owner       [^ ]+ \(this host\), epoch 1, since (just now|[0-9]+ s ago)$' "$tmp/out"
