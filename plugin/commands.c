@@ -372,9 +372,10 @@ reply_status (json_object *res, const char *name)
   return 0;
 }
 
-/* Load export NAME (TAKEOVER as for registry_load) and, if GIVEN, set
- * its own cache limit to MAX (see volume_set_cache_max); if that fails,
- * it is unloaded again.  0 or -1.
+/* Load export NAME (TAKEOVER as for registry_load), or keep the view
+ * NAME a client loaded (registry_keep_view), and, if GIVEN, set its own
+ * cache limit to MAX (see volume_set_cache_max); if that fails, it is
+ * unloaded again.  0 or -1.
  */
 static int
 load_limited (const char *name, int takeover, bool given, uint64_t max)
