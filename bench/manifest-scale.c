@@ -12,7 +12,7 @@
  * file store under DIR (default: a new directory under $TMPDIR, removed
  * at the end).  Then a fresh process (this program again, so that no page
  * of the builder's is counted) loads it the way an export's open does,
- * with volume_fetch_manifest, and reports:
+ * with remote_fetch_manifest, and reports:
  *   disk     bytes of manifest.json per listed chunk
  *   open     seconds of the fastest of its 4 loads
  *   steady   RSS growth per chunk with the first load held
@@ -126,7 +126,7 @@ load (const char *dir, uint64_t n)
   for (int i = 0; i < LOADS; i++) {
     uint64_t t0 = time_mono_ns ();
 
-    m = volume_fetch_manifest (&env, EXPORT, SNAP, n);
+    m = remote_fetch_manifest (&env, EXPORT, SNAP, n);
     if (m == NULL) {
       fprintf (stderr, "manifest-scale: %s\n", err_msg ());
       return EXIT_FAILURE;

@@ -3,10 +3,11 @@
  */
 /* lazyvol: the remote format — volume.json (the head) and manifest.json
  * (the map of one snapshot), and the object keys derived from ids.
- * Documented for users in lazyvol-format(5).  The small documents and
- * the keys are format.c; a manifest in memory is manifest.c, its reader
- * manifest-read.c (streaming: a manifest grows with the image), its
- * writer manifest-write.c.
+ * Documented for users in lazyvol-format(5).  The small documents are
+ * format.c, the keys keys.c; a manifest in memory is manifest.c, its
+ * reader manifest-read.c (streaming: a manifest grows with the image),
+ * its writer manifest-write.c.  Reading and writing them in the store is
+ * remote.c.
  *
  * Layout under the export root R of the bucket, for export E:
  *   R/E/volume.json                         the head: current snapshot

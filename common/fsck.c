@@ -81,7 +81,7 @@ static int
 check_snapshot (struct volume *v, const char *sid, bool repair,
                 struct fsck_report *r, struct ref_list *need)
 {
-  struct manifest *m = volume_fetch_manifest (v->env, v->export_id, sid, 0);
+  struct manifest *m = remote_fetch_manifest (v->env, v->export_id, sid, 0);
   struct manifest *s = NULL;
   struct fsck_summary f = { .missing = false };
   int e, ret = -1;
@@ -97,7 +97,7 @@ check_snapshot (struct volume *v, const char *sid, bool repair,
   r->snapshots++;
   if (refs_needed (m, need) == -1)
     goto out;
-  s = volume_fetch_summary (v->env, v->export_id, sid);
+  s = remote_fetch_summary (v->env, v->export_id, sid);
   e = s ? 0 : err_errno ();
   if (s == NULL && e != ENOENT && e != EBADMSG && e != EFBIG)
     goto out;                   /* the store failed */

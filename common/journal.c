@@ -313,7 +313,7 @@ landed_under (struct volume_env *env, const struct volume_head *head,
   snprintf (sid, sizeof sid, "%s", head->snapshot_id);
   for (unsigned steps = 0; steps < CHAIN_MAX && id_snapshot_valid (sid);
        steps++) {
-    struct manifest *m = volume_fetch_manifest (env, head->export_id, sid, 0);
+    struct manifest *m = remote_fetch_manifest (env, head->export_id, sid, 0);
     uint64_t gen;
 
     if (m == NULL) {
@@ -375,7 +375,7 @@ journal_recover (struct volume_env *env, const struct volume_head *head,
               head->export_id, j.snapshot_id);
     if (landed_id)
       memcpy (landed_id, j.snapshot_id, SNAPSHOT_ID_LEN + 1);
-    volume_put_refs (env, head);
+    remote_put_refs (env, head);
     goto done;
   }
   landed = head->generation < j.generation ? 0

@@ -189,12 +189,12 @@ fence_head (struct volume_env *env, struct volume_head *head,
     if (put_if (env, key, json, head_etag, &obj) == 0) {
       *head = h;
       memcpy (head_etag, obj.etag, 128);
-      volume_put_refs (env, head);
+      remote_put_refs (env, head);
       return 0;
     }
     /* The previous owner's publish landed first: fence the new head. */
     if (errno != ESTALE ||
-        volume_fetch_head (env, head->export_id, head, head_etag) == -1)
+        remote_fetch_head (env, head->export_id, head, head_etag) == -1)
       return -1;
   }
   return err_set (ESTALE, "export %s: the head keeps moving under its new "

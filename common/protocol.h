@@ -10,6 +10,12 @@
 #ifndef LAZYVOL_PROTOCOL_H
 #define LAZYVOL_PROTOCOL_H
 
+/* How deep a request may nest (a control line, an admin API body):
+ * requests are shallow objects, and anything deeper is refused before
+ * json-c builds it.
+ */
+#define PROTOCOL_JSON_DEPTH 8
+
 /* Every command, in the order the man page lists them. */
 #define PROTOCOL_COMMANDS(X) \
   X (ping) X (list) X (create) X (open) X (close) X (status) X (snapshot) \

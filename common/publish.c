@@ -457,7 +457,7 @@ head_landed (struct publish *p, char etag[128])
   int r;
 
   err_save (&why);
-  r = volume_fetch_head (p->v->env, p->v->export_id, &cur, etag) == -1 ? -1
+  r = remote_fetch_head (p->v->env, p->v->export_id, &cur, etag) == -1 ? -1
     : strcmp (cur.snapshot_id, p->j.snapshot_id) == 0;
   if (r == 0 && cur.epoch != p->old_head.epoch)
     atomic_store (&p->v->lost, true);   /* taken over: writes stop too */
@@ -490,7 +490,7 @@ put_head (struct publish *p, const char *key, const char *json,
               "back to re-reading volume.json just before replacing it, "
               "which leaves a window of one request between two writers",
               store_describe (env->st));
-  if (volume_fetch_head (env, p->v->export_id, &cur, NULL) == -1)
+  if (remote_fetch_head (env, p->v->export_id, &cur, NULL) == -1)
     return -1;
   /* The epoch too: a new owner's fence changes only that. */
   if (cur.generation != p->old_head.generation ||
@@ -543,7 +543,7 @@ move_head (struct publish *p, const struct volume_head *head,
   if (r == -1)
     return -1;
   CRASH_POINT ("publish.after_head");
-  volume_put_refs (env, head);
+  remote_put_refs (env, head);
   return 0;
 }
 
@@ -554,7 +554,7 @@ check_head (struct publish *p)
   struct volume *v = p->v;
   struct volume_head cur;
 
-  if (volume_fetch_head (v->env, v->export_id, &cur, p->etag) == -1)
+  if (remote_fetch_head (v->env, v->export_id, &cur, p->etag) == -1)
     return -1;
   {
     RDLOCK_FOR_SCOPE (&v->mlock);
@@ -693,7 +693,7 @@ settle_journal (struct volume *v)
 
   if (!journal_exists (v->cache_dir))
     return 0;
-  if (volume_fetch_head (v->env, v->export_id, &cur, etag) == -1 ||
+  if (remote_fetch_head (v->env, v->export_id, &cur, etag) == -1 ||
       journal_recover (v->env, &cur, v->cache_dir, landed) == -1)
     return -1;
   /* Its objects could not all be removed: a new journal must not take
@@ -704,7 +704,7 @@ settle_journal (struct volume *v)
                     "could not all be removed yet; try again", v->name);
   if (strcmp (landed, cur.snapshot_id) != 0)
     return 0;         /* not ours, or superseded: check_head refuses next */
-  if ((m = volume_fetch_current (v->env, &cur)) == NULL)
+  if ((m = remote_fetch_current (v->env, &cur)) == NULL)
     return -1;
   volume_set_published (v, &cur, etag, m, NULL);
   log_info ("%s: snapshot %s turned out to be published", v->name,

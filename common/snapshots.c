@@ -142,7 +142,7 @@ publish_read_summary (struct volume_env *env, const char *export_id,
   int e = ENOENT;
 
   if (summary) {
-    m = volume_fetch_summary (env, export_id, snapshot_id);
+    m = remote_fetch_summary (env, export_id, snapshot_id);
     e = err_errno ();
   }
   if (m != NULL)
@@ -154,7 +154,7 @@ publish_read_summary (struct volume_env *env, const char *export_id,
     return NULL;
   if (e != ENOENT)
     log_warn ("%s; reading the manifest instead", err_msg ());
-  m = volume_fetch_manifest (env, export_id, snapshot_id, 0);
+  m = remote_fetch_manifest (env, export_id, snapshot_id, 0);
   if (m != NULL) {
     m->summary_chunks = m->nsha;
     m->summary_bytes = manifest_own_bytes (m);
@@ -171,7 +171,7 @@ publish_list (struct volume_env *env, const char *export_id,
   struct volume_head head;
   size_t count;
 
-  if (volume_fetch_head (env, export_id, &head, NULL) == -1 ||
+  if (remote_fetch_head (env, export_id, &head, NULL) == -1 ||
       publish_snapshot_ids (env, export_id, &ids, &count) == -1)
     return -1;
   list = calloc (count ? count : 1, sizeof *list);
@@ -285,7 +285,7 @@ publish_delete (struct volume_env *env, const char *export_id,
 
   if (!id_export_valid (export_id) || !id_snapshot_valid (snapshot_id))
     return err_set (EINVAL, "invalid export or snapshot id");
-  if (volume_fetch_head (env, export_id, &head, NULL) == -1)
+  if (remote_fetch_head (env, export_id, &head, NULL) == -1)
     return -1;
   if (strcmp (head.snapshot_id, snapshot_id) == 0)
     return err_set (EBUSY, "snapshot %s is the current snapshot of %s and "
@@ -371,7 +371,7 @@ publish_clone (struct volume_env *env, const char *export_id,
   if (strcmp (export_id, source_export_id) == 0)
     return err_set (EINVAL, "an export cannot be cloned onto itself");
   if (source_snapshot_id == NULL) {
-    if (volume_fetch_head (env, source_export_id, &src, NULL) == -1)
+    if (remote_fetch_head (env, source_export_id, &src, NULL) == -1)
       return -1;
     if (src.snapshot_id[0] == '\0')
       return err_set (EINVAL, "export %s has no published snapshot to clone "
@@ -380,7 +380,7 @@ publish_clone (struct volume_env *env, const char *export_id,
   }
   if (volume_no_cache (env, export_id) == -1)
     return -1;
-  m = volume_fetch_manifest (env, source_export_id, source_snapshot_id, 0);
+  m = remote_fetch_manifest (env, source_export_id, source_snapshot_id, 0);
   if (m == NULL)
     return -1;
   if (clone_delay_ms > 0)
@@ -426,7 +426,7 @@ publish_clone (struct volume_env *env, const char *export_id,
   manifest_free (m);
   if (r == -1 ||
       source_still_there (env, source_export_id, source_snapshot_id) == -1 ||
-      volume_put_new_head (env, &head) == -1) {
+      remote_put_new_head (env, &head) == -1) {
     struct err_saved why;
 
     /* Keep the reason; a failed clean-up only leaves an orphan. */
@@ -437,7 +437,7 @@ publish_clone (struct volume_env *env, const char *export_id,
     return err_restore (&why);
   }
   CRASH_POINT ("clone.after_head");
-  volume_put_refs (env, &head);
+  remote_put_refs (env, &head);
   log_info ("cloned %s@%s as %s", source_export_id, source_snapshot_id,
             export_id);
   out->created = true;

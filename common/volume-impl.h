@@ -17,13 +17,10 @@
 #include <stdatomic.h>
 
 #include "format.h"
+#include "remote.h"
 #include "volume.h"
 
 #define HYDRATE_WORKERS 8
-/* Tries of a GET whose body fails its check (SHA-256, or a volume.json
- * that does not parse) before the object is called corrupt.
- */
-#define VOLUME_FETCH_TRIES 3
 
 struct volume {
   struct volume_env *env;
@@ -95,42 +92,9 @@ int volume_settle_landed (struct volume *v, const char *landed);
 int volume_check_owner (struct volume *v);
 /* Account one publish that took NS nanoseconds (status, metrics). */
 void volume_count_publish (struct volume *v, uint64_t ns);
-/* GET and parse snapshot SNAPSHOT_ID's manifest of export EXPORT_ID for an
- * image of CHUNKS chunks (0: unknown, use the largest allowed).
- */
-struct manifest *volume_fetch_manifest (struct volume_env *env,
-                                        const char *export_id,
-                                        const char *snapshot_id,
-                                        uint64_t chunks);
-/* GET and parse snapshot SNAPSHOT_ID's summary.json (a manifest without
- * extents, see summary_parse).  NULL with err_set (ENOENT if it has
- * none).
- */
-struct manifest *volume_fetch_summary (struct volume_env *env,
-                                       const char *export_id,
-                                       const char *snapshot_id);
 /* -1 with err_set (EEXIST, saying what to do instead) if EXPORT_ID has
  * a local cache, which creating or cloning over would endanger; else 0.
  */
 int volume_no_cache (struct volume_env *env, const char *export_id);
-/* GET the manifest HEAD names and check that it is the one HEAD
- * describes: same geometry and generation.  NULL with err_set (EBADMSG if
- * they disagree).
- */
-struct manifest *volume_fetch_current (struct volume_env *env,
-                                       const struct volume_head *head);
-/* Store HEAD as a new export's volume.json, failing with EEXIST if one
- * exists (checked by the store, or by a HEAD first where it cannot).
- */
-int volume_put_new_head (struct volume_env *env,
-                         const struct volume_head *head);
-/* Write HEAD's copy, refs/current.json, after HEAD was put (or after a
- * crash that may have come between the two puts).  A failure is only
- * logged: the copy stays stale until the next head move.
- */
-void volume_put_refs (struct volume_env *env, const struct volume_head *head);
-/* GET and parse EXPORT_ID's volume.json, with its etag if ETAG. */
-int volume_fetch_head (struct volume_env *env, const char *export_id,
-                       struct volume_head *head, char etag[128]);
 
 #endif /* LAZYVOL_VOLUME_IMPL_H */

@@ -22,11 +22,10 @@
  * free when they evict (see "The budget" in cache.c), and without room
  * it fetches nothing.  NBD_CMD_CACHE evicts as reads do.
  *
- * Documents: volume.json is fetched whole; a manifest, which grows with
- * the image, goes through a manifest reader as it arrives and is never
- * held whole (a retry of the store starts a new reader).  A document
- * that does not parse may have been damaged on the way: it is fetched
- * again, VOLUME_FETCH_TRIES times in all, before it is called corrupt.
+ * The export's documents in the store (head, manifests, summaries) are
+ * read and written by remote.c.  A chunk whose bytes fail their SHA-256
+ * is fetched again, REMOTE_FETCH_TRIES times in all, as a document that
+ * does not parse is, before it is called corrupt.
  */
 #include <config.h>
 
@@ -48,7 +47,6 @@
 #include "owner.h"
 #include "meta.h"
 #include "pool.h"
-#include "publish.h"
 #include "refs.h"
 #include "volume-impl.h"
 
@@ -139,7 +137,7 @@ volume_fetch_chunk (struct volume *v, uint64_t chunk, void *buf, uint32_t len)
                       (uintmax_t) chunk);
     if (memcmp (want, got, 32) == 0)
       return 0;
-    if (tries == VOLUME_FETCH_TRIES)
+    if (tries == REMOTE_FETCH_TRIES)
       break;
     store_count_retry (v->env->st, STORE_OP_GET_RANGE, STORE_WHY_CORRUPT);
     log_warn ("%s: chunk %ju from %s [%ju+%u]: SHA-256 mismatch, fetching "
@@ -149,7 +147,7 @@ volume_fetch_chunk (struct volume *v, uint64_t chunk, void *buf, uint32_t len)
   store_count_failure (v->env->st, STORE_OP_GET_RANGE, STORE_WHY_CORRUPT);
   err_set (EIO, "%s: chunk %ju from %s [%ju+%u]: SHA-256 mismatch in %u "
            "tries, the object is corrupt", v->name, (uintmax_t) chunk, key,
-           (uintmax_t) off, len, VOLUME_FETCH_TRIES);
+           (uintmax_t) off, len, REMOTE_FETCH_TRIES);
   log_error ("%s", err_msg ());
   return -1;
 }
@@ -158,171 +156,6 @@ static int
 source_fetch (void *opaque, uint64_t chunk, void *buf, uint32_t len)
 {
   return volume_fetch_chunk (opaque, chunk, buf, len);
-}
-
-/* The document KEY did not parse at try TRIES (its error recorded): it
- * may have been damaged on the way.  True to fetch it again; false after
- * VOLUME_FETCH_TRIES tries, the failure counted as corrupt and the key
- * put in front of the error.
- */
-static bool
-fetch_again (struct volume_env *env, const char *key, unsigned tries)
-{
-  if (tries == VOLUME_FETCH_TRIES) {
-    store_count_failure (env->st, STORE_OP_GET, STORE_WHY_CORRUPT);
-    err_prefix ("%s", key);
-    return false;
-  }
-  store_count_retry (env->st, STORE_OP_GET, STORE_WHY_CORRUPT);
-  log_warn ("%s: %s; fetching it again", key, err_msg ());
-  return true;
-}
-
-int
-volume_fetch_head (struct volume_env *env, const char *export_id,
-                   struct volume_head *head, char etag[128])
-{
-  CLEANUP_FREE char *key = key_volume (env->root, export_id);
-  struct store_obj obj;
-
-  if (key == NULL)
-    return -1;
-  for (unsigned tries = 1; ; tries++) {
-    CLEANUP_FREE char *json = NULL;
-    size_t len;
-
-    if (store_get (env->st, key, VOLUME_JSON_MAX, &json, &len, &obj) == -1) {
-      if (errno == ENOENT)
-        return err_set (ENOENT, "export %s does not exist (no %s)",
-                        export_id, key);
-      return -1;
-    }
-    if (volume_parse (json, len, export_id, head) == 0)
-      break;
-    if (!fetch_again (env, key, tries))
-      return -1;
-  }
-  if (etag)
-    memcpy (etag, obj.etag, 128);
-  return 0;
-}
-
-/* A manifest being fetched: who it must be, and the reader its bytes go
- * to, which is replaced by a new one when the store starts over.
- */
-struct manifest_fetch {
-  const char *export_id, *snapshot_id;
-  bool summary;                 /* summary.json, not the manifest */
-  struct manifest_reader *r;
-};
-
-/* A new reader for F's document. */
-static struct manifest_reader *
-fetch_reader (const struct manifest_fetch *f)
-{
-  return f->summary ? summary_reader_new (f->export_id, f->snapshot_id)
-    : manifest_reader_new (f->export_id, f->snapshot_id);
-}
-
-static int
-manifest_bytes (void *opaque, const void *buf, size_t len)
-{
-  struct manifest_fetch *f = opaque;
-
-  if (buf == NULL) {
-    manifest_reader_free (f->r);
-    f->r = fetch_reader (f);
-    return f->r ? 0 : 1;
-  }
-  return manifest_reader_feed (f->r, buf, len) == 0 ? 0 : 1;
-}
-
-/* GET document KEY through a reader as it arrives (F says which): a
- * manifest grows with the image and is never held whole, a summary with
- * the blobs its manifest names.  A document that does not parse is
- * fetched again up to TRIES times in all.
- */
-static struct manifest *
-fetch_streamed (struct volume_env *env, const char *key,
-                struct manifest_fetch *f, size_t max, unsigned tries)
-{
-  for (unsigned t = 1; ; t++) {
-    struct manifest *m = NULL;
-    int r;
-
-    if ((f->r = fetch_reader (f)) == NULL)
-      return NULL;
-    r = store_get_stream (env->st, key, max, manifest_bytes, f, NULL);
-    if (r == 0)
-      m = manifest_reader_finish (f->r);
-    manifest_reader_free (f->r);
-    if (m)
-      return m;
-    if (r == -1) {
-      if (errno == ENOENT)
-        err_set (ENOENT, f->summary ? "snapshot %s of export %s has no "
-                 "summary (no %s)" : "snapshot %s of export %s does not "
-                 "exist (no %s)", f->snapshot_id, f->export_id, key);
-      return NULL;
-    }
-    if (t == tries || !fetch_again (env, key, t))
-      return NULL;
-  }
-}
-
-struct manifest *
-volume_fetch_manifest (struct volume_env *env, const char *export_id,
-                       const char *snapshot_id, uint64_t chunks)
-{
-  CLEANUP_FREE char *key = key_manifest (env->root, export_id, snapshot_id);
-  struct manifest_fetch f = { .export_id = export_id,
-                              .snapshot_id = snapshot_id };
-  uint64_t max_chunks = IMAGE_SIZE_MAX / CHUNK_SIZE_MIN;
-
-  if (key == NULL)
-    return NULL;
-  return fetch_streamed (env, key, &f, manifest_max_size (chunks ? chunks
-                                                          : max_chunks),
-                         VOLUME_FETCH_TRIES);
-}
-
-struct manifest *
-volume_fetch_summary (struct volume_env *env, const char *export_id,
-                      const char *snapshot_id)
-{
-  CLEANUP_FREE char *key = key_summary (env->root, export_id, snapshot_id);
-  struct manifest_fetch f = { .export_id = export_id,
-                              .snapshot_id = snapshot_id, .summary = true };
-
-  if (key == NULL)
-    return NULL;
-  /* Once: the caller reads the manifest instead of a bad summary. */
-  return fetch_streamed (env, key, &f,
-                         manifest_max_size (IMAGE_SIZE_MAX / CHUNK_SIZE_MIN),
-                         1);
-}
-
-struct manifest *
-volume_fetch_current (struct volume_env *env, const struct volume_head *head)
-{
-  struct manifest *m;
-
-  m = volume_fetch_manifest (env, head->export_id, head->snapshot_id,
-                             chunk_count (head->image_size, head->chunk_size));
-  if (m == NULL)
-    return NULL;
-  if (m->image_size != head->image_size || m->chunk_size != head->chunk_size ||
-      m->generation != head->generation) {
-    err_set (EBADMSG, "export %s: volume.json (generation %ju, %ju bytes, "
-             "%u-byte chunks) disagrees with its snapshot %s (generation "
-             "%ju, %ju bytes, %u-byte chunks)", head->export_id,
-             (uintmax_t) head->generation, (uintmax_t) head->image_size,
-             head->chunk_size, head->snapshot_id, (uintmax_t) m->generation,
-             (uintmax_t) m->image_size, m->chunk_size);
-    manifest_free (m);
-    return NULL;
-  }
-  return m;
 }
 
 /* Can this host hold the local cache of an image of SIZE bytes in
@@ -411,68 +244,10 @@ volume_create (struct volume_env *env, const char *export_id,
 
   snprintf (head.export_id, sizeof head.export_id, "%s", export_id);
   time_now_iso8601 (head.updated);
-  if (volume_put_new_head (env, &head) == -1)
+  if (remote_put_new_head (env, &head) == -1)
     return -1;
   refs_index_new_root (env, export_id);
   return 0;
-}
-
-static bool
-head_equal (const struct volume_head *a, const struct volume_head *b)
-{
-  return strcmp (a->export_id, b->export_id) == 0 &&
-    a->image_size == b->image_size && a->chunk_size == b->chunk_size &&
-    a->generation == b->generation &&
-    strcmp (a->snapshot_id, b->snapshot_id) == 0 &&
-    strcmp (a->updated, b->updated) == 0;
-}
-
-void
-volume_put_refs (struct volume_env *env, const struct volume_head *head)
-{
-  CLEANUP_FREE char *refs = key_refs_current (env->root, head->export_id);
-  CLEANUP_FREE char *json = volume_format (head);
-
-  if (refs == NULL || json == NULL ||
-      store_put (env->st, refs, json, strlen (json), STORE_PUT_ANY, NULL,
-                 NULL) == -1)
-    log_warn ("%s: refs/current.json is stale until the next head move: %s",
-              head->export_id, err_msg ());
-}
-
-int
-volume_put_new_head (struct volume_env *env, const struct volume_head *head)
-{
-  CLEANUP_FREE char *key = key_volume (env->root, head->export_id);
-  CLEANUP_FREE char *json = volume_format (head);
-  int r;
-
-  if (key == NULL || json == NULL)
-    return err_set (ENOMEM, "create %s: out of memory", head->export_id);
-  r = store_put (env->st, key, json, strlen (json), STORE_PUT_IF_ABSENT,
-                 NULL, NULL);
-  if (r == -1 && errno == ENOTSUP) {
-    /* No conditional puts (stock Swift): check, then put.  Two creates
-     * racing on such a store can both succeed; the second one wins.
-     */
-    struct store_obj obj;
-    if (store_head (env->st, key, &obj) == 0)
-      r = err_set (ESTALE, "exists");
-    else if (errno == ENOENT)
-      r = store_put (env->st, key, json, strlen (json), STORE_PUT_ANY,
-                     NULL, NULL);
-  }
-  if (r == -1 && errno == ESTALE) {
-    /* A put whose reply was lost makes its retry fail against itself:
-     * the head we find may be the one we wrote.
-     */
-    struct volume_head cur;
-    if (volume_fetch_head (env, head->export_id, &cur, NULL) == 0 &&
-        head_equal (&cur, head))
-      return 0;
-    return err_set (EEXIST, "export %s already exists", head->export_id);
-  }
-  return r;
 }
 
 static void
@@ -563,7 +338,7 @@ settle_local (struct volume *v)
   manifest_free (v->manifest);
   v->manifest = NULL;
   if (base.snapshot_id[0] &&
-      (v->manifest = volume_fetch_manifest (v->env, v->export_id,
+      (v->manifest = remote_fetch_manifest (v->env, v->export_id,
                                             base.snapshot_id, 0)) == NULL) {
     if (errno != ENOENT)
       return -1;
@@ -611,14 +386,14 @@ volume_load (struct volume_env *env, const char *export_id,
   src.opaque = v;
 
   if (snapshot_id == NULL) {
-    if (volume_fetch_head (env, export_id, &v->head, v->head_etag) == -1 ||
+    if (remote_fetch_head (env, export_id, &v->head, v->head_etag) == -1 ||
         take_ownership (v, takeover) == -1 ||
         (v->head.snapshot_id[0] &&
-         (v->manifest = volume_fetch_current (env, &v->head)) == NULL))
+         (v->manifest = remote_fetch_current (env, &v->head)) == NULL))
       goto err;
   }
   else {
-    v->manifest = volume_fetch_manifest (env, export_id, snapshot_id, 0);
+    v->manifest = remote_fetch_manifest (env, export_id, snapshot_id, 0);
     if (v->manifest == NULL)
       goto err;
     /* A view's "head" is the snapshot itself. */
@@ -1040,7 +815,7 @@ volume_settle_landed (struct volume *v, const char *landed)
     head = strcmp (v->head.snapshot_id, landed) == 0;
   }
   if (!head &&
-      (m = volume_fetch_manifest (v->env, v->export_id, landed, 0)) == NULL)
+      (m = remote_fetch_manifest (v->env, v->export_id, landed, 0)) == NULL)
     return -1;
   {
     /* The head's manifest is only replaced by a publish, and none runs
@@ -1257,7 +1032,7 @@ volume_reset (struct volume *v)
   if (r == 0 && stale) {
     struct manifest *m = NULL;
 
-    if (head.snapshot_id[0] && (m = volume_fetch_current (v->env, &head)) == NULL)
+    if (head.snapshot_id[0] && (m = remote_fetch_current (v->env, &head)) == NULL)
       r = -1;
     else
       volume_set_published (v, &head, etag, m, NULL);

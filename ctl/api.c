@@ -53,7 +53,6 @@
 
 #define BODY_MAX (64 * 1024)
 #define HEADERS_MAX (16 * 1024)
-#define JSON_DEPTH 8
 
 /* What an id in a path or a body must be. */
 enum id_kind {
@@ -304,7 +303,7 @@ parse_body (struct evhttp_request *req)
     err_set (EINVAL, "this request needs a JSON object as its body");
     return NULL;
   }
-  tok = json_tokener_new_ex (JSON_DEPTH);
+  tok = json_tokener_new_ex (PROTOCOL_JSON_DEPTH);
   if (tok == NULL) {
     err_set (ENOMEM, "out of memory");
     return NULL;

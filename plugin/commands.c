@@ -33,8 +33,6 @@
 #include "registry.h"
 #include "store.h"
 
-#define JSON_DEPTH 8
-
 static struct volume_env *env;
 
 void
@@ -1038,7 +1036,7 @@ commands_error_reply (void)
 json_object *
 commands_run (const char *line, size_t len)
 {
-  json_tokener *tok = json_tokener_new_ex (JSON_DEPTH);
+  json_tokener *tok = json_tokener_new_ex (PROTOCOL_JSON_DEPTH);
   json_object *req = NULL, *res = json_object_new_object ();
   const char *cmd;
   int r = -1, i;
