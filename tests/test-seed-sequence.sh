@@ -14,7 +14,9 @@ tmp=$(make_tmpdir)
 start_store "$tmp"
 MiB=1048576
 start_lazyvol "$tmp"
-objects () { store_tool list exports/ | cut -d' ' -f1; }
+# The objects of the exports (reference markers, in .refs/, are not the
+# exports': the directory store does not list dot folders either).
+objects () { store_tool list exports/ | cut -d' ' -f1 | grep -v '^exports/\.refs/'; }
 manifest () { store_tool get "exports/$1/snapshots/$2/manifest.json"; }
 
 r=$(ctl '{"cmd":"create","export_id":"vm01","size":1073741824}')
@@ -77,6 +79,8 @@ n=$(objects | wc -l)
 r=$(ctl "{\"cmd\":\"clone\",\"export_id\":\"vm02\",\"source_export_id\":\"vm01\",\"source_snapshot_id\":\"$s2\"}")
 [ "$(field "$r" resident_chunks)" = 0 ]
 [ "$(objects | grep -vc '^exports/vm02/')" = "$n" ]      # no data copied
+# The clone's reference markers, one for each snapshot whose blob it names.
+[ "$(store_tool list "exports/.refs/vm01/" | cut -d' ' -f1 | grep -c '/vm02$')" = 2 ]
 [ "$(objects | grep -c '\.blob$' )" = 3 ]
 # The source moves on; the clone does not.
 qemu-io -f raw -c 'write -P 6 0 4M' "$(uri vm01)" >/dev/null
