@@ -227,9 +227,10 @@ geometry (json_object *st, char buf[3 * SHOW_BUF])
 {
   char b1[SHOW_BUF], b2[SHOW_BUF];
 
-  snprintf (buf, 3 * SHOW_BUF, "%s in %" PRIu64 " chunks of %s",
+  snprintf (buf, 3 * SHOW_BUF, "%s in %" PRIu64 " chunk%s of %s",
             show_bytes (show_u64 (st, "image_size"), b1),
             show_u64 (st, "chunk_count"),
+            show_u64 (st, "chunk_count") == 1 ? "" : "s",
             show_bytes (show_u64 (st, "chunk_size"), b2));
   return buf;
 }
@@ -333,7 +334,8 @@ cmd_clone (char **args)
   if ((e = request ("POST", "/v1/exports/clone", body, &r)) != 0)
     return e;
   if (!printed_json (&r))
-    printf ("cloned %s from %s at snapshot %s\n", args[0], args[1],
+    printf ("cloned %s from %s at snapshot %s: %s's first snapshot is %s\n",
+            args[0], args[1], opt.snapshot ?: "(its current one)", args[0],
             show_str (r.json, "snapshot_id") ?: "-");
   client_reply_free (&r);
   return 0;
@@ -786,6 +788,7 @@ enum {
 
 static const struct option long_options[] = {
   { "socket", required_argument, NULL, OPT_SOCKET },
+  { "admin-sock", required_argument, NULL, OPT_SOCKET },     /* lazyvold's */
   { "json", no_argument, NULL, OPT_JSON },
   { "chunk-size", required_argument, NULL, OPT_CHUNK_SIZE },
   { "takeover", no_argument, NULL, OPT_TAKEOVER },

@@ -503,8 +503,7 @@ parse_serve (int argc, char **argv)
       opt.host_id = optarg;
       break;
     case OPT_LEASE:
-      if (parse_seconds ("--lease", optarg) < 3)
-        usage_error ("--lease must be at least 3 seconds");
+      parse_number ("--lease", optarg, 3, 3600, "a number of seconds");
       opt.lease = optarg;
       break;
     case OPT_TAKEOVER:

@@ -330,9 +330,10 @@ show_status (json_object *st)
       show_u64 (st, "snapshot_generation"))
     line ("head", "generation %" PRIu64 " in the store",
           show_u64 (st, "remote_head_generation"));
-  line ("size", "%s in %" PRIu64 " chunks of %s",
+  line ("size", "%s in %" PRIu64 " chunk%s of %s",
         show_bytes (show_u64 (st, "image_size"), b1),
         show_u64 (st, "chunk_count"),
+        show_u64 (st, "chunk_count") == 1 ? "" : "s",
         show_bytes (show_u64 (st, "chunk_size"), b2));
   line ("resident", "%s", chunks (st, show_u64 (st, "resident_chunks"), c));
   line ("dirty", "%s", chunks (st, show_u64 (st, "dirty_chunks"), c));
@@ -488,9 +489,9 @@ show_unused (json_object *reply, const char *hint)
   if (n)
     printf ("%zu unfinished upload%s%s\n", n, n == 1 ? "" : "s", hint);
   if (show_u64 (reply, "young") || show_u64 (reply, "busy"))
-    printf ("kept: %" PRIu64 " younger than the grace period, %" PRIu64
-            " of the publish under way\n", show_u64 (reply, "young"),
-            show_u64 (reply, "busy"));
+    printf ("not looked at: %" PRIu64 " younger than the grace period "
+            "(perhaps still in use), %" PRIu64 " of the publish under way\n",
+            show_u64 (reply, "young"), show_u64 (reply, "busy"));
   if (show_u64 (reply, "unexpected"))
     printf ("%" PRIu64 " object%s that lazyvol does not write (see "
             "lazyvold's log), left alone\n", show_u64 (reply, "unexpected"),

@@ -142,7 +142,7 @@ json '[s["generation"] for s in d["snapshots"]] == [1, 2, 3]'
 
 # clone, from an older snapshot.
 lv 0 clone vm02 vm01 --snapshot "$s1"
-matches -Ex "cloned vm02 from vm01 at snapshot [0-9a-f]{32}" "$tmp/out"
+matches -Ex "cloned vm02 from vm01 at snapshot $s1: vm02's first snapshot is [0-9a-f]{32}" "$tmp/out"
 nbdcopy "$(uri vm02)" "$tmp/vm02.img"
 cmp "$tmp/s1.img" "$tmp/vm02.img"
 lv 4 clone vm02 vm01
@@ -211,6 +211,9 @@ lv 5 open vm03
 lv_error 1 "cannot connect to lazyvold: no socket $tmp/none (No such file or directory); is lazyvold running?  Name its socket with --socket PATH or \$LAZYVOL_SOCKET" \
     --socket "$tmp/none" list
 LAZYVOL_SOCKET=$tmp/none lv 0 list -q --socket "$admin"
+[ "$(sort "$tmp/out" | tr '\n' ' ')" = "vm01 vm02 " ]
+# --admin-sock, lazyvold's name for it, too.
+LAZYVOL_SOCKET=$tmp/none lv 0 list -q --admin-sock "$admin"
 [ "$(sort "$tmp/out" | tr '\n' ' ')" = "vm01 vm02 " ]
 # Root's default: lazyvold without --admin-sock listens where lazyvolctl
 # looks by default, in a directory it creates 0700.
