@@ -208,12 +208,14 @@ static void
 respond_json (struct evhttp_request *req, int status, json_object *o)
 {
   struct evbuffer *body = evbuffer_new ();
+  size_t len;
+  const char *s = json_object_to_json_string_length
+    (o, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_SPACED |
+     JSON_C_TO_STRING_NOSLASHESCAPE, &len);
 
-  if (body && evbuffer_add_printf (body, "%s\n",
-                                   json_object_to_json_string_ext
-                                   (o, JSON_C_TO_STRING_PRETTY |
-                                    JSON_C_TO_STRING_SPACED |
-                                    JSON_C_TO_STRING_NOSLASHESCAPE)) == -1) {
+  /* evbuffer_add_printf would measure and copy a large reply twice. */
+  if (body && (s == NULL || evbuffer_add (body, s, len) == -1 ||
+               evbuffer_add (body, "\n", 1) == -1)) {
     evbuffer_free (body);
     body = NULL;
   }

@@ -60,20 +60,12 @@ static pthread_cond_t clients_gone = PTHREAD_COND_INITIALIZER;
 static int client_fds[MAX_CLIENTS];
 static unsigned nclients;
 
-/* Send RES as one line.  0, or -1 if the client is gone or too slow. */
+/* Send LEN bytes at BUF.  0, or -1 if the client is gone or too slow. */
 static int
-write_reply (int fd, json_object *res)
+send_all (int fd, const char *buf, size_t len)
 {
-  const char *s = json_object_to_json_string_ext (res, JSON_C_TO_STRING_PLAIN);
-  size_t len = strlen (s);
-  CLEANUP_FREE char *line = malloc (len + 1);
-
-  if (line == NULL)
-    return -1;
-  memcpy (line, s, len);
-  line[len] = '\n';
-  for (size_t done = 0; done <= len; ) {
-    ssize_t n = send (fd, line + done, len + 1 - done, MSG_NOSIGNAL);
+  for (size_t done = 0; done < len; ) {
+    ssize_t n = send (fd, buf + done, len - done, MSG_NOSIGNAL);
     if (n == -1 && errno == EINTR)
       continue;
     if (n <= 0)
@@ -81,6 +73,22 @@ write_reply (int fd, json_object *res)
     done += n;
   }
   return 0;
+}
+
+/* Send RES as one line (a status list can be a megabyte: not copied).
+ * 0, or -1 if the client is gone or too slow.
+ */
+static int
+write_reply (int fd, json_object *res)
+{
+  size_t len;
+  const char *s = json_object_to_json_string_length (res,
+                                                     JSON_C_TO_STRING_PLAIN,
+                                                     &len);
+
+  if (s == NULL)
+    return -1;
+  return send_all (fd, s, len) == -1 || send_all (fd, "\n", 1) == -1 ? -1 : 0;
 }
 
 /* Reply with this thread's recorded error. */
