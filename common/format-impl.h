@@ -82,6 +82,9 @@ void format_write_geometry (FILE *f, uint64_t image_size, uint32_t chunk_size)
 /* Open a document: the brace, its "format" and "version". */
 void format_write_open (FILE *f, const char *format, unsigned version)
   __attribute__ ((__nonnull__));
+/* What WRITE writes of ARG, as text (malloc'd), or NULL with ENOMEM. */
+char *format_text (void (*write) (FILE *f, const void *arg), const void *arg)
+  __attribute__ ((__nonnull__ (1)));
 /* A document: its "format" and "version", the members BODY writes for
  * ARG, then the closing brace.  The text (malloc'd), or NULL with ENOMEM.
  */

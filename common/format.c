@@ -455,9 +455,7 @@ format_write_u64 (FILE *f, const char *key, uint64_t v)
 }
 
 char *
-format_write_document (const char *format, unsigned version,
-                       void (*body) (FILE *f, const void *arg),
-                       const void *arg)
+format_text (void (*write) (FILE *f, const void *arg), const void *arg)
 {
   char *buf;
   size_t len;
@@ -465,15 +463,43 @@ format_write_document (const char *format, unsigned version,
 
   if (f == NULL)
     return NULL;
-  format_write_open (f, format, version);
-  body (f, arg);
+  write (f, arg);
+  memstream_close (f, &buf);
+  return buf;
+}
+
+/* What format_write_document writes. */
+struct document {
+  const char *format;
+  unsigned version;
+  void (*body) (FILE *f, const void *arg);
+  const void *arg;
+};
+
+static void
+write_document (FILE *f, const void *arg)
+{
+  const struct document *d = arg;
+
+  format_write_open (f, d->format, d->version);
+  d->body (f, d->arg);
   /* Every member ends in ",\n": step back over the last one's and close
    * the object there (the size of a memory stream follows the position).
    */
   fseek (f, -2, SEEK_CUR);
   fputs ("\n}\n", f);
-  memstream_close (f, &buf);
-  return buf;
+}
+
+char *
+format_write_document (const char *format, unsigned version,
+                       void (*body) (FILE *f, const void *arg),
+                       const void *arg)
+{
+  struct document d = {
+    .format = format, .version = version, .body = body, .arg = arg,
+  };
+
+  return format_text (write_document, &d);
 }
 
 void
