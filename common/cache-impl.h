@@ -95,6 +95,8 @@ struct cache {
   struct meta_base base;        /* what the local state is based on */
   _Atomic bool stale;           /* dirty over a base the head moved past:
                                    written with the gate exclusive */
+  _Atomic bool rolling;         /* a rollback runs: writes are refused;
+                                   written with the gate exclusive */
   char failed_msg[256];         /* why the cache failed stop, if it did */
 
   pthread_cond_t buf_cond;      /* a fill buffer was returned */

@@ -34,6 +34,11 @@
  * last.  A crash in between leaves clean bitmaps over bytes that are
  * never read (a chunk that is not resident is written whole, or zeroed
  * first, before it becomes resident again).
+ *
+ * A rollback (publish.c) sets c->rolling with the gate exclusive, so that
+ * no write is in flight and every later one is refused (EBUSY) until it
+ * ends: the dirty count it reads then cannot change under it, and no
+ * write made over the old head can land after the reset to the new one.
  */
 #include <config.h>
 
@@ -311,4 +316,14 @@ cache_reset (struct cache *c, const struct meta_base *head)
     pthread_cond_broadcast (&c->cond);
   }
   return r;
+}
+
+uint64_t
+cache_freeze (struct cache *c, bool on)
+{
+  WRLOCK_FOR_SCOPE (&c->gate);  /* no write is half done */
+  LOCK_FOR_SCOPE (&c->lock);
+
+  atomic_store (&c->rolling, on);
+  return c->n_dirty;
 }

@@ -230,6 +230,9 @@ cache_check_writable (struct cache *c)
                     c->base.snapshot_id[0] ? c->base.snapshot_id : "(none)",
                     (uintmax_t) c->base.generation);
   }
+  if (atomic_load_explicit (&c->rolling, memory_order_relaxed))
+    return err_set (EBUSY, "%s: a rollback is under way: writes are refused "
+                    "until it ends", c->dir);
   return cache_check_failed (c);
 }
 

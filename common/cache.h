@@ -184,6 +184,10 @@ int64_t cache_settle_published (struct cache *c, cache_match_fn match,
  * 0 or -1.
  */
 int cache_reset (struct cache *c, const struct meta_base *head);
+/* Refuse writes (EBUSY) while ON, for a rollback: waits for the writes
+ * in flight.  Returns the dirty chunks (those left when writes stopped).
+ */
+uint64_t cache_freeze (struct cache *c, bool on) __attribute__ ((__nonnull__));
 
 struct cache_stats {
   uint64_t chunks;              /* chunks in the image */

@@ -155,6 +155,7 @@ struct manifest {
   char *base_ref;               /* key of the base blob it builds on, or NULL */
   char cloned_export[EXPORT_ID_MAX + 1];        /* "" unless a clone */
   char cloned_snapshot[SNAPSHOT_ID_LEN + 1];
+  char label[LABEL_MAX + 1];    /* "" if none (id_label_valid) */
   struct manifest_blob *blobs;
   size_t nblobs;
   struct manifest_extent *extents;

@@ -73,7 +73,7 @@ enum field {
   F_SKIP,                       /* any other: its value is skipped */
   F_FORMAT, F_VERSION, F_EXPORT_ID, F_SNAPSHOT_ID, F_PARENT, F_KIND,
   F_GENERATION, F_CREATED, F_IMAGE_SIZE, F_CHUNK_SIZE, F_BASE_REF,
-  F_CLONED_FROM, F_BLOBS, F_EXTENTS,
+  F_CLONED_FROM, F_LABEL, F_BLOBS, F_EXTENTS,
   F_FROM_EXPORT_ID, F_FROM_SNAPSHOT_ID,         /* in cloned_from */
   F_KEY, F_SIZE,                                /* in a blob */
   F_CHUNK, F_COUNT, F_BLOB, F_OFFSET, F_SHA256, /* in an extent */
@@ -111,6 +111,7 @@ static const struct field_info {
                      CHUNK_SIZE_MIN, CHUNK_SIZE_MAX },
   [F_BASE_REF] = { "base_ref", W_ROOT, JSONTOK_STRING, true },
   [F_CLONED_FROM] = { "cloned_from", W_ROOT, JSONTOK_OBJECT, true },
+  [F_LABEL] = { "label", W_ROOT, JSONTOK_STRING, true },
   [F_BLOBS] = { "blobs", W_ROOT, JSONTOK_ARRAY },
   [F_EXTENTS] = { "extents", W_ROOT, JSONTOK_ARRAY },
   [F_FROM_EXPORT_ID] = { "export_id", W_FROM, JSONTOK_STRING },
@@ -575,6 +576,13 @@ string (struct manifest_reader *r, enum field f, const char *s)
     m->base_ref = strdup (s);
     if (m->base_ref == NULL)
       return err_set (errno, "strdup: %m");
+    return 0;
+  case F_LABEL:
+    if (!id_label_valid (s))
+      return fail (r, "label: \"%s\" is not at most %d bytes of UTF-8 "
+                   "without control characters", format_printable (s, p),
+                   LABEL_MAX);
+    strcpy (m->label, s);
     return 0;
   case F_KEY:
     if (manifest_blob_kind (s, NULL) == -1)

@@ -85,6 +85,8 @@ write_header (FILE *f, const struct manifest *m)
     format_write_str (f, "base_ref", m->base_ref);
   if (m->cloned_export[0])
     write_cloned_from (f, m);
+  if (m->label[0])
+    format_write_str (f, "label", m->label);
 }
 
 

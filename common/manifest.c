@@ -167,7 +167,7 @@ manifest_summary_agrees (const struct manifest *m, const struct manifest *s)
       (m->base_ref && strcmp (m->base_ref, s->base_ref) != 0) ||
       strcmp (m->cloned_export, s->cloned_export) != 0 ||
       strcmp (m->cloned_snapshot, s->cloned_snapshot) != 0 ||
-      m->nblobs != s->nblobs || s->summary_chunks != m->nsha ||
+      strcmp (m->label, s->label) != 0 || m->nblobs != s->nblobs || s->summary_chunks != m->nsha ||
       s->summary_bytes != manifest_own_bytes (m))
     return false;
   for (size_t i = 0; i < m->nblobs; i++)

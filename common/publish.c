@@ -90,6 +90,7 @@ struct pchunk {
 struct publish {
   struct volume *v;
   bool base;                    /* compact */
+  const char *label;            /* of the new snapshot, or NULL */
   struct journal j;             /* the new snapshot's id, generation ... */
   struct volume_head old_head;
   char etag[128];
@@ -326,6 +327,7 @@ build_manifest (struct publish *p)
   if (m == NULL)
     goto nomem;
   snprintf (m->parent, sizeof m->parent, "%s", p->old_head.snapshot_id);
+  snprintf (m->label, sizeof m->label, "%s", p->label ? p->label : "");
   if (p->base || (v->manifest && v->manifest->base_ref)) {
     m->base_ref = strdup (p->base ? p->blob_rel : v->manifest->base_ref);
     if (m->base_ref == NULL)
@@ -714,9 +716,10 @@ settle_journal (struct volume *v)
 }
 
 static int
-publish (struct volume *v, bool base, struct publish_result *out)
+publish (struct volume *v, bool base, const char *label,
+         struct publish_result *out)
 {
-  struct publish p = { .v = v, .base = base };
+  struct publish p = { .v = v, .base = base, .label = label };
   CLEANUP_FREE uint64_t *listed = NULL;
   int64_t n;
   int r = -1;
@@ -758,22 +761,161 @@ publish (struct volume *v, bool base, struct publish_result *out)
 }
 
 int
-publish_begin (struct volume *v, bool compact)
+publish_begin (struct volume *v, enum volume_op op)
 {
+  assert (op == VOLUME_SNAPSHOT || op == VOLUME_COMPACT ||
+          op == VOLUME_ROLLBACK);
   if (volume_check_owner (v) == -1)
     return -1;
-  return volume_op_begin (v, compact ? VOLUME_COMPACT : VOLUME_SNAPSHOT);
+  return volume_op_begin (v, op);
+}
+
+/* The rollback's new manifest: snapshot P->j's, a copy of M (the target's)
+ * with the new identity.  It writes no blob, so it is a delta (a base's
+ * base_ref stays: the blob it grew from), and a clone's first snapshot
+ * loses cloned_from (the clone's markers cover every snapshot of it).
+ */
+static void
+rollback_identity (struct publish *p, struct manifest *m)
+{
+  memcpy (m->snapshot_id, p->j.snapshot_id, sizeof m->snapshot_id);
+  memcpy (m->parent, p->old_head.snapshot_id, sizeof m->parent);
+  m->kind = MANIFEST_DELTA;
+  m->cloned_export[0] = m->cloned_snapshot[0] = '\0';
+  m->generation = p->j.generation;
+  time_now_iso8601 (m->created);
+  snprintf (m->label, sizeof m->label, "%s", p->label ? p->label : "");
+}
+
+/* The rollback's remote part, writes frozen: journal, manifest M (a copy
+ * of TARGET's), summary, TARGET still there, head (into *HEAD, ETAG).
+ * On failure *UNKNOWN tells whether the head may have moved.  0 or -1.
+ */
+static int
+rollback_publish (struct publish *p, struct manifest *m, const char *target,
+                  struct volume_head *head, char etag[128], bool *unknown)
+{
+  struct volume *v = p->v;
+  CLEANUP_FREE char *json = manifest_format (m);
+  CLEANUP_FREE char *key = key_manifest (v->env->root, v->export_id,
+                                         m->snapshot_id);
+
+  if (json == NULL || key == NULL)
+    return err_set (ENOMEM, "out of memory");
+  if (journal_write (v->cache_dir, &p->j) == -1)
+    return -1;
+  CRASH_POINT ("rollback.after_journal");
+  if (store_put (v->env->st, key, json, strlen (json), STORE_PUT_ANY, NULL,
+                 NULL) == -1)
+    return -1;
+  CRASH_POINT ("rollback.after_manifest");
+  if (publish_put_summary (v->env, m) == -1)
+    return -1;
+  CRASH_POINT ("rollback.after_summary");
+  /* A delete of the target racing us: see snapshots.c, as for a clone. */
+  if (publish_source_there (v->env, v->export_id, target) == -1)
+    return -1;
+  *head = p->old_head;
+  head->generation = p->j.generation;
+  head->image_size = m->image_size;
+  memcpy (head->snapshot_id, m->snapshot_id, sizeof head->snapshot_id);
+  time_now_iso8601 (head->updated);
+  if (volume_check_owner (v) == -1 ||
+      move_head (p, head, etag, unknown) == -1)
+    return -1;
+  CRASH_POINT ("rollback.after_refs");
+  return 0;
 }
 
 int
-publish_run (struct volume *v, bool compact, struct publish_result *out)
+publish_rollback (struct volume *v, const char *snapshot_id, bool discard,
+                  const char *label, struct publish_result *out)
+{
+  struct publish p = { .v = v, .label = label };
+  struct manifest *m = NULL;
+  struct volume_head head;
+  struct meta_base old;
+  char etag[128];
+  bool unknown = false;
+  uint64_t dirty;
+  int r = -1;
+
+  assert (volume_current_op (v) == VOLUME_ROLLBACK);
+  memset (out, 0, sizeof *out);
+  dirty = cache_freeze (v->cache, true);
+  if (settle_journal (v) == -1 || check_head (&p) == -1 ||
+      (m = remote_fetch_manifest (v->env, v->export_id, snapshot_id,
+                                  0)) == NULL)
+    goto out;
+  if (m->image_size != p.old_head.image_size) {
+    err_set (EINVAL, "snapshot %s is %ju bytes, the export %ju: a rollback "
+             "cannot change the size", snapshot_id,
+             (uintmax_t) m->image_size, (uintmax_t) p.old_head.image_size);
+    goto out;
+  }
+  volume_head_base (&p.old_head, &old);
+  if (dirty > 0 && !discard) {
+    err_set (EBUSY, "%ju chunks are written and not published: snapshot "
+             "them first, or roll back with \"discard_local\": true to drop "
+             "them", (uintmax_t) dirty);
+    goto out;
+  }
+  /* Writes are frozen: dropping them now leaves none over the old head
+   * when it moves, so that a crash after the move finds no dirty chunk
+   * (clean ones are dropped at an unclean start).
+   */
+  if (dirty > 0) {
+    if (cache_reset (v->cache, &old) == -1)
+      goto out;
+    log_info ("%s: %ju unpublished chunks discarded for the rollback",
+              v->name, (uintmax_t) dirty);
+  }
+  snprintf (p.j.export_id, sizeof p.j.export_id, "%s", v->export_id);
+  id_snapshot_new_after (p.j.snapshot_id, p.old_head.snapshot_id);
+  p.j.kind = MANIFEST_DELTA;
+  p.j.generation = p.old_head.generation + 1;
+  p.j.pieces = 1;
+  memcpy (p.j.previous, p.old_head.snapshot_id, sizeof p.j.previous);
+  rollback_identity (&p, m);
+  if (rollback_publish (&p, m, snapshot_id, &head, etag, &unknown) == -1) {
+    if (unknown)
+      /* The head may be the new snapshot: serve none of the old image. */
+      cache_reset (v->cache, &old);
+    else if (journal_discard (v->env, &p.j))
+      journal_remove (v->cache_dir);
+    goto out;
+  }
+  r = volume_adopt (v, &head, etag, m);
+  m = NULL;
+  journal_remove (v->cache_dir);
+  out->created = true;
+  out->generation = head.generation;
+  memcpy (out->snapshot_id, head.snapshot_id, sizeof out->snapshot_id);
+  log_info ("%s: rolled back to snapshot %s as snapshot %s (generation %ju)",
+            v->name, snapshot_id, head.snapshot_id,
+            (uintmax_t) head.generation);
+
+ out:
+  manifest_free (m);
+  cache_freeze (v->cache, false);
+  if (r == -1)
+    err_prefix ("rollback %s", v->name);
+  else
+    volume_op_published (v, out->snapshot_id, out->generation, true);
+  volume_op_end (v, r == 0);
+  return r;
+}
+
+int
+publish_run (struct volume *v, bool compact, const char *label,
+             struct publish_result *out)
 {
   uint64_t t0 = time_mono_ns ();
   int r;
 
   assert (volume_current_op (v) == (compact ? VOLUME_COMPACT
                                     : VOLUME_SNAPSHOT));
-  r = publish (v, compact, out);
+  r = publish (v, compact, label, out);
   if (r == -1)
     err_prefix ("%s %s", compact ? "compact" : "snapshot", v->name);
   else {

@@ -36,20 +36,23 @@ struct publish_result {
   char snapshot_id[SNAPSHOT_ID_LEN + 1];
 };
 
-/* Claim V for a snapshot, or with COMPACT a compact, as its long
- * operation: this host must own it (EROFS) and no other operation may run
- * (EBUSY).  0 or -1.
+/* Claim V for long operation OP (VOLUME_SNAPSHOT, VOLUME_COMPACT or
+ * VOLUME_ROLLBACK): this host must own it (EROFS) and no other operation
+ * may run (EBUSY).  0 or -1.
  */
-int publish_begin (struct volume *v, bool compact) __attribute__ ((__nonnull__));
+int publish_begin (struct volume *v, enum volume_op op)
+  __attribute__ ((__nonnull__));
 /* Run the publish publish_begin claimed, then release V.  A snapshot
  * publishes the dirty chunks as a new snapshot (a delta over the current
  * one, or the first, sparse snapshot); a compact rewrites the whole image
- * into a fresh base blob and a manifest that needs no older blob.  0 or -1
- * (ESTALE if another writer moved the head); either way the outcome is in
- * V's status as its last operation.
+ * into a fresh base blob and a manifest that needs no older blob.  LABEL
+ * (NULL or "": none; id_label_valid) goes into the new snapshot's
+ * manifest and summary.  0 or -1 (ESTALE if another writer moved the
+ * head); either way the outcome is in V's status as its last operation.
  */
-int publish_run (struct volume *v, bool compact, struct publish_result *out)
-  __attribute__ ((__nonnull__));
+int publish_run (struct volume *v, bool compact, const char *label,
+                 struct publish_result *out)
+  __attribute__ ((__nonnull__ (1, 4)));
 /* Create export EXPORT_ID whose first snapshot is SOURCE_SNAPSHOT_ID of
  * SOURCE_EXPORT_ID (NULL: the source's current snapshot).  Copies only
  * the manifest; the blobs are shared.  0 or -1.
@@ -59,6 +62,28 @@ int publish_clone (struct volume_env *env, const char *export_id,
                    const char *source_snapshot_id,
                    struct publish_result *out);
 
+/* Roll V back to its snapshot SNAPSHOT_ID: publish a new snapshot whose
+ * image is SNAPSHOT_ID's (its manifest copied, naming the same blobs;
+ * parent the current head, generation one more), move the head to it,
+ * and drop the local cache, so that nothing of the old image is served.
+ * Writes are refused (EBUSY) while it runs.  With unpublished writes it
+ * fails with EBUSY unless DISCARD, which drops them first.  LABEL as for
+ * publish_run.  V must be claimed (publish_begin with VOLUME_ROLLBACK);
+ * it is released.  0 or -1.
+ */
+int publish_rollback (struct volume *v, const char *snapshot_id,
+                      bool discard, const char *label,
+                      struct publish_result *out)
+  __attribute__ ((__nonnull__ (1, 2, 5)));
+/* Is the manifest of snapshot SNAPSHOT_ID of EXPORT_ID, whose blobs a
+ * clone or rollback is about to name, still there?  0, or -1: ENOENT if
+ * it was deleted meanwhile (its blobs may be gone), or the store's
+ * error.
+ */
+int publish_source_there (struct volume_env *env, const char *export_id,
+                          const char *snapshot_id)
+  __attribute__ ((__nonnull__));
+
 struct snapshot_info {
   char snapshot_id[SNAPSHOT_ID_LEN + 1];
   char parent[SNAPSHOT_ID_LEN + 1];
@@ -67,6 +92,8 @@ struct snapshot_info {
   enum manifest_kind kind;
   uint64_t blob_size;           /* bytes of the blob this snapshot wrote */
   uint64_t chunks;              /* non-zero chunks of the image */
+  uint64_t image_size;
+  char label[LABEL_MAX + 1];    /* "" if none */
   bool current;                 /* named by volume.json */
 };
 

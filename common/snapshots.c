@@ -190,6 +190,8 @@ publish_list (struct volume_env *env, const char *export_id,
     list[i].kind = m->kind;
     list[i].blob_size = m->summary_bytes;
     list[i].chunks = m->summary_chunks;
+    list[i].image_size = m->image_size;
+    memcpy (list[i].label, m->label, sizeof list[i].label);
     list[i].current = strcmp (ids[i], head.snapshot_id) == 0;
     manifest_free (m);
   }
@@ -333,13 +335,9 @@ publish_delete (struct volume_env *env, const char *export_id,
   return r;
 }
 
-/* Is the manifest of the snapshot being cloned still there?  0, or -1:
- * ENOENT if it was deleted meanwhile (its blobs may be gone), or the
- * store's error.
- */
-static int
-source_still_there (struct volume_env *env, const char *export_id,
-                    const char *snapshot_id)
+int
+publish_source_there (struct volume_env *env, const char *export_id,
+                      const char *snapshot_id)
 {
   CLEANUP_FREE char *key = key_manifest (env->root, export_id, snapshot_id);
   struct store_obj obj;
@@ -350,7 +348,7 @@ source_still_there (struct volume_env *env, const char *export_id,
     return 0;
   if (err_errno () == ENOENT)
     return err_set (ENOENT, "snapshot %s of %s was deleted while it was "
-                    "being cloned", snapshot_id, export_id);
+                    "being copied", snapshot_id, export_id);
   return -1;
 }
 
@@ -425,7 +423,7 @@ publish_clone (struct volume_env *env, const char *export_id,
   CRASH_POINT ("clone.after_summary");
   manifest_free (m);
   if (r == -1 ||
-      source_still_there (env, source_export_id, source_snapshot_id) == -1 ||
+      publish_source_there (env, source_export_id, source_snapshot_id) == -1 ||
       remote_put_new_head (env, &head) == -1) {
     struct err_saved why;
 

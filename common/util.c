@@ -511,6 +511,44 @@ utf8_sanitize (char *s)
   }
 }
 
+/* What is wrong with label S, or NULL if nothing. */
+static const char *
+label_problem (const char *s)
+{
+  const unsigned char *p = (const unsigned char *) s;
+
+  if (strlen (s) > LABEL_MAX)
+    return "longer than 128 bytes";
+  while (*p) {
+    size_t n = utf8_char_len (p);
+
+    if (n == 0)
+      return "not valid UTF-8";
+    /* C0 controls and DEL; C1 controls are U+0080..U+009F (0xc2 0x80..) */
+    if (*p < 0x20 || *p == 0x7f || (n == 2 && p[0] == 0xc2 && p[1] < 0xa0))
+      return "contains a control character";
+    p += n;
+  }
+  return NULL;
+}
+
+bool
+id_label_valid (const char *s)
+{
+  return label_problem (s) == NULL;
+}
+
+int
+id_label_check (const char *what, const char *s)
+{
+  const char *why = label_problem (s);
+
+  if (why == NULL)
+    return 0;
+  return err_set (EINVAL, "invalid %s: %s (want at most %d bytes of "
+                  "UTF-8 without control characters)", what, why, LABEL_MAX);
+}
+
 bool
 is_zero (const void *buf, size_t len)
 {

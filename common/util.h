@@ -54,6 +54,17 @@ int id_snapshot_check (const char *what, const char *s)
   __attribute__ ((__nonnull__));
 int id_name_check (const char *what, const char *s)
   __attribute__ ((__nonnull__));
+/* A snapshot's label: at most LABEL_MAX bytes of valid UTF-8 without a
+ * control character (C0, DEL or C1); display only, never an address.
+ */
+#define LABEL_MAX 128
+/* Is S a valid label? */
+bool id_label_valid (const char *s) __attribute__ ((__nonnull__));
+/* 0 if S is a valid label, else -1 with err_set (EINVAL) naming WHAT
+ * and the first thing wrong.
+ */
+int id_label_check (const char *what, const char *s)
+  __attribute__ ((__nonnull__));
 /* Write a new time-ordered snapshot id (UUIDv7, 32 hex + NUL) to OUT. */
 void id_snapshot_new (char out[SNAPSHOT_ID_LEN + 1]);
 /* The same, but greater than FLOOR (a valid snapshot id; NULL or "": no

@@ -86,6 +86,17 @@ int volume_fetch_chunk (struct volume *v, uint64_t chunk, void *buf,
  * reading the export (at load).  0 or -1.
  */
 int volume_settle_landed (struct volume *v, const char *landed);
+/* The meta_base (what local state is based on) of HEAD. */
+void volume_head_base (const struct volume_head *head, struct meta_base *b)
+  __attribute__ ((__nonnull__));
+/* After a rollback moved the head to HEAD (manifest M, taken over):
+ * stop hydrate and readahead, serve M, and drop every resident and
+ * dirty chunk (cache_reset to HEAD), so that no chunk of the old image
+ * is served.  0 or -1 (the head has moved all the same).
+ */
+int volume_adopt (struct volume *v, const struct volume_head *head,
+                  const char *etag, struct manifest *m)
+  __attribute__ ((__nonnull__ (1, 2, 3)));
 /* 0 if this host may write to V and publish it now (it owns it, has not
  * lost it, its lease holds), else -1 with err_set (EROFS) saying why.
  */

@@ -61,6 +61,7 @@ volume_op_name (enum volume_op op)
   case VOLUME_RESET: return "resetting";
   case VOLUME_GC: return "collecting";
   case VOLUME_FSCK: return "checking";
+  case VOLUME_ROLLBACK: return "rolling back";
   }
   abort ();
 }
@@ -76,6 +77,7 @@ volume_op_kind (enum volume_op op)
   case VOLUME_RESET: return "reset";
   case VOLUME_GC: return "gc";
   case VOLUME_FSCK: return "fsck";
+  case VOLUME_ROLLBACK: return "rollback";
   }
   abort ();
 }
@@ -289,8 +291,8 @@ volume_new (struct volume_env *env, const char *export_id,
 }
 
 /* The base a head gives the local state. */
-static void
-head_base (const struct volume_head *head, struct meta_base *b)
+void
+volume_head_base (const struct volume_head *head, struct meta_base *b)
 {
   memset (b, 0, sizeof *b);
   memcpy (b->snapshot_id, head->snapshot_id, sizeof b->snapshot_id);
@@ -319,7 +321,7 @@ settle_local (struct volume *v)
       strcmp (v->manifest->cloned_snapshot, base.snapshot_id) == 0) {
     struct meta_base head;
 
-    head_base (&v->head, &head);
+    volume_head_base (&v->head, &head);
     log_info ("%s: the local writes over snapshot %s now belong to this "
               "export, a clone of it", v->name, base.snapshot_id);
     return cache_rebase (v->cache, &head, false, true);
@@ -403,7 +405,7 @@ volume_load (struct volume_env *env, const char *export_id,
     v->head.chunk_size = v->manifest->chunk_size;
     v->head.generation = v->manifest->generation;
   }
-  head_base (&v->head, &head);
+  volume_head_base (&v->head, &head);
   v->cache = cache_open (v->cache_dir, v->head.image_size,
                          v->head.chunk_size, &head,
                          CACHE_CREATE | (v->readonly ? CACHE_READONLY : 0),
@@ -458,6 +460,15 @@ hydrate_stop (struct volume *v)
     pthread_join (v->hydrate_threads[i], NULL);
 }
 
+/* Stop the fills that hydrate and readahead would start. */
+static void
+quiesce (struct volume *v)
+{
+  hydrate_stop (v);
+  if (v->env->pool)
+    pool_cancel (v->env->pool, v);
+}
+
 int
 volume_unload (struct volume *v)
 {
@@ -465,9 +476,7 @@ volume_unload (struct volume *v)
 
   struct cache_stats st;
 
-  hydrate_stop (v);
-  if (v->env->pool)
-    pool_cancel (v->env->pool, v);
+  quiesce (v);
   cache_get_stats (v->cache, &st);
   r = cache_close (v->cache);
   if (r == -1)
@@ -835,7 +844,7 @@ volume_settle_landed (struct volume *v, const char *landed)
     struct meta_base base;
 
     cache_get_stats (v->cache, &st);
-    head_base (&v->head, &base);
+    volume_head_base (&v->head, &base);
     if (!head && st.dirty > 0) {
       memcpy (base.snapshot_id, landed, sizeof base.snapshot_id);
       base.generation = m->generation;
@@ -1005,6 +1014,21 @@ volume_set_cache_max (struct volume *v, uint64_t max_bytes)
 }
 
 int
+volume_adopt (struct volume *v, const struct volume_head *head,
+              const char *etag, struct manifest *m)
+{
+  struct meta_base base;
+
+  quiesce (v);
+  /* Fills started before the swap finish before the reset's drain and
+   * are dropped by it; fills after it read M.
+   */
+  volume_set_published (v, head, etag, m, NULL);
+  volume_head_base (head, &base);
+  return cache_reset (v->cache, &base);
+}
+
+int
 volume_reset (struct volume *v)
 {
   struct meta_base base;
@@ -1017,16 +1041,14 @@ volume_reset (struct volume *v)
     return err_set (EROFS, "%s is a read-only snapshot view", v->name);
   if (volume_op_begin (v, VOLUME_RESET) == -1)
     return -1;
-  hydrate_stop (v);
-  if (v->env->pool)
-    pool_cancel (v->env->pool, v);
+  quiesce (v);
   {
     RDLOCK_FOR_SCOPE (&v->mlock);
     head = v->head;
     memcpy (etag, v->head_etag, sizeof etag);
   }
   stale = cache_stale (v->cache, &base);
-  head_base (&head, &base);
+  volume_head_base (&head, &base);
   r = cache_reset (v->cache, &base);
   /* A stale cache served its old base: now it is the head's. */
   if (r == 0 && stale) {

@@ -39,7 +39,7 @@ struct volume_env {
 /* The long operations; at most one runs on an export at a time. */
 enum volume_op {
   VOLUME_IDLE, VOLUME_SNAPSHOT, VOLUME_COMPACT, VOLUME_HYDRATE, VOLUME_RESET,
-  VOLUME_GC, VOLUME_FSCK,
+  VOLUME_GC, VOLUME_FSCK, VOLUME_ROLLBACK,
 };
 
 /* How far the running long operation is, or how far the last one got. */

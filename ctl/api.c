@@ -97,7 +97,12 @@ static const struct field fork_body[] = {
 };
 /* "wait": false answers 202 at once, the publish going on. */
 static const struct field publish_body[] = {
-  { "wait", ANY, false }, { NULL, ANY, false },
+  { "wait", ANY, false }, { "label", ANY, false }, { NULL, ANY, false },
+};
+/* A rollback refuses unpublished writes unless "discard_local": true. */
+static const struct field rollback_body[] = {
+  { "snapshot_id", SNAPSHOT, true }, { "discard_local", ANY, false },
+  { "label", ANY, false }, { NULL, ANY, false },
 };
 /* gc is a dry run unless "delete": true. */
 static const struct field gc_body[] = {
@@ -126,6 +131,8 @@ static const struct route routes[] = {
   { POST, "/v1/exports/*/snapshot", CMD_snapshot, WRITABLE, publish_body,
     200, REPLY_JSON },
   { POST, "/v1/exports/*/compact", CMD_compact, WRITABLE, publish_body,
+    200, REPLY_JSON },
+  { POST, "/v1/exports/*/rollback", CMD_rollback, WRITABLE, rollback_body,
     200, REPLY_JSON },
   { POST, "/v1/exports/*/cache/reset", CMD_reset, WRITABLE, NULL, 200,
     REPLY_JSON },

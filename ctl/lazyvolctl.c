@@ -40,13 +40,13 @@ enum {
   O_CHUNK_SIZE = 1 << 0, O_TAKEOVER = 1 << 1, O_FORCE = 1 << 2,
   O_SNAPSHOT = 1 << 3, O_QUIET = 1 << 4, O_NO_WAIT = 1 << 5,
   O_DELETE = 1 << 6, O_GRACE = 1 << 7, O_REPAIR = 1 << 8,
-  O_CACHE_MAX = 1 << 9,
+  O_CACHE_MAX = 1 << 9, O_LABEL = 1 << 10, O_DISCARD = 1 << 11,
 };
 
 static struct {
   const char *socket;
-  bool json, quiet, no_wait, delete, repair;
-  const char *chunk_size, *snapshot, *grace, *cache_max_size;
+  bool json, quiet, no_wait, delete, repair, discard;
+  const char *chunk_size, *snapshot, *grace, *cache_max_size, *label;
   const char *takeover;         /* NULL, "true" or "force" */
   unsigned given;               /* the O_* options seen */
 } opt;
@@ -367,11 +367,18 @@ long_request (const char *id, const char *what, const char *state,
     .quiet = opt.json,
   };
   struct client_call *call;
-  json_object *body;
+  json_object *body = NULL;
   int r;
 
-  if (opt.no_wait) {
+  if (opt.label) {
     body = json_object_new_object ();
+    json_object_object_add (body, "label", json_object_new_string
+                            (checked (id_label_check, "--label",
+                                      opt.label)));
+  }
+  if (opt.no_wait) {
+    if (body == NULL)
+      body = json_object_new_object ();
     json_object_object_add (body, "wait", json_object_new_boolean (false));
     if ((r = request ("POST", path, body, reply)) != 0)
       return r;
@@ -382,7 +389,9 @@ long_request (const char *id, const char *what, const char *state,
     client_reply_free (reply);          /* so reply->json is NULL */
     return 0;
   }
-  if ((call = client_start (opt.socket, "POST", path, NULL)) == NULL)
+  call = client_start (opt.socket, "POST", path, body);
+  json_object_put (body);
+  if (call == NULL)
     return failed ();
   r = progress_wait (&op, call, reply);
   if (r == 1)
@@ -412,6 +421,36 @@ cmd_snapshot (char **args)
   else
     printf ("nothing to publish: %s has no writes since snapshot %s\n",
             args[0], show_str (r.json, "snapshot_id") ?: "-");
+  client_reply_free (&r);
+  return 0;
+}
+
+static int
+cmd_rollback (char **args)
+{
+  CLEANUP_FREE char *path =
+    xasprintf ("/v1/exports/%s/rollback", checked (id_export_check, "ID",
+                                                   args[0]));
+  json_object *body = json_object_new_object ();
+  struct client_reply r;
+  int e;
+
+  json_object_object_add (body, "snapshot_id", json_object_new_string
+                          (checked (id_snapshot_check, "SID", args[1])));
+  if (opt.discard)
+    json_object_object_add (body, "discard_local",
+                            json_object_new_boolean (true));
+  if (opt.label)
+    json_object_object_add (body, "label", json_object_new_string
+                            (checked (id_label_check, "--label",
+                                      opt.label)));
+  if ((e = request ("POST", path, body, &r)) != 0)
+    return e;
+  if (!printed_json (&r))
+    printf ("rolled %s back to snapshot %s: its new snapshot is %s "
+            "(generation %" PRIu64 ")\n", args[0], args[1],
+            show_str (r.json, "snapshot_id") ?: "-",
+            show_u64 (r.json, "generation"));
   client_reply_free (&r);
   return 0;
 }
@@ -666,20 +705,31 @@ static const struct command commands[] = {
     "a new export from a snapshot",
     "Create export ID from a published snapshot of SOURCE (its current\n"
     "one, or SID), sharing its data; --cache-max-size as for create." },
-  { "snapshot", "ID [--no-wait]", 1, O_NO_WAIT, cmd_snapshot,
+  { "snapshot", "ID [--label TEXT] [--no-wait]", 1, O_NO_WAIT | O_LABEL,
+    cmd_snapshot,
     "publish the unpublished writes",
     "Publish the chunks written since the last snapshot, showing the\n"
     "progress.  Ctrl-C detaches: the snapshot goes on in lazyvold.\n"
-    "--no-wait only starts it; status shows how it goes and ended." },
+    "--no-wait only starts it; status shows how it goes and ended.\n"
+    "--label TEXT gives the snapshot a label (at most 128 bytes of UTF-8,\n"
+    "no control characters), shown by snapshots; the id stays its name." },
   { "snapshots", "ID [-q]", 1, O_QUIET, cmd_snapshots,
     "the published snapshots",
     "List an export's published snapshots, oldest first.\n"
     "With -q, print only their ids." },
+  { "rollback", "ID SID [--discard-local] [--label TEXT]", 2,
+    O_DISCARD | O_LABEL, cmd_rollback,
+    "roll an export back to a snapshot",
+    "Publish a new snapshot of export ID whose image is snapshot SID's and\n"
+    "make it the head; nothing is deleted.  Refused while ID has writes\n"
+    "not published, unless --discard-local, which drops them.  Writes\n"
+    "are refused while it runs." },
   { "delete-snapshot", "ID SID", 2, 0, cmd_delete_snapshot,
     "delete a snapshot",
     "Delete snapshot SID of export ID (not the current one); its blob is\n"
     "kept while another snapshot uses it." },
-  { "compact", "ID [--no-wait]", 1, O_NO_WAIT, cmd_compact,
+  { "compact", "ID [--label TEXT] [--no-wait]", 1, O_NO_WAIT | O_LABEL,
+    cmd_compact,
     "rewrite the image into one base",
     "Rewrite an export's whole image into one new base snapshot, showing\n"
     "the progress.  Ctrl-C detaches: the compact goes on in lazyvold.\n"
@@ -782,7 +832,7 @@ cmd_help (char **args)
 enum {
   OPT_SOCKET = 256, OPT_JSON, OPT_CHUNK_SIZE, OPT_TAKEOVER, OPT_FORCE,
   OPT_SNAPSHOT, OPT_NO_WAIT, OPT_DELETE, OPT_GRACE, OPT_REPAIR, OPT_CACHE_MAX,
-  OPT_HELP,
+  OPT_LABEL, OPT_DISCARD, OPT_HELP,
   OPT_VERSION,
 };
 
@@ -799,6 +849,8 @@ static const struct option long_options[] = {
   { "grace", required_argument, NULL, OPT_GRACE },
   { "repair", no_argument, NULL, OPT_REPAIR },
   { "cache-max-size", required_argument, NULL, OPT_CACHE_MAX },
+  { "label", required_argument, NULL, OPT_LABEL },
+  { "discard-local", no_argument, NULL, OPT_DISCARD },
   { "quiet", no_argument, NULL, 'q' },
   { "help", no_argument, NULL, OPT_HELP },
   { "version", no_argument, NULL, OPT_VERSION },
@@ -830,6 +882,8 @@ parse (int argc, char **argv)
       opt.cache_max_size = optarg;
       opt.given |= O_CACHE_MAX;
       break;
+    case OPT_LABEL: opt.label = optarg; opt.given |= O_LABEL; break;
+    case OPT_DISCARD: opt.discard = true; opt.given |= O_DISCARD; break;
     case 'q': opt.quiet = true; opt.given |= O_QUIET; break;
     case OPT_HELP: usage (stdout); exit (0);
     case OPT_VERSION: printf ("lazyvolctl %s\n", VERSION); exit (0);

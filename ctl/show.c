@@ -437,13 +437,14 @@ show_list (json_object *reply)
 void
 show_snapshots (json_object *reply)
 {
-  struct table t = { .ncols = 6, .align = "lrlrrl" };
+  struct table t = { .ncols = 7, .align = "lrlrrll" };
   json_object *a;
   size_t n = array (reply, "snapshots", "no snapshots are published", &a);
 
   if (n == 0)
     return;
-  table_row (&t, "SNAPSHOT", "GEN", "CREATED", "SIZE", "CHUNKS", "KIND");
+  table_row (&t, "SNAPSHOT", "GEN", "CREATED", "SIZE", "CHUNKS", "KIND",
+             "LABEL");
   for (size_t i = 0; i < n; i++) {
     json_object *e = json_object_array_get_idx (a, i);
     char gen[SHOW_BUF], ago[SHOW_BUF], size[SHOW_BUF], nchunks[SHOW_BUF],
@@ -455,7 +456,8 @@ show_snapshots (json_object *reply)
                number (e, "generation", gen),
                show_ago (show_str (e, "created") ?: "-", ago),
                show_bytes (show_u64 (e, "blob_size"), size),
-               number (e, "chunks", nchunks), kind);
+               number (e, "chunks", nchunks), kind,
+               show_str (e, "label") ?: "");
   }
   table_print (&t);
 }

@@ -88,6 +88,24 @@ arg_snapshot_id (json_object *req, const char *key, bool required,
   return *out ? id_snapshot_check (key, *out) : 0;
 }
 
+/* The optional "label" of a new snapshot (id_label_check; a NUL inside
+ * is refused too), or NULL.
+ */
+static int
+arg_label (json_object *req, const char **out)
+{
+  json_object *o;
+
+  if (arg_string (req, "label", false, out) == -1)
+    return -1;
+  if (*out == NULL)
+    return 0;
+  json_object_object_get_ex (req, "label", &o);
+  if ((size_t) json_object_get_string_len (o) != strlen (*out))
+    return err_set (EINVAL, "invalid label: contains a NUL character");
+  return id_label_check ("label", *out);
+}
+
 /* Boolean KEY of REQ into *OUT, or DEFAULT_ if it is absent or null. */
 static int
 arg_bool (json_object *req, const char *key, bool default_, bool *out)
@@ -524,26 +542,27 @@ run_publish (json_object *req, json_object *res, bool compact)
 {
   struct publish_result pr;
   struct volume *v;
-  const char *id;
+  const char *id, *label;
   bool wait;
   int r;
 
   if (arg_export_id (req, "export_id", &id) == -1 ||
       arg_bool (req, "wait", true, &wait) == -1 ||
+      arg_label (req, &label) == -1 ||
       (v = registry_get (id, false, false)) == NULL)
     return -1;
-  if (publish_begin (v, compact) == -1) {
+  if (publish_begin (v, compact ? VOLUME_COMPACT : VOLUME_SNAPSHOT) == -1) {
     registry_put (v, false);
     return -1;
   }
   if (!wait) {
     add_status (res, v);        /* before the job may release V */
-    if (jobs_publish (v, compact) == 0)
+    if (jobs_publish (v, compact, label) == 0)
       return 0;
     registry_put (v, false);
     return -1;
   }
-  r = publish_run (v, compact, &pr);
+  r = publish_run (v, compact, label, &pr);
   registry_put (v, false);
   if (r == -1)
     return -1;
@@ -567,6 +586,37 @@ static int
 cmd_compact (json_object *req, json_object *res)
 {
   return run_publish (req, res, true);
+}
+
+/* Roll the export back to "snapshot_id" (publish_rollback) and reply
+ * with the new snapshot, as a snapshot does.
+ */
+static int
+cmd_rollback (json_object *req, json_object *res)
+{
+  struct publish_result pr;
+  struct volume *v;
+  const char *id, *snap, *label;
+  bool discard;
+  int r;
+
+  if (arg_export_id (req, "export_id", &id) == -1 ||
+      arg_snapshot_id (req, "snapshot_id", true, &snap) == -1 ||
+      arg_bool (req, "discard_local", false, &discard) == -1 ||
+      arg_label (req, &label) == -1 ||
+      (v = registry_get (id, false, false)) == NULL)
+    return -1;
+  r = publish_begin (v, VOLUME_ROLLBACK);
+  if (r == 0)
+    r = publish_rollback (v, snap, discard, label, &pr);
+  registry_put (v, false);
+  if (r == -1)
+    return -1;
+  add_u64 (res, "generation", pr.generation);
+  add_str (res, "snapshot_id", pr.snapshot_id);
+  add_str (res, "rolled_back_to", snap);
+  registry_refresh_snapshots (id);
+  return 0;
 }
 
 static int
@@ -679,6 +729,8 @@ cmd_snapshots (json_object *req, json_object *res)
     add_str (o, "parent", list[i].parent);
     add_u64 (o, "blob_size", list[i].blob_size);
     add_u64 (o, "chunks", list[i].chunks);
+    add_u64 (o, "image_size", list[i].image_size);
+    add_str (o, "label", list[i].label);
     json_object_object_add (o, "current",
                             json_object_new_boolean (list[i].current));
     json_object_array_add (a, o);

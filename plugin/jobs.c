@@ -38,6 +38,7 @@ struct job {
   struct volume *v;
   bool compact;
   char export_id[EXPORT_ID_MAX + 1];
+  char label[LABEL_MAX + 1];
 };
 
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
@@ -68,7 +69,7 @@ job_run (void *arg)
   struct job *j = arg;
   struct publish_result pr;
 
-  if (publish_run (j->v, j->compact, &pr) == -1)
+  if (publish_run (j->v, j->compact, j->label, &pr) == -1)
     log_error ("%s", err_msg ());
   else if (pr.created)
     registry_refresh_snapshots (j->export_id);
@@ -79,7 +80,7 @@ job_run (void *arg)
 }
 
 int
-jobs_publish (struct volume *v, bool compact)
+jobs_publish (struct volume *v, bool compact, const char *label)
 {
   struct job *j = calloc (1, sizeof *j);
   int e = ENOMEM;
@@ -89,6 +90,7 @@ jobs_publish (struct volume *v, bool compact)
     reap ();
     j->v = v;
     j->compact = compact;
+    snprintf (j->label, sizeof j->label, "%s", label ? label : "");
     snprintf (j->export_id, sizeof j->export_id, "%s", volume_name (v));
     if ((e = pthread_create (&j->thread, NULL, job_run, j)) == 0) {
       j->next = jobs;

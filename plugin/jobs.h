@@ -13,12 +13,13 @@
 #include "volume.h"
 
 /* Run the publish already claimed on V (publish_begin; COMPACT as given
- * there) in a new thread, which takes over the caller's registry
+ * there; LABEL, copied, as for publish_run) in a new thread, which takes over the caller's registry
  * reference to V and releases it when done.  0, or -1 with err_set if no
  * thread could start: then the operation has ended as failed and the
  * reference is the caller's still.
  */
-int jobs_publish (struct volume *v, bool compact) __attribute__ ((__nonnull__));
+int jobs_publish (struct volume *v, bool compact, const char *label)
+  __attribute__ ((__nonnull__ (1)));
 /* Wait until every background publish has ended (at unload). */
 void jobs_wait (void);
 
