@@ -19,9 +19,8 @@
 /* Every command, in the order the man page lists them. */
 #define PROTOCOL_COMMANDS(X) \
   X (ping) X (list) X (create) X (open) X (close) X (status) X (snapshot) \
-  X (compact) X (clone) X (snapshots) X (delete_snapshot) X (reset) \
-  X (hydrate) X (gc) X (fsck) X (metrics) X (fork) X (discover) \
-  X (rollback)
+  X (compact) X (clone) X (snapshots) X (delete_snapshot) X (rollback) \
+  X (reset) X (hydrate) X (gc) X (fsck) X (metrics) X (fork) X (discover)
 
 enum protocol_cmd {
 #define PROTOCOL_ENUM(name) CMD_##name,

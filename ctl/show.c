@@ -437,12 +437,17 @@ show_list (json_object *reply)
 void
 show_snapshots (json_object *reply)
 {
-  struct table t = { .ncols = 7, .align = "lrlrrll" };
   json_object *a;
   size_t n = array (reply, "snapshots", "no snapshots are published", &a);
+  bool labels = false;
+  struct table t = { .align = "lrlrrll" };
 
   if (n == 0)
     return;
+  /* A column of labels only if a snapshot has one. */
+  for (size_t i = 0; i < n; i++)
+    labels |= show_str (json_object_array_get_idx (a, i), "label") != NULL;
+  t.ncols = labels ? 7 : 6;
   table_row (&t, "SNAPSHOT", "GEN", "CREATED", "SIZE", "CHUNKS", "KIND",
              "LABEL");
   for (size_t i = 0; i < n; i++) {

@@ -3,7 +3,8 @@
 # Copyright (C) 2026 The lazyvol Authors.  See COPYING.
 # lazyvolctl drives every admin operation with the grammar and exit codes
 # of lazyvolctl(8), against a real lazyvold on the file store: create,
-# list, status, snapshot, snapshots, clone, compact, delete-snapshot,
+# list, status, snapshot (with a label), snapshots, clone, compact,
+# rollback (refused over unpublished writes, exit 4), delete-snapshot,
 # reset, hydrate, close, open (with a takeover), fork and health, each
 # checked in its human output and, with --json, as parsed JSON.  Exit
 # codes: 2 for bad usage (nothing is sent), 3 for an unknown export or
@@ -81,7 +82,7 @@ sed -n 's/^  \([a-z][a-z-]*\) .*/\1/p' "$tmp/out" | sort > "$tmp/help-cmds"
 sed -n 's/^ lazyvolctl \([a-z][a-z-]*\)\( .*\)\{0,1\}$/\1/p' "$abs_top_srcdir/man/lazyvolctl.pod" |
     sort -u > "$tmp/man-cmds"
 diff "$tmp/man-cmds" "$tmp/help-cmds"
-[ "$(wc -l < "$tmp/help-cmds")" = 17 ]
+[ "$(wc -l < "$tmp/help-cmds")" = 18 ]
 lv 0 help create
 matches -e '--chunk-size' "$tmp/out"
 lv 0 --version
@@ -149,6 +150,37 @@ lv 4 clone vm02 vm01
 lv 3 clone vm03 nope
 lv 0 --json clone vm03 vm01
 json 'd["export_id"] == "vm03" and d["image_size"] == 16777216'
+
+# A label, shown in its own column; rollback (over a write: exit 4 and
+# nothing changes; --discard-local drops it), read back.  On an export
+# of its own, vr.
+lv 0 create vr 4M --chunk-size 1M
+qemu-io -f raw -c 'write -P 6 0 2M' "$(uri vr)" >/dev/null
+lv 0 snapshot vr
+r1=$(sed -n 's/^published snapshot \([0-9a-f]\{32\}\) of vr (generation 1)$/\1/p' "$tmp/out")
+nbdcopy "$(uri vr)" "$tmp/r1.img"
+qemu-io -f raw -c 'write -P 7 0 1M' "$(uri vr)" >/dev/null
+lv 0 snapshot vr --label 'before rollback'
+r2=$(sed -n 's/^published snapshot \([0-9a-f]\{32\}\) of vr (generation 2)$/\1/p' "$tmp/out")
+lv 0 snapshots vr
+matches -Ex 'SNAPSHOT +GEN +CREATED +SIZE +CHUNKS +KIND +LABEL' "$tmp/out"
+matches -Ex "$r2 +2 +(just now|[0-9]+ s ago) +1 MiB +2 +delta \(current\) +before rollback" "$tmp/out"
+lv_error 2 "invalid --label: contains a control character (want at most 128 bytes of UTF-8 without control characters)" \
+    snapshot vr --label "$(printf 'a\tb')"
+qemu-io -f raw -c 'write -P 8 0 1M' "$(uri vr)" >/dev/null
+lv 4 rollback vr "$r1"
+matches '^lazyvolctl: rollback vr: 1 chunks are written and not published' "$tmp/err"
+lv 0 rollback vr "$r1" --discard-local --label 'back to r1'
+[ -n "$(sed -n "s/^rolled vr back to snapshot $r1: its new snapshot is \([0-9a-f]\{32\}\) (generation 3)\$/\1/p" "$tmp/out")" ]
+nbdcopy "$(uri vr)" "$tmp/r3.img"
+cmp "$tmp/r1.img" "$tmp/r3.img"
+lv 0 --json snapshots vr
+json 'd["snapshots"][-1]["label"] == "back to r1" and d["snapshots"][-1]["current"]'
+lv 3 rollback vr 0180000000007000800000000000cafe
+lv 2 rollback vr nope
+lv 2 rollback vr "$r1" --delete
+wait_for 30 api_no_clients vr
+lv 0 close vr
 
 # delete-snapshot: 3 once gone, 4 for the current one.
 lv 0 delete-snapshot vm01 "$s2"
