@@ -842,11 +842,12 @@ publish_rollback (struct volume *v, const char *snapshot_id, bool discard,
 
   assert (volume_current_op (v) == VOLUME_ROLLBACK);
   memset (out, 0, sizeof *out);
-  dirty = cache_freeze (v->cache, true);
   if (settle_journal (v) == -1 || check_head (&p) == -1 ||
       (m = remote_fetch_manifest (v->env, v->export_id, snapshot_id,
                                   0)) == NULL)
     goto out;
+  /* After the settling, which may make dirty chunks clean. */
+  dirty = cache_freeze (v->cache, true);
   if (m->image_size != p.old_head.image_size) {
     err_set (EINVAL, "snapshot %s is %ju bytes, the export %ju: a rollback "
              "cannot change the size", snapshot_id,

@@ -8,7 +8,8 @@
 # writes unless discard_local, which drops them.  R names S's blobs, so
 # deleting S afterwards keeps them and R still reads.  A crash at every
 # point of the rollback leaves the old head or R, both readable, and a
-# rollback again works.  Labels (snapshot, compact, rollback) are kept in
+# rollback again works; what did not land is removed (fsck and gc find
+# nothing), and a rollback snapshot deletes like any other.  Labels (snapshot, compact, rollback) are kept in
 # the manifest and summary and listed; a bad label is refused.
 . "$srcdir/functions.sh"
 requires nbdkit qemu-io jq
@@ -107,6 +108,23 @@ for point in rollback.after_journal rollback.after_manifest \
     rollback "$c" >/dev/null
     rd 0x11 0 2M; rd 0 2M 2M
 done
+
+# The store is consistent: fsck finds no problem, gc nothing to take
+# (the interrupted rollbacks left no object), and a rollback snapshot
+# that is not current deletes (it wrote no blob) without touching the
+# blobs it named.
+r=$(ctl '{"cmd":"fsck","export_id":"v"}')
+[ "$(field "$r" problems)" = 0 ] || fail "fsck: $r"
+r=$(ctl '{"cmd":"gc","export_id":"v","grace_s":0}')
+jq -e '.objects == [] and .uploads == []' <<<"$r" >/dev/null || fail "gc: $r"
+r=$(ctl "{\"cmd\":\"delete_snapshot\",\"export_id\":\"v\",\"snapshot_id\":\"$r1\"}")
+[ "$(field "$r" blob_kept)" = false ] || fail "delete of r1: $r"
+store_tool head "exports/v/snapshots/$s1/delta.blob" >/dev/null
+stop_lazyvol
+start_lazyvol "$tmp/w"
+rd 0x11 0 2M; rd 0 2M 2M
+r=$(ctl '{"cmd":"fsck","export_id":"v"}')
+[ "$(field "$r" problems)" = 0 ] || fail "fsck after the delete: $r"
 
 # A view is read-only: no rollback of it; an unknown snapshot: not found.
 r=$(ctl "{\"cmd\":\"rollback\",\"export_id\":\"v@$c\",\"snapshot_id\":\"$s2\"}") &&
