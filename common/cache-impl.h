@@ -44,7 +44,10 @@ struct cache {
   int staging_fd;               /* -1 unless a publish is running */
   struct meta *meta;
   char *limit_path;             /* cache.limit: the cache's own limit */
-  uint64_t size, chunks;
+  /* The geometry: changed (grow, reset) with the gate exclusive and
+   * c->lock held; readers that take neither read it atomically.
+   */
+  _Atomic uint64_t size, chunks;
   uint32_t chunk_size;
   bool readonly;
   struct cache_source src;
@@ -162,6 +165,10 @@ cache_count_dirty (struct cache *c, uint64_t chunk, int delta)
                                memory_order_relaxed);
 }
 
+/* Mark CHUNK dirty (and resident), its bytes being in cache.raw (see
+ * "Flush ordering" in cache.c).  Called with c->lock held.
+ */
+void cache_mark_dirty (struct cache *c, uint64_t chunk);
 /* Take BUSY on CHUNK, waiting for its owner.  Called with c->lock held. */
 void cache_busy_take (struct cache *c, uint64_t chunk);
 /* Release BUSY on CHUNK and wake waiters.  Called with c->lock held. */
@@ -172,6 +179,12 @@ void cache_busy_release (struct cache *c, uint64_t chunk);
 void cache_pins_wait (struct cache *c);
 /* Wait until no reader holds a pin on CHUNK's stripe, likewise. */
 void cache_pins_wait_chunk (struct cache *c, uint64_t chunk);
+/* Change the geometry to SIZE bytes (meta_size_fits), in memory and in
+ * the header, after cache.raw (grown first if it grows, truncated after
+ * if it shrinks: at open it is truncated to the header's size anyway).
+ * Called with c->gate held exclusively.  0 or -1.
+ */
+int cache_set_geometry (struct cache *c, uint64_t size);
 /* cache_flush for a caller that already holds c->gate. */
 int cache_flush_gated (struct cache *c);
 /* Make [OFFSET, OFFSET+LEN) of FD read as zeros; a hole if MAY_TRIM.

@@ -45,6 +45,7 @@
 #include "bitmap.h"
 #include "cache-impl.h"
 #include "err.h"
+#include "crash.h"
 #include "lock.h"
 
 /* Memory for fill buffers is bounded by this many bytes, at least
@@ -284,6 +285,36 @@ choose_base (struct cache *c, const struct meta_base *head)
               (uintmax_t) c->n_dirty, (uintmax_t) dropped);
 }
 
+/* The image's size, given the head's, HEAD_SIZE (after choose_base): a
+ * larger one of the cache's own base is a resize not yet published, and
+ * stays; a stale cache keeps its base's; otherwise the head's, which
+ * nothing resident is in the way of (another base: clean chunks were
+ * dropped, and there are no dirty ones).  0 or -1.
+ */
+static int
+adopt_size (struct cache *c, const struct meta_base *head, uint64_t head_size)
+{
+  bool same = strcmp (meta_base (c->meta)->snapshot_id, head->snapshot_id) == 0;
+
+  if (c->size == head_size || c->stale || (same && c->size > head_size))
+    return 0;
+  if (c->n_dirty > 0 || !meta_size_fits (c->meta, head_size))
+    return err_set (EINVAL, "%s holds a %ju-byte image, and its bitmaps "
+                    "cannot hold the export's %ju bytes (reset the cache "
+                    "by removing it)", c->dir, (uintmax_t) c->size,
+                    (uintmax_t) head_size);
+  log_info ("%s: the image is now %ju bytes (it was %ju)", c->dir,
+            (uintmax_t) head_size, (uintmax_t) c->size);
+  drop_clean (c, &(uint64_t) { 0 });
+  meta_set_size (c->meta, head_size);    /* written with the header next */
+  c->size = head_size;
+  c->chunks = (head_size + c->chunk_size - 1) / c->chunk_size;
+  if (ftruncate (c->raw_fd, head_size) == -1)
+    return err_set (errno, "truncate %s to %ju bytes: %m", c->raw_path,
+                    (uintmax_t) head_size);
+  return 0;
+}
+
 struct cache *
 cache_open (const char *dir, uint64_t image_size, uint32_t chunk_size,
             const struct meta_base *head, unsigned flags,
@@ -299,10 +330,7 @@ cache_open (const char *dir, uint64_t image_size, uint32_t chunk_size,
   }
   c->budget = budget;           /* counted in it only once opened */
   c->raw_fd = c->staging_fd = -1;
-  c->size = image_size;
   c->chunk_size = chunk_size;
-  c->chunks = (image_size + chunk_size - 1) / chunk_size;
-  c->pages = (bitmap_words (c->chunks) * 8 + META_PAGE - 1) / META_PAGE;
   c->readonly = flags & CACHE_READONLY;
   c->src = *src;
   c->max_bufs = BUF_BYTES / chunk_size;
@@ -330,10 +358,17 @@ cache_open (const char *dir, uint64_t image_size, uint32_t chunk_size,
     err_set (ENOMEM, "open cache %s: out of memory", dir);
     goto err;
   }
-  if (alloc_bitmaps (c) == -1 || (create && mkdir_p (dir, 0700) == -1))
+  if (create && mkdir_p (dir, 0700) == -1)
     goto err;
-  c->meta = meta_open (dir, image_size, chunk_size, create);
-  if (c->meta == NULL || open_raw (c, create) == -1 ||
+  c->meta = meta_open (dir, image_size, chunk_size, create,
+                       flags & CACHE_GROWN);
+  if (c->meta == NULL)
+    goto err;
+  /* The image's size is the header's: a resize may have grown it. */
+  c->size = meta_image_size (c->meta);
+  c->chunks = (c->size + chunk_size - 1) / chunk_size;
+  c->pages = (bitmap_words (c->chunks) * 8 + META_PAGE - 1) / META_PAGE;
+  if (alloc_bitmaps (c) == -1 || open_raw (c, create) == -1 ||
       meta_load (c->meta, c->resident, c->dirty) == -1)
     goto err;
   if (!(meta_flags (c->meta) & META_CLEAN)) {
@@ -347,6 +382,8 @@ cache_open (const char *dir, uint64_t image_size, uint32_t chunk_size,
     c->writes++;
   }
   choose_base (c, head);
+  if (adopt_size (c, head, image_size) == -1)
+    goto err;
   read_suspects (c);
   /* From now on the state on disk is unclean until cache_close; the
    * directory sync makes new cache files durable with it.
@@ -388,6 +425,103 @@ close_gated (struct cache *c)
       meta_sync (c->meta) == -1 ||
       meta_set_header (c->meta, META_CLEAN, &c->base) == -1)
     return -1;
+  return 0;
+}
+
+bool
+cache_fits (struct cache *c, uint64_t size)
+{
+  return meta_size_fits (c->meta, size);
+}
+
+uint64_t
+cache_size (struct cache *c)
+{
+  return atomic_load (&c->size);
+}
+
+int
+cache_set_geometry (struct cache *c, uint64_t size)
+{
+  bool grow = size > c->size;
+
+  if (grow && ftruncate (c->raw_fd, size) == -1)
+    return err_set (errno, "extend %s to %ju bytes: %m", c->raw_path,
+                    (uintmax_t) size);
+  meta_set_size (c->meta, size);
+  if (meta_set_header (c->meta, 0, &c->base) == -1)
+    return cache_fail_stop (c);
+  {
+    LOCK_FOR_SCOPE (&c->lock);
+    c->size = size;
+    c->chunks = (size + c->chunk_size - 1) / c->chunk_size;
+  }
+  if (!grow && ftruncate (c->raw_fd, size) == -1)
+    log_warn ("%s: truncate %s to %ju bytes: %m (the bytes past the image "
+              "are never read)", c->dir, c->raw_path, (uintmax_t) size);
+  return 0;
+}
+
+int
+cache_grow (struct cache *c, uint64_t size)
+{
+  WRLOCK_FOR_SCOPE (&c->gate);  /* no write in flight, none starts */
+  uint64_t last = c->chunks - 1, old_len, ext;
+  bool extend = false;
+
+  if (cache_check_writable (c) == -1)
+    return -1;
+  if (size <= c->size)
+    return err_set (EINVAL, "%ju bytes is not larger than the image's %ju: "
+                    "an export only grows", (uintmax_t) size,
+                    (uintmax_t) c->size);
+  if (!meta_size_fits (c->meta, size))
+    return err_set (EFBIG, "%s: its cache holds the bitmaps of %ju chunks "
+                    "at most, %ju bytes: a larger image is not supported",
+                    c->dir, (uintmax_t) c->pages * META_PAGE_BITS,
+                    (uintmax_t) (c->pages * META_PAGE_BITS * c->chunk_size));
+  old_len = cache_chunk_bytes (c, last);
+  ext = ((size - last * c->chunk_size) < c->chunk_size
+         ? size - last * c->chunk_size : c->chunk_size) - old_len;
+  if (ext > 0) {
+    /* The short last chunk: its bytes past the old end are zeros (the
+     * file ends there), but the published blob holds it short, so it is
+     * made dirty, and republished whole, before the size grows.
+     */
+    LOCK_FOR_SCOPE (&c->lock);
+    extend = bitmap_get (c->resident, last);
+    if (!extend && c->src.has (c->src.opaque, last))
+      return err_set (EAGAIN, "%s: chunk %ju, the image's last, must be "
+                      "cached to be extended", c->dir, (uintmax_t) last);
+  }
+  if (extend && cache_budget_reserve (c, ext, true) == -1)
+    return -1;
+  if (ftruncate (c->raw_fd, size) == -1) {
+    if (extend)
+      cache_budget_release (c, ext);
+    return err_set (errno, "extend %s to %ju bytes: %m", c->raw_path,
+                    (uintmax_t) size);
+  }
+  if (extend) {
+    {
+      LOCK_FOR_SCOPE (&c->lock);
+      cache_mark_dirty (c, last);
+    }
+    /* The dirty bit reaches the disk before the new size does. */
+    if (cache_flush_gated (c) == -1) {
+      cache_budget_release (c, ext);
+      return -1;
+    }
+    CRASH_POINT ("resize.after_dirty");
+  }
+  if (cache_set_geometry (c, size) == -1) {
+    if (extend)
+      cache_budget_release (c, ext);
+    return -1;
+  }
+  /* The last chunk was counted short, dirty; it is whole now. */
+  if (extend)
+    atomic_fetch_add (&c->budget->dirty_bytes, ext);
   return 0;
 }
 

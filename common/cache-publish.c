@@ -281,7 +281,7 @@ reset_bitmaps (struct cache *c, const struct meta_base *head)
 }
 
 int
-cache_reset (struct cache *c, const struct meta_base *head)
+cache_reset (struct cache *c, const struct meta_base *head, uint64_t size)
 {
   uint64_t dropped;
   int r;
@@ -291,6 +291,10 @@ cache_reset (struct cache *c, const struct meta_base *head)
     return err_set (EROFS, "this export is read-only");
   if (cache_check_failed (c) == -1)
     return -1;
+  if (!meta_size_fits (c->meta, size))
+    return err_set (EFBIG, "%s: an image of %ju bytes does not fit its "
+                    "cache's bitmaps: reset it by removing the cache",
+                    c->dir, (uintmax_t) size);
   {
     LOCK_FOR_SCOPE (&c->lock);
     dropped = reset_bitmaps (c, head);
@@ -299,6 +303,11 @@ cache_reset (struct cache *c, const struct meta_base *head)
   r = meta_write_bitmaps (c->meta, c->resident, c->dirty);
   if (r == 0)
     r = meta_set_header (c->meta, 0, head);
+  /* Nothing is resident: the size (a resize not published is undone,
+   * a rollback takes its snapshot's) can change at once.
+   */
+  if (r == 0 && size != c->size)
+    r = cache_set_geometry (c, size);
   unlink (c->suspect_path);     /* what it named is gone */
   if (r == -1)
     cache_fail_stop (c);

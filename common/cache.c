@@ -246,11 +246,8 @@ mark_resident (struct cache *c, uint64_t chunk)
   }
 }
 
-/* Record a modification of CHUNK.  Called with c->lock held, after the
- * bytes were written to cache.raw (see "Flush ordering").
- */
-static void
-mark_dirty (struct cache *c, uint64_t chunk)
+void
+cache_mark_dirty (struct cache *c, uint64_t chunk)
 {
   mark_resident (c, chunk);
   bitmap_mark_relaxed (c->referenced, chunk);
@@ -673,7 +670,7 @@ modify_chunk (struct cache *c, uint64_t chunk, uint32_t off, uint32_t n,
      */
     done = r == 0 || bitmap_get (c->resident, chunk);
     if (done)
-      mark_dirty (c, chunk);
+      cache_mark_dirty (c, chunk);
     if (path == MODIFY_SLOW)
       cache_busy_release (c, chunk);
   }

@@ -31,6 +31,8 @@ struct cache_source {
 enum {
   CACHE_CREATE = 1,             /* create the cache files if missing */
   CACHE_READONLY = 2,           /* refuse writes (snapshot exports) */
+  CACHE_GROWN = 4,              /* it may hold a larger image (a resize
+                                   not yet published): open it at that */
 };
 
 /* Flags for cache_zero. */
@@ -178,12 +180,30 @@ typedef bool (*cache_match_fn) (void *opaque, uint64_t chunk,
 int64_t cache_settle_published (struct cache *c, cache_match_fn match,
                                 void *opaque, bool keep);
 
-/* Drop all resident and dirty state (destructive), as of snapshot
- * SNAPSHOT_ID.  Waits for the requests in flight and holds new ones
- * until done; the cleared state is on disk before any byte is dropped.
- * 0 or -1.
+/* Drop all resident and dirty state (destructive), as of snapshot HEAD
+ * of SIZE bytes (which may differ from the cache's: no client may then
+ * use the cache, and SIZE must fit its bitmaps, else EFBIG and nothing
+ * changes).  Waits for the requests in flight and holds new ones until
+ * done; the cleared state is on disk before any byte is dropped.  0 or
+ * -1.
  */
-int cache_reset (struct cache *c, const struct meta_base *head);
+int cache_reset (struct cache *c, const struct meta_base *head,
+                 uint64_t size) __attribute__ ((__nonnull__));
+/* Would an image of SIZE bytes fit the cache's bitmaps (cache_reset)? */
+bool cache_fits (struct cache *c, uint64_t size) __attribute__ ((__nonnull__));
+/* The image's size now (cache_grow and cache_reset change it). */
+uint64_t cache_size (struct cache *c) __attribute__ ((__nonnull__));
+/* Grow the image to SIZE bytes, which must be larger and fit the
+ * cache's bitmaps (EFBIG: they hold a whole number of 4 KiB pages of
+ * chunks).  If the last chunk was short and holds data, it must be
+ * resident (else EAGAIN: prefetch it): it is zero-extended and becomes
+ * dirty, so that the next publish writes it whole.  Crash-safe: after a
+ * crash the cache has the old size or the new one, and that chunk is
+ * dirty before the new size is on disk.  Requests in flight finish
+ * first; those of clients that know the old size stay inside it.  0 or
+ * -1.
+ */
+int cache_grow (struct cache *c, uint64_t size) __attribute__ ((__nonnull__));
 /* Refuse writes (EBUSY) while ON, for a rollback: waits for the writes
  * in flight.  Returns the dirty chunks (those left when writes stopped).
  */

@@ -127,11 +127,17 @@ drop_page_cache (struct meta *m)
   return 0;
 }
 
+/* The bytes of each bitmap of an image of CHUNKS chunks: whole pages. */
+static uint64_t
+bitmap_bytes (uint64_t chunks)
+{
+  return (bitmap_words (chunks) * 8 + META_PAGE - 1) / META_PAGE * META_PAGE;
+}
+
 uint64_t
 meta_file_size (uint64_t chunks)
 {
-  return META_PAGE + 2 * ((bitmap_words (chunks) * 8 + META_PAGE - 1)
-                          / META_PAGE * META_PAGE);
+  return META_PAGE + 2 * bitmap_bytes (chunks);
 }
 
 /* Allocate the whole file, so that no later write of a bitmap page (a
@@ -149,7 +155,7 @@ allocate (struct meta *m)
 
 struct meta *
 meta_open (const char *dir, uint64_t image_size, uint32_t chunk_size,
-           bool create)
+           bool create, bool grown)
 {
   struct meta *m = calloc (1, sizeof *m);
   struct stat st;
@@ -164,8 +170,7 @@ meta_open (const char *dir, uint64_t image_size, uint32_t chunk_size,
   assert (image_size > 0 || !create);
   if (image_size > 0) {
     m->chunks = (image_size + chunk_size - 1) / chunk_size;
-    m->bitmap_bytes = (bitmap_words (m->chunks) * 8 + META_PAGE - 1)
-      / META_PAGE * META_PAGE;
+    m->bitmap_bytes = bitmap_bytes (m->chunks);
   }
   m->fd = open (m->path, O_RDWR | O_CLOEXEC | (create ? O_CREAT : 0), 0600);
   if (m->fd == -1) {
@@ -201,17 +206,17 @@ meta_open (const char *dir, uint64_t image_size, uint32_t chunk_size,
   if (drop_page_cache (m) == -1 || read_header (m) == -1)
     goto err;
   m->open_flags = m->hdr.flags;
-  if (image_size == 0) {
+  if (image_size == 0 || (grown && m->hdr.chunk_size == chunk_size)) {
     /* Whatever geometry the header states (an existing cache only). */
     image_size = m->hdr.image_size;
     chunk_size = m->hdr.chunk_size;
-    if (!chunk_size_valid (chunk_size) || image_size == 0) {
+    if (!chunk_size_valid (chunk_size) || image_size == 0 ||
+        image_size > IMAGE_SIZE_MAX) {
       err_set (EBADMSG, "%s: a header with no valid geometry", m->path);
       goto err;
     }
     m->chunks = (image_size + chunk_size - 1) / chunk_size;
-    m->bitmap_bytes = (bitmap_words (m->chunks) * 8 + META_PAGE - 1)
-      / META_PAGE * META_PAGE;
+    m->bitmap_bytes = bitmap_bytes (m->chunks);
   }
   if (m->hdr.image_size != image_size || m->hdr.chunk_size != chunk_size ||
       m->hdr.chunk_count != m->chunks ||
@@ -230,6 +235,24 @@ meta_open (const char *dir, uint64_t image_size, uint32_t chunk_size,
  err:
   meta_close (m);
   return NULL;
+}
+
+bool
+meta_size_fits (const struct meta *m, uint64_t image_size)
+{
+  uint32_t cs = m->hdr.chunk_size;
+
+  return image_size > 0 && image_size <= IMAGE_SIZE_MAX &&
+    bitmap_bytes ((image_size + cs - 1) / cs) == m->bitmap_bytes;
+}
+
+void
+meta_set_size (struct meta *m, uint64_t image_size)
+{
+  assert (meta_size_fits (m, image_size));
+  m->chunks = (image_size + m->hdr.chunk_size - 1) / m->hdr.chunk_size;
+  m->hdr.image_size = image_size;
+  m->hdr.chunk_count = m->chunks;
 }
 
 uint64_t

@@ -60,10 +60,21 @@ uint64_t meta_file_size (uint64_t chunks);
 /* Open (CREATE: create if missing) DIR/cache.meta for an image of the
  * given geometry and lock it.  EBUSY if another process holds it, EINVAL
  * if it describes a different geometry, EBADMSG if it is corrupt.  An
- * IMAGE_SIZE of 0 (with CREATE false) takes the header's geometry.
+ * IMAGE_SIZE of 0 (with CREATE false) takes the header's geometry; with
+ * GROWN so does a header of the same chunk size and another image size
+ * (a resize not yet published, or a head that changed size since).
  */
 struct meta *meta_open (const char *dir, uint64_t image_size,
-                        uint32_t chunk_size, bool create);
+                        uint32_t chunk_size, bool create, bool grown);
+/* Would an image of IMAGE_SIZE fit the bitmaps of the file as it is? */
+bool meta_size_fits (const struct meta *m, uint64_t image_size)
+  __attribute__ ((__nonnull__));
+/* Make IMAGE_SIZE (meta_size_fits) the image's size; the header says so
+ * from the next meta_set_header on, which rewrites one sector: after a
+ * crash it says the old size or the new one.
+ */
+void meta_set_size (struct meta *m, uint64_t image_size)
+  __attribute__ ((__nonnull__));
 /* The image size and chunk size the header states. */
 uint64_t meta_image_size (const struct meta *m) __attribute__ ((__nonnull__));
 uint32_t meta_chunk_size (const struct meta *m) __attribute__ ((__nonnull__));

@@ -20,7 +20,7 @@
 #define PROTOCOL_COMMANDS(X) \
   X (ping) X (list) X (create) X (open) X (close) X (status) X (snapshot) \
   X (compact) X (clone) X (snapshots) X (delete_snapshot) X (rollback) \
-  X (reset) X (hydrate) X (gc) X (fsck) X (metrics) X (fork) X (discover)
+  X (resize) X (reset) X (hydrate) X (gc) X (fsck) X (metrics) X (fork) X (discover)
 
 enum protocol_cmd {
 #define PROTOCOL_ENUM(name) CMD_##name,

@@ -91,6 +91,7 @@ struct publish {
   struct volume *v;
   bool base;                    /* compact */
   const char *label;            /* of the new snapshot, or NULL */
+  uint64_t size;                /* the image's: a resize's, if pending */
   struct journal j;             /* the new snapshot's id, generation ... */
   struct volume_head old_head;
   char etag[128];
@@ -241,16 +242,16 @@ pack_blob (struct publish *p)
   struct volume *v = p->v;
   struct upload *up = NULL;
   uint64_t chunk, i = 0, k = 0, bytes = 0, total;
-  uint64_t last = chunk_count (v->head.image_size, v->head.chunk_size) - 1;
+  uint64_t last = chunk_count (p->size, v->head.chunk_size) - 1;
 
   /* Every chunk of the set is whole, but perhaps the image's last. */
   total = p->n * v->head.chunk_size;
   if (p->n > 0 && cache_publish_next (v->cache, last, &chunk))
-    total -= v->head.chunk_size - chunk_len (v->head.image_size,
-                                             v->head.chunk_size, last);
+    total -= v->head.chunk_size - chunk_len (p->size, v->head.chunk_size,
+                                             last);
   for (uint64_t from = 0; cache_publish_next (v->cache, from, &chunk);
        from = chunk + 1) {
-    uint32_t len = chunk_len (v->head.image_size, v->head.chunk_size, chunk);
+    uint32_t len = chunk_len (p->size, v->head.chunk_size, chunk);
     struct pchunk *pc = &p->list[i++];
     void *buf;
     int r;
@@ -322,7 +323,7 @@ build_manifest (struct publish *p)
   uint64_t i = 0, e = 0, k = 0, packed = 0;
 
   m = manifest_new (v->export_id, p->j.snapshot_id, p->base ? MANIFEST_BASE
-                    : MANIFEST_DELTA, p->j.generation, v->head.image_size,
+                    : MANIFEST_DELTA, p->j.generation, p->size,
                     v->head.chunk_size);
   if (m == NULL)
     goto nomem;
@@ -614,6 +615,7 @@ publish_frozen (struct publish *p, int64_t n, struct publish_result *out)
   CRASH_POINT ("publish.after_summary");
 
   head.generation = p->j.generation;
+  head.image_size = p->size;
   memcpy (head.snapshot_id, p->j.snapshot_id, sizeof head.snapshot_id);
   time_now_iso8601 (head.updated);
   if (publish_delay_ms > 0)
@@ -669,7 +671,7 @@ publish_frozen (struct publish *p, int64_t n, struct publish_result *out)
 static uint64_t *
 listed_chunks (struct volume *v)
 {
-  uint64_t chunks = chunk_count (v->head.image_size, v->head.chunk_size);
+  uint64_t chunks = chunk_count (cache_size (v->cache), v->head.chunk_size);
   uint64_t *map = calloc (bitmap_words (chunks) ? bitmap_words (chunks) : 1, 8);
 
   if (map == NULL) {
@@ -719,7 +721,9 @@ static int
 publish (struct volume *v, bool base, const char *label,
          struct publish_result *out)
 {
-  struct publish p = { .v = v, .base = base, .label = label };
+  /* No resize runs with a publish (both are operations of V). */
+  struct publish p = { .v = v, .base = base, .label = label,
+                       .size = cache_size (v->cache) };
   CLEANUP_FREE uint64_t *listed = NULL;
   int64_t n;
   int r = -1;
@@ -732,8 +736,8 @@ publish (struct volume *v, bool base, const char *label,
   n = cache_publish_begin (v->cache, listed);
   if (n == -1)
     return -1;
-  if (n == 0 && !base) {
-    /* Nothing dirty: no new snapshot, no new object. */
+  if (n == 0 && !base && p.size == p.old_head.image_size) {
+    /* Nothing dirty, no resize: no new snapshot, no new object. */
     cache_publish_end (v->cache, false, NULL);
     out->generation = p.old_head.generation;
     memcpy (out->snapshot_id, p.old_head.snapshot_id, sizeof out->snapshot_id);
@@ -829,7 +833,7 @@ rollback_publish (struct publish *p, struct manifest *m, const char *target,
 
 int
 publish_rollback (struct volume *v, const char *snapshot_id, bool discard,
-                  const char *label, struct publish_result *out)
+                  bool shrink, const char *label, struct publish_result *out)
 {
   struct publish p = { .v = v, .label = label };
   struct manifest *m = NULL;
@@ -848,10 +852,19 @@ publish_rollback (struct volume *v, const char *snapshot_id, bool discard,
     goto out;
   /* After the settling, which may make dirty chunks clean. */
   dirty = cache_freeze (v->cache, true);
-  if (m->image_size != p.old_head.image_size) {
-    err_set (EINVAL, "snapshot %s is %ju bytes, the export %ju: a rollback "
-             "cannot change the size", snapshot_id,
-             (uintmax_t) m->image_size, (uintmax_t) p.old_head.image_size);
+  /* Checked before the head moves: the cache takes the size after. */
+  if (m->image_size < cache_size (v->cache) && !shrink) {
+    err_set (EBUSY, "snapshot %s is smaller than the image (%ju bytes, not "
+             "%ju): clients are connected, which know the larger size",
+             snapshot_id, (uintmax_t) m->image_size,
+             (uintmax_t) cache_size (v->cache));
+    goto out;
+  }
+  if (!cache_fits (v->cache, m->image_size)) {
+    err_set (EFBIG, "snapshot %s is %ju bytes, which this export's cache "
+             "cannot hold (its bitmaps were sized for %ju bytes)",
+             snapshot_id, (uintmax_t) m->image_size,
+             (uintmax_t) cache_size (v->cache));
     goto out;
   }
   volume_head_base (&p.old_head, &old);
@@ -866,7 +879,7 @@ publish_rollback (struct volume *v, const char *snapshot_id, bool discard,
    * (clean ones are dropped at an unclean start).
    */
   if (dirty > 0) {
-    if (cache_reset (v->cache, &old) == -1)
+    if (cache_reset (v->cache, &old, cache_size (v->cache)) == -1)
       goto out;
     log_info ("%s: %ju unpublished chunks discarded for the rollback",
               v->name, (uintmax_t) dirty);
@@ -881,7 +894,7 @@ publish_rollback (struct volume *v, const char *snapshot_id, bool discard,
   if (rollback_publish (&p, m, snapshot_id, &head, etag, &unknown) == -1) {
     if (unknown)
       /* The head may be the new snapshot: serve none of the old image. */
-      cache_reset (v->cache, &old);
+      cache_reset (v->cache, &old, cache_size (v->cache));
     else if (journal_discard (v->env, &p.j))
       journal_remove (v->cache_dir);
     goto out;

@@ -65,16 +65,18 @@ int publish_clone (struct volume_env *env, const char *export_id,
 /* Roll V back to its snapshot SNAPSHOT_ID: publish a new snapshot whose
  * image is SNAPSHOT_ID's (its manifest copied, naming the same blobs;
  * parent the current head, generation one more), move the head to it,
- * and drop the local cache, so that nothing of the old image is served.
- * Writes are refused (EBUSY) while it runs.  With unpublished writes it
- * fails with EBUSY unless DISCARD, which drops them first.  LABEL as for
+ * and drop the local cache, so that nothing of the old image is served;
+ * the image takes the snapshot's size.  A smaller one needs SHRINK (no
+ * client is connected, registry_get_exclusive), else EBUSY.  Writes are
+ * refused (EBUSY) while it runs.  With unpublished writes it fails with
+ * EBUSY unless DISCARD, which drops them first.  LABEL as for
  * publish_run.  V must be claimed (publish_begin with VOLUME_ROLLBACK);
  * it is released.  0 or -1.
  */
 int publish_rollback (struct volume *v, const char *snapshot_id,
-                      bool discard, const char *label,
+                      bool discard, bool shrink, const char *label,
                       struct publish_result *out)
-  __attribute__ ((__nonnull__ (1, 2, 5)));
+  __attribute__ ((__nonnull__ (1, 2, 6)));
 /* Is the manifest of snapshot SNAPSHOT_ID of EXPORT_ID, whose blobs a
  * clone or rollback is about to name, still there?  0, or -1: ENOENT if
  * it was deleted meanwhile (its blobs may be gone), or the store's

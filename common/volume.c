@@ -62,6 +62,7 @@ volume_op_name (enum volume_op op)
   case VOLUME_GC: return "collecting";
   case VOLUME_FSCK: return "checking";
   case VOLUME_ROLLBACK: return "rolling back";
+  case VOLUME_RESIZE: return "resizing";
   }
   abort ();
 }
@@ -78,6 +79,7 @@ volume_op_kind (enum volume_op op)
   case VOLUME_GC: return "gc";
   case VOLUME_FSCK: return "fsck";
   case VOLUME_ROLLBACK: return "rollback";
+  case VOLUME_RESIZE: return "resize";
   }
   abort ();
 }
@@ -408,7 +410,8 @@ volume_load (struct volume_env *env, const char *export_id,
   volume_head_base (&v->head, &head);
   v->cache = cache_open (v->cache_dir, v->head.image_size,
                          v->head.chunk_size, &head,
-                         CACHE_CREATE | (v->readonly ? CACHE_READONLY : 0),
+                         CACHE_CREATE | (v->readonly ? CACHE_READONLY
+                                         : CACHE_GROWN),
                          &src, env->budget);
   if (v->cache == NULL)
     goto err;
@@ -510,7 +513,7 @@ volume_name (const struct volume *v)
 uint64_t
 volume_size (const struct volume *v)
 {
-  return v->head.image_size;    /* never changes after load */
+  return cache_size (v->cache);         /* the head's, or a resize's */
 }
 
 uint32_t
@@ -550,6 +553,8 @@ volume_status (struct volume *v, struct volume_status *out)
   }
   out->readonly = v->readonly;
   cache_get_stats (v->cache, &out->cache);
+  if (cache_size (v->cache) != out->image_size)
+    out->image_size = out->pending_image_size = cache_size (v->cache);
   out->stale = cache_stale (v->cache, &out->base);
   out->owned = v->owned && !atomic_load (&v->lost);
   out->owner = v->owner;
@@ -624,7 +629,7 @@ static void
 schedule_readahead (struct volume *v, uint32_t count, uint64_t offset)
 {
   uint32_t cs = v->head.chunk_size;
-  uint64_t chunks = chunk_count (v->head.image_size, cs);
+  uint64_t chunks = chunk_count (cache_size (v->cache), cs);
   uint64_t first = offset / cs, last = (offset + count - 1) / cs;
   uint64_t prev, from, to;
 
@@ -1025,7 +1030,43 @@ volume_adopt (struct volume *v, const struct volume_head *head,
    */
   volume_set_published (v, head, etag, m, NULL);
   volume_head_base (head, &base);
-  return cache_reset (v->cache, &base);
+  return cache_reset (v->cache, &base, head->image_size);
+}
+
+int
+volume_resize (struct volume *v, uint64_t size)
+{
+  uint32_t cs = v->head.chunk_size;
+  int r = -1;
+
+  if (v->readonly)
+    return err_set (EROFS, "%s is a read-only snapshot view: it cannot be "
+                    "resized", v->name);
+  if (size == 0 || size > IMAGE_SIZE_MAX)
+    return err_set (EINVAL, "size %ju is out of range (1 to 2^62)",
+                    (uintmax_t) size);
+  if (volume_check_owner (v) == -1 ||
+      volume_op_begin (v, VOLUME_RESIZE) == -1)
+    return -1;
+  /* The short last chunk must be cached to be extended; an eviction may
+   * take it again before the gate is held (EAGAIN): a few tries.
+   */
+  for (int tries = 0; r == -1 && tries < 3; tries++) {
+    uint64_t last = chunk_count (cache_size (v->cache), cs) - 1;
+
+    if (cache_prefetch (v->cache, last, true) == -1)
+      break;
+    r = cache_grow (v->cache, size);
+    if (r == -1 && errno != EAGAIN)
+      break;
+  }
+  if (r == -1)
+    err_prefix ("resize %s", v->name);
+  else
+    log_info ("%s: resized to %ju bytes (published with the next snapshot)",
+              v->name, (uintmax_t) size);
+  volume_op_end (v, r == 0);
+  return r;
 }
 
 int
@@ -1049,7 +1090,8 @@ volume_reset (struct volume *v)
   }
   stale = cache_stale (v->cache, &base);
   volume_head_base (&head, &base);
-  r = cache_reset (v->cache, &base);
+  /* A resize not published yet is undone: the image is the head's. */
+  r = cache_reset (v->cache, &base, head.image_size);
   /* A stale cache served its old base: now it is the head's. */
   if (r == 0 && stale) {
     struct manifest *m = NULL;

@@ -39,7 +39,7 @@ struct volume_env {
 /* The long operations; at most one runs on an export at a time. */
 enum volume_op {
   VOLUME_IDLE, VOLUME_SNAPSHOT, VOLUME_COMPACT, VOLUME_HYDRATE, VOLUME_RESET,
-  VOLUME_GC, VOLUME_FSCK, VOLUME_ROLLBACK,
+  VOLUME_GC, VOLUME_FSCK, VOLUME_ROLLBACK, VOLUME_RESIZE,
 };
 
 /* How far the running long operation is, or how far the last one got. */
@@ -82,7 +82,10 @@ struct volume_status {
   uint64_t epoch;                         /* of the head, as last read */
   uint64_t lease_age_ms, lease_period_ms; /* this host's lease */
   bool lease_valid;
-  uint64_t image_size;
+  uint64_t image_size;                    /* what new clients get */
+  uint64_t pending_image_size;            /* the same, if it is a
+                                             resize's not published
+                                             yet; else 0 */
   uint32_t chunk_size;
   struct cache_stats cache;
   uint64_t snapshot_generation;           /* of the local state's base */
@@ -127,6 +130,13 @@ int volume_unload (struct volume *v);
 const char *volume_name (const struct volume *v);
 /* The image size in bytes. */
 uint64_t volume_size (const struct volume *v);
+/* Grow V to SIZE bytes (see cache_grow): new connections see SIZE at
+ * once, open ones keep their size; the next snapshot publishes it.  This
+ * host must own V (EROFS), no operation may run (EBUSY), SIZE must be
+ * larger (EINVAL: shrinking is refused) and at most IMAGE_SIZE_MAX.  0
+ * or -1.
+ */
+int volume_resize (struct volume *v, uint64_t size) __attribute__ ((__nonnull__));
 /* The chunk size in bytes. */
 uint32_t volume_chunk_size (const struct volume *v);
 /* Is this a read-only snapshot view? */

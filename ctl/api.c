@@ -99,6 +99,9 @@ static const struct field fork_body[] = {
 static const struct field publish_body[] = {
   { "wait", ANY, false }, { "label", ANY, false }, { NULL, ANY, false },
 };
+static const struct field resize_body[] = {
+  { "size", ANY, true }, { NULL, ANY, false },
+};
 /* A rollback refuses unpublished writes unless "discard_local": true. */
 static const struct field rollback_body[] = {
   { "snapshot_id", SNAPSHOT, true }, { "discard_local", ANY, false },
@@ -134,6 +137,8 @@ static const struct route routes[] = {
     200, REPLY_JSON },
   { POST, "/v1/exports/*/rollback", CMD_rollback, WRITABLE, rollback_body,
     200, REPLY_JSON },
+  { POST, "/v1/exports/*/resize", CMD_resize, WRITABLE, resize_body, 200,
+    REPLY_JSON },
   { POST, "/v1/exports/*/cache/reset", CMD_reset, WRITABLE, NULL, 200,
     REPLY_JSON },
   { GET, "/v1/exports/*/snapshots", CMD_snapshots, EXPORT, NULL, 200,

@@ -137,7 +137,7 @@ dump_dirty_main (int argc, char **argv)
   raw_path = str_printf ("%s/%s/cache.raw", cache_root, export_id);
   if (dir == NULL || raw_path == NULL)
     goto err;
-  if ((m = meta_open (dir, 0, 0, false)) == NULL) {
+  if ((m = meta_open (dir, 0, 0, false, false)) == NULL) {
     if (errno == EBUSY)
       err_prefix ("close the export first");
     goto err;

@@ -271,6 +271,28 @@ cmd_create (char **args)
 }
 
 static int
+cmd_resize (char **args)
+{
+  CLEANUP_FREE char *path =
+    xasprintf ("/v1/exports/%s/resize", checked (id_export_check, "ID",
+                                                 args[0]));
+  json_object *body = json_object_new_object ();
+  struct client_reply r;
+  char g[3 * SHOW_BUF];
+  int e;
+
+  json_object_object_add (body, "size", json_object_new_uint64
+                          (size_arg ("SIZE", args[1])));
+  if ((e = request ("POST", path, body, &r)) != 0)
+    return e;
+  if (!printed_json (&r))
+    printf ("resized %s: %s; the next snapshot publishes it\n", args[0],
+            geometry (r.json, g));
+  client_reply_free (&r);
+  return 0;
+}
+
+static int
 cmd_open (char **args)
 {
   json_object *body = export_body (checked (id_name_check, "ID", args[0]));
@@ -717,6 +739,11 @@ static const struct command commands[] = {
     "the published snapshots",
     "List an export's published snapshots, oldest first.\n"
     "With -q, print only their ids." },
+  { "resize", "ID SIZE", 2, 0, cmd_resize,
+    "grow an export",
+    "Grow export ID to SIZE bytes (K, M, G, T ... as for create): new\n"
+    "connections see it at once, open ones keep their size, and the next\n"
+    "snapshot publishes it.  Shrinking is refused." },
   { "rollback", "ID SID [--discard-local] [--label TEXT]", 2,
     O_DISCARD | O_LABEL, cmd_rollback,
     "roll an export back to a snapshot",

@@ -330,11 +330,13 @@ show_status (json_object *st)
       show_u64 (st, "snapshot_generation"))
     line ("head", "generation %" PRIu64 " in the store",
           show_u64 (st, "remote_head_generation"));
-  line ("size", "%s in %" PRIu64 " chunk%s of %s",
+  line ("size", "%s in %" PRIu64 " chunk%s of %s%s",
         show_bytes (show_u64 (st, "image_size"), b1),
         show_u64 (st, "chunk_count"),
         show_u64 (st, "chunk_count") == 1 ? "" : "s",
-        show_bytes (show_u64 (st, "chunk_size"), b2));
+        show_bytes (show_u64 (st, "chunk_size"), b2),
+        show_u64 (st, "pending_image_size")
+        ? " (resized: the next snapshot publishes it)" : "");
   line ("resident", "%s", chunks (st, show_u64 (st, "resident_chunks"), c));
   line ("dirty", "%s", chunks (st, show_u64 (st, "dirty_chunks"), c));
   line ("cache", "%s", cache_budget (st, c));

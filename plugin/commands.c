@@ -326,6 +326,9 @@ add_status (json_object *o, struct volume *v)
   add_str (o, "snapshot_id", s.snapshot_id);
   json_object_object_add (o, "readonly", json_object_new_boolean (s.readonly));
   add_u64 (o, "image_size", s.image_size);
+  json_object_object_add (o, "pending_image_size", s.pending_image_size
+                          ? json_object_new_uint64 (s.pending_image_size)
+                          : NULL);
   add_u64 (o, "chunk_size", s.chunk_size);
   add_u64 (o, "chunk_count", s.cache.chunks);
   add_u64 (o, "resident_chunks", s.cache.resident);
@@ -588,6 +591,49 @@ cmd_compact (json_object *req, json_object *res)
   return run_publish (req, res, true);
 }
 
+/* Grow the export to "size" bytes (volume_resize) and reply with its
+ * status.
+ */
+static int
+cmd_resize (json_object *req, json_object *res)
+{
+  struct volume *v;
+  const char *id;
+  uint64_t size = 0;
+  int r;
+
+  if (arg_export_id (req, "export_id", &id) == -1 ||
+      arg_u64 (req, "size", true, &size) == -1 ||
+      (v = registry_get (id, false, false)) == NULL)
+    return -1;
+  r = volume_resize (v, size);
+  registry_put (v, false);
+  return r == -1 ? -1 : reply_status (res, id);
+}
+
+/* Would a rollback of loaded export ID to SNAP make it smaller (its
+ * summary says)?  1, 0, or -1 (the snapshot cannot be read, or ID is not
+ * loaded).
+ */
+static int
+rollback_shrinks (const char *id, const char *snap)
+{
+  struct manifest *m;
+  struct volume *v;
+  int r;
+
+  if ((m = publish_read_summary (env, id, snap, true)) == NULL)
+    return -1;
+  if ((v = registry_get (id, false, false)) == NULL) {
+    manifest_free (m);
+    return -1;
+  }
+  r = m->image_size < volume_size (v);
+  registry_put (v, false);
+  manifest_free (m);
+  return r;
+}
+
 /* Roll the export back to "snapshot_id" (publish_rollback) and reply
  * with the new snapshot, as a snapshot does.
  */
@@ -598,18 +644,26 @@ cmd_rollback (json_object *req, json_object *res)
   struct volume *v;
   const char *id, *snap, *label;
   bool discard;
-  int r;
+  int r, shrink;
 
   if (arg_export_id (req, "export_id", &id) == -1 ||
       arg_snapshot_id (req, "snapshot_id", true, &snap) == -1 ||
       arg_bool (req, "discard_local", false, &discard) == -1 ||
       arg_label (req, &label) == -1 ||
-      (v = registry_get (id, false, false)) == NULL)
+      (shrink = rollback_shrinks (id, snap)) == -1)
+    return -1;
+  /* To a smaller image: no client may know the larger size. */
+  v = shrink ? registry_get_exclusive (id, "rollback to a smaller snapshot")
+    : registry_get (id, false, false);
+  if (v == NULL)
     return -1;
   r = publish_begin (v, VOLUME_ROLLBACK);
   if (r == 0)
-    r = publish_rollback (v, snap, discard, label, &pr);
-  registry_put (v, false);
+    r = publish_rollback (v, snap, discard, shrink, label, &pr);
+  if (shrink)
+    registry_put_exclusive (v);
+  else
+    registry_put (v, false);
   if (r == -1)
     return -1;
   add_u64 (res, "generation", pr.generation);

@@ -341,7 +341,7 @@ test_write_races_fill (void)
 {
   struct cache *c = open_cache ();
 
-  CHECK (cache_reset (c, base ("")) == 0);
+  CHECK (cache_reset (c, base (""), SIZE) == 0);
   atomic_store (&fetch_delay_us, 5000);
   for (uint64_t chunk = 16; chunk < 32; chunk++) {
     struct reader r = { .c = c, .chunk = chunk };
@@ -402,7 +402,7 @@ test_freeze (void)
   unsigned char buf[CS];
   uint64_t chunk;
 
-  CHECK (cache_reset (c, base ("")) == 0);
+  CHECK (cache_reset (c, base (""), SIZE) == 0);
   fill_chunk (c, 7, 0xaa);
   CHECK (cache_publish_begin (c, NULL) == 1);
   fill_chunk (c, 7, 0xbb);                      /* staged first */
@@ -428,7 +428,7 @@ test_fast_zero (void)
   struct cache *c = open_cache ();
   uint64_t extra[CHUNKS / 64] = { 0 };
 
-  CHECK (cache_reset (c, base ("")) == 0);
+  CHECK (cache_reset (c, base (""), SIZE) == 0);
   reset_fetches ();
   extra[0] = UINT64_C (1) << 9;                 /* a compact freezes 9 */
   CHECK (cache_publish_begin (c, extra) == 1);
@@ -470,7 +470,7 @@ test_reset_races_readers (void)
   struct reader r[4];
   pthread_t th[4];
 
-  CHECK (cache_reset (c, base ("")) == 0);
+  CHECK (cache_reset (c, base (""), SIZE) == 0);
   /* Slow reads of cache.raw: a reader is inside one when a reset comes,
    * which must wait for it (the pins) before it punches.
    */
@@ -481,7 +481,7 @@ test_reset_races_readers (void)
   }
   for (int round = 0; round < 300; round++) {
     usleep (2000);
-    if (!CHECK (cache_reset (c, base ("")) == 0))
+    if (!CHECK (cache_reset (c, base (""), SIZE) == 0))
       break;
   }
   atomic_store (&stop, true);
@@ -502,7 +502,7 @@ test_fail_stop (void)
   struct cache *c = open_cache ();
   struct cache_stats st;
 
-  CHECK (cache_reset (c, base ("")) == 0);
+  CHECK (cache_reset (c, base (""), SIZE) == 0);
   fill_chunk (c, 1, 0x11);
   fill_chunk (c, 6, 0x66);
   CHECK (cache_flush (c) == 0);
@@ -545,7 +545,7 @@ test_fail_stop_meta (void)
   struct cache *c = open_cache ();
   struct cache_stats st;
 
-  CHECK (cache_reset (c, base ("")) == 0);
+  CHECK (cache_reset (c, base (""), SIZE) == 0);
   fill_chunk (c, 3, 0x33);
   CHECK (cache_flush (c) == 0);
   fill_chunk (c, 4, 0x44);
@@ -585,7 +585,7 @@ test_crash_order (void)
     fprintf (stderr, "flush did: %s\n", oplog);
 
   record_start ();
-  CHECK (cache_reset (c, base ("")) == 0);
+  CHECK (cache_reset (c, base (""), SIZE) == 0);
   record_stop ();
   /* The bitmaps (and header) are written and synced, then the punch,
    * and nothing after it.
@@ -661,7 +661,7 @@ test_stale (void)
   struct meta_base b;
   struct cache_stats st;
 
-  CHECK (cache_reset (c, base ("s1")) == 0);
+  CHECK (cache_reset (c, base ("s1"), SIZE) == 0);
   fill_chunk (c, 3, 0x33);
   CHECK (cache_close (c) == 0);
   for (int v1 = 0; v1 <= 1; v1++) {
@@ -684,7 +684,7 @@ test_stale (void)
   CHECK (cache_close (c) == 0);
   c = open_at ("s2");
   CHECK (c && cache_stale (c, &b));
-  CHECK (cache_reset (c, base ("s2")) == 0);
+  CHECK (cache_reset (c, base ("s2"), SIZE) == 0);
   cache_get_stats (c, &st);
   CHECK (!cache_stale (c, &b) && st.dirty == 0);
   fill_chunk (c, 3, 0x55);
@@ -1052,7 +1052,7 @@ test_budget_accounting (void)
       ok = publish_all (c, snap);
     }
     else if (op < 94) {
-      ok = cache_reset (c, base ("")) == 0;
+      ok = cache_reset (c, base (""), SIZE) == 0;
       pub_copy (expect);
     }
     else {
