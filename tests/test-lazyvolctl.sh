@@ -4,7 +4,8 @@
 # lazyvolctl drives every admin operation with the grammar and exit codes
 # of lazyvolctl(8), against a real lazyvold on the file store: create,
 # list, status, snapshot (with a label), snapshots, clone, compact,
-# rollback (refused over unpublished writes, exit 4), delete-snapshot,
+# rollback (refused over unpublished writes, exit 4), resize,
+# delete-snapshot,
 # reset, hydrate, close, open (with a takeover), fork and health, each
 # checked in its human output and, with --json, as parsed JSON.  Exit
 # codes: 2 for bad usage (nothing is sent), 3 for an unknown export or
@@ -82,7 +83,7 @@ sed -n 's/^  \([a-z][a-z-]*\) .*/\1/p' "$tmp/out" | sort > "$tmp/help-cmds"
 sed -n 's/^ lazyvolctl \([a-z][a-z-]*\)\( .*\)\{0,1\}$/\1/p' "$abs_top_srcdir/man/lazyvolctl.pod" |
     sort -u > "$tmp/man-cmds"
 diff "$tmp/man-cmds" "$tmp/help-cmds"
-[ "$(wc -l < "$tmp/help-cmds")" = 18 ]
+[ "$(wc -l < "$tmp/help-cmds")" = 19 ]
 lv 0 help create
 matches -e '--chunk-size' "$tmp/out"
 lv 0 --version
@@ -179,6 +180,17 @@ json 'd["snapshots"][-1]["label"] == "back to r1" and d["snapshots"][-1]["curren
 lv 3 rollback vr 0180000000007000800000000000cafe
 lv 2 rollback vr nope
 lv 2 rollback vr "$r1" --delete
+# resize: the status says the size waits for a snapshot; no shrinking.
+lv 0 resize vr 8M
+[ "$(cat "$tmp/out")" = "resized vr: 8 MiB in 8 chunks of 1 MiB; the next snapshot publishes it" ]
+lv 0 status vr
+matches -x 'size        8 MiB in 8 chunks of 1 MiB (resized: the next snapshot publishes it)' "$tmp/out"
+lv 1 resize vr 2M
+matches '^lazyvolctl: resize vr: 2097152 bytes is not larger than the image' "$tmp/err"
+lv 2 resize vr 2X
+lv 0 snapshot vr
+lv 0 --json status vr
+json 'd["image_size"] == 8388608 and d["pending_image_size"] is None'
 wait_for 30 api_no_clients vr
 lv 0 close vr
 
