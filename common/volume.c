@@ -1054,8 +1054,8 @@ volume_resize (struct volume *v, uint64_t size)
   for (int tries = 0; r == -1 && tries < 3; tries++) {
     uint64_t last = chunk_count (cache_size (v->cache), cs) - 1;
 
-    if (cache_prefetch (v->cache, last, true) == -1)
-      break;
+    if (cache_prefetch (v->cache, last, true) != 0)
+      break;                    /* failed, or no room in the budget */
     r = cache_grow (v->cache, size);
     if (r == -1 && errno != EAGAIN)
       break;

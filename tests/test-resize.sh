@@ -8,8 +8,8 @@
 # not cached), so that the published image has no short chunk inside it:
 # the new snapshot stores it whole.  The pending size survives a restart,
 # a reset undoes it, and a crash at resize.after_dirty leaves the old
-# size with the chunk dirty.  Shrinking, a view and a size the cache
-# cannot hold are refused.  A clone of a snapshot from before the resize
+# size with the chunk dirty.  Shrinking, a view, a size the cache
+# cannot hold and a host that does not own the export are refused.  A clone of a snapshot from before the resize
 # has the old size, and a rollback to it takes the old size back
 # (refused while a client is connected).  Exact bytes are read over NBD.
 . "$srcdir/functions.sh"
@@ -172,4 +172,14 @@ snap k >/dev/null
 wait_for 30 no_clients k
 ctl '{"cmd":"reset","export_id":"k"}' >/dev/null
 rd k 0x44 0 $((3 * M / 2)); rd k 0 $((3 * M / 2)) $((M / 2))
+
+# Another host has v loaded read-only: no resize, no rollback there.
+a_pid=$nbdkit_pid a_ctl=$ctlsock a_nbd=$nbd
+start_lazyvol "$tmp/b" host-id=otherhost
+[ "$(field "$(status v)" writable)" = false ]
+refused read_only "{\"cmd\":\"resize\",\"export_id\":\"v\",\"size\":$((8 * M))}"
+refused read_only "{\"cmd\":\"rollback\",\"export_id\":\"v\",\"snapshot_id\":\"$s1\"}"
+stop_lazyvol
+nbdkit_pid=$a_pid ctlsock=$a_ctl nbd=$a_nbd
+[ "$(size_of v)" = $((7 * M / 2)) ]
 stop_lazyvol
