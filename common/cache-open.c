@@ -29,6 +29,19 @@
  * Then the cache joins its budget, and clean chunks over it (or over the
  * cache's own limit, kept in cache.limit) are evicted before anything
  * reads; dirty ones are kept, whatever the limit.
+ *
+ * The image grows in place (cache_grow, a resize): the bitmaps are whole
+ * pages of 32768 chunks, in memory and in cache.meta, so an image grows
+ * up to that many chunks without moving them, and lock-free readers
+ * never see them move; the size and chunk count are atomics, changed
+ * with the gate exclusive.  Order on disk: cache.raw is extended (a
+ * crash leaves it longer than the header says, and open truncates it
+ * back), then the short last chunk's dirty bit is flushed, then the
+ * header's new size, one sector, is written and synced.  The header's
+ * size is the cache's at open: a larger one than the head's, over the
+ * same base, is a resize not published yet; over another base (the head
+ * moved: a rollback, another host) the head's is taken, nothing being
+ * resident then (adopt_size).
  */
 #include <config.h>
 

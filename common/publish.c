@@ -38,6 +38,15 @@
  * the outcome is unknown, so the objects and the journal stay and the
  * next publish (or a restart) settles them against the head.
  *
+ * A rollback (publish_rollback) is a publish with no blob: the target's
+ * manifest, copied with a new identity, becomes the new snapshot (steps
+ * 3, 5, 6: journal, manifest and summary, head), after a check that the
+ * target's manifest is still there, as a clone checks its source (see
+ * snapshots.c for the race with a delete).  Writes are refused while it
+ * runs (cache_freeze), so that no write made over the old image lands
+ * after the cache is dropped for the new one.  A publish after a resize
+ * writes the cache's size, with nothing dirty too.
+ *
  * Fencing.  Two processes can never share a cache (cache.meta is locked),
  * and two writers of one export cannot both move its head: step 6 is a
  * compare-and-swap on volume.json's etag.  Stores that cannot evaluate a

@@ -9,7 +9,8 @@
 # the new snapshot stores it whole.  The pending size survives a restart,
 # a reset undoes it, and a crash at resize.after_dirty leaves the old
 # size with the chunk dirty.  Shrinking, a view, a size the cache
-# cannot hold and a host that does not own the export are refused.  A clone of a snapshot from before the resize
+# cannot hold, a host that does not own the export and a resize while a
+# publish runs are refused.  A clone of a snapshot from before the resize
 # has the old size, and a rollback to it takes the old size back
 # (refused while a client is connected).  Exact bytes are read over NBD.
 . "$srcdir/functions.sh"
@@ -172,6 +173,21 @@ snap k >/dev/null
 wait_for 30 no_clients k
 ctl '{"cmd":"reset","export_id":"k"}' >/dev/null
 rd k 0x44 0 $((3 * M / 2)); rd k 0 $((3 * M / 2)) $((M / 2))
+
+# A resize racing a publish: refused while the publish runs (both are
+# operations of the export), then done; the publish keeps its size.
+stop_lazyvol
+NBDKIT_OPTS=(-D lazyvol.publish_delay=3000)
+start_lazyvol "$tmp/w"
+NBDKIT_OPTS=()
+qemu-io -f raw -c "write -P 0x55 0 $M" "$(uri k)" >/dev/null
+ctl '{"cmd":"snapshot","export_id":"k","wait":false}' >/dev/null
+refused busy "{\"cmd\":\"resize\",\"export_id\":\"k\",\"size\":$((4 * M))}"
+idle () { [ "$(field "$(status k)" operation_state)" = idle ]; }
+wait_for 60 idle || fail "the snapshot did not end"
+store_tool get exports/k/volume.json | jq -e ".image_size == $((2 * M)) and .generation == 3" >/dev/null
+resize k $((4 * M)) >/dev/null
+rd k 0x55 0 $M; rd k 0x44 $M $((M / 2)); rd k 0 $((3 * M / 2)) $((5 * M / 2))
 
 # Another host has v loaded read-only: no resize, no rollback there.
 a_pid=$nbdkit_pid a_ctl=$ctlsock a_nbd=$nbd
