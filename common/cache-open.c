@@ -57,8 +57,8 @@
 
 #include "bitmap.h"
 #include "cache-impl.h"
-#include "err.h"
 #include "crash.h"
+#include "err.h"
 #include "lock.h"
 
 /* Memory for fill buffers is bounded by this many bytes, at least
@@ -312,9 +312,10 @@ adopt_size (struct cache *c, const struct meta_base *head, uint64_t head_size)
   if (c->size == head_size || c->stale || (same && c->size > head_size))
     return 0;
   if (c->n_dirty > 0 || !meta_size_fits (c->meta, head_size))
-    return err_set (EINVAL, "%s holds a %ju-byte image, and its bitmaps "
-                    "cannot hold the export's %ju bytes (reset the cache "
-                    "by removing it)", c->dir, (uintmax_t) c->size,
+    return err_set (EINVAL, "%s holds a %ju-byte image%s, and cannot take "
+                    "the export's %ju bytes (reset the cache by removing "
+                    "it)", c->dir, (uintmax_t) c->size,
+                    c->n_dirty > 0 ? " with unpublished writes" : "",
                     (uintmax_t) head_size);
   log_info ("%s: the image is now %ju bytes (it was %ju)", c->dir,
             (uintmax_t) head_size, (uintmax_t) c->size);
@@ -497,9 +498,9 @@ cache_grow (struct cache *c, uint64_t size)
   ext = ((size - last * c->chunk_size) < c->chunk_size
          ? size - last * c->chunk_size : c->chunk_size) - old_len;
   if (ext > 0) {
-    /* The short last chunk: its bytes past the old end are zeros (the
-     * file ends there), but the published blob holds it short, so it is
-     * made dirty, and republished whole, before the size grows.
+    /* The short last chunk, if it holds data: the published blob holds
+     * it short, so it is zero-extended and made dirty, to be republished
+     * whole, before the size grows.
      */
     LOCK_FOR_SCOPE (&c->lock);
     extend = bitmap_get (c->resident, last);
@@ -509,13 +510,19 @@ cache_grow (struct cache *c, uint64_t size)
   }
   if (extend && cache_budget_reserve (c, ext, true) == -1)
     return -1;
-  if (ftruncate (c->raw_fd, size) == -1) {
-    if (extend)
-      cache_budget_release (c, ext);
-    return err_set (errno, "extend %s to %ju bytes: %m", c->raw_path,
-                    (uintmax_t) size);
-  }
   if (extend) {
+    /* Past the old end: outside the image until the header says so.  A
+     * shrink may have left old bytes there (its truncate is best effort).
+     */
+    int r = ftruncate (c->raw_fd, size) == -1
+      ? err_set (errno, "extend %s to %ju bytes: %m", c->raw_path,
+                 (uintmax_t) size)
+      : cache_zero_range (c->raw_fd, c->size, ext, false, c->raw_path);
+
+    if (r == -1) {
+      cache_budget_release (c, ext);
+      return -1;
+    }
     {
       LOCK_FOR_SCOPE (&c->lock);
       cache_mark_dirty (c, last);
