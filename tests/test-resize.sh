@@ -198,4 +198,8 @@ refused read_only "{\"cmd\":\"rollback\",\"export_id\":\"v\",\"snapshot_id\":\"$
 stop_lazyvol
 nbdkit_pid=$a_pid ctlsock=$a_ctl nbd=$a_nbd
 [ "$(size_of v)" = $((7 * M / 2)) ]
+# On S3, an independent client checks every head, manifest and hash.
+if [ "${LAZYVOL_TEST_BACKEND:-file}" = s3 ]; then
+    /usr/bin/python3 "$srcdir/check_layout.py" "$S3_ENDPOINT" "$S3_BUCKET" exports
+fi
 stop_lazyvol

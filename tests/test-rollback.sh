@@ -131,4 +131,8 @@ r=$(ctl "{\"cmd\":\"rollback\",\"export_id\":\"v@$c\",\"snapshot_id\":\"$s2\"}")
     fail "rollback of a view: $r"
 r=$(rollback 0180000000007000800000000000cafe) && fail "unknown snapshot: $r"
 [ "$(field "$r" code)" = not_found ] || fail "unknown snapshot: $r"
+# On S3, an independent client checks every head, manifest and hash.
+if [ "${LAZYVOL_TEST_BACKEND:-file}" = s3 ]; then
+    /usr/bin/python3 "$srcdir/check_layout.py" "$S3_ENDPOINT" "$S3_BUCKET" exports
+fi
 stop_lazyvol
