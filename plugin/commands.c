@@ -982,6 +982,7 @@ static int
 delete_finish (struct delete_args *a)
 {
   if (delete_check_resume (env, a->id) == -1 ||
+      delete_head (env, a->id) == -1 ||      /* refs/current.json, if left */
       delete_rest (env, a->id, &a->r) == -1)
     return -1;
   if (!a->r.found)
