@@ -848,11 +848,12 @@ cmd_metrics (json_object *req, json_object *res)
   return registry_foreach (metrics_add, a);
 }
 
-/* registry_id_fn: add ID to array OPAQUE. */
+/* registry_id_fn: add ID to array OPAQUE, unless closed here. */
 static int
 add_id (void *opaque, const char *id)
 {
-  json_object_array_add (opaque, json_object_new_string (id));
+  if (!registry_skip_closed (id))
+    json_object_array_add (opaque, json_object_new_string (id));
   return 0;
 }
 

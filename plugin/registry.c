@@ -679,13 +679,16 @@ registry_set_closed (const char *export_id, bool closed)
   return fsync_dir (dir);
 }
 
-/* Was export EXPORT_ID closed on this host? */
-static bool
-closed_here (const char *export_id)
+bool
+registry_skip_closed (const char *export_id)
 {
   CLEANUP_FREE char *path = closed_path (export_id);
 
-  return path == NULL || access (path, F_OK) == 0;
+  if (path && access (path, F_OK) == -1)
+    return false;
+  log_info ("discover: %s was closed on this host: not loaded (open it to "
+            "load it again)", export_id);
+  return true;
 }
 
 struct discovery {
@@ -699,10 +702,9 @@ discover_one (void *opaque, const char *id)
 {
   struct discovery *d = opaque;
 
-  if (closed_here (id))
-    log_info ("discover: %s was closed on this host: not loaded (open it to "
-              "load it again)", id);
-  else if (registry_load (id, d->takeover) == 0)
+  if (registry_skip_closed (id))
+    return 0;
+  if (registry_load (id, d->takeover) == 0)
     d->loaded++;
   else if (errno == EUSERS && d->takeover == OWNER_TAKEOVER_WAIT) {
     /* Its owner is alive: it keeps the export, which is served here

@@ -122,6 +122,11 @@ void registry_refresh_snapshots (const char *export_id);
  */
 int registry_set_closed (const char *export_id, bool closed)
   __attribute__ ((__nonnull__));
+/* For discovery: was export EXPORT_ID closed on this host
+ * (registry_set_closed)?  If so, log that it is skipped.
+ */
+bool registry_skip_closed (const char *export_id)
+  __attribute__ ((__nonnull__));
 /* Unload everything (at shutdown). */
 void registry_shutdown (void);
 

@@ -16,6 +16,7 @@
 #    does not load it at its restart;
 #  - a closed export, and one deleted locally only, is not loaded at the
 #    next start; opened again, it is loaded at the next;
+#    (the plugin's discovery and lazyvold's alike);
 #  - lazyvolctl delete says what it removed; a refusal exits 4.
 . "$srcdir/functions.sh"
 requires nbdkit qemu-io jq /usr/bin/python3 "$LAZYVOLD" "$LAZYVOLCTL"
@@ -182,4 +183,12 @@ matches -x 'deleted x: its local cache, its head and 0 snapshots from the store'
     "$tmp/out" || fail "$(cat "$tmp/out")"
 e=0; lv delete x --remote 2> "$tmp/err" || e=$?
 [ $e = 3 ] || fail "exit $e: $(cat "$tmp/err")"
+# lazyvold's own discovery skips a closed export too.
+lv create y 1M --chunk-size 1M >/dev/null
+lv close y >/dev/null
+stop_lazyvold
+start_lazyvold "$tmp/d" --host-id hostd
+e=0; lv status y 2>/dev/null || e=$?
+[ $e = 3 ] || fail "closed y: exit $e"
+lv open y >/dev/null
 echo OK
