@@ -928,10 +928,15 @@ delete_before (void *opaque, struct volume *v)
   struct volume_status s;
 
   volume_status (v, &s);
-  if (a->remote && !s.owned)
+  /* The store has no conditional delete: the lease is what keeps another
+   * host from taking the export (and fencing the head) until the head is
+   * gone, as for a publish; a takeover by force is the admin's.
+   */
+  if (a->remote && (!s.owned || !s.lease_valid))
     return err_set (EROFS, "export %s is not this host's (%s): only its "
                     "owner can delete it from the store", a->id,
-                    s.notice[0] ? s.notice : "another host owns it");
+                    !s.owned ? (s.notice[0] ? s.notice : "another host owns "
+                                "it") : "its lease has lapsed");
   if (s.cache.dirty > 0) {
     if (!a->discard)
       return err_set (EBUSY, "export %s has %ju unpublished dirty chunk%s: "
