@@ -12,6 +12,8 @@
 #    blobs its clone names, and the clone reads all its bytes from an
 #    empty cache; once the clone is deleted too, deleting the source
 #    again takes those blobs;
+#  - a delete racing NBD connects and opens is refused (busy) or wins;
+#    an open racing it fails, never loads it again;
 #  - another host that had the export loaded keeps going (status), and
 #    does not load it at its restart;
 #  - a closed export, and one deleted locally only, is not loaded at the
@@ -19,7 +21,7 @@
 #    (the plugin's discovery and lazyvold's alike);
 #  - lazyvolctl delete says what it removed; a refusal exits 4.
 . "$srcdir/functions.sh"
-requires nbdkit qemu-io jq /usr/bin/python3 "$LAZYVOLD" "$LAZYVOLCTL"
+requires nbdkit nbdinfo qemu-io jq /usr/bin/python3 "$LAZYVOLD" "$LAZYVOLCTL"
 requires_crash_points
 tmp=$(make_tmpdir)
 start_store "$tmp"
@@ -147,6 +149,33 @@ keys e | matches . && fail "left in e: $(keys e)"
 r=$(del e '"remote":true') && fail "deleted e twice: $r"
 [ "$(code "$r")" = not_found ] || fail "$r"
 ls "$tmp/a/cache/e" 2>/dev/null && fail "e's cache is left"
+
+# A delete racing NBD connects and opens: each connect sees the export
+# or no export, each refusal of the delete is "busy", an open gets
+# already_exists or not_found; after it the export is gone, the plugin
+# serves on.
+ctl '{"cmd":"create","export_id":"r","size":1048576,"chunk_size":1048576}' >/dev/null
+put r 0x66 0 1M
+snap r >/dev/null
+( set +x; while [ ! -e "$tmp/stop" ]; do nbdinfo --size "$(uri r)" >/dev/null 2>&1 || :; done ) &
+connects=$!
+( set +x; while [ ! -e "$tmp/stop" ]; do
+      o=$(ctl '{"cmd":"open","export_id":"r"}' 2>&1) && echo "opened: $o"
+      printf '%s\n' "$o" | grep -v -e already_exists -e not_found || :
+  done > "$tmp/opens" ) &
+opens=$!
+deleted=
+for i in $(seq 200); do
+    if r=$(del r '"remote":true'); then deleted=1; break; fi
+    [ "$(code "$r")" = busy ] || fail "delete racing: $r"
+done
+touch "$tmp/stop"
+wait $connects $opens
+[ -n "$deleted" ] || fail "the delete never got the export"
+[ ! -s "$tmp/opens" ] || fail "opens: $(cat "$tmp/opens")"
+nbdinfo --size "$(uri r)" 2>/dev/null && fail "r is served after its delete"
+store_tool head exports/r/volume.json 2>/dev/null && fail "r has a head"
+[ "$(field "$(status qbefore-owner)" export_id)" = qbefore-owner ]
 
 # A closed export, and one deleted here only, stay unloaded at restarts
 # until opened again.
