@@ -71,7 +71,8 @@ struct gc_snapshot {
 };
 
 struct gc_listing {
-  struct volume *v;
+  struct volume_env *env;
+  const char *export_id;
   size_t plen;                  /* length of "<root>/<E>/snapshots/" */
   struct gc_snapshot *snaps;    /* in listing (id) order */
   size_t nsnaps;
@@ -141,10 +142,10 @@ classify (const struct gc_listing *l, const char *key,
     kind = GC_MANIFEST;
   else if (strcmp (name, PUBLISH_SUMMARY_NAME) == 0)
     kind = GC_SUMMARY;
-  *rel = str_printf ("%s/snapshots/%s", l->v->export_id, rest);
+  *rel = str_printf ("%s/snapshots/%s", l->export_id, rest);
   if (*rel == NULL)
     return -1;
-  if (kind == GC_BLOB && !key_blob_is_own (*rel, l->v->export_id, id)) {
+  if (kind == GC_BLOB && !key_blob_is_own (*rel, l->export_id, id)) {
     free (*rel);
     *rel = NULL;
     return GC_STRANGER;
@@ -168,7 +169,7 @@ list_key (void *opaque, const char *key, uint64_t size, bool is_prefix)
     return -1;
   if (kind == GC_STRANGER) {
     log_warn ("%s: gc: %s is not an object lazyvol writes; left as it is",
-              l->v->name, key);
+              l->export_id, key);
     l->r->unexpected++;
     return 0;
   }
@@ -213,7 +214,7 @@ list_upload (void *opaque, const char *key, const char *id,
     return -1;
   if (kind == GC_STRANGER) {
     log_warn ("%s: gc: the upload %s of %s is not of an object lazyvol "
-              "writes; left as it is", l->v->name, id, key);
+              "writes; left as it is", l->export_id, id, key);
     r->unexpected++;
     return 0;
   }
@@ -274,7 +275,7 @@ candidates (struct gc_listing *l, struct publish_blobs *set)
      */
     s->take_summary = s->summary;
     for (size_t b = 0; b < s->nblobs; b++)
-      if (publish_blobs_add (set, l->v->env, s->blobs[b]) == -1)
+      if (publish_blobs_add (set, l->env, s->blobs[b]) == -1)
         return -1;
   }
   return 0;
@@ -305,13 +306,13 @@ take (struct gc_listing *l, char *rel, const char *key, uint64_t size,
   l->r->bytes += size;
   if (!delete)
     return 0;
-  if (store_delete (l->v->env->st, key) == -1) {
-    log_warn ("%s: gc: %s", l->v->name, err_msg ());
+  if (store_delete (l->env->st, key) == -1) {
+    log_warn ("%s: gc: %s", l->export_id, err_msg ());
     return -1;
   }
   o->deleted = true;
   log_info ("%s: gc: deleted %s (%" PRIu64 " bytes), which nothing names",
-            l->v->name, rel, size);
+            l->export_id, rel, size);
   return 0;
 }
 
@@ -323,18 +324,18 @@ abort_uploads (struct gc_listing *l)
 
   for (size_t i = 0; i < l->r->nuploads; i++) {
     struct gc_upload *u = &l->r->uploads[i];
-    CLEANUP_FREE char *key = key_join (l->v->env->root, u->key);
+    CLEANUP_FREE char *key = key_join (l->env->root, u->key);
 
     if (key == NULL)
       return err_set (ENOMEM, "gc: out of memory");
-    if (store_upload_abort_id (l->v->env->st, key, u->id) == -1) {
-      log_warn ("%s: gc: %s", l->v->name, err_msg ());
+    if (store_upload_abort_id (l->env->st, key, u->id) == -1) {
+      log_warn ("%s: gc: %s", l->export_id, err_msg ());
       ret = -1;
       continue;
     }
     u->deleted = true;
     log_info ("%s: gc: aborted the upload %s of %s, begun %" PRIu64
-              " s ago and never completed", l->v->name, u->id, u->key,
+              " s ago and never completed", l->export_id, u->id, u->key,
               (l->now_ms - u->initiated_ms) / 1000);
   }
   return ret;
@@ -356,8 +357,10 @@ collect (struct gc_listing *l, struct publish_blobs *set, bool delete)
   if (r->objects == NULL)
     return err_set (ENOMEM, "gc: out of memory");
   for (size_t i = 0; i < set->n; i++) {
-    if (set->used[i])
+    if (set->used[i]) {
+      r->used++;
       continue;
+    }
     if (take (l, set->rels[i], set->keys[i],
               listed_size (l, set->rels[i]), delete) == -1)
       ret = -1;
@@ -371,8 +374,8 @@ collect (struct gc_listing *l, struct publish_blobs *set, bool delete)
     if (!s->take_summary)
       continue;
     rel = str_printf ("%s/snapshots/%s/" PUBLISH_SUMMARY_NAME,
-                      l->v->export_id, s->id);
-    key = rel ? key_join (l->v->env->root, rel) : NULL;
+                      l->export_id, s->id);
+    key = rel ? key_join (l->env->root, rel) : NULL;
     if (key == NULL) {
       free (rel);
       return err_set (ENOMEM, "gc: out of memory");
@@ -393,7 +396,7 @@ collect (struct gc_listing *l, struct publish_blobs *set, bool delete)
 static int
 list_uploads (struct gc_listing *l, const char *prefix)
 {
-  if (store_list_uploads (l->v->env->st, prefix, list_upload, l) == 0) {
+  if (store_list_uploads (l->env->st, prefix, list_upload, l) == 0) {
     if (l->r->nuploads > 1)
       qsort (l->r->uploads, l->r->nuploads, sizeof *l->r->uploads,
              compare_uploads);
@@ -402,41 +405,43 @@ list_uploads (struct gc_listing *l, const char *prefix)
   if (err_errno () != ENOTSUP)
     return -1;
   log_warn ("%s: gc: %s; unfinished uploads are not collected",
-            l->v->name, err_msg ());
+            l->export_id, err_msg ());
   return 0;
 }
 
-int
-gc_run (struct volume *v, bool delete, uint64_t grace_s, struct gc_report *r)
+/* gc_run and gc_deleted: collect EXPORT_ID's folder, leaving BUSY's
+ * snapshot alone; V, if not NULL, must own the export at the start and
+ * before the first delete.
+ */
+static int
+gc_folder (struct volume_env *env, const char *export_id, struct volume *v,
+           const char *busy, bool delete, uint64_t grace_s,
+           struct gc_report *r)
 {
-  CLEANUP_FREE char *prefix = key_snapshots_prefix (v->env->root,
-                                                    v->export_id);
-  char busy[SNAPSHOT_ID_LEN + 1] = "";
+  CLEANUP_FREE char *prefix = key_snapshots_prefix (env->root, export_id);
   struct gc_listing l = {
-    .v = v, .r = r, .busy = busy, .now_ms = time_real_ms (),
+    .env = env, .export_id = export_id, .r = r, .busy = busy,
+    .now_ms = time_real_ms (),
     .grace_ms = grace_s > UINT64_MAX / 1000 ? UINT64_MAX : grace_s * 1000,
   };
   struct publish_blobs set = { 0 };
   int ret = -1;
 
-  assert (volume_current_op (v) == VOLUME_GC ||
-          (volume_current_op (v) == VOLUME_FSCK && !delete));
   memset (r, 0, sizeof *r);
   if (prefix == NULL)
     return err_set (ENOMEM, "gc: out of memory");
   l.plen = strlen (prefix);
-  if (volume_check_owner (v) == -1 ||
-      journal_pending (v->cache_dir, v->export_id, busy) == -1 ||
-      store_list (v->env->st, prefix, NULL, list_key, &l) != 0 ||
+  if ((v && volume_check_owner (v) == -1) ||
+      store_list (env->st, prefix, NULL, list_key, &l) != 0 ||
       list_uploads (&l, prefix) == -1 ||
       candidates (&l, &set) == -1 ||
-      refs_blobs_used (v->env, &set) == -1 ||
-      (delete && volume_check_owner (v) == -1))
+      refs_blobs_used (env, &set) == -1 ||
+      (v && delete && volume_check_owner (v) == -1))
     goto out;
   ret = collect (&l, &set, delete);
  out:
   if (ret == -1)
-    err_prefix ("gc %s", v->name);
+    err_prefix ("gc %s", export_id);
   for (size_t i = 0; i < l.nsnaps; i++) {
     for (size_t b = 0; b < l.snaps[i].nblobs; b++)
       free (l.snaps[i].blobs[b]);
@@ -446,6 +451,26 @@ gc_run (struct volume *v, bool delete, uint64_t grace_s, struct gc_report *r)
   free (l.snaps);
   publish_blobs_free (&set);
   return ret;
+}
+
+int
+gc_run (struct volume *v, bool delete, uint64_t grace_s, struct gc_report *r)
+{
+  char busy[SNAPSHOT_ID_LEN + 1] = "";
+
+  assert (volume_current_op (v) == VOLUME_GC ||
+          (volume_current_op (v) == VOLUME_FSCK && !delete));
+  memset (r, 0, sizeof *r);
+  if (journal_pending (v->cache_dir, v->export_id, busy) == -1)
+    return err_prefix ("gc %s", v->name);
+  return gc_folder (v->env, v->export_id, v, busy, delete, grace_s, r);
+}
+
+int
+gc_deleted (struct volume_env *env, const char *export_id,
+            struct gc_report *r)
+{
+  return gc_folder (env, export_id, NULL, "", true, 0, r);
 }
 
 void

@@ -43,6 +43,8 @@ struct gc_report {
   size_t young;                 /* unused, but inside the grace period */
   size_t busy;                  /* of the publish under way or journaled */
   size_t unexpected;            /* not lazyvol's: listed in the log, kept */
+  size_t used;                  /* blobs of deleted snapshots another
+                                   snapshot still names: kept */
 };
 
 /* Find the objects in V's folder that no reachable manifest or live
@@ -56,6 +58,13 @@ struct gc_report {
  */
 int gc_run (struct volume *v, bool delete, uint64_t grace_s,
             struct gc_report *r) __attribute__ ((__nonnull__));
+/* Collect the folder of export EXPORT_ID, whose head a delete removed
+ * (delete.c): delete every object of a snapshot without a manifest that
+ * no snapshot under the root names, with no grace period, and abort
+ * every upload there.  0 or -1 as gc_run; *R as gc_run's.
+ */
+int gc_deleted (struct volume_env *env, const char *export_id,
+                struct gc_report *r) __attribute__ ((__nonnull__));
 /* Free what a gc_report holds. */
 void gc_report_free (struct gc_report *r) __attribute__ ((__nonnull__));
 

@@ -18,9 +18,10 @@
 
 /* Every command, in the order the man page lists them. */
 #define PROTOCOL_COMMANDS(X) \
-  X (ping) X (list) X (create) X (open) X (close) X (status) X (snapshot) \
-  X (compact) X (clone) X (snapshots) X (delete_snapshot) X (rollback) \
-  X (resize) X (reset) X (hydrate) X (gc) X (fsck) X (metrics) X (fork) X (discover)
+  X (ping) X (list) X (create) X (open) X (close) X (delete) X (status) \
+  X (snapshot) X (compact) X (clone) X (snapshots) X (delete_snapshot) \
+  X (rollback) X (resize) X (reset) X (hydrate) X (gc) X (fsck) X (metrics) \
+  X (fork) X (discover)
 
 enum protocol_cmd {
 #define PROTOCOL_ENUM(name) CMD_##name,

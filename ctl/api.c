@@ -115,6 +115,11 @@ static const struct field gc_body[] = {
 static const struct field fsck_body[] = {
   { "repair", ANY, false }, { NULL, ANY, false },
 };
+/* delete removes the local cache only unless "remote": true. */
+static const struct field delete_body[] = {
+  { "remote", ANY, false }, { "discard_local", ANY, false },
+  { NULL, ANY, false },
+};
 static const struct field clone_body[] = {
   { "export_id", EXPORT, true }, { "source_export_id", EXPORT, true },
   { "source_snapshot_id", SNAPSHOT, false }, { "cache_max_size", ANY, false },
@@ -146,6 +151,8 @@ static const struct route routes[] = {
   { DELETE, "/v1/exports/*/snapshots/**", CMD_delete_snapshot, WRITABLE,
     NULL, 200, REPLY_JSON },
   { POST, "/v1/exports/*/close", CMD_close, NAME, NULL, 200, REPLY_JSON },
+  { POST, "/v1/exports/*/delete", CMD_delete, EXPORT, delete_body, 200,
+    REPLY_JSON },
   { POST, "/v1/exports/*/fork", CMD_fork, WRITABLE, fork_body, 201,
     REPLY_JSON },
   { POST, "/v1/exports/*/hydrate", CMD_hydrate, NAME, NULL, 202,

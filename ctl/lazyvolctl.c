@@ -41,11 +41,12 @@ enum {
   O_SNAPSHOT = 1 << 3, O_QUIET = 1 << 4, O_NO_WAIT = 1 << 5,
   O_DELETE = 1 << 6, O_GRACE = 1 << 7, O_REPAIR = 1 << 8,
   O_CACHE_MAX = 1 << 9, O_LABEL = 1 << 10, O_DISCARD = 1 << 11,
+  O_REMOTE = 1 << 12,
 };
 
 static struct {
   const char *socket;
-  bool json, quiet, no_wait, delete, repair, discard;
+  bool json, quiet, no_wait, delete, repair, discard, remote;
   const char *chunk_size, *snapshot, *grace, *cache_max_size, *label;
   const char *takeover;         /* NULL, "true" or "force" */
   unsigned given;               /* the O_* options seen */
@@ -334,6 +335,45 @@ cmd_close (char **args)
     return e;
   if (!printed_json (&r))
     printf ("closed %s\n", args[0]);
+  client_reply_free (&r);
+  return 0;
+}
+
+/* delete asks nothing: what it removes is what the options say. */
+static int
+cmd_delete (char **args)
+{
+  CLEANUP_FREE char *path =
+    xasprintf ("/v1/exports/%s/delete", checked (id_export_check, "ID",
+                                                 args[0]));
+  json_object *body = json_object_new_object ();
+  json_object *store = NULL;
+  struct client_reply r;
+  int e;
+
+  json_object_object_add (body, "remote", json_object_new_boolean
+                          (opt.remote));
+  json_object_object_add (body, "discard_local", json_object_new_boolean
+                          (opt.discard));
+  if ((e = request ("POST", path, body, &r)) != 0)
+    return e;
+  if (!printed_json (&r)) {
+    if (!json_object_object_get_ex (r.json, "store", &store)) {
+      printf ("deleted the local cache of %s; it stays in the store, and is "
+              "not loaded here until opened\n", args[0]);
+    }
+    else {
+      printf ("deleted %s: its local cache, its head and %" PRIu64
+              " snapshot%s from the store\n", args[0],
+              show_u64 (store, "snapshots"),
+              show_u64 (store, "snapshots") == 1 ? "" : "s");
+      show_unused (store, "");
+      if (show_u64 (store, "used"))
+        printf ("%" PRIu64 " blob%s kept: other exports (clones) use them\n",
+                show_u64 (store, "used"),
+                show_u64 (store, "used") == 1 ? "" : "s");
+    }
+  }
   client_reply_free (&r);
   return 0;
 }
@@ -721,7 +761,19 @@ static const struct command commands[] = {
   { "close", "ID", 1, 0, cmd_close,
     "flush and unload an export",
     "Flush an export and unload it; its data stays in the store and the\n"
-    "cache." },
+    "cache.  It stays unloaded across restarts of lazyvold until opened\n"
+    "again, and this host gives up its ownership (unless writes are\n"
+    "unpublished)." },
+  { "delete", "ID [--remote] [--discard-local]", 1,
+    O_REMOTE | O_DISCARD, cmd_delete,
+    "delete an export (here, or everywhere)",
+    "Unload export ID and delete its local cache; it is not loaded here\n"
+    "again until opened.  With --remote, also delete it from the store:\n"
+    "its head first, then its snapshots and every object no other export\n"
+    "(a clone) uses.  Refused (exit 4) while clients are connected, while\n"
+    "writes are unpublished (unless --discard-local, which loses them), or\n"
+    "with --remote when another host owns it.  Asks nothing.  A remote\n"
+    "delete that stopped half-way is finished by the same command." },
   { "clone", "ID SOURCE [--snapshot SID] [--cache-max-size M]", 2,
     O_SNAPSHOT | O_CACHE_MAX, cmd_clone,
     "a new export from a snapshot",
@@ -859,7 +911,7 @@ cmd_help (char **args)
 enum {
   OPT_SOCKET = 256, OPT_JSON, OPT_CHUNK_SIZE, OPT_TAKEOVER, OPT_FORCE,
   OPT_SNAPSHOT, OPT_NO_WAIT, OPT_DELETE, OPT_GRACE, OPT_REPAIR, OPT_CACHE_MAX,
-  OPT_LABEL, OPT_DISCARD, OPT_HELP,
+  OPT_LABEL, OPT_DISCARD, OPT_REMOTE, OPT_HELP,
   OPT_VERSION,
 };
 
@@ -878,6 +930,7 @@ static const struct option long_options[] = {
   { "cache-max-size", required_argument, NULL, OPT_CACHE_MAX },
   { "label", required_argument, NULL, OPT_LABEL },
   { "discard-local", no_argument, NULL, OPT_DISCARD },
+  { "remote", no_argument, NULL, OPT_REMOTE },
   { "quiet", no_argument, NULL, 'q' },
   { "help", no_argument, NULL, OPT_HELP },
   { "version", no_argument, NULL, OPT_VERSION },
@@ -911,6 +964,7 @@ parse (int argc, char **argv)
       break;
     case OPT_LABEL: opt.label = optarg; opt.given |= O_LABEL; break;
     case OPT_DISCARD: opt.discard = true; opt.given |= O_DISCARD; break;
+    case OPT_REMOTE: opt.remote = true; opt.given |= O_REMOTE; break;
     case 'q': opt.quiet = true; opt.given |= O_QUIET; break;
     case OPT_HELP: usage (stdout); exit (0);
     case OPT_VERSION: printf ("lazyvolctl %s\n", VERSION); exit (0);

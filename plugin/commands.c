@@ -16,11 +16,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <json-c/json.h>
 
 #include "commands.h"
+#include "delete.h"
 #include "err.h"
 #include "fork.h"
 #include "format.h"
@@ -394,7 +396,8 @@ reply_status (json_object *res, const char *name)
 /* Load export NAME (TAKEOVER as for registry_load), or keep the view
  * NAME a client loaded (registry_keep_view), and, if GIVEN, set its own
  * cache limit to MAX (see volume_set_cache_max); if that fails, it is
- * unloaded again.  0 or -1.
+ * unloaded again.  An export closed here before is discovered again
+ * from now on.  0 or -1.
  */
 static int
 load_limited (const char *name, int takeover, bool given, uint64_t max)
@@ -406,6 +409,8 @@ load_limited (const char *name, int takeover, bool given, uint64_t max)
   /* A view a client loaded stays from now on, as if opened here. */
   if (!registry_keep_view (name) && registry_load (name, takeover) == -1)
     return -1;
+  if (!strchr (name, '@') && registry_set_closed (name, false) == -1)
+    log_warn ("%s", err_msg ());
   if (!given)
     return 0;
   if ((v = registry_get (name, false, false)) == NULL)
@@ -516,14 +521,15 @@ cmd_open (json_object *req, json_object *res)
   return reply_status (res, name);
 }
 
+/* Unload NAME; an export (not a view) stays closed across restarts. */
 static int
 cmd_close (json_object *req, json_object *res)
 {
   const char *name;
 
-  if (arg_name (req, &name) == -1)
+  if (arg_name (req, &name) == -1 || registry_unload (name) == -1)
     return -1;
-  return registry_unload (name);
+  return strchr (name, '@') ? 0 : registry_set_closed (name, true);
 }
 
 static int
@@ -948,11 +954,12 @@ cmd_metrics (json_object *req, json_object *res)
   return registry_foreach (metrics_add, a);
 }
 
-/* registry_id_fn: add ID to array OPAQUE. */
+/* registry_id_fn: add ID to array OPAQUE, unless closed here. */
 static int
 add_id (void *opaque, const char *id)
 {
-  json_object_array_add (opaque, json_object_new_string (id));
+  if (!registry_skip_closed (id))
+    json_object_array_add (opaque, json_object_new_string (id));
   return 0;
 }
 
@@ -1002,6 +1009,132 @@ add_gc_report (json_object *o, const struct gc_report *r)
   add_u64 (o, "young", r->young);
   add_u64 (o, "busy", r->busy);
   add_u64 (o, "unexpected", r->unexpected);
+  add_u64 (o, "used", r->used);
+}
+
+/* Delete: the export's local cache, and with "remote" its objects in
+ * the store (delete.c), unloading it.  Checked once it is exclusive (no
+ * client, no command, no publish): its owner only, for "remote"; no
+ * unpublished writes unless "discard_local".  The head goes before the
+ * unload, while this host owns the export, so that no other host can
+ * take it in between; the rest after, while it is still listed, so that
+ * an open meanwhile fails as for a loaded export (EEXIST), and after it
+ * as for a missing one.
+ */
+struct delete_args {
+  const char *id;
+  bool remote, discard;
+  struct delete_report r;
+};
+
+static int
+delete_before (void *opaque, struct volume *v)
+{
+  struct delete_args *a = opaque;
+  struct volume_status s;
+
+  volume_status (v, &s);
+  /* The store has no conditional delete: the lease is what keeps another
+   * host from taking the export (and fencing the head) until the head is
+   * gone, as for a publish; a takeover by force is the admin's.
+   */
+  if (a->remote && (!s.owned || !s.lease_valid))
+    return err_set (EROFS, "export %s is not this host's (%s): only its "
+                    "owner can delete it from the store", a->id,
+                    !s.owned ? (s.notice[0] ? s.notice : "another host owns "
+                                "it") : "its lease has lapsed");
+  if (s.cache.dirty > 0) {
+    if (!a->discard)
+      return err_set (EBUSY, "export %s has %ju unpublished dirty chunk%s: "
+                      "snapshot it first, or delete with discard_local",
+                      a->id, (uintmax_t) s.cache.dirty,
+                      s.cache.dirty == 1 ? "" : "s");
+    /* Dropped now, so that the unload gives the ownership back. */
+    if (volume_reset (v) == -1)
+      return -1;
+  }
+  return a->remote ? delete_head (env, a->id) : 0;
+}
+
+/* Remove the cache directory of A's export, if there is one. */
+static int
+delete_cache (struct delete_args *a)
+{
+  CLEANUP_FREE char *dir = str_printf ("%s/%s", env->cache_root, a->id);
+  struct stat st;
+
+  if (dir == NULL)
+    return err_set (ENOMEM, "delete %s: out of memory", a->id);
+  if (lstat (dir, &st) == -1 && errno == ENOENT)
+    return 0;
+  if (dir_remove (dir) == -1 || fsync_dir (env->cache_root) == -1)
+    return err_prefix ("delete the local cache of %s", a->id);
+  log_info ("%s: deleted the local cache %s", a->id, dir);
+  return 0;
+}
+
+/* Once unloaded: the cache directory, then the remote rest. */
+static int
+delete_after (void *opaque)
+{
+  struct delete_args *a = opaque;
+
+  if (delete_cache (a) == -1 ||
+      (a->remote && delete_rest (env, a->id, &a->r) == -1))
+    return -1;
+  return registry_set_closed (a->id, !a->remote);
+}
+
+/* Finish the remote delete of A's export, not loaded here, which an
+ * earlier one began (its head is gone).  A local cache left is removed
+ * with "discard_local" only: it may hold writes never published (this
+ * host lost the export, then another deleted it).
+ */
+static int
+delete_finish (struct delete_args *a)
+{
+  if (delete_check_resume (env, a->id) == -1 ||
+      delete_head (env, a->id) == -1 ||      /* refs/current.json, if left */
+      delete_rest (env, a->id, &a->r) == -1)
+    return -1;
+  if (!a->r.found)
+    return err_set (ENOENT, "export %s does not exist", a->id);
+  if (a->discard && delete_cache (a) == -1)
+    return -1;
+  return registry_set_closed (a->id, false);
+}
+
+static int
+cmd_delete (json_object *req, json_object *res)
+{
+  struct delete_args a = { 0 };
+  json_object *o;
+  int r;
+
+  if (arg_export_id (req, "export_id", &a.id) == -1 ||
+      arg_bool (req, "remote", false, &a.remote) == -1 ||
+      arg_bool (req, "discard_local", false, &a.discard) == -1)
+    return -1;
+  if (registry_loaded (a.id))
+    r = registry_unload_then (a.id, "delete", delete_before, delete_after,
+                              &a);
+  else if (!a.remote)
+    return err_set (ENOENT, "no export named \"%s\" is loaded (open it, "
+                    "then delete it)", a.id);
+  else
+    r = delete_finish (&a);
+  if (r == 0) {
+    add_str (res, "export_id", a.id);
+    json_object_object_add (res, "remote", json_object_new_boolean (a.remote));
+    if (a.remote) {
+      o = json_object_new_object ();
+      add_u64 (o, "snapshots", a.r.snapshots);
+      add_gc_report (o, &a.r.gc);
+      json_object_object_add (res, "store", o);
+    }
+  }
+  delete_report_free (&a.r);
+  return r;
 }
 
 /* Collect V's garbage: a dry run unless "delete" is true.  The export

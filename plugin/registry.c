@@ -33,6 +33,13 @@
  * unloaded by the thread whose release made it one too many.  A view
  * loaded by a control command (open) stays until closed.  A view's
  * cache directory goes with it (volume_unload).
+ *
+ * Closed exports.  An export closed (or deleted locally only) on this
+ * host stays unloaded across restarts: CACHE_ROOT/.closed/E records it
+ * (an empty file, written and its directory fsynced before the reply),
+ * discovery skips E, and an explicit open, create or clone of E removes
+ * the record once E is loaded.  The record is this host's (its cache
+ * root's); other hosts load E as they would.
  */
 #include <config.h>
 
@@ -43,6 +50,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "err.h"
 #include "lock.h"
@@ -645,6 +653,44 @@ registry_list_ids (registry_id_fn fn, void *opaque)
   return 0;
 }
 
+/* CACHE_ROOT/.closed, or with EXPORT_ID the record in it (malloc'd). */
+static char *
+closed_path (const char *export_id)
+{
+  return str_printf ("%s/.closed%s%s", env->cache_root,
+                     export_id ? "/" : "", export_id ? export_id : "");
+}
+
+int
+registry_set_closed (const char *export_id, bool closed)
+{
+  CLEANUP_FREE char *dir = closed_path (NULL);
+  CLEANUP_FREE char *path = closed_path (export_id);
+
+  if (dir == NULL || path == NULL)
+    return err_set (ENOMEM, "record %s as closed: out of memory", export_id);
+  if (closed)
+    return mkdir_p (dir, 0700) == -1 || file_write_atomic (path, "", 0) == -1
+      ? err_prefix ("record %s as closed", export_id) : 0;
+  if (unlink (path) == -1)
+    return errno == ENOENT ? 0
+      : err_set (errno, "forget that %s was closed: unlink %s: %m",
+                 export_id, path);
+  return fsync_dir (dir);
+}
+
+bool
+registry_skip_closed (const char *export_id)
+{
+  CLEANUP_FREE char *path = closed_path (export_id);
+
+  if (path && access (path, F_OK) == -1)
+    return false;
+  log_info ("discover: %s was closed on this host: not loaded (open it to "
+            "load it again)", export_id);
+  return true;
+}
+
 struct discovery {
   int takeover;
   int loaded;
@@ -656,6 +702,8 @@ discover_one (void *opaque, const char *id)
 {
   struct discovery *d = opaque;
 
+  if (registry_skip_closed (id))
+    return 0;
   if (registry_load (id, d->takeover) == 0)
     d->loaded++;
   else if (errno == EUSERS && d->takeover == OWNER_TAKEOVER_WAIT) {

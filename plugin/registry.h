@@ -34,8 +34,8 @@ int registry_view_geometry (const char *name, uint64_t *image_size,
                             uint32_t *chunk_size)
   __attribute__ ((__nonnull__));
 /* Load every export found under the export root (TAKEOVER as in
- * registry_load); broken ones are logged and skipped.  Returns the number
- * loaded.
+ * registry_load) but those closed on this host (registry_set_closed);
+ * broken ones are logged and skipped.  Returns the number loaded.
  */
 int registry_discover (int takeover);
 /* Called with each export id found under the export root; non-zero stops
@@ -116,6 +116,17 @@ void registry_foreach_view_name (void (*fn) (void *opaque, const char *name),
 bool registry_default_name (char out[EXPORT_ID_MAX + 1]);
 /* Refresh export EXPORT_ID's list of snapshot ids from the store. */
 void registry_refresh_snapshots (const char *export_id);
+/* Record that export EXPORT_ID was closed on this host, so that
+ * registry_discover skips it (CLOSED true), or forget that (false):
+ * CACHE_ROOT/.closed/EXPORT_ID, durable when this returns.  0 or -1.
+ */
+int registry_set_closed (const char *export_id, bool closed)
+  __attribute__ ((__nonnull__));
+/* For discovery: was export EXPORT_ID closed on this host
+ * (registry_set_closed)?  If so, log that it is skipped.
+ */
+bool registry_skip_closed (const char *export_id)
+  __attribute__ ((__nonnull__));
 /* Unload everything (at shutdown). */
 void registry_shutdown (void);
 

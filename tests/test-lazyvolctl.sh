@@ -83,7 +83,7 @@ sed -n 's/^  \([a-z][a-z-]*\) .*/\1/p' "$tmp/out" | sort > "$tmp/help-cmds"
 sed -n 's/^ lazyvolctl \([a-z][a-z-]*\)\( .*\)\{0,1\}$/\1/p' "$abs_top_srcdir/man/lazyvolctl.pod" |
     sort -u > "$tmp/man-cmds"
 diff "$tmp/man-cmds" "$tmp/help-cmds"
-[ "$(wc -l < "$tmp/help-cmds")" = 19 ]
+[ "$(wc -l < "$tmp/help-cmds")" = 20 ]
 lv 0 help create
 matches -e '--chunk-size' "$tmp/out"
 lv 0 --version
