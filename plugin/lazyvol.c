@@ -191,10 +191,10 @@ config_direct (void)
   }
   slash = strrchr (remote_prefix, '/');
   id = slash ? slash + 1 : remote_prefix;
-  if (!id_export_valid (id)) {
-    nbdkit_error ("remote-prefix must end in an export id "
+  if (!id_export_valid (id) || slash == remote_prefix) {
+    nbdkit_error ("remote-prefix must be an export root and an export id "
                   "([A-Za-z0-9][A-Za-z0-9._-]{0,127}), as in exports/vm01, "
-                  "not \"%.200s\"", remote_prefix);
+                  "or the id alone, not \"%.200s\"", remote_prefix);
     return -1;
   }
   snprintf (direct_id, sizeof direct_id, "%s", id);
@@ -411,7 +411,9 @@ lazyvol_get_ready (void)
   /* The export root becomes part of every key: check it once here. */
   probe = xasprintf ("%s%sx", export_root, export_root[0] ? "/" : "");
   if (!store_key_valid (probe, false)) {
-    nbdkit_error ("invalid export-root \"%s\"", export_root);
+    nbdkit_error ("invalid %s \"%s\"",
+                  direct_name ? "remote-prefix" : "export-root",
+                  direct_name ? remote_prefix : export_root);
     return -1;
   }
   st = store_open (&cfg);
@@ -466,7 +468,7 @@ load_direct (void)
   if (registry_load (direct_name, takeover) == 0)
     return 0;
   if (errno == ENOENT && direct_snapshot == NULL) {
-    nbdkit_debug ("lazyvol: %s; create it over the control socket",
+    nbdkit_error ("warning: %s; create it over the control socket",
                   err_msg ());
     return 0;
   }
