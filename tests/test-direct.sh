@@ -49,7 +49,7 @@ bad ()
             "$@" --run true 2> "$tmp/bad.log"; then
         fail "accepted: $*"
     fi
-    matches -F "$want" "$tmp/bad.log" || fail "no reason for $*: $(cat "$tmp/bad.log")"
+    matches -F -e "$want" "$tmp/bad.log" || fail "no reason for $*: $(cat "$tmp/bad.log")"
 }
 bad 'direct mode needs both cache-dir=DIR and remote-prefix=PREFIX' "cache-dir=$dir"
 bad 'direct mode needs both' remote-prefix=exports/vm01 "cache-root=$tmp/c"
