@@ -570,8 +570,8 @@ parse_serve (int argc, char **argv)
     opt.direct = true;
   }
   if (opt.cache_root == NULL)
-    usage_error ("--cache-root DIR (or --cache-dir DIR --remote-prefix "
-                 "ROOT/ID) is required (try --help)");
+    usage_error ("--cache-root DIR is required (or, for direct mode, "
+                 "--cache-dir DIR --remote-prefix ROOT/ID; try --help)");
   if (opt.listen_group && opt.listen[0] != '/')
     usage_error ("--listen-group needs a Unix socket --listen PATH: any "
                  "local user can connect to a TCP listener");

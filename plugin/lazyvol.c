@@ -340,8 +340,8 @@ lazyvol_config_complete (void)
     return -1;
   }
   if (cache_root == NULL) {
-    nbdkit_error ("cache-root=DIR (or cache-dir=DIR for direct mode) is "
-                  "required");
+    nbdkit_error ("cache-root=DIR is required (or, for direct mode, "
+                  "cache-dir=DIR remote-prefix=ROOT/ID)");
     return -1;
   }
   if (export_root == NULL && (export_root = strdup ("exports")) == NULL)
