@@ -10,7 +10,8 @@
 # one snapshot read-only from a cache directory of its own.  The head is
 # volume.json; refs/current.json is its copy, equal after every move,
 # rewritten from volume.json when it disagrees, and a copy whose
-# volume.json is missing is reported, never loaded.  Bad direct-mode
+# volume.json is missing is reported, never loaded; a crash between the
+# two puts is repaired at the restart.  Bad direct-mode
 # parameters stop nbdkit with a reason.
 . "$srcdir/functions.sh"
 requires nbdkit nbdinfo nbdcopy qemu-io jq cmp
@@ -164,14 +165,14 @@ timeout 60 nbdkit -f -U "$tmp/none.sock" "$LAZYVOL_PLUGIN" \
 matches -F 'snapshot 0195d4f7a7c84b8d9a4cf59d1c4c7c9e of export vm01 does not exist' "$tmp/bad.log"
 
 # A copy that disagrees (here: the first snapshot's head, as a tool that
-# lost the last move would leave it) is rewritten from volume.json.
+# lost the last moves would leave it) is rewritten from volume.json.
 stop_lazyvol
 store_tool get exports/vm01/volume.json > "$tmp/good.json"
 jq -c --arg s "$s1" '.snapshot_id = $s | .generation = 1' "$tmp/good.json" > "$tmp/stale.json"
 store_tool put exports/vm01/refs/current.json "$tmp/stale.json" >/dev/null
 : > "$log"
 start_direct
-matches -F 'refs/current.json disagrees with volume.json (it names another head): rewritten from volume.json' "$log"
+matches -F 'refs/current.json disagrees with volume.json (it names another head): rewritten from volume.json' "$log" || fail "$(cat "$log")"
 heads_agree
 [ "$(head_snapshot)" = "$s2" ]
 # A copy that does not parse, too.
@@ -183,13 +184,30 @@ start_direct
 matches -F 'refs/current.json disagrees with volume.json' "$log"
 heads_agree
 
+# A crash between the two puts: volume.json moved, its copy did not; the
+# restart makes them agree on the new head.
+stop_lazyvol
+requires_crash_points
+crash_at publish.after_head start_direct
+qemu-io -f raw -c 'write -P 6 50M 1M' "nbd+unix:///?socket=$nbd" >/dev/null
+if ctl '{"cmd":"snapshot","export_id":"vm01"}'; then fail "survived publish.after_head"; fi
+wait_for 30 sh -c "! kill -0 $nbdkit_pid 2>/dev/null" || fail "nbdkit lives"
+s3=$(head_snapshot)
+[ "$s3" != "$s2" ]
+[ "$(store_tool get exports/vm01/refs/current.json | jq -r .snapshot_id)" = "$s2" ]
+start_direct
+heads_agree
+[ "$(head_snapshot)" = "$s3" ]
+read_back -c 'read -P 6 50M 1M' -c 'read -P 5 60M 1M'
+
 # A copy with no volume.json is reported and not loaded; the export is
 # back once volume.json is.
 stop_lazyvol
+store_tool get exports/vm01/volume.json > "$tmp/good.json"
 store_tool delete exports/vm01/volume.json
 : > "$log"
 start_direct
-matches -F "export vm01 has no exports/vm01/volume.json, but exports/vm01/refs/current.json names snapshot $s2 (generation 2): it is not used" "$log"
+matches -F "export vm01 has no exports/vm01/volume.json, but exports/vm01/refs/current.json names snapshot $s3 (generation 3): it is not used" "$log"
 [ "$(ctl '{"cmd":"list"}' | jq '.exports | length')" = 0 ]
 store_tool put exports/vm01/volume.json "$tmp/good.json" >/dev/null
 ctl '{"cmd":"open","export_id":"vm01"}' >/dev/null
