@@ -58,8 +58,8 @@ int
 fork_move_cache (struct volume_env *env, const char *export_id,
                  const char *new_id)
 {
-  CLEANUP_FREE char *from = str_printf ("%s/%s", env->cache_root, export_id);
-  CLEANUP_FREE char *to = str_printf ("%s/%s", env->cache_root, new_id);
+  CLEANUP_FREE char *from = volume_cache_dir (env, export_id);
+  CLEANUP_FREE char *to = volume_cache_dir (env, new_id);
 
   if (from == NULL || to == NULL)
     return -1;

@@ -11,6 +11,16 @@
  * in all, before it is called corrupt (a summary once: its reader reads
  * the manifest instead).  A new head is put only if none exists, and a
  * put whose reply was lost is recognised by reading the head back.
+ *
+ * The head and its copy.  volume.json is the head; refs/current.json
+ * is a copy for direct-mode readers, written after it (publish.c), so a
+ * crash between the two leaves the copy one head behind.  When they
+ * disagree volume.json wins: it moved first, it carries the etag every
+ * conditional head move and owner record is checked against, and the
+ * copy is never read as a head.  The owner of an export rewrites a copy
+ * that disagrees when it loads the export in direct mode
+ * (remote_check_refs); a copy with no volume.json is reported, never
+ * adopted.
  */
 #include <config.h>
 
@@ -41,25 +51,22 @@ fetch_again (struct volume_env *env, const char *key, unsigned tries)
   return true;
 }
 
-int
-remote_fetch_head (struct volume_env *env, const char *export_id,
-                   struct volume_head *head, char etag[128])
+/* GET and parse KEY, export EXPORT_ID's head or its copy, with its etag
+ * if ETAG.  -1 with err_set (ENOENT if there is no KEY).
+ */
+static int
+fetch_head_key (struct volume_env *env, const char *key,
+                const char *export_id, struct volume_head *head,
+                char etag[128])
 {
-  CLEANUP_FREE char *key = key_volume (env->root, export_id);
   struct store_obj obj;
 
-  if (key == NULL)
-    return -1;
   for (unsigned tries = 1; ; tries++) {
     CLEANUP_FREE char *json = NULL;
     size_t len;
 
-    if (store_get (env->st, key, VOLUME_JSON_MAX, &json, &len, &obj) == -1) {
-      if (errno == ENOENT)
-        return err_set (ENOENT, "export %s does not exist (no %s)",
-                        export_id, key);
+    if (store_get (env->st, key, VOLUME_JSON_MAX, &json, &len, &obj) == -1)
       return -1;
-    }
     if (volume_parse (json, len, export_id, head) == 0)
       break;
     if (!fetch_again (env, key, tries))
@@ -68,6 +75,35 @@ remote_fetch_head (struct volume_env *env, const char *export_id,
   if (etag)
     memcpy (etag, obj.etag, 128);
   return 0;
+}
+
+int
+remote_fetch_head (struct volume_env *env, const char *export_id,
+                   struct volume_head *head, char etag[128])
+{
+  CLEANUP_FREE char *key = key_volume (env->root, export_id);
+  CLEANUP_FREE char *refs = key_refs_current (env->root, export_id);
+  struct volume_head copy;
+
+  if (key == NULL || refs == NULL)
+    return err_set (ENOMEM, "%s: out of memory", export_id);
+  if (fetch_head_key (env, key, export_id, head, etag) == 0)
+    return 0;
+  if (errno != ENOENT)
+    return -1;
+  /* No head.  Its copy is never written first, so one found alone was
+   * left by another tool or by a removal of the export that stopped
+   * half-way: loading it could bring back an export being deleted.
+   */
+  if (fetch_head_key (env, refs, export_id, &copy, NULL) == 0)
+    return err_set (ENOENT, "export %s has no %s, but %s names snapshot %s "
+                    "(generation %ju): it is not used, volume.json is the "
+                    "head and is always written before this copy; if the "
+                    "export is wanted, copy it to volume.json by hand",
+                    export_id, key, refs,
+                    copy.snapshot_id[0] ? copy.snapshot_id : "(none)",
+                    (uintmax_t) copy.generation);
+  return err_set (ENOENT, "export %s does not exist (no %s)", export_id, key);
 }
 
 /* A manifest being fetched: who it must be, and the reader its bytes go
@@ -209,6 +245,32 @@ remote_put_refs (struct volume_env *env, const struct volume_head *head)
                  NULL) == -1)
     log_warn ("%s: refs/current.json is stale until the next head move: %s",
               head->export_id, err_msg ());
+}
+
+void
+remote_check_refs (struct volume_env *env, const struct volume_head *head,
+                   bool repair)
+{
+  CLEANUP_FREE char *refs = key_refs_current (env->root, head->export_id);
+  struct volume_head copy;
+  const char *why = NULL;
+
+  if (refs == NULL)
+    return;
+  if (fetch_head_key (env, refs, head->export_id, &copy, NULL) == -1)
+    why = err_msg ();
+  else if (!head_equal (&copy, head))
+    why = "it names another head";
+  if (why == NULL)
+    return;
+  if (!repair) {
+    log_warn ("%s: %s disagrees with volume.json (%s); volume.json is the "
+              "head", head->export_id, refs, why);
+    return;
+  }
+  log_warn ("%s: %s disagrees with volume.json (%s): rewritten from "
+            "volume.json, the head", head->export_id, refs, why);
+  remote_put_refs (env, head);
 }
 
 int

@@ -9,6 +9,7 @@
 #ifndef LAZYVOL_REMOTE_H
 #define LAZYVOL_REMOTE_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "format.h"
@@ -49,7 +50,17 @@ int remote_put_new_head (struct volume_env *env,
  * logged: the copy stays stale until the next head move.
  */
 void remote_put_refs (struct volume_env *env, const struct volume_head *head);
-/* GET and parse EXPORT_ID's volume.json, with its etag if ETAG. */
+/* Check that refs/current.json is a copy of HEAD, just read from
+ * volume.json; if not (or it is missing or does not parse), rewrite it
+ * from HEAD if REPAIR (the owner), else log that it disagrees.
+ */
+void remote_check_refs (struct volume_env *env,
+                        const struct volume_head *head, bool repair)
+  __attribute__ ((__nonnull__));
+/* GET and parse EXPORT_ID's volume.json, with its etag if ETAG.  -1 with
+ * err_set (ENOENT if there is none, saying so if refs/current.json is
+ * there alone: it is never used as the head).
+ */
 int remote_fetch_head (struct volume_env *env, const char *export_id,
                        struct volume_head *head, char etag[128]);
 

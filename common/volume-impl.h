@@ -104,8 +104,14 @@ int volume_check_owner (struct volume *v);
 /* Account one publish that took NS nanoseconds (status, metrics). */
 void volume_count_publish (struct volume *v, uint64_t ns);
 /* -1 with err_set (EEXIST, saying what to do instead) if EXPORT_ID has
- * a local cache, which creating or cloning over would endanger; else 0.
+ * a local cache, which creating or cloning over would endanger, or
+ * (EINVAL) if this process may not make it (direct mode); else 0.
  */
 int volume_no_cache (struct volume_env *env, const char *export_id);
+/* The cache directory of export or view NAME ("E" or "E@S"), or NULL
+ * with err_set.
+ */
+char *volume_cache_dir (const struct volume_env *env, const char *name)
+  __attribute__ ((__nonnull__));
 
 #endif /* LAZYVOL_VOLUME_IMPL_H */

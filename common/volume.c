@@ -26,6 +26,17 @@
  * read and written by remote.c.  A chunk whose bytes fail their SHA-256
  * is fetched again, REMOTE_FETCH_TRIES times in all, as a document that
  * does not parse is, before it is called corrupt.
+ *
+ * Direct mode (env->direct): the process serves one export, named by a
+ * remote prefix ROOT/ID, from a cache directory the admin names.  That
+ * directory is the cache root (it holds the cache id, the size probe and
+ * the views' directories) and the export's own cache directory at once:
+ * cache.raw, cache.meta and the journal are in it, a view's cache in
+ * DIR/ID@SNAPSHOT_ID.  No other export can be created, cloned, forked
+ * into or loaded; with env->direct_snapshot only that snapshot's view
+ * loads.  The head rule is serve mode's: volume.json is the head; its
+ * copy refs/current.json is checked at load and rewritten from it when
+ * it disagrees (remote_check_refs), never the other way round.
  */
 #include <config.h>
 
@@ -206,12 +217,51 @@ probe_cache (struct volume_env *env, uint64_t size, uint32_t chunk_size)
   return 0;
 }
 
+char *
+volume_cache_dir (const struct volume_env *env, const char *name)
+{
+  char *dir = env->direct && strcmp (name, env->direct) == 0
+    ? strdup (env->cache_root) : str_printf ("%s/%s", env->cache_root, name);
+
+  if (dir == NULL)
+    err_set (ENOMEM, "%s: out of memory", name);
+  return dir;
+}
+
+/* In direct mode, may this process load EXPORT_ID (the view of
+ * SNAPSHOT_ID, or with SNAPSHOT_ID NULL the writable export)?  0, or -1
+ * with err_set (EINVAL).
+ */
+static int
+direct_check (const struct volume_env *env, const char *export_id,
+              const char *snapshot_id)
+{
+  if (env->direct == NULL)
+    return 0;
+  if (strcmp (export_id, env->direct) != 0)
+    return err_set (EINVAL, "this process serves export %s alone (direct "
+                    "mode), not %s", env->direct, export_id);
+  if (env->direct_snapshot &&
+      (snapshot_id == NULL || strcmp (snapshot_id, env->direct_snapshot)))
+    return err_set (EINVAL, "this process serves the read-only snapshot "
+                    "%s@%s alone (direct mode)", env->direct,
+                    env->direct_snapshot);
+  return 0;
+}
+
 int
 volume_no_cache (struct volume_env *env, const char *export_id)
 {
-  CLEANUP_FREE char *dir = str_printf ("%s/%s", env->cache_root, export_id);
+  CLEANUP_FREE char *dir = NULL;
   struct stat st;
 
+  /* Direct mode: the one export only, and the cache directory exists
+   * (it is the cache root): its cache is there if cache.meta is.
+   */
+  if (direct_check (env, export_id, NULL) == -1)
+    return -1;
+  dir = env->direct ? str_printf ("%s/cache.meta", env->cache_root)
+    : volume_cache_dir (env, export_id);
   if (dir == NULL)
     return -1;
   /* A cache left by an earlier export of that name would resurrect its
@@ -282,8 +332,7 @@ volume_new (struct volume_env *env, const char *export_id,
   pthread_mutex_init (&v->oplock, NULL);
   v->name = snapshot_id ? str_printf ("%s@%s", export_id, snapshot_id)
     : strdup (export_id);
-  v->cache_dir = v->name ? str_printf ("%s/%s", env->cache_root, v->name)
-    : NULL;
+  v->cache_dir = v->name ? volume_cache_dir (env, v->name) : NULL;
   if (v->cache_dir == NULL) {
     err_set (ENOMEM, "load %s: out of memory", export_id);
     volume_free (v);
@@ -382,7 +431,8 @@ volume_load (struct volume_env *env, const char *export_id,
   struct volume *v;
 
   if (id_export_check ("export id", export_id) == -1 ||
-      (snapshot_id && id_snapshot_check ("snapshot id", snapshot_id) == -1))
+      (snapshot_id && id_snapshot_check ("snapshot id", snapshot_id) == -1) ||
+      direct_check (env, export_id, snapshot_id) == -1)
     return NULL;
   v = volume_new (env, export_id, snapshot_id);
   if (v == NULL)
@@ -391,9 +441,12 @@ volume_load (struct volume_env *env, const char *export_id,
 
   if (snapshot_id == NULL) {
     if (remote_fetch_head (env, export_id, &v->head, v->head_etag) == -1 ||
-        take_ownership (v, takeover) == -1 ||
-        (v->head.snapshot_id[0] &&
-         (v->manifest = remote_fetch_current (env, &v->head)) == NULL))
+        take_ownership (v, takeover) == -1)
+      goto err;
+    if (env->direct)
+      remote_check_refs (env, &v->head, v->owned);
+    if (v->head.snapshot_id[0] &&
+        (v->manifest = remote_fetch_current (env, &v->head)) == NULL)
       goto err;
   }
   else {

@@ -26,6 +26,13 @@ struct volume_env {
   struct store *st;
   const char *root;             /* export root in the bucket ("" = top) */
   const char *cache_root;       /* absolute local directory */
+  /* Direct mode (see "Direct mode" in volume.c): the one export id the
+   * process serves, whose cache directory is cache_root itself, and the
+   * snapshot id if it serves only that snapshot's read-only view.  NULL
+   * in serve mode.
+   */
+  const char *direct;
+  const char *direct_snapshot;
   struct pool *pool;            /* background fetches */
   struct cache_budget *budget;  /* of every export's cache (cache-max-size) */
   unsigned readahead;           /* chunks fetched ahead of sequential reads */

@@ -12,6 +12,10 @@
  * It either spawns and supervises that nbdkit (supervise.c) or attaches
  * to the control socket of one the user runs (--control).
  *
+ * Direct mode (--cache-dir DIR --remote-prefix ROOT/ID) spawns an nbdkit
+ * in the plugin's direct mode: one export, whose cache directory DIR
+ * stands for the cache root here too (the run directory is DIR/.lazyvold).
+ *
  * This file owns the command line, the run directory, logging, signals
  * and daemonizing.  State on disk, for spawn mode, in RUN_DIR =
  * <cache-root>/.lazyvold (mode 0700):
@@ -86,6 +90,8 @@ static const struct {
 static struct {
   char *cache_root, *admin_sock, *control, *pidfile, *plugin;
   const char *export_root, *bucket, *listen, *nbdkit, *admin_group;
+  const char *remote_prefix;    /* direct mode; cache_root is its DIR */
+  bool direct;
   const char *listen_group;
   enum tls_mode tls;
   char *tls_certificates, *tls_psk;
@@ -115,6 +121,7 @@ usage (FILE *f)
 {
   fprintf (f,
 "Usage: lazyvold serve --cache-root DIR [OPTIONS]\n"
+"       lazyvold serve --cache-dir DIR --remote-prefix ROOT/ID [OPTIONS]\n"
 "       lazyvold serve --control SOCKET [OPTIONS]\n"
 "       lazyvold dump-dirty --cache-root DIR EXPORT FILE\n"
 "       lazyvold --help | --version\n"
@@ -127,6 +134,9 @@ usage (FILE *f)
 "  --cache-max-size SIZE    bytes all the caches may take together (K, M,\n"
 "                           G, T); clean chunks are evicted (no limit)\n"
 "  --export-root PREFIX     prefix of the exports in the bucket (exports)\n"
+"  --cache-dir DIR --remote-prefix ROOT/ID  direct mode: serve export ID\n"
+"                           of ROOT alone, its cache in DIR (instead of\n"
+"                           --cache-root and --export-root)\n"
 "  --bucket BUCKET          bucket; alone, it means --storage-backend s3\n"
 "  --storage-backend file|s3|r2  object store (default: file under\n"
 "                           DIR/.store if no --bucket, else s3)\n"
@@ -295,6 +305,7 @@ append (const char ***list, size_t *n, const char *s)
 /* The nbdkit parameters lazyvold sets itself, and the flag for each. */
 static const char *const owned_params[][2] = {
   { "cache-root", "--cache-root" }, { "export-root", "--export-root" },
+  { "cache-dir", "--cache-dir" }, { "remote-prefix", "--remote-prefix" },
   { "cache-max-size", "--cache-max-size" },
   { "bucket", "--bucket" }, { "storage-backend", "--storage-backend" },
   { "endpoint-url", "--endpoint-url" }, { "region", "--region" },
@@ -327,13 +338,16 @@ enum {
   OPT_CONTROL, OPT_ADMIN_GROUP, OPT_FOREGROUND, OPT_PIDFILE, OPT_LOG_LEVEL,
   OPT_LISTEN_GROUP, OPT_ADMIN_TIMEOUT, OPT_METRICS_EXPORTS, OPT_HOST_ID, OPT_LEASE, OPT_TAKEOVER,
   OPT_UNCONDITIONAL, OPT_TLS, OPT_TLS_CERTIFICATES, OPT_TLS_PSK,
-  OPT_TLS_VERIFY_PEER, OPT_CACHE_MAX_SIZE, OPT_HELP,
+  OPT_TLS_VERIFY_PEER, OPT_CACHE_MAX_SIZE, OPT_CACHE_DIR, OPT_REMOTE_PREFIX,
+  OPT_HELP,
 };
 
 static const struct option long_options[] = {
   { "cache-root", required_argument, NULL, OPT_CACHE_ROOT },
   { "cache-max-size", required_argument, NULL, OPT_CACHE_MAX_SIZE },
   { "export-root", required_argument, NULL, OPT_EXPORT_ROOT },
+  { "cache-dir", required_argument, NULL, OPT_CACHE_DIR },
+  { "remote-prefix", required_argument, NULL, OPT_REMOTE_PREFIX },
   { "bucket", required_argument, NULL, OPT_BUCKET },
   { "listen", required_argument, NULL, OPT_LISTEN },
   { "admin-sock", required_argument, NULL, OPT_ADMIN_SOCK },
@@ -456,6 +470,8 @@ static void
 parse_serve (int argc, char **argv)
 {
   bool spawn_flags = false;     /* a flag only spawn mode uses */
+  bool export_root_given = false;
+  char *cache_dir = NULL;
   int c;
 
   while ((c = getopt_long (argc, argv, "", long_options, NULL)) != -1) {
@@ -468,7 +484,12 @@ parse_serve (int argc, char **argv)
     case OPT_CACHE_MAX_SIZE:
       opt.cache_max_size = check_size ("--cache-max-size", optarg);
       break;
-    case OPT_EXPORT_ROOT: opt.export_root = optarg; break;
+    case OPT_EXPORT_ROOT:
+      opt.export_root = optarg;
+      export_root_given = true;
+      break;
+    case OPT_CACHE_DIR: cache_dir = absolute (optarg); break;
+    case OPT_REMOTE_PREFIX: opt.remote_prefix = optarg; break;
     case OPT_BUCKET: opt.bucket = optarg; break;
     case OPT_LISTEN: opt.listen = optarg; break;
     case OPT_ADMIN_SOCK: opt.admin_sock = absolute (optarg); break;
@@ -538,8 +559,19 @@ parse_serve (int argc, char **argv)
     default_admin_sock ();
     return;
   }
+  if (cache_dir || opt.remote_prefix) {
+    if (cache_dir == NULL || opt.remote_prefix == NULL)
+      usage_error ("direct mode needs both --cache-dir DIR and "
+                   "--remote-prefix ROOT/ID");
+    if (opt.cache_root || export_root_given)
+      usage_error ("--cache-dir and --remote-prefix (direct mode) replace "
+                   "--cache-root and --export-root; give one pair");
+    opt.cache_root = cache_dir;
+    opt.direct = true;
+  }
   if (opt.cache_root == NULL)
-    usage_error ("--cache-root DIR is required (try --help)");
+    usage_error ("--cache-root DIR is required (or, for direct mode, "
+                 "--cache-dir DIR --remote-prefix ROOT/ID; try --help)");
   if (opt.listen_group && opt.listen[0] != '/')
     usage_error ("--listen-group needs a Unix socket --listen PATH: any "
                  "local user can connect to a TCP listener");
@@ -620,9 +652,18 @@ nbdkit_argv (const char *pidfile, const char *control)
   for (size_t i = 0; i < opt.nfilters; i++)
     append (&argv, &n, xasprintf ("--filter=%s", opt.filters[i]));
   append (&argv, &n, opt.plugin);
-  param (&argv, &n, "cache-root", opt.cache_root);
+  if (opt.direct) {
+    /* The plugin opens its one export at start, with --takeover. */
+    param (&argv, &n, "cache-dir", opt.cache_root);
+    param (&argv, &n, "remote-prefix", opt.remote_prefix);
+    param (&argv, &n, "takeover", opt.takeover);
+  }
+  else {
+    param (&argv, &n, "cache-root", opt.cache_root);
+    param (&argv, &n, "export-root", opt.export_root);
+    param (&argv, &n, "discover", "false");     /* discover.c does */
+  }
   param (&argv, &n, "cache-max-size", opt.cache_max_size);
-  param (&argv, &n, "export-root", opt.export_root);
   param (&argv, &n, "bucket", opt.bucket);
   param (&argv, &n, "storage-backend", opt.storage_backend);
   param (&argv, &n, "endpoint-url", opt.endpoint_url);
@@ -631,7 +672,6 @@ nbdkit_argv (const char *pidfile, const char *control)
   param (&argv, &n, "control", control);
   param (&argv, &n, "host-id", opt.host_id);
   param (&argv, &n, "lease", opt.lease);
-  param (&argv, &n, "discover", "false");       /* discover.c does */
   param (&argv, &n, "unsafe-no-conditional-puts",
          opt.unconditional ? "true" : NULL);
   for (size_t i = 0; i < opt.nparams; i++)

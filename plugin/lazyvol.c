@@ -20,6 +20,13 @@
  * chunk that is not cached (afterwards any size costs the same), so
  * asking clients for chunk-sized I/O would only inflate small writes;
  * maximum 32 MiB, the most nbdkit accepts for a read or write.
+ *
+ * Direct mode (cache-dir=DIR remote-prefix=ROOT/ID, see volume.c): one
+ * export, or with snapshot=S only its view ID@S, loaded at start (after
+ * the fork, as discovery would be) and served under its name and as
+ * the default export "", so that clients that send no name reach it.
+ * The prefix's last component is the export id, the rest the export
+ * root, both checked as export-root and export ids are.
  */
 #include <config.h>
 
@@ -55,6 +62,12 @@ static struct store_config cfg = { .backend = STORE_S3, .retries = 5,
 static bool backend_given;
 static char *cache_root;
 static char *export_root;
+static char *cache_dir;         /* direct mode */
+static char *remote_prefix;
+static char *direct_snapshot;
+static char direct_id[EXPORT_ID_MAX + 1];
+static char *direct_name;       /* "ID" or "ID@S" */
+static bool discover_given;
 static char *bucket;
 static char *control_path;
 static uint64_t cache_max_size = CACHE_NO_LIMIT;
@@ -110,6 +123,10 @@ lazyvol_unload (void)
 {
   free (cache_root);
   free (export_root);
+  free (cache_dir);
+  free (remote_prefix);
+  free (direct_snapshot);
+  free (direct_name);
   free (bucket);
   free (control_path);
 }
@@ -137,6 +154,59 @@ replace (char **dst, char *value)
   return 0;
 }
 
+/* VALUE without its trailing slashes (a prefix), or NULL. */
+static char *
+strip_slashes (const char *value)
+{
+  size_t n = strlen (value);
+
+  while (n > 0 && value[n - 1] == '/')
+    n--;
+  return strndup (value, n);
+}
+
+/* Direct mode: check the parameters and split remote-prefix into the
+ * export root and the export id.  0 or -1.
+ */
+static int
+config_direct (void)
+{
+  char *slash;
+  const char *id;
+
+  if (cache_dir == NULL || remote_prefix == NULL) {
+    nbdkit_error ("direct mode needs both cache-dir=DIR and "
+                  "remote-prefix=PREFIX");
+    return -1;
+  }
+  if (cache_root || export_root) {
+    nbdkit_error ("cache-dir and remote-prefix (direct mode: one export) "
+                  "replace cache-root and export-root; give one pair");
+    return -1;
+  }
+  if (discover_given) {
+    nbdkit_error ("discover does not apply to direct mode: its one export "
+                  "is opened at start");
+    return -1;
+  }
+  slash = strrchr (remote_prefix, '/');
+  id = slash ? slash + 1 : remote_prefix;
+  if (!id_export_valid (id) || slash == remote_prefix) {
+    nbdkit_error ("remote-prefix must be an export root and an export id "
+                  "([A-Za-z0-9][A-Za-z0-9._-]{0,127}), as in exports/vm01, "
+                  "or the id alone, not \"%.200s\"", remote_prefix);
+    return -1;
+  }
+  snprintf (direct_id, sizeof direct_id, "%s", id);
+  direct_name = direct_snapshot ? xasprintf ("%s@%s", id, direct_snapshot)
+    : xasprintf ("%s", id);
+  export_root = slash ? strndup (remote_prefix, slash - remote_prefix)
+    : strdup ("");
+  cache_root = cache_dir;
+  cache_dir = NULL;
+  return export_root ? 0 : -1;
+}
+
 static int
 lazyvol_config (const char *key, const char *value)
 {
@@ -144,11 +214,19 @@ lazyvol_config (const char *key, const char *value)
 
   if (strcmp (key, "cache-root") == 0)
     return replace (&cache_root, nbdkit_absolute_path (value));
-  if (strcmp (key, "export-root") == 0) {
-    size_t n = strlen (value);
-    while (n > 0 && value[n - 1] == '/')
-      n--;
-    return replace (&export_root, strndup (value, n));
+  if (strcmp (key, "export-root") == 0)
+    return replace (&export_root, strip_slashes (value));
+  if (strcmp (key, "cache-dir") == 0)
+    return replace (&cache_dir, nbdkit_absolute_path (value));
+  if (strcmp (key, "remote-prefix") == 0)
+    return replace (&remote_prefix, strip_slashes (value));
+  if (strcmp (key, "snapshot") == 0) {
+    if (!id_snapshot_valid (value)) {
+      nbdkit_error ("snapshot must be a snapshot id (32 lowercase hex "
+                    "digits), not \"%.80s\"", value);
+      return -1;
+    }
+    return replace (&direct_snapshot, strdup (value));
   }
   if (strcmp (key, "bucket") == 0)
     return replace (&bucket, strdup (value));
@@ -218,6 +296,7 @@ lazyvol_config (const char *key, const char *value)
     if ((b = nbdkit_parse_bool (value)) == -1)
       return -1;
     discover = b;
+    discover_given = true;
     return 0;
   }
   if (strcmp (key, "host-id") == 0) {
@@ -252,8 +331,17 @@ lazyvol_config (const char *key, const char *value)
 static int
 lazyvol_config_complete (void)
 {
+  if (cache_dir || remote_prefix) {
+    if (config_direct () == -1)
+      return -1;
+  }
+  else if (direct_snapshot) {
+    nbdkit_error ("snapshot=ID needs direct mode (cache-dir, remote-prefix)");
+    return -1;
+  }
   if (cache_root == NULL) {
-    nbdkit_error ("cache-root=DIR is required");
+    nbdkit_error ("cache-root=DIR is required (or, for direct mode, "
+                  "cache-dir=DIR remote-prefix=ROOT/ID)");
     return -1;
   }
   if (export_root == NULL && (export_root = strdup ("exports")) == NULL)
@@ -280,7 +368,12 @@ lazyvol_config_complete (void)
 }
 
 #define lazyvol_config_help \
-  "cache-root=DIR          (required) Local cache directory.\n" \
+  "cache-root=DIR          Local cache directory (required, unless\n" \
+  "                        direct mode).\n" \
+  "cache-dir=DIR remote-prefix=ROOT/ID  Direct mode: serve export ID alone,\n" \
+  "                        its cache in DIR (both, instead of cache-root\n" \
+  "                        and export-root).\n" \
+  "snapshot=ID             Direct mode: serve only that snapshot, read-only.\n" \
   "bucket=BUCKET           Bucket, or directory for storage-backend=file.\n" \
   "storage-backend=file|s3|r2  Object store (default s3 with a bucket,\n" \
   "                        else file under CACHE-ROOT/.store).\n" \
@@ -298,7 +391,8 @@ lazyvol_config_complete (void)
   "file-mode=MODE          Mode of new file-store objects (0600).\n" \
   "retries=N               Object store retries (5).\n" \
   "timeout=30|2s|1500ms    Object store stall timeout, seconds or ms (30).\n" \
-  "discover=false          Do not load the exports found at start.\n" \
+  "discover=false          Do not load the exports found at start (not\n" \
+  "                        in direct mode).\n" \
   "host-id=ID              This host's name in owner records (host name).\n" \
   "lease=SECS              Lease period: a host that loses an export stops\n" \
   "                        writing to it within this time (30).\n" \
@@ -317,7 +411,9 @@ lazyvol_get_ready (void)
   /* The export root becomes part of every key: check it once here. */
   probe = xasprintf ("%s%sx", export_root, export_root[0] ? "/" : "");
   if (!store_key_valid (probe, false)) {
-    nbdkit_error ("invalid export-root \"%s\"", export_root);
+    nbdkit_error ("invalid %s \"%s\"",
+                  direct_name ? "remote-prefix" : "export-root",
+                  direct_name ? remote_prefix : export_root);
     return -1;
   }
   st = store_open (&cfg);
@@ -329,6 +425,10 @@ lazyvol_get_ready (void)
   env.st = st;
   env.root = export_root;
   env.cache_root = cache_root;
+  if (direct_name) {
+    env.direct = direct_id;
+    env.direct_snapshot = direct_snapshot;
+  }
   env.readahead = readahead;
   env.host_id = host_id;
   env.cache_id = cache_id;
@@ -358,6 +458,23 @@ raise_fd_limit (void)
                   (uintmax_t) was, (uintmax_t) rl.rlim_max);
 }
 
+/* Direct mode: load the one export or view.  An export not created yet
+ * is created over the control socket; any other failure ends nbdkit
+ * (a supervisor starts it again).  0 or -1.
+ */
+static int
+load_direct (void)
+{
+  if (registry_load (direct_name, takeover) == 0)
+    return 0;
+  if (errno == ENOENT && direct_snapshot == NULL) {
+    nbdkit_error ("warning: %s; create it over the control socket",
+                  err_msg ());
+    return 0;
+  }
+  return fail ();
+}
+
 static int
 lazyvol_after_fork (void)
 {
@@ -376,7 +493,11 @@ lazyvol_after_fork (void)
       return fail ();
   }
   registry_init (&env, idle_views);
-  if (discover)
+  if (direct_name) {
+    if (load_direct () == -1)
+      return -1;
+  }
+  else if (discover)
     registry_discover (takeover);
   commands_init (&env);
   if (control_path && control_start (control_path) == -1)
@@ -424,7 +545,11 @@ lazyvol_default_export (int readonly, int is_tls)
 {
   char name[EXPORT_ID_MAX + 1];
 
-  /* "" means the only export, if there is exactly one. */
+  /* "" means the only export, if there is exactly one; in direct mode
+   * the export or view this process serves.
+   */
+  if (direct_name)
+    return direct_name;
   if (!registry_default_name (name))
     return NULL;
   return nbdkit_strdup_intern (name);

@@ -646,6 +646,11 @@ registry_list_ids (registry_id_fn fn, void *opaque)
                                          env->root[0] ? "/" : "");
   struct id_lister l = { .fn = fn, .opaque = opaque };
 
+  /* Direct mode: the one export is all there is to find (a view alone
+   * is loaded at start, and never by id).
+   */
+  if (env->direct)
+    return env->direct_snapshot ? 0 : fn (opaque, env->direct);
   if (prefix == NULL)
     return err_set (ENOMEM, "list exports: out of memory");
   if (store_list (env->st, prefix, "/", list_one, &l) == -1)

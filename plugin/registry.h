@@ -43,7 +43,9 @@ int registry_discover (int takeover);
  */
 typedef int (*registry_id_fn) (void *opaque, const char *export_id);
 /* Call FN for each "<root>/<id>/" folder of the store whose name is a
- * valid export id (it may hold no volume.json).  0 or -1 with err_set.
+ * valid export id (it may hold no volume.json); in direct mode for the
+ * one export id alone, without listing (none if only a snapshot of it
+ * is served).  0 or -1 with err_set.
  */
 int registry_list_ids (registry_id_fn fn, void *opaque)
   __attribute__ ((__nonnull__ (1)));

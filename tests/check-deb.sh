@@ -14,7 +14,7 @@
 #  3. the .debs unpacked with dpkg -x into deb/root/: debian/tests/smoke
 #     runs the unpacked lazyvold and plugin (serve, create, write,
 #     snapshot, read back);
-#  4. dpkg -i: systemd-analyze verify on the installed unit (it needs
+#  4. dpkg -i: systemd-analyze verify on the installed units (it needs
 #     the ExecStart binary and the man pages Documentation= names, and no
 #     systemd as PID 1), the smoke test again against the installed
 #     packages, then dpkg --purge, and the user lazyvol is removed if the
@@ -82,8 +82,11 @@ cleanup ()
 }
 trap cleanup EXIT
 $sudo dpkg -i "$out"/lazyvol_*.deb "$out"/nbdkit-plugin-lazyvol_*.deb
-unit=$(dpkg -L lazyvol | grep '/lazyvold\.service$')
-systemd-analyze verify "$unit" > "$out/verify.log" 2>&1 ||
+# Both units: lazyvold.service and the template lazyvold@.service (which
+# systemd-analyze verifies as an instance).
+units=$(dpkg -L lazyvol | grep -E '/lazyvold@?\.service$')
+[ "$(echo "$units" | wc -l)" = 2 ] || { echo "check-deb: units: $units" >&2; exit 1; }
+systemd-analyze verify $units > "$out/verify.log" 2>&1 ||
     { cat "$out/verify.log"; exit 1; }
 if [ -s "$out/verify.log" ]; then
     cat "$out/verify.log"

@@ -270,7 +270,8 @@ store_tool ()
 # and the admin API on DIR/admin.sock (later arguments override these),
 # logging to DIR/lazyvold.log.  Returns once GET /v1/health answers 200.
 # Sets $lazyvold_pid, $admin, $nbd.  At exit lazyvold is stopped, and so
-# is any nbdkit it left serving.
+# is any nbdkit it left serving.  With LAZYVOLD_DIRECT=PREFIX, direct
+# mode instead: --cache-dir DIR/cache --remote-prefix PREFIX.
 start_lazyvold ()
 {
     local d=$1 a
@@ -287,8 +288,11 @@ start_lazyvold ()
             *) store_flags+=(--param "$a") ;;
         esac
     done
+    local cache_flags=(--cache-root "$d/cache")
+    [ -z "${LAZYVOLD_DIRECT:-}" ] ||
+        cache_flags=(--cache-dir "$d/cache" --remote-prefix "$LAZYVOLD_DIRECT")
     "$LAZYVOLD" serve --foreground --plugin "$LAZYVOL_PLUGIN" \
-        --cache-root "$d/cache" --listen "$nbd" --admin-sock "$admin" \
+        "${cache_flags[@]}" --listen "$nbd" --admin-sock "$admin" \
         ${store_flags[@]+"${store_flags[@]}"} "$@" >>"$d/lazyvold.log" 2>&1 &
     lazyvold_pid=$!
     cleanup_fn stop_lazyvold_at_exit "$lazyvold_pid" "$d/cache"
