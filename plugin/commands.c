@@ -1115,6 +1115,14 @@ cmd_delete (json_object *req, json_object *res)
       arg_bool (req, "remote", false, &a.remote) == -1 ||
       arg_bool (req, "discard_local", false, &a.discard) == -1)
     return -1;
+  /* The cache directory is the process's own there (it holds the cache
+   * id and the views too), and the export could not be served again.
+   */
+  if (env->direct)
+    return err_set (ENOTSUP, "delete %s: not in direct mode, where the "
+                    "process serves this one export from its own cache "
+                    "directory: stop it, and delete the export from a "
+                    "lazyvold serving the export root", a.id);
   if (registry_loaded (a.id))
     r = registry_unload_then (a.id, "delete", delete_before, delete_after,
                               &a);
