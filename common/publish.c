@@ -826,7 +826,8 @@ rollback_publish (struct publish *p, struct manifest *m, const char *target,
     return -1;
   CRASH_POINT ("rollback.after_summary");
   /* A delete of the target racing us: see snapshots.c, as for a clone. */
-  if (publish_source_there (v->env, v->export_id, target) == -1)
+  if (publish_source_there (v->env, v->export_id, target,
+                            "rolled back to") == -1)
     return -1;
   *head = p->old_head;
   head->generation = p->j.generation;

@@ -79,11 +79,11 @@ int publish_rollback (struct volume *v, const char *snapshot_id,
   __attribute__ ((__nonnull__ (1, 2, 6)));
 /* Is the manifest of snapshot SNAPSHOT_ID of EXPORT_ID, whose blobs a
  * clone or rollback is about to name, still there?  0, or -1: ENOENT if
- * it was deleted meanwhile (its blobs may be gone), or the store's
- * error.
+ * it was deleted meanwhile (its blobs may be gone; the message says it
+ * was being DOING: "cloned", "rolled back to"), or the store's error.
  */
 int publish_source_there (struct volume_env *env, const char *export_id,
-                          const char *snapshot_id)
+                          const char *snapshot_id, const char *doing)
   __attribute__ ((__nonnull__));
 
 struct snapshot_info {

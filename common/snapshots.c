@@ -337,7 +337,7 @@ publish_delete (struct volume_env *env, const char *export_id,
 
 int
 publish_source_there (struct volume_env *env, const char *export_id,
-                      const char *snapshot_id)
+                      const char *snapshot_id, const char *doing)
 {
   CLEANUP_FREE char *key = key_manifest (env->root, export_id, snapshot_id);
   struct store_obj obj;
@@ -348,7 +348,7 @@ publish_source_there (struct volume_env *env, const char *export_id,
     return 0;
   if (err_errno () == ENOENT)
     return err_set (ENOENT, "snapshot %s of %s was deleted while it was "
-                    "being copied", snapshot_id, export_id);
+                    "being %s", snapshot_id, export_id, doing);
   return -1;
 }
 
@@ -423,7 +423,8 @@ publish_clone (struct volume_env *env, const char *export_id,
   CRASH_POINT ("clone.after_summary");
   manifest_free (m);
   if (r == -1 ||
-      publish_source_there (env, source_export_id, source_snapshot_id) == -1 ||
+      publish_source_there (env, source_export_id, source_snapshot_id,
+                            "cloned") == -1 ||
       remote_put_new_head (env, &head) == -1) {
     struct err_saved why;
 

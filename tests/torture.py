@@ -2230,6 +2230,17 @@ class Campaign:
             time.sleep(delay)
             self.kill_tree(order)
         self.host.start(mode=mode)
+        if variant == 'close':
+            # A close is remembered from the moment it is recorded: one
+            # the kill let get that far keeps the export closed across
+            # the restart, until it is opened.
+            try:
+                self.host.cmd('open', e.name)
+                self.remark('%s stayed closed across the kill' % e.name)
+            except CtlError as ex:
+                if ex.code != 'already_exists':
+                    raise Failure('open %s after a killed close: %s'
+                                  % (e.name, ex))
         if variant == 'racing' and racing:
             self.check_racing_snapshot(e, *racing, killed=True)
         self.settle_crash()
