@@ -68,8 +68,6 @@ int format_check_version (const struct format_doc *d, uint64_t version,
 int format_check_chunk_size (const struct format_doc *d, uint64_t cs)
   __attribute__ ((__nonnull__));
 
-/* Write a JSON string, escaped as RFC 8259 says. */
-void format_write_string (FILE *f, const char *s) __attribute__ ((__nonnull__));
 /* A top-level member with a string value, or null if S is NULL. */
 void format_write_str (FILE *f, const char *key, const char *s)
   __attribute__ ((__nonnull__ (1, 2)));

@@ -81,6 +81,8 @@ int volume_parse (const char *json, size_t len, const char *export_id,
  * out-of-memory.
  */
 char *volume_format (const struct volume_head *head);
+/* Write a JSON string, escaped as RFC 8259 says (S must be UTF-8). */
+void format_write_string (FILE *f, const char *s) __attribute__ ((__nonnull__));
 
 /* owner.json: which host owns an export (see owner.c). */
 #define HOST_ID_MAX 64          /* like an export id, at most 64 bytes */

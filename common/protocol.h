@@ -10,6 +10,11 @@
 #ifndef LAZYVOL_PROTOCOL_H
 #define LAZYVOL_PROTOCOL_H
 
+/* A reply is one JSON object on one line, and its first member is "ok",
+ * written without spaces: a success begins with PROTOCOL_REPLY_OK.
+ */
+#define PROTOCOL_REPLY_OK "{\"ok\":true"
+
 /* How deep a request may nest (a control line, an admin API body):
  * requests are shallow objects, and anything deeper is refused before
  * json-c builds it.

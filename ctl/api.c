@@ -45,6 +45,7 @@
 #include "discover.h"
 #include "err.h"
 #include "metrics.h"
+#include "pretty.h"
 #include "protocol.h"
 #include "relay.h"
 #include "supervise.h"
@@ -70,7 +71,11 @@ struct field {
   bool required;
 };
 
-enum reply_kind { REPLY_JSON, REPLY_HEALTH, REPLY_METRICS };
+/* JSON: the reply parsed, and printed again (pretty); TEXT: the same,
+ * for a large reply, but without a tree (see pretty.c); HEALTH and
+ * METRICS: lazyvold's own documents, made from the reply.
+ */
+enum reply_kind { REPLY_JSON, REPLY_TEXT, REPLY_HEALTH, REPLY_METRICS };
 
 struct route {
   enum evhttp_cmd_type method;
@@ -130,7 +135,7 @@ static const struct field clone_body[] = {
 #define POST EVHTTP_REQ_POST
 #define DELETE EVHTTP_REQ_DELETE
 static const struct route routes[] = {
-  { GET, "/v1/exports", CMD_list, ANY, NULL, 200, REPLY_JSON },
+  { GET, "/v1/exports", CMD_list, ANY, NULL, 200, REPLY_TEXT },
   { POST, "/v1/exports/create", CMD_create, ANY, create_body, 201,
     REPLY_JSON },
   { POST, "/v1/exports/open", CMD_open, ANY, open_body, 200, REPLY_JSON },
@@ -522,6 +527,7 @@ on_reply (json_object *reply, void *opaque)
                               json_object_new_string (publish_warning));
     switch (c->route->reply) {
     case REPLY_JSON:
+    case REPLY_TEXT:                    /* not a success: parsed */
       respond_json (c->req, c->status, reply);
       break;
     case REPLY_HEALTH:
@@ -532,6 +538,31 @@ on_reply (json_object *reply, void *opaque)
       break;
     }
   }
+  free (c);
+}
+
+/* A success reply of a REPLY_TEXT route: its text without the "ok"
+ * member, indented.
+ */
+static void
+on_text (char *line, size_t len, void *opaque)
+{
+  struct call *c = opaque;
+  struct evbuffer *body = evbuffer_new ();
+  char *rest = line + strlen (PROTOCOL_REPLY_OK);
+
+  /* {"ok":true,"exports":[...]} becomes {"exports":[...]} in place. */
+  if (*rest == ',')
+    *rest = '{';
+  else
+    *--rest = '{';                      /* {"ok":true} becomes {} */
+  if (body && pretty_json (body, rest, len - (rest - line),
+                           "the plugin's reply") == -1) {
+    evbuffer_free (body);
+    respond_error (c->req, 500, "internal", err_msg ());
+  }
+  else
+    respond (c->req, c->status, "application/json", body);
   free (c);
 }
 
@@ -595,7 +626,8 @@ api_handle (struct evhttp_request *req, void *arg)
   c->req = req;
   c->route = route;
   c->status = success_status (route, cmd);
-  if (relay_send (cmd, on_reply, c) == -1) {
+  if ((route->reply == REPLY_TEXT ? relay_send_text (cmd, on_text, on_reply, c)
+       : relay_send (cmd, on_reply, c)) == -1) {
     respond_error (req, 500, "internal", err_msg ());
     free (c);
   }

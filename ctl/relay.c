@@ -43,6 +43,7 @@
 #include <event2/bufferevent.h>
 
 #include "err.h"
+#include "protocol.h"
 #include "relay.h"
 #include "unixsock.h"
 #include "util.h"
@@ -50,11 +51,13 @@
 #define POOL_MAX 32
 #define CONNECT_TRIES 10
 #define REPLY_MAX (64 * 1024 * 1024)
+#define READ_MAX (64 * 1024)
 
 struct relay {
   struct relay *next;           /* in the queue */
   char *line;                   /* the request, newline included */
   relay_reply_fn fn;
+  relay_text_fn text_fn;        /* success replies unparsed, if not NULL */
   void *opaque;
 };
 
@@ -65,6 +68,7 @@ struct conn {
   unsigned tries;               /* connects that found the backlog full */
   struct err_saved failure;     /* that failure (errnum 0: none) */
   struct relay *relay;          /* the request on it; NULL when idle */
+  size_t scanned;               /* input searched for the newline so far */
 };
 
 static struct event_base *base;
@@ -167,16 +171,38 @@ conn_read (struct bufferevent *bev, void *arg)
   struct conn *c = arg;
   struct evbuffer *in = bufferevent_get_input (bev);
   struct relay *r = c->relay;
+  struct evbuffer_ptr from, eol;
   size_t len;
-  char *line = evbuffer_readln (in, &len, EVBUFFER_EOL_LF);
+  char *line;
   json_object *reply;
 
-  if (line == NULL) {
-    if (evbuffer_get_length (in) > REPLY_MAX) {
+  /* A large reply arrives in many reads: the newline is searched for in
+   * the new bytes only, not in the whole reply every time.
+   */
+  evbuffer_ptr_set (in, &from, c->scanned, EVBUFFER_PTR_SET);
+  eol = evbuffer_search_eol (in, &from, NULL, EVBUFFER_EOL_LF);
+  if (eol.pos == -1) {
+    c->scanned = evbuffer_get_length (in);
+    if (c->scanned > REPLY_MAX) {
       err_set (EMSGSIZE, "control socket %s: a reply over %d bytes", path,
                REPLY_MAX);
       conn_failed (c);
     }
+    return;
+  }
+  c->scanned = 0;
+  if ((line = evbuffer_readln (in, &len, EVBUFFER_EOL_LF)) == NULL) {
+    err_set (ENOMEM, "control socket %s: out of memory for a reply", path);
+    conn_failed (c);
+    return;
+  }
+  if (r && r->text_fn && len >= strlen (PROTOCOL_REPLY_OK) &&
+      memcmp (line, PROTOCOL_REPLY_OK, strlen (PROTOCOL_REPLY_OK)) == 0) {
+    c->relay = NULL;
+    r->text_fn (line, len, r->opaque);
+    free (line);
+    relay_free (r);
+    dispatch ();
     return;
   }
   reply = r ? parse_reply (line, len) : NULL;
@@ -230,6 +256,8 @@ conn_connect (struct conn *c)
     return;
   }
   bufferevent_setcb (c->bev, conn_read, NULL, conn_event, c);
+  /* A megabyte of list in 16 reads rather than libevent's 64. */
+  bufferevent_set_max_single_read (c->bev, READ_MAX);
   if (bufferevent_write (c->bev, c->relay->line,
                          strlen (c->relay->line)) == -1 ||
       bufferevent_enable (c->bev, EV_READ) == -1) {
@@ -333,6 +361,13 @@ relay_init (struct event_base *b, const char *control)
 int
 relay_send (json_object *req, relay_reply_fn fn, void *opaque)
 {
+  return relay_send_text (req, NULL, fn, opaque);
+}
+
+int
+relay_send_text (json_object *req, relay_text_fn text_fn, relay_reply_fn fn,
+                 void *opaque)
+{
   struct relay *r = calloc (1, sizeof *r);
 
   if (r == NULL ||
@@ -342,6 +377,7 @@ relay_send (json_object *req, relay_reply_fn fn, void *opaque)
     return err_set (ENOMEM, "control socket %s: out of memory", path);
   }
   r->fn = fn;
+  r->text_fn = text_fn;
   r->opaque = opaque;
   *queue_tail = r;
   queue_tail = &r->next;

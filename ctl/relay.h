@@ -19,6 +19,11 @@
  * returns), or NULL with err_msg() saying why there is none.
  */
 typedef void (*relay_reply_fn) (json_object *reply, void *opaque);
+/* Called instead with a success reply's text, as the plugin sent it: LEN
+ * bytes at LINE, without the newline; the text may be changed in place,
+ * and is freed after the call returns.
+ */
+typedef void (*relay_text_fn) (char *line, size_t len, void *opaque);
 
 /* Send the requests of relay_send to control socket PATH (which must
  * outlive the relays), from loop BASE.  0, or -1 with err_set (ENOMEM).
@@ -33,6 +38,12 @@ int relay_init (struct event_base *base, const char *path)
  */
 int relay_send (json_object *req, relay_reply_fn fn, void *opaque)
   __attribute__ ((__nonnull__ (1, 2)));
+/* The same, except that a success reply (PROTOCOL_REPLY_OK) goes to
+ * TEXT_FN, unparsed, for a large reply that is passed on as it is.
+ */
+int relay_send_text (json_object *req, relay_text_fn text_fn,
+                     relay_reply_fn fn, void *opaque)
+  __attribute__ ((__nonnull__ (1, 3)));
 
 /* Drop every request and connection, without calling back (at exit). */
 void relay_shutdown (void);

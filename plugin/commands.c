@@ -33,6 +33,7 @@
 #include "protocol.h"
 #include "publish.h"
 #include "registry.h"
+#include "status.h"
 #include "store.h"
 
 static struct volume_env *env;
@@ -169,196 +170,11 @@ add_u64 (json_object *o, const char *key, uint64_t v)
   json_object_object_add (o, key, json_object_new_uint64 (v));
 }
 
-/* A limit in bytes, or null for none. */
-static void
-add_limit (json_object *o, const char *key, uint64_t v)
-{
-  json_object_object_add (o, key, v == CACHE_NO_LIMIT ? NULL
-                          : json_object_new_uint64 (v));
-}
-
 static void
 add_str (json_object *o, const char *key, const char *s)
 {
   json_object_object_add (o, key, s && s[0] ? json_object_new_string (s)
                                              : NULL);
-}
-
-static json_object *
-new_base (const struct meta_base *b)
-{
-  json_object *o = json_object_new_object ();
-
-  add_str (o, "snapshot_id", b->snapshot_id);
-  add_u64 (o, "generation", b->generation);
-  add_u64 (o, "epoch", b->epoch);
-  return o;
-}
-
-/* Who may write the export: "writable" and why not, the owner, this
- * host's lease, and what stale local writes are based on.
- */
-static void
-add_ownership (json_object *o, const struct volume_status *s)
-{
-  json_object *owner = NULL, *lease = NULL;
-
-  json_object_object_add (o, "writable", json_object_new_boolean (s->writable));
-  add_str (o, "notice", s->notice);
-  add_u64 (o, "epoch", s->epoch);
-  if (s->owner.epoch > 0) {
-    owner = json_object_new_object ();
-    add_str (owner, "host_id", s->owner.host_id);
-    add_str (owner, "cache_id", s->owner.cache_id);
-    add_u64 (owner, "epoch", s->owner.epoch);
-    add_str (owner, "since", s->owner.since);
-    json_object_object_add (owner, "this_host",
-                            json_object_new_boolean (s->owned));
-  }
-  json_object_object_add (o, "owner", owner);
-  if (s->lease_period_ms > 0) {
-    lease = json_object_new_object ();
-    add_str (lease, "host_id", env->host_id);
-    add_str (lease, "cache_id", env->cache_id);
-    add_u64 (lease, "period_ms", s->lease_period_ms);
-    if (s->lease_age_ms != UINT64_MAX)
-      add_u64 (lease, "age_ms", s->lease_age_ms);
-    else
-      json_object_object_add (lease, "age_ms", NULL);
-    json_object_object_add (lease, "valid",
-                            json_object_new_boolean (s->lease_valid));
-  }
-  json_object_object_add (o, "lease", lease);
-  json_object_object_add (o, "stale", json_object_new_boolean (s->stale));
-  json_object_object_add (o, "based_on", s->stale ? new_base (&s->base)
-                          : NULL);
-  json_object_object_add (o, "unsafe_no_conditional_puts",
-                          json_object_new_boolean (env->unconditional));
-}
-
-/* operation_progress: how far the running operation is, or the last one
- * went (zeros and nulls before the first), with its rate in bytes per
- * second.
- */
-static json_object *
-new_progress (const struct volume_status *s)
-{
-  const struct volume_progress *p = &s->progress;
-  json_object *o = json_object_new_object ();
-  double secs = p->elapsed_ns / 1e9;
-
-  add_u64 (o, "done", p->done);
-  add_u64 (o, "total", p->total);
-  add_u64 (o, "done_bytes", p->done_bytes);
-  add_u64 (o, "total_bytes", p->total_bytes);
-  add_str (o, "started_at", p->started_at);
-  json_object_object_add (o, "elapsed_s", p->started_at[0] == '\0' ? NULL
-                          : json_object_new_double (secs));
-  add_u64 (o, "bytes_per_s", secs > 0 ? p->done_bytes / secs : 0);
-  return o;
-}
-
-/* cache_budget: what the process's caches may take and take, this
- * export's share and own limit, and whether no room can be made.
- */
-static json_object *
-new_cache_budget (const struct cache_stats *c)
-{
-  json_object *o = json_object_new_object ();
-  bool own = c->full == CACHE_FULL_LIMIT;
-  char notice[256] = "";
-
-  add_limit (o, "max_bytes", c->budget.max_bytes);
-  add_u64 (o, "used_bytes", c->budget.used_bytes);
-  add_u64 (o, "dirty_bytes", c->budget.dirty_bytes);
-  add_u64 (o, "evictions", c->budget.evictions);
-  add_limit (o, "export_max_bytes", c->max_bytes);
-  add_u64 (o, "export_used_bytes", c->used_bytes);
-  add_u64 (o, "export_dirty_bytes", c->dirty_bytes);
-  add_u64 (o, "export_evictions", c->evictions);
-  add_u64 (o, "bypass_reads", c->bypass_reads);
-  add_u64 (o, "refused_writes", c->refused_writes);
-  json_object_object_add (o, "full",
-                          json_object_new_boolean (c->full != CACHE_ROOM));
-  if (c->full != CACHE_ROOM)
-    snprintf (notice, sizeof notice, "the %s of %ju bytes is full of "
-              "unpublished writes: chunks not cached are read without "
-              "keeping them, and writes to them fail (ENOSPC) until a "
-              "snapshot publishes the writes", own
-              ? "export's own cache limit" : "cache budget",
-              (uintmax_t) (own ? c->max_bytes : c->budget.max_bytes));
-  add_str (o, "notice", notice);
-  return o;
-}
-
-/* last_operation: how the last operation to end ended, or null. */
-static json_object *
-new_last_operation (const struct volume_outcome *l)
-{
-  json_object *o;
-
-  if (l->op == VOLUME_IDLE)
-    return NULL;
-  o = json_object_new_object ();
-  add_str (o, "kind", volume_op_kind (l->op));
-  add_str (o, "result", volume_result_name (l->result));
-  add_str (o, "error", l->result == VOLUME_FAILED ? l->error : NULL);
-  add_str (o, "warning", l->warning);
-  add_str (o, "started_at", l->started_at);
-  add_str (o, "finished_at", l->finished_at);
-  json_object_object_add (o, "duration_s", json_object_new_double
-                          (l->ns / 1e9));
-  if (l->op == VOLUME_SNAPSHOT || l->op == VOLUME_COMPACT) {
-    add_str (o, "snapshot_id", l->snapshot_id);
-    add_u64 (o, "generation", l->generation);
-    json_object_object_add (o, "snapshot_created",
-                            json_object_new_boolean (l->created));
-  }
-  return o;
-}
-
-static void
-add_status (json_object *o, struct volume *v)
-{
-  struct volume_status s;
-
-  volume_status (v, &s);
-  json_object_object_add (o, "export_id",
-                          json_object_new_string (volume_name (v)));
-  add_str (o, "snapshot_id", s.snapshot_id);
-  json_object_object_add (o, "readonly", json_object_new_boolean (s.readonly));
-  add_u64 (o, "image_size", s.image_size);
-  json_object_object_add (o, "pending_image_size", s.pending_image_size
-                          ? json_object_new_uint64 (s.pending_image_size)
-                          : NULL);
-  add_u64 (o, "chunk_size", s.chunk_size);
-  add_u64 (o, "chunk_count", s.cache.chunks);
-  add_u64 (o, "resident_chunks", s.cache.resident);
-  add_u64 (o, "dirty_chunks", s.cache.dirty);
-  add_u64 (o, "snapshot_generation", s.snapshot_generation);
-  add_u64 (o, "remote_head_generation", s.remote_head_generation);
-  json_object_object_add (o, "operation_state",
-                          json_object_new_string (volume_op_name (s.op)));
-  json_object_object_add (o, "operation_progress", new_progress (&s));
-  json_object_object_add (o, "last_operation",
-                          new_last_operation (&s.last));
-  add_u64 (o, "connections", registry_connections (volume_name (v)));
-  json_object_object_add (o, "failed_stop",
-                          json_object_new_boolean (s.cache.failed));
-  add_u64 (o, "suspect_chunks", s.cache.suspect);
-  json_object_object_add (o, "cache_budget", new_cache_budget (&s.cache));
-  add_str (o, "last_error", s.last_error);
-  add_ownership (o, &s);
-}
-
-static int
-status_array_add (void *opaque, struct volume *v)
-{
-  json_object *item = json_object_new_object ();
-
-  add_status (item, v);
-  json_object_array_add (opaque, item);
-  return 0;
 }
 
 /* Commands: each fills RES and returns 0, or returns -1 with err_set. */
@@ -374,10 +190,12 @@ cmd_ping (json_object *req, json_object *res)
 static int
 cmd_list (json_object *req, json_object *res)
 {
-  json_object *a = json_object_new_array ();
+  json_object *a = status_list (env);
 
+  if (a == NULL)
+    return -1;
   json_object_object_add (res, "exports", a);
-  return registry_foreach (status_array_add, a);
+  return 0;
 }
 
 /* Reply with the status of loaded export NAME. */
@@ -385,12 +203,13 @@ static int
 reply_status (json_object *res, const char *name)
 {
   struct volume *v = registry_get (name, false, false);
+  int r;
 
   if (v == NULL)
     return -1;
-  add_status (res, v);
+  r = status_add (res, v, env);
   registry_put (v, false);
-  return 0;
+  return r;
 }
 
 /* Load export NAME (TAKEOVER as for registry_load), or keep the view
@@ -565,7 +384,12 @@ run_publish (json_object *req, json_object *res, bool compact)
     return -1;
   }
   if (!wait) {
-    add_status (res, v);        /* before the job may release V */
+    /* The status first: once the job runs, it may release V. */
+    if (status_add (res, v, env) == -1) {
+      volume_op_end (v, false);
+      registry_put (v, false);
+      return -1;
+    }
     if (jobs_publish (v, compact, label) == 0)
       return 0;
     registry_put (v, false);
@@ -834,7 +658,7 @@ cmd_reset (json_object *req, json_object *res)
     return -1;
   r = volume_reset (v);
   if (r == 0)
-    add_status (res, v);
+    r = status_add (res, v, env);
   registry_put_exclusive (v);
   return r;
 }
@@ -851,7 +675,7 @@ cmd_hydrate (json_object *req, json_object *res)
     return -1;
   r = volume_hydrate (v);
   if (r == 0)
-    add_status (res, v);
+    r = status_add (res, v, env);
   registry_put (v, false);
   return r;
 }
@@ -1289,6 +1113,8 @@ commands_run (const char *line, size_t len)
   int r = -1, i;
 
   err_clear ();
+  /* "ok" first: lazyvold knows a success from the line's start. */
+  json_object_object_add (res, "ok", json_object_new_boolean (true));
   if (tok == NULL) {
     err_set (ENOMEM, "out of memory");
     goto reply;
@@ -1318,8 +1144,6 @@ commands_run (const char *line, size_t len)
     json_object_put (res);
     res = commands_error_reply ();
   }
-  else
-    json_object_object_add (res, "ok", json_object_new_boolean (true));
   json_object_put (req);
   if (tok)
     json_tokener_free (tok);

@@ -82,6 +82,35 @@ sha_of (uint64_t c)
   return sha;
 }
 
+/* Strings are written escaped as RFC 8259 says, in runs between the
+ * bytes that need an escape, which may be first, last or adjacent.
+ */
+static void
+test_write_string (void)
+{
+  static const char *const cases[][2] = {
+    { "", "\"\"" },
+    { "plain/text \xc3\xa9", "\"plain/text \xc3\xa9\"" },
+    { "\"quoted\"", "\"\\\"quoted\\\"\"" },
+    { "a\\b\\\\", "\"a\\\\b\\\\\\\\\"" },
+    { "\x01\ttab\nline\x1f", "\"\\u0001\\u0009tab\\u000aline\\u001f\"" },
+  };
+
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    char *buf = NULL;
+    size_t len;
+    FILE *f = memstream_open (&buf, &len);
+
+    if (!CHECK (f != NULL))
+      return;
+    format_write_string (f, cases[i][0]);
+    if (CHECK (memstream_close (f, &buf) == 0) &&
+        !CHECK (strcmp (buf, cases[i][1]) == 0))
+      fprintf (stderr, "  wrote %s, not %s\n", buf, cases[i][1]);
+    free (buf);
+  }
+}
+
 static void
 test_chunks (void)
 {
@@ -1276,6 +1305,7 @@ test_refs (void)
 int
 main (void)
 {
+  test_write_string ();
   test_chunks ();
   test_keys ();
   test_volume ();
