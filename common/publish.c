@@ -886,10 +886,22 @@ publish_rollback (struct volume *v, const char *snapshot_id, bool discard,
   }
   /* Writes are frozen: dropping them now leaves none over the old head
    * when it moves, so that a crash after the move finds no dirty chunk
-   * (clean ones are dropped at an unclean start).
+   * (clean ones are dropped at an unclean start).  A pending resize is
+   * dropped with them, as a reset drops it: the old head's size, so that
+   * if the rollback fails the cache is the old head's image again (the
+   * resize made the old short last chunk dirty, whole; kept at the
+   * larger size without that bit, it would be fetched whole from a blob
+   * that holds its short version).
    */
+  if (dirty > 0 && p.old_head.image_size < cache_size (v->cache) &&
+      !shrink) {
+    err_set (EBUSY, "a resize of %s to %ju bytes is not published, and "
+             "clients that know that size are connected: disconnect them, "
+             "or snapshot first", v->name, (uintmax_t) cache_size (v->cache));
+    goto out;
+  }
   if (dirty > 0) {
-    if (cache_reset (v->cache, &old, cache_size (v->cache)) == -1)
+    if (cache_reset (v->cache, &old, p.old_head.image_size) == -1)
       goto out;
     log_info ("%s: %ju unpublished chunks discarded for the rollback",
               v->name, (uintmax_t) dirty);
@@ -903,8 +915,10 @@ publish_rollback (struct volume *v, const char *snapshot_id, bool discard,
   rollback_identity (&p, m);
   if (rollback_publish (&p, m, snapshot_id, &head, etag, &unknown) == -1) {
     if (unknown)
-      /* The head may be the new snapshot: serve none of the old image. */
-      cache_reset (v->cache, &old, cache_size (v->cache));
+      /* The head may be the new snapshot: serve none of the old image
+       * (at the old head's size, for the reason above).
+       */
+      cache_reset (v->cache, &old, p.old_head.image_size);
     else if (journal_discard (v->env, &p.j))
       journal_remove (v->cache_dir);
     goto out;
