@@ -67,7 +67,7 @@ delete_check_resume (struct volume_env *env, const char *export_id)
   int r;
 
   if (remote_fetch_head (env, export_id, &head, NULL) == 0)
-    return err_set (EBUSY, "export %s is not loaded here: open it, then "
+    return err_set (ENOENT, "export %s is not loaded here: open it, then "
                     "delete it", export_id);
   if (err_errno () != ENOENT)
     return -1;

@@ -27,7 +27,7 @@ struct delete_report {
 int delete_head (struct volume_env *env, const char *export_id)
   __attribute__ ((__nonnull__));
 /* May this host finish the delete of EXPORT_ID, not loaded here?  Its
- * head must be gone (else EBUSY: open it first) and owner.json must not
+ * head must be gone (else ENOENT: open it first) and owner.json must not
  * name another host (EUSERS).  0 or -1.
  */
 int delete_check_resume (struct volume_env *env, const char *export_id)

@@ -528,23 +528,26 @@ quiesce (struct volume *v)
 int
 volume_unload (struct volume *v)
 {
-  int r;
-
   struct cache_stats st;
+  bool resized;
+  int r;
 
   quiesce (v);
   cache_get_stats (v->cache, &st);
+  resized = cache_size (v->cache) != v->head.image_size;
   r = cache_close (v->cache);
   if (r == -1)
     err_prefix ("unload %s", v->name);
   /* Another host may take the export at once, unless it would make our
-   * unpublished writes stale: then the ownership stays (and lapses with
-   * the lease if this host does not come back).
+   * unpublished writes stale (a resize not published is one): then the
+   * ownership stays (and lapses with the lease if this host does not
+   * come back).
    */
   if (v->owned && !atomic_load (&v->lost)) {
-    if (st.dirty > 0)
-      log_info ("%s: kept owned by this host: %ju unpublished dirty chunks",
-                v->name, (uintmax_t) st.dirty);
+    if (st.dirty > 0 || resized)
+      log_info ("%s: kept owned by this host: %ju unpublished dirty "
+                "chunks%s", v->name, (uintmax_t) st.dirty,
+                resized ? " and a resize" : "");
     else if (owner_release (v->env, v->export_id, v->owner.epoch) == -1)
       log_warn ("%s: %s", v->name, err_msg ());
   }

@@ -358,13 +358,16 @@ cmd_delete (char **args)
   if ((e = request ("POST", path, body, &r)) != 0)
     return e;
   if (!printed_json (&r)) {
+    bool cache = show_bool (r.json, "cache_removed");
+
     if (!json_object_object_get_ex (r.json, "store", &store)) {
-      printf ("deleted the local cache of %s; it stays in the store, and is "
-              "not loaded here until opened\n", args[0]);
+      printf ("deleted %s of %s; it stays in the store, and is not loaded "
+              "here until opened\n", cache ? "the local cache" : "nothing "
+              "local (there was no cache)", args[0]);
     }
     else {
-      printf ("deleted %s: its local cache, its head and %" PRIu64
-              " snapshot%s from the store\n", args[0],
+      printf ("deleted %s: %sits head and %" PRIu64 " snapshot%s from the "
+              "store\n", args[0], cache ? "its local cache, " : "",
               show_u64 (store, "snapshots"),
               show_u64 (store, "snapshots") == 1 ? "" : "s");
       show_unused (store, "");

@@ -348,7 +348,11 @@ cmd_close (json_object *req, json_object *res)
 
   if (arg_name (req, &name) == -1 || registry_unload (name) == -1)
     return -1;
-  return strchr (name, '@') ? 0 : registry_set_closed (name, true);
+  /* In direct mode the process serves this export alone, and loads it
+   * at every start: a close there is not remembered.
+   */
+  return strchr (name, '@') || env->direct ? 0
+    : registry_set_closed (name, true);
 }
 
 static int
@@ -848,6 +852,7 @@ add_gc_report (json_object *o, const struct gc_report *r)
 struct delete_args {
   const char *id;
   bool remote, discard;
+  bool cache_removed;           /* a local cache was there, and is gone */
   struct delete_report r;
 };
 
@@ -894,6 +899,7 @@ delete_cache (struct delete_args *a)
   if (dir_remove (dir) == -1 || fsync_dir (env->cache_root) == -1)
     return err_prefix ("delete the local cache of %s", a->id);
   log_info ("%s: deleted the local cache %s", a->id, dir);
+  a->cache_removed = true;
   return 0;
 }
 
@@ -903,10 +909,14 @@ delete_after (void *opaque)
 {
   struct delete_args *a = opaque;
 
-  if (delete_cache (a) == -1 ||
+  /* A local delete records the close first: a crash before the cache
+   * is gone must not bring the export back at the next start.
+   */
+  if ((!a->remote && registry_set_closed (a->id, true) == -1) ||
+      delete_cache (a) == -1 ||
       (a->remote && delete_rest (env, a->id, &a->r) == -1))
     return -1;
-  return registry_set_closed (a->id, !a->remote);
+  return a->remote ? registry_set_closed (a->id, false) : 0;
 }
 
 /* Finish the remote delete of A's export, not loaded here, which an
@@ -919,12 +929,11 @@ delete_finish (struct delete_args *a)
 {
   if (delete_check_resume (env, a->id) == -1 ||
       delete_head (env, a->id) == -1 ||      /* refs/current.json, if left */
-      delete_rest (env, a->id, &a->r) == -1)
+      delete_rest (env, a->id, &a->r) == -1 ||
+      (a->discard && delete_cache (a) == -1))
     return -1;
-  if (!a->r.found)
+  if (!a->r.found && !a->cache_removed)
     return err_set (ENOENT, "export %s does not exist", a->id);
-  if (a->discard && delete_cache (a) == -1)
-    return -1;
   return registry_set_closed (a->id, false);
 }
 
@@ -958,6 +967,8 @@ cmd_delete (json_object *req, json_object *res)
   if (r == 0) {
     add_str (res, "export_id", a.id);
     json_object_object_add (res, "remote", json_object_new_boolean (a.remote));
+    json_object_object_add (res, "cache_removed",
+                            json_object_new_boolean (a.cache_removed));
     if (a.remote) {
       o = json_object_new_object ();
       add_u64 (o, "snapshots", a.r.snapshots);

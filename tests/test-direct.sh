@@ -123,6 +123,14 @@ start_direct
 st=$(ctl '{"cmd":"status","export_id":"vm01"}')
 [ "$(field "$st" snapshot_generation)" = 2 ]
 [ "$(field "$st" dirty_chunks)" = 1 ]
+# A close is not remembered in direct mode: the next start loads the
+# export, and an open after it finds it loaded.
+ctl '{"cmd":"close","export_id":"vm01"}' >/dev/null
+[ ! -e "$dir/.closed/vm01" ] || fail "direct mode recorded a close"
+stop_lazyvol
+start_direct
+st=$(ctl '{"cmd":"status","export_id":"vm01"}') || fail "not loaded after a close: $st"
+[ "$(field "$st" dirty_chunks)" = 1 ]
 # read_back ARGS...: qemu-io reads with patterns, every one verified.
 read_back ()
 {

@@ -152,6 +152,16 @@ resize n $((2 * M)) >/dev/null
 qemu-io -f raw -c "write -P 0x33 $M $M" "$(uri n)" >/dev/null
 snap n >/dev/null
 store_tool get exports/n/volume.json | jq -e ".image_size == $((2 * M)) and .generation == 1" >/dev/null
+# A resize to whole chunks dirties nothing, but is unpublished: a close
+# keeps the export this host's (another host could publish over it and
+# the resize would be lost), and an open finds it pending still.
+resize n $((4 * M)) >/dev/null
+wait_for 30 no_clients n
+ctl '{"cmd":"close","export_id":"n"}' >/dev/null
+store_tool get exports/n/owner.json | jq -e '.host_id != null' >/dev/null ||
+    fail "n was released with a resize pending: $(store_tool get exports/n/owner.json)"
+r=$(ctl '{"cmd":"open","export_id":"n"}')
+[ "$(field "$r" pending_image_size)" = $((4 * M)) ] || fail "open of n: $r"
 
 # A crash after the dirty bit, before the size: the old size, chunk 1
 # dirty with its bytes; the resize then works.
