@@ -879,9 +879,10 @@ publish_rollback (struct volume *v, const char *snapshot_id, bool discard,
   }
   volume_head_base (&p.old_head, &old);
   if (dirty > 0 && !discard) {
-    err_set (EBUSY, "%ju chunks are written and not published: snapshot "
-             "them first, or roll back with \"discard_local\": true to drop "
-             "them", (uintmax_t) dirty);
+    err_set (EBUSY, "%ju chunk%s written and not published: snapshot "
+             "first, or roll back with discard_local (lazyvolctl "
+             "--discard-local) to drop %s", (uintmax_t) dirty,
+             dirty == 1 ? " is" : "s are", dirty == 1 ? "it" : "them");
     goto out;
   }
   /* Writes are frozen: dropping them now leaves none over the old head

@@ -58,6 +58,16 @@ id_export_valid (const char *s)
   return true;
 }
 
+int
+id_prefix_split (const char *prefix)
+{
+  const char *slash = strrchr (prefix, '/');
+  const char *id = slash ? slash + 1 : prefix;
+
+  return id_export_valid (id) && prefix[0] != '/' &&
+    strstr (prefix, "//") == NULL ? id - prefix : -1;
+}
+
 bool
 id_snapshot_valid (const char *s)
 {

@@ -54,6 +54,12 @@ int id_snapshot_check (const char *what, const char *s)
   __attribute__ ((__nonnull__));
 int id_name_check (const char *what, const char *s)
   __attribute__ ((__nonnull__));
+/* Remote prefix PREFIX of the direct mode, "ROOT/ID" or "ID" (trailing
+ * slashes dropped by the caller): the offset of its export id, or -1 if
+ * that is not a valid export id, or the prefix starts with "/" or has an
+ * empty component.
+ */
+int id_prefix_split (const char *prefix) __attribute__ ((__nonnull__));
 /* A snapshot's label: at most LABEL_MAX bytes of valid UTF-8 without a
  * control character (C0, DEL or C1); display only, never an address.
  */

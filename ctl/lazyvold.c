@@ -471,7 +471,7 @@ parse_serve (int argc, char **argv)
 {
   bool spawn_flags = false;     /* a flag only spawn mode uses */
   bool export_root_given = false;
-  char *cache_dir = NULL;
+  char *cache_dir = NULL, *prefix;
   int c;
 
   while ((c = getopt_long (argc, argv, "", long_options, NULL)) != -1) {
@@ -566,6 +566,19 @@ parse_serve (int argc, char **argv)
     if (opt.cache_root || export_root_given)
       usage_error ("--cache-dir and --remote-prefix (direct mode) replace "
                    "--cache-root and --export-root; give one pair");
+    /* Checked here as the plugin checks it: a bad prefix is a usage
+     * error (exit 2, which a service manager does not restart).
+     */
+    prefix = strndup (opt.remote_prefix, strlen (opt.remote_prefix));
+    if (prefix == NULL)
+      usage_error ("out of memory");
+    for (size_t n = strlen (prefix); n > 0 && prefix[n - 1] == '/'; n--)
+      prefix[n - 1] = '\0';
+    if (id_prefix_split (prefix) == -1)
+      usage_error ("--remote-prefix must be an export root and an export id "
+                   "([A-Za-z0-9][A-Za-z0-9._-]{0,127}), as in exports/vm01, "
+                   "or the id alone, not \"%.200s\"", opt.remote_prefix);
+    free (prefix);
     opt.cache_root = cache_dir;
     opt.direct = true;
   }

@@ -952,8 +952,8 @@ cmd_delete (json_object *req, json_object *res)
    * id and the views too), and the export could not be served again.
    */
   if (env->direct)
-    return err_set (ENOTSUP, "delete %s: not in direct mode, where the "
-                    "process serves this one export from its own cache "
+    return err_set (ENOTSUP, "delete %s: refused in direct mode, where "
+                    "the process serves this one export from its own cache "
                     "directory: stop it, and delete the export from a "
                     "lazyvold serving the export root", a.id);
   if (registry_loaded (a.id))

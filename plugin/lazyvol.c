@@ -171,7 +171,7 @@ strip_slashes (const char *value)
 static int
 config_direct (void)
 {
-  char *slash;
+  int at;
   const char *id;
 
   if (cache_dir == NULL || remote_prefix == NULL) {
@@ -189,19 +189,17 @@ config_direct (void)
                   "is opened at start");
     return -1;
   }
-  slash = strrchr (remote_prefix, '/');
-  id = slash ? slash + 1 : remote_prefix;
-  if (!id_export_valid (id) || slash == remote_prefix) {
+  if ((at = id_prefix_split (remote_prefix)) == -1) {
     nbdkit_error ("remote-prefix must be an export root and an export id "
                   "([A-Za-z0-9][A-Za-z0-9._-]{0,127}), as in exports/vm01, "
                   "or the id alone, not \"%.200s\"", remote_prefix);
     return -1;
   }
+  id = remote_prefix + at;
   snprintf (direct_id, sizeof direct_id, "%s", id);
   direct_name = direct_snapshot ? xasprintf ("%s@%s", id, direct_snapshot)
     : xasprintf ("%s", id);
-  export_root = slash ? strndup (remote_prefix, slash - remote_prefix)
-    : strdup ("");
+  export_root = strndup (remote_prefix, at > 0 ? at - 1 : 0);
   cache_root = cache_dir;
   cache_dir = NULL;
   return export_root ? 0 : -1;

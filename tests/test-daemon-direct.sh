@@ -27,6 +27,8 @@ usage ()
 }
 usage 'direct mode needs both --cache-dir DIR and --remote-prefix ROOT/ID' --cache-dir "$tmp/x"
 usage 'direct mode needs both' --remote-prefix exports/vm01 --cache-root "$tmp/x"
+usage '--remote-prefix must be an export root and an export id' \
+    --cache-dir "$tmp/x" --remote-prefix /x/vm01
 usage 'replace --cache-root and --export-root' --cache-dir "$tmp/x" \
     --remote-prefix exports/vm01 --export-root exports
 usage 'replace --cache-root and --export-root' --cache-dir "$tmp/x" \

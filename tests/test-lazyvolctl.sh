@@ -170,7 +170,7 @@ lv_error 2 "invalid --label: contains a control character (want at most 128 byte
     snapshot vr --label "$(printf 'a\tb')"
 qemu-io -f raw -c 'write -P 8 0 1M' "$(uri vr)" >/dev/null
 lv 4 rollback vr "$r1"
-matches '^lazyvolctl: rollback vr: 1 chunks are written and not published' "$tmp/err"
+matches '^lazyvolctl: rollback vr: 1 chunk is written and not published' "$tmp/err"
 lv 0 rollback vr "$r1" --discard-local --label 'back to r1'
 [ -n "$(sed -n "s/^rolled vr back to snapshot $r1: its new snapshot is \([0-9a-f]\{32\}\) (generation 3)\$/\1/p" "$tmp/out")" ]
 nbdcopy "$(uri vr)" "$tmp/r3.img"
