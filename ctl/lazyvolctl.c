@@ -484,8 +484,10 @@ cmd_snapshot (char **args)
             show_str (r.json, "snapshot_id") ?: "-", args[0],
             show_u64 (r.json, "generation"));
   else
-    printf ("nothing to publish: %s has no writes since snapshot %s\n",
-            args[0], show_str (r.json, "snapshot_id") ?: "-");
+    printf ("nothing to publish: %s has no writes since snapshot %s%s\n",
+            args[0], show_str (r.json, "snapshot_id") ?: "-",
+            opt.label ? " (no snapshot was made, so the label was not "
+            "used)" : "");
   client_reply_free (&r);
   return 0;
 }

@@ -123,6 +123,8 @@ s1=$(jq -r .snapshot_id "$tmp/out")
 nbdcopy "$(uri vm01)" "$tmp/s1.img"
 lv 0 snapshot vm01
 [ "$(cat "$tmp/out")" = "nothing to publish: vm01 has no writes since snapshot $s1" ]
+lv 0 snapshot vm01 --label unused
+[ "$(cat "$tmp/out")" = "nothing to publish: vm01 has no writes since snapshot $s1 (no snapshot was made, so the label was not used)" ]
 qemu-io -f raw -c 'write -P 2 4M 1M' "$(uri vm01)" >/dev/null
 lv 0 snapshot vm01
 s2=$(sed -n 's/^published snapshot \([0-9a-f]\{32\}\) of vm01 (generation 2)$/\1/p' "$tmp/out")
