@@ -73,6 +73,11 @@
 
 #define DEFAULT_LISTEN "127.0.0.1:10809"
 #define RUN_DIR_NAME ".lazyvold"
+/* nbdkit's threads per connection (its own default is 16): a client such
+ * as qemu or nbdcopy keeps 32 or more requests in flight on one
+ * connection, and with a cold cache each may wait for a fetch.
+ */
+#define THREADS_DEFAULT 64
 
 /* nbdkit's --tls modes, and how the log says each.  TLS_UNSET: no --tls
  * given yet (check_tls settles it).
@@ -100,6 +105,7 @@ static struct {
   bool unconditional;
   unsigned admin_timeout;
   unsigned metrics_exports;
+  unsigned threads;             /* nbdkit's per connection */
   const char *storage_backend, *endpoint_url, *region, *r2_account_id;
   const char **filters, **params;
   size_t nfilters, nparams;
@@ -108,7 +114,7 @@ static struct {
 } opt = {
   .export_root = "exports", .listen = DEFAULT_LISTEN,
   .nbdkit = NBDKIT_PATH, .log_level = LOG_LV_INFO, .admin_timeout = 30,
-  .metrics_exports = METRICS_EXPORTS_DEFAULT,
+  .metrics_exports = METRICS_EXPORTS_DEFAULT, .threads = THREADS_DEFAULT,
   .tls = TLS_UNSET,
 };
 
@@ -166,6 +172,8 @@ usage (FILE *f)
 "  --filter NAME            add an nbdkit filter (repeatable, in order)\n"
 "  --param KEY=VALUE        extra nbdkit parameter for a filter or the\n"
 "                           plugin, e.g. statsfile=FILE (repeatable)\n"
+"  --threads N              nbdkit's threads per NBD connection: requests\n"
+"                           in flight on one connection (64)\n"
 "  --nbdkit PATH            nbdkit binary (" NBDKIT_PATH ")\n"
 "  --plugin PATH            lazyvol plugin (" PLUGINDIR
 "/nbdkit-lazyvol-plugin.so)\n"
@@ -336,7 +344,7 @@ enum {
   OPT_ADMIN_SOCK, OPT_STORAGE_BACKEND, OPT_ENDPOINT_URL, OPT_REGION,
   OPT_R2_ACCOUNT_ID, OPT_FILTER, OPT_PARAM, OPT_NBDKIT, OPT_PLUGIN,
   OPT_CONTROL, OPT_ADMIN_GROUP, OPT_FOREGROUND, OPT_PIDFILE, OPT_LOG_LEVEL,
-  OPT_LISTEN_GROUP, OPT_ADMIN_TIMEOUT, OPT_METRICS_EXPORTS, OPT_HOST_ID, OPT_LEASE, OPT_TAKEOVER,
+  OPT_LISTEN_GROUP, OPT_ADMIN_TIMEOUT, OPT_METRICS_EXPORTS, OPT_THREADS, OPT_HOST_ID, OPT_LEASE, OPT_TAKEOVER,
   OPT_UNCONDITIONAL, OPT_TLS, OPT_TLS_CERTIFICATES, OPT_TLS_PSK,
   OPT_TLS_VERIFY_PEER, OPT_CACHE_MAX_SIZE, OPT_CACHE_DIR, OPT_REMOTE_PREFIX,
   OPT_HELP,
@@ -363,6 +371,7 @@ static const struct option long_options[] = {
   { "admin-group", required_argument, NULL, OPT_ADMIN_GROUP },
   { "admin-timeout", required_argument, NULL, OPT_ADMIN_TIMEOUT },
   { "metrics-exports", required_argument, NULL, OPT_METRICS_EXPORTS },
+  { "threads", required_argument, NULL, OPT_THREADS },
   { "listen-group", required_argument, NULL, OPT_LISTEN_GROUP },
   { "foreground", no_argument, NULL, OPT_FOREGROUND },
   { "pidfile", required_argument, NULL, OPT_PIDFILE },
@@ -516,6 +525,9 @@ parse_serve (int argc, char **argv)
       opt.metrics_exports = parse_number ("--metrics-exports", optarg, 0,
                                           1000000, "a number");
       break;
+    case OPT_THREADS:
+      opt.threads = parse_number ("--threads", optarg, 1, 1024, "a number");
+      break;
     case OPT_HOST_ID:
       if (!host_id_valid (optarg))
         usage_error ("--host-id must be 1 to %d letters, digits, '.', '_' "
@@ -652,6 +664,7 @@ nbdkit_argv (const char *pidfile, const char *control)
 
   append (&argv, &n, opt.nbdkit);
   append (&argv, &n, "-f");
+  append (&argv, &n, xasprintf ("--threads=%u", opt.threads));
   append (&argv, &n, "--pidfile");
   append (&argv, &n, pidfile);
   if (opt.log_level == LOG_LV_DEBUG)

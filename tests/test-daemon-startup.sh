@@ -42,6 +42,8 @@ usage_error '--log-level must be' serve --cache-root "$tmp/c" --log-level loud
 usage_error 'bad port' serve --cache-root "$tmp/c" --listen 127.0.0.1:99999
 usage_error '--listen wants' serve --cache-root "$tmp/c" --listen nbd.sock
 usage_error 'no group named' serve --cache-root "$tmp/c" --admin-group no-such-group-x
+usage_error '--threads wants a number from 1 to 1024' serve --cache-root "$tmp/c" --threads 0
+usage_error '--threads wants a number from 1 to 1024' serve --cache-root "$tmp/c" --threads 1025
 # TLS: nbdkit's modes only, keys for any mode but off, and nbdkit's files
 # there to read (the checks come before any file is touched).
 usage_error '--tls must be off, on or require, not "maybe"' serve --cache-root "$tmp/c" --tls=maybe
@@ -78,6 +80,10 @@ grep -q 'nbdkit exited with status 1 before it was ready' "$tmp/err"
 group=$(id -gn)
 start_lazyvold "$tmp/a" --admin-group "$group"
 [ "$(stat -c '%a %G' "$admin")" = "660 $group" ]
+# nbdkit serves 64 requests of a connection at once unless told.
+pid=$(curl -sS --unix-socket "$admin" http://localhost/v1/health | jq .nbdkit_pid)
+tr '\0' '\n' < "/proc/$pid/cmdline" | grep -qx -- '--threads=64' ||
+    fail "nbdkit runs without --threads=64: $(tr '\0' ' ' < "/proc/$pid/cmdline")"
 # One lazyvold per cache root; one per admin socket.
 s=0
 "$LAZYVOLD" serve --foreground --plugin "$LAZYVOL_PLUGIN" --cache-root "$tmp/a/cache" \
