@@ -573,21 +573,20 @@ shape_apply (struct conn *c)
 
   if (c->shape_gen == px.shape_gen)
     return;
+  if (px.total_rate && px.group == NULL) {
+    struct ev_token_bucket_cfg *cfg = shape_bucket (px.total_rate);
+    px.group = check_alloc (bufferevent_rate_limit_group_new (px.base, cfg));
+    ev_token_bucket_cfg_free (cfg);
+  }
   c->bucket = px.conn_rate ? shape_bucket (px.conn_rate) : NULL;
-  bufferevent_set_rate_limit (c->store, c->bucket);
+  /* These fail only when out of memory. */
+  if (bufferevent_set_rate_limit (c->store, c->bucket) == -1 ||
+      (px.total_rate
+       ? bufferevent_add_to_rate_limit_group (c->store, px.group)
+       : bufferevent_remove_from_rate_limit_group (c->store)) == -1)
+    check_alloc (NULL);
   if (old)
     ev_token_bucket_cfg_free (old);     /* no bufferevent uses it now */
-  if (px.total_rate) {
-    if (px.group == NULL) {
-      struct ev_token_bucket_cfg *cfg = shape_bucket (px.total_rate);
-      px.group = check_alloc (bufferevent_rate_limit_group_new (px.base,
-                                                                cfg));
-      ev_token_bucket_cfg_free (cfg);
-    }
-    bufferevent_add_to_rate_limit_group (c->store, px.group);
-  }
-  else
-    bufferevent_remove_from_rate_limit_group (c->store);
   c->shape_gen = px.shape_gen;
 }
 
