@@ -600,6 +600,10 @@ hold_start (struct conn *c)
 
   c->holding = true;
   bufferevent_disable (c->store, EV_READ);
+  /* The timer counts from the loop's cached time, which is when this
+   * round of callbacks began: without the update, it fires that early.
+   */
+  event_base_update_cache_time (px.base);
   evtimer_add (c->hold, &tv);
 }
 
