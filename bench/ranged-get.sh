@@ -32,20 +32,19 @@ host=${host%:*}
 # S3 wants the payload's hash signed; curl does not add it by itself.
 empty_sha256=e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855
 
-# One curl config block per range, separated by "next".
+# One curl config block per range, separated by "next"; printf, a
+# builtin, so that the script's CPU time (run.sh counts it) is curl's.
 for (( off = 0; off < size; off += range )); do
     end=$(( off + range < size ? off + range - 1 : size - 1 ))
     [ "$off" = 0 ] || echo next
-    cat <<EOF
-url = "$S3_ENDPOINT/$S3_BUCKET/$key"
-range = "$off-$end"
-output = "${outdir:-/dev/null}${outdir:+/part.$(( off / range ))}"
-aws-sigv4 = "aws:amz:${S3_REGION:-us-east-1}:s3"
-header = "x-amz-content-sha256: $empty_sha256"
-netrc-file = "$tmp/netrc"
-fail
-write-out = "%{size_download}\n"
-EOF
+    printf '%s\n' "url = \"$S3_ENDPOINT/$S3_BUCKET/$key\"" \
+        "range = \"$off-$end\"" \
+        "output = \"${outdir:-/dev/null}${outdir:+/part.$(( off / range ))}\"" \
+        "aws-sigv4 = \"aws:amz:${S3_REGION:-us-east-1}:s3\"" \
+        "header = \"x-amz-content-sha256: $empty_sha256\"" \
+        "netrc-file = \"$tmp/netrc\"" \
+        fail \
+        'write-out = "%{size_download}\n"'
 done > "$tmp/config"
 
 # curl 7.88 draws its --parallel progress meter even when silent: keep

@@ -15,7 +15,7 @@
 #   clone    clone of a 1 TiB export vs clone of a 1 GiB export
 #   compact  compact of a 1 GiB export vs cp+fsync / boto3 upload
 #   cold     cold sequential read of 1 GiB from S3 vs parallel ranged curl
-#            (and the reader's peak RSS)
+#            (and the reader's peak RSS, and every process's CPU time)
 # S3 measurements use a local Swift (tests/s3-server.sh); without it
 # they are listed as skipped.  bench/README explains every row.
 #
@@ -28,6 +28,12 @@
 #   --keep          keep the scratch directory (logs, stores, and "raw":
 #                   every run's value of every row)
 #   --no-s3         skip the S3 measurements
+#   --link          run the cold rows twice: on bare loopback, then through
+#                   tests/store-proxy --shape, a link like a remote store's
+#                   (30 ms to a reply's first byte, 100 MB/s a connection,
+#                   400 MB/s in all)
+#   --store-proxy PATH  the proxy (default: _build/tests/store-proxy of this
+#                   tree; "make check TESTS=" builds it)
 #   --param KEY=VALUE  an extra plugin parameter for every lazyvol server
 #                   (repeatable), e.g. --param cache-max-size=2G
 #
@@ -49,6 +55,8 @@ scratch_parent=${TMPDIR:-/var/tmp}
 runs=3
 keep=false
 use_s3=true
+link=false
+store_proxy=$top/_build/tests/store-proxy
 params=()
 all="read iops publish sparse clone compact cold"
 selected=()
@@ -75,6 +83,9 @@ while [ $# -gt 0 ]; do
         --runs=*) runs=${1#*=} ;;
         --keep) keep=true ;;
         --no-s3) use_s3=false ;;
+        --link) link=true ;;
+        --store-proxy) [ $# -ge 2 ] || usage 1; store_proxy=$2; shift ;;
+        --store-proxy=*) store_proxy=${1#*=} ;;
         --param) [ $# -ge 2 ] || usage 1; params+=("$2"); shift ;;
         --param=*) params+=("${1#*=}") ;;
         -h|--help) usage 0 ;;
@@ -122,6 +133,10 @@ if wants iops; then
     need fio
     fio --enghelp 2>/dev/null | grep -qw nbd ||
         die "this fio has no nbd ioengine (it needs fio built with libnbd)"
+fi
+if $link && wants cold; then
+    [ -x "$store_proxy" ] ||
+        die "--link needs $store_proxy (make check TESTS=, or --store-proxy PATH)"
 fi
 nbdkit file --version >/dev/null 2>&1 ||
     die "nbdkit's file plugin is not installed (Debian: nbdkit)"
@@ -425,8 +440,10 @@ use_store ()
             ;;
         s3)
             if [ -z "$s3_dir" ]; then
+                # cond-put: a store without conditional puts gives no
+                # lease, and lazyvol loads its exports read-only.
                 s3_dir=$work/s3
-                "$top/tests/s3-server.sh" start "$s3_dir" >/dev/null ||
+                "$top/tests/s3-server.sh" start "$s3_dir" cond-put >/dev/null ||
                     die "the S3 fixture did not start; see $s3_dir/log"
                 # shellcheck disable=SC1091
                 . "$s3_dir/s3.env"
@@ -519,12 +536,13 @@ resident_pair ()
     settle
 }
 
-# read_rate URI: MiB/s of nbdcopy reading the 1 GiB export URI.
+# read_rate URI: MiB/s of nbdcopy reading the 1 GiB export URI; its CPU
+# seconds go to $work/cpu.nbdcopy (cpu_child, below).
 read_rate ()
 {
     local t
     t=$(now_ns)
-    nbdcopy "$1" null:
+    cpu_child "$work/cpu.nbdcopy" nbdcopy "$1" null:
     mib_per_s 1024 "$(secs_since "$t")"
 }
 
@@ -727,6 +745,39 @@ bench_compact ()
     fi
 }
 
+# CPU accounting of the cold reads.  cpu_ticks PID...: the CPU time
+# (user + system) processes PID... have used so far, in clock ticks
+# (/proc/PID/stat, fields 14 and 15); 0 for no PID.
+cpu_ticks ()
+{
+    local pid stats=()
+    [ $# -gt 0 ] || { echo 0; return 0; }
+    for pid; do
+        stats+=("/proc/$pid/stat")
+    done
+    awk '{ sub(/^.*\) /, ""); t += $12 + $13 } END { printf "%d\n", t }' \
+        "${stats[@]}"
+}
+
+# cpu_secs TICKS: clock ticks as seconds.
+cpu_secs ()
+{
+    awk -v t="$1" -v hz="$(getconf CLK_TCK)" 'BEGIN { printf "%.3f\n", t / hz }'
+}
+
+# cpu_child FILE CMD...: run CMD; write to FILE the CPU seconds (user +
+# system) of CMD and of every process it waited for (bash's "times" in a
+# subshell that runs CMD alone).
+cpu_child ()
+{
+    local f=$1
+    shift
+    ( "$@"; times > "$f.times" )
+    awk 'NR == 2 { for (i = 1; i <= 2; i++) { split($i, p, "m")
+                                              s += p[1] * 60 + p[2] }
+                   printf "%.3f\n", s }' "$f.times" > "$f"
+}
+
 # cold: one lazyvol process publishes a 1 GiB export to S3 and stops;
 # each run, a new process with an empty cache reads it all with nbdcopy
 # (its peak RSS is recorded too).  Peer: the same blob fetched with
@@ -735,10 +786,14 @@ bench_compact ()
 # are thrown away.  A second, informational peer writes them to files,
 # as lazyvol writes its cache: the difference between the two peers is
 # the cost of putting a GiB in the page cache.  Each side deletes the
-# previous run's bytes just before its turn (see prune).
+# previous run's bytes just before its turn (see prune).  Every transfer
+# also records the CPU time each process spent on it: Swift's servers,
+# the reader (lazyvol's nbdkit and nbdcopy, or the peer's script and its
+# curl) and, on the link, tests/store-proxy.  With --link all of it runs
+# twice: on bare loopback, then through the proxy's shaped link.
 bench_cold ()
 {
-    local key sid rss="" files=""
+    local key sid
     if [ -n "$s3_why" ]; then
         skip "cold seq read 1 GiB from S3 (MiB/s)" "$s3_why"
         skip "peak RSS, cold read 1 GiB (MiB)" "$s3_why"
@@ -753,31 +808,101 @@ bench_cold ()
               sed 's/^[^ ]* //' | jq -r .snapshot_id)
     stop_server cold-w
     key=exports/cold/snapshots/$sid/delta.blob
+    cold_pass "$key" "$S3_ENDPOINT" cold-r "cold seq read 1 GiB from S3" \
+        "peak RSS, cold read 1 GiB" ""
+    if $link; then
+        mkdir -p "$work/link"
+        rm -f "$work/link/port"
+        "$store_proxy" --upstream "${S3_ENDPOINT##*:}" \
+            --port-file "$work/link/port" --shape \
+            </dev/null >"$work/link/log" 2>&1 &
+        link_pid=$!
+        pids+=("$link_pid")
+        wait_for 10 test -s "$work/link/port" ||
+            die "store-proxy did not start; see $work/link/log"
+        cold_pass "$key" "http://127.0.0.1:$(cat "$work/link/port")" \
+            cold-l "link: cold seq read 1 GiB" "link: peak RSS, cold read" \
+            "$link_pid"
+        kill "$link_pid"
+        wait "$link_pid" 2>/dev/null || true
+        forget_pid "$link_pid"
+    fi
+}
+
+# cold_pass KEY ENDPOINT NAME READ-LABEL RSS-LABEL PROXY-PID: the cold
+# rows, reading blob KEY from S3 at ENDPOINT (Swift's, or the proxy's)
+# with lazyvol servers NAME0..., the read and peak RSS rows labelled so;
+# PROXY-PID, if any, is the proxy between, whose CPU is counted too.
+cold_pass ()
+{
+    local key=$1 endpoint=$2 name=$3 read_label=$4 rss_label=$5 proxy=$6
+    local rss="" files="" swift
+    local l_swift="" l_nbdkit="" l_nbdcopy="" l_proxy="" l_all=""
+    local p_swift="" p_curl="" p_proxy="" p_all="" f_curl=""
+    swift=$(cat "$s3_dir"/run/*.pid)
+    store_args=(storage-backend=s3 "bucket=$S3_BUCKET"
+                "endpoint-url=$endpoint" "region=$S3_REGION")
     sample_lazyvol ()
     {
-        rm -rf "$work"/cold-r*/cache
-        start_lazyvol "cold-r$1"
-        sample=$(read_rate "$(uri "cold-r$1" cold)")
-        [ "$1" = 0 ] || rss+=" $(peak_rss_mib "cold-r$1")"
-        stop_server "cold-r$1"
+        local pid t=()
+        rm -rf "$work/$name"*/cache
+        start_lazyvol "$name$1"
+        pid=$(cat "$work/$name$1/pid")
+        t=("$(cpu_ticks $swift)" "$(cpu_ticks $proxy)" \
+           "$(cpu_ticks "$pid")")
+        sample=$(read_rate "$(uri "$name$1" cold)")
+        t=("$(cpu_secs $(( $(cpu_ticks $swift) - t[0] )))"
+           "$(cpu_secs $(( $(cpu_ticks $proxy) - t[1] )))"
+           "$(cpu_secs $(( $(cpu_ticks "$pid") - t[2] )))"
+           "$(cat "$work/cpu.nbdcopy")")
+        if [ "$1" != 0 ]; then
+            rss+=" $(peak_rss_mib "$name$1")"
+            l_swift+=" ${t[0]}" l_proxy+=" ${t[1]}"
+            l_nbdkit+=" ${t[2]}" l_nbdcopy+=" ${t[3]}"
+            l_all+=" $(awk "BEGIN { print ${t[0]} + ${t[1]} + ${t[2]} + ${t[3]} }")"
+        fi
+        stop_server "$name$1"
     }
     sample_peer ()
     {
+        local t=()
         rm -rf "$work/curl-out"
         mkdir "$work/curl-out"
-        sample=$(mib_per_s 1024 "$("$here/ranged-get.sh" "$key" $GiB \
-                                       4194304 8 "$work/curl-out")")
-        [ "$1" = 0 ] || files+=" $sample"
-        sample=$(mib_per_s 1024 \
-                     "$("$here/ranged-get.sh" "$key" $GiB 4194304 8)")
+        sample=$(S3_ENDPOINT=$endpoint cpu_child "$work/cpu.curl" \
+                     "$here/ranged-get.sh" "$key" $GiB 4194304 8 \
+                     "$work/curl-out")
+        if [ "$1" != 0 ]; then
+            files+=" $(mib_per_s 1024 "$sample")"
+            f_curl+=" $(cat "$work/cpu.curl")"
+        fi
+        t=("$(cpu_ticks $swift)" "$(cpu_ticks $proxy)")
+        sample=$(S3_ENDPOINT=$endpoint cpu_child "$work/cpu.curl" \
+                     "$here/ranged-get.sh" "$key" $GiB 4194304 8)
+        sample=$(mib_per_s 1024 "$sample")
+        t=("$(cpu_secs $(( $(cpu_ticks $swift) - t[0] )))"
+           "$(cpu_secs $(( $(cpu_ticks $proxy) - t[1] )))"
+           "$(cat "$work/cpu.curl")")
+        if [ "$1" != 0 ]; then
+            p_swift+=" ${t[0]}" p_proxy+=" ${t[1]}" p_curl+=" ${t[2]}"
+            p_all+=" $(awk "BEGIN { print ${t[0]} + ${t[1]} + ${t[2]} }")"
+        fi
     }
     pair
-    rm -rf "$work/curl-out" "$work"/cold-r*/cache
-    row "cold seq read 1 GiB from S3 (MiB/s)" ">= 0.7x" "8 x curl" \
+    rm -rf "$work/curl-out" "$work/$name"*/cache
+    row "$read_label (MiB/s)" ">= 0.7x" "8 x curl" \
         "$lazy_vals" "$peer_vals"
     row "  same, peer writes files (MiB/s)" "-" "8 x curl" "$lazy_vals" \
         "$files"
-    row "peak RSS, cold read 1 GiB (MiB)" "< 320 MiB" "" "$rss" ""
+    row "$rss_label (MiB)" "< 320 MiB" "" "$rss" ""
+    row "  CPU s/GiB, Swift (s)" "-" "for curl" "$l_swift" "$p_swift"
+    [ -z "$proxy" ] ||
+        row "  CPU s/GiB, store-proxy (s)" "-" "for curl" "$l_proxy" \
+            "$p_proxy"
+    row "  CPU s/GiB, nbdkit | curl (s)" "-" "8 x curl" "$l_nbdkit" "$p_curl"
+    row "  CPU s/GiB, nbdkit | curl files (s)" "-" "8 x curl" "$l_nbdkit" \
+        "$f_curl"
+    row "  CPU s/GiB, nbdcopy (s)" "-" "" "$l_nbdcopy" ""
+    row "  CPU s/GiB, all of them (s)" "-" "8 x curl" "$l_all" "$p_all"
 }
 
 echo "lazyvol bench: $(date -u +%Y-%m-%dT%H:%M:%SZ), $(nproc) CPUs," \

@@ -7,17 +7,18 @@
  *   store-proxy --upstream PORT --port-file FILE [--control SOCKET]
  *               [--stats FILE] [--log FILE] [--seed N]
  *               [--lose-suffix SUFFIX --lose-file FILE] [--down-file FILE]
- *               [--command CMD]...
+ *               [--shape] [--first-byte-ms N] [--conn-rate RATE]
+ *               [--total-rate RATE] [--command CMD]...
  *   store-proxy ctl SOCKET CMD...
  *
  * It listens on 127.0.0.1, on a port the kernel chooses and writes to
  * FILE (FILE.new, then renamed), and forwards to 127.0.0.1:PORT.  The
  * commands (from --command, or one per line on the control socket; "ctl"
  * sends one) are: set KIND P, set delay-ms N, set error-status N,
- * set match TEXT, set seed N, next N KIND|STATUS, once KIND|STATUS,
- * clear, stats.  The
- * fault kinds, the counters and the file triggers are described by
- * --help (usage() below), the one reference.
+ * set match TEXT, set seed N, set first-byte-ms N, set conn-rate RATE,
+ * set total-rate RATE, next N KIND|STATUS, once KIND|STATUS, clear,
+ * stats.  The fault kinds, the link shaping, the counters and the file
+ * triggers are described by --help (usage() below), the one reference.
  *
  * Why raw sockets and not evhttp: evhttp reads a whole request body
  * before its handler runs and frames replies itself, so it could neither
@@ -51,12 +52,35 @@
  * a function of (seed, N, K) only, so the same seed and the same order of
  * requests give the same faults, whatever came before.
  *
+ * Link shaping makes loopback look like a link to a remote store: the
+ * first byte of each reply from the store is held first-byte-ms after
+ * the request's last byte was forwarded (a timer; reading the store's
+ * side is disabled meanwhile, so the bytes wait in the kernel), and the
+ * bytes to and from the store are paced, per connection and for all
+ * connections together.  The pacing is libevent's own token buckets:
+ * bufferevent_set_rate_limit on each store-side bufferevent (a bucket of
+ * its own in each direction: replies are paced as they are read from the
+ * store, request bodies as they are written to it) and one
+ * bufferevent_rate_limit_group holding all of them (the aggregate cap).
+ * They fit exactly: the buckets are refilled by libevent's timers, a
+ * bufferevent whose bucket is empty is suspended without touching its
+ * enable flags (which the HIGH_WATER pausing owns), and a group shares
+ * what it has fairly among its members.  Backpressure is TCP's: what the
+ * store sends past the cap waits in its socket, and a paced upload fills
+ * the store side's output up to HIGH_WATER, then pauses the client.  The
+ * buckets tick every SHAPE_TICK_MS and hold SHAPE_BURST_TICKS ticks'
+ * worth, so a transfer never goes faster than its cap by more than that
+ * burst.  A change of a rate applies to the group at once and to each
+ * connection from its next request (a connection owns its bucket's
+ * configuration, which libevent does not copy).
+ *
  * The counters are written to the stats file (FILE.new, then renamed)
  * when a connection is accepted, a request is decided or done, or a fault
  * happens: always before the reply that shows it is sent.
  */
 #include <config.h>
 
+#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -89,6 +113,9 @@
 #define CONTROL_LINE_MAX 4096           /* a command */
 #define HIGH_WATER (4 * 1024 * 1024)    /* queued bytes that pause reading */
 #define IO_MAX (1024 * 1024)            /* bytes per read or write call */
+#define SHAPE_TICK_MS 10                /* token buckets' refill period */
+#define SHAPE_BURST_TICKS 4             /* ticks' worth a bucket holds */
+#define RATE_MAX 1000000000000ULL       /* 1T: the largest cap, bytes/s */
 
 static void
 usage (FILE *f)
@@ -109,6 +136,10 @@ usage (FILE *f)
 "                       replaced by a 503 and FILE is removed; if FILE said\n"
 "                       \"then-down\", the down file is created then\n"
 "  --down-file FILE     while FILE exists, every request is answered 503\n"
+"  --shape              a realistic link to a remote store: the same as\n"
+"                       --first-byte-ms 30 --conn-rate 100M --total-rate 400M\n"
+"  --first-byte-ms N, --conn-rate RATE, --total-rate RATE\n"
+"                       set first-byte-ms, conn-rate, total-rate (below)\n"
 "  --command CMD        run CMD (below) at start; repeatable, in order\n"
 "  store-proxy ctl SOCKET CMD...   send CMD, print its reply; exit 1 on\n"
 "                       an error\n"
@@ -121,11 +152,22 @@ usage (FILE *f)
 "  set match TEXT       faults only for requests whose request line (method,\n"
 "                       path and query) contains TEXT\n"
 "                       (\"-\": every request, the default)\n"
+"  set first-byte-ms N  hold the first byte of each reply from the store N ms\n"
+"                       after the request's last byte was forwarded (0: off,\n"
+"                       the default; not a fault: every request, no match)\n"
+"  set conn-rate RATE   pace each connection's bytes to and from the store\n"
+"                       to RATE bytes/s in each direction (0: no cap, the\n"
+"                       default)\n"
+"  set total-rate RATE  pace all connections together to RATE bytes/s in\n"
+"                       each direction (0: no cap, the default)\n"
+"                       A RATE is a number of bytes/s, with k, M or G for\n"
+"                       10^3, 10^6, 10^9 (\"32M\"); a new rate applies to the\n"
+"                       total at once, to a connection from its next request\n"
 "  next N KIND          the next N requests that KIND applies to take it\n"
 "  next N STATUS        the next N requests are answered STATUS (400-599)\n"
 "  once KIND|STATUS     next 1 KIND|STATUS\n"
 "  clear                every probability 0, every pending next dropped,\n"
-"                       no match\n"
+"                       no match (the link shaping stays)\n"
 "  stats                the counters, \"NAME VALUE\" per line\n"
 "\n"
 "Fault kinds (a body fault needs a body of known length, Content-Length):\n"
@@ -175,8 +217,13 @@ static struct {
   int error_status;
   unsigned delay_ms;
   char match[256];              /* faults only if the request line has it */
+  unsigned first_byte_ms;       /* link shaping: a reply's first byte */
+  uint64_t conn_rate, total_rate;       /* bytes/s each way; 0: no cap */
+  unsigned shape_gen;           /* bumped when a rate changes */
+  struct bufferevent_rate_limit_group *group;   /* of total_rate, made
+                                                 * at its first use */
   uint64_t count[COUNTERS];
-} px = { .seed = 1, .error_status = 503, .delay_ms = 1000 };
+} px = { .seed = 1, .error_status = 503, .delay_ms = 1000, .shape_gen = 1 };
 
 static void *
 check_alloc (void *p)
@@ -233,6 +280,13 @@ draw (uint64_t n, unsigned what)
   return splitmix64 (splitmix64 (px.seed ^ splitmix64 (n)) + what);
 }
 
+/* MS milliseconds, as a timeval. */
+static struct timeval
+ms_timeval (unsigned ms)
+{
+  return (struct timeval) { ms / 1000, ms % 1000 * 1000 };
+}
+
 /* ---- Connections ---- */
 
 enum state {
@@ -248,6 +302,10 @@ enum action { FORWARD, ANSWER, HANG };
 struct conn {
   struct bufferevent *client, *store;
   struct event *timer;          /* ends a delay */
+  struct event *hold;           /* ends the hold of a reply's first byte */
+  struct ev_token_bucket_cfg *bucket;   /* the store side's conn-rate */
+  unsigned shape_gen;           /* px.shape_gen the store side has; 0:
+                                 * none (a new store side) */
   struct evbuffer *held;        /* the end of a body being checked */
   EVP_MD_CTX *sha;
   enum state state;
@@ -261,6 +319,7 @@ struct conn {
   bool check_sha;
   char sha_want[65];            /* the signed SHA-256, "" if not hex */
   bool delay, lose, lose_reply, reply_started, req_done, reply_done;
+  bool holding;                 /* the store's reply is held (hold) */
   bool close_after;             /* close the client after this reply */
   bool store_closes;            /* close the store after this reply */
   bool rst;                     /* close the client with a reset */
@@ -292,6 +351,7 @@ static void store_write (struct bufferevent *bev, void *arg);
 static void store_event (struct bufferevent *bev, short what, void *arg);
 static void request_body (struct conn *c);
 static void reply_body (struct conn *c);
+static void hold_done (evutil_socket_t fd, short what, void *arg);
 
 static void
 note (struct conn *c, enum counter what)
@@ -324,9 +384,12 @@ static void
 store_close (struct conn *c)
 {
   if (c->store)
-    bufferevent_free (c->store);
+    bufferevent_free (c->store);   /* leaves the group, drops its bucket */
   c->store = NULL;
   c->store_paused = false;
+  event_del (c->hold);
+  c->holding = false;
+  c->shape_gen = 0;
 }
 
 static void
@@ -340,6 +403,9 @@ conn_free (struct conn *c)
   bufferevent_free (c->client);
   store_close (c);
   event_free (c->timer);
+  event_free (c->hold);
+  if (c->bucket)
+    ev_token_bucket_cfg_free (c->bucket);
   evbuffer_free (c->held);
   EVP_MD_CTX_free (c->sha);
   frame_head_clear (&c->req);
@@ -465,6 +531,95 @@ decide (struct conn *c)
     (c->req.minor == 0 && !frame_has (&c->req, "Connection", "keep-alive"));
 }
 
+/* ---- Link shaping ---- */
+
+/* A token bucket of RATE bytes/s in each direction (see the top). */
+static struct ev_token_bucket_cfg *
+shape_bucket (uint64_t rate)
+{
+  const struct timeval tick = ms_timeval (SHAPE_TICK_MS);
+  size_t per_tick = rate * SHAPE_TICK_MS / 1000;
+
+  if (per_tick == 0)
+    per_tick = 1;
+  return check_alloc (ev_token_bucket_cfg_new (per_tick,
+                                               per_tick * SHAPE_BURST_TICKS,
+                                               per_tick,
+                                               per_tick * SHAPE_BURST_TICKS,
+                                               &tick));
+}
+
+/* Set *RATE, a cap of px, to V; the group takes a new total at once
+ * (none: as good as no cap, until its members leave it).
+ */
+static void
+shape_set (uint64_t *rate, uint64_t v)
+{
+  *rate = v;
+  px.shape_gen++;
+  if (px.group) {
+    struct ev_token_bucket_cfg *cfg =
+      shape_bucket (px.total_rate ? px.total_rate : RATE_MAX);
+    bufferevent_rate_limit_group_set_cfg (px.group, cfg);    /* copied */
+    ev_token_bucket_cfg_free (cfg);
+  }
+}
+
+/* Give C's store side the caps of px, unless it has them already. */
+static void
+shape_apply (struct conn *c)
+{
+  struct ev_token_bucket_cfg *old = c->bucket;
+
+  if (c->shape_gen == px.shape_gen)
+    return;
+  if (px.total_rate && px.group == NULL) {
+    struct ev_token_bucket_cfg *cfg = shape_bucket (px.total_rate);
+    px.group = check_alloc (bufferevent_rate_limit_group_new (px.base, cfg));
+    ev_token_bucket_cfg_free (cfg);
+  }
+  c->bucket = px.conn_rate ? shape_bucket (px.conn_rate) : NULL;
+  /* These fail only when out of memory. */
+  if (bufferevent_set_rate_limit (c->store, c->bucket) == -1 ||
+      (px.total_rate
+       ? bufferevent_add_to_rate_limit_group (c->store, px.group)
+       : bufferevent_remove_from_rate_limit_group (c->store)) == -1)
+    check_alloc (NULL);
+  if (old)
+    ev_token_bucket_cfg_free (old);     /* no bufferevent uses it now */
+  c->shape_gen = px.shape_gen;
+}
+
+/* The request was forwarded whole: hold the store's reply first-byte-ms.
+ * Reading the store's side stays disabled until hold_done.
+ */
+static void
+hold_start (struct conn *c)
+{
+  const struct timeval tv = ms_timeval (px.first_byte_ms);
+
+  c->holding = true;
+  bufferevent_disable (c->store, EV_READ);
+  /* The timer counts from the loop's cached time, which is when this
+   * round of callbacks began: without the update, it fires that early.
+   */
+  event_base_update_cache_time (px.base);
+  evtimer_add (c->hold, &tv);
+}
+
+static void
+hold_done (evutil_socket_t fd, short what, void *arg)
+{
+  struct conn *c = arg;
+
+  assert (c->holding && c->store);      /* store_close deletes the timer */
+  c->holding = false;
+  bufferevent_enable (c->store, EV_READ);
+  store_read (c->store, c);
+}
+
+/* ---- Exchanges ---- */
+
 static int
 store_open (struct conn *c)
 {
@@ -504,6 +659,7 @@ request_start (struct conn *c)
       conn_close (c, false);
       return;
     }
+    shape_apply (c);
     out = bufferevent_get_output (c->store);
     if (c->check_sha)
       c->rq.held = c->held;
@@ -546,7 +702,7 @@ request_head (struct conn *c)
   decide (c);
   stats_write ();
   if (c->delay) {
-    struct timeval tv = { px.delay_ms / 1000, px.delay_ms % 1000 * 1000 };
+    const struct timeval tv = ms_timeval (px.delay_ms);
     note (c, K_DELAY);
     c->state = S_DELAY;
     evtimer_add (c->timer, &tv);
@@ -591,6 +747,8 @@ request_done (struct conn *c)
     evbuffer_add_buffer (bufferevent_get_output (c->store), c->held);
     if (c->reply_done)
       exchange_done (c);
+    else if (!c->reply_started && px.first_byte_ms > 0)
+      hold_start (c);
     return;
   case ANSWER:
     note (c, c->why);
@@ -890,6 +1048,7 @@ on_accept (struct evconnlistener *l, evutil_socket_t fd,
   c->client = check_alloc (bufferevent_socket_new (px.base, fd,
                                                    BEV_OPT_CLOSE_ON_FREE));
   c->timer = check_alloc (evtimer_new (px.base, delay_done, c));
+  c->hold = check_alloc (evtimer_new (px.base, hold_done, c));
   c->held = check_alloc (evbuffer_new ());
   c->sha = check_alloc (EVP_MD_CTX_new ());
   bev_setup (c->client, client_read, client_write, client_event, c);
@@ -909,6 +1068,28 @@ parse_u64 (const char *s, uint64_t max, uint64_t *out)
   errno = 0;
   *out = strtoull (s, &end, 10);
   return errno == 0 && *end == '\0' && *out <= max;
+}
+
+/* A RATE of the commands: digits, then k, M or G for 10^3, 10^6, 10^9. */
+static bool
+parse_rate (const char *s, uint64_t *out)
+{
+  static const char units[] = "kMG";
+  size_t n = strlen (s);
+  const char *unit = n > 0 ? strchr (units, s[n - 1]) : NULL;
+  uint64_t scale = 1;
+  char digits[32];
+
+  if (unit)
+    for (const char *u = units; u <= unit; u++)
+      scale *= 1000;
+  if (n >= sizeof digits)
+    return false;
+  snprintf (digits, sizeof digits, "%.*s", (int) (n - (unit != NULL)), s);
+  if (!parse_u64 (digits, RATE_MAX / scale, out))
+    return false;
+  *out *= scale;
+  return true;
 }
 
 static int
@@ -940,6 +1121,13 @@ cmd_set (const char *name, const char *value)
     px.error_status = v;
   else if (strcmp (name, "seed") == 0 && parse_u64 (value, UINT64_MAX, &v))
     px.seed = v;
+  else if (strcmp (name, "first-byte-ms") == 0 &&
+           parse_u64 (value, 3600000, &v))
+    px.first_byte_ms = v;
+  else if (strcmp (name, "conn-rate") == 0 && parse_rate (value, &v))
+    shape_set (&px.conn_rate, v);
+  else if (strcmp (name, "total-rate") == 0 && parse_rate (value, &v))
+    shape_set (&px.total_rate, v);
   else if (strcmp (name, "match") == 0 && strlen (value) < sizeof px.match)
     snprintf (px.match, sizeof px.match, "%s", strcmp (value, "-") == 0
               ? "" : value);
@@ -1131,6 +1319,7 @@ main (int argc, char **argv)
 {
   enum { OPT_UPSTREAM = 256, OPT_PORT_FILE, OPT_CONTROL, OPT_STATS, OPT_LOG,
          OPT_SEED, OPT_LOSE_SUFFIX, OPT_LOSE_FILE, OPT_DOWN_FILE,
+         OPT_SHAPE, OPT_FIRST_BYTE_MS, OPT_CONN_RATE, OPT_TOTAL_RATE,
          OPT_COMMAND, OPT_HELP };
   static const struct option opts[] = {
     { "upstream", required_argument, NULL, OPT_UPSTREAM },
@@ -1142,6 +1331,11 @@ main (int argc, char **argv)
     { "lose-suffix", required_argument, NULL, OPT_LOSE_SUFFIX },
     { "lose-file", required_argument, NULL, OPT_LOSE_FILE },
     { "down-file", required_argument, NULL, OPT_DOWN_FILE },
+    { "shape", no_argument, NULL, OPT_SHAPE },
+    /* These four are "set NAME VALUE" commands of the same name. */
+    { "first-byte-ms", required_argument, NULL, OPT_FIRST_BYTE_MS },
+    { "conn-rate", required_argument, NULL, OPT_CONN_RATE },
+    { "total-rate", required_argument, NULL, OPT_TOTAL_RATE },
     { "command", required_argument, NULL, OPT_COMMAND },
     { "help", no_argument, NULL, OPT_HELP },
     { NULL, 0, NULL, 0 }
@@ -1153,14 +1347,14 @@ main (int argc, char **argv)
   struct evbuffer *reply;
   struct event *sigs[2];
   uint64_t port = 0;
-  char seed_cmd[64];
-  int c;
+  char set_cmd[CONTROL_LINE_MAX];
+  int c, i;
 
   if (argc >= 2 && strcmp (argv[1], "ctl") == 0)
     return ctl_main (argc - 2, argv + 2);
   signal (SIGPIPE, SIG_IGN);
   reply = check_alloc (evbuffer_new ());
-  while ((c = getopt_long (argc, argv, "", opts, NULL)) != -1) {
+  while ((c = getopt_long (argc, argv, "", opts, &i)) != -1) {
     char *cmd = NULL;
     switch (c) {
     case OPT_UPSTREAM:
@@ -1177,9 +1371,15 @@ main (int argc, char **argv)
         die (optarg);
       setvbuf (px.log, NULL, _IOLBF, 0);
       break;
-    case OPT_SEED:
-      snprintf (seed_cmd, sizeof seed_cmd, "set seed %s", optarg);
-      cmd = seed_cmd;
+    case OPT_SEED: case OPT_FIRST_BYTE_MS: case OPT_CONN_RATE:
+    case OPT_TOTAL_RATE:
+      snprintf (set_cmd, sizeof set_cmd, "set %s %s", opts[i].name, optarg);
+      cmd = set_cmd;
+      break;
+    case OPT_SHAPE:             /* usage() says these values */
+      px.first_byte_ms = 30;
+      px.conn_rate = 100000000;
+      px.total_rate = 400000000;
       break;
     case OPT_LOSE_SUFFIX: px.lose_suffix = optarg; break;
     case OPT_LOSE_FILE: px.lose_path = optarg; break;
