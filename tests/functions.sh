@@ -168,6 +168,31 @@ start_store_proxy ()
     proxy_url=http://127.0.0.1:$(cat "$d/port")
 }
 
+# store_via_proxy [PARAMS...]: STORE_ARGS for the S3 store of start_s3
+# reached through the last store proxy, with the plugin's PARAMS
+# (retries=1 timeout=30 ...).
+store_via_proxy ()
+{
+    STORE_ARGS=(storage-backend=s3 "bucket=$S3_BUCKET" "endpoint-url=$proxy_url" "$@")
+}
+
+# proxy_store_tool ARGS... / s3_store_tool ARGS...: store-tool on the S3
+# store of start_s3, through the last store proxy / directly.
+proxy_store_tool ()
+{
+    "$STORE_TOOL" --backend s3 --bucket "$S3_BUCKET" --endpoint-url "$proxy_url" "$@"
+}
+s3_store_tool ()
+{
+    "$STORE_TOOL" --backend s3 --bucket "$S3_BUCKET" --endpoint-url "$S3_ENDPOINT" "$@"
+}
+
+# now_ms: the time in milliseconds.
+now_ms ()
+{
+    echo $(( $(date +%s%N) / 1000000 ))
+}
+
 # proxy_stat NAME: a counter of the last store proxy (requests, reset...).
 proxy_stat ()
 {

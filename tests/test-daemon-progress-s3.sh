@@ -28,8 +28,7 @@ tmp=$(make_tmpdir)
 start_store "$tmp"
 start_store_proxy "$tmp/proxy" --command "set delay-ms 150" \
     --command "set delay 1"
-STORE_ARGS=(storage-backend=s3 "bucket=$S3_BUCKET" "endpoint-url=$proxy_url"
-            timeout=60 retries=2)
+store_via_proxy timeout=60 retries=2
 start_lazyvold "$tmp/d"
 MiB=1048576
 status () { api GET /v1/exports/big/status; }

@@ -16,8 +16,7 @@ requires "$LAZYVOLD" curl jq qemu-io
 tmp=$(make_tmpdir)
 start_store "$tmp"
 start_store_proxy "$tmp/proxy"
-STORE_ARGS=(storage-backend=s3 "bucket=$S3_BUCKET" "endpoint-url=$proxy_url"
-            retries=1 timeout=10)
+store_via_proxy retries=1 timeout=10
 start_lazyvold "$tmp/d"
 objects () { store_tool list exports/e/snapshots/; }
 

@@ -26,8 +26,7 @@ requires_crash_points
 tmp=$(make_tmpdir)
 start_store "$tmp"
 start_store_proxy "$tmp/proxy"
-STORE_ARGS=(storage-backend=s3 "bucket=$S3_BUCKET" "endpoint-url=$proxy_url"
-            retries=1 timeout=30)
+store_via_proxy retries=1 timeout=30
 start_lazyvold "$tmp/d"
 lv () { "$LAZYVOLCTL" --socket "$admin" "$@"; }
 uploads () { store_tool list-uploads "$1" | cut -d' ' -f1,2 | sort; }

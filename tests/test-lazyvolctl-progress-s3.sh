@@ -19,8 +19,7 @@ tmp=$(make_tmpdir)
 start_store "$tmp"
 start_store_proxy "$tmp/proxy" --command "set delay-ms 250" \
     --command "set delay 1"
-STORE_ARGS=(storage-backend=s3 "bucket=$S3_BUCKET" "endpoint-url=$proxy_url"
-            timeout=60)
+store_via_proxy timeout=60
 start_lazyvold "$tmp/d"
 export LAZYVOL_SOCKET=$admin
 MiB=1048576

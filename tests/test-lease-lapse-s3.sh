@@ -21,8 +21,7 @@ direct=("${STORE_ARGS[@]}")
 start_store_proxy "$tmp/proxy" --down-file "$tmp/down"
 L=3
 
-STORE_ARGS=(storage-backend=s3 "bucket=$S3_BUCKET" "endpoint-url=$proxy_url"
-            retries=0 timeout=1s)
+store_via_proxy retries=0 timeout=1s
 start_lazyvol "$tmp/a" host-id=hosta lease=$L
 a_ctl=$ctlsock a_nbd=$nbd
 ctl '{"cmd":"create","export_id":"w","size":8388608,"chunk_size":1048576}' >/dev/null

@@ -16,8 +16,7 @@ requires "$LAZYVOLD" "$LAZYVOLCTL" nbdkit curl jq qemu-io
 tmp=$(make_tmpdir)
 start_store "$tmp"
 start_store_proxy "$tmp/proxy"
-STORE_ARGS=(storage-backend=s3 "bucket=$S3_BUCKET" "endpoint-url=$proxy_url"
-            retries=1 timeout=30)
+store_via_proxy retries=1 timeout=30
 start_lazyvold "$tmp/d"
 lv () { "$LAZYVOLCTL" --socket "$admin" "$@"; }
 rd () { qemu-io -f raw -r -c "read -P $1 $2 $3" "$(uri rb)" >/dev/null ||

@@ -25,11 +25,9 @@ requires cmp dd head tail awk
 start_s3
 tmp=$(make_tmpdir)
 
-st () { "$STORE_TOOL" --backend s3 --bucket "$S3_BUCKET" \
-            --endpoint-url "$proxy_url" "$@"; }
-direct () { "$STORE_TOOL" --backend s3 --bucket "$S3_BUCKET" \
-                --endpoint-url "$S3_ENDPOINT" "$@"; }
-ms () { echo $(( $(date +%s%N) / 1000000 )); }
+st () { proxy_store_tool "$@"; }
+direct () { s3_store_tool "$@"; }
+ms () { now_ms; }
 # part FILE OFFSET LEN: those bytes of FILE.
 part () { dd if="$1" iflag=skip_bytes,count_bytes skip="$2" count="$3" status=none; }
 # only_first_flipped GOT WANT: GOT differs from WANT in its first byte only.

@@ -24,11 +24,9 @@ requires curl sha256sum head dd awk
 start_s3
 tmp=$(make_tmpdir)
 
-st () { "$STORE_TOOL" --backend s3 --bucket "$S3_BUCKET" \
-            --endpoint-url "$proxy_url" "$@"; }
-direct () { "$STORE_TOOL" --backend s3 --bucket "$S3_BUCKET" \
-                --endpoint-url "$S3_ENDPOINT" "$@"; }
-ms () { echo $(( $(date +%s%N) / 1000000 )); }
+st () { proxy_store_tool "$@"; }
+direct () { s3_store_tool "$@"; }
+ms () { now_ms; }
 # at_least VALUE BOUND: VALUE >= BOUND (decimals).
 at_least () { awk -v v="$1" -v b="$2" 'BEGIN { exit !(v >= b) }'; }
 sha () { sha256sum "$1" | awk '{ print $1 }'; }

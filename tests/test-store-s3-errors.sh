@@ -35,7 +35,7 @@ head -c 300000 /dev/urandom > "$tmp/obj"
 st --endpoint-url "$S3_ENDPOINT" put k "$tmp/obj" >/dev/null
 
 # ms: milliseconds since the epoch.
-ms () { echo $(( $(date +%s%N) / 1000000 )); }
+ms () { now_ms; }
 
 # --- credentials
 AWS_SECRET_ACCESS_KEY=not-the-secret-4f2a \

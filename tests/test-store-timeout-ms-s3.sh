@@ -19,7 +19,7 @@ tmp=$(make_tmpdir)
 
 st () { "$STORE_TOOL" --backend s3 --bucket "$S3_BUCKET" \
             --endpoint-url "$proxy_url" "$@"; }
-ms () { echo $(( $(date +%s%N) / 1000000 )); }
+ms () { now_ms; }
 
 head -c 300000 /dev/urandom > "$tmp/obj"
 start_store_proxy "$tmp/p" --command "set delay-ms 10000"
@@ -67,8 +67,7 @@ ctl '{"cmd":"create","export_id":"m","size":8388608,"chunk_size":1048576}' >/dev
 qemu-io -f raw -c 'write -P 0x5a 0 4M' -c flush "$(uri m)" >/dev/null
 ctl '{"cmd":"snapshot","export_id":"m"}' >/dev/null
 stop_lazyvol
-STORE_ARGS=(storage-backend=s3 "bucket=$S3_BUCKET" "endpoint-url=$proxy_url"
-            retries=5 timeout=400ms readahead=0 discover=false)
+store_via_proxy retries=5 timeout=400ms readahead=0 discover=false
 start_lazyvol "$tmp/r"
 ctl '{"cmd":"open","export_id":"m"}' >/dev/null
 proxy_ctl once delay
