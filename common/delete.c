@@ -27,6 +27,13 @@
  * A clone racing step 2 is the race of snapshots.c: the manifest is
  * removed before the scan of step 3 lists the markers, so either the
  * clone sees its source gone and fails, or its markers keep the blobs.
+ *
+ * Not fenced: a create (or clone) of the same id, here or on another
+ * host, once the head is gone and while steps 2 to 4 run.  Step 3 may
+ * then take the new export's first blob and manifest (no grace), leaving
+ * its head naming a missing manifest.  Only a delete finishing after a
+ * crash, on an id an admin reuses at once, can meet it; reusing an id
+ * is safe once its delete has answered.
  */
 #include <config.h>
 
