@@ -352,45 +352,109 @@ cache_zero_range (int fd, uint64_t offset, uint64_t len, bool may_trim,
   return 0;
 }
 
-/* Fetch CHUNK, on which the caller holds BUSY, into cache.raw if KEEP
- * (its bytes reserved in the budget), mark it resident and release BUSY
- * and, if it was not kept, the reservation.  If OUT is not NULL (a
- * read), also copy its bytes [OFF, OFF+N) there.  0 or -1.
+/* Fetch CHUNK, on which the caller holds BUSY, into a fill buffer, copy
+ * its bytes [OFF, OFF+N) to OUT and release BUSY: a read served without
+ * keeping the chunk.  0 or -1.
  */
 static int
-fill_and_release (struct cache *c, uint64_t chunk, void *out, uint32_t off,
-                  uint32_t n, bool keep)
+fill_bypass (struct cache *c, uint64_t chunk, void *out, uint32_t off,
+             uint32_t n)
 {
   void *fb = buf_get (c);
   int r = fb ? fetch (c, chunk, fb) : -1;
-  bool cached = false;
 
-  if (r == 0 && keep) {
-    cached = raw_pwrite (c, fb, cache_chunk_bytes (c, chunk),
-                         chunk * c->chunk_size) == 0;
-    /* A full cache disk costs the caching, not the read: the bytes
-     * are served from the buffer, and fetched again next time.
-     */
-    if (!cached && errno != ENOSPC)
-      r = -1;
-    else if (!cached)
-      log_debug ("%s: chunk %ju not cached: %s", c->dir, (uintmax_t) chunk,
-                 err_msg ());
-  }
-  if (r == 0 && out)
+  if (r == 0)
     memcpy (out, (char *) fb + off, n);
   buf_put (c, fb);
+  LOCK_FOR_SCOPE (&c->lock);
+  cache_busy_release (c, chunk);
+  return r;
+}
 
+/* A run of chunks [FIRST, FIRST+N) being fetched straight into cache.raw
+ * (fill_run): the filling thread holds BUSY on each, and their bytes are
+ * reserved in the budget, until the source says the chunk is done.
+ */
+struct fill {
+  struct cache *c;
+  uint64_t first, n;
+  uint64_t chunk;               /* the chunk DATA was last given */
+  uint64_t got;                 /* bytes of it written, in order */
+  uint64_t ndone;               /* chunks done, either way */
+};
+
+static int
+fill_data (void *run, uint64_t chunk, uint32_t off, const void *buf,
+           size_t len)
+{
+  struct fill *f = run;
+  struct cache *c = f->c;
+
+  assert (chunk >= f->first && chunk < f->first + f->n);
+  assert ((uint64_t) off + len <= cache_chunk_bytes (c, chunk));
+  if (chunk != f->chunk || off == 0) {   /* a chunk's bytes (again) */
+    f->chunk = chunk;
+    f->got = 0;
+  }
+  assert (off == f->got);
+  if (raw_pwrite (c, buf, len, chunk * c->chunk_size + off) == -1)
+    return -1;
+  f->got += len;
+  return 0;
+}
+
+static void
+fill_done (void *run, uint64_t chunk, bool ok)
+{
+  struct fill *f = run;
+  struct cache *c = f->c;
+  uint32_t len = cache_chunk_bytes (c, chunk);
+
+  assert (chunk >= f->first && chunk < f->first + f->n);
+  f->ndone++;
+  assert (!ok || (chunk == f->chunk && f->got == len));
+  if (ok) {
+    count (&c->fills, 1);
+    count (&c->fill_bytes, len);
+  }
+  else {
+    struct err_saved e;
+
+    /* What part of it was written is never read (it is not resident):
+     * give the space back, keeping the failure's error.
+     */
+    count (&c->fill_errors, 1);
+    err_save (&e);
+    if (raw_zero (c, chunk * c->chunk_size, len, true) == -1)
+      log_debug ("%s", err_msg ());
+    err_restore (&e);
+  }
   {
     LOCK_FOR_SCOPE (&c->lock);
-    if (cached) {
+    if (ok) {
       mark_resident (c, chunk);
       bitmap_mark_relaxed (c->referenced, chunk);     /* about to be read */
     }
     cache_busy_release (c, chunk);
   }
-  if (keep && !cached)
-    cache_budget_release (c, cache_chunk_bytes (c, chunk));
+  if (!ok)
+    cache_budget_release (c, len);
+}
+
+static const struct cache_run_sink fill_sink = { fill_data, fill_done };
+
+/* Fetch chunks [FIRST, FIRST+N) into cache.raw: the caller holds BUSY on
+ * each and has reserved their bytes; each is marked resident (or its
+ * reservation given back) and released as soon as its bytes are in.
+ * 0, or -1 if any failed.
+ */
+static int
+fill_run (struct cache *c, uint64_t first, uint64_t n)
+{
+  struct fill f = { .c = c, .first = first, .n = n, .chunk = UINT64_MAX };
+  int r = c->src.fetch_run (c->src.opaque, first, n, &fill_sink, &f);
+
+  assert (f.ndone == n);
   return r;
 }
 
@@ -415,45 +479,63 @@ read_pinned (struct cache *c, _Atomic unsigned *p, uint64_t chunk,
   return r;
 }
 
-/* Read part of one chunk: [OFF, OFF+N) relative to the chunk's start. */
+/* Read part of one chunk: [OFF, OFF+N) relative to the chunk's start.
+ * A miss fills the chunk into cache.raw and reads it from there; with no
+ * room in the budget, even by evicting, or on a full cache disk, the
+ * bytes are served from a fill buffer without keeping them.
+ */
 static int
 read_chunk (struct cache *c, uint64_t chunk, void *buf, uint32_t off,
             uint32_t n)
 {
-  _Atomic unsigned *p = pin (c, chunk);
-  bool keep;
+  bool keep = true;
 
-  if (bitmap_get_atomic (c->resident, chunk)) {
-    bitmap_mark_relaxed (c->referenced, chunk);
-    return read_pinned (c, p, chunk, buf, off, n);
-  }
-  unpin (c, p);
+  for (;;) {
+    _Atomic unsigned *p = pin (c, chunk);
 
-  {
-    LOCK_FOR_SCOPE (&c->lock);
-    wait_settled (c, chunk);
-    if (bitmap_get (c->resident, chunk))
-      p = pin (c, chunk);       /* filled meanwhile; a remover waits for it */
-    else if (!c->src.has (c->src.opaque, chunk)) {
-      memset (buf, 0, n);
-      return 0;
+    if (bitmap_get_atomic (c->resident, chunk)) {
+      bitmap_mark_relaxed (c->referenced, chunk);
+      return read_pinned (c, p, chunk, buf, off, n);
     }
-    else {
-      p = NULL;
-      cache_busy_take (c, chunk);
+    unpin (c, p);
+
+    {
+      LOCK_FOR_SCOPE (&c->lock);
+      wait_settled (c, chunk);
+      if (bitmap_get (c->resident, chunk))
+        p = pin (c, chunk);     /* filled meanwhile; a remover waits for it */
+      else if (!c->src.has (c->src.opaque, chunk)) {
+        memset (buf, 0, n);
+        return 0;
+      }
+      else {
+        p = NULL;
+        cache_busy_take (c, chunk);
+      }
     }
+    if (p)
+      return read_pinned (c, p, chunk, buf, off, n);
+    count (&c->read_misses, 1);
+    if (keep &&
+        cache_budget_reserve (c, cache_chunk_bytes (c, chunk), true) == -1) {
+      keep = false;
+      log_debug ("chunk %ju read without caching it: %s", (uintmax_t) chunk,
+                 err_msg ());
+    }
+    if (!keep) {
+      count (&c->bypass_reads, 1);
+      return fill_bypass (c, chunk, buf, off, n);
+    }
+    if (fill_run (c, chunk, 1) == -1) {
+      if (errno != ENOSPC)
+        return -1;
+      /* A full cache disk costs the caching, not the read. */
+      log_debug ("%s: chunk %ju not cached: %s", c->dir, (uintmax_t) chunk,
+                 err_msg ());
+      keep = false;
+    }
+    /* Now resident (read it, unless already evicted: then again). */
   }
-  if (p)
-    return read_pinned (c, p, chunk, buf, off, n);
-  count (&c->read_misses, 1);
-  /* No room, even by evicting: serve the bytes without keeping them. */
-  keep = cache_budget_reserve (c, cache_chunk_bytes (c, chunk), true) == 0;
-  if (!keep) {
-    count (&c->bypass_reads, 1);
-    log_debug ("chunk %ju read without caching it: %s", (uintmax_t) chunk,
-               err_msg ());
-  }
-  return fill_and_release (c, chunk, buf, off, n, keep);
 }
 
 int
@@ -821,24 +903,77 @@ cache_flush (struct cache *c)
   return cache_flush_gated (c);
 }
 
-int
-cache_prefetch (struct cache *c, uint64_t chunk, bool evict)
+/* Can CHUNK be claimed for a prefetch: not resident, not being filled,
+ * and listed by the source?  Called with c->lock held.
+ */
+static bool
+claimable (struct cache *c, uint64_t chunk)
 {
-  if (chunk >= c->chunks)
-    return 0;
+  return !bitmap_get (c->resident, chunk) && !bitmap_get (c->busy, chunk) &&
+    c->src.has (c->src.opaque, chunk);
+}
+
+/* Claim the next run of claimable chunks in [*CHUNK, END): take BUSY on
+ * them and reserve their bytes.  Sets *CHUNK past what was looked at,
+ * *FIRST to the run's start.  The run's length: 0 if there is none (or
+ * a reset is under way), or *NOROOM if the budget ran out.
+ */
+static uint64_t
+claim_run (struct cache *c, uint64_t *chunk, uint64_t end, bool evict,
+           uint64_t *first, bool *noroom)
+{
+  uint64_t max = cache_run_chunks (c), n = 0, kept = 0;
+
   {
     LOCK_FOR_SCOPE (&c->lock);
-    if (c->draining || bitmap_get (c->resident, chunk) ||
-        bitmap_get (c->busy, chunk) || !c->src.has (c->src.opaque, chunk))
-      return 0;                 /* resetting, resident, being filled, zeros */
-    cache_busy_take (c, chunk);
+    if (c->draining)
+      return 0;
+    while (*chunk < end && !claimable (c, *chunk))
+      ++*chunk;
+    *first = *chunk;
+    for (; *chunk < end && n < max && claimable (c, *chunk); ++*chunk, n++)
+      cache_busy_take (c, *chunk);
   }
-  if (cache_budget_reserve (c, cache_chunk_bytes (c, chunk), evict) == -1) {
+  while (kept < n && cache_budget_reserve
+         (c, cache_chunk_bytes (c, *first + kept), evict) == 0)
+    kept++;
+  if (kept < n) {
     LOCK_FOR_SCOPE (&c->lock);
-    cache_busy_release (c, chunk);
-    return 1;
+    for (uint64_t i = kept; i < n; i++)
+      cache_busy_release (c, *first + i);
+    *noroom = true;
   }
-  return fill_and_release (c, chunk, NULL, 0, 0, true);
+  return kept;
+}
+
+int
+cache_prefetch (struct cache *c, uint64_t chunk, uint64_t count_,
+                bool evict)
+{
+  uint64_t end = chunk < c->chunks && count_ < c->chunks - chunk
+    ? chunk + count_ : c->chunks;
+  int r = 0;
+
+  while (r == 0 && chunk < end) {
+    bool noroom = false;
+    uint64_t first, n = claim_run (c, &chunk, end, evict, &first, &noroom);
+
+    if (n > 0 && fill_run (c, first, n) == -1)
+      r = -1;
+    else if (noroom)
+      r = 1;
+    else if (n == 0)
+      break;
+  }
+  return r;
+}
+
+uint64_t
+cache_run_chunks (const struct cache *c)
+{
+  uint64_t n = CACHE_RUN_BYTES / c->chunk_size;
+
+  return n < 1 ? 1 : n > CACHE_RUN_CHUNKS_MAX ? CACHE_RUN_CHUNKS_MAX : n;
 }
 
 bool

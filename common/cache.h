@@ -17,6 +17,26 @@
 
 #include "meta.h"
 
+/* The most chunks, and bytes, that one fill of a run of chunks asks the
+ * source for (cache_prefetch; the source may need several requests if
+ * they are not stored back to back).
+ */
+#define CACHE_RUN_BYTES (16 * 1024 * 1024)
+#define CACHE_RUN_CHUNKS_MAX 256
+
+/* Where a source puts the bytes of a run of chunks (fetch_run). */
+struct cache_run_sink {
+  /* LEN bytes at offset OFF of chunk CHUNK, each chunk's in order.  0, or
+   * -1 with err_set: the run stops.
+   */
+  int (*data) (void *run, uint64_t chunk, uint32_t off, const void *buf,
+               size_t len);
+  /* CHUNK is complete and its bytes verified (OK), or it failed (with
+   * err_set).  Once for each chunk of the run, after its last data.
+   */
+  void (*done) (void *run, uint64_t chunk, bool ok);
+};
+
 /* The published image behind the cache. */
 struct cache_source {
   /* Does the published image hold data for CHUNK?  false: all zeros. */
@@ -25,6 +45,14 @@ struct cache_source {
    * -1 with err_set.  Called without any cache lock held.
    */
   int (*fetch) (void *opaque, uint64_t chunk, void *buf, uint32_t len);
+  /* Fetch chunks [CHUNK, CHUNK+N) of the published image (N at most
+   * CACHE_RUN_CHUNKS_MAX) into SINK with as few requests as their
+   * layout allows; a chunk done OK had all its bytes given (its length
+   * in the cache), in order.  0 if every chunk was done OK, else -1 with
+   * the first failure's error.  Called without any cache lock held.
+   */
+  int (*fetch_run) (void *opaque, uint64_t chunk, uint64_t n,
+                    const struct cache_run_sink *sink, void *run);
   void *opaque;
 };
 
@@ -130,11 +158,19 @@ int cache_zero (struct cache *c, uint32_t count, uint64_t offset,
  * do writes and publishes, until the cache is closed and opened again.
  */
 int cache_flush (struct cache *c);
-/* Fetch chunk CHUNK if it is not resident (CACHE, readahead, hydrate),
- * evicting clean chunks for room if EVICT.  0, 1 if there was no room
- * for it in the budget (nothing fetched), or -1.
+/* Fetch the chunks of [CHUNK, CHUNK+COUNT) that are not resident (CACHE,
+ * readahead, hydrate), a run of contiguous ones at a time (at most
+ * CACHE_RUN_CHUNKS_MAX chunks and CACHE_RUN_BYTES), evicting clean
+ * chunks for room if EVICT.  Chunks being filled by others are skipped.
+ * 0, 1 if there was no room left in the budget (the rest not fetched),
+ * or -1.
  */
-int cache_prefetch (struct cache *c, uint64_t chunk, bool evict);
+int cache_prefetch (struct cache *c, uint64_t chunk, uint64_t count,
+                    bool evict);
+/* Chunks in one fill of a run: CACHE_RUN_BYTES of them, at least one,
+ * at most CACHE_RUN_CHUNKS_MAX.
+ */
+uint64_t cache_run_chunks (const struct cache *c) __attribute__ ((__nonnull__));
 /* Is CHUNK resident (no fetch needed to read it)? */
 bool cache_is_resident (struct cache *c, uint64_t chunk);
 

@@ -325,6 +325,14 @@ void manifest_take_hashes (struct manifest *m, struct manifest *from,
 bool manifest_find (const struct manifest *m, uint64_t chunk,
                     const char **blob_key, uint64_t *offset,
                     const unsigned char **sha);
+/* manifest_find, and the number of chunks from CHUNK on stored back to
+ * back after it in the same blob (*COUNT >= 1), whose hashes follow
+ * *SHA.
+ */
+bool manifest_find_run (const struct manifest *m, uint64_t chunk,
+                        const char **blob_key, uint64_t *offset,
+                        const unsigned char **sha, uint64_t *count)
+  __attribute__ ((__nonnull__));
 /* Bytes of chunk CHUNK in an image (the last chunk may be short). */
 uint32_t chunk_len (uint64_t image_size, uint32_t chunk_size, uint64_t chunk);
 /* Number of chunks of an image. */

@@ -544,9 +544,9 @@ extent_compare (const void *key, const void *elem)
 }
 
 bool
-manifest_find (const struct manifest *m, uint64_t chunk,
-               const char **blob_key, uint64_t *offset,
-               const unsigned char **sha)
+manifest_find_run (const struct manifest *m, uint64_t chunk,
+                   const char **blob_key, uint64_t *offset,
+                   const unsigned char **sha, uint64_t *count)
 {
   const struct manifest_extent *e;
 
@@ -559,7 +559,18 @@ manifest_find (const struct manifest *m, uint64_t chunk,
   *blob_key = m->blobs[e->blob].key;
   *offset = e->offset + (chunk - e->chunk) * m->chunk_size;
   *sha = m->sha[e->hash + (chunk - e->chunk)];
+  *count = e->chunk + e->count - chunk;
   return true;
+}
+
+bool
+manifest_find (const struct manifest *m, uint64_t chunk,
+               const char **blob_key, uint64_t *offset,
+               const unsigned char **sha)
+{
+  uint64_t count;
+
+  return manifest_find_run (m, chunk, blob_key, offset, sha, &count);
 }
 
 void

@@ -51,7 +51,9 @@ struct s3_client *s3_client_open (const struct store_config *cfg,
 /* Close the connections and wipe the secret; NULL is allowed. */
 void s3_client_close (struct s3_client *c);
 /* Perform OP, trying again what may succeed later (a streamed GET tells
- * its sink to start over first).  0 if the final reply is 2xx (free
+ * its sink to start over first; each try signs OP's headers afresh, so
+ * the sink may then change the value of a header it owns, such as a
+ * Range, to resume instead).  0 if the final reply is 2xx (free
  * *RESP with http_response_free); the sink's positive return if it
  * stopped; else -1 with err_set and the errno of store.h.
  */

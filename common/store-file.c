@@ -244,9 +244,38 @@ file_get (struct store *s, const char *key, size_t max,
   return -1;
 }
 
-/* The object is read in pieces of STORE_STREAM_PIECE bytes into one
- * buffer, up to the size it had when it was opened: a file that grows
- * meanwhile gives no more, one that shrinks is a short read (EIO).
+/* Hand LEN bytes at OFFSET of open object FD (KEY) to FN, read in pieces
+ * of STORE_STREAM_PIECE bytes into one buffer.  0, -1, or FN's return.
+ */
+static int
+stream_fd (struct store *s, int fd, const char *key, uint64_t offset,
+           uint64_t len, store_stream_fn fn, void *opaque)
+{
+  CLEANUP_FREE char *buf =
+    malloc (len < STORE_STREAM_PIECE ? len + 1 : STORE_STREAM_PIECE);
+  uint64_t done = 0;
+  int r = 0;
+
+  if (buf == NULL)
+    r = err_set (errno, "get %s: malloc: %m", key);
+  while (r == 0 && done < len) {
+    size_t n = len - done < STORE_STREAM_PIECE ? len - done
+      : STORE_STREAM_PIECE;
+
+    if (full_pread (fd, buf, n, offset + done, key) == -1)
+      r = -1;
+    else {
+      done += n;
+      r = fn (opaque, buf, n);
+    }
+  }
+  store_count (s, 1, done, 0);
+  return r;
+}
+
+/* The object is read up to the size it had when it was opened: a file
+ * that grows meanwhile gives no more, one that shrinks is a short read
+ * (EIO).
  */
 static int
 file_get_stream (struct store *s, const char *key, size_t max,
@@ -256,53 +285,36 @@ file_get_stream (struct store *s, const char *key, size_t max,
   struct store_obj obj;
   CLEANUP_CLOSE int fd = open_object (fs, "get", key, max, &obj,
                                       info != NULL);
-  CLEANUP_FREE char *buf = NULL;
-  uint64_t done = 0;
-  int r = -1;
+  int r;
 
-  if (fd >= 0) {
-    buf = malloc (obj.size < STORE_STREAM_PIECE ? obj.size + 1
-                  : STORE_STREAM_PIECE);
-    if (buf == NULL)
-      err_set (errno, "get %s: malloc: %m", key);
-    else
-      r = 0;
+  if (fd == -1) {
+    store_count (s, 1, 0, 0);
+    return -1;
   }
-  while (r == 0 && done < obj.size) {
-    size_t n = obj.size - done < STORE_STREAM_PIECE ? obj.size - done
-      : STORE_STREAM_PIECE;
-
-    if (full_pread (fd, buf, n, done, key) == -1)
-      r = -1;
-    else {
-      done += n;
-      r = fn (opaque, buf, n);
-    }
-  }
+  r = stream_fd (s, fd, key, 0, obj.size, fn, opaque);
   if (r == 0 && info)
     *info = obj;
-  store_count (s, 1, done, 0);
   return r;
 }
 
 static int
-file_get_range (struct store *s, const char *key,
-                uint64_t offset, size_t len, void *buf)
+file_get_range_stream (struct store *s, const char *key,
+                       uint64_t offset, size_t len,
+                       store_stream_fn fn, void *opaque)
 {
   struct file_store *fs = (struct file_store *) s;
   struct store_obj obj;
   CLEANUP_CLOSE int fd = open_object (fs, "get", key, SIZE_MAX, &obj, false);
-  int r = -1;
+  bool inside = fd >= 0 && offset <= obj.size && len <= obj.size - offset;
 
-  if (fd >= 0) {
-    if (offset > obj.size || len > obj.size - offset)
-      err_set (EBADMSG, "get %s [%ju+%zu]: object has only %ju bytes",
-               key, (uintmax_t) offset, len, (uintmax_t) obj.size);
-    else
-      r = full_pread (fd, buf, len, offset, key);
+  if (fd >= 0 && !inside)
+    err_set (EBADMSG, "get %s [%ju+%zu]: object has only %ju bytes",
+             key, (uintmax_t) offset, len, (uintmax_t) obj.size);
+  if (!inside) {
+    store_count (s, 1, 0, 0);
+    return -1;
   }
-  store_count (s, 1, r == 0 ? len : 0, 0);
-  return r;
+  return stream_fd (s, fd, key, offset, len, fn, opaque);
 }
 
 static int
@@ -902,7 +914,7 @@ file_close (struct store *s)
 static const struct store_ops file_ops = {
   .get = file_get,
   .get_stream = file_get_stream,
-  .get_range = file_get_range,
+  .get_range_stream = file_get_range_stream,
   .head = file_head,
   .put = file_put,
   .delete = file_delete,

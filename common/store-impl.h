@@ -20,8 +20,9 @@ struct store_ops {
   int (*get_stream) (struct store *, const char *key, size_t max,
                      store_stream_fn fn, void *opaque,
                      struct store_obj *info);
-  int (*get_range) (struct store *, const char *key,
-                    uint64_t offset, size_t len, void *buf);
+  int (*get_range_stream) (struct store *, const char *key,
+                           uint64_t offset, size_t len,
+                           store_stream_fn fn, void *opaque);
   int (*head) (struct store *, const char *key, struct store_obj *info);
   int (*put) (struct store *, const char *key, const void *data, size_t len,
               enum store_cond cond, const char *etag, struct store_obj *info);

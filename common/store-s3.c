@@ -8,8 +8,12 @@
  *   get        GET; the reply grows up to the caller's limit (EFBIG)
  *   get_stream GET, the body handed on as curl receives it (s3_call
  *              tells the consumer to start over before a retry)
- *   get_range  GET with Range straight into the caller's buffer: a 206
- *              for exactly that range, or a 200 if it is the whole object
+ *   get_range_stream  GET with Range, the body handed on as it arrives:
+ *              a 206 for exactly that range, or a 200 if it is the whole
+ *              object; before a retry, the Range is moved past the bytes
+ *              already handed on (the sink, told to start over, rewrites
+ *              the header s3_call signs on each try), so a try that fails
+ *              part way resumes there instead of starting over
  *   head, put, delete (a missing key is fine)
  *   list       ListObjectsV2 pages, following continuation tokens; keys
  *              and common prefixes of a page are merged in order, and the
@@ -115,36 +119,104 @@ s3_get_stream (struct store *s, const char *key, size_t max,
   return 0;
 }
 
+/* The Range header for [OFFSET, OFFSET+LEN) into RANGE (48 bytes: 20
+ * digits each side).
+ */
+static void
+range_header (char *range, size_t size, uint64_t offset, size_t len)
+{
+  snprintf (range, size, "bytes=%ju-%ju", (uintmax_t) offset,
+            (uintmax_t) (offset + len - 1));
+}
+
+/* Did RESP answer header RANGE, which starts at OFFSET?  A 206 for that
+ * range, or a 200 only if the range was the whole object (http_send saw
+ * no more bytes than asked).  Frees RESP; -1 with err_set if not.
+ */
 static int
-s3_get_range (struct store *s, const char *key,
-              uint64_t offset, size_t len, void *buf)
+range_answered (const char *what, const char *range, uint64_t offset,
+                struct http_response *resp)
+{
+  char want[80];
+  bool exact;
+
+  snprintf (want, sizeof want, "bytes %s/", range + 6);
+  exact = resp->status == 206
+    ? strncmp (resp->content_range, want, strlen (want)) == 0
+    : resp->status == 200 && offset == 0;
+  http_response_free (resp);
+  if (!exact)
+    return err_set (EBADMSG, "%s: the store answered HTTP %ld for "
+                    "another range (%.60s)", what, resp->status,
+                    resp->content_range);
+  return 0;
+}
+
+/* A streamed ranged GET under way: the Range its next try asks for. */
+struct range_stream {
+  uint64_t offset;              /* of the whole range */
+  size_t len, done;             /* bytes handed to FN so far */
+  uint64_t asked;               /* where the current try starts */
+  char range[48];               /* the header s3_call signs and sends */
+  bool overrun;                 /* the store sent more than asked */
+  store_stream_fn fn;
+  void *opaque;
+};
+
+/* The sink of a streamed ranged GET: pass the bytes on; told to start
+ * over (s3_call is about to try again), ask for the rest only.
+ */
+static int
+range_sink (void *opaque, const void *buf, size_t len)
+{
+  struct range_stream *rs = opaque;
+  int r;
+
+  if (buf == NULL) {
+    rs->asked = rs->offset + rs->done;
+    range_header (rs->range, sizeof rs->range, rs->asked,
+                  rs->len - rs->done);
+    return 0;
+  }
+  if (len > rs->len - rs->done) {
+    rs->overrun = true;
+    return 1;
+  }
+  if ((r = rs->fn (rs->opaque, buf, len)) == 0)
+    rs->done += len;
+  return r;
+}
+
+static int
+s3_get_range_stream (struct store *s, const char *key,
+                     uint64_t offset, size_t len,
+                     store_stream_fn fn, void *opaque)
 {
   CLEANUP_FREE char *what =
     str_printf ("get %s [%ju+%zu]", key, (uintmax_t) offset, len);
-  char range[48], want[64];     /* "bytes=A-B" with 20-digit A and B */
+  struct range_stream rs = {
+    .offset = offset, .len = len, .asked = offset, .fn = fn,
+    .opaque = opaque,
+  };
   struct s3_op op = {
     .op = STORE_OP_GET_RANGE, .what = what, .method = "GET", .key = key,
-    .headers = { { "Range", range } }, .buf = buf, .buf_len = len,
+    .headers = { { "Range", rs.range } }, .sink = range_sink,
+    .sink_opaque = &rs, .max = len,
   };
   struct http_response resp;
-  bool exact;
+  int r;
 
-  snprintf (range, sizeof range, "bytes=%ju-%ju", (uintmax_t) offset,
-            (uintmax_t) (offset + len - 1));
-  snprintf (want, sizeof want, "bytes %s/", range + 6);
-  if (what == NULL || s3_call (client (s), &op, &resp) == -1)
+  range_header (rs.range, sizeof rs.range, offset, len);
+  if (what == NULL)
     return -1;
-  /* 206 for the range asked; 200 only if the range was the whole object
-   * (http_send saw exactly LEN bytes, no more).
-   */
-  exact = resp.status == 206
-    ? strncmp (resp.content_range, want, strlen (want)) == 0
-    : resp.status == 200 && offset == 0;
-  http_response_free (&resp);
-  if (!exact)
-    return err_set (EBADMSG, "%s: the store answered HTTP %ld for "
-                    "another range (%.60s)", what, resp.status,
-                    resp.content_range);
+  if ((r = s3_call (client (s), &op, &resp)) != 0)
+    return rs.overrun ? err_set (EBADMSG, "%s: the store sent more than "
+                                 "the range", what) : r;
+  if (range_answered (what, rs.range, rs.asked, &resp) == -1)
+    return -1;
+  if (rs.done != len)
+    return err_set (EBADMSG, "%s: the object ended after %zu bytes", what,
+                    rs.done);
   return 0;
 }
 
@@ -845,7 +917,7 @@ s3_close (struct store *s)
 static const struct store_ops s3_ops = {
   .get = s3_get,
   .get_stream = s3_get_stream,
-  .get_range = s3_get_range,
+  .get_range_stream = s3_get_range_stream,
   .head = s3_head,
   .put = s3_put,
   .delete = s3_delete,

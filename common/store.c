@@ -275,20 +275,50 @@ count_latency (struct store *st, uint64_t ns)
 }
 
 int
-store_get_range (struct store *st, const char *key,
-                 uint64_t offset, size_t len, void *buf)
+store_get_range_stream (struct store *st, const char *key,
+                        uint64_t offset, size_t len,
+                        store_stream_fn fn, void *opaque)
 {
   uint64_t t0 = time_mono_ns ();
+  int r;
 
   if (check_key (key, false) == -1)
     return -1;
   if (len == 0)
     return 0;
-  if (counted (st, STORE_OP_GET_RANGE,
-               st->ops->get_range (st, key, offset, len, buf)) == -1)
+  r = st->ops->get_range_stream (st, key, offset, len, fn, opaque);
+  if (r > 0)
+    return r;                   /* the consumer's stop, not the store's */
+  if (counted (st, STORE_OP_GET_RANGE, r) == -1)
     return -1;
   count_latency (st, time_mono_ns () - t0);
   return 0;
+}
+
+/* store_get_range's consumer: copy into the caller's buffer. */
+struct into {
+  char *buf;
+  size_t done;
+};
+
+static int
+copy_in (void *opaque, const void *buf, size_t len)
+{
+  struct into *in = opaque;
+
+  memcpy (in->buf + in->done, buf, len);
+  in->done += len;
+  return 0;
+}
+
+int
+store_get_range (struct store *st, const char *key,
+                 uint64_t offset, size_t len, void *buf)
+{
+  struct into in = { .buf = buf };
+
+  /* The stream hands over no more than LEN bytes, and all of them. */
+  return store_get_range_stream (st, key, offset, len, copy_in, &in);
 }
 
 int

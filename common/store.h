@@ -109,6 +109,17 @@ int store_get_stream (struct store *st, const char *key, size_t max,
  */
 int store_get_range (struct store *st, const char *key,
                      uint64_t offset, size_t len, void *buf);
+/* Fetch LEN bytes at OFFSET of KEY (a ranged GET), handing them to FN in
+ * pieces as they arrive, in order; FN is never told to start over: a
+ * try that fails part way is resumed from the first byte FN has not
+ * had, so FN sees each byte once.  An object that ends early is
+ * EBADMSG.  0, -1 (counted as a failure of a ranged get), or FN's
+ * positive return (its error is whatever FN recorded).
+ */
+int store_get_range_stream (struct store *st, const char *key,
+                            uint64_t offset, size_t len,
+                            store_stream_fn fn, void *opaque)
+  __attribute__ ((__nonnull__ (1, 2, 5)));
 /* Size and etag of KEY.  0, or -1 (ENOENT if missing). */
 int store_head (struct store *st, const char *key, struct store_obj *info);
 

@@ -17,6 +17,7 @@
 #include <stdatomic.h>
 
 #include "format.h"
+#include "readahead.h"
 #include "remote.h"
 #include "volume.h"
 
@@ -62,8 +63,8 @@ struct volume {
   bool hydrate_failed;
   bool hydrate_full;            /* stopped: no room in the cache budget */
 
-  _Atomic uint64_t ra_last;     /* last chunk of the latest read */
-  _Atomic uint64_t ra_next;     /* first chunk not yet scheduled */
+  struct readahead ra;          /* its own lock; set up once the chunk
+                                   size is known (chunk_size > 0) */
 };
 
 /* Replace the head and manifest after a publish (takes v->mlock); M
@@ -73,11 +74,18 @@ struct volume {
 void volume_set_published (struct volume *v, const struct volume_head *head,
                            const char *etag, struct manifest *m,
                            const struct manifest_hashes *h);
-/* Fetch chunk CHUNK (LEN bytes) of the current manifest into BUF and
- * verify its SHA-256 (zeros if the manifest does not list it).  0 or -1.
+/* Fetch chunk CHUNK (LEN bytes, as the cache counts them) of the current
+ * manifest into BUF and verify its SHA-256 (zeros if the manifest does
+ * not list it).  0 or -1.  (fetch.c)
  */
 int volume_fetch_chunk (struct volume *v, uint64_t chunk, void *buf,
                         uint32_t len);
+/* The cache's fetch_run: chunks [CHUNK, CHUNK+N) of the current manifest
+ * into SINK, verified, a stretch stored back to back per request (see
+ * fetch.c).  0, or -1 with the first failure's error.
+ */
+int volume_fetch_run (struct volume *v, uint64_t chunk, uint64_t n,
+                      const struct cache_run_sink *sink, void *run);
 /* After a crash, the chunks that snapshot LANDED (published, found by
  * journal_recover) holds are still dirty: clear DIRTY on those whose local
  * bytes LANDED's manifest has, and drop them from the cache unless

@@ -4,18 +4,22 @@
 /* lazyvol: an export (see volume.h and volume-impl.h).
  *
  * The export is the cache's source: has() looks a chunk up in the current
- * manifest, fetch() does a ranged GET of the chunk's bytes from the blob
- * the manifest names and checks them against the manifest's SHA-256.  A
- * mismatch is an I/O error and a log line naming the key; bad bytes are
- * never marked resident, so the next read fetches again.
+ * manifest; fetch() and fetch_run() get a chunk's bytes, or a run's, with
+ * ranged GETs of the blobs the manifest names, checked against its
+ * SHA-256s (fetch.c).  A mismatch is an I/O error and a log line naming
+ * the key; bad bytes are never marked resident, so the next read
+ * fetches again.
  *
- * Readahead: a read whose first chunk is the previous read's last chunk
- * or the one after it is sequential; then the next env->readahead chunks
- * that are not resident are queued on the shared pool, so fetches run in
- * parallel ahead of the reader.  A jump resets the window.
+ * Readahead: readahead.c follows the export's sequential streams of
+ * reads and says which chunks to fetch ahead of each (up to
+ * env->readahead bytes); they are queued on the shared pool a run
+ * (cache_run_chunks) per job, so several fetches run in parallel ahead
+ * of each reader, each one ranged GET where the chunks are stored back
+ * to back.
  *
  * Hydrate fetches every chunk the manifest lists with HYDRATE_WORKERS
- * threads of its own, claiming one extent at a time; unload cancels it.
+ * threads of its own, claiming one extent at a time, a run at a time;
+ * unload cancels it.
  * It evicts nothing: once the cache budget (or the export's own limit)
  * has no room left, it stops and ends done, with a warning that says so.
  * Readahead evicts nothing either: it takes the room that reads leave
@@ -120,57 +124,17 @@ source_has (void *opaque, uint64_t chunk)
   return v->manifest && manifest_find (v->manifest, chunk, &key, &off, &sha);
 }
 
-int
-volume_fetch_chunk (struct volume *v, uint64_t chunk, void *buf, uint32_t len)
-{
-  CLEANUP_FREE char *key = NULL;
-  const char *rel;
-  const unsigned char *sha;
-  unsigned char want[32], got[32];
-  uint64_t off;
-
-  {
-    RDLOCK_FOR_SCOPE (&v->mlock);
-    if (v->base_gone)
-      return err_set (EIO, "%s: chunk %ju was not written here, and the "
-                      "snapshot it would come from was deleted", v->name,
-                      (uintmax_t) chunk);
-    if (!v->manifest || !manifest_find (v->manifest, chunk, &rel, &off, &sha)) {
-      memset (buf, 0, len);     /* not published: zeros */
-      return 0;
-    }
-    if ((key = key_join (v->env->root, rel)) == NULL)
-      return err_prefix ("%s: chunk %ju", v->name, (uintmax_t) chunk);
-    memcpy (want, sha, 32);
-  }
-
-  for (unsigned tries = 1; ; tries++) {
-    if (store_get_range (v->env->st, key, off, len, buf) == -1)
-      return err_prefix ("%s: chunk %ju", v->name, (uintmax_t) chunk);
-    if (!EVP_Digest (buf, len, got, NULL, EVP_sha256 (), NULL))
-      return err_set (EIO, "%s: chunk %ju: SHA-256 failed", v->name,
-                      (uintmax_t) chunk);
-    if (memcmp (want, got, 32) == 0)
-      return 0;
-    if (tries == REMOTE_FETCH_TRIES)
-      break;
-    store_count_retry (v->env->st, STORE_OP_GET_RANGE, STORE_WHY_CORRUPT);
-    log_warn ("%s: chunk %ju from %s [%ju+%u]: SHA-256 mismatch, fetching "
-              "it again", v->name, (uintmax_t) chunk, key, (uintmax_t) off,
-              len);
-  }
-  store_count_failure (v->env->st, STORE_OP_GET_RANGE, STORE_WHY_CORRUPT);
-  err_set (EIO, "%s: chunk %ju from %s [%ju+%u]: SHA-256 mismatch in %u "
-           "tries, the object is corrupt", v->name, (uintmax_t) chunk, key,
-           (uintmax_t) off, len, REMOTE_FETCH_TRIES);
-  log_error ("%s", err_msg ());
-  return -1;
-}
-
 static int
 source_fetch (void *opaque, uint64_t chunk, void *buf, uint32_t len)
 {
   return volume_fetch_chunk (opaque, chunk, buf, len);
+}
+
+static int
+source_fetch_run (void *opaque, uint64_t chunk, uint64_t n,
+                  const struct cache_run_sink *sink, void *run)
+{
+  return volume_fetch_run (opaque, chunk, n, sink, run);
 }
 
 /* Can this host hold the local cache of an image of SIZE bytes in
@@ -307,6 +271,8 @@ volume_create (struct volume_env *env, const char *export_id,
 static void
 volume_free (struct volume *v)
 {
+  if (v->ra.chunk_size)
+    readahead_destroy (&v->ra);
   manifest_free (v->manifest);
   pthread_rwlock_destroy (&v->mlock);
   pthread_mutex_destroy (&v->oplock);
@@ -426,7 +392,9 @@ struct volume *
 volume_load (struct volume_env *env, const char *export_id,
              const char *snapshot_id, int takeover)
 {
-  struct cache_source src = { source_has, source_fetch, NULL };
+  struct cache_source src = {
+    source_has, source_fetch, source_fetch_run, NULL
+  };
   struct meta_base head;
   struct volume *v;
 
@@ -468,6 +436,8 @@ volume_load (struct volume_env *env, const char *export_id,
                          &src, env->budget);
   if (v->cache == NULL)
     goto err;
+  readahead_init (&v->ra, v->head.chunk_size, cache_run_chunks (v->cache),
+                  env->readahead);
   /* Only now, holding the cache's lock: a second process opening the same
    * cache root must fail above, not clean up the live publisher's journal,
    * staging file and objects first.
@@ -523,6 +493,7 @@ quiesce (struct volume *v)
   hydrate_stop (v);
   if (v->env->pool)
     pool_cancel (v->env->pool, v);
+  readahead_forget (&v->ra);
 }
 
 int
@@ -671,44 +642,32 @@ volume_set_published (struct volume *v, const struct volume_head *head,
   manifest_free (old);
 }
 
+/* A readahead job: one run of chunks from CHUNK on. */
 static void
 readahead_job (void *owner, uint64_t chunk)
 {
   struct volume *v = owner;
 
-  if (cache_prefetch (v->cache, chunk, false) != 0)
+  if (cache_prefetch (v->cache, chunk, cache_run_chunks (v->cache), false) == -1)
     log_debug ("readahead %s chunk %ju: %s", v->name, (uintmax_t) chunk,
                err_msg ());
 }
 
+/* Queue the runs that readahead wants after a read of COUNT bytes at
+ * OFFSET; a full queue drops them (the reader will fetch what it needs).
+ */
 static void
 schedule_readahead (struct volume *v, uint32_t count, uint64_t offset)
 {
-  uint32_t cs = v->head.chunk_size;
-  uint64_t chunks = chunk_count (cache_size (v->cache), cs);
-  uint64_t first = offset / cs, last = (offset + count - 1) / cs;
-  uint64_t prev, from, to;
+  uint64_t chunks = chunk_count (cache_size (v->cache), v->head.chunk_size);
+  uint64_t from, n, step = cache_run_chunks (v->cache);
 
-  if (v->env->readahead == 0 || v->env->pool == NULL || count == 0)
+  if (v->env->pool == NULL || count == 0 ||
+      !readahead_note (&v->ra, offset, count, chunks, &from, &n))
     return;
-  prev = atomic_exchange (&v->ra_last, last);
-  if (first != prev && first != prev + 1) {
-    atomic_store (&v->ra_next, 0);      /* not sequential */
-    return;
-  }
-  from = atomic_load (&v->ra_next);
-  if (from < last + 1)
-    from = last + 1;
-  to = last + v->env->readahead;
-  if (to >= chunks)
-    to = chunks - 1;
-  if (from > to)
-    return;
-  atomic_store (&v->ra_next, to + 1);
-  for (uint64_t c = from; c <= to; c++)
-    if (!cache_is_resident (v->cache, c) &&
-        pool_submit (v->env->pool, readahead_job, v, c, false) == -1)
-      break;                    /* queue full: the reader will fetch */
+  for (uint64_t c = from; c < from + n; c += step)
+    if (pool_submit (v->env->pool, readahead_job, v, c, false) == -1)
+      break;
 }
 
 int
@@ -771,16 +730,13 @@ int
 volume_prefetch (struct volume *v, uint32_t count, uint64_t offset)
 {
   uint32_t cs = v->head.chunk_size;
+  uint64_t first = offset / cs;
 
+  if (count == 0)
+    return 0;
   /* Only advice: with no room left, the rest is not fetched. */
-  for (uint64_t c = offset / cs; count > 0 && c <= (offset + count - 1) / cs;
-       c++) {
-    int r = cache_prefetch (v->cache, c, true);
-
-    if (r != 0)
-      return r == 1 ? 0 : -1;
-  }
-  return 0;
+  return cache_prefetch (v->cache, first, (offset + count - 1) / cs - first + 1,
+                         true) == -1 ? -1 : 0;
 }
 
 enum volume_op
@@ -958,6 +914,7 @@ static void *
 hydrate_worker (void *arg)
 {
   struct volume *v = arg;
+  const uint64_t step = cache_run_chunks (v->cache);
   bool stop = false;
 
   while (!stop) {
@@ -976,9 +933,11 @@ hydrate_worker (void *arg)
     }
     if (n == 0)
       break;
-    for (uint64_t c = first; c < first + n && !stop; c++) {
-      int r = cache_prefetch (v->cache, c, false);
-      uint32_t len = chunk_len (v->head.image_size, v->head.chunk_size, c);
+    for (uint64_t c = first, k; c < first + n && !stop; c += k) {
+      int r;
+
+      k = first + n - c < step ? first + n - c : step;
+      r = cache_prefetch (v->cache, c, k, false);
       LOCK_FOR_SCOPE (&v->oplock);
 
       if (r == 1 && !v->hydrate_full) {
@@ -987,8 +946,10 @@ hydrate_worker (void *arg)
                   err_msg ());
       }
       if (r == 0) {
-        v->progress.done++;
-        v->progress.done_bytes += len;
+        v->progress.done += k;
+        for (uint64_t i = c; i < c + k; i++)
+          v->progress.done_bytes += chunk_len (v->head.image_size,
+                                               v->head.chunk_size, i);
       }
       if (r == -1 && !v->hydrate_failed) {
         v->hydrate_failed = true;
@@ -1110,7 +1071,7 @@ volume_resize (struct volume *v, uint64_t size)
   for (int tries = 0; r == -1 && tries < 3; tries++) {
     uint64_t last = chunk_count (cache_size (v->cache), cs) - 1;
 
-    if (cache_prefetch (v->cache, last, true) != 0)
+    if (cache_prefetch (v->cache, last, 1, true) != 0)
       break;                    /* failed, or no room in the budget */
     r = cache_grow (v->cache, size);
     if (r == -1 && errno != EAGAIN)

@@ -35,7 +35,8 @@ struct volume_env {
   const char *direct_snapshot;
   struct pool *pool;            /* background fetches */
   struct cache_budget *budget;  /* of every export's cache (cache-max-size) */
-  unsigned readahead;           /* chunks fetched ahead of sequential reads */
+  uint64_t readahead;           /* the most bytes read ahead of a
+                                 * sequential stream (0: none) */
   /* Ownership (owner.c, lease.c). */
   struct lease *lease;          /* this host's */
   const char *host_id;

@@ -71,7 +71,7 @@ static bool discover_given;
 static char *bucket;
 static char *control_path;
 static uint64_t cache_max_size = CACHE_NO_LIMIT;
-static unsigned readahead = 8;
+static uint64_t readahead = 128 * 1024 * 1024;
 static unsigned fetch_threads = 16;
 static unsigned idle_views = IDLE_VIEWS_DEFAULT;
 static bool discover = true;
@@ -263,8 +263,14 @@ lazyvol_config (const char *key, const char *value)
     }
     return 0;
   }
-  if (strcmp (key, "readahead") == 0)
-    return parse_unsigned (key, value, &readahead, 0, 1024);
+  if (strcmp (key, "readahead") == 0) {
+    if (!parse_size (value, &readahead) || readahead > (UINT64_C (1) << 40)) {
+      nbdkit_error ("readahead must be a size from 0 to 1T (128M, 1G), "
+                    "not %s", value);
+      return -1;
+    }
+    return 0;
+  }
   if (strcmp (key, "fetch-threads") == 0)
     return parse_unsigned (key, value, &fetch_threads, 1, 256);
   if (strcmp (key, "idle-views") == 0)
@@ -383,7 +389,7 @@ lazyvol_config_complete (void)
   "control=SOCKET          Control socket (mode 0600).\n" \
   "cache-max-size=SIZE     Bytes all the exports' caches may take together;\n" \
   "                        clean chunks are evicted (no limit).\n" \
-  "readahead=N             Chunks fetched ahead of sequential reads (8).\n" \
+  "readahead=SIZE          Most read ahead of a sequential stream (128M).\n" \
   "fetch-threads=N         Background fetch threads (16).\n" \
   "idle-views=N            Unused snapshot views kept loaded (8).\n" \
   "file-mode=MODE          Mode of new file-store objects (0600).\n" \

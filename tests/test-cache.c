@@ -9,6 +9,9 @@
  *  - a chunk the image lists is fetched once however many readers want
  *    it at once, and reads return its bytes; a chunk it does not list
  *    reads as zeros without a fetch;
+ *  - a prefetch of a range fills its listed chunks in runs, each chunk
+ *    once, skips the ones resident or not listed, and a chunk that
+ *    fails in a run stays missing while the others of the run are kept;
  *  - a write racing a fill of the same chunk is never lost;
  *  - a publish sees one point in time: a chunk rewritten while it runs
  *    is published with its old bytes and stays dirty;
@@ -225,7 +228,44 @@ fake_fetch (void *opaque, uint64_t chunk, void *buf, uint32_t len)
   return 0;
 }
 
-static const struct cache_source source = { fake_has, fake_fetch, NULL };
+/* A fetch of chunk CHUNK fails while this is CHUNK + 1 (0: none). */
+static _Atomic uint64_t fail_fetch;
+
+/* A source's fetch_run: each chunk fetched alone with FETCH and handed
+ * over in two pieces, as a network would split it.
+ */
+static int
+run_via (int (*fetch) (void *, uint64_t, void *, uint32_t), uint64_t chunk,
+         uint64_t n, const struct cache_run_sink *sink, void *run)
+{
+  static __thread unsigned char buf[CS];
+  int r = 0;
+
+  for (uint64_t i = chunk; i < chunk + n; i++) {
+    bool ok = atomic_load (&fail_fetch) != i + 1;
+
+    if (!ok)
+      err_set (EIO, "chunk %ju: refused", (uintmax_t) i);
+    ok = ok && fetch (NULL, i, buf, CS) == 0 &&
+      sink->data (run, i, 0, buf, CS / 3) == 0 &&
+      sink->data (run, i, CS / 3, buf + CS / 3, CS - CS / 3) == 0;
+    sink->done (run, i, ok);
+    if (!ok)
+      r = -1;
+  }
+  return r;
+}
+
+static int
+fake_fetch_run (void *opaque, uint64_t chunk, uint64_t n,
+                const struct cache_run_sink *sink, void *run)
+{
+  return run_via (fake_fetch, chunk, n, sink, run);
+}
+
+static const struct cache_source source = {
+  fake_has, fake_fetch, fake_fetch_run, NULL
+};
 
 /* A base naming snapshot SNAPSHOT_ID (a static: one at a time). */
 static const struct meta_base *
@@ -315,6 +355,40 @@ test_fill_once (void)
   CHECK (cache_is_resident (c, 5));
   CHECK (reads_image (c, 3, 0, CS));            /* not listed: zeros */
   CHECK (atomic_load (&fetches[3]) == 0);
+  CHECK (cache_close (c) == 0);
+}
+
+/* Prefetch in runs: [102, 140) holds listed runs of three between
+ * unlisted chunks, and chunk 109 is resident already; then a run with a
+ * failure.  (Chunks no other test uses: the cache is reopened as it was.)
+ */
+static void
+test_prefetch_runs (void)
+{
+  struct cache *c = open_cache ();
+
+  reset_fetches ();
+  CHECK (reads_image (c, 109, 0, CS));
+  CHECK (cache_prefetch (c, 102, 38, false) == 0);
+  for (uint64_t chunk = 100; chunk < 144; chunk++) {
+    bool want = (chunk >= 102 && chunk < 140 && listed (chunk)) ||
+      chunk == 109;
+
+    CHECK (cache_is_resident (c, chunk) == want);
+    CHECK (atomic_load (&fetches[chunk]) == want);
+    CHECK (reads_image (c, chunk, 0, CS));
+  }
+  CHECK (cache_close (c) == 0);
+
+  c = open_cache ();
+  reset_fetches ();
+  atomic_store (&fail_fetch, 150 + 1);
+  CHECK (cache_prefetch (c, 148, 4, false) == -1 &&
+         strstr (err_msg (), "chunk 150: refused") != NULL);
+  atomic_store (&fail_fetch, 0);
+  CHECK (cache_is_resident (c, 148) && cache_is_resident (c, 149));
+  CHECK (!cache_is_resident (c, 150) && atomic_load (&fetches[150]) == 0);
+  CHECK (reads_image (c, 150, 0, CS) && atomic_load (&fetches[150]) == 1);
   CHECK (cache_close (c) == 0);
 }
 
@@ -715,7 +789,16 @@ pub_fetch (void *opaque, uint64_t chunk, void *buf, uint32_t len)
   return 0;
 }
 
-static const struct cache_source pub_source = { pub_has, pub_fetch, NULL };
+static int
+pub_fetch_run (void *opaque, uint64_t chunk, uint64_t n,
+               const struct cache_run_sink *sink, void *run)
+{
+  return run_via (pub_fetch, chunk, n, sink, run);
+}
+
+static const struct cache_source pub_source = {
+  pub_has, pub_fetch, pub_fetch_run, NULL
+};
 
 /* Make the published image the fake image again, for a new test. */
 static void
@@ -1046,7 +1129,7 @@ test_budget_accounting (void)
         ok = err_errno () == ENOSPC;
     }
     else if (op < 85)
-      ok = cache_prefetch (c, chunk, op < 78) != -1;
+      ok = cache_prefetch (c, chunk, 1, op < 78) != -1;
     else if (op < 92) {
       snprintf (snap, sizeof snap, "a%d", i);
       ok = publish_all (c, snap);
@@ -1092,7 +1175,7 @@ test_budget_full_of_dirty (void)
   reset_fetches ();
   CHECK (reads_image (c, 12, 0, CS) && reads_image (c, 12, 0, CS));
   CHECK (atomic_load (&fetches[12]) == 2 && !cache_is_resident (c, 12));
-  CHECK (cache_prefetch (c, 13, true) == 1 && !cache_is_resident (c, 13));
+  CHECK (cache_prefetch (c, 13, 1, true) == 1 && !cache_is_resident (c, 13));
   cache_get_stats (c, &st);
   CHECK (st.full == CACHE_FULL_BUDGET);
   CHECK (st.refused_writes == 1 && st.bypass_reads == 2);
@@ -1162,7 +1245,7 @@ test_budget_shared (void)
 
   pub_reset ();
   for (uint64_t chunk = 0; chunk < 8; chunk++)
-    CHECK (cache_prefetch (x, chunk, true) == 0);
+    CHECK (cache_prefetch (x, chunk, 1, true) == 0);
   for (uint64_t chunk = 0; chunk < 4; chunk++)
     CHECK (reads_image (y, chunk, 0, CS));
   cache_get_stats (x, &sx);
@@ -1208,7 +1291,7 @@ test_budget_restart (void)
 
   pub_reset ();
   for (uint64_t chunk = 0; chunk < 16; chunk++)
-    CHECK (cache_prefetch (c, chunk, true) == 0);
+    CHECK (cache_prefetch (c, chunk, 1, true) == 0);
   for (uint64_t chunk = 20; chunk < 23; chunk++)
     fill_chunk (c, chunk, 0x20 + chunk);
   CHECK (cache_close (c) == 0);
@@ -1235,7 +1318,7 @@ test_budget_restart (void)
   if ((pid = fork ()) == 0) {
     c = open_in ("restart", unlimited);
     for (uint64_t chunk = 30; chunk < 40; chunk++)
-      cache_prefetch (c, chunk, true);
+      cache_prefetch (c, chunk, 1, true);
     _exit (0);
   }
   CHECK (pid > 0 && waitpid (pid, &status, 0) == pid && status == 0);
@@ -1261,6 +1344,7 @@ main (void)
   unlimited = cache_budget_new (CACHE_NO_LIMIT);
   pub_image = malloc (SIZE);
   test_fill_once ();
+  test_prefetch_runs ();
   test_write_races_fill ();
   test_freeze ();
   test_fast_zero ();
