@@ -662,7 +662,7 @@ schedule_readahead (struct volume *v, uint32_t count, uint64_t offset)
   uint64_t chunks = chunk_count (cache_size (v->cache), v->head.chunk_size);
   uint64_t from, n, step = cache_run_chunks (v->cache);
 
-  if (v->env->pool == NULL || count == 0 ||
+  if (v->env->pool == NULL ||
       !readahead_note (&v->ra, offset, count, chunks, &from, &n))
     return;
   for (uint64_t c = from; c < from + n; c += step)
@@ -670,10 +670,30 @@ schedule_readahead (struct volume *v, uint32_t count, uint64_t offset)
       break;
 }
 
+/* A read over several chunks fills those that are missing a run at a
+ * time first, instead of one GET per chunk (a failure is the read's to
+ * report, chunk by chunk).
+ */
+static void
+fill_read (struct volume *v, uint32_t count, uint64_t offset)
+{
+  uint32_t cs = v->head.chunk_size;
+  uint64_t first = offset / cs, last = (offset + count - 1) / cs;
+
+  for (uint64_t c = first; c <= last && first < last; c++)
+    if (!cache_is_resident (v->cache, c)) {
+      cache_prefetch (v->cache, c, last - c + 1, true);
+      return;
+    }
+}
+
 int
 volume_pread (struct volume *v, void *buf, uint32_t count, uint64_t offset)
 {
+  if (count == 0)
+    return 0;
   schedule_readahead (v, count, offset);
+  fill_read (v, count, offset);
   return cache_pread (v->cache, buf, count, offset);
 }
 

@@ -128,7 +128,8 @@ usage (FILE *f)
 "in front of the store on 127.0.0.1:PORT, injecting faults.\n"
 "  --control SOCKET     take commands on this Unix socket, one per line\n"
 "  --stats FILE         keep the counters in FILE, \"NAME VALUE\" per line\n"
-"  --log FILE           append \"N KIND METHOD PATH\" per fault (request N)\n"
+"  --log FILE           append \"N KIND METHOD PATH\" per fault (request N;\n"
+"                       a cut body adds \"at BYTE\", where it was cut)\n"
 "  --seed N             seed of the random faults (default 1)\n"
 "  --lose-suffix SUFFIX, --lose-file FILE\n"
 "                       while FILE exists, the next PUT with If-Match of a\n"
@@ -356,8 +357,13 @@ static void hold_done (evutil_socket_t fd, short what, void *arg);
 static void
 note (struct conn *c, enum counter what)
 {
+  bool cut = what == K_RESET || what == K_TRUNCATE;
+
   px.count[what]++;
-  if (px.log)
+  if (px.log && cut && c->rp.cut_at > 0)
+    fprintf (px.log, "%" PRIu64 " %s %s %s at %" PRIu64 "\n", c->n,
+             counter_name[what], c->req.method, c->req.path, c->rp.cut_at);
+  else if (px.log)
     fprintf (px.log, "%" PRIu64 " %s %s %s\n", c->n, counter_name[what],
              c->req.method, c->req.path);
   stats_write ();
