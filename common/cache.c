@@ -33,7 +33,19 @@
  * waits): no read ever returns bytes that are being punched.  A missing
  * chunk the source lists is filled by the first reader (BUSY); other
  * readers of it wait, so it is fetched once.  A chunk the source does not
- * list reads as zeros without a fetch.  The slow path runs under c->lock
+ * list reads as zeros without a fetch.
+ *
+ * Fills go straight into cache.raw, a run of chunks at a time
+ * (fill_run): the filler takes BUSY on each chunk of the run (claim_run:
+ * contiguous chunks that are neither resident nor BUSY, at most
+ * CACHE_RUN_BYTES), reserves their bytes, and hands the run to the
+ * source, which writes each chunk's bytes as they arrive and then says
+ * whether they verified; each chunk then becomes RESIDENT (or gives its
+ * reservation back, its partial bytes punched) and loses BUSY at once,
+ * so a reader waiting for the first chunk of a run does not wait for
+ * the rest.  The bytes of a chunk that is BUSY and not RESIDENT are never
+ * read, so writing them unverified is safe.  Only a read that cannot
+ * keep its chunk (no room, a full disk) goes through a fill buffer.  The slow path runs under c->lock
  * and waits while c->draining (a reset) is set, so no fill starts during
  * a reset.  A hit also sets the chunk's referenced bit for the CLOCK (a
  * relaxed load, and a write only if it was clear).
@@ -90,7 +102,10 @@
  * page cache, so what is served is what is on disk (see cache-open.c).
  *
  * Lock order: c->gate, then c->flush_lock, then c->lock, then the
- * source's own lock inside has().  The budget's lock is never held with
+ * source's own lock inside has().  A run's filler holds BUSY on several
+ * chunks while it reserves room, which may evict; an eviction never
+ * waits for a BUSY chunk (it takes only chunks that are not), so that
+ * cannot deadlock either.  The budget's lock is never held with
  * a c->lock: a reservation takes it without any, and an eviction takes
  * the victim's c->lock only after dropping it.  BUSY holders may wait for
  * a fill buffer (c->buf_cond), or evict (waiting for pins, which nobody

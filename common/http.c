@@ -48,6 +48,7 @@
 
 #define ERROR_BODY_MAX (64 * 1024)
 #define BODY_START 16384
+#define SINK_BUFFER (256 * 1024)
 
 /* A transfer handle: EASY, run by MULTI, which keeps its connections. */
 struct handle {
@@ -352,6 +353,8 @@ setup (CURL *h, unsigned timeout_ms, const struct http_request *req,
   curl_easy_setopt (h, CURLOPT_HTTPHEADER, headers);
   curl_easy_setopt (h, CURLOPT_TCP_KEEPALIVE, 1L);
   curl_easy_setopt (h, CURLOPT_CONNECTTIMEOUT_MS, (long) timeout_ms);
+  if (req->sink)
+    curl_easy_setopt (h, CURLOPT_BUFFERSIZE, (long) SINK_BUFFER);
   curl_easy_setopt (h, CURLOPT_WRITEFUNCTION, on_body);
   curl_easy_setopt (h, CURLOPT_WRITEDATA, k);
   curl_easy_setopt (h, CURLOPT_HEADERFUNCTION, on_header);
