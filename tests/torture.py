@@ -2128,7 +2128,8 @@ class Campaign:
     def settle_publish(self, e, kind, bg=None, point=None):
         """Did a publish killed part way become the head?  The store says;
         either way is right, unless a crash point says which."""
-        vj = self.store.head(e.name)
+        vj = self.settled_head(e.name,
+                               lambda vj: vj['generation'] != e.gen, point)
         g = vj['generation']
         if bg is not None and bg.error is None and bg.result is not None:
             r = bg.result
@@ -2158,8 +2159,20 @@ class Campaign:
         self.remark('the %s %s' % (kind, 'landed, generation %d' % g
                                    if landed else 'did not land'))
 
-    def settle_clone(self, name, src, sid, point=None):
+    def settled_head(self, name, moved, point):
+        """The head of NAME after a kill.  A put the killed process had
+        sent may still land: the store finishes a request whose body it
+        has, whatever became of its client.  So after a kill -9 (no crash
+        point), a head that has not MOVED is looked at again for a while."""
         vj = self.store.head(name)
+        deadline = time.monotonic() + 2
+        while point is None and not moved(vj) and time.monotonic() < deadline:
+            time.sleep(0.1)
+            vj = self.store.head(name)
+        return vj
+
+    def settle_clone(self, name, src, sid, point=None):
+        vj = self.settled_head(name, lambda vj: vj is not None, point)
         if point in ('clone.after_manifest', 'clone.after_summary') and \
                 vj is not None:
             raise Failure('clone %s has a head, but it died before it' % name)
