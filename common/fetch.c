@@ -177,9 +177,9 @@ refetch_bad (struct stretch *s, uint64_t i)
 }
 
 /* Hand zeros for CHUNK of LEN bytes to SINK: the manifest does not list
- * it (any more).
+ * it (any more).  False if the sink failed.
  */
-static void
+static bool
 give_zeros (const struct cache_run_sink *sink, void *run, uint64_t chunk,
             uint32_t len)
 {
@@ -191,11 +191,12 @@ give_zeros (const struct cache_run_sink *sink, void *run, uint64_t chunk,
 
     if (sink->data (run, chunk, off, zeros, n) == -1) {
       sink->done (run, chunk, false);
-      return;
+      return false;
     }
     off += n;
   }
   sink->done (run, chunk, true);
+  return true;
 }
 
 /* Look up the stretch of chunks stored back to back from CHUNK (at most
@@ -238,6 +239,15 @@ stretch_find (struct volume *v, uint64_t chunk, uint64_t n,
   return 1;
 }
 
+/* Keep this thread's error in *FIRST if it is the first failure. */
+static void
+remember (struct err_saved *first, bool *failed)
+{
+  if (!*failed)
+    err_save (first);
+  *failed = true;
+}
+
 int
 volume_fetch_run (struct volume *v, uint64_t chunk, uint64_t n,
                   const struct cache_run_sink *sink, void *run)
@@ -256,7 +266,8 @@ volume_fetch_run (struct volume *v, uint64_t chunk, uint64_t n,
     bool ok = true;
 
     if (found == 0) {
-      give_zeros (sink, run, chunk, cache_len (v, chunk));
+      if (!give_zeros (sink, run, chunk, cache_len (v, chunk)))
+        remember (&first, &failed);
       chunk++;
       continue;
     }
@@ -268,20 +279,15 @@ volume_fetch_run (struct volume *v, uint64_t chunk, uint64_t n,
       s.n = 1;
       ok = false;
     }
-    if (!ok && !failed) {
-      failed = true;
-      err_save (&first);
-    }
+    if (!ok)
+      remember (&first, &failed);
     /* Hash failures get more tries; the rest fail with the GET. */
     for (uint64_t i = 0; i < s.n; i++) {
       if (i >= s.i && !ok)
         sink->done (run, chunk + i, false);
       else if (s.bad[i] && !refetch_bad (&s, i)) {
         sink->done (run, chunk + i, false);
-        if (!failed) {
-          failed = true;
-          err_save (&first);
-        }
+        remember (&first, &failed);
       }
     }
     free (s.key);
