@@ -468,7 +468,10 @@ manifest_reserve_hashes (struct manifest *m, size_t n)
 
   if (n <= m->sha_cap)
     return 0;
-  p = array_resize (m->sha, m->nsha, m->sha_cap, n, sizeof *p);
+  /* A manifest that borrows its hashes (a first publish's, reserving
+   * on itself) counts them in nsha but holds none: nothing to copy.
+   */
+  p = array_resize (m->sha, m->sha ? m->nsha : 0, m->sha_cap, n, sizeof *p);
   if (p == NULL)
     return -1;
   m->sha = p;

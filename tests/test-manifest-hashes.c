@@ -13,7 +13,10 @@
  *  - after manifest_reserve_hashes and manifest_take_hashes, which move
  *    the hashes in place into the old manifest's array, the manifest is
  *    the reference (same text), and the old one has no hashes left;
- *  - the same with no old manifest (a first publish or a compact).
+ *  - the same with no old manifest (a first publish or a compact);
+ *  - the same with thousands of hashes, whose array is a mapping of its
+ *    own (64 KiB or more): a first publish of that many chunks once
+ *    copied hashes from the borrowing manifest's empty array.
  * The seed is printed; LAZYVOL_TEST_SEED replays one.
  */
 #include <config.h>
@@ -28,6 +31,7 @@
 #include "util.h"
 
 #define ROUNDS 2000
+#define BIG_ROUNDS 8
 #define CS CHUNK_SIZE_MIN
 
 static int failures;
@@ -216,10 +220,12 @@ written (const struct manifest *m, const struct manifest_hashes *h)
   return buf;
 }
 
+/* One merge of an image of NCHUNKS chunks, with or without an old
+ * manifest.
+ */
 static void
-round_trip (bool with_old)
+round_trip (bool with_old, uint64_t nchunks)
 {
-  uint64_t nchunks = 1 + random () % 300;
   uint64_t image_size = nchunks * CS - (random () % 2 ? random () % CS : 0);
   unsigned density = 1 + random () % 40, piece_chunks = 1 + random () % 50;
   struct manifest *old = with_old ? old_manifest (image_size, nchunks) : NULL;
@@ -267,11 +273,16 @@ main (void)
   printf ("seed %u (LAZYVOL_TEST_SEED=%u replays it)\n", seed, seed);
   srandom (seed);
   for (int i = 0; i < ROUNDS; i++)
-    round_trip (i % 8 != 0);
+    round_trip (i % 8 != 0, 1 + random () % 300);
+  /* 1 in 40 chunks at least, 3 of 4 of them not zero: 3,750 hashes of
+   * 32 bytes or more, over 64 KiB.
+   */
+  for (int i = 0; i < BIG_ROUNDS; i++)
+    round_trip (i % 2 != 0, 200000);
   if (failures) {
     fprintf (stderr, "test-manifest-hashes: %d failures\n", failures);
     return 1;
   }
-  printf ("test-manifest-hashes: %d rounds passed\n", ROUNDS);
+  printf ("test-manifest-hashes: %d rounds passed\n", ROUNDS + BIG_ROUNDS);
   return 0;
 }
