@@ -16,7 +16,7 @@
 #   compact  compact of a 1 GiB export vs cp+fsync / boto3 upload
 #   cold     cold sequential read of 1 GiB from S3 vs the best raw curl
 #            download, nbdkit's S3 plugin, s3backer and a CPU baseline
-#            (curl to a file + sha256sum); the reader's peak RSS, and
+#            (curl to a file + SHA-256); the reader's peak RSS, and
 #            every process's CPU time
 #   rand     cold 4 KiB random reads, 32 in flight, of exports of 4 MiB
 #            and of 64 KiB chunks vs 32 parallel ranged GETs of a chunk
@@ -940,11 +940,13 @@ zip ()
 }
 
 # baseline KEY DIR: the CPU baseline of a cold read: one curl GET of the
-# whole object into a file in DIR, then sha256sum of the file.
+# whole object into a file in DIR, then its SHA-256 with OpenSSL, as
+# lazyvol computes it (coreutils' sha256sum uses no SHA instructions:
+# four times the CPU here, which would make the baseline a loose one).
 baseline ()
 {
     "$here/s3-curl.sh" get "$1" $GiB $GiB 1 "$2"
-    sha256sum "$2/part.0" >/dev/null
+    openssl dgst -sha256 "$2/part.0" >/dev/null
 }
 
 # cold: one lazyvol process publishes a 1 GiB export to S3 and stops
@@ -1056,7 +1058,7 @@ cold_pass ()
     else
         skip "  vs s3backer, FUSE (MiB/s)" "$s3backer_why"
     fi
-    row "  vs curl file + sha256sum (MiB/s)" "-" "baseline" \
+    row "  vs curl file + SHA-256 (MiB/s)" "-" "baseline" \
         "${vals[lazyvol]}" "${vals[baseline]}"
     row "${prefix}peak RSS, cold read (MiB)" "< 320 MiB" "" "$rss" ""
     row "  CPU s/GiB, lazyvol's nbdkit (s)" "<= 1.5x" "baseline" \
@@ -1120,36 +1122,63 @@ rand_offsets ()
 # the rows of export EXPORT (blob KEY) read COUNT times at ENDPOINT.
 rand_pass ()
 {
-    local prefix=$1 endpoint=$2 id=$4 key=$5 chunk=$6 what=$7 count=$8
-    local name=rand-r${1:+l} fetched=""
+    local prefix=$1 endpoint=$2 proxy=$3 id=$4 key=$5 chunk=$6 what=$7
+    local count=$8 name=rand-r${1:+l} fetched="" swift l_cpu="" p_cpu=""
+    local l_swift="" p_swift=""
+    swift=$(cat "$s3_dir"/run/*.pid)
     use_store s3 "$endpoint"
+    # rand_cpu VAR-READER VAR-SWIFT T0 T1 T2: add the CPU seconds per GiB
+    # fetched since ticks T0 (Swift), T1 (a server) and the reader's.
+    rand_cpu ()
+    {
+        local gib=$((count * chunk)) r s
+        r=$(awk -v a="$(cpu_secs $(( $(cpu_ticks $server) - $4 )))" \
+                -v b="$(cat "$work/cpu.client")" -v g=$gib \
+                'BEGIN { printf "%.3f", (a + b) * 1073741824 / g }')
+        s=$(awk -v a="$(cpu_secs $(( $(cpu_ticks $swift) - $3 )))" -v g=$gib \
+                'BEGIN { printf "%.3f", a * 1073741824 / g }')
+        printf -v "$1" '%s %s' "${!1}" "$r"
+        printf -v "$2" '%s %s' "${!2}" "$s"
+    }
     sample_lazyvol ()
     {
-        local secs
+        local secs t=() server
         rand_offsets "$1" "$chunk" "$count"
         rm -rf "$work/$name/cache"
         start_lazyvol "$name"
-        secs=$("$PY" "$here/randread.py" "$(uri "$name" "$id")" \
-                   "$work/offsets" 32)
-        sample=$(mib_per_s "$count" "$secs")
-        [ "$1" = 0 ] ||
+        server=$srv_pid
+        t=("$(cpu_ticks $swift)" "$(cpu_ticks $server)")
+        cpu_child "$work/cpu.client" "$PY" "$here/randread.py" \
+            "$(uri "$name" "$id")" "$work/offsets" 32 > "$work/rand.secs"
+        sample=$(mib_per_s "$count" "$(cat "$work/rand.secs")")
+        if [ "$1" != 0 ]; then
+            rand_cpu l_cpu l_swift "${t[0]}" "${t[1]}"
             fetched+=" $(ctl "$name" "{\"cmd\":\"status\",\"export_id\":\"$id\"}" |
                           sed 's/^[^ ]* //' |
                           jq ".resident_chunks / $count")"
+        fi
         stop_server "$name"
     }
     sample_peer ()
     {
+        local t=() server=""
         rand_offsets "$1" "$chunk" "$count"
-        sample=$(mib_per_s "$count" \
-                     "$(S3_ENDPOINT=$endpoint "$here/s3-curl.sh" get-list \
-                            "$key" "$chunk" 32 "$work/offsets.chunks")")
+        t=("$(cpu_ticks $swift)" 0)
+        S3_ENDPOINT=$endpoint cpu_child "$work/cpu.client" \
+            "$here/s3-curl.sh" get-list "$key" "$chunk" 32 \
+            "$work/offsets.chunks" > "$work/rand.secs"
+        sample=$(mib_per_s "$count" "$(cat "$work/rand.secs")")
+        [ "$1" = 0 ] || rand_cpu p_cpu p_swift "${t[0]}" "${t[1]}"
     }
     pair
     rm -rf "$work/$name/cache"
     row "${prefix}cold rand QD32, $what (IOPS)" ">= 0.9x" "32 x curl GET" \
         "$lazy_vals" "$peer_vals"
     row "  chunks fetched per read" "-" "" "$fetched" ""
+    row "  CPU s/GiB fetched, reader (s)" "-" "32 x curl GET" \
+        "${l_cpu# }" "${p_cpu# }"
+    row "  CPU s/GiB fetched, Swift (s)" "-" "for curl" "${l_swift# }" \
+        "${p_swift# }"
 }
 
 echo "lazyvol bench: $(date -u +%Y-%m-%dT%H:%M:%SZ), $(nproc) CPUs," \
