@@ -789,7 +789,8 @@ file_upload_begin (struct store *s, const char *key)
 
 static int
 file_upload_part (struct store_upload *u, unsigned partno,
-                  uint64_t offset, const void *data, size_t len)
+                  uint64_t offset, const void *data, size_t len,
+                  const unsigned char *sha256 __attribute__ ((__unused__)))
 {
   struct file_upload *fu = (struct file_upload *) u;
   int r = full_pwrite (fu->fd, data, len, offset, u->key);
