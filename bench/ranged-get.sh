@@ -17,17 +17,8 @@ set -o pipefail
 [ $# = 4 ] || [ $# = 5 ] ||
     { echo "usage: ranged-get.sh KEY SIZE RANGE PARALLEL [OUTDIR]" >&2; exit 1; }
 key=$1 size=$2 range=$3 parallel=$4 outdir=${5:-}
-: "${S3_ENDPOINT:?}" "${S3_BUCKET:?}" "${AWS_ACCESS_KEY_ID:?}"
-: "${AWS_SECRET_ACCESS_KEY:?}"
-
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/ranged-get.XXXXXX")
-trap 'rm -rf "$tmp"' EXIT
-host=${S3_ENDPOINT#*://}
-host=${host%%/*}
-host=${host%:*}
-( umask 077
-  printf 'machine %s login %s password %s\n' "$host" \
-      "$AWS_ACCESS_KEY_ID" "$AWS_SECRET_ACCESS_KEY" > "$tmp/netrc" )
+# shellcheck source=s3-netrc.sh
+. "$(dirname "$0")/s3-netrc.sh" ranged-get
 
 # S3 wants the payload's hash signed; curl does not add it by itself.
 empty_sha256=e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855

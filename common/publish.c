@@ -12,11 +12,12 @@
  *   4. packs the chunks' point-in-time bytes, in chunk order and skipping
  *      all-zero chunks, into one blob (delta.blob or base.blob), uploaded
  *      in parallel parts while writes to the export go on; each part's
- *      chunks are hashed by the thread that uploads it.  The parts come
- *      from a fixed memory budget, whatever the image size; a blob that
- *      would pass the store's object limit or its part count is split
- *      into pieces (delta.1.blob, ...), uploaded one after another, each
- *      piece journaled before it starts;
+ *      chunks are hashed by the thread that uploads it, and for S3 the
+ *      part's own SHA-256 (its signature's) in the same pass.  The parts
+ *      come from a fixed memory budget, whatever the image size; a blob
+ *      that would pass the store's object limit or its part count is
+ *      split into pieces (delta.1.blob, ...), uploaded one after another,
+ *      each piece journaled before it starts;
  *   5. writes manifest.json: the new chunks, merged in chunk order with the
  *      previous manifest's chunks that were not republished, straight
  *      into its upload (the new manifest borrows the old one's hashes,
@@ -46,6 +47,13 @@
  * runs (cache_freeze), so that no write made over the old image lands
  * after the cache is dropped for the new one.  A publish after a resize
  * writes the cache's size, with nothing dirty too.
+ *
+ * On the file store too the chunks are read into the parts and written
+ * from there (read, hash, write), not copied from cache.raw into the blob
+ * with copy_file_range: they must be read to be hashed anyway, and on a
+ * file system without shared extents (ext4) copy_file_range is a copy
+ * between page caches, where the file store writes parts with O_DIRECT
+ * and copies nothing (see store-file.c for the figures).
  *
  * Fencing.  Two processes can never share a cache (cache.meta is locked),
  * and two writers of one export cannot both move its head: step 6 is a

@@ -25,6 +25,7 @@
 #include "util.h"
 
 #define THREADS_MAX 16
+#define PART_ALIGN 4096
 
 struct part {
   char *buf;
@@ -211,8 +212,14 @@ upload_reserve (struct upload *u, size_t len)
       else
         u->nbufs++;
     }
-    if (u->cur.buf == NULL && (u->cur.buf = malloc (u->part_size)) == NULL) {
-      err_set (errno, "upload %s: malloc: %m", u->key);
+    /* Page-aligned, so that the file store can write parts with
+     * O_DIRECT.
+     */
+    if (u->cur.buf == NULL &&
+        (errno = posix_memalign ((void **) &u->cur.buf, PART_ALIGN,
+                                 u->part_size)) != 0) {
+      u->cur.buf = NULL;
+      err_set (errno, "upload %s: posix_memalign: %m", u->key);
       return NULL;
     }
   }
