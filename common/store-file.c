@@ -33,12 +33,13 @@
  * file; complete fsyncs it and renames it to its key as a put does.  A
  * part whose memory, offset and length are DIRECT_ALIGN-aligned (every
  * part of a publish but perhaps the last) is written with O_DIRECT,
- * through a second descriptor of the same file: the blob is written once
- * and never read here again, so it gains nothing from the page cache,
- * and copying it there costs more CPU than hashing it (and pushes out
- * pages of cache.raw).  Measured for 256 MiB in 8 MiB parts from 4
- * threads, each part read, hashed and written, on ext4 in a virtual
- * machine, 8 runs: O_DIRECT 0.64 s (0.24-0.78) and 0.26 CPU-seconds
+ * through a second descriptor of the same file: a blob is written once
+ * and read back rarely (by fills of chunks that no cache holds), so it
+ * gains little from the page cache but pushes pages of cache.raw out of
+ * it, and the copy into it can cost more CPU than hashing the bytes did
+ * (below).  Measured for 256 MiB in 8 MiB parts from 4 threads, each
+ * part read, hashed and written, on ext4 in a virtual machine, medians
+ * of 8 runs: O_DIRECT 0.64 s (0.24-0.78) and 0.26 CPU-seconds
  * (0.25-0.27); buffered 1.2 s (0.48-2.4) and 0.50 (0.32-0.76);
  * copy_file_range from the source plus a read to hash 0.80 s (0.59-1.07)
  * and 0.35 (0.35-0.36).  Where O_DIRECT is refused (a file system
