@@ -12,10 +12,22 @@
  * path-style.
  *
  * s3_call builds the URL once from the same encoder that signs it, so
- * the bytes sent are the bytes signed; hashes the body once (the real
- * SHA-256 goes in x-amz-content-sha256, so a store that checks it refuses
- * a body damaged on the way); then for each try signs afresh (a new
+ * the bytes sent are the bytes signed; hashes the body once, unless the
+ * caller did (a publish hashes each upload part in the same pass as its
+ * chunks, see publish.c); then for each try signs afresh (a new
  * X-Amz-Date) and sends through the connection pool of http.c.
+ *
+ * The body's real SHA-256 always goes in x-amz-content-sha256, never
+ * UNSIGNED-PAYLOAD, over TLS too.  Over plain http it is the only check
+ * that the store keeps the bytes we sent: a body damaged on the way is
+ * refused (and sent again, see below).  Over https TLS protects the
+ * connection, but only up to where it ends (a load balancer, a CDN's
+ * edge in front of R2); the store checks the signed hash where the
+ * bytes are stored, and a publish marks its chunks clean on the strength
+ * of that.  What it costs is one SHA-256 pass over the bytes in the
+ * upload threads (about half a CPU-second a GiB on a CPU with SHA
+ * instructions), made while they are in the CPU's cache for the chunk
+ * hashes anyway.
  *
  * A streamed GET hands its 2xx body to the caller's sink as it arrives;
  * a try that fails after part of it was handed over is tried again from
@@ -253,8 +265,11 @@ s3_call (struct s3_client *c, const struct s3_op *op,
        (op->query, count_pairs (op->query, S3_MAX_QUERY))) == NULL ||
       (url = str_printf ("%s%s%s%s", c->base, epath, query[0] ? "?" : "",
                          query)) == NULL ||
-      sigv4_sha256_hex (op->body ? op->body : "", op->body_len, hash) == -1)
+      (op->payload_hash == NULL &&
+       sigv4_sha256_hex (op->body ? op->body : "", op->body_len, hash) == -1))
     return err_prefix ("%s", op->what);
+  if (op->payload_hash)
+    snprintf (hash, sizeof hash, "%s", op->payload_hash);
 
   for (tries = 1; ; tries++) {
     enum store_why why;

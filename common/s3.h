@@ -31,6 +31,8 @@ struct s3_op {
   struct sigv4_pair headers[S3_MAX_HEADERS]; /* likewise; all signed */
   const void *body;             /* NULL: none */
   size_t body_len;
+  const char *payload_hash;     /* the body's SHA-256 in lowercase hex,
+                                   or NULL: s3_call computes it */
   void *buf;                    /* ranged GET: a 2xx body goes here, */
   size_t buf_len;               /*   exactly BUF_LEN bytes */
   store_stream_fn sink;         /* streamed GET: a 2xx body goes here */

@@ -30,9 +30,22 @@
  * Existing files and directories are not changed.
  *
  * A multipart upload writes each part at its offset in one temporary
- * file and starts the part's writeback at once (sync_file_range), so the
- * fsync at complete mostly waits for writes already under way; complete
- * renames the file to its key as a put does.  The file's name
+ * file; complete fsyncs it and renames it to its key as a put does.  A
+ * part whose memory, offset and length are DIRECT_ALIGN-aligned (every
+ * part of a publish but perhaps the last) is written with O_DIRECT,
+ * through a second descriptor of the same file: a blob is written once
+ * and read back rarely (by fills of chunks that no cache holds), so it
+ * gains little from the page cache but pushes pages of cache.raw out of
+ * it, and the copy into it can cost more CPU than hashing the bytes did
+ * (below).  Measured for 256 MiB in 8 MiB parts from 4 threads, each
+ * part read, hashed and written, on ext4 in a virtual machine, medians
+ * of 8 runs: O_DIRECT 0.64 s (0.24-0.78) and 0.26 CPU-seconds
+ * (0.25-0.27); buffered 1.2 s (0.48-2.4) and 0.50 (0.32-0.76);
+ * copy_file_range from the source plus a read to hash 0.80 s (0.59-1.07)
+ * and 0.35 (0.35-0.36).  Where O_DIRECT is refused (a file system
+ * without it: EINVAL) parts are written through the page cache, their
+ * writeback started at once (sync_file_range) so that the fsync at
+ * complete mostly waits for writes already under way.  The file's name
  * (".tmp.BASE.upload.XXXXXX", in the key's directory) is the upload's
  * id, so an upload can be aborted by key and id, and listed: the uploads
  * in progress are the files named so, their writers alive or not, and
@@ -91,6 +104,10 @@
 #define UPLOAD_SUFFIX_LEN (8 + 6)       /* ".upload.XXXXXX" */
 #define ETAG_HASH_MAX (1024 * 1024)
 #define TEMP_GRACE (10 * 60)    /* seconds before an unlocked temp is swept */
+/* O_DIRECT's alignment of memory, offset and length: enough for every
+ * logical block size up to a page.
+ */
+#define DIRECT_ALIGN 4096
 
 struct file_store {
   struct store s;
@@ -102,6 +119,7 @@ struct file_upload {
   struct store_upload u;        /* u.id is the temporary file's name */
   int dir;                      /* the key's directory */
   int fd;                       /* the temporary file, flocked */
+  int direct;                   /* the same file, O_DIRECT; or -1 */
 };
 
 /* Report that OP on KEY failed with errno; a link met on the way is
@@ -766,6 +784,8 @@ file_sweep_temps (struct store *s, const char *prefix)
 static void
 upload_free (struct file_upload *fu)
 {
+  if (fu->direct >= 0)
+    close (fu->direct);
   if (fu->fd >= 0)
     close (fu->fd);
   if (fu->dir >= 0)
@@ -773,6 +793,20 @@ upload_free (struct file_upload *fu)
   free (fu->u.key);
   free (fu->u.id);
   free (fu);
+}
+
+/* A second descriptor of the file open as FD, written with O_DIRECT; or
+ * -1 if the file system refuses it (no error: parts then go through the
+ * page cache).  Reopened through /proc, so that it is FD's file whatever
+ * has happened to its name since.
+ */
+static int
+reopen_direct (int fd)
+{
+  char path[64];
+
+  snprintf (path, sizeof path, "/proc/self/fd/%d", fd);
+  return open (path, O_WRONLY | O_DIRECT | O_CLOEXEC);
 }
 
 static struct store_upload *
@@ -786,7 +820,7 @@ file_upload_begin (struct store *s, const char *key)
     return NULL;
   }
   fu->u.st = s;
-  fu->dir = fu->fd = -1;
+  fu->dir = fu->fd = fu->direct = -1;
   fu->u.key = strdup (key);
   if (fu->u.key == NULL)
     err_set (ENOMEM, "upload %s: out of memory", key);
@@ -796,20 +830,30 @@ file_upload_begin (struct store *s, const char *key)
     upload_free (fu);
     return NULL;
   }
+  fu->direct = reopen_direct (fu->fd);
   return &fu->u;
 }
 
 static int
 file_upload_part (struct store_upload *u, unsigned partno,
-                  uint64_t offset, const void *data, size_t len)
+                  uint64_t offset, const void *data, size_t len,
+                  const unsigned char *sha256 __attribute__ ((__unused__)))
 {
   struct file_upload *fu = (struct file_upload *) u;
-  int r = full_pwrite (fu->fd, data, len, offset, u->key);
+  bool direct = fu->direct >= 0 &&
+    ((uintptr_t) data | offset | len) % DIRECT_ALIGN == 0;
+  int r = full_pwrite (direct ? fu->direct : fu->fd, data, len, offset,
+                       u->key);
 
+  /* A file system may take O_DIRECT at open and refuse it on write. */
+  if (r == -1 && direct && errno == EINVAL) {
+    direct = false;
+    r = full_pwrite (fu->fd, data, len, offset, u->key);
+  }
   /* Start writing the part back now, so that the fsync at complete has
    * little left to wait for.  Only a hint: that fsync reports errors.
    */
-  if (r == 0)
+  if (r == 0 && !direct)
     (void) sync_file_range (fu->fd, offset, len, SYNC_FILE_RANGE_WRITE);
 
   store_count (u->st, 1, 0, r == 0 ? len : 0);

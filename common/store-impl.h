@@ -15,6 +15,7 @@
 #include "store.h"
 
 struct store_ops {
+  bool wants_sha256;            /* see store_wants_sha256 */
   int (*get) (struct store *, const char *key, size_t max,
               char **data, size_t *len, struct store_obj *info);
   int (*get_stream) (struct store *, const char *key, size_t max,
@@ -33,7 +34,8 @@ struct store_ops {
   int (*sweep_temps) (struct store *, const char *prefix);
   struct store_upload *(*upload_begin) (struct store *, const char *key);
   int (*upload_part) (struct store_upload *, unsigned partno,
-                      uint64_t offset, const void *data, size_t len);
+                      uint64_t offset, const void *data, size_t len,
+                      const unsigned char *sha256);
   int (*upload_complete) (struct store_upload *);
   void (*upload_abort) (struct store_upload *);
   int (*upload_abort_id) (struct store *, const char *key, const char *id);

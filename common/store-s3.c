@@ -767,22 +767,25 @@ s3_upload_begin (struct store *s, const char *key)
 
 static int
 s3_upload_part (struct store_upload *u, unsigned partno,
-                uint64_t offset, const void *data, size_t len)
+                uint64_t offset, const void *data, size_t len,
+                const unsigned char *sha256)
 {
   struct s3_upload *up = (struct s3_upload *) u;
   CLEANUP_FREE char *what =
     str_printf ("upload %s part %u [%ju+%zu]", u->key, partno,
                 (uintmax_t) offset, len);
-  char num[16];
+  char num[16], hash[65];
   struct s3_op op = {
     .op = STORE_OP_UPLOAD, .what = what, .method = "PUT", .key = u->key,
     .query = { { "partNumber", num }, { "uploadId", u->id } },
-    .body = data, .body_len = len,
+    .body = data, .body_len = len, .payload_hash = sha256 ? hash : NULL,
   };
   struct http_response resp;
   char *etag;
 
   snprintf (num, sizeof num, "%u", partno);
+  if (sha256)
+    hex_encode (sha256, 32, hash);
   if (what == NULL || s3_call (client (u->st), &op, &resp) == -1)
     return -1;
   http_response_free (&resp);
@@ -915,6 +918,7 @@ s3_close (struct store *s)
 }
 
 static const struct store_ops s3_ops = {
+  .wants_sha256 = true,         /* x-amz-content-sha256 */
   .get = s3_get,
   .get_stream = s3_get_stream,
   .get_range_stream = s3_get_range_stream,

@@ -391,15 +391,23 @@ store_upload_id (const struct store_upload *up)
   return up->id;
 }
 
+bool
+store_wants_sha256 (const struct store *st)
+{
+  return st->ops->wants_sha256;
+}
+
 int
 store_upload_part (struct store_upload *up, unsigned partno,
-                   uint64_t offset, const void *data, size_t len)
+                   uint64_t offset, const void *data, size_t len,
+                   const unsigned char *sha256)
 {
   if (partno < 1 || partno > STORE_PART_MAX_COUNT)
     return err_set (EINVAL, "upload %s: part number %u out of range",
                     up->key, partno);
   return counted (up->st, STORE_OP_UPLOAD,
-                  up->st->ops->upload_part (up, partno, offset, data, len));
+                  up->st->ops->upload_part (up, partno, offset, data, len,
+                                            sha256));
 }
 
 int

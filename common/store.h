@@ -177,9 +177,18 @@ struct store_upload;
 struct store_upload *store_upload_begin (struct store *st, const char *key);
 /* The upload's id, to record in a journal and abort after a crash. */
 const char *store_upload_id (const struct store_upload *up);
-/* Upload part PARTNO, which holds bytes [OFFSET, OFFSET+LEN) of the object. */
+/* Does the store check a SHA-256 of every part (S3 and R2 sign one)?
+ * A caller that reads a part's bytes anyway can then hash them in the
+ * same pass and give the hash to store_upload_part.
+ */
+bool store_wants_sha256 (const struct store *st) __attribute__ ((__nonnull__));
+/* Upload part PARTNO, which holds bytes [OFFSET, OFFSET+LEN) of the object.
+ * SHA256 is the SHA-256 of those bytes, or NULL: a store that wants one
+ * (store_wants_sha256) then computes it.  A wrong one fails the part.
+ */
 int store_upload_part (struct store_upload *up, unsigned partno,
-                       uint64_t offset, const void *data, size_t len);
+                       uint64_t offset, const void *data, size_t len,
+                       const unsigned char *sha256);
 /* Assemble the parts into the object and free UP.  0 or -1 (UP freed,
  * the upload aborted).
  */

@@ -25,6 +25,7 @@
 #include "util.h"
 
 #define THREADS_MAX 16
+#define PART_ALIGN 4096
 
 struct part {
   char *buf;
@@ -61,13 +62,20 @@ struct upload {
   char err_text[512];
 };
 
-/* Hand part P to the caller's hook, then upload it. */
+/* Hand part P to the caller's hook (which hashes it for the store, if
+ * the store wants a hash), then upload it.
+ */
 static int
 send_part (struct upload *u, const struct part *p)
 {
-  if (u->on_part && u->on_part (u->opaque, p->buf, p->len, p->offset) == -1)
+  unsigned char sha[32];
+  bool hashed = u->on_part && store_wants_sha256 (u->st);
+
+  if (u->on_part && u->on_part (u->opaque, p->buf, p->len, p->offset,
+                                hashed ? sha : NULL) == -1)
     return -1;
-  return store_upload_part (u->up, p->partno, p->offset, p->buf, p->len);
+  return store_upload_part (u->up, p->partno, p->offset, p->buf, p->len,
+                            hashed ? sha : NULL);
 }
 
 /* Wait for a queued part and take it into *P; *SKIP if an earlier part
@@ -204,8 +212,14 @@ upload_reserve (struct upload *u, size_t len)
       else
         u->nbufs++;
     }
-    if (u->cur.buf == NULL && (u->cur.buf = malloc (u->part_size)) == NULL) {
-      err_set (errno, "upload %s: malloc: %m", u->key);
+    /* Page-aligned, so that the file store can write parts with
+     * O_DIRECT.
+     */
+    if (u->cur.buf == NULL &&
+        (errno = posix_memalign ((void **) &u->cur.buf, PART_ALIGN,
+                                 u->part_size)) != 0) {
+      u->cur.buf = NULL;
+      err_set (errno, "upload %s: posix_memalign: %m", u->key);
       return NULL;
     }
   }
@@ -294,9 +308,11 @@ upload_finish (struct upload *u)
   int r = 0;
 
   if (u->up == NULL) {
-    /* Everything fits in one part: a single put (or nothing at all). */
+    /* Everything fits in one part: a single put (or nothing at all),
+     * which hashes the part itself if the store wants a hash.
+     */
     if (u->cur.len > 0 && u->on_part)
-      r = u->on_part (u->opaque, u->cur.buf, u->cur.len, 0);
+      r = u->on_part (u->opaque, u->cur.buf, u->cur.len, 0, NULL);
     if (u->cur.len > 0 && r == 0)
       r = store_put (u->st, u->key, u->cur.buf, u->cur.len, STORE_PUT_ANY,
                      NULL, NULL);

@@ -11,7 +11,10 @@
  *
  * The caller may also work on each part in the thread that uploads
  * it, just before it is sent (upload_part_fn): publish hashes its chunks
- * there, so hashing runs in parallel instead of in the producer.
+ * there, so hashing runs in parallel instead of in the producer.  If
+ * the store checks a hash of each part (store_wants_sha256), the hook
+ * computes it too, in the same pass over the bytes, and the store does
+ * not read them again to hash them.
  */
 #ifndef LAZYVOL_UPLOAD_H
 #define LAZYVOL_UPLOAD_H
@@ -28,11 +31,12 @@
 typedef int (*upload_begin_fn) (void *opaque, const char *upload_id);
 
 /* Called for every part, by the thread that uploads it, before the upload:
- * BUF holds bytes [OFFSET, OFFSET+LEN) of the blob.  0, or -1 with err_set
- * to fail the upload.
+ * BUF holds bytes [OFFSET, OFFSET+LEN) of the blob.  If SHA256 is not
+ * NULL, the hook stores there the SHA-256 of those LEN bytes, for the
+ * store.  0, or -1 with err_set to fail the upload.
  */
 typedef int (*upload_part_fn) (void *opaque, const void *buf, size_t len,
-                               uint64_t offset);
+                               uint64_t offset, unsigned char *sha256);
 
 struct upload;
 

@@ -17,7 +17,11 @@
  *   put KEY FILE [if-absent | if-match ETAG]   prints the new etag
  *   delete KEY
  *   list PREFIX [/]             "KEY SIZE" or "PREFIX/ -" per line
- *   upload KEY FILE PARTSIZE    multipart upload, parts in parallel
+ *   upload KEY FILE PARTSIZE [sha256 | wrong-sha256]
+ *                               multipart upload, parts in parallel; with
+ *                               sha256 each part's hash is computed here
+ *                               and given to the store, wrong-sha256
+ *                               gives it a wrong one
  *   begin-upload KEY            start an upload, print its id, leave it
  *   abort-upload KEY ID         abort an upload known by its id
  *   list-uploads PREFIX         "KEY ID INITIATED-MS" per upload in progress
@@ -38,6 +42,7 @@
 #include <string.h>
 
 #include "err.h"
+#include "sigv4.h"
 #include "store.h"
 #include "util.h"
 
@@ -97,14 +102,35 @@ on_piece (void *opaque, const void *buf, size_t len)
   return 0;
 }
 
+enum part_hash { HASH_NONE, HASH_RIGHT, HASH_WRONG };
+
 struct upload_job {
   struct store_upload *up;
   const char *data;
   size_t len, partsize;
+  enum part_hash hash;
   unsigned next, nparts;
   pthread_mutex_t lock;
   int failed;
 };
+
+/* The hash J gives the store for LEN bytes at DATA, into SHA: NULL for
+ * none (then the store computes one), else the right one or a wrong one.
+ */
+static const unsigned char *
+part_sha256 (const struct upload_job *j, const char *data, size_t len,
+             unsigned char sha[32])
+{
+  char hex[65];
+
+  if (j->hash == HASH_NONE)
+    return NULL;
+  if (sigv4_sha256_hex (data, len, hex) == -1 || !hex_decode (hex, sha, 32))
+    return NULL;
+  if (j->hash == HASH_WRONG)
+    sha[31] ^= 1;
+  return sha;
+}
 
 static void *
 upload_worker (void *arg)
@@ -112,8 +138,9 @@ upload_worker (void *arg)
   struct upload_job *j = arg;
 
   for (;;) {
+    unsigned char sha[32];
     unsigned part;
-    size_t off;
+    size_t off, len;
 
     pthread_mutex_lock (&j->lock);
     part = j->next < j->nparts && !j->failed ? ++j->next : 0;
@@ -121,9 +148,9 @@ upload_worker (void *arg)
     if (part == 0)
       return NULL;
     off = (size_t) (part - 1) * j->partsize;
-    if (store_upload_part (j->up, part, off, j->data + off,
-                           j->len - off < j->partsize ? j->len - off
-                                                      : j->partsize) == -1) {
+    len = j->len - off < j->partsize ? j->len - off : j->partsize;
+    if (store_upload_part (j->up, part, off, j->data + off, len,
+                           part_sha256 (j, j->data + off, len, sha)) == -1) {
       fail ();
       pthread_mutex_lock (&j->lock);
       j->failed = 1;
@@ -133,7 +160,8 @@ upload_worker (void *arg)
 }
 
 static int
-do_upload (const char *key, const char *file, const char *partsize_s)
+do_upload (const char *key, const char *file, const char *partsize_s,
+           const char *hash)
 {
   struct upload_job j = { .lock = PTHREAD_MUTEX_INITIALIZER };
   CLEANUP_FREE char *data = NULL;
@@ -142,6 +170,14 @@ do_upload (const char *key, const char *file, const char *partsize_s)
 
   if (!parse_size (partsize_s, &ps) || ps == 0)
     return err_set (EINVAL, "bad part size %s", partsize_s), fail ();
+  if (hash == NULL)
+    j.hash = HASH_NONE;
+  else if (strcmp (hash, "sha256") == 0)
+    j.hash = HASH_RIGHT;
+  else if (strcmp (hash, "wrong-sha256") == 0)
+    j.hash = HASH_WRONG;
+  else
+    return err_set (EINVAL, "upload: bad hash option %s", hash), fail ();
   if (file_read_all (file, SIZE_MAX / 2, &data, &j.len) == -1)
     return fail ();
   j.data = data;
@@ -226,8 +262,8 @@ run (int argc, char **argv)
   if (strcmp (cmd, "list") == 0 && (argc == 2 || argc == 3))
     return store_list (st, argv[1], argc == 3 ? argv[2] : NULL,
                        print_entry, NULL) == -1 ? fail () : 0;
-  if (strcmp (cmd, "upload") == 0 && argc == 4)
-    return do_upload (argv[1], argv[2], argv[3]);
+  if (strcmp (cmd, "upload") == 0 && (argc == 4 || argc == 5))
+    return do_upload (argv[1], argv[2], argv[3], argc == 5 ? argv[4] : NULL);
   if (strcmp (cmd, "begin-upload") == 0 && argc == 2) {
     /* Left open on purpose, as a crash would leave it. */
     struct store_upload *up = store_upload_begin (st, argv[1]);

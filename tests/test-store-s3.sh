@@ -12,8 +12,10 @@
 # pages (1005 keys: two pages of the store's 1000, and 336 pages of 3);
 # deletes are idempotent; a get never takes more than its limit; a
 # multipart upload of five parts sent from four threads assembles byte
-# for byte; one the store refuses to complete is aborted, as is one left
-# open, by its id.  Uploads left open are listed by key prefix, with the
+# for byte, also with each part's SHA-256 given by the caller (what is
+# signed as x-amz-content-sha256: the store checks it, so a wrong one
+# fails the part and the upload is aborted); one the store refuses to
+# complete is aborted, as is one left open, by its id.  Uploads left open are listed by key prefix, with the
 # ids boto3 sees and the time they began, in pages of 1 and 2 too (Swift
 # names no next marker on a page of one: the listing goes on after the
 # page's last upload).  Sweeping temporary objects is a no-op that sends
@@ -141,6 +143,23 @@ st get big/blob | cmp - "$tmp/big"
 boto get big/blob "$tmp/boto"
 cmp "$tmp/big" "$tmp/boto"
 [ "$(st list big/)" = "big/blob 23000000" ]
+
+# The same with the parts' hashes computed by the caller, as a publish
+# does; a wrong hash is refused by the store (Swift: 422, BadDigest),
+# tried again as a damaged body is, and fails the upload, which leaves
+# neither object nor parts.
+st --stats upload big/hashed "$tmp/big" 5M sha256 2>"$tmp/stats"
+grep -q '^requests=7 errors=0 retries=0 in=[0-9]* out=23000' "$tmp/stats" ||
+    fail "$(cat "$tmp/stats")"
+st get big/hashed | cmp - "$tmp/big"
+if st --retries 1 upload big/wrong "$tmp/big" 5M wrong-sha256 2>"$tmp/err"
+then
+    fail "parts with a wrong SHA-256 accepted"
+fi
+matches '^store-tool: upload big/wrong part [1-5] \[[0-9]*+[0-9]*\]: HTTP 400 after 2 tries (BadDigest' "$tmp/err"
+[ -z "$(boto uploads)" ]
+[ "$(st list big/)" = "big/blob 23000000
+big/hashed 23000000" ]
 
 # Parts below the store's 5 MiB minimum: complete fails, naming why, and
 # the upload is aborted, leaving neither object nor parts.
