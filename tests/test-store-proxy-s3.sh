@@ -170,8 +170,13 @@ for k in error reset truncate delay; do
     [ "$(proxy_stat $k)" -gt 0 ] || fail "seed 7 drew no $k fault"
 done
 run 7 b
-cmp "$tmp/a/faults.log" "$tmp/b/faults.log"
-[ "$(cat "$tmp/a/stats")" = "$(cat "$tmp/b/stats")" ]
+# Where a body was cut ("at N") depends on the request's range, which for
+# a ranged GET resumed after a reset depends on how much of the body had
+# arrived: the faults must be the same, request by request, not the cuts.
+uncut () { sed 's/ at [0-9]*$//' "$1"; }
+cmp <(uncut "$tmp/a/faults.log") <(uncut "$tmp/b/faults.log")
+[ "$(grep -v '^bytes-down ' "$tmp/a/stats")" = \
+  "$(grep -v '^bytes-down ' "$tmp/b/stats")" ]
 run 8 c
 cmp -s "$tmp/a/faults.log" "$tmp/c/faults.log" &&
     fail "seeds 7 and 8 drew the same faults"
