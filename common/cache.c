@@ -43,7 +43,8 @@
  * whether they verified; each chunk then becomes RESIDENT (or gives its
  * reservation back, its partial bytes punched) and loses BUSY at once,
  * so a reader waiting for the first chunk of a run does not wait for
- * the rest.  The bytes of a chunk that is BUSY and not RESIDENT are never
+ * the rest (a chunk that failed its hash keeps BUSY until the source
+ * has fetched it again, after the rest of the run).  The bytes of a chunk that is BUSY and not RESIDENT are never
  * read, so writing them unverified is safe.  Only a read that cannot
  * keep its chunk (no room, a full disk) goes through a fill buffer.  The slow path runs under c->lock
  * and waits while c->draining (a reset) is set, so no fill starts during
@@ -433,16 +434,13 @@ fill_done (void *run, uint64_t chunk, bool ok)
     count (&c->fill_bytes, len);
   }
   else {
-    struct err_saved e;
-
     /* What part of it was written is never read (it is not resident):
-     * give the space back, keeping the failure's error.
+     * give the space back if the file system can; it is only space.
      */
     count (&c->fill_errors, 1);
-    err_save (&e);
-    if (raw_zero (c, chunk * c->chunk_size, len, true) == -1)
-      log_debug ("%s", err_msg ());
-    err_restore (&e);
+    if (chunk == f->chunk && f->got > 0)
+      (void) fallocate (c->raw_fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+                        chunk * c->chunk_size, len);
   }
   {
     LOCK_FOR_SCOPE (&c->lock);
@@ -928,23 +926,30 @@ claimable (struct cache *c, uint64_t chunk)
     c->src.has (c->src.opaque, chunk);
 }
 
+/* Chunks claim_run looks at under c->lock before it lets writers in. */
+#define CLAIM_SCAN_MAX 1024
+
 /* Claim the next run of claimable chunks in [*CHUNK, END): take BUSY on
- * them and reserve their bytes.  Sets *CHUNK past what was looked at,
- * *FIRST to the run's start.  The run's length: 0 if there is none (or
+ * them and reserve their bytes.  Sets *CHUNK past what was looked at
+ * (at most CLAIM_SCAN_MAX chunks are skipped at a time), *FIRST to the
+ * run's start.  The run's length: 0 if there is none yet (*DRAINING if
  * a reset is under way), or *NOROOM if the budget ran out.
  */
 static uint64_t
 claim_run (struct cache *c, uint64_t *chunk, uint64_t end, bool evict,
-           uint64_t *first, bool *noroom)
+           uint64_t *first, bool *draining, bool *noroom)
 {
   uint64_t max = cache_run_chunks (c), n = 0, kept = 0;
 
   {
     LOCK_FOR_SCOPE (&c->lock);
-    if (c->draining)
+    if ((*draining = c->draining))
       return 0;
-    while (*chunk < end && !claimable (c, *chunk))
+    for (unsigned k = 0; *chunk < end && !claimable (c, *chunk); k++) {
+      if (k == CLAIM_SCAN_MAX)
+        return 0;
       ++*chunk;
+    }
     *first = *chunk;
     for (; *chunk < end && n < max && claimable (c, *chunk); ++*chunk, n++)
       cache_busy_take (c, *chunk);
@@ -970,15 +975,21 @@ cache_prefetch (struct cache *c, uint64_t chunk, uint64_t count_,
   int r = 0;
 
   while (r == 0 && chunk < end) {
-    bool noroom = false;
-    uint64_t first, n = claim_run (c, &chunk, end, evict, &first, &noroom);
+    bool draining, noroom = false;
+    uint64_t first, n = claim_run (c, &chunk, end, evict, &first, &draining,
+                                   &noroom);
+    struct err_saved why;
 
+    if (draining)
+      break;
+    if (noroom)
+      err_save (&why);          /* the budget's reason, for the caller */
     if (n > 0 && fill_run (c, first, n) == -1)
       r = -1;
-    else if (noroom)
+    else if (noroom) {
+      err_restore (&why);
       r = 1;
-    else if (n == 0)
-      break;
+    }
   }
   return r;
 }

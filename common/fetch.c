@@ -38,7 +38,8 @@
  * Locking: the manifest is looked up under v->mlock (read), and what a
  * stretch needs from it (key, offset, hashes, lengths) is copied out, so
  * no lock is held during a request.  A stretch holds at most
- * CACHE_RUN_CHUNKS_MAX hashes (8 KiB, on the stack).
+ * CACHE_RUN_CHUNKS_MAX hashes (8 KiB, on the stack; twice that while a
+ * chunk is fetched again).
  */
 #include <config.h>
 
@@ -271,7 +272,7 @@ volume_fetch_run (struct volume *v, uint64_t chunk, uint64_t n,
       chunk++;
       continue;
     }
-    if (found == 1 && stretch_get (&s) == -1) {
+    if (found == 1 && stretch_get (&s) == -1 && s.i < s.n) {
       err_prefix ("%s: chunk %ju", v->name, (uintmax_t) (chunk + s.i));
       ok = false;
     }

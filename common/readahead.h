@@ -35,7 +35,8 @@ struct readahead {
 };
 
 /* Start with no stream: chunks of CHUNK_SIZE bytes, fetched STEP (>= 1)
- * at a time, at most MAX_BYTES ahead of a stream (0: never).
+ * at a time, at most MAX_BYTES ahead of a stream (rounded up to whole
+ * steps; 0: never).
  */
 void readahead_init (struct readahead *ra, uint32_t chunk_size,
                      uint64_t step, uint64_t max_bytes)

@@ -159,6 +159,7 @@ struct range_stream {
   uint64_t asked;               /* where the current try starts */
   char range[48];               /* the header s3_call signs and sends */
   bool overrun;                 /* the store sent more than asked */
+  bool complete;                /* every byte came, then the try failed */
   store_stream_fn fn;
   void *opaque;
 };
@@ -172,6 +173,10 @@ range_sink (void *opaque, const void *buf, size_t len)
   struct range_stream *rs = opaque;
   int r;
 
+  if (buf == NULL && rs->done == rs->len) {
+    rs->complete = true;        /* nothing left to try again for */
+    return 1;
+  }
   if (buf == NULL) {
     rs->asked = rs->offset + rs->done;
     range_header (rs->range, sizeof rs->range, rs->asked,
@@ -209,9 +214,12 @@ s3_get_range_stream (struct store *s, const char *key,
   range_header (rs.range, sizeof rs.range, offset, len);
   if (what == NULL)
     return -1;
-  if ((r = s3_call (client (s), &op, &resp)) != 0)
+  if ((r = s3_call (client (s), &op, &resp)) != 0) {
+    if (rs.complete)
+      return 0;
     return rs.overrun ? err_set (EBADMSG, "%s: the store sent more than "
                                  "the range", what) : r;
+  }
   if (range_answered (what, rs.range, rs.asked, &resp) == -1)
     return -1;
   if (rs.done != len)

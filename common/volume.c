@@ -1086,12 +1086,16 @@ volume_resize (struct volume *v, uint64_t size)
       volume_op_begin (v, VOLUME_RESIZE) == -1)
     return -1;
   /* The short last chunk must be cached to be extended; an eviction may
-   * take it again before the gate is held (EAGAIN): a few tries.
+   * take it again before the gate is held (EAGAIN): a few tries.  A
+   * read of it first waits for a fill under way (readahead's run may
+   * hold it), which the prefetch would skip.
    */
   for (int tries = 0; r == -1 && tries < 3; tries++) {
     uint64_t last = chunk_count (cache_size (v->cache), cs) - 1;
+    char byte;
 
-    if (cache_prefetch (v->cache, last, 1, true) != 0)
+    if (cache_pread (v->cache, &byte, 1, last * cs) == -1 ||
+        cache_prefetch (v->cache, last, 1, true) != 0)
       break;                    /* failed, or no room in the budget */
     r = cache_grow (v->cache, size);
     if (r == -1 && errno != EAGAIN)
