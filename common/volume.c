@@ -653,8 +653,20 @@ readahead_job (void *owner, uint64_t chunk)
                err_msg ());
 }
 
+/* Is any of chunks [FROM, FROM+N) missing (lock-free, like a hit)? */
+static bool
+any_missing (struct volume *v, uint64_t from, uint64_t n)
+{
+  for (uint64_t c = from; c < from + n; c++)
+    if (!cache_is_resident (v->cache, c))
+      return true;
+  return false;
+}
+
 /* Queue the runs that readahead wants after a read of COUNT bytes at
- * OFFSET; a full queue drops them (the reader will fetch what it needs).
+ * OFFSET, but for those already resident (a warm sequential read queues
+ * nothing); a full queue drops them (the reader will fetch what it
+ * needs).
  */
 static void
 schedule_readahead (struct volume *v, uint32_t count, uint64_t offset)
@@ -666,7 +678,8 @@ schedule_readahead (struct volume *v, uint32_t count, uint64_t offset)
       !readahead_note (&v->ra, offset, count, chunks, &from, &n))
     return;
   for (uint64_t c = from; c < from + n; c += step)
-    if (pool_submit (v->env->pool, readahead_job, v, c, false) == -1)
+    if (any_missing (v, c, from + n - c < step ? from + n - c : step) &&
+        pool_submit (v->env->pool, readahead_job, v, c, false) == -1)
       break;
 }
 
